@@ -1,0 +1,46 @@
+# Everything runs from the project's own virtualenv; `make test` installs what it needs.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install lint fmt test test-unit test-integration demo kafka-start kafka-stop clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH" >&2; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+fmt: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+# All tests. Integration tests start the local Kafka broker themselves (scripts/kafka-local)
+# unless KAFKA_BOOTSTRAP_SERVERS points at one.
+test: install
+	$(BIN)/pytest
+
+test-unit: install
+	$(BIN)/pytest tests/unit
+
+test-integration: install
+	$(BIN)/pytest tests/integration
+
+kafka-start:
+	scripts/kafka-local start
+
+kafka-stop:
+	scripts/kafka-local stop
+
+clean:
+	rm -rf $(VENV) .local build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,309 @@
+"""Settings, read from the environment and optionally a YAML file, validated at start-up.
+
+Three groups, each with its own environment prefix so the names read naturally in a pod
+spec: ``PASSENTRY_*`` (the source), ``KAFKA_*`` (the sink) and ``BRIDGE_*`` (the bridge
+itself). Nested fields use ``__`` (``PASSENTRY_FILTERS__STATUS=failed``). An environment
+variable wins over the YAML file, so a secret injected as env overrides a ConfigMap.
+A bad value stops start-up with the setting's name in the message; the API token is a
+``SecretStr`` and never appears in a message or log line.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    HttpUrl,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from bridge.errors import ConfigError
+
+__all__ = [
+    "BridgeSettings",
+    "Config",
+    "KafkaSettings",
+    "PassEntrySettings",
+    "ScanFilters",
+    "load_config",
+]
+
+
+class ScanFilters(BaseModel):
+    """The documented filters of ``GET /api/v1/scans``; unset ones are not sent."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    entity: str | None = None
+    reader_id: str | None = None
+    pass_id: str | None = None
+    validation_type: Literal["internalValidation", "externalValidation"] | None = None
+    scan_type: Literal["nfc", "barcode"] | None = None
+    status: Literal["successful", "failed"] | None = None
+    event_id: str | None = None
+    pass_template_name: str | None = None
+    group_tag: str | None = None
+
+    def as_query(self) -> dict[str, str]:
+        names = {
+            "entity": "entity",
+            "reader_id": "readerId",
+            "pass_id": "passId",
+            "validation_type": "validationType",
+            "scan_type": "scanType",
+            "status": "status",
+            "event_id": "eventId",
+            "pass_template_name": "passTemplateName",
+            "group_tag": "groupTag",
+        }
+        return {api: v for field, api in names.items() if (v := getattr(self, field)) is not None}
+
+
+class _Group(BaseSettings):
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The YAML file arrives as init kwargs; the environment must win over it.
+        return env_settings, init_settings
+
+
+class PassEntrySettings(_Group):
+    model_config = SettingsConfigDict(
+        env_prefix="PASSENTRY_", env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    api_url: HttpUrl = HttpUrl("https://api.passentry.com")
+    api_token: SecretStr | None = None
+    api_token_file: Path | None = None
+    filters: ScanFilters = ScanFilters()
+    per_page: int = Field(100, ge=1, le=1000)
+    request_budget: float = Field(9.0, gt=0, le=100, description="requests per second")
+    timeout_s: float = Field(10.0, gt=0, le=300)
+    # How long one call keeps retrying before the cycle gives up and polls again later.
+    retry_deadline_s: float = Field(60.0, gt=0)
+    lookback_s: float = Field(300.0, ge=0, le=86_400)
+    poll_interval_min_s: float = Field(1.0, gt=0)
+    poll_interval_max_s: float = Field(30.0, gt=0)
+    pass_cache_size: int = Field(10_000, ge=0)
+    backfill_concurrency: int = Field(4, ge=1, le=32)
+
+    @model_validator(mode="after")
+    def _check(self) -> PassEntrySettings:
+        if self.poll_interval_max_s < self.poll_interval_min_s:
+            raise ValueError("poll_interval_max_s must be >= poll_interval_min_s")
+        if self.api_token is not None and self.api_token_file is not None:
+            raise ValueError("set only one of PASSENTRY_API_TOKEN and PASSENTRY_API_TOKEN_FILE")
+        return self
+
+    def token(self) -> str:
+        """The token, read from the file if one is configured. Raises ConfigError."""
+        if self.api_token_file is not None:
+            try:
+                text = self.api_token_file.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ConfigError(
+                    f"PASSENTRY_API_TOKEN_FILE: cannot read {self.api_token_file}: "
+                    f"{exc.strerror}"
+                ) from exc
+            if not text:
+                raise ConfigError(f"PASSENTRY_API_TOKEN_FILE: {self.api_token_file} is empty")
+            return text
+        if self.api_token is None or not self.api_token.get_secret_value():
+            raise ConfigError("PASSENTRY_API_TOKEN or PASSENTRY_API_TOKEN_FILE must be set")
+        return self.api_token.get_secret_value()
+
+
+SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+
+
+class KafkaSettings(_Group):
+    model_config = SettingsConfigDict(
+        env_prefix="KAFKA_", env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    bootstrap_servers: str = "localhost:9092"
+    security_protocol: SecurityProtocol = "PLAINTEXT"
+    sasl_mechanism: SaslMechanism | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_ca_location: Path | None = None
+    ssl_certificate_location: Path | None = None
+    ssl_key_location: Path | None = None
+    ssl_key_password: SecretStr | None = None
+    compression_type: Literal["none", "gzip", "snappy", "lz4", "zstd"] = "lz4"
+    linger_ms: int = Field(20, ge=0, le=60_000)
+    message_timeout_ms: int = Field(120_000, ge=1_000)
+    transaction_timeout_ms: int = Field(180_000, ge=1_000)
+    # Any other librdkafka property, e.g. KAFKA_PROPERTIES='{"client.rack": "eu-1a"}'.
+    properties: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("bootstrap_servers")
+    @classmethod
+    def _servers(cls, value: str) -> str:
+        hosts = [h.strip() for h in value.split(",") if h.strip()]
+        if not hosts or any(not re.fullmatch(r"[^\s:]+:\d{1,5}|\[[0-9a-fA-F:]+\]:\d{1,5}", h)
+                            for h in hosts):
+            raise ValueError("expected host:port[,host:port...]")
+        return ",".join(hosts)
+
+    @model_validator(mode="after")
+    def _check(self) -> KafkaSettings:
+        sasl = self.security_protocol.startswith("SASL_")
+        if sasl and (self.sasl_mechanism is None or not self.sasl_username or
+                     self.sasl_password is None):
+            raise ValueError(
+                f"security_protocol {self.security_protocol} needs sasl_mechanism, "
+                "sasl_username and sasl_password"
+            )
+        if self.message_timeout_ms >= self.transaction_timeout_ms:
+            raise ValueError(
+                "message_timeout_ms must be lower than transaction_timeout_ms, or a stuck"
+                " delivery outlives its transaction"
+            )
+        return self
+
+    def librdkafka(self) -> dict[str, Any]:
+        """The client properties shared by the producer, consumers and admin client."""
+        conf: dict[str, Any] = {
+            "bootstrap.servers": self.bootstrap_servers,
+            "security.protocol": self.security_protocol,
+        }
+        if self.sasl_mechanism is not None:
+            conf["sasl.mechanism"] = self.sasl_mechanism
+            conf["sasl.username"] = self.sasl_username
+            if self.sasl_password is not None:
+                conf["sasl.password"] = self.sasl_password.get_secret_value()
+        for key, path in (
+            ("ssl.ca.location", self.ssl_ca_location),
+            ("ssl.certificate.location", self.ssl_certificate_location),
+            ("ssl.key.location", self.ssl_key_location),
+        ):
+            if path is not None:
+                conf[key] = str(path)
+        if self.ssl_key_password is not None:
+            conf["ssl.key.password"] = self.ssl_key_password.get_secret_value()
+        conf.update(self.properties)
+        return conf
+
+
+class BridgeSettings(_Group):
+    model_config = SettingsConfigDict(
+        env_prefix="BRIDGE_", env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    source_id: str = Field("default", pattern=r"^[A-Za-z0-9._-]{1,100}$")
+    scans_topic: str = Field("passentry.scans", pattern=r"^[A-Za-z0-9._-]{1,249}$")
+    dlq_topic: str = Field("passentry.scans.dlq", pattern=r"^[A-Za-z0-9._-]{1,249}$")
+    state_topic: str = Field("passentry.bridge.state", pattern=r"^[A-Za-z0-9._-]{1,249}$")
+    # Optional routing, e.g. "passentry.scans.{status}" or "passentry.{scan_type}.scans".
+    topic_template: str | None = None
+    create_topics: bool = True
+    topic_partitions: int = Field(6, ge=1, le=10_000)
+    topic_replication_factor: int = Field(-1, ge=-1, le=32)
+    http_host: str = "0.0.0.0"
+    http_port: int = Field(9108, ge=0, le=65535)
+    shutdown_grace_s: float = Field(25.0, gt=0, le=3600)
+    # /readyz turns false when no poll succeeded for this long.
+    ready_max_poll_age_s: float = Field(120.0, gt=0)
+    log_format: Literal["auto", "json", "text"] = "auto"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("topic_template")
+    @classmethod
+    def _template(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        fields = set(re.findall(r"{([^{}]*)}", value))
+        unknown = fields - {"status", "scan_type"}
+        if unknown:
+            raise ValueError(f"unknown placeholder(s) {sorted(unknown)}; use {{status}} or "
+                             "{scan_type}")
+        if not re.fullmatch(r"[A-Za-z0-9._{}-]+", value):
+            raise ValueError("topic names may only use letters, digits, '.', '_' and '-'")
+        return value
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    passentry: PassEntrySettings
+    kafka: KafkaSettings
+    bridge: BridgeSettings
+
+
+_PREFIXES = {"passentry": "PASSENTRY_", "kafka": "KAFKA_", "bridge": "BRIDGE_"}
+
+
+def load_config(path: Path | None = None, **overrides: dict[str, Any]) -> Config:
+    """Build the config from the environment, a YAML file and CLI overrides.
+
+    CLI overrides (``overrides["bridge"] = {...}``) beat the environment, which beats the
+    file. Raises :class:`ConfigError` naming the first bad setting by its env var name.
+    """
+    sections: dict[str, dict[str, Any]] = {name: {} for name in _PREFIXES}
+    if path is not None:
+        sections = _read_yaml(path)
+    groups: dict[str, Any] = {}
+    classes: dict[str, type[_Group]] = {
+        "passentry": PassEntrySettings,
+        "kafka": KafkaSettings,
+        "bridge": BridgeSettings,
+    }
+    for name, cls in classes.items():
+        try:
+            group = cls(**sections.get(name, {}))
+            if overrides.get(name):
+                group = cls.model_validate({**group.model_dump(), **overrides[name]})
+        except ValidationError as exc:
+            raise ConfigError(_describe(exc, _PREFIXES[name])) from None
+        groups[name] = group
+    return Config(**groups)
+
+
+def _read_yaml(path: Path) -> dict[str, dict[str, Any]]:
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except OSError as exc:
+        raise ConfigError(f"--config: cannot read {path}: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--config: {path} is not valid YAML: {exc}") from exc
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"--config: {path} must be a mapping with sections {sorted(_PREFIXES)}")
+    unknown = set(loaded) - set(_PREFIXES)
+    if unknown:
+        raise ConfigError(f"--config: unknown section(s) {sorted(unknown)} in {path}; "
+                          f"expected {sorted(_PREFIXES)}")
+    out: dict[str, dict[str, Any]] = {}
+    for name, section in loaded.items():
+        if section is None:
+            section = {}
+        if not isinstance(section, dict):
+            raise ConfigError(f"--config: section {name!r} in {path} must be a mapping")
+        out[name] = section
+    return out
+
+
+def _describe(exc: ValidationError, prefix: str) -> str:
+    problems = []
+    for err in exc.errors(include_input=False, include_url=False):
+        loc = [str(part) for part in err["loc"]]
+        name = prefix + "__".join(loc).upper() if loc else prefix.rstrip("_")
+        problems.append(f"{name}: {err['msg']}")
+    return "invalid setting " + "; ".join(problems)

@@ -2,15 +2,183 @@
 
 from __future__ import annotations
 
+import json
+import logging
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
 import click
 
 from bridge import __version__
+from bridge.config import Config, load_config
+from bridge.errors import BridgeError, ConfigError
+from bridge.logs import setup_logging
+
+log = logging.getLogger("bridge")
+
+
+def parse_time(value: str, name: str) -> int:
+    """``now``, or an ISO 8601 time (``Z`` or an offset; bare times are UTC), as Unix ms."""
+    if value.strip().lower() == "now":
+        return int(time.time() * 1000)
+    try:
+        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(
+            f"expected an ISO 8601 time or 'now', got {value!r}", param_hint=name
+        ) from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return int(parsed.timestamp() * 1000)
+
+
+def _config(path: Path | None, **overrides: dict[str, Any]) -> Config:
+    try:
+        return load_config(path, **overrides)
+    except ConfigError as exc:
+        click.echo(f"passentry-bridge: configuration error: {exc}", err=True)
+        sys.exit(2)
+
+
+config_option = click.option(
+    "--config",
+    "config_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="YAML file with passentry/kafka/bridge sections; environment variables win over it.",
+)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="passentry-bridge")
 def main() -> None:
     """Stream PassEntry pass scans into Kafka as Avro."""
+
+
+@main.command()
+@config_option
+@click.option("--once", is_flag=True, help="Drain what is available now, wait for delivery, exit.")
+@click.option(
+    "--since",
+    help="Where a fresh start begins: ISO 8601 time or 'now'. Default: now minus the lookback.",
+)
+def run(config_path: Path | None, once: bool, since: str | None) -> None:
+    """Poll PassEntry and publish new scans to Kafka, continuously."""
+    from bridge.service import RunOptions
+
+    config = _config(config_path)
+    setup_logging(config.bridge.log_format, config.bridge.log_level)
+    since_ms = parse_time(since, "--since") if since else None
+    sys.exit(_serve(config, RunOptions(once=once, since_ms=since_ms)))
+
+
+@main.command()
+@config_option
+@click.option("--since", required=True, help="ISO 8601 start (createdAfter).")
+@click.option("--until", required=True, help="ISO 8601 end (createdBefore), or 'now'.")
+def backfill(config_path: Path | None, since: str, until: str) -> None:
+    """Publish every scan created between --since and --until, fetching pages concurrently."""
+    from bridge.service import RunOptions
+
+    config = _config(config_path)
+    setup_logging(config.bridge.log_format, config.bridge.log_level)
+    since_ms, until_ms = parse_time(since, "--since"), parse_time(until, "--until")
+    if until_ms <= since_ms:
+        raise click.BadParameter("must be later than --since", param_hint="--until")
+    totals = {"published": 0, "pages": 0}
+
+    def progress(stats: Any) -> None:
+        totals["published"] += stats.published
+        totals["pages"] += stats.pages
+
+    code = _serve(
+        config,
+        RunOptions(
+            once=True, since_ms=since_ms, until_ms=until_ms, serve_http=False, on_cycle=progress
+        ),
+    )
+    click.echo(
+        f"backfill: {totals['published']} scans published from {totals['pages']} pages", err=True
+    )
+    sys.exit(code)
+
+
+def _serve(config: Config, options: Any) -> int:
+    from bridge.service import Service
+
+    try:
+        service = Service(config, options)
+    except BridgeError as exc:
+        log.error("cannot start", extra={"error": str(exc)})
+        return 2 if isinstance(exc, ConfigError) else 1
+    service.install_signal_handlers()
+    return service.run()
+
+
+@main.command()
+@config_option
+def check(config_path: Path | None) -> None:
+    """Validate the config, then reach the PassEntry API and Kafka; print a verdict for each."""
+    from bridge.checks import run_checks
+
+    config = _config(config_path)
+    ok = True
+    for name, passed, detail in run_checks(config):
+        ok &= passed
+        click.echo(f"{'ok  ' if passed else 'FAIL'}  {name:<10} {detail}")
+    sys.exit(0 if ok else 1)
+
+
+@main.command()
+@config_option
+@click.option("--topic", help="Topic to read (default: BRIDGE_SCANS_TOPIC).")
+@click.option("--from-beginning", is_flag=True, help="Start at the earliest offset.")
+@click.option("--reader", help="Only records of this reader id (the key).")
+@click.option("--max", "max_records", type=click.IntRange(min=1), help="Stop after N records.")
+def tail(
+    config_path: Path | None,
+    topic: str | None,
+    from_beginning: bool,
+    reader: str | None,
+    max_records: int | None,
+) -> None:
+    """Consume the topic (read_committed), decode Avro, print JSON lines."""
+    from bridge.tail import tail as run_tail
+
+    config = _config(config_path)
+    try:
+        for line in run_tail(
+            config.kafka.librdkafka(),
+            topic or config.bridge.scans_topic,
+            from_beginning=from_beginning,
+            reader=reader,
+            max_records=max_records,
+            should_stop=lambda: False,
+        ):
+            click.echo(line)
+    except KeyboardInterrupt:
+        pass
+
+
+@main.group()
+def schema() -> None:
+    """Inspect the published Avro schema."""
+
+
+@schema.command("show")
+@click.option("--version", "version", type=int, help="Schema version (default: latest).")
+@click.option("--fingerprint", is_flag=True, help="Print the CRC-64-AVRO fingerprint only.")
+def schema_show(version: int | None, fingerprint: bool) -> None:
+    """Print the schema the bridge publishes with."""
+    from bridge.schema import SCAN_SCHEMA_NAME, load
+
+    s = load(SCAN_SCHEMA_NAME, version)
+    if fingerprint:
+        click.echo(s.fingerprint.hex())
+    else:
+        click.echo(json.dumps(s.definition, indent=2))
 
 
 def _register() -> None:

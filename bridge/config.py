@@ -119,8 +119,7 @@ class PassEntrySettings(_Group):
                 text = self.api_token_file.read_text(encoding="utf-8").strip()
             except OSError as exc:
                 raise ConfigError(
-                    f"PASSENTRY_API_TOKEN_FILE: cannot read {self.api_token_file}: "
-                    f"{exc.strerror}"
+                    f"PASSENTRY_API_TOKEN_FILE: cannot read {self.api_token_file}: {exc.strerror}"
                 ) from exc
             if not text:
                 raise ConfigError(f"PASSENTRY_API_TOKEN_FILE: {self.api_token_file} is empty")
@@ -159,16 +158,18 @@ class KafkaSettings(_Group):
     @classmethod
     def _servers(cls, value: str) -> str:
         hosts = [h.strip() for h in value.split(",") if h.strip()]
-        if not hosts or any(not re.fullmatch(r"[^\s:]+:\d{1,5}|\[[0-9a-fA-F:]+\]:\d{1,5}", h)
-                            for h in hosts):
+        if not hosts or any(
+            not re.fullmatch(r"[^\s:]+:\d{1,5}|\[[0-9a-fA-F:]+\]:\d{1,5}", h) for h in hosts
+        ):
             raise ValueError("expected host:port[,host:port...]")
         return ",".join(hosts)
 
     @model_validator(mode="after")
     def _check(self) -> KafkaSettings:
         sasl = self.security_protocol.startswith("SASL_")
-        if sasl and (self.sasl_mechanism is None or not self.sasl_username or
-                     self.sasl_password is None):
+        if sasl and (
+            self.sasl_mechanism is None or not self.sasl_username or self.sasl_password is None
+        ):
             raise ValueError(
                 f"security_protocol {self.security_protocol} needs sasl_mechanism, "
                 "sasl_username and sasl_password"
@@ -234,8 +235,9 @@ class BridgeSettings(_Group):
         fields = set(re.findall(r"{([^{}]*)}", value))
         unknown = fields - {"status", "scan_type"}
         if unknown:
-            raise ValueError(f"unknown placeholder(s) {sorted(unknown)}; use {{status}} or "
-                             "{scan_type}")
+            raise ValueError(
+                f"unknown placeholder(s) {sorted(unknown)}; use {{status}} or {{scan_type}}"
+            )
         if not re.fullmatch(r"[A-Za-z0-9._{}-]+", value):
             raise ValueError("topic names may only use letters, digits, '.', '_' and '-'")
         return value
@@ -288,8 +290,10 @@ def _read_yaml(path: Path) -> dict[str, dict[str, Any]]:
         raise ConfigError(f"--config: {path} must be a mapping with sections {sorted(_PREFIXES)}")
     unknown = set(loaded) - set(_PREFIXES)
     if unknown:
-        raise ConfigError(f"--config: unknown section(s) {sorted(unknown)} in {path}; "
-                          f"expected {sorted(_PREFIXES)}")
+        raise ConfigError(
+            f"--config: unknown section(s) {sorted(unknown)} in {path}; "
+            f"expected {sorted(_PREFIXES)}"
+        )
     out: dict[str, dict[str, Any]] = {}
     for name, section in loaded.items():
         if section is None:

@@ -49,8 +49,10 @@ class RetriableError(BridgeError):
 class ApiUnavailableError(RetriableError):
     """PassEntry did not answer usefully: transport error, 408, 429 or 5xx."""
 
-    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+    def __init__(self, message: str, *, reason: str, retry_after: float | None = None) -> None:
         super().__init__(message)
+        # One of: timeout, connection, rate_limited, server_error (a metric label).
+        self.reason = reason
         self.retry_after = retry_after
 
 
@@ -72,6 +74,10 @@ class ApiAuthError(FatalError):
 
 class ApiRequestError(FatalError):
     """A 4xx other than 401/403/408/429: PassEntry refuses the request itself."""
+
+    def __init__(self, message: str, *, status: int) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class KafkaFatalError(FatalError):

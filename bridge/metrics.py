@@ -171,9 +171,7 @@ class Metrics:
             ["outcome"],
             registry=r,
         )
-        self.ready = Gauge(
-            f"{p}_ready", "1 when /readyz answers ready, else 0.", registry=r
-        )
+        self.ready = Gauge(f"{p}_ready", "1 when /readyz answers ready, else 0.", registry=r)
 
     def published_up_to(self, created_s: float) -> None:
         if created_s > self._newest_published_s:

@@ -105,7 +105,11 @@ class UUIDv7Minter:
             ms, counter = self._last_ms, self._counter
             rand_b = self._bits(62)
         return uuid.UUID(
-            int=(ms << 80) | (7 << _VERSION_SHIFT) | (counter << 64) | (2 << _VARIANT_SHIFT) | rand_b
+            int=(ms << 80)
+            | (7 << _VERSION_SHIFT)
+            | (counter << 64)
+            | (2 << _VARIANT_SHIFT)
+            | rand_b
         )
 
     def _bits(self, n: int) -> int:

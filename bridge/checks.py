@@ -1,0 +1,73 @@
+"""``passentry-bridge check``: is the config valid, does the API answer, does Kafka?"""
+
+from __future__ import annotations
+
+import httpx
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient
+
+from bridge.config import Config
+from bridge.errors import BridgeError
+from bridge.metrics import Metrics
+from bridge.passentry.client import PassEntryClient
+from bridge.passentry.ratelimit import RequestBudget
+
+__all__ = ["run_checks"]
+
+
+def run_checks(config: Config) -> list[tuple[str, bool, str]]:
+    results = [
+        (
+            "config",
+            True,
+            f"source {config.bridge.source_id}, "
+            f"topic {config.bridge.scans_topic}, dlq {config.bridge.dlq_topic}",
+        )
+    ]
+    results.append(_check_api(config))
+    results.append(_check_kafka(config))
+    return results
+
+
+def _check_api(config: Config) -> tuple[str, bool, str]:
+    pe = config.passentry
+    try:
+        token = pe.token()
+    except BridgeError as exc:
+        return ("passentry", False, str(exc))
+    client = PassEntryClient(
+        str(pe.api_url),
+        token,
+        metrics=Metrics(),
+        budget=RequestBudget(pe.request_budget),
+        timeout_s=pe.timeout_s,
+        retry_deadline_s=min(pe.retry_deadline_s, 10.0),
+    )
+    try:
+        fetched = client.list_scans({**pe.filters.as_query(), "perPage": "1", "page": "1"})
+    except BridgeError as exc:
+        return ("passentry", False, f"{pe.api_url}: {exc}")
+    except httpx.HTTPError as exc:
+        return ("passentry", False, f"{pe.api_url}: {type(exc).__name__}")
+    finally:
+        client.close()
+    meta = fetched.page.meta
+    total = meta.total_count if meta is not None else None
+    return ("passentry", True, f"{pe.api_url} answered; {total} scans match the filters")
+
+
+def _check_kafka(config: Config) -> tuple[str, bool, str]:
+    br = config.bridge
+    admin = AdminClient(config.kafka.librdkafka())
+    try:
+        metadata = admin.list_topics(timeout=10)
+    except KafkaException as exc:
+        return ("kafka", False, f"{config.kafka.bootstrap_servers}: {exc.args[0]}")
+    present = [t for t in (br.scans_topic, br.dlq_topic) if t in metadata.topics]
+    missing = [t for t in (br.scans_topic, br.dlq_topic) if t not in metadata.topics]
+    detail = f"{len(metadata.brokers)} broker(s); topics present: {present or 'none'}"
+    if missing:
+        detail += f"; missing: {missing}" + (
+            " (will be created)" if br.create_topics else " (BRIDGE_CREATE_TOPICS is false)"
+        )
+    return ("kafka", not missing or br.create_topics, detail)

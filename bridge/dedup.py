@@ -1,0 +1,140 @@
+"""The dedup window: which scan ids are new, by UUIDv7 watermark plus a lookback set.
+
+The watermark W is the largest id published. Every poll asks PassEntry for scans created
+after ``time(W) - lookback``, because ids minted on different API nodes are ordered only by
+each node's clock and a scan may become visible after its id was minted. Inside that overlap
+the set of ids already published decides what is new. Ids older than the retention (the
+lookback plus a margin for PassEntry's fuzzy ``createdAfter`` boundary) are pruned, so
+memory follows the window, never the history.
+
+A scan older than the retention that is not in the set arrives too late for the window to
+tell whether it was published before: it is :attr:`Verdict.LATE`, and the pipeline
+dead-letters it with that reason rather than publishing it out of order or dropping it.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import heapq
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from typing import Protocol
+
+__all__ = ["DedupWindow", "RejectMemory", "Verdict"]
+
+# PassEntry documents neither the precision nor the inclusiveness of createdAfter.
+BOUNDARY_MARGIN_MS = 60_000
+
+
+class Verdict(enum.Enum):
+    NEW = "new"
+    DUPLICATE = "duplicate"
+    LATE = "late"
+
+
+class DedupWindow:
+    def __init__(self, lookback_ms: int, watermark: int = 0) -> None:
+        self.lookback_ms = lookback_ms
+        self._watermark = watermark
+        self._ids: set[int] = set()
+        self._heap: list[int] = []
+
+    @property
+    def watermark(self) -> int:
+        """The largest id published, as an int (0 when nothing was published yet)."""
+        return self._watermark
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def __contains__(self, id_int: int) -> bool:
+        return id_int in self._ids
+
+    def cursor_ms(self) -> int | None:
+        """``createdAfter`` for the next poll, in Unix ms; None before the first scan."""
+        if self._watermark == 0:
+            return None
+        return max(0, (self._watermark >> 80) - self.lookback_ms)
+
+    def retention_ms(self) -> int | None:
+        """Ids created before this time are pruned; None while the window is empty."""
+        cursor = self.cursor_ms()
+        return None if cursor is None else max(0, cursor - BOUNDARY_MARGIN_MS)
+
+    def classify(self, id_int: int) -> Verdict:
+        if id_int in self._ids:
+            return Verdict.DUPLICATE
+        retention = self.retention_ms()
+        if retention is not None and (id_int >> 80) < retention:
+            return Verdict.LATE
+        return Verdict.NEW
+
+    def add(self, id_int: int) -> None:
+        """Record a published id, move the watermark, and prune what fell out."""
+        if id_int in self._ids:
+            return
+        self._ids.add(id_int)
+        heapq.heappush(self._heap, id_int)
+        if id_int > self._watermark:
+            self._watermark = id_int
+
+    def add_all(self, ids: Iterable[int]) -> None:
+        for id_int in ids:
+            self.add(id_int)
+        self.prune()
+
+    def prune(self) -> int:
+        """Forget ids older than the retention; return how many were dropped."""
+        retention = self.retention_ms()
+        if retention is None:
+            return 0
+        bound = retention << 80
+        heap, ids = self._heap, self._ids
+        dropped = 0
+        while heap and heap[0] < bound:
+            ids.discard(heapq.heappop(heap))
+            dropped += 1
+        return dropped
+
+    def snapshot(self) -> tuple[int, list[int]]:
+        """Watermark and ids, for rebuilding an identical window after a restart."""
+        return self._watermark, sorted(self._ids)
+
+
+class _Rejectable(Protocol):
+    @property
+    def scan_id(self) -> str | None: ...
+    @property
+    def raw(self) -> bytes: ...
+
+
+class RejectMemory:
+    """Remembers dead-lettered scans for a while, so one bad scan is one dead letter.
+
+    A scan whose id is not a UUIDv7 has no creation time we can read, so it cannot join the
+    window; but PassEntry keeps returning it while it lies inside ``createdAfter``. This
+    memory, keyed by the raw bytes' digest, lasts longer than that.
+    """
+
+    def __init__(
+        self, ttl_s: float, max_items: int = 100_000, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._ttl = ttl_s
+        self._max = max_items
+        self._clock = clock
+        self._seen: OrderedDict[bytes, float] = OrderedDict()
+
+    def first_time(self, item: _Rejectable) -> bool:
+        now = self._clock()
+        while self._seen:
+            oldest, at = next(iter(self._seen.items()))
+            if now - at <= self._ttl and len(self._seen) <= self._max:
+                break
+            del self._seen[oldest]
+        key = hashlib.blake2b(item.raw, digest_size=16).digest()
+        if key in self._seen:
+            return False
+        self._seen[key] = now
+        return True

@@ -1,0 +1,198 @@
+"""Encode enriched scans as Avro against the versioned schema, with a wire-format prefix.
+
+Avro binary is concatenative: a record is its fields' encodings back to back. So the pass
+and reader sub-records, shared by many scans of a page, are encoded once per batch and their
+bytes reused, and the flat top-level fields are written directly (``bridge._avro``).
+
+The framing is the seam between encodings: Avro single-object encoding (``C3 01`` + the
+schema's CRC-64-AVRO fingerprint) by default, the schema-registry wire format (``00`` + a
+4-byte schema id) when a registry is configured.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import msgspec
+from fastavro import parse_schema, schemaless_writer
+
+from bridge._avro import NULL, long_bytes, opt_long, opt_str, str_bytes
+from bridge.enrich import Enriched
+from bridge.passentry.models import PassResource, ReaderResource
+from bridge.schema import VersionedSchema
+
+__all__ = ["Encoder", "Framing", "single_object_framing", "to_millis"]
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
+_BRANCH_1 = b"\x02"
+
+# The top-level fields this module writes by hand, in schema order.
+HEAD_FIELDS = (
+    "scanId", "createdAt", "scannedAt", "scanType", "scanValue", "validationType", "status",
+    "statusDetail", "readerId", "passId", "sourceId", "pass", "reader",
+)  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class Framing:
+    """What goes before the Avro body, and how consumers are told about it."""
+
+    prefix: bytes
+    content_type: str
+    schema_version: str
+
+
+def single_object_framing(schema: VersionedSchema) -> Framing:
+    return Framing(
+        prefix=b"\xc3\x01" + schema.fingerprint,
+        content_type="application/avro; encoding=single-object",
+        schema_version=str(schema.version),
+    )
+
+
+def to_millis(value: datetime | None) -> int | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:  # PassEntry documents UTC; a bare time is read as UTC
+        value = value.replace(tzinfo=UTC)
+    return (value - _EPOCH) // _MS
+
+
+class Encoder:
+    def __init__(self, schema: VersionedSchema, framing: Framing, source_id: str) -> None:
+        fields = [f["name"] for f in schema.definition["fields"]]
+        if tuple(fields) != HEAD_FIELDS:
+            raise ValueError(
+                f"schema {schema.name} v{schema.version} fields {fields} do not match the"
+                f" encoder's {list(HEAD_FIELDS)}; update bridge/encode.py with the schema"
+            )
+        self.schema = schema
+        self.framing = framing
+        self._source = str_bytes(source_id)
+        self._pass_schema = parse_schema(_branch(schema.definition, "pass"))
+        self._reader_schema = parse_schema(_branch(schema.definition, "reader"))
+
+    def encode(self, items: list[Enriched]) -> list[bytes | Exception]:
+        """Framed Avro values for ``items``, in order; an item that cannot be encoded
+        (a lone surrogate in a string, a timestamp out of range) gets its exception."""
+        prefix, source = self.framing.prefix, self._source
+        passes: dict[int, bytes] = {}
+        readers: dict[int, bytes] = {}
+        out: list[bytes | Exception] = []
+        for item in items:
+            p = item.pass_
+            r = item.reader
+            try:
+                if p is None:
+                    pass_bytes = NULL
+                else:
+                    pass_bytes = passes.get(id(p)) or passes.setdefault(id(p), self._pass(p))
+                if r is None:
+                    reader_bytes = NULL
+                else:
+                    reader_bytes = readers.get(id(r)) or readers.setdefault(id(r), self._reader(r))
+                out.append(self._body(prefix, source, item, pass_bytes, reader_bytes))
+            except (ValueError, TypeError, OverflowError) as exc:
+                out.append(exc)
+        return out
+
+    def _body(
+        self, prefix: bytes, source: bytes, item: Enriched, pass_bytes: bytes, reader_bytes: bytes
+    ) -> bytes:
+        scan = item.scan
+        attrs = scan.resource.attributes
+        return b"".join(
+            (
+                prefix,
+                str_bytes(scan.resource.id),
+                long_bytes(scan.created_ms),
+                opt_long(to_millis(attrs.scanned_at)),
+                str_bytes(attrs.scan_type),
+                opt_str(attrs.scan_value),
+                str_bytes(attrs.validation_type),
+                str_bytes(attrs.status),
+                opt_str(attrs.status_detail),
+                str_bytes(item.reader_id),
+                opt_str(scan.resource.pass_id),
+                source,
+                pass_bytes,
+                reader_bytes,
+            )
+        )
+
+    def _pass(self, p: PassResource) -> bytes:
+        a = p.attributes
+        barcode = None
+        if a.barcode is not None and a.barcode != type(a.barcode)():
+            b = a.barcode
+            barcode = {
+                "enabled": b.enabled,
+                "type": b.type,
+                "source": b.source,
+                "value": b.value,
+                "displayText": b.display_text,
+            }
+        record = {
+            "id": p.id,
+            "extId": a.ext_id,
+            "passType": a.pass_type,
+            "status": a.status,
+            "deviceType": a.device_type,
+            "passTemplateUuid": a.pass_template_uuid,
+            "passTemplateName": a.pass_template_name,
+            "downloadUrl": a.download_url,
+            "nfc": a.nfc,
+            "barcode": barcode,
+            "passContent": _content(a.pass_content),
+            "createdAt": to_millis(a.created_at),
+            "addedAt": to_millis(a.added_at),
+            "removedAt": to_millis(a.removed_at),
+            "deactivatedAt": to_millis(a.deactivated_at),
+        }
+        return _BRANCH_1 + _write(self._pass_schema, record)
+
+    def _reader(self, r: ReaderResource) -> bytes:
+        a = r.attributes
+        record = {
+            "id": r.id,
+            "name": a.name,
+            "readerType": a.reader_type,
+            "loggedIn": a.logged_in,
+            "qrEnabled": a.qr_enabled,
+            "mifareClassicNfcEnabled": a.mifare_classic_nfc_enabled,
+            "scanEnabled": a.scan_enabled,
+            "redeemEnabled": a.redeem_enabled,
+            "addPointsEnabled": a.add_points_enabled,
+            "ndefTagScanningEnabled": a.ndef_tag_scanning_enabled,
+            "lastSeenAt": to_millis(a.last_seen_at),
+        }
+        return _BRANCH_1 + _write(self._reader_schema, record)
+
+
+def _content(content: dict[str, Any] | None) -> dict[str, str]:
+    if not content:
+        return {}
+    return {
+        str(k): v if isinstance(v, str) else msgspec.json.encode(v).decode()
+        for k, v in content.items()
+    }
+
+
+def _write(schema: Any, record: dict[str, Any]) -> bytes:
+    buf = io.BytesIO()
+    schemaless_writer(buf, schema, record)
+    return buf.getvalue()
+
+
+def _branch(definition: dict[str, Any], field: str) -> dict[str, Any]:
+    for f in definition["fields"]:
+        if f["name"] == field:
+            branches = [b for b in f["type"] if b != "null"]
+            record: dict[str, Any] = dict(branches[0])
+            record.setdefault("namespace", definition.get("namespace"))
+            return record
+    raise ValueError(f"schema has no field {field!r}")

@@ -1,0 +1,235 @@
+"""The PassEntry API client: httpx, a request budget, and tenacity retries.
+
+``classify`` is the one place that decides what an HTTP outcome means. Transport errors,
+408, 429 and 5xx are retriable; 401 and 403 mean the token is wrong; any other 4xx is our
+bug or a bad filter, and is fatal. Retries use full-jitter exponential backoff, never wait
+less than the server's retry-after, and give up after ``retry_deadline_s``: the pipeline
+then keeps its cursor where it was and polls again later, so nothing is skipped.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TypeVar
+from urllib.parse import quote
+
+import httpx
+import msgspec
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_delay,
+    wait_random_exponential,
+)
+
+from bridge import __version__
+from bridge.errors import (
+    ApiAuthError,
+    ApiRequestError,
+    ApiUnavailableError,
+    MalformedPageError,
+    RetriableError,
+)
+from bridge.metrics import Metrics, status_class
+from bridge.passentry.models import PassDocument, PassResource
+from bridge.passentry.pages import DecodedPage, decode_page
+from bridge.passentry.ratelimit import RequestBudget
+
+__all__ = ["PassEntryClient", "classify"]
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+_pass_doc = msgspec.json.Decoder(PassDocument)
+_jitter = wait_random_exponential(multiplier=0.25, max=20)
+
+
+def classify(response: httpx.Response, endpoint: str) -> None:
+    """Raise the error that says how to handle a non-2xx answer; return on 2xx."""
+    code = response.status_code
+    if 200 <= code < 300:
+        return
+    where = f"GET {endpoint} answered {code}"
+    if code in (401, 403):
+        raise ApiAuthError(
+            f"{where}: PassEntry refused the API token; check PASSENTRY_API_TOKEN"
+            " (or PASSENTRY_API_TOKEN_FILE) and that the key may list scans"
+        )
+    if code in (408, 429) or code >= 500:
+        reason = "rate_limited" if code == 429 else "server_error"
+        raise ApiUnavailableError(where, reason=reason, retry_after=_retry_after(response.headers))
+    raise ApiRequestError(f"{where}: {_error_summary(response)}", status=code)
+
+
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    for name in ("x-rate-limit-retry-after", "retry-after"):
+        value = headers.get(name)
+        if value is None:
+            continue
+        try:
+            return max(0.0, float(value))
+        except ValueError:
+            continue  # an HTTP-date Retry-After: fall back to our own backoff
+    return None
+
+
+def _error_summary(response: httpx.Response) -> str:
+    # PassEntry's documented error body is {"errors": [str, ...]}; never echo a whole body.
+    try:
+        errors = msgspec.json.decode(response.content, type=dict[str, list[str]])["errors"]
+        return "; ".join(e[:200] for e in errors[:3])
+    except (msgspec.DecodeError, msgspec.ValidationError, KeyError):
+        return f"{len(response.content)} byte {response.headers.get('content-type', '')} body"
+
+
+@dataclass(frozen=True, slots=True)
+class FetchedPage:
+    page: DecodedPage
+    url: str
+
+
+class PassEntryClient:
+    def __init__(
+        self,
+        base_url: str,
+        token: str,
+        *,
+        metrics: Metrics,
+        budget: RequestBudget,
+        timeout_s: float = 10.0,
+        retry_deadline_s: float = 60.0,
+        transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._metrics = metrics
+        self._budget = budget
+        self._deadline = retry_deadline_s
+        self._sleep = sleep
+        self._http = httpx.Client(
+            base_url=base_url.rstrip("/"),
+            headers={
+                "Authorization": f"Bearer {token}",
+                "Accept": "application/json",
+                "User-Agent": f"passentry-bridge/{__version__}",
+            },
+            timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 5.0)),
+            transport=transport,
+            limits=httpx.Limits(max_connections=32, max_keepalive_connections=16),
+            follow_redirects=False,
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> PassEntryClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def list_scans(self, params: Mapping[str, str]) -> FetchedPage:
+        """One page of ``GET /api/v1/scans``, decoded, with retries."""
+
+        def attempt() -> FetchedPage:
+            response = self._send("/api/v1/scans", "scans", params)
+            try:
+                page = decode_page(response.content)
+            except MalformedPageError as exc:
+                reason = "html" if b"<html" in response.content[:512].lower() else "undecodable"
+                self._metrics.malformed_pages.labels(reason).inc()
+                raise MalformedPageError(f"GET /api/v1/scans page {params.get('page')}: {exc}")
+            self._metrics.pages_fetched.inc()
+            return FetchedPage(page, str(response.url))
+
+        return self._retrying(attempt, "scans")
+
+    def get_pass(self, pass_id: str) -> PassResource | None:
+        """``GET /api/v1/passes/{id}``; ``None`` when PassEntry says 404."""
+
+        def attempt() -> PassResource | None:
+            path = f"/api/v1/passes/{quote(pass_id, safe='')}"
+            try:
+                response = self._send(path, "pass", {})
+            except ApiRequestError as exc:
+                if exc.status == 404:
+                    return None
+                raise
+            try:
+                return _pass_doc.decode(response.content).data
+            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                self._metrics.malformed_pages.labels("undecodable").inc()
+                raise MalformedPageError(f"GET /api/v1/passes/{{id}}: {exc}") from None
+
+        return self._retrying(attempt, "pass")
+
+    def _send(self, path: str, endpoint: str, params: Mapping[str, str]) -> httpx.Response:
+        waited = self._budget.acquire()
+        if waited:
+            self._metrics.rate_limit_wait_seconds.inc(waited)
+        started = time.perf_counter()
+        try:
+            response = self._http.get(path, params=params)
+        except httpx.TimeoutException as exc:
+            self._count(endpoint, None, started)
+            raise ApiUnavailableError(
+                f"GET {path}: timed out ({type(exc).__name__})", reason="timeout"
+            ) from exc
+        except httpx.TransportError as exc:
+            self._count(endpoint, None, started)
+            raise ApiUnavailableError(
+                f"GET {path}: {type(exc).__name__}: {exc}", reason="connection"
+            ) from exc
+        self._count(endpoint, response.status_code, started)
+        headers = response.headers
+        self._budget.observe(
+            headers.get("x-rate-limit-remaining"), headers.get("x-rate-limit-reset"), time.time()
+        )
+        if response.status_code == 429:
+            self._metrics.api_rate_limited.labels(endpoint).inc()
+            retry_after = _retry_after(headers)
+            self._budget.pause(retry_after if retry_after is not None else 1.0)
+        if response.status_code in (401, 403):
+            self._metrics.api_auth_failures.inc()
+        classify(response, path if endpoint == "scans" else f"/api/v1/{endpoint}es/{{id}}")
+        return response
+
+    def _count(self, endpoint: str, status: int | None, started: float) -> None:
+        self._metrics.api_request_duration.labels(endpoint).observe(time.perf_counter() - started)
+        self._metrics.api_requests.labels(endpoint, status_class(status)).inc()
+
+    def _retrying(self, attempt: Callable[[], T], endpoint: str) -> T:
+        def wait(state: RetryCallState) -> float:
+            backoff = _jitter(state)
+            exc = state.outcome.exception() if state.outcome is not None else None
+            server = exc.retry_after if isinstance(exc, ApiUnavailableError) else None
+            return max(backoff, server or 0.0)
+
+        def before_sleep(state: RetryCallState) -> None:
+            exc = state.outcome.exception() if state.outcome is not None else None
+            self._metrics.api_retries.labels(endpoint, _retry_reason(exc)).inc()
+            log.warning(
+                "retrying PassEntry request",
+                extra={"endpoint": endpoint, "attempt": state.attempt_number, "error": str(exc)},
+            )
+
+        retrying = Retrying(
+            retry=retry_if_exception_type(RetriableError),
+            wait=wait,
+            stop=stop_after_delay(self._deadline),
+            sleep=self._sleep,
+            before_sleep=before_sleep,
+            reraise=True,
+        )
+        return retrying(attempt)
+
+
+def _retry_reason(exc: BaseException | None) -> str:
+    if isinstance(exc, MalformedPageError):
+        return "malformed"
+    if isinstance(exc, ApiUnavailableError):
+        return exc.reason
+    return "other"

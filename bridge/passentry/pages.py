@@ -1,0 +1,134 @@
+"""Turn a ``GET /api/v1/scans`` body into typed scans, dead letters and lookup tables.
+
+A page that is not a JSON:API document at all (truncated, HTML, bad JSON) raises
+:class:`MalformedPageError`, which the client retries: skipping it would lose scans. One bad
+scan inside a good page becomes a :class:`Rejected` item for the dead-letter topic, and the
+rest of the page goes on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import msgspec
+
+from bridge.errors import MalformedPageError
+from bridge.passentry.models import (
+    PageEnvelope,
+    PageLinks,
+    PageMeta,
+    PassResource,
+    ReaderResource,
+    ResourceHead,
+    ScanResource,
+)
+from bridge.uuid7 import InvalidUUIDv7Error, parse_uuid7, uuid7_millis
+
+__all__ = ["DecodedPage", "Rejected", "ValidScan", "decode_page"]
+
+_envelope = msgspec.json.Decoder(PageEnvelope)
+_scan = msgspec.json.Decoder(ScanResource)
+_head = msgspec.json.Decoder(ResourceHead)
+_pass = msgspec.json.Decoder(PassResource)
+_reader = msgspec.json.Decoder(ReaderResource)
+
+
+@dataclass(slots=True, frozen=True)
+class ValidScan:
+    """A decoded scan whose id is a valid UUIDv7."""
+
+    id_int: int
+    created_ms: int
+    resource: ScanResource
+    raw: bytes
+
+
+@dataclass(slots=True, frozen=True)
+class Rejected:
+    """A scan that cannot be published; it goes to the dead-letter topic as ``raw``."""
+
+    reason: str
+    detail: str
+    raw: bytes
+    scan_id: str | None = None
+    reader_id: str | None = None
+
+
+@dataclass(slots=True)
+class DecodedPage:
+    scans: list[ValidScan] = field(default_factory=list)
+    rejected: list[Rejected] = field(default_factory=list)
+    passes: dict[str, PassResource] = field(default_factory=dict)
+    readers: dict[str, ReaderResource] = field(default_factory=dict)
+    meta: PageMeta | None = None
+    links: PageLinks | None = None
+    # included items that did not decode; enrichment treats them as missing.
+    bad_included: int = 0
+
+    @property
+    def size(self) -> int:
+        return len(self.scans) + len(self.rejected)
+
+
+def decode_page(body: bytes) -> DecodedPage:
+    try:
+        envelope = _envelope.decode(body)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise MalformedPageError(f"not a scans page: {_short(exc)}") from None
+    page = DecodedPage(meta=envelope.meta, links=envelope.links)
+    for raw in envelope.data:
+        _decode_scan(bytes(raw), page)
+    for raw in envelope.included or ():
+        _decode_included(raw, page)
+    return page
+
+
+def _decode_scan(raw: bytes, page: DecodedPage) -> None:
+    try:
+        scan = _scan.decode(raw)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        head = _try_head(raw)
+        page.rejected.append(
+            Rejected("invalid_scan", _short(exc), raw, head.id if head is not None else None)
+        )
+        return
+    if scan.type != "scan":
+        page.rejected.append(
+            Rejected("invalid_scan", f"type is {scan.type!r}, not 'scan'", raw, scan.id)
+        )
+        return
+    reader_id = scan.reader_id
+    if reader_id is None or not reader_id:
+        page.rejected.append(
+            Rejected("missing_reader_id", "relationships.reader.data.id is absent", raw, scan.id)
+        )
+        return
+    try:
+        value = parse_uuid7(scan.id)
+    except InvalidUUIDv7Error as exc:
+        page.rejected.append(Rejected("invalid_id", str(exc), raw, scan.id, reader_id))
+        return
+    page.scans.append(ValidScan(value.int, uuid7_millis(value), scan, raw))
+
+
+def _decode_included(raw: msgspec.Raw, page: DecodedPage) -> None:
+    try:
+        head = _head.decode(raw)
+        if head.type == "pass":
+            page.passes[head.id] = _pass.decode(raw)
+        elif head.type == "reader":
+            page.readers[head.id] = _reader.decode(raw)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        page.bad_included += 1
+
+
+def _try_head(raw: bytes) -> ResourceHead | None:
+    try:
+        return _head.decode(raw)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+
+
+def _short(exc: Exception) -> str:
+    text = str(exc)
+    return text if len(text) <= 200 else text[:197] + "..."

@@ -1,0 +1,31 @@
+"""Which topic a scan goes to: the scans topic, or a template over status and scan type."""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["Router"]
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+
+class Router:
+    def __init__(self, default_topic: str, template: str | None) -> None:
+        self._default = default_topic
+        self._template = template
+        self._cache: dict[tuple[str, str], str] = {}
+
+    def topic(self, status: str, scan_type: str) -> str:
+        if self._template is None:
+            return self._default
+        key = (status, scan_type)
+        topic = self._cache.get(key)
+        if topic is None:
+            # Values come from PassEntry; keep the topic name legal whatever they hold.
+            topic = self._template.format(
+                status=_UNSAFE.sub("_", status)[:50] or "unknown",
+                scan_type=_UNSAFE.sub("_", scan_type)[:50] or "unknown",
+            )
+            if len(self._cache) < 1000:
+                self._cache[key] = topic
+        return topic

@@ -1,0 +1,240 @@
+"""Assemble the bridge from its config and run it: the poll loop, signals, shutdown.
+
+The loop adapts its pace: while PassEntry has more than one page for a cycle it comes back
+at the minimum interval, and while idle it doubles the wait up to the maximum. A retriable
+failure (API down, 429 storm, broker unreachable) keeps the cursor where it was and tries
+again with backoff; a fatal one (bad token, fenced producer) turns readiness false, logs
+why, and exits non-zero so the orchestrator restarts the pod.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import FrameType
+
+import httpx
+
+from bridge.config import Config
+from bridge.dedup import DedupWindow
+from bridge.encode import Encoder, single_object_framing
+from bridge.enrich import Enricher, PassCache
+from bridge.errors import FatalError, KafkaRetriableError, RetriableError
+from bridge.health import Health
+from bridge.http import StatusServer
+from bridge.metrics import Metrics
+from bridge.passentry.client import PassEntryClient
+from bridge.passentry.ratelimit import RequestBudget
+from bridge.pipeline import CycleStats, Pipeline
+from bridge.publish import Publisher, producer_config
+from bridge.routing import Router
+from bridge.schema import latest
+from bridge.topics import TopicManager
+
+__all__ = ["RunOptions", "Service"]
+
+log = logging.getLogger(__name__)
+
+EXIT_OK = 0
+EXIT_FATAL = 1
+EXIT_GAVE_UP = 2
+
+
+@dataclass(frozen=True, slots=True)
+class RunOptions:
+    once: bool = False
+    since_ms: int | None = None
+    until_ms: int | None = None
+    serve_http: bool = True
+    on_cycle: Callable[[CycleStats], None] | None = None
+
+
+class Service:
+    def __init__(
+        self,
+        config: Config,
+        options: RunOptions,
+        *,
+        metrics: Metrics | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.config = config
+        self.options = options
+        self.metrics = metrics if metrics is not None else Metrics()
+        self.stop = threading.Event()
+        pe, kafka, br = config.passentry, config.kafka, config.bridge
+        self.health = Health(
+            max_poll_age_s=max(br.ready_max_poll_age_s, pe.poll_interval_max_s * 3)
+        )
+        token = pe.token()
+        self.client = PassEntryClient(
+            str(pe.api_url),
+            token,
+            metrics=self.metrics,
+            budget=RequestBudget(pe.request_budget),
+            timeout_s=pe.timeout_s,
+            retry_deadline_s=pe.retry_deadline_s,
+            transport=transport,
+            sleep=self._sleep,
+        )
+        client_conf = kafka.librdkafka()
+        self.topics = TopicManager(
+            client_conf,
+            create=br.create_topics,
+            partitions=br.topic_partitions,
+            replication_factor=br.topic_replication_factor,
+        )
+        self.publisher = Publisher(
+            producer_config(
+                client_conf,
+                compression=kafka.compression_type,
+                linger_ms=kafka.linger_ms,
+                message_timeout_ms=kafka.message_timeout_ms,
+            ),
+            self.metrics,
+            dlq_topic=br.dlq_topic,
+        )
+        schema = latest()
+        lookback_ms = int(pe.lookback_s * 1000)
+        now_ms = int(time.time() * 1000)
+        start_ms = options.since_ms if options.since_ms is not None else now_ms - lookback_ms
+        self.pipeline = Pipeline(
+            client=self.client,
+            enricher=Enricher(self.client.get_pass, self.metrics, PassCache(pe.pass_cache_size)),
+            encoder=Encoder(schema, single_object_framing(schema), br.source_id),
+            publisher=self.publisher,
+            router=Router(br.scans_topic, br.topic_template),
+            window=DedupWindow(lookback_ms),
+            metrics=self.metrics,
+            health=self.health,
+            filters=pe.filters.as_query(),
+            per_page=pe.per_page,
+            concurrency=pe.backfill_concurrency,
+            source_id=br.source_id,
+            dlq_topic=br.dlq_topic,
+            delivery_timeout_s=kafka.message_timeout_ms / 1000 + 5,
+            start_ms=start_ms,
+            ensure_topics=self.topics.ensure,
+        )
+        self.http: StatusServer | None = None
+        if options.serve_http:
+            self.http = StatusServer(br.http_host, br.http_port, self.metrics, self.health)
+
+    def _sleep(self, seconds: float) -> None:
+        if self.stop.wait(seconds):
+            raise _Stopped
+
+    def install_signal_handlers(self) -> None:
+        def handle(signum: int, frame: FrameType | None) -> None:
+            if self.stop.is_set():
+                return
+            log.info("stopping", extra={"signal": signal.Signals(signum).name})
+            self.stop.set()
+            grace = self.config.bridge.shutdown_grace_s
+            # The last resort: if a call outlives the grace period, leave without committing
+            # the cycle (the cursor has not moved, so nothing is lost) before SIGKILL comes.
+            timer = threading.Timer(max(grace - 1.0, 0.5), _force_exit)
+            timer.daemon = True
+            timer.start()
+
+        signal.signal(signal.SIGTERM, handle)
+        signal.signal(signal.SIGINT, handle)
+
+    def run(self) -> int:
+        if self.http is not None:
+            self.http.start()
+            log.info("serving /metrics /healthz /readyz", extra={"port": self.http.port})
+        try:
+            return self._loop()
+        finally:
+            self._shutdown()
+
+    def _loop(self) -> int:
+        pe = self.config.passentry
+        interval = pe.poll_interval_min_s
+        failing_since: float | None = None
+        while not self.stop.is_set():
+            self.health.beat()
+            try:
+                self.topics.ensure(self._fixed_topics())
+                stats = self.pipeline.cycle(
+                    self.stop, until_ms=self.options.until_ms, since_ms=self.options.since_ms
+                )
+            except _Stopped:
+                break
+            except FatalError as exc:
+                self.metrics.poll_cycles.labels("fatal").inc()
+                self.health.fatal(str(exc))
+                log.error("stopping on a fatal error", extra={"error": str(exc)})
+                return EXIT_FATAL
+            except RetriableError as exc:
+                outcome = "kafka_error" if isinstance(exc, KafkaRetriableError) else "api_error"
+                self.metrics.poll_cycles.labels(outcome).inc()
+                self.health.kafka(outcome != "kafka_error" and self.publisher.ping(5.0))
+                failing_since = failing_since or time.monotonic()
+                failed_for = time.monotonic() - failing_since
+                log.warning(
+                    "poll cycle failed; the cursor stays put and the cycle will be retried",
+                    extra={"error": str(exc), "failing_for_s": round(failed_for, 1)},
+                )
+                if self.options.once and failed_for > pe.retry_deadline_s * 3:
+                    log.error("giving up: --once could not complete a cycle")
+                    return EXIT_GAVE_UP
+                interval = min(max(interval * 2, pe.poll_interval_min_s), pe.poll_interval_max_s)
+                self.stop.wait(interval)
+                continue
+            failing_since = None
+            self.metrics.poll_cycles.labels("ok").inc()
+            self.metrics.last_poll_timestamp.set(time.time())
+            self.health.poll_succeeded()
+            self.health.kafka(True)
+            if self.options.on_cycle is not None:
+                self.options.on_cycle(stats)
+            if stats.published or stats.dead_letters:
+                log.info(
+                    "cycle",
+                    extra={
+                        "pages": stats.pages,
+                        "published": stats.published,
+                        "duplicates": stats.duplicates,
+                        "dead_letters": stats.dead_letters,
+                    },
+                )
+            if self.options.once:
+                return EXIT_OK
+            interval = (
+                pe.poll_interval_min_s if stats.busy else min(interval * 2, pe.poll_interval_max_s)
+            )
+            self.stop.wait(interval)
+        return EXIT_OK
+
+    def _fixed_topics(self) -> list[str]:
+        br = self.config.bridge
+        topics = [br.dlq_topic]
+        if br.topic_template is None:
+            topics.append(br.scans_topic)
+        return topics
+
+    def _shutdown(self) -> None:
+        left = self.publisher.close(self.config.bridge.shutdown_grace_s / 2)
+        if left:
+            log.warning("records left unacknowledged at shutdown", extra={"records": left})
+        self.pipeline.close()
+        self.client.close()
+        if self.http is not None:
+            self.http.stop()
+
+
+class _Stopped(Exception):
+    """Raised out of a backoff sleep when shutdown was requested."""
+
+
+def _force_exit() -> None:
+    log.warning("shutdown grace period over; leaving without finishing the cycle")
+    logging.shutdown()
+    os._exit(EXIT_OK)

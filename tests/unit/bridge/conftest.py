@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bridge.metrics import Metrics
+
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
+
+
+@pytest.fixture
+def example_page_bytes() -> bytes:
+    """The example response from PassEntry's GET /api/v1/scans reference page, verbatim."""
+    return (FIXTURES / "passentry_get_scans_example.json").read_bytes()
+
+
+@pytest.fixture
+def example_page(example_page_bytes: bytes) -> dict[str, Any]:
+    doc: dict[str, Any] = json.loads(example_page_bytes)
+    return doc
+
+
+@pytest.fixture
+def metrics() -> Metrics:
+    return Metrics()
+
+
+def sample(metrics: Metrics, name: str, **labels: str) -> float:
+    value = metrics.registry.get_sample_value(name, labels or None)
+    return 0.0 if value is None else value

@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from bridge.errors import MalformedPageError
+from bridge.passentry.pages import decode_page
+
+
+def test_example_page_decodes_to_three_scans_with_pass_and_reader(example_page_bytes: bytes) -> None:
+    page = decode_page(example_page_bytes)
+    assert [s.resource.id for s in page.scans] == [
+        "0194d6a9-95b7-72dc-87fc-ecaed8c0b520",
+        "0194d6a9-95b6-73b5-8904-7137e5250cb0",
+        "0194d6a9-95b5-7556-896c-693a6ef61c4d",
+    ]
+    assert page.rejected == []
+    assert set(page.passes) == {"7882e98b-0eba-4625-9223-5221eb8dad7f"}
+    assert set(page.readers) == {"south-gate-1"}
+    assert page.meta is not None and page.meta.total_pages == 1
+    assert page.links is not None and page.links.next is None
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"",
+        b"<html><body>502 Bad Gateway</body></html>",
+        b'{"data": [{"id": "x"',  # truncated
+        b'{"errors": ["Too Many Requests"]}',  # no data
+        b'{"data": {"id": "not a list"}}',
+        b"[]",
+    ],
+)
+def test_a_page_that_is_not_a_page_raises_malformed(body: bytes) -> None:
+    with pytest.raises(MalformedPageError):
+        decode_page(body)
+
+
+def test_one_bad_scan_is_rejected_and_the_rest_of_the_page_survives(
+    example_page: dict[str, Any],
+) -> None:
+    doc = example_page
+    doc["data"][0]["id"] = "5b8c7c2e-4d43-4f0e-9a43-2d2f6a3e1b7a"  # a UUIDv4
+    del doc["data"][1]["attributes"]["status"]
+    doc["data"].append({"id": "0194d6a9-95b4-7556-896c-693a6ef61c4d", "type": "scan",
+                        "attributes": {"scanType": "nfc", "validationType": "x", "status": "y"},
+                        "relationships": {"reader": {"data": None}}})
+    page = decode_page(json.dumps(doc).encode())
+    assert [s.resource.id for s in page.scans] == ["0194d6a9-95b5-7556-896c-693a6ef61c4d"]
+    reasons = {r.reason: r for r in page.rejected}
+    assert set(reasons) == {"invalid_id", "invalid_scan", "missing_reader_id"}
+    assert reasons["invalid_id"].scan_id == "5b8c7c2e-4d43-4f0e-9a43-2d2f6a3e1b7a"
+    assert reasons["invalid_id"].reader_id == "south-gate-1"
+    assert reasons["invalid_scan"].scan_id == "0194d6a9-95b6-73b5-8904-7137e5250cb0"
+    # The dead letter carries the scan's own JSON, byte for byte.
+    assert json.loads(reasons["invalid_id"].raw)["id"] == "5b8c7c2e-4d43-4f0e-9a43-2d2f6a3e1b7a"
+
+
+def test_scan_without_pass_is_valid_and_unknown_fields_are_ignored(
+    example_page: dict[str, Any],
+) -> None:
+    doc = example_page
+    doc["data"][0]["relationships"]["pass"] = {"data": None}
+    doc["data"][0]["attributes"]["brandNewField"] = {"x": 1}
+    doc["included"].append({"id": "e1", "type": "event", "attributes": {}})
+    doc["included"].append({"id": 5, "type": "pass"})  # undecodable included item
+    page = decode_page(json.dumps(doc).encode())
+    assert len(page.scans) == 3
+    assert page.scans[0].resource.pass_id is None
+    assert page.bad_included == 1

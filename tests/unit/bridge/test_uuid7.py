@@ -1,0 +1,66 @@
+from __future__ import annotations
+
+import random
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+
+from bridge.uuid7 import (
+    InvalidUUIDv7Error,
+    UUIDv7Minter,
+    max_for_millis,
+    min_for_millis,
+    parse_uuid7,
+    uuid7_datetime,
+    uuid7_millis,
+)
+
+
+def test_parses_the_documented_example_id_and_reads_its_time() -> None:
+    value = parse_uuid7("0194d6a9-95b7-72dc-87fc-ecaed8c0b520")
+    assert value.version == 7
+    assert uuid7_millis(value) == 0x0194D6A995B7
+    assert uuid7_datetime(value) == datetime(2025, 2, 5, 15, 10, 25, 719000, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        str(uuid.uuid4()),
+        str(uuid.uuid1()),
+        "00000000-0000-0000-0000-000000000000",
+        "0194d6a9-95b7-72dc-07fc-ecaed8c0b520",  # variant bits 0xx: NCS, not RFC 9562
+        "0194d6a995b772dc87fcecaed8c0b520",  # no hyphens: not the canonical form
+        "{0194d6a9-95b7-72dc-87fc-ecaed8c0b520}",
+        "0194d6a9-95b7-72dc-87fc-ecaed8c0b52g",
+        "",
+        "south-gate-1",
+        "x" * 36,
+    ],
+)
+def test_rejects_other_versions_and_garbage(text: str) -> None:
+    with pytest.raises(InvalidUUIDv7Error):
+        parse_uuid7(text)
+
+
+def test_minter_is_monotonic_within_one_millisecond_and_seeded() -> None:
+    a = UUIDv7Minter(rng=random.Random(7))
+    ids = [a.mint(at_ms=1_700_000_000_000) for _ in range(5000)]
+    assert ids == sorted(ids)
+    assert len(set(ids)) == 5000
+    assert all(parse_uuid7(str(i)) == i for i in ids[:50])
+    b = UUIDv7Minter(rng=random.Random(7))
+    assert [b.mint(at_ms=1_700_000_000_000) for _ in range(5000)] == ids
+
+
+def test_skewed_minter_shifts_the_embedded_time() -> None:
+    value = UUIDv7Minter(clock_skew_ms=-5000).mint(at_ms=1_700_000_000_000)
+    assert uuid7_millis(value) == 1_700_000_000_000 - 5000
+
+
+def test_bounds_bracket_every_id_of_a_millisecond() -> None:
+    ms = 1_700_000_000_123
+    value = UUIDv7Minter().mint(at_ms=ms)
+    assert min_for_millis(ms) <= value <= max_for_millis(ms)
+    assert max_for_millis(ms - 1) < value < min_for_millis(ms + 1)

@@ -1,0 +1,221 @@
+"""``passentry-bridge simulate``: run the PassEntry simulator until SIGTERM or SIGINT.
+
+The first and only line on stdout is the base URL (flushed), so a parent process can read
+it, which matters with ``--port 0``. Everything else goes to stderr through logging.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+import time
+from datetime import UTC, datetime
+
+import click
+from aiohttp import web
+
+from bridge.simulator.app import Simulator, SimulatorConfig, build_app
+from bridge.simulator.faults import Faults
+from bridge.simulator.store import WorldConfig
+
+__all__ = ["simulate"]
+
+log = logging.getLogger(__name__)
+
+_rate = click.FloatRange(0.0, 1.0)
+_FAULT_FLAGS = {  # CLI option -> Faults field, where the names differ
+    "hang_seconds": "hang_s",
+    "late_seconds": "late_s",
+    "fault_5xx_rate": "error_5xx_rate",
+    "fault_hang_rate": "hang_rate",
+    "fault_reset_rate": "reset_rate",
+    "fault_malformed_rate": "malformed_rate",
+    "fault_truncated_rate": "truncated_rate",
+    "fault_html_rate": "html_rate",
+    "fault_bad_id_rate": "bad_id_rate",
+    "fault_missing_included_rate": "missing_included_rate",
+    "fault_late_rate": "late_rate",
+}
+
+
+def _fault_options(func: click.decorators.FC) -> click.decorators.FC:
+    for flag in reversed([f for f in _FAULT_FLAGS if f.endswith("_rate")]):
+        name = "--" + flag.replace("_", "-")
+        func = click.option(name, type=_rate, default=0.0, show_default=True)(func)
+    return func
+
+
+def _anchor_ms(text: str | None) -> int | None:
+    if text is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise click.BadParameter("must be an ISO 8601 date-time", param_hint="--anchor") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp() * 1000)
+
+
+@click.command("simulate")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8080,
+    show_default=True,
+    help="0 picks a free port.",
+)
+@click.option("--token", default="sim-token", show_default=True, help="Accepted Bearer token.")
+@click.option(
+    "--backlog",
+    type=click.IntRange(0),
+    default=0,
+    show_default=True,
+    help="Historical scans present at start-up.",
+)
+@click.option(
+    "--backlog-span",
+    "backlog_span_s",
+    type=click.FloatRange(0.001),
+    default=3600.0,
+    show_default=True,
+    help="Seconds of past time the backlog is spread over.",
+)
+@click.option(
+    "--anchor",
+    help="ISO 8601 end of the backlog range (default: now). "
+    "Fix it together with --seed for identical backlog ids across runs.",
+)
+@click.option(
+    "--rate",
+    type=click.FloatRange(0.0),
+    default=0.0,
+    show_default=True,
+    help="Live scans per second; 0 = none.",
+)
+@click.option(
+    "--duration",
+    type=click.FloatRange(0.0),
+    default=None,
+    help="Stop live traffic after this many seconds; the API keeps serving.",
+)
+@click.option("--readers", type=click.IntRange(1), default=20, show_default=True)
+@click.option("--passes", type=click.IntRange(1), default=1000, show_default=True)
+@click.option("--seed", type=int, default=None, help="Makes data and fault draws repeatable.")
+@click.option("--latency-ms", type=click.FloatRange(0.0), default=0.0, show_default=True)
+@click.option("--jitter-ms", type=click.FloatRange(0.0), default=0.0, show_default=True)
+@click.option(
+    "--rate-limit",
+    type=click.IntRange(1),
+    default=10,
+    show_default=True,
+    help="Requests per second per (endpoint, method).",
+)
+@click.option("--no-rate-limit", is_flag=True, help="Turn the rate limit off.")
+@_fault_options
+@click.option("--hang-seconds", type=click.FloatRange(0.0), default=30.0, show_default=True)
+@click.option("--late-seconds", type=click.FloatRange(0.0), default=5.0, show_default=True)
+@click.option(
+    "--nodes",
+    type=click.IntRange(1),
+    default=1,
+    show_default=True,
+    help="Id-minting API nodes; each scan is minted by a random one.",
+)
+@click.option(
+    "--max-skew-ms",
+    type=click.IntRange(0),
+    default=0,
+    show_default=True,
+    help="Each node's clock is off by up to this much.",
+)
+@click.option(
+    "--max-page-size",
+    type=click.IntRange(1),
+    default=None,
+    help="Serve at most this many scans per page, whatever perPage asks.",
+)
+@click.option("--log-level", default="INFO", show_default=True)
+def simulate(
+    *,
+    host: str,
+    port: int,
+    token: str,
+    backlog: int,
+    backlog_span_s: float,
+    anchor: str | None,
+    rate: float,
+    duration: float | None,
+    readers: int,
+    passes: int,
+    seed: int | None,
+    rate_limit: int,
+    no_rate_limit: bool,
+    log_level: str,
+    **fault_settings: float | int | None,
+) -> None:
+    """Serve a fake PassEntry scans API, with live traffic and injectable faults."""
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    world = WorldConfig(
+        readers=readers,
+        passes=passes,
+        seed=seed,
+        backlog=backlog,
+        backlog_span_s=backlog_span_s,
+        anchor_ms=_anchor_ms(anchor),
+    )
+    config = SimulatorConfig(
+        token=token,
+        world=world,
+        rate=rate,
+        duration_s=duration,
+        rate_limit=None if no_rate_limit else rate_limit,
+    )
+    started = time.perf_counter()
+    sim = Simulator.create(config, _faults(fault_settings, seed))
+    log.info(
+        "built %d readers, %d passes, %d backlog scans in %.2fs",
+        readers,
+        passes,
+        backlog,
+        time.perf_counter() - started,
+    )
+    asyncio.run(_serve(sim, host, port))
+
+
+def _faults(settings: dict[str, float | int | None], seed: int | None) -> Faults:
+    """Faults from the CLI flags, checked by the same code as ``PUT /_sim/faults``."""
+    faults = Faults()
+    if seed is not None:
+        # Its own stream, so turning a fault on does not change the generated data.
+        faults.rng.seed(seed + 1)
+    faults.update({_FAULT_FLAGS.get(flag, flag): value for flag, value in settings.items()})
+    return faults
+
+
+async def _serve(sim: Simulator, host: str, port: int) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    runner = web.AppRunner(build_app(sim), access_log=None, shutdown_timeout=1.0)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        bound_host, bound_port = runner.addresses[0][:2]
+        bound_host = f"[{bound_host}]" if ":" in bound_host else bound_host
+        url = f"http://{bound_host}:{bound_port}"
+        print(url, flush=True)
+        log.info("simulator listening on %s", url)
+        await stop.wait()
+        log.info("stopping")
+    finally:
+        await runner.cleanup()

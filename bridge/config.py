@@ -10,6 +10,9 @@ A bad value stops start-up with the setting's name in the message; the API token
 
 from __future__ import annotations
 
+import difflib
+import logging
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -103,6 +106,8 @@ class PassEntrySettings(_Group):
     poll_interval_max_s: float = Field(30.0, gt=0)
     pass_cache_size: int = Field(10_000, ge=0)
     backfill_concurrency: int = Field(4, ge=1, le=32)
+    # One cycle holds at most this many scans in memory; a bigger backlog takes more cycles.
+    max_cycle_scans: int = Field(10_000, ge=100, le=1_000_000)
 
     @model_validator(mode="after")
     def _check(self) -> PassEntrySettings:
@@ -186,6 +191,8 @@ class KafkaSettings(_Group):
         conf: dict[str, Any] = {
             "bootstrap.servers": self.bootstrap_servers,
             "security.protocol": self.security_protocol,
+            # librdkafka's own log lines go through our logging (JSON in a pod), not stderr.
+            "logger": logging.getLogger("librdkafka"),
         }
         if self.sasl_mechanism is not None:
             conf["sasl.mechanism"] = self.sasl_mechanism
@@ -250,6 +257,8 @@ class Config:
     bridge: BridgeSettings
 
 
+log = logging.getLogger(__name__)
+
 _PREFIXES = {"passentry": "PASSENTRY_", "kafka": "KAFKA_", "bridge": "BRIDGE_"}
 
 
@@ -259,6 +268,7 @@ def load_config(path: Path | None = None, **overrides: dict[str, Any]) -> Config
     CLI overrides (``overrides["bridge"] = {...}``) beat the environment, which beats the
     file. Raises :class:`ConfigError` naming the first bad setting by its env var name.
     """
+    _check_env_names()
     sections: dict[str, dict[str, Any]] = {name: {} for name in _PREFIXES}
     if path is not None:
         sections = _read_yaml(path)
@@ -277,6 +287,31 @@ def load_config(path: Path | None = None, **overrides: dict[str, Any]) -> Config
             raise ConfigError(_describe(exc, _PREFIXES[name])) from None
         groups[name] = group
     return Config(**groups)
+
+
+def _check_env_names() -> None:
+    """A misspelt ``BRIDGE_*`` or ``PASSENTRY_*`` variable would be silently ignored by
+    pydantic-settings; refuse it instead. ``KAFKA_*`` is shared with other tools (the JVM
+    scripts read KAFKA_HEAP_OPTS, for one), so an unknown name there is only logged."""
+    groups: dict[str, type[_Group]] = {
+        "PASSENTRY_": PassEntrySettings,
+        "BRIDGE_": BridgeSettings,
+        "KAFKA_": KafkaSettings,
+    }
+    for prefix, cls in groups.items():
+        known = [prefix + name.upper() for name in cls.model_fields]
+        for name in os.environ:
+            if not name.startswith(prefix):
+                continue
+            top = name.split("__", 1)[0]
+            if top in known:
+                continue
+            hint = difflib.get_close_matches(top, known, n=1)
+            message = f"{name}: not a setting" + (f"; did you mean {hint[0]}?" if hint else "")
+            if prefix == "KAFKA_":
+                log.warning("ignoring unknown environment variable %s", name)
+            else:
+                raise ConfigError("invalid setting " + message)
 
 
 def _read_yaml(path: Path) -> dict[str, dict[str, Any]]:

@@ -73,10 +73,11 @@ class Enricher:
         self._metrics = metrics
         self._cache = cache if cache is not None else PassCache(10_000)
 
-    def enrich(self, scans: list[ValidScan], page: DecodedPage) -> list[Enriched]:
-        passes, readers = page.passes, page.readers
+    def enrich(self, items: list[tuple[ValidScan, DecodedPage]]) -> list[Enriched]:
+        """Each scan with its pass and reader, looked up in the page it came from."""
         out = []
-        for scan in scans:
+        for scan, page in items:
+            passes, readers = page.passes, page.readers
             resource = scan.resource
             pass_id = resource.pass_id
             found_pass = None

@@ -1,11 +1,21 @@
 """The loop: fetch -> dedup -> enrich -> encode -> publish -> commit.
 
 This is the one place that decides the order of the stages and when the cursor moves.
-A cycle pins ``createdBefore`` at its start, so the set of scans it walks is stable and its
-pages may be fetched several at a time. PassEntry lists newest first, so the cycle walks the
-pages from the last (oldest) to the first, publishing each chunk in id order; the cursor
-(the dedup window) only moves after the broker acknowledged the chunk. A failed chunk leaves
-the cursor where it was, and the next cycle fetches the same scans again.
+
+How a cycle reads PassEntry safely. The API pages by offset, newest first, and a scan can
+become visible after its id was minted, which inserts it in the middle of the list while we
+walk it and shifts every older scan one place later. A walk can then miss a scan that moved
+from a page not yet fetched into one already fetched. So a cycle:
+
+1. pins a time slice ``[createdAfter, createdBefore)``: after = the cursor (watermark time
+   minus lookback), before = now, shrunk until the slice holds at most ``max_cycle_scans``
+   (that bounds memory however far behind the bridge is);
+2. fetches every page of the slice, several at a time, keeping the scans by id;
+3. checks completeness: the number of distinct scans kept must reach the largest
+   ``meta.totalCount`` any page reported. If it falls short, items moved under the walk, and
+   the slice is walked again (what was kept stays; duplicates merge);
+4. publishes the slice in id order, in chunks; the cursor (the dedup window) moves only
+   after the broker acknowledged a chunk. A failed chunk leaves it where it was.
 """
 
 from __future__ import annotations
@@ -25,7 +35,7 @@ from bridge.enrich import Enricher
 from bridge.health import Health
 from bridge.metrics import Metrics
 from bridge.passentry.client import FetchedPage, PassEntryClient
-from bridge.passentry.pages import Rejected, ValidScan
+from bridge.passentry.pages import DecodedPage, Rejected, ValidScan
 from bridge.publish import OutRecord, Sink
 from bridge.routing import Router
 
@@ -33,23 +43,53 @@ __all__ = ["CycleStats", "Pipeline", "iso_millis"]
 
 log = logging.getLogger(__name__)
 
+# How many full walks of one slice before the cycle settles for what it has; the next
+# cycle's lookback overlap picks up anything still missing.
+_MAX_WALKS = 3
+_CHUNK = 1000
+
 
 def iso_millis(ms: int) -> str:
     """The ISO 8601 form PassEntry's createdAfter/createdBefore take, to the millisecond."""
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
+    text = datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="milliseconds")
+    return text.replace("+00:00", "Z")
 
 
 @dataclass(slots=True)
 class CycleStats:
     pages: int = 0
+    walks: int = 0
     fetched: int = 0
     published: int = 0
     duplicates: int = 0
     dead_letters: int = 0
     late: int = 0
-    # True when the API had more than one page: poll again soon.
+    # More than one page, or a slice cut short: poll again soon.
     busy: bool = False
     topics: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class _Slice:
+    """What one walk of a time slice collected, keyed so that repeated walks merge."""
+
+    scans: dict[int, tuple[ValidScan, DecodedPage, str]] = field(default_factory=dict)
+    rejected: dict[bytes, tuple[Rejected, str]] = field(default_factory=dict)
+    total: int | None = None
+
+    def add(self, fetched: FetchedPage) -> None:
+        page = fetched.page
+        for scan in page.scans:
+            self.scans.setdefault(scan.id_int, (scan, page, fetched.url))
+        for rejected in page.rejected:
+            self.rejected.setdefault(rejected.raw, (rejected, fetched.url))
+        meta = page.meta
+        if meta is not None and meta.total_count is not None:
+            self.total = max(self.total or 0, meta.total_count)
+
+    @property
+    def complete(self) -> bool:
+        return self.total is None or len(self.scans) + len(self.rejected) >= self.total
 
 
 class Pipeline:
@@ -67,6 +107,7 @@ class Pipeline:
         filters: dict[str, str],
         per_page: int,
         concurrency: int,
+        max_cycle_scans: int,
         source_id: str,
         dlq_topic: str,
         delivery_timeout_s: float,
@@ -84,6 +125,7 @@ class Pipeline:
         self._filters = filters
         self._per_page = per_page
         self._concurrency = concurrency
+        self._max_scans = max_cycle_scans
         self._source = source_id
         self._dlq = dlq_topic
         self._delivery_timeout = delivery_timeout_s
@@ -104,67 +146,105 @@ class Pipeline:
     def cycle(
         self, stop: threading.Event, *, until_ms: int | None = None, since_ms: int | None = None
     ) -> CycleStats:
-        """Walk every page created after the cursor and before ``until_ms`` (default now)."""
+        """Read one slice after the cursor (ending at ``until_ms``, default now), publish it."""
         started = time.perf_counter()
         after = self.window.cursor_ms()
         if after is None:
             after = self._start_ms if since_ms is None else since_ms
         before = until_ms if until_ms is not None else int(time.time() * 1000)
-        params = dict(self._filters)
-        params.update(
-            perPage=str(self._per_page), createdAfter=iso_millis(after),
-            createdBefore=iso_millis(before),
-        )  # fmt: skip
         stats = CycleStats()
-        first = self._client.list_scans({**params, "page": "1"})
-        stats.pages = 1
-        total = _total_pages(first)
-        if total is None:
-            # No meta.totalPages: walk sequentially by links.next / until an empty page.
-            self._walk_sequential(first, params, stats, stop)
-        else:
-            stats.busy = total > 1
-            batch: list[FetchedPage] = []
-            for fetched in self._prefetch(params, range(total, 1, -1)):
-                if stop.is_set():
-                    return stats
-                stats.pages += 1
-                batch.append(fetched)
-                if len(batch) >= self._concurrency:
-                    self._process(batch, stats)
-                    batch = []
-            if not stop.is_set():
-                self._process([*batch, first], stats)
+        if before <= after:
+            return stats
+        before, first = self._fit_slice(after, before, stats)
+        collected = self._walk(after, before, first, stats, stop)
+        if stop.is_set():
+            return stats
+        self._publish_slice(collected, stats, stop)
         self._metrics.poll_cycle_duration.observe(time.perf_counter() - started)
         return stats
 
-    def _walk_sequential(
-        self, first: FetchedPage, params: dict[str, str], stats: CycleStats, stop: threading.Event
-    ) -> None:
-        # Without a page count the oldest page is unknown up front, so hold the walk's pages
-        # and publish once it ends. Only servers that omit meta take this path.
-        pages = [first]
-        number = 1
-        while pages[-1].page.size > 0 and not stop.is_set():
-            links = pages[-1].page.links
-            if links is not None and links.next is None and number > 1:
+    def _params(self, after: int, before: int, page: int) -> dict[str, str]:
+        return {
+            **self._filters,
+            "perPage": str(self._per_page),
+            "createdAfter": iso_millis(after),
+            "createdBefore": iso_millis(before),
+            "page": str(page),
+        }
+
+    def _fit_slice(self, after: int, before: int, stats: CycleStats) -> tuple[int, FetchedPage]:
+        """Shrink ``before`` until the slice holds at most ``max_cycle_scans`` scans."""
+        while True:
+            first = self._client.list_scans(self._params(after, before, 1))
+            stats.pages += 1
+            meta = first.page.meta
+            count = meta.total_count if meta is not None else None
+            if count is None or count <= self._max_scans or before - after <= 1:
+                return before, first
+            # Assume scans spread evenly, aim a little under the cap, and check again.
+            span = max(1, int((before - after) * self._max_scans * 0.9 / count))
+            before = after + span
+            stats.busy = True
+
+    def _walk(
+        self, after: int, before: int, first: FetchedPage, stats: CycleStats,
+        stop: threading.Event,
+    ) -> _Slice:  # fmt: skip
+        collected = _Slice()
+        collected.add(first)
+        for walk in range(1, _MAX_WALKS + 1):
+            stats.walks = walk
+            if walk > 1:
+                first = self._client.list_scans(self._params(after, before, 1))
+                stats.pages += 1
+                collected.add(first)
+            total_pages = _total_pages(first)
+            if total_pages is None:
+                self._walk_links(after, before, first, collected, stats, stop)
+                return collected  # no totalCount to check against: one sequential walk
+            stats.busy = stats.busy or total_pages > 1
+            for fetched in self._prefetch(after, before, range(2, total_pages + 1)):
+                if stop.is_set():
+                    return collected
+                stats.pages += 1
+                collected.add(fetched)
+            if collected.complete:
+                return collected
+            log.info(
+                "scans moved while the slice was walked; walking it again",
+                extra={"walk": walk, "have": len(collected.scans), "total": collected.total},
+            )
+        log.warning(
+            "slice still incomplete after %d walks; the lookback overlap retries the rest",
+            _MAX_WALKS,
+            extra={"have": len(collected.scans), "total": collected.total},
+        )
+        return collected
+
+    def _walk_links(
+        self, after: int, before: int, first: FetchedPage, collected: _Slice,
+        stats: CycleStats, stop: threading.Event,
+    ) -> None:  # fmt: skip
+        # Without meta, walk forward one page at a time: a scan inserted ahead of us only
+        # pushes the rest to later pages, so this order sees duplicates, never gaps.
+        page, number = first, 1
+        while page.page.size > 0 and not stop.is_set():
+            links = page.page.links
+            if links is not None and links.next is None:
                 break
             number += 1
-            pages.append(self._client.list_scans({**params, "page": str(number)}))
+            page = self._client.list_scans(self._params(after, before, number))
             stats.pages += 1
-        stats.busy = number > 2
-        if not stop.is_set():
-            self._process(pages[::-1], stats)
+            collected.add(page)
+        stats.busy = stats.busy or number > 1
 
-    def _prefetch(self, params: dict[str, str], numbers: range) -> Iterator[FetchedPage]:
-        """Fetch pages in order with up to ``concurrency`` requests in flight."""
+    def _prefetch(self, after: int, before: int, numbers: range) -> Iterator[FetchedPage]:
+        """Fetch pages with up to ``concurrency`` requests in flight, yielding in order."""
         pending: list[Future[FetchedPage]] = []
-        todo = iter(numbers)
         try:
-            for number in todo:
-                pending.append(
-                    self._pool.submit(self._client.list_scans, {**params, "page": str(number)})
-                )
+            for number in numbers:
+                params = self._params(after, before, number)
+                pending.append(self._pool.submit(self._client.list_scans, params))
                 if len(pending) >= self._concurrency:
                     yield pending.pop(0).result()
             while pending:
@@ -173,86 +253,86 @@ class Pipeline:
             for future in pending:
                 future.cancel()
 
-    def _process(self, fetched: list[FetchedPage], stats: CycleStats) -> None:
+    def _publish_slice(self, collected: _Slice, stats: CycleStats, stop: threading.Event) -> None:
+        window, metrics = self.window, self._metrics
+        fetched = len(collected.scans) + len(collected.rejected)
+        stats.fetched = fetched
+        metrics.scans_fetched.inc(fetched)
+        fresh: list[tuple[ValidScan, DecodedPage, str]] = []
+        late: list[OutRecord] = []
+        for item in collected.scans.values():
+            scan = item[0]
+            verdict = window.classify(scan.id_int)
+            if verdict is Verdict.NEW:
+                fresh.append(item)
+            elif verdict is Verdict.LATE:
+                late.append(self._late(scan, item[2]))
+            else:
+                stats.duplicates += 1
+        metrics.scans_duplicate.inc(stats.duplicates)
+        fresh.sort(key=lambda item: item[0].id_int)
+        dead = [
+            self._dead_letter(rejected, url)
+            for rejected, url in collected.rejected.values()
+            if self._rejects.first_time(rejected)
+        ]
+        # Dead letters ride with the first chunk; an empty slice may still carry some.
+        extra = late + dead
+        for start in range(0, max(len(fresh), 1 if extra else 0), _CHUNK):
+            if stop.is_set():
+                return
+            self._publish_chunk(fresh[start : start + _CHUNK], extra, stats)
+            extra = []
+
+    def _late(self, scan: ValidScan, url: str) -> OutRecord:
+        self._metrics.late_scans.inc()
+        log.warning(
+            "late scan: created before the dedup window; sent to the DLQ, not published",
+            extra={"scan_id": scan.resource.id, "lookback_s": self.window.lookback_ms / 1000},
+        )
+        rejected = Rejected(
+            "late_scan",
+            "created before the lookback window; it may or may not have been published",
+            scan.raw,
+            scan.resource.id,
+            scan.resource.reader_id,
+        )
+        return self._dead_letter(rejected, url)
+
+    def _publish_chunk(
+        self,
+        chunk: list[tuple[ValidScan, DecodedPage, str]],
+        extra: list[OutRecord],
+        stats: CycleStats,
+    ) -> None:
+        enriched = self._enricher.enrich([(scan, page) for scan, page, _ in chunk])
+        values = self._encoder.encode(enriched)
         records: list[OutRecord] = []
         new_ids: list[int] = []
-        window, metrics = self.window, self._metrics
-        seen: set[int] = set()
-        for item in fetched:
-            page = item.page
-            stats.fetched += page.size
-            metrics.scans_fetched.inc(page.size)
-            fresh: list[ValidScan] = []
-            duplicates = 0
-            for scan in page.scans:
-                verdict = window.classify(scan.id_int)
-                if verdict is Verdict.NEW and scan.id_int not in seen:
-                    seen.add(scan.id_int)
-                    fresh.append(scan)
-                elif verdict is Verdict.LATE:
-                    stats.late += 1
-                    metrics.late_scans.inc()
-                    log.warning(
-                        "late scan: older than the lookback window, sent to the DLQ",
-                        extra={
-                            "scan_id": scan.resource.id,
-                            "lookback_s": window.lookback_ms / 1000,
-                        },
-                    )
-                    records.append(
-                        self._dead_letter(
-                            Rejected(
-                                "late_scan",
-                                "created before the dedup window",
-                                scan.raw,
-                                scan.resource.id,
-                                scan.resource.reader_id,
-                            ),
-                            item.url,
-                        )
-                    )
-                else:
-                    duplicates += 1
-            stats.duplicates += duplicates
-            metrics.scans_duplicate.inc(duplicates)
-            fresh.sort(key=lambda s: s.id_int)
-            enriched = self._enricher.enrich(fresh, page)
-            values = self._encoder.encode(enriched)
-            for scan_item, value in zip(enriched, values, strict=True):
-                scan = scan_item.scan
-                if isinstance(value, Exception):
-                    records.append(
-                        self._dead_letter(
-                            Rejected(
-                                "encode_error",
-                                str(value)[:200],
-                                scan.raw,
-                                scan.resource.id,
-                                scan_item.reader_id,
-                            ),
-                            item.url,
-                        )
-                    )
-                    new_ids.append(scan.id_int)
-                    continue
-                attrs = scan.resource.attributes
-                records.append(
-                    OutRecord(
-                        self._router.topic(attrs.status, attrs.scan_type),
-                        scan_item.reader_id.encode(),
-                        value,
-                        [*self._static_headers, ("scan-id", scan.resource.id)],
-                        scan.created_ms,
-                    )
+        for (scan, _, url), item, value in zip(chunk, enriched, values, strict=True):
+            new_ids.append(scan.id_int)
+            resource = scan.resource
+            if isinstance(value, Exception):
+                detail = f"{type(value).__name__}: {value}"[:300]
+                rejected = Rejected("encode_error", detail, scan.raw, resource.id, item.reader_id)
+                records.append(self._dead_letter(rejected, url))
+                continue
+            attrs = resource.attributes
+            records.append(
+                OutRecord(
+                    self._router.topic(attrs.status, attrs.scan_type),
+                    item.reader_id.encode(),
+                    value,
+                    [*self._static_headers, ("scan-id", resource.id)],
+                    scan.created_ms,
                 )
-                new_ids.append(scan.id_int)
-            for rejected in page.rejected:
-                if self._rejects.first_time(rejected):
-                    records.append(self._dead_letter(rejected, item.url))
+            )
+        records.extend(extra)
         if not records:
             return
         self._ensure_topics(sorted({r.topic for r in records}))
         acked = self._publisher.send(records, self._delivery_timeout)
+        metrics = self._metrics
         for topic, count in acked.items():
             stats.topics[topic] = stats.topics.get(topic, 0) + count
             if topic == self._dlq:
@@ -263,10 +343,10 @@ class Pipeline:
         for record in records:
             if record.topic == self._dlq:
                 metrics.dlq_records.labels(_header(record, "dlq-reason")).inc()
-        window.add_all(new_ids)
-        metrics.dedup_window_ids.set(len(window))
-        if window.watermark:
-            metrics.published_up_to((window.watermark >> 80) / 1000)
+        self.window.add_all(new_ids)
+        metrics.dedup_window_ids.set(len(self.window))
+        if self.window.watermark:
+            metrics.published_up_to((self.window.watermark >> 80) / 1000)
 
     def _dead_letter(self, rejected: Rejected, url: str) -> OutRecord:
         headers: list[tuple[str, str | bytes | None]] = [
@@ -292,6 +372,6 @@ def _header(record: OutRecord, name: str) -> str:
 
 def _total_pages(fetched: FetchedPage) -> int | None:
     meta = fetched.page.meta
-    if meta is None or meta.total_pages is None:
+    if meta is None or meta.total_pages is None or meta.total_count is None:
         return None
     return max(1, meta.total_pages)

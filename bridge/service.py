@@ -115,6 +115,7 @@ class Service:
             filters=pe.filters.as_query(),
             per_page=pe.per_page,
             concurrency=pe.backfill_concurrency,
+            max_cycle_scans=pe.max_cycle_scans,
             source_id=br.source_id,
             dlq_topic=br.dlq_topic,
             delivery_timeout_s=kafka.message_timeout_ms / 1000 + 5,

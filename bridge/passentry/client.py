@@ -141,7 +141,9 @@ class PassEntryClient:
             except MalformedPageError as exc:
                 reason = "html" if b"<html" in response.content[:512].lower() else "undecodable"
                 self._metrics.malformed_pages.labels(reason).inc()
-                raise MalformedPageError(f"GET /api/v1/scans page {params.get('page')}: {exc}")
+                raise MalformedPageError(
+                    f"GET /api/v1/scans page {params.get('page')}: {exc}"
+                ) from None
             self._metrics.pages_fetched.inc()
             return FetchedPage(page, str(response.url))
 

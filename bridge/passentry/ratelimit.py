@@ -8,6 +8,7 @@ or a 429 names a retry-after, every caller waits until the server says a slot is
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable
@@ -63,9 +64,7 @@ class RequestBudget:
             return
         pause = 1.0
         if reset is not None:
-            try:
+            with contextlib.suppress(ValueError):
                 pause = float(reset) - now_unix
-            except ValueError:
-                pass
         # Reset values are whole seconds on some servers: never pause less than a pacing step.
         self.pause(max(pause, self._interval))

@@ -26,8 +26,3 @@ def example_page(example_page_bytes: bytes) -> dict[str, Any]:
 @pytest.fixture
 def metrics() -> Metrics:
     return Metrics()
-
-
-def sample(metrics: Metrics, name: str, **labels: str) -> float:
-    value = metrics.registry.get_sample_value(name, labels or None)
-    return 0.0 if value is None else value

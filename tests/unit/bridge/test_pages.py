@@ -9,7 +9,9 @@ from bridge.errors import MalformedPageError
 from bridge.passentry.pages import decode_page
 
 
-def test_example_page_decodes_to_three_scans_with_pass_and_reader(example_page_bytes: bytes) -> None:
+def test_example_page_decodes_to_three_scans_with_pass_and_reader(
+    example_page_bytes: bytes,
+) -> None:
     page = decode_page(example_page_bytes)
     assert [s.resource.id for s in page.scans] == [
         "0194d6a9-95b7-72dc-87fc-ecaed8c0b520",
@@ -19,8 +21,10 @@ def test_example_page_decodes_to_three_scans_with_pass_and_reader(example_page_b
     assert page.rejected == []
     assert set(page.passes) == {"7882e98b-0eba-4625-9223-5221eb8dad7f"}
     assert set(page.readers) == {"south-gate-1"}
-    assert page.meta is not None and page.meta.total_pages == 1
-    assert page.links is not None and page.links.next is None
+    assert page.meta is not None
+    assert page.meta.total_pages == 1
+    assert page.links is not None
+    assert page.links.next is None
 
 
 @pytest.mark.parametrize(
@@ -45,9 +49,14 @@ def test_one_bad_scan_is_rejected_and_the_rest_of_the_page_survives(
     doc = example_page
     doc["data"][0]["id"] = "5b8c7c2e-4d43-4f0e-9a43-2d2f6a3e1b7a"  # a UUIDv4
     del doc["data"][1]["attributes"]["status"]
-    doc["data"].append({"id": "0194d6a9-95b4-7556-896c-693a6ef61c4d", "type": "scan",
-                        "attributes": {"scanType": "nfc", "validationType": "x", "status": "y"},
-                        "relationships": {"reader": {"data": None}}})
+    doc["data"].append(
+        {
+            "id": "0194d6a9-95b4-7556-896c-693a6ef61c4d",
+            "type": "scan",
+            "attributes": {"scanType": "nfc", "validationType": "x", "status": "y"},
+            "relationships": {"reader": {"data": None}},
+        }
+    )
     page = decode_page(json.dumps(doc).encode())
     assert [s.resource.id for s in page.scans] == ["0194d6a9-95b5-7556-896c-693a6ef61c4d"]
     reasons = {r.reason: r for r in page.rejected}

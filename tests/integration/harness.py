@@ -1,0 +1,170 @@
+"""Helpers for end-to-end tests: build a bridge config, run it, drain topics."""
+
+from __future__ import annotations
+
+import io
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import fastavro
+from confluent_kafka import Consumer, KafkaError, TopicPartition
+
+from bridge.config import Config, load_config
+from bridge.schema import latest
+from bridge.service import RunOptions, Service
+
+
+def bridge_config(
+    api_url: str,
+    token: str,
+    bootstrap: str,
+    *,
+    scans_topic: str,
+    dlq_topic: str,
+    passentry: dict[str, Any] | None = None,
+    bridge: dict[str, Any] | None = None,
+    kafka: dict[str, Any] | None = None,
+) -> Config:
+    return load_config(
+        None,
+        passentry={
+            "api_url": api_url,
+            "api_token": token,
+            "poll_interval_min_s": 0.2,
+            "poll_interval_max_s": 1.0,
+            **(passentry or {}),
+        },
+        kafka={"bootstrap_servers": bootstrap, "linger_ms": 5, **(kafka or {})},
+        bridge={
+            "scans_topic": scans_topic,
+            "dlq_topic": dlq_topic,
+            "http_port": 0,
+            "source_id": f"test-{uuid.uuid4().hex[:8]}",
+            "topic_partitions": 3,
+            **(bridge or {}),
+        },
+    )
+
+
+class RunningBridge:
+    """A Service on a background thread (no signal handlers: those belong to main)."""
+
+    def __init__(self, config: Config, options: RunOptions) -> None:
+        self.service = Service(config, options)
+        self.exit_code: int | None = None
+        self._thread = threading.Thread(target=self._run, name="bridge", daemon=True)
+
+    def _run(self) -> None:
+        self.exit_code = self.service.run()
+
+    def __enter__(self) -> RunningBridge:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self, timeout: float = 30) -> int | None:
+        self.service.stop.set()
+        self._thread.join(timeout)
+        return self.exit_code
+
+    def join(self, timeout: float) -> int | None:
+        self._thread.join(timeout)
+        return self.exit_code
+
+
+@dataclass(frozen=True)
+class Record:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+    headers: dict[str, bytes]
+    timestamp_ms: int
+
+    def decoded(self) -> dict[str, Any]:
+        assert self.value[:2] == b"\xc3\x01"
+        out: dict[str, Any] = fastavro.schemaless_reader(
+            io.BytesIO(self.value[10:]), latest().parsed
+        )  # type: ignore[assignment]
+        return out
+
+
+def drain(
+    bootstrap: str,
+    topic: str,
+    *,
+    until: Callable[[list[Record]], bool] | None = None,
+    timeout_s: float = 60.0,
+    idle_s: float = 2.0,
+) -> list[Record]:
+    """Read a topic from the start with read_committed until ``until(records)`` holds
+    (or, without it, until the topic is quiet for ``idle_s`` at its end)."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"verify-{uuid.uuid4()}",
+            "isolation.level": "read_committed",
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "enable.partition.eof": True,
+        }
+    )
+    records: list[Record] = []
+    try:
+        md = consumer.list_topics(topic, timeout=10)
+        parts = sorted(md.topics[topic].partitions)
+        consumer.assign([TopicPartition(topic, p, 0) for p in parts])
+        deadline = time.monotonic() + timeout_s
+        quiet_since = time.monotonic()
+        at_end: set[int] = set()
+        while time.monotonic() < deadline:
+            if until is not None and until(records):
+                return records
+            msg = consumer.poll(0.2)
+            if msg is None:
+                if (
+                    until is None
+                    and len(at_end) == len(parts)
+                    and time.monotonic() - quiet_since > idle_s
+                ):
+                    return records
+                continue
+            err = msg.error()
+            if err is not None:
+                if err.code() == KafkaError._PARTITION_EOF:
+                    at_end.add(msg.partition())
+                    continue
+                raise RuntimeError(str(err))
+            at_end.discard(msg.partition())
+            quiet_since = time.monotonic()
+            records.append(
+                Record(
+                    msg.topic(),
+                    msg.partition(),
+                    msg.offset(),
+                    msg.key(),
+                    msg.value() or b"",
+                    dict(msg.headers() or []),  # type: ignore[arg-type]
+                    msg.timestamp()[1],
+                )
+            )
+        if until is not None and not until(records):
+            raise AssertionError(f"gave up after {timeout_s}s with {len(records)} records")
+        return records
+    finally:
+        consumer.close()
+
+
+def wait_for(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+        time.sleep(0.1)

@@ -1,0 +1,297 @@
+"""The bridge end to end: the simulator, the real broker, and a read_committed verifier."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import defaultdict
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from bridge.service import RunOptions, Service
+from bridge.simulator.app import SimulatorConfig
+from bridge.simulator.faults import Faults
+from bridge.simulator.server import SimulatorServer
+from bridge.simulator.store import Scan, WorldConfig
+from tests.integration.harness import Record, RunningBridge, bridge_config, drain, wait_for
+from tests.support import java_partition, sample
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+PARTITIONS = 3
+
+
+def iso_ms(ms: int | None) -> datetime | None:
+    return None if ms is None else datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+def parse_iso(text: str | None) -> datetime | None:
+    return None if text is None else datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def assert_matches_source(record: Record, scan: Scan) -> None:
+    """The decoded event equals what the simulator served for that scan."""
+    value = record.decoded()
+    doc = json.loads(scan.json)
+    attrs = doc["attributes"]
+    rel = doc["relationships"]
+    assert str(value["scanId"]) == scan.id
+    assert value["createdAt"] == iso_ms(scan.created_ms)
+    assert value["scannedAt"] == parse_iso(attrs["scannedAt"])
+    for field in ("scanType", "scanValue", "validationType", "status", "statusDetail"):
+        assert value[field] == attrs[field], field
+    assert value["readerId"] == rel["reader"]["data"]["id"]
+    assert record.key == value["readerId"].encode()
+    assert record.timestamp_ms == scan.created_ms
+    assert record.headers["scan-id"] == scan.id.encode()
+    pass_rel = rel["pass"]["data"]
+    assert value["passId"] == (pass_rel["id"] if pass_rel else None)
+    included = {(d["type"], d["id"]): d for d in map(json.loads, scan.refs)}
+    if pass_rel is None:
+        assert value["pass"] is None
+    else:
+        src = included[("pass", pass_rel["id"])]["attributes"]
+        got = value["pass"]
+        assert got["id"] == pass_rel["id"]
+        for field in ("extId", "passType", "status", "passTemplateName", "downloadUrl", "nfc"):
+            assert got[field] == src.get(field), field
+        assert got["createdAt"] == parse_iso(src.get("createdAt"))
+        assert got["passContent"] == {
+            k: v if isinstance(v, str) else json.dumps(v)
+            for k, v in (src.get("passContent") or {}).items()
+        }
+    reader_src = included[("reader", value["readerId"])]["attributes"]
+    got_reader = value["reader"]
+    for field in ("name", "readerType", "loggedIn", "qrEnabled", "scanEnabled"):
+        assert got_reader[field] == reader_src[field], field
+    assert got_reader["lastSeenAt"] == parse_iso(reader_src["lastSeenAt"])
+
+
+def check_placement_and_order(records: list[Record]) -> None:
+    partitions_by_reader: dict[bytes, set[int]] = defaultdict(set)
+    ids_by_partition: dict[int, list[str]] = defaultdict(list)
+    for r in records:
+        assert r.key is not None
+        partitions_by_reader[r.key].add(r.partition)
+        ids_by_partition[r.partition].append(r.headers["scan-id"].decode())
+    for key, parts in partitions_by_reader.items():
+        assert parts == {java_partition(key, PARTITIONS)}, key
+    for ids in ids_by_partition.values():
+        assert ids == sorted(ids), "a partition's records are not in id order"
+
+
+def test_backlog_plus_live_traffic_gives_one_record_per_scan(
+    kafka_bootstrap: str, new_topic: Any
+) -> None:
+    scans, dlq = new_topic(partitions=PARTITIONS), new_topic(partitions=1)
+    sim_config = SimulatorConfig(
+        world=WorldConfig(readers=12, passes=300, seed=11, backlog=1500), rate=40, duration_s=4
+    )
+    with SimulatorServer(sim_config) as sim:
+        config = bridge_config(
+            sim.url, sim.token, kafka_bootstrap, scans_topic=scans, dlq_topic=dlq
+        )
+        with RunningBridge(config, RunOptions(since_ms=0)) as bridge:
+            wait_for(lambda: len(sim.store.all_scans()) >= 1500 + 160, 30, "live traffic")
+            expected = {s.id: s for s in sim.store.all_scans()}
+            records = drain(
+                kafka_bootstrap, scans, timeout_s=90, until=lambda rs: len(rs) >= len(expected)
+            )
+            # Let a few more cycles run: they must not publish anything twice.
+            time.sleep(1.5)
+            metrics = bridge.service.metrics
+        assert bridge.exit_code == 0
+    records = drain(kafka_bootstrap, scans)
+    ids = [r.headers["scan-id"].decode() for r in records]
+    assert len(ids) == len(set(ids)), "duplicates on the topic"
+    assert set(ids) == set(expected)
+    check_placement_and_order(records)
+    for r in records:
+        assert_matches_source(r, expected[r.headers["scan-id"].decode()])
+    assert sample(metrics, "passentry_bridge_scans_published_total", topic=scans) == len(expected)
+    assert sample(metrics, "passentry_bridge_end_to_end_latency_seconds_count") == len(expected)
+    assert drain(kafka_bootstrap, dlq) == []
+
+
+def test_every_simulator_fault_at_once_loses_nothing_and_dead_letters_bad_scans(
+    kafka_bootstrap: str, new_topic: Any
+) -> None:
+    scans, dlq = new_topic(partitions=PARTITIONS), new_topic(partitions=1)
+    faults = Faults(
+        latency_ms=5,
+        jitter_ms=10,
+        error_5xx_rate=0.08,
+        hang_rate=0.03,
+        hang_s=3,
+        reset_rate=0.05,
+        malformed_rate=0.05,
+        truncated_rate=0.05,
+        html_rate=0.05,
+        bad_id_rate=0.03,
+        missing_included_rate=0.2,
+        late_rate=0.1,
+        late_s=2,
+        nodes=3,
+        max_skew_ms=400,
+        max_page_size=37,
+    )
+    import random
+
+    faults.rng = random.Random(5)
+    sim_config = SimulatorConfig(
+        world=WorldConfig(readers=8, passes=200, seed=5, backlog=800), rate=30, duration_s=4
+    )
+    with SimulatorServer(sim_config, faults) as sim:
+        config = bridge_config(
+            sim.url,
+            sim.token,
+            kafka_bootstrap,
+            scans_topic=scans,
+            dlq_topic=dlq,
+            passentry={"timeout_s": 1.0, "lookback_s": 60},
+        )
+        with RunningBridge(config, RunOptions(since_ms=0)) as bridge:
+            wait_for(lambda: len(sim.store.all_scans()) >= 800 + 120, 30, "live traffic")
+            wait_for(lambda: sim.store.counts()[1] == 0, 30, "late scans to become visible")
+            created = sim.store.all_scans()
+            good = {s.id: s for s in created if s.created_ms is not None}
+            bad = {s.id for s in created if s.created_ms is None}
+            records = drain(
+                kafka_bootstrap, scans, timeout_s=120, until=lambda rs: len(rs) >= len(good)
+            )
+            dead = drain(kafka_bootstrap, dlq, timeout_s=60, until=lambda rs: len(rs) >= len(bad))
+            time.sleep(1.5)
+            metrics = bridge.service.metrics
+        assert bridge.exit_code == 0
+    assert bad, "the seed should produce some ids that are not UUIDv7"
+    ids = [r.headers["scan-id"].decode() for r in records]
+    assert len(ids) == len(set(ids))
+    assert set(ids) == set(good)
+    for r in records:
+        value = r.decoded()
+        assert str(value["scanId"]) in good
+    dead = drain(kafka_bootstrap, dlq)
+    assert sorted(r.headers["scan-id"].decode() for r in dead) == sorted(bad)
+    assert {r.headers["dlq-reason"] for r in dead} == {b"invalid_id"}
+    for r in dead:
+        assert json.loads(r.value)["id"] == r.headers["scan-id"].decode()
+        assert r.headers["source-url"].startswith(b"http://127.0.0.1")
+    assert sample(metrics, "passentry_bridge_dlq_records_total", reason="invalid_id") == len(bad)
+    malformed = sum(
+        sample(metrics, "passentry_bridge_malformed_pages_total", reason=r)
+        for r in ("html", "undecodable")
+    )
+    assert malformed > 0
+    retries = {
+        reason: sample(
+            metrics, "passentry_bridge_api_retries_total", endpoint="scans", reason=reason
+        )
+        for reason in ("timeout", "connection", "server_error", "malformed")
+    }
+    assert all(retries.values()), retries
+    assert (
+        sample(metrics, "passentry_bridge_enrichment_misses_total", kind="reader")
+        + sample(metrics, "passentry_bridge_enrichment_misses_total", kind="pass_fetched")
+        > 0
+    )
+
+
+def test_the_documented_example_page_gives_exactly_its_three_records(
+    kafka_bootstrap: str, new_topic: Any
+) -> None:
+    scans, dlq = new_topic(partitions=PARTITIONS), new_topic(partitions=1)
+    body = (FIXTURES / "passentry_get_scans_example.json").read_bytes()
+    transport = httpx.MockTransport(lambda request: httpx.Response(200, content=body))
+    config = bridge_config(
+        "https://api.passentry.com", "t", kafka_bootstrap, scans_topic=scans, dlq_topic=dlq
+    )
+    service = Service(
+        config, RunOptions(once=True, since_ms=0, serve_http=False), transport=transport
+    )
+    assert service.run() == 0
+    records = drain(kafka_bootstrap, scans)
+    assert len(records) == 3
+    by_id = {str(r.decoded()["scanId"]): r for r in records}
+    first = by_id["0194d6a9-95b5-7556-896c-693a6ef61c4d"].decoded()
+    assert first["scanType"] == "barcode"
+    assert first["scannedAt"] == datetime(2025, 1, 13, 13, 0, tzinfo=UTC)
+    assert first["createdAt"] == datetime.fromtimestamp(0x0194D6A995B5 / 1000, tz=UTC)
+    assert first["status"] == "failed"
+    assert first["statusDetail"] == "Pass is not active"
+    assert first["validationType"] == "internalValidation"
+    assert first["scanValue"] == "factory_scan_value"
+    assert first["readerId"] == "south-gate-1"
+    assert first["passId"] == "7882e98b-0eba-4625-9223-5221eb8dad7f"
+    assert first["pass"]["extId"] == "4312d68fd106e3e6dd15"
+    assert first["pass"]["passContent"] == {"fullName": "John Johnson"}
+    assert first["pass"]["barcode"] is None
+    assert first["reader"]["name"] == "South Gate Reader"
+    assert first["reader"]["lastSeenAt"] == datetime(2020, 3, 13, 13, 0, tzinfo=UTC)
+    assert by_id["0194d6a9-95b6-73b5-8904-7137e5250cb0"].decoded()["scanType"] == "nfc"
+    assert by_id["0194d6a9-95b7-72dc-87fc-ecaed8c0b520"].decoded()["scannedAt"] == datetime(
+        2025, 1, 13, 13, 5, tzinfo=UTC
+    )
+    # All three scans are from one reader: one partition, in id order.
+    assert len({r.partition for r in records}) == 1
+    assert [r.offset for r in sorted(records, key=lambda r: r.headers["scan-id"])] == sorted(
+        r.offset for r in records
+    )
+
+
+def test_bad_token_stops_with_exit_1_and_readiness_false(
+    kafka_bootstrap: str, new_topic: Any
+) -> None:
+    with SimulatorServer(SimulatorConfig(world=WorldConfig(seed=1, backlog=10))) as sim:
+        config = bridge_config(
+            sim.url, "wrong-token", kafka_bootstrap, scans_topic=new_topic(), dlq_topic=new_topic()
+        )
+        with RunningBridge(config, RunOptions(since_ms=0)) as bridge:
+            assert bridge.join(30) == 1
+            verdict = bridge.service.health.readiness()
+        assert not verdict.ok
+        assert any("PASSENTRY_API_TOKEN" in reason for reason in verdict.reasons)
+        assert sample(bridge.service.metrics, "passentry_bridge_api_auth_failures_total") == 1
+
+
+def test_missing_topic_with_creation_off_refuses_to_start(kafka_bootstrap: str) -> None:
+    with SimulatorServer(SimulatorConfig(world=WorldConfig(seed=1, backlog=1))) as sim:
+        config = bridge_config(
+            sim.url,
+            sim.token,
+            kafka_bootstrap,
+            scans_topic="does-not-exist-x1",
+            dlq_topic="nor-this-x1",
+            bridge={"create_topics": False},
+        )
+        service = Service(config, RunOptions(once=True, serve_http=False))
+        assert service.run() == 1
+        assert "BRIDGE_CREATE_TOPICS" in " ".join(service.health.readiness().reasons)
+
+
+@pytest.mark.parametrize("with_template", [True])
+def test_routing_template_sends_scans_to_per_status_topics(
+    kafka_bootstrap: str, with_template: bool
+) -> None:
+    import uuid
+
+    prefix = f"route-{uuid.uuid4().hex[:8]}"
+    with SimulatorServer(SimulatorConfig(world=WorldConfig(seed=3, backlog=200))) as sim:
+        config = bridge_config(
+            sim.url,
+            sim.token,
+            kafka_bootstrap,
+            scans_topic=f"{prefix}-x",
+            dlq_topic=f"{prefix}-dlq",
+            bridge={"topic_template": prefix + ".{status}"},
+        )
+        assert Service(config, RunOptions(once=True, since_ms=0, serve_http=False)).run() == 0
+        by_status: dict[str, int] = defaultdict(int)
+        for s in sim.store.all_scans():
+            by_status[json.loads(s.json)["attributes"]["status"]] += 1
+    for status, count in by_status.items():
+        records = drain(kafka_bootstrap, f"{prefix}.{status}")
+        assert len(records) == count
+        assert {r.decoded()["status"] for r in records} == {status}

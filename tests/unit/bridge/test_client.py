@@ -1,0 +1,167 @@
+from __future__ import annotations
+
+import json
+import time
+
+import httpx
+import pytest
+
+from bridge.errors import ApiAuthError, ApiRequestError, ApiUnavailableError
+from bridge.metrics import Metrics
+from bridge.passentry.client import PassEntryClient
+from bridge.passentry.ratelimit import RequestBudget
+from tests.support import sample
+
+
+class Script:
+    """Answers requests from a list, in order, and records what was asked."""
+
+    def __init__(self, *answers: httpx.Response | Exception) -> None:
+        self.answers = list(answers)
+        self.requests: list[httpx.Request] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        answer = self.answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+
+def make(
+    script: Script, metrics: Metrics, sleeps: list[float], deadline: float = 60
+) -> PassEntryClient:
+    return PassEntryClient(
+        "https://api.example.test",
+        "tok-secret",
+        metrics=metrics,
+        budget=RequestBudget(1000, sleep=sleeps.append),
+        retry_deadline_s=deadline,
+        transport=httpx.MockTransport(script),
+        sleep=sleeps.append,
+    )
+
+
+def test_sends_bearer_token_and_decodes(example_page_bytes: bytes, metrics: Metrics) -> None:
+    script = Script(httpx.Response(200, content=example_page_bytes))
+    fetched = make(script, metrics, []).list_scans(
+        {"page": "1", "createdAfter": "2025-01-01T00:00:00.000Z"}
+    )
+    assert len(fetched.page.scans) == 3
+    req = script.requests[0]
+    assert req.headers["authorization"] == "Bearer tok-secret"
+    assert req.url.params["createdAfter"] == "2025-01-01T00:00:00.000Z"
+    assert (
+        sample(metrics, "passentry_bridge_api_requests_total", endpoint="scans", status_class="2xx")
+        == 1
+    )
+
+
+def test_retries_429_5xx_timeouts_resets_and_malformed_then_succeeds(
+    example_page_bytes: bytes, metrics: Metrics
+) -> None:
+    script = Script(
+        httpx.Response(
+            429, headers={"x-rate-limit-retry-after": "0.7"}, json={"errors": ["Too Many Requests"]}
+        ),
+        httpx.Response(503, text="busy"),
+        httpx.ReadTimeout("slow"),
+        httpx.RemoteProtocolError("peer closed connection"),
+        httpx.Response(200, content=example_page_bytes[:50]),  # truncated body
+        httpx.Response(200, text="<html><body>Bad gateway</body></html>"),
+        httpx.Response(200, content=example_page_bytes),
+    )
+    sleeps: list[float] = []
+    fetched = make(script, metrics, sleeps).list_scans({"page": "1"})
+    assert len(fetched.page.scans) == 3
+    assert len(script.requests) == 7
+    # The first backoff honours the server's retry-after.
+    assert sleeps[0] >= 0.7
+    assert sample(metrics, "passentry_bridge_api_rate_limited_total", endpoint="scans") == 1
+    for reason, count in [
+        ("rate_limited", 1),
+        ("server_error", 1),
+        ("timeout", 1),
+        ("connection", 1),
+        ("malformed", 2),
+    ]:
+        assert (
+            sample(metrics, "passentry_bridge_api_retries_total", endpoint="scans", reason=reason)
+            == count
+        ), reason
+    assert sample(metrics, "passentry_bridge_malformed_pages_total", reason="html") == 1
+
+
+def test_standard_retry_after_header_is_read(example_page_bytes: bytes, metrics: Metrics) -> None:
+    script = Script(
+        httpx.Response(503, headers={"Retry-After": "3"}),
+        httpx.Response(200, content=example_page_bytes),
+    )
+    sleeps: list[float] = []
+    make(script, metrics, sleeps).list_scans({})
+    assert max(sleeps) >= 3
+
+
+@pytest.mark.parametrize("code", [401, 403])
+def test_auth_failure_is_fatal_at_once_and_never_shows_the_token(
+    code: int, metrics: Metrics
+) -> None:
+    script = Script(httpx.Response(code, json={"errors": ["Unauthorized"]}))
+    with pytest.raises(ApiAuthError) as info:
+        make(script, metrics, []).list_scans({})
+    assert len(script.requests) == 1
+    assert "PASSENTRY_API_TOKEN" in str(info.value)
+    assert "tok-secret" not in str(info.value)
+    assert sample(metrics, "passentry_bridge_api_auth_failures_total") == 1
+
+
+def test_other_4xx_is_fatal_with_the_api_error_text(metrics: Metrics) -> None:
+    script = Script(httpx.Response(422, json={"errors": ["createdAfter is not a date"]}))
+    with pytest.raises(ApiRequestError, match="createdAfter is not a date"):
+        make(script, metrics, []).list_scans({})
+
+
+def test_gives_up_after_the_deadline_with_the_last_error(metrics: Metrics) -> None:
+    script = Script(*[httpx.Response(502) for _ in range(500)])
+    client = make(script, metrics, [], deadline=0.3)
+    client._sleep = lambda s: time.sleep(min(s, 0.02))
+    with pytest.raises(ApiUnavailableError, match="502"):
+        client.list_scans({})
+    assert 1 < len(script.requests) < 500
+
+
+def test_missing_pass_is_none_on_404(metrics: Metrics) -> None:
+    script = Script(
+        httpx.Response(404, json={"errors": ["Not Found"]}),
+        httpx.Response(
+            200,
+            content=json.dumps(
+                {"data": {"id": "p1", "type": "pass", "attributes": {"status": "active"}}}
+            ).encode(),
+        ),
+    )
+    client = make(script, metrics, [])
+    assert client.get_pass("nope") is None
+    found = client.get_pass("p 1/x")
+    assert found is not None
+    assert found.attributes.status == "active"
+    assert script.requests[1].url.raw_path == b"/api/v1/passes/p%201%2Fx"
+
+
+def test_budget_pauses_everyone_when_the_server_says_none_remain() -> None:
+    now = [100.0]
+    sleeps: list[float] = []
+
+    def sleep(s: float) -> None:
+        sleeps.append(s)
+        now[0] += s
+
+    budget = RequestBudget(10, clock=lambda: now[0], sleep=sleep)
+    assert budget.acquire() == 0
+    budget.acquire()
+    assert sleeps == [pytest.approx(0.1)]
+    budget.observe("0", str(1_000 + 0.5), now_unix=1_000)
+    waited = budget.acquire()
+    assert waited == pytest.approx(0.5)
+    budget.observe("5", None, now_unix=1_000)  # slots left: no pause
+    assert budget.acquire() == pytest.approx(0.1)

@@ -1,0 +1,112 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bridge.config import load_config
+from bridge.errors import ConfigError
+
+
+def test_defaults_are_the_documented_names() -> None:
+    c = load_config()
+    assert str(c.passentry.api_url) == "https://api.passentry.com/"
+    assert c.bridge.scans_topic == "passentry.scans"
+    assert c.bridge.dlq_topic == "passentry.scans.dlq"
+    assert c.passentry.request_budget == 9.0
+
+
+@pytest.mark.parametrize(
+    ("env", "name"),
+    [
+        ({"BRIDGE_HTTP_PORT": "http"}, "BRIDGE_HTTP_PORT"),
+        ({"BRIDGE_HTTP_PORT": "70000"}, "BRIDGE_HTTP_PORT"),
+        ({"PASSENTRY_API_URL": "not a url"}, "PASSENTRY_API_URL"),
+        ({"PASSENTRY_FILTERS__STATUS": "maybe"}, "PASSENTRY_FILTERS__STATUS"),
+        ({"PASSENTRY_REQUEST_BUDGET": "0"}, "PASSENTRY_REQUEST_BUDGET"),
+        ({"KAFKA_BOOTSTRAP_SERVERS": "nohostport"}, "KAFKA_BOOTSTRAP_SERVERS"),
+        ({"KAFKA_SECURITY_PROTOCOL": "TLS"}, "KAFKA_SECURITY_PROTOCOL"),
+        ({"KAFKA_SECURITY_PROTOCOL": "SASL_SSL"}, "sasl_mechanism"),
+        ({"KAFKA_MESSAGE_TIMEOUT_MS": "300000"}, "transaction_timeout_ms"),
+        ({"BRIDGE_SCANS_TOPIC": "bad topic!"}, "BRIDGE_SCANS_TOPIC"),
+        ({"BRIDGE_TOPIC_TEMPLATE": "scans.{reader}"}, "BRIDGE_TOPIC_TEMPLATE"),
+        ({"BRIDGE_UNKNOWN_THING": "1"}, "BRIDGE_UNKNOWN_THING"),
+    ],
+)
+def test_bad_values_are_refused_with_the_setting_name(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], name: str
+) -> None:
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    with pytest.raises(ConfigError, match=name):
+        load_config()
+
+
+def test_token_from_env_or_file_never_in_messages(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("PASSENTRY_API_TOKEN", "s3cr3t-token")
+    c = load_config()
+    assert c.passentry.token() == "s3cr3t-token"
+    assert "s3cr3t-token" not in repr(c.passentry)
+    monkeypatch.delenv("PASSENTRY_API_TOKEN")
+    f = tmp_path / "token"
+    f.write_text("from-file\n")
+    monkeypatch.setenv("PASSENTRY_API_TOKEN_FILE", str(f))
+    assert load_config().passentry.token() == "from-file"
+    monkeypatch.setenv("PASSENTRY_API_TOKEN_FILE", str(tmp_path / "missing"))
+    with pytest.raises(ConfigError, match="PASSENTRY_API_TOKEN_FILE"):
+        load_config().passentry.token()
+
+
+def test_missing_token_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="PASSENTRY_API_TOKEN"):
+        load_config().passentry.token()
+
+
+def test_yaml_file_with_env_winning(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    f = tmp_path / "bridge.yaml"
+    f.write_text(
+        "passentry:\n  lookback_s: 120\n  filters:\n    status: failed\n"
+        "kafka:\n  bootstrap_servers: a:9092,b:9092\n  properties:\n    client.rack: r1\n"
+        "bridge:\n  scans_topic: from-file\n"
+    )
+    monkeypatch.setenv("BRIDGE_SCANS_TOPIC", "from-env")
+    c = load_config(f)
+    assert c.passentry.lookback_s == 120
+    assert c.passentry.filters.as_query() == {"status": "failed"}
+    assert c.kafka.librdkafka()["bootstrap.servers"] == "a:9092,b:9092"
+    assert c.kafka.librdkafka()["client.rack"] == "r1"
+    assert c.bridge.scans_topic == "from-env"
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("kafka: [1, 2]\n", "section 'kafka'"),
+        ("nope: {}\n", "unknown section"),
+        ("bridge: {http_port: -1}\n", "BRIDGE_HTTP_PORT"),
+        ("bridge: {typo_field: 1}\n", "BRIDGE_TYPO_FIELD"),
+        ("a: [\n", "not valid YAML"),
+    ],
+)
+def test_bad_yaml_is_refused(tmp_path: Path, text: str, match: str) -> None:
+    f = tmp_path / "c.yaml"
+    f.write_text(text)
+    with pytest.raises(ConfigError, match=match):
+        load_config(f)
+
+
+def test_sasl_and_tls_reach_librdkafka(monkeypatch: pytest.MonkeyPatch) -> None:
+    for k, v in {
+        "KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+        "KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+        "KAFKA_SASL_USERNAME": "u",
+        "KAFKA_SASL_PASSWORD": "pw",
+        "KAFKA_SSL_CA_LOCATION": "/etc/ca.pem",
+    }.items():
+        monkeypatch.setenv(k, v)
+    conf = load_config().kafka.librdkafka()
+    assert conf["sasl.mechanism"] == "SCRAM-SHA-512"
+    assert conf["sasl.password"] == "pw"
+    assert conf["ssl.ca.location"] == "/etc/ca.pem"

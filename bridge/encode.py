@@ -14,7 +14,7 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 from fastavro import parse_schema, schemaless_writer
@@ -24,7 +24,7 @@ from bridge.enrich import Enriched
 from bridge.passentry.models import PassResource, ReaderResource
 from bridge.schema import VersionedSchema
 
-__all__ = ["Encoder", "Framing", "single_object_framing", "to_millis"]
+__all__ = ["Encoder", "Framer", "Framing", "SingleObjectFramer", "to_millis"]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
@@ -46,12 +46,25 @@ class Framing:
     schema_version: str
 
 
-def single_object_framing(schema: VersionedSchema) -> Framing:
-    return Framing(
-        prefix=b"\xc3\x01" + schema.fingerprint,
-        content_type="application/avro; encoding=single-object",
-        schema_version=str(schema.version),
-    )
+class Framer(Protocol):
+    """Chooses the framing for a topic. A registry-backed framer may raise a
+    RetriableError while the registry is unreachable; the cycle then retries."""
+
+    def framing(self, topic: str) -> Framing: ...
+
+
+class SingleObjectFramer:
+    """Avro single-object encoding: the same self-describing prefix on every topic."""
+
+    def __init__(self, schema: VersionedSchema) -> None:
+        self._framing = Framing(
+            prefix=b"\xc3\x01" + schema.fingerprint,
+            content_type="application/avro; encoding=single-object",
+            schema_version=str(schema.version),
+        )
+
+    def framing(self, topic: str) -> Framing:
+        return self._framing
 
 
 def to_millis(value: datetime | None) -> int | None:
@@ -63,7 +76,7 @@ def to_millis(value: datetime | None) -> int | None:
 
 
 class Encoder:
-    def __init__(self, schema: VersionedSchema, framing: Framing, source_id: str) -> None:
+    def __init__(self, schema: VersionedSchema, source_id: str) -> None:
         fields = [f["name"] for f in schema.definition["fields"]]
         if tuple(fields) != HEAD_FIELDS:
             raise ValueError(
@@ -71,15 +84,15 @@ class Encoder:
                 f" encoder's {list(HEAD_FIELDS)}; update bridge/encode.py with the schema"
             )
         self.schema = schema
-        self.framing = framing
         self._source = str_bytes(source_id)
         self._pass_schema = parse_schema(_branch(schema.definition, "pass"))
         self._reader_schema = parse_schema(_branch(schema.definition, "reader"))
 
     def encode(self, items: list[Enriched]) -> list[bytes | Exception]:
-        """Framed Avro values for ``items``, in order; an item that cannot be encoded
-        (a lone surrogate in a string, a timestamp out of range) gets its exception."""
-        prefix, source = self.framing.prefix, self._source
+        """Avro bodies for ``items``, in order, without a framing prefix; an item that cannot
+        be encoded (a lone surrogate in a string, a timestamp out of range) gets its
+        exception instead."""
+        source = self._source
         passes: dict[int, bytes] = {}
         readers: dict[int, bytes] = {}
         out: list[bytes | Exception] = []
@@ -95,19 +108,16 @@ class Encoder:
                     reader_bytes = NULL
                 else:
                     reader_bytes = readers.get(id(r)) or readers.setdefault(id(r), self._reader(r))
-                out.append(self._body(prefix, source, item, pass_bytes, reader_bytes))
+                out.append(self._body(source, item, pass_bytes, reader_bytes))
             except (ValueError, TypeError, OverflowError) as exc:
                 out.append(exc)
         return out
 
-    def _body(
-        self, prefix: bytes, source: bytes, item: Enriched, pass_bytes: bytes, reader_bytes: bytes
-    ) -> bytes:
+    def _body(self, source: bytes, item: Enriched, pass_bytes: bytes, reader_bytes: bytes) -> bytes:
         scan = item.scan
         attrs = scan.resource.attributes
         return b"".join(
             (
-                prefix,
                 str_bytes(scan.resource.id),
                 long_bytes(scan.created_ms),
                 opt_long(to_millis(attrs.scanned_at)),

@@ -30,7 +30,7 @@ from datetime import UTC, datetime
 
 from bridge import __version__
 from bridge.dedup import DedupWindow, RejectMemory, Verdict
-from bridge.encode import Encoder
+from bridge.encode import Encoder, Framer, Framing
 from bridge.enrich import Enricher
 from bridge.health import Health
 from bridge.metrics import Metrics
@@ -99,6 +99,7 @@ class Pipeline:
         client: PassEntryClient,
         enricher: Enricher,
         encoder: Encoder,
+        framer: Framer,
         publisher: Sink,
         router: Router,
         window: DedupWindow,
@@ -117,6 +118,7 @@ class Pipeline:
         self._client = client
         self._enricher = enricher
         self._encoder = encoder
+        self._framer = framer
         self._publisher = publisher
         self._router = router
         self.window = window
@@ -133,12 +135,6 @@ class Pipeline:
         self._ensure_topics = ensure_topics
         self._rejects = RejectMemory(ttl_s=window.lookback_ms / 1000 + 120)
         self._pool = ThreadPoolExecutor(concurrency, thread_name_prefix="fetch")
-        framing = encoder.framing
-        self._static_headers: list[tuple[str, str | bytes | None]] = [
-            ("content-type", framing.content_type),
-            ("schema-version", framing.schema_version),
-            ("source-id", source_id),
-        ]
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -309,6 +305,7 @@ class Pipeline:
         values = self._encoder.encode(enriched)
         records: list[OutRecord] = []
         new_ids: list[int] = []
+        framings: dict[str, tuple[bytes, list[tuple[str, str | bytes | None]]]] = {}
         for (scan, _, url), item, value in zip(chunk, enriched, values, strict=True):
             new_ids.append(scan.id_int)
             resource = scan.resource
@@ -318,12 +315,17 @@ class Pipeline:
                 records.append(self._dead_letter(rejected, url))
                 continue
             attrs = resource.attributes
+            topic = self._router.topic(attrs.status, attrs.scan_type)
+            framed = framings.get(topic)
+            if framed is None:
+                framed = framings[topic] = self._headers_for(self._framer.framing(topic))
+            prefix, headers = framed
             records.append(
                 OutRecord(
-                    self._router.topic(attrs.status, attrs.scan_type),
+                    topic,
                     item.reader_id.encode(),
-                    value,
-                    [*self._static_headers, ("scan-id", resource.id)],
+                    prefix + value,
+                    [*headers, ("scan-id", resource.id)],
                     scan.created_ms,
                 )
             )
@@ -347,6 +349,14 @@ class Pipeline:
         metrics.dedup_window_ids.set(len(self.window))
         if self.window.watermark:
             metrics.published_up_to((self.window.watermark >> 80) / 1000)
+
+    def _headers_for(self, framing: Framing) -> tuple[bytes, list[tuple[str, str | bytes | None]]]:
+        headers: list[tuple[str, str | bytes | None]] = [
+            ("content-type", framing.content_type),
+            ("schema-version", framing.schema_version),
+            ("source-id", self._source),
+        ]
+        return framing.prefix, headers
 
     def _dead_letter(self, rejected: Rejected, url: str) -> OutRecord:
         headers: list[tuple[str, str | bytes | None]] = [

@@ -22,7 +22,7 @@ import httpx
 
 from bridge.config import Config
 from bridge.dedup import DedupWindow
-from bridge.encode import Encoder, single_object_framing
+from bridge.encode import Encoder, SingleObjectFramer
 from bridge.enrich import Enricher, PassCache
 from bridge.errors import FatalError, KafkaRetriableError, RetriableError
 from bridge.health import Health
@@ -106,7 +106,8 @@ class Service:
         self.pipeline = Pipeline(
             client=self.client,
             enricher=Enricher(self.client.get_pass, self.metrics, PassCache(pe.pass_cache_size)),
-            encoder=Encoder(schema, single_object_framing(schema), br.source_id),
+            encoder=Encoder(schema, br.source_id),
+            framer=SingleObjectFramer(schema),
             publisher=self.publisher,
             router=Router(br.scans_topic, br.topic_template),
             window=DedupWindow(lookback_ms),

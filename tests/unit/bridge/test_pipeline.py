@@ -8,7 +8,7 @@ import fastavro
 import pytest
 
 from bridge.dedup import DedupWindow
-from bridge.encode import Encoder, single_object_framing
+from bridge.encode import Encoder, SingleObjectFramer
 from bridge.enrich import Enricher
 from bridge.errors import KafkaRetriableError
 from bridge.health import Health
@@ -66,7 +66,8 @@ def build(
     return Pipeline(
         client=client,
         enricher=Enricher(client.get_pass, metrics),
-        encoder=Encoder(schema, single_object_framing(schema), "src"),
+        encoder=Encoder(schema, "src"),
+        framer=SingleObjectFramer(schema),
         publisher=sink,
         router=Router("scans", template),
         window=DedupWindow(lookback_ms),

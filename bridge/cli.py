@@ -163,6 +163,52 @@ def tail(
 
 
 @main.group()
+def state() -> None:
+    """Inspect or move this source's checkpoint (the cursor in Kafka)."""
+
+
+@state.command("show")
+@config_option
+def state_show(config_path: Path | None) -> None:
+    """Print the committed checkpoint of BRIDGE_SOURCE_ID as JSON."""
+    from bridge.state import show
+
+    config = _config(config_path)
+    try:
+        click.echo(show(config))
+    except BridgeError as exc:
+        click.echo(f"passentry-bridge: {exc}", err=True)
+        sys.exit(1)
+
+
+@state.command("reset")
+@config_option
+@click.option(
+    "--to", "to", required=True, help="ISO 8601 time (or 'now') the next poll starts from."
+)
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def state_reset(config_path: Path | None, to: str, yes: bool) -> None:
+    """Move the checkpoint to a time. Fences a running bridge of this source, which
+    restarts from the new position."""
+    from bridge.state import reset
+
+    config = _config(config_path)
+    to_ms = parse_time(to, "--to")
+    when = datetime.fromtimestamp(to_ms / 1000, tz=UTC).isoformat()
+    if not yes:
+        click.confirm(
+            f"Move source {config.bridge.source_id!r} to {when}? Scans before it are not read"
+            " again; scans after it that were already published are published again.",
+            abort=True,
+        )
+    try:
+        click.echo(reset(config, to_ms))
+    except BridgeError as exc:
+        click.echo(f"passentry-bridge: {exc}", err=True)
+        sys.exit(1)
+
+
+@main.group()
 def schema() -> None:
     """Inspect the published Avro schema."""
 

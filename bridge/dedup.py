@@ -138,3 +138,10 @@ class RejectMemory:
             return False
         self._seen[key] = now
         return True
+
+    def clear(self) -> None:
+        self._seen.clear()
+
+    def remember(self, key: bytes) -> None:
+        """Restore a digest read back from the dead-letter topic after a restart."""
+        self._seen[key] = self._clock()

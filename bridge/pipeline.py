@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from bridge import __version__
+from bridge.checkpoint import CheckpointStore, make_checkpoint
 from bridge.dedup import DedupWindow, RejectMemory, Verdict
 from bridge.encode import Encoder, Framer, Framing
 from bridge.enrich import Enricher
@@ -101,6 +102,7 @@ class Pipeline:
         encoder: Encoder,
         framer: Framer,
         publisher: Sink,
+        checkpoints: CheckpointStore,
         router: Router,
         window: DedupWindow,
         metrics: Metrics,
@@ -120,6 +122,9 @@ class Pipeline:
         self._encoder = encoder
         self._framer = framer
         self._publisher = publisher
+        self._checkpoints = checkpoints
+        # Every topic this source wrote to: start-up reads them back to rebuild the window.
+        self.topics_written: set[str] = set()
         self._router = router
         self.window = window
         self._metrics = metrics
@@ -133,20 +138,22 @@ class Pipeline:
         self._delivery_timeout = delivery_timeout_s
         self._start_ms = start_ms
         self._ensure_topics = ensure_topics
-        self._rejects = RejectMemory(ttl_s=window.lookback_ms / 1000 + 120)
+        self.rejects = RejectMemory(ttl_s=window.lookback_ms / 1000 + 120)
         self._pool = ThreadPoolExecutor(concurrency, thread_name_prefix="fetch")
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
-    def cycle(
-        self, stop: threading.Event, *, until_ms: int | None = None, since_ms: int | None = None
-    ) -> CycleStats:
+    def start_at(self, since_ms: int) -> None:
+        """Where a source with no watermark starts reading."""
+        self._start_ms = since_ms
+
+    def cycle(self, stop: threading.Event, *, until_ms: int | None = None) -> CycleStats:
         """Read one slice after the cursor (ending at ``until_ms``, default now), publish it."""
         started = time.perf_counter()
         after = self.window.cursor_ms()
         if after is None:
-            after = self._start_ms if since_ms is None else since_ms
+            after = self._start_ms
         before = until_ms if until_ms is not None else int(time.time() * 1000)
         stats = CycleStats()
         if before <= after:
@@ -270,7 +277,7 @@ class Pipeline:
         dead = [
             self._dead_letter(rejected, url)
             for rejected, url in collected.rejected.values()
-            if self._rejects.first_time(rejected)
+            if self.rejects.first_time(rejected)
         ]
         # Dead letters ride with the first chunk; an empty slice may still carry some.
         extra = late + dead
@@ -332,8 +339,15 @@ class Pipeline:
         records.extend(extra)
         if not records:
             return
-        self._ensure_topics(sorted({r.topic for r in records}))
-        acked = self._publisher.send(records, self._delivery_timeout)
+        topics = {r.topic for r in records}
+        self._ensure_topics(sorted(topics))
+        # The watermark as it will be once this chunk commits.
+        watermark = max(self.window.watermark, *new_ids, 0)
+        checkpoint = make_checkpoint(self._source, watermark, self.topics_written | topics)
+        acked = self._publisher.send(
+            records, self._checkpoints.record(checkpoint), self._delivery_timeout
+        )
+        self.topics_written |= topics
         metrics = self._metrics
         for topic, count in acked.items():
             stats.topics[topic] = stats.topics.get(topic, 0) + count

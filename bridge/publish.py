@@ -1,28 +1,56 @@
-"""A thin producer wrapper we own: produce a batch, wait for every acknowledgement.
+"""A thin transactional producer we own: one Kafka transaction per chunk, checkpoint inside.
 
-The producer is idempotent with ``acks=all`` and partitions keys with ``murmur2_random``,
-the same hash Java clients use, so Java, Go and ksqlDB agree on where a reader's scans
-live. Each record's Kafka timestamp is its scan's creation time from the UUIDv7 id, which is
-also what the end-to-end latency histogram measures against at acknowledgement.
+The producer partitions keys with ``murmur2_random``, the same hash Java clients use, so
+Java, Go and ksqlDB agree on where a reader's scans live. Each record's Kafka timestamp is
+its scan's creation time from the UUIDv7 id; the end-to-end latency histogram measures
+from it to the commit, when read_committed consumers can see the record.
+
+librdkafka's error classes decide the reaction:
+
+- retriable: repeat the same call (a commit may be retried until its deadline);
+- abortable (``txn_requires_abort``): abort; the caller rewinds to the last checkpoint;
+- fatal, or fenced by a newer instance with the same ``transactional.id``: stop for good;
+- a commit that keeps failing past its deadline has an unknown outcome: the caller
+  recreates the producer (``init_transactions`` settles it) and reads the checkpoint back.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from bridge.errors import KafkaFatalError, KafkaRetriableError
 from bridge.metrics import Metrics
 
-__all__ = ["OutRecord", "Publisher", "Sink", "producer_config"]
+__all__ = [
+    "CommitOutcomeUnknownError",
+    "OutRecord",
+    "Publisher",
+    "Sink",
+    "TransactionAbortedError",
+    "producer_config",
+]
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 _BUFFER_FULL_RETRIES = 100
+_FENCED = {KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH}
+
+
+class TransactionAbortedError(KafkaRetriableError):
+    """The transaction was aborted; nothing of it is visible. Rewind and try again."""
+
+
+class CommitOutcomeUnknownError(KafkaRetriableError):
+    """A commit did not answer in time: recreate the producer and re-read the checkpoint."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,86 +59,100 @@ class OutRecord:
     key: bytes | None
     value: bytes
     headers: list[tuple[str, str | bytes | None]]
-    # Kafka timestamp in ms; None lets the producer stamp it (dead letters).
+    # Kafka timestamp in ms; None lets the producer stamp it (dead letters, checkpoints).
     timestamp_ms: int | None = None
 
 
 class Sink(Protocol):
     """Where the pipeline's records go; ``Publisher`` in production, a list in unit tests."""
 
-    def send(self, records: list[OutRecord], timeout_s: float) -> dict[str, int]: ...
+    def send(
+        self, records: list[OutRecord], checkpoint: OutRecord, timeout_s: float
+    ) -> dict[str, int]: ...
 
 
 def producer_config(
     client_conf: dict[str, Any],
     *,
+    transactional_id: str,
     compression: str,
     linger_ms: int,
     message_timeout_ms: int,
+    transaction_timeout_ms: int,
 ) -> dict[str, Any]:
     conf = dict(client_conf)
     conf.update(
         {
+            "transactional.id": transactional_id,
             "enable.idempotence": True,
             "acks": "all",
             "partitioner": "murmur2_random",
             "compression.type": compression,
             "linger.ms": linger_ms,
             "message.timeout.ms": message_timeout_ms,
+            "transaction.timeout.ms": transaction_timeout_ms,
         }
     )
     return conf
 
 
 class Publisher:
-    def __init__(self, conf: dict[str, Any], metrics: Metrics, *, dlq_topic: str) -> None:
+    def __init__(
+        self, conf: dict[str, Any], metrics: Metrics, *, dlq_topic: str, call_timeout_s: float
+    ) -> None:
+        self._conf = {**conf, "on_delivery": self._on_delivery}
         self._metrics = metrics
         self._dlq_topic = dlq_topic
-        self._errors: list[KafkaError] = []
+        self._timeout = call_timeout_s
         self._acked: dict[str, int] = {}
-        self._producer = Producer({**conf, "on_delivery": self._on_delivery})
+        self._errors: list[KafkaError] = []
+        # Fault tests only: hold each transaction open this long before committing, so a
+        # test can freeze or kill the bridge while a transaction is open.
+        self._hold_s = float(os.environ.get("BRIDGE_DEBUG_TXN_HOLD_S", "0") or 0)
+        self._producer = Producer(self._conf)
 
-    def send(self, records: list[OutRecord], timeout_s: float) -> dict[str, int]:
-        """Produce ``records`` and wait until the broker acknowledged every one.
+    def init(self) -> None:
+        """``init_transactions``: fences older instances and settles their open transaction."""
+        self._call(lambda: self._producer.init_transactions(self._timeout), "init_transactions")
 
-        Returns acknowledged counts per topic. Raises KafkaRetriableError if any record
-        failed or the deadline passed, so the caller keeps its cursor and tries again.
+    def recreate(self) -> None:
+        """A fresh producer with the same transactional.id, after an unknown commit outcome."""
+        with contextlib.suppress(KafkaException):
+            self._producer.flush(0)
+        self._producer = Producer(self._conf)
+        self.init()
+
+    def send(
+        self, records: list[OutRecord], checkpoint: OutRecord, timeout_s: float
+    ) -> dict[str, int]:
+        """Produce ``records`` and ``checkpoint`` in one transaction and commit it.
+
+        Returns acknowledged counts per topic (the checkpoint excluded). Raises
+        TransactionAbortedError (nothing visible; rewind), CommitOutcomeUnknownError
+        (recreate and re-read), or KafkaFatalError (fenced or fatal; stop).
         """
-        self._errors.clear()
         self._acked = {}
-        produce, poll = self._producer.produce, self._producer.poll
+        self._errors.clear()
+        self._call(self._producer.begin_transaction, "begin_transaction")
+        try:
+            for record in (*records, checkpoint):
+                self._produce(record)
+            self._metrics.producer_queue.set(len(self._producer))
+            if self._hold_s:
+                time.sleep(self._hold_s)
+        except KafkaException as exc:
+            self._abort_or_raise(exc, "produce")
+        self._commit(timeout_s)
+        self._metrics.transactions.labels("committed").inc()
+        # Visible to read_committed consumers from now: that is the end-to-end latency.
+        now_ms = time.time() * 1000
+        observe = self._metrics.end_to_end_latency.observe
         for record in records:
-            for attempt in range(_BUFFER_FULL_RETRIES):
-                try:
-                    produce(
-                        record.topic,
-                        record.value,
-                        record.key,
-                        headers=record.headers,
-                        timestamp=record.timestamp_ms or 0,
-                    )
-                    break
-                except BufferError:
-                    # The local queue is full: serve delivery reports to make room.
-                    poll(0.1 if attempt else 0)
-            else:
-                raise KafkaRetriableError("producer queue stayed full; is the broker reachable?")
-            poll(0)
+            if record.timestamp_ms and record.topic != self._dlq_topic:
+                observe(max(0.0, (now_ms - record.timestamp_ms) / 1000))
         self._metrics.producer_queue.set(len(self._producer))
-        remaining = self._producer.flush(timeout_s)
-        self._metrics.producer_queue.set(remaining)
-        if self._errors:
-            first = self._errors[0]
-            if first.fatal():
-                raise KafkaFatalError(f"fatal Kafka producer error: {first}")
-            raise KafkaRetriableError(
-                f"{len(self._errors)} record(s) not delivered; first error: {first}"
-            )
-        if remaining:
-            raise KafkaRetriableError(
-                f"{remaining} record(s) still unacknowledged after {timeout_s:.0f}s"
-            )
-        return self._acked
+        self._acked.pop(checkpoint.topic, None)
+        return dict(self._acked)
 
     def ping(self, timeout_s: float) -> bool:
         """True if the cluster answers a metadata request: readiness and ``check``."""
@@ -121,8 +163,86 @@ class Publisher:
         return True
 
     def close(self, timeout_s: float) -> int:
-        """Flush what is queued; return how many records were left undelivered."""
-        return int(self._producer.flush(timeout_s))
+        """Nothing is left outside a transaction at shutdown; abort one left open."""
+        # No transaction open, or the broker is gone: then the broker aborts it on timeout.
+        with contextlib.suppress(KafkaException):
+            self._producer.abort_transaction(timeout_s)
+        return len(self._producer)
+
+    def _produce(self, record: OutRecord) -> None:
+        produce, poll = self._producer.produce, self._producer.poll
+        for attempt in range(_BUFFER_FULL_RETRIES):
+            try:
+                produce(
+                    record.topic,
+                    record.value,
+                    record.key,
+                    headers=record.headers,
+                    timestamp=record.timestamp_ms or 0,
+                )
+                break
+            except BufferError:
+                # The local queue is full: serve delivery reports to make room.
+                poll(0.1 if attempt else 0)
+        else:
+            raise KafkaRetriableError("producer queue stayed full; is the broker reachable?")
+        poll(0)
+
+    def _commit(self, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                self._producer.commit_transaction(max(1.0, deadline - time.monotonic()))
+                return
+            except KafkaException as exc:
+                err = exc.args[0]
+                if err.retriable() and not err.txn_requires_abort() and not err.fatal():
+                    if time.monotonic() < deadline:
+                        continue  # librdkafka allows repeating a commit that timed out
+                    raise CommitOutcomeUnknownError(
+                        f"commit_transaction did not complete in {timeout_s:.0f}s: {err}"
+                    ) from exc
+                self._abort_or_raise(exc, "commit_transaction")
+
+    def _abort_or_raise(self, exc: KafkaException, where: str) -> None:
+        err: KafkaError = exc.args[0]
+        self._raise_if_fatal(err, where)
+        if err.txn_requires_abort() or err.retriable() or self._errors:
+            self._metrics.producer_errors.labels("abortable").inc()
+            try:
+                self._producer.abort_transaction(self._timeout)
+            except KafkaException as abort_exc:
+                self._raise_if_fatal(abort_exc.args[0], "abort_transaction")
+                raise CommitOutcomeUnknownError(f"abort failed after {where}: {abort_exc}") from exc
+            self._metrics.transactions.labels("aborted").inc()
+            raise TransactionAbortedError(f"{where}: {err}; transaction aborted") from exc
+        raise CommitOutcomeUnknownError(f"{where}: {err}") from exc
+
+    def _raise_if_fatal(self, err: KafkaError, where: str) -> None:
+        if err.code() in _FENCED:
+            self._metrics.producer_errors.labels("fatal").inc()
+            raise KafkaFatalError(
+                f"{where}: fenced: another bridge instance with the same BRIDGE_SOURCE_ID"
+                f" (transactional.id) took over ({err.str()})"
+            )
+        if err.fatal():
+            self._metrics.producer_errors.labels("fatal").inc()
+            raise KafkaFatalError(f"{where}: fatal Kafka producer error: {err.str()}")
+
+    def _call(self, fn: Callable[[], T], where: str) -> T:
+        """Run a transactional API call, repeating it while librdkafka says retriable."""
+        deadline = time.monotonic() + self._timeout
+        while True:
+            try:
+                return fn()
+            except KafkaException as exc:
+                err: KafkaError = exc.args[0]
+                self._raise_if_fatal(err, where)
+                if err.retriable() and time.monotonic() < deadline:
+                    self._metrics.producer_errors.labels("retriable").inc()
+                    time.sleep(0.5)
+                    continue
+                raise KafkaRetriableError(f"{where}: {err.str()}") from exc
 
     def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
         if err is not None:
@@ -132,7 +252,3 @@ class Publisher:
             return
         topic = msg.topic() or ""
         self._acked[topic] = self._acked.get(topic, 0) + 1
-        if topic != self._dlq_topic:
-            _, ts = msg.timestamp()
-            if ts > 0:
-                self._metrics.end_to_end_latency.observe(max(0.0, time.time() - ts / 1000))

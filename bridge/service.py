@@ -20,6 +20,7 @@ from types import FrameType
 
 import httpx
 
+from bridge.checkpoint import CheckpointStore
 from bridge.config import Config
 from bridge.dedup import DedupWindow
 from bridge.encode import Encoder, SingleObjectFramer
@@ -31,7 +32,7 @@ from bridge.metrics import Metrics
 from bridge.passentry.client import PassEntryClient
 from bridge.passentry.ratelimit import RequestBudget
 from bridge.pipeline import CycleStats, Pipeline
-from bridge.publish import Publisher, producer_config
+from bridge.publish import CommitOutcomeUnknownError, Publisher, producer_config
 from bridge.routing import Router
 from bridge.schema import latest
 from bridge.topics import TopicManager
@@ -51,6 +52,8 @@ class RunOptions:
     since_ms: int | None = None
     until_ms: int | None = None
     serve_http: bool = True
+    # Backfills write under their own source id, so they never fence the live bridge.
+    source_suffix: str | None = None
     on_cycle: Callable[[CycleStats], None] | None = None
 
 
@@ -89,38 +92,46 @@ class Service:
             partitions=br.topic_partitions,
             replication_factor=br.topic_replication_factor,
         )
+        self.source_id = br.source_id + (options.source_suffix or "")
         self.publisher = Publisher(
             producer_config(
                 client_conf,
+                transactional_id=f"passentry-bridge.{self.source_id}",
                 compression=kafka.compression_type,
                 linger_ms=kafka.linger_ms,
                 message_timeout_ms=kafka.message_timeout_ms,
+                transaction_timeout_ms=kafka.transaction_timeout_ms,
             ),
             self.metrics,
             dlq_topic=br.dlq_topic,
+            call_timeout_s=max(30.0, kafka.message_timeout_ms / 1000),
         )
+        self.checkpoints = CheckpointStore(client_conf, br.state_topic, self.source_id)
         schema = latest()
-        lookback_ms = int(pe.lookback_s * 1000)
+        self._lookback_ms = int(pe.lookback_s * 1000)
         now_ms = int(time.time() * 1000)
-        start_ms = options.since_ms if options.since_ms is not None else now_ms - lookback_ms
+        self._start_ms = (
+            options.since_ms if options.since_ms is not None else now_ms - self._lookback_ms
+        )
         self.pipeline = Pipeline(
             client=self.client,
             enricher=Enricher(self.client.get_pass, self.metrics, PassCache(pe.pass_cache_size)),
             encoder=Encoder(schema, br.source_id),
             framer=SingleObjectFramer(schema),
             publisher=self.publisher,
+            checkpoints=self.checkpoints,
             router=Router(br.scans_topic, br.topic_template),
-            window=DedupWindow(lookback_ms),
+            window=DedupWindow(self._lookback_ms),
             metrics=self.metrics,
             health=self.health,
             filters=pe.filters.as_query(),
             per_page=pe.per_page,
             concurrency=pe.backfill_concurrency,
             max_cycle_scans=pe.max_cycle_scans,
-            source_id=br.source_id,
+            source_id=self.source_id,
             dlq_topic=br.dlq_topic,
             delivery_timeout_s=kafka.message_timeout_ms / 1000 + 5,
-            start_ms=start_ms,
+            start_ms=self._start_ms,
             ensure_topics=self.topics.ensure,
         )
         self.http: StatusServer | None = None
@@ -156,17 +167,58 @@ class Service:
         finally:
             self._shutdown()
 
+    def _restore(self) -> None:
+        """Start-up order for exactly-once: fence, then read what was committed."""
+        br = self.config.bridge
+        self.topics.ensure([br.state_topic], compacted=True)
+        self.topics.ensure(self._fixed_topics())
+        # init_transactions first: it fences a zombie with our transactional.id and settles
+        # its open transaction, so the checkpoint read next is the last word.
+        self.publisher.init()
+        checkpoint = self.checkpoints.read()
+        window = DedupWindow(self._lookback_ms)
+        self.pipeline.rejects.clear()
+        if checkpoint is None:
+            self.pipeline.start_at(self._start_ms)
+            log.info("no checkpoint: starting fresh", extra={"since_ms": self._start_ms})
+        elif checkpoint.watermark is None:
+            self.pipeline.start_at(checkpoint.since_ms or self._start_ms)
+            log.info("checkpoint was reset", extra={"since_ms": checkpoint.since_ms})
+        else:
+            window = DedupWindow(self._lookback_ms, checkpoint.watermark_int())
+            rebuilt = self.checkpoints.rebuild(
+                window,
+                self.pipeline.rejects,
+                [*checkpoint.topics, *self._fixed_topics()],
+                br.dlq_topic,
+            )
+            self.pipeline.topics_written = set(checkpoint.topics)
+            log.info(
+                "resumed from checkpoint",
+                extra={
+                    "watermark": checkpoint.watermark,
+                    "window_ids": rebuilt.ids,
+                    "records_read": rebuilt.records,
+                    "seconds": round(rebuilt.seconds, 2),
+                },
+            )
+        self.pipeline.window = window
+        if window.watermark:
+            self.metrics.published_up_to((window.watermark >> 80) / 1000)
+        self.health.kafka(True)
+
     def _loop(self) -> int:
         pe = self.config.passentry
         interval = pe.poll_interval_min_s
         failing_since: float | None = None
+        restored = False
         while not self.stop.is_set():
             self.health.beat()
             try:
-                self.topics.ensure(self._fixed_topics())
-                stats = self.pipeline.cycle(
-                    self.stop, until_ms=self.options.until_ms, since_ms=self.options.since_ms
-                )
+                if not restored:
+                    self._restore()
+                    restored = True
+                stats = self.pipeline.cycle(self.stop, until_ms=self.options.until_ms)
             except _Stopped:
                 break
             except FatalError as exc:
@@ -175,13 +227,18 @@ class Service:
                 log.error("stopping on a fatal error", extra={"error": str(exc)})
                 return EXIT_FATAL
             except RetriableError as exc:
-                outcome = "kafka_error" if isinstance(exc, KafkaRetriableError) else "api_error"
-                self.metrics.poll_cycles.labels(outcome).inc()
-                self.health.kafka(outcome != "kafka_error" and self.publisher.ping(5.0))
+                kafka_error = isinstance(exc, KafkaRetriableError)
+                self.metrics.poll_cycles.labels("kafka_error" if kafka_error else "api_error").inc()
+                if isinstance(exc, CommitOutcomeUnknownError):
+                    # Whether the commit landed is unknown: a new producer settles it, and
+                    # the checkpoint read back says where we are.
+                    self._recreate_producer()
+                    restored = False
+                self.health.kafka(not kafka_error)
                 failing_since = failing_since or time.monotonic()
                 failed_for = time.monotonic() - failing_since
                 log.warning(
-                    "poll cycle failed; the cursor stays put and the cycle will be retried",
+                    "poll cycle failed; nothing was committed, the cycle will be retried",
                     extra={"error": str(exc), "failing_for_s": round(failed_for, 1)},
                 )
                 if self.options.once and failed_for > pe.retry_deadline_s * 3:
@@ -207,13 +264,20 @@ class Service:
                         "dead_letters": stats.dead_letters,
                     },
                 )
-            if self.options.once:
+            if self.options.once and not stats.busy:
                 return EXIT_OK
             interval = (
                 pe.poll_interval_min_s if stats.busy else min(interval * 2, pe.poll_interval_max_s)
             )
-            self.stop.wait(interval)
+            if not stats.busy:
+                self.stop.wait(interval)
         return EXIT_OK
+
+    def _recreate_producer(self) -> None:
+        try:
+            self.publisher.recreate()
+        except RetriableError as exc:
+            log.warning("cannot recreate the producer yet", extra={"error": str(exc)})
 
     def _fixed_topics(self) -> list[str]:
         br = self.config.bridge

@@ -29,9 +29,15 @@ def test_java_partition_of_a_known_key() -> None:
 
 def test_producer_uses_the_java_compatible_partitioner_and_is_idempotent() -> None:
     conf = producer_config(
-        {"bootstrap.servers": "x:1"}, compression="lz4", linger_ms=5, message_timeout_ms=1000
+        {"bootstrap.servers": "x:1"},
+        transactional_id="passentry-bridge.src",
+        compression="lz4",
+        linger_ms=5,
+        message_timeout_ms=1000,
+        transaction_timeout_ms=2000,
     )
     assert conf["partitioner"] == "murmur2_random"
     assert conf["enable.idempotence"] is True
     assert conf["acks"] == "all"
     assert conf["compression.type"] == "lz4"
+    assert conf["transactional.id"] == "passentry-bridge.src"

@@ -1,12 +1,16 @@
 from __future__ import annotations
 
 import io
+import json
 import threading
 import time
+
+from typing import Any
 
 import fastavro
 import pytest
 
+from bridge.checkpoint import CheckpointStore
 from bridge.dedup import DedupWindow
 from bridge.encode import Encoder, SingleObjectFramer
 from bridge.enrich import Enricher
@@ -29,12 +33,16 @@ class ListSink:
     def __init__(self) -> None:
         self.records: list[OutRecord] = []
         self.fail_next = False
+        self.checkpoints: list[dict[str, Any]] = []
 
-    def send(self, records: list[OutRecord], timeout_s: float) -> dict[str, int]:
+    def send(
+        self, records: list[OutRecord], checkpoint: OutRecord, timeout_s: float
+    ) -> dict[str, int]:
         if self.fail_next:
             self.fail_next = False
             raise KafkaRetriableError("broker went away")
         self.records.extend(records)
+        self.checkpoints.append(json.loads(checkpoint.value))
         counts: dict[str, int] = {}
         for r in records:
             counts[r.topic] = counts.get(r.topic, 0) + 1
@@ -69,6 +77,7 @@ def build(
         encoder=Encoder(schema, "src"),
         framer=SingleObjectFramer(schema),
         publisher=sink,
+        checkpoints=CheckpointStore({}, "state", "src"),
         router=Router("scans", template),
         window=DedupWindow(lookback_ms),
         metrics=metrics,

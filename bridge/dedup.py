@@ -1,15 +1,17 @@
 """The dedup window: which scan ids are new, by UUIDv7 watermark plus a lookback set.
 
 The watermark W is the largest id published. Every poll asks PassEntry for scans created
-after ``time(W) - lookback``, because ids minted on different API nodes are ordered only by
-each node's clock and a scan may become visible after its id was minted. Inside that overlap
-the set of ids already published decides what is new. Ids older than the retention (the
-lookback plus a margin for PassEntry's fuzzy ``createdAfter`` boundary) are pruned, so
-memory follows the window, never the history.
+after the cursor, ``time(W) - lookback``, because ids minted on different API nodes are
+ordered only by each node's clock and a scan may become visible after its id was minted.
+Inside that overlap the set of ids already published decides what is new.
 
-A scan older than the retention that is not in the set arrives too late for the window to
-tell whether it was published before: it is :attr:`Verdict.LATE`, and the pipeline
-dead-letters it with that reason rather than publishing it out of order or dropping it.
+A scan older than the cursor that is not in the set became visible more than a lookback
+after newer scans were published: it is :attr:`Verdict.LATE`. The pipeline dead-letters it
+with that reason rather than publishing it out of order or dropping it. To see such scans
+at all (the API filters them out of normal polls), a periodic sweep reads the range
+``[cursor - sweep, cursor)``; the set keeps that range too, plus a margin for PassEntry's
+fuzzy ``createdAfter`` boundary. Older ids are pruned, so memory follows the window (about
+lookback + sweep of traffic), never the history.
 """
 
 from __future__ import annotations
@@ -35,8 +37,9 @@ class Verdict(enum.Enum):
 
 
 class DedupWindow:
-    def __init__(self, lookback_ms: int, watermark: int = 0) -> None:
+    def __init__(self, lookback_ms: int, watermark: int = 0, sweep_ms: int | None = None) -> None:
         self.lookback_ms = lookback_ms
+        self.sweep_ms = lookback_ms if sweep_ms is None else sweep_ms
         self._watermark = watermark
         self._ids: set[int] = set()
         self._heap: list[int] = []
@@ -61,18 +64,18 @@ class DedupWindow:
     def retention_ms(self) -> int | None:
         """Ids created before this time are pruned; None while the window is empty."""
         cursor = self.cursor_ms()
-        return None if cursor is None else max(0, cursor - BOUNDARY_MARGIN_MS)
+        return None if cursor is None else max(0, cursor - self.sweep_ms - BOUNDARY_MARGIN_MS)
 
     def classify(self, id_int: int) -> Verdict:
         if id_int in self._ids:
             return Verdict.DUPLICATE
-        retention = self.retention_ms()
-        if retention is not None and (id_int >> 80) < retention:
+        cursor = self.cursor_ms()
+        if cursor is not None and (id_int >> 80) < cursor:
             return Verdict.LATE
         return Verdict.NEW
 
     def add(self, id_int: int) -> None:
-        """Record a published id, move the watermark, and prune what fell out."""
+        """Record a published (or dead-lettered) id and move the watermark."""
         if id_int in self._ids:
             return
         self._ids.add(id_int)

@@ -133,6 +133,8 @@ class Pipeline:
         self._per_page = per_page
         self._concurrency = concurrency
         self._max_scans = max_cycle_scans
+        self._sweep_every_s = max(1.0, window.lookback_ms / 2000)
+        self._next_sweep = time.monotonic() + self._sweep_every_s
         self._source = source_id
         self._dlq = dlq_topic
         self._delivery_timeout = delivery_timeout_s
@@ -163,8 +165,26 @@ class Pipeline:
         if stop.is_set():
             return stats
         self._publish_slice(collected, stats, stop)
+        if not stats.busy and time.monotonic() >= self._next_sweep:
+            self._sweep(stats, stop)
         self._metrics.poll_cycle_duration.observe(time.perf_counter() - started)
         return stats
+
+    def _sweep(self, stats: CycleStats, stop: threading.Event) -> None:
+        """Read the range just behind the cursor, which normal polls no longer ask for:
+        anything there not already in the window became visible too late."""
+        self._next_sweep = time.monotonic() + self._sweep_every_s
+        cursor = self.window.cursor_ms()
+        if cursor is None or self.window.sweep_ms <= 0:
+            return
+        after = max(0, cursor - self.window.sweep_ms)
+        first = self._client.list_scans(self._params(after, cursor, 1))
+        stats.pages += 1
+        collected = self._walk(after, cursor, first, stats, stop)
+        if not stop.is_set():
+            busy = stats.busy
+            self._publish_slice(collected, stats, stop)
+            stats.busy = busy
 
     def _params(self, after: int, before: int, page: int) -> dict[str, str]:
         return {
@@ -259,33 +279,39 @@ class Pipeline:
     def _publish_slice(self, collected: _Slice, stats: CycleStats, stop: threading.Event) -> None:
         window, metrics = self.window, self._metrics
         fetched = len(collected.scans) + len(collected.rejected)
-        stats.fetched = fetched
+        stats.fetched += fetched
         metrics.scans_fetched.inc(fetched)
+        duplicates = 0
         fresh: list[tuple[ValidScan, DecodedPage, str]] = []
         late: list[OutRecord] = []
+        late_ids: list[int] = []
         for item in collected.scans.values():
             scan = item[0]
             verdict = window.classify(scan.id_int)
             if verdict is Verdict.NEW:
                 fresh.append(item)
             elif verdict is Verdict.LATE:
+                stats.late += 1
                 late.append(self._late(scan, item[2]))
+                late_ids.append(scan.id_int)
             else:
-                stats.duplicates += 1
-        metrics.scans_duplicate.inc(stats.duplicates)
+                duplicates += 1
+        stats.duplicates += duplicates
+        metrics.scans_duplicate.inc(duplicates)
         fresh.sort(key=lambda item: item[0].id_int)
         dead = [
             self._dead_letter(rejected, url)
             for rejected, url in collected.rejected.values()
             if self.rejects.first_time(rejected)
         ]
-        # Dead letters ride with the first chunk; an empty slice may still carry some.
+        # Dead letters ride with the first chunk; an empty slice may still carry some. Late
+        # scans join the window too, so the next sweep knows they were dead-lettered.
         extra = late + dead
         for start in range(0, max(len(fresh), 1 if extra else 0), _CHUNK):
             if stop.is_set():
                 return
-            self._publish_chunk(fresh[start : start + _CHUNK], extra, stats)
-            extra = []
+            self._publish_chunk(fresh[start : start + _CHUNK], extra, late_ids, stats)
+            extra, late_ids = [], []
 
     def _late(self, scan: ValidScan, url: str) -> OutRecord:
         self._metrics.late_scans.inc()
@@ -306,6 +332,7 @@ class Pipeline:
         self,
         chunk: list[tuple[ValidScan, DecodedPage, str]],
         extra: list[OutRecord],
+        extra_ids: list[int],
         stats: CycleStats,
     ) -> None:
         enriched = self._enricher.enrich([(scan, page) for scan, page, _ in chunk])
@@ -337,6 +364,7 @@ class Pipeline:
                 )
             )
         records.extend(extra)
+        new_ids.extend(extra_ids)
         if not records:
             return
         topics = {r.topic for r in records}

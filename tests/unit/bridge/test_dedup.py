@@ -48,22 +48,24 @@ def test_pruning_bounds_the_window_and_old_ids_become_late() -> None:
     w.add_all([first])
     for second in range(1, 3600):
         w.add_all([minter.mint(at_ms=T0 + second * 1000).int])
-    # One id per second over an hour; only lookback + margin worth stays.
-    assert len(w) <= (LOOKBACK + BOUNDARY_MARGIN_MS) // 1000 + 2
+    # One id per second over an hour; only lookback + sweep + margin worth stays.
+    assert len(w) <= (2 * LOOKBACK + BOUNDARY_MARGIN_MS) // 1000 + 2
     assert first not in w
     assert w.classify(first) is Verdict.LATE
-    (too_old,) = ids_at(3599_000 - LOOKBACK - BOUNDARY_MARGIN_MS - 1000)
+    (too_old,) = ids_at(3599_000 - 2 * LOOKBACK - BOUNDARY_MARGIN_MS - 1000)
     assert w.classify(too_old) is Verdict.LATE
 
 
-def test_boundary_margin_keeps_ids_just_before_the_cursor() -> None:
+def test_ids_before_the_cursor_are_duplicates_if_known_else_late() -> None:
     w = DedupWindow(LOOKBACK)
-    (edge,) = ids_at(0)
+    edge, unseen = ids_at(0, 10)
     (top,) = ids_at(LOOKBACK + 1000)  # the cursor is now 1 s after `edge`
     w.add_all([edge, top])
     # PassEntry's createdAfter may be inclusive or coarse: `edge` can come back, and must
-    # still be recognised as a duplicate rather than called late.
+    # still be recognised as a duplicate.
     assert w.classify(edge) is Verdict.DUPLICATE
+    # A scan older than the cursor never seen before became visible too late.
+    assert w.classify(unseen) is Verdict.LATE
 
 
 def test_snapshot_rebuilds_an_identical_window() -> None:

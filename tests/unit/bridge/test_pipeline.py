@@ -4,7 +4,6 @@ import io
 import json
 import threading
 import time
-
 from typing import Any
 
 import fastavro
@@ -150,20 +149,27 @@ def test_late_visibility_inside_the_lookback_publishes_once() -> None:
     assert sink.scan_ids() == [first, hidden]
 
 
-def test_scan_older_than_the_window_goes_to_the_dlq_as_late() -> None:
+def test_scan_visible_only_after_the_lookback_is_found_by_the_sweep_and_dead_lettered() -> None:
     api, sink, metrics = FakeApi(), ListSink(), Metrics()
     api.add(NOW - 1_000)
     p = build(api, sink, metrics, lookback_ms=10_000)
     p.cycle(threading.Event())
-    # The server ignores createdAfter for one very old scan (a fuzzy boundary gone wrong).
-    old = api.add(NOW - 600_000)
-    api.scans[-1] = (NOW, api.scans[-1][1])  # make the fake return it despite its id's age
+    # Minted 19 s before the newest scan, visible only now: normal polls (createdAfter =
+    # watermark - 10 s) never ask for it; the sweep over the 10 s behind that does.
+    old = api.add(NOW - 20_000)
+    p.cycle(threading.Event())
+    assert [r for r in sink.records if r.topic == "dlq"] == []
+    p._next_sweep = 0  # the sweep is due (every lookback / 2)
     p.cycle(threading.Event())
     dlq = [r for r in sink.records if r.topic == "dlq"]
     assert [dict(r.headers)["scan-id"] for r in dlq] == [old]  # type: ignore[misc]
     assert dict(dlq[0].headers)["dlq-reason"] == "late_scan"  # type: ignore[misc]
     assert sample(metrics, "passentry_bridge_late_scans_total") == 1
     assert old not in sink.scan_ids()
+    # Dead-lettered once: the next sweep knows it.
+    p._next_sweep = 0
+    p.cycle(threading.Event())
+    assert len([r for r in sink.records if r.topic == "dlq"]) == 1
 
 
 def test_failed_delivery_keeps_the_cursor_and_the_next_cycle_republishes() -> None:

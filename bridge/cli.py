@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import sys
@@ -51,7 +52,24 @@ config_option = click.option(
 )
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Commands(click.Group):
+    """Loads the simulator only when ``simulate`` runs: aiohttp alone costs a third of a
+    second, and a bridge that restarts after a crash should be back at work at once."""
+
+    _lazy = {"simulate": ("bridge.simulator.command", "simulate")}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *self._lazy])
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self._lazy:
+            module, name = self._lazy[cmd_name]
+            command: click.Command = getattr(importlib.import_module(module), name)
+            return command
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="passentry-bridge")
 def main() -> None:
     """Stream PassEntry pass scans into Kafka as Avro."""
@@ -225,12 +243,3 @@ def schema_show(version: int | None, fingerprint: bool) -> None:
         click.echo(s.fingerprint.hex())
     else:
         click.echo(json.dumps(s.definition, indent=2))
-
-
-def _register() -> None:
-    from bridge.simulator.command import simulate
-
-    main.add_command(simulate)
-
-
-_register()

@@ -231,6 +231,9 @@ class BridgeSettings(_Group):
     shutdown_grace_s: float = Field(25.0, gt=0, le=3600)
     # /readyz turns false when no poll succeeded for this long.
     ready_max_poll_age_s: float = Field(120.0, gt=0)
+    # Fault tests only: hold every transaction open this long before committing, so a test
+    # can freeze or kill the bridge while one is open. Never set it in production.
+    debug_txn_hold_s: float = Field(0.0, ge=0, le=60)
     log_format: Literal["auto", "json", "text"] = "auto"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 

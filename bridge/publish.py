@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -98,7 +97,13 @@ def producer_config(
 
 class Publisher:
     def __init__(
-        self, conf: dict[str, Any], metrics: Metrics, *, dlq_topic: str, call_timeout_s: float
+        self,
+        conf: dict[str, Any],
+        metrics: Metrics,
+        *,
+        dlq_topic: str,
+        call_timeout_s: float,
+        hold_s: float = 0.0,
     ) -> None:
         self._conf = {**conf, "on_delivery": self._on_delivery}
         self._metrics = metrics
@@ -106,9 +111,8 @@ class Publisher:
         self._timeout = call_timeout_s
         self._acked: dict[str, int] = {}
         self._errors: list[KafkaError] = []
-        # Fault tests only: hold each transaction open this long before committing, so a
-        # test can freeze or kill the bridge while a transaction is open.
-        self._hold_s = float(os.environ.get("BRIDGE_DEBUG_TXN_HOLD_S", "0") or 0)
+        # Fault tests only (BRIDGE_DEBUG_TXN_HOLD_S): keep each transaction open a while.
+        self._hold_s = hold_s
         self._producer = Producer(self._conf)
 
     def init(self) -> None:

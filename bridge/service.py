@@ -105,6 +105,7 @@ class Service:
             self.metrics,
             dlq_topic=br.dlq_topic,
             call_timeout_s=max(30.0, kafka.message_timeout_ms / 1000),
+            hold_s=br.debug_txn_hold_s,
         )
         self.checkpoints = CheckpointStore(client_conf, br.state_topic, self.source_id)
         schema = latest()

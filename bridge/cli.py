@@ -9,7 +9,7 @@ import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import click
 
@@ -56,7 +56,9 @@ class _Commands(click.Group):
     """Loads the simulator only when ``simulate`` runs: aiohttp alone costs a third of a
     second, and a bridge that restarts after a crash should be back at work at once."""
 
-    _lazy = {"simulate": ("bridge.simulator.command", "simulate")}
+    _lazy: ClassVar[dict[str, tuple[str, str]]] = {
+        "simulate": ("bridge.simulator.command", "simulate")
+    }
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted([*super().list_commands(ctx), *self._lazy])

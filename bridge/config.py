@@ -102,6 +102,9 @@ class PassEntrySettings(_Group):
     # How long one call keeps retrying before the cycle gives up and polls again later.
     retry_deadline_s: float = Field(60.0, gt=0)
     lookback_s: float = Field(300.0, ge=0, le=86_400)
+    # How far behind the cursor the periodic late sweep looks (default: one lookback).
+    # Scans that turn up later than lookback + sweep cannot be told apart from old ones.
+    late_sweep_s: float | None = Field(None, ge=0, le=86_400)
     poll_interval_min_s: float = Field(1.0, gt=0)
     poll_interval_max_s: float = Field(30.0, gt=0)
     pass_cache_size: int = Field(10_000, ge=0)

@@ -110,6 +110,7 @@ class Service:
         self.checkpoints = CheckpointStore(client_conf, br.state_topic, self.source_id)
         schema = latest()
         self._lookback_ms = int(pe.lookback_s * 1000)
+        self._sweep_ms = None if pe.late_sweep_s is None else int(pe.late_sweep_s * 1000)
         now_ms = int(time.time() * 1000)
         self._start_ms = (
             options.since_ms if options.since_ms is not None else now_ms - self._lookback_ms
@@ -122,7 +123,7 @@ class Service:
             publisher=self.publisher,
             checkpoints=self.checkpoints,
             router=Router(br.scans_topic, br.topic_template),
-            window=DedupWindow(self._lookback_ms),
+            window=DedupWindow(self._lookback_ms, sweep_ms=self._sweep_ms),
             metrics=self.metrics,
             health=self.health,
             filters=pe.filters.as_query(),
@@ -177,7 +178,7 @@ class Service:
         # its open transaction, so the checkpoint read next is the last word.
         self.publisher.init()
         checkpoint = self.checkpoints.read()
-        window = DedupWindow(self._lookback_ms)
+        window = DedupWindow(self._lookback_ms, sweep_ms=self._sweep_ms)
         self.pipeline.rejects.clear()
         if checkpoint is None:
             self.pipeline.start_at(self._start_ms)
@@ -186,7 +187,9 @@ class Service:
             self.pipeline.start_at(checkpoint.since_ms or self._start_ms)
             log.info("checkpoint was reset", extra={"since_ms": checkpoint.since_ms})
         else:
-            window = DedupWindow(self._lookback_ms, checkpoint.watermark_int())
+            window = DedupWindow(
+                self._lookback_ms, checkpoint.watermark_int(), sweep_ms=self._sweep_ms
+            )
             rebuilt = self.checkpoints.rebuild(
                 window,
                 self.pipeline.rejects,

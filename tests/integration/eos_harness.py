@@ -1,0 +1,266 @@
+"""Out-of-process pieces for the exactly-once fault suite: the bridge as a child process,
+live traffic into the in-process simulator, a dedicated broker, and the verifier."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from confluent_kafka import IsolationLevel, TopicPartition
+from confluent_kafka.admin import AdminClient, OffsetSpec
+
+from bridge.simulator.server import SimulatorServer
+from tests.integration.harness import Record, drain, wait_for
+
+BRIDGE = str(Path(sys.executable).with_name("passentry-bridge"))
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Topics:
+    scans: str
+    dlq: str
+    state: str
+    source: str
+
+    @classmethod
+    def fresh(cls) -> Topics:
+        tag = uuid.uuid4().hex[:10]
+        return cls(f"eos-{tag}-scans", f"eos-{tag}-dlq", f"eos-{tag}-state", f"eos-{tag}")
+
+
+class BridgeProcess:
+    """``passentry-bridge run`` as a child process with its own log file."""
+
+    def __init__(self, env: dict[str, str], log_dir: Path, name: str) -> None:
+        self.env = env
+        self.log_path = log_dir / f"{name}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+
+    def start(self, since: str = "2000-01-01T00:00:00Z") -> BridgeProcess:
+        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in wait()
+        self.proc = subprocess.Popen(
+            [BRIDGE, "run", "--since", since],
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=self._log,
+            start_new_session=True,
+        )
+        return self
+
+    def send(self, sig: int) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+
+    def wait(self, timeout: float) -> int:
+        assert self.proc is not None
+        try:
+            return self.proc.wait(timeout)
+        finally:
+            if self._log is not None and self.proc.poll() is not None:
+                self._log.close()
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        if self._log is not None:
+            self._log.close()
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def bridge_env(api_url: str, bootstrap: str, topics: Topics, **extra: str) -> dict[str, str]:
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("PASSENTRY_", "BRIDGE_", "KAFKA_"))
+    }
+    env.update(
+        PASSENTRY_API_URL=api_url,
+        PASSENTRY_API_TOKEN="sim-token",
+        KAFKA_BOOTSTRAP_SERVERS=bootstrap,
+        BRIDGE_SCANS_TOPIC=topics.scans,
+        BRIDGE_DLQ_TOPIC=topics.dlq,
+        BRIDGE_STATE_TOPIC=topics.state,
+        BRIDGE_SOURCE_ID=topics.source,
+        BRIDGE_HTTP_PORT="0",
+        BRIDGE_TOPIC_PARTITIONS="3",
+        PASSENTRY_POLL_INTERVAL_MIN_S="0.2",
+        PASSENTRY_POLL_INTERVAL_MAX_S="0.5",
+        PASSENTRY_LOOKBACK_S="30",
+        BRIDGE_SHUTDOWN_GRACE_S="5",
+        KAFKA_LINGER_MS="5",
+        BRIDGE_LOG_FORMAT="json",
+        PYTHONUNBUFFERED="1",
+    )
+    env.update(extra)
+    return env
+
+
+class Traffic:
+    """Live scans into the simulator at ``rate`` per second until stopped."""
+
+    def __init__(self, sim: SimulatorServer, rate: float) -> None:
+        self._sim, self._rate = sim, rate
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> Traffic:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        started, made = time.monotonic(), 0
+        while not self._stop.wait(0.05):
+            due = int((time.monotonic() - started) * self._rate) - made
+            if due > 0:
+                self._sim.store.generate(due)
+                made += due
+
+
+def open_transaction(bootstrap: str, topic: str) -> bool:
+    """True while some partition's last stable offset lags its high watermark: a
+    transaction is open on it."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    md = admin.list_topics(topic, timeout=10)
+    parts = [TopicPartition(topic, p) for p in md.topics[topic].partitions]
+
+    def ends(level: IsolationLevel) -> dict[int, int]:
+        result = admin.list_offsets(
+            {tp: OffsetSpec.latest() for tp in parts}, isolation_level=level
+        )
+        return {tp.partition: f.result().offset for tp, f in result.items()}
+
+    committed = ends(IsolationLevel.READ_COMMITTED)
+    uncommitted = ends(IsolationLevel.READ_UNCOMMITTED)
+    return any(committed[p] < uncommitted[p] for p in committed)
+
+
+def verify_exactly_once(
+    bootstrap: str, topics: Topics, sim: SimulatorServer, seed: int, timeout_s: float = 120
+) -> list[Record]:
+    """Every scan the simulator created appears exactly once, in id order per partition;
+    every scan with an invalid id is in the DLQ exactly once.
+
+    Id order is checked over the scans that became visible when their id was minted. A
+    scan made visible late, or minted by a node whose clock is off, can only be published
+    when it shows up, after newer ones: the consumer contract in the README says so.
+    """
+    wait_for(lambda: sim.store.counts()[1] == 0, 60, "late scans to become visible")
+    created = sim.store.all_scans()
+    good = {s.id for s in created if s.created_ms is not None}
+    on_time = {
+        s.id for s in created if s.created_ms is not None and s.visible_at_ms == s.created_ms
+    }
+    bad = {s.id for s in created if s.created_ms is None}
+    drain(
+        bootstrap,
+        topics.scans,
+        timeout_s=timeout_s,
+        until=lambda rs: len({r.headers["scan-id"] for r in rs}) >= len(good),
+    )
+    records = drain(bootstrap, topics.scans, idle_s=3)
+    ids = [r.headers["scan-id"].decode() for r in records]
+    dupes = sorted({i for i in ids if ids.count(i) > 1})
+    assert not dupes, f"seed {seed}: {len(dupes)} scan ids published twice, e.g. {dupes[:3]}"
+    missing = good - set(ids)
+    assert not missing, (
+        f"seed {seed}: {len(missing)} scans never published, e.g. {sorted(missing)[:3]}"
+    )
+    assert set(ids) == good, f"seed {seed}: unexpected ids on the topic"
+    by_partition: dict[int, list[str]] = defaultdict(list)
+    for r in sorted(records, key=lambda r: (r.partition, r.offset)):
+        scan_id = r.headers["scan-id"].decode()
+        if scan_id in on_time:
+            by_partition[r.partition].append(scan_id)
+    for p, in_order in by_partition.items():
+        assert in_order == sorted(in_order), f"seed {seed}: partition {p} not in id order"
+    if bad:
+        dead = drain(bootstrap, topics.dlq, idle_s=2)
+        dead_ids = [
+            r.headers["scan-id"].decode()
+            for r in dead
+            if r.headers.get("dlq-reason") == b"invalid_id"
+        ]
+        assert sorted(dead_ids) == sorted(bad), f"seed {seed}: DLQ is not exactly the bad ids"
+    assert sum(map(len, by_partition.values())) >= len(on_time)
+    return records
+
+
+class LocalBroker:
+    """A broker of this test's own (KAFKA_LOCAL_DIR), so killing it disturbs no other test."""
+
+    def __init__(self, directory: Path) -> None:
+        self.env = {**os.environ, "KAFKA_LOCAL_DIR": str(directory)}
+        self.dir = directory
+        self.bootstrap = ""
+
+    def _run(self, command: str, timeout: float = 300) -> str:
+        done = subprocess.run(
+            [str(ROOT / "scripts" / "kafka-local"), command],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise AssertionError(f"kafka-local {command} failed:\n{done.stderr}")
+        return done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""
+
+    def start(self) -> str:
+        self.bootstrap = self._run("start")
+        return self.bootstrap
+
+    def restart(self) -> None:
+        assert self._run("restart") == self.bootstrap
+
+    def pid(self) -> int:
+        return int((self.dir / "broker.pid").read_text().strip())
+
+    def signal(self, sig: int) -> None:
+        os.kill(self.pid(), sig)
+
+    def stop(self) -> None:
+        self._run("stop", 120)
+
+
+__all__ = [
+    "BridgeProcess",
+    "LocalBroker",
+    "Topics",
+    "Traffic",
+    "bridge_env",
+    "free_port",
+    "open_transaction",
+    "signal",
+    "verify_exactly_once",
+]

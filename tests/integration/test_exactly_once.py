@@ -1,0 +1,276 @@
+"""The exactly-once fault suite: kills, restarts, fencing, broker crashes, API faults.
+
+Each scenario runs the bridge as a child process against the real broker while the
+simulator takes live traffic, then a read_committed verifier checks that every scan the
+simulator created is on the topic exactly once, in id order per partition. Every scenario
+is seeded; set EOS_SEED to replay one.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import signal
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from bridge.simulator.app import SimulatorConfig
+from bridge.simulator.faults import Faults
+from bridge.simulator.server import SimulatorServer
+from bridge.simulator.store import WorldConfig
+from tests.integration.eos_harness import (
+    BridgeProcess,
+    LocalBroker,
+    Topics,
+    Traffic,
+    bridge_env,
+    free_port,
+    open_transaction,
+    verify_exactly_once,
+)
+from tests.integration.harness import drain, wait_for
+
+
+def seed_for(default: int) -> int:
+    return int(os.environ.get("EOS_SEED", default))
+
+
+def simulator(seed: int, backlog: int = 300, faults: Faults | None = None) -> SimulatorServer:
+    if faults is not None:
+        faults.rng = random.Random(seed)
+    world = WorldConfig(readers=10, passes=200, seed=seed, backlog=backlog, backlog_span_s=600)
+    return SimulatorServer(SimulatorConfig(world=world, rate_limit=None), faults)
+
+
+def test_sigkill_at_random_moments_twenty_times(kafka_bootstrap: str, tmp_path: Path) -> None:
+    seed = seed_for(101)
+    rng = random.Random(seed)
+    topics = Topics.fresh()
+    with simulator(seed) as sim:
+        with Traffic(sim, rate=40):
+            # Holding each transaction open a little makes kills mid-transaction common.
+            env = bridge_env(sim.url, kafka_bootstrap, topics, BRIDGE_DEBUG_TXN_HOLD_S="0.05")
+            for n in range(20):
+                bridge = BridgeProcess(env, tmp_path, f"bridge-{n}").start()
+                time.sleep(rng.uniform(0.5, 4.0))
+                bridge.send(signal.SIGKILL)
+                assert bridge.wait(10) == -signal.SIGKILL
+            # No settle time: the next instance starts right away, and finishes the job.
+            final = BridgeProcess(env, tmp_path, "bridge-final").start()
+            time.sleep(2)
+        try:
+            verify_exactly_once(kafka_bootstrap, topics, sim, seed)
+        finally:
+            final.send(signal.SIGTERM)
+            assert final.wait(15) == 0
+
+
+def test_sigterm_shuts_down_cleanly_every_time(kafka_bootstrap: str, tmp_path: Path) -> None:
+    seed = seed_for(202)
+    rng = random.Random(seed)
+    topics = Topics.fresh()
+    with simulator(seed) as sim:
+        with Traffic(sim, rate=40):
+            env = bridge_env(sim.url, kafka_bootstrap, topics, BRIDGE_SHUTDOWN_GRACE_S="5")
+            for n in range(6):
+                bridge = BridgeProcess(env, tmp_path, f"bridge-{n}").start()
+                time.sleep(rng.uniform(0.5, 4.0))
+                started = time.monotonic()
+                bridge.send(signal.SIGTERM)
+                code = bridge.wait(10)
+                took = time.monotonic() - started
+                assert code == 0, f"seed {seed}: exit {code}\n{bridge.log_text()[-2000:]}"
+                assert took < 5, f"seed {seed}: shutdown took {took:.1f}s, grace is 5s"
+            final = BridgeProcess(env, tmp_path, "bridge-final").start()
+        try:
+            verify_exactly_once(kafka_bootstrap, topics, sim, seed)
+        finally:
+            final.send(signal.SIGTERM)
+            assert final.wait(15) == 0
+
+
+def test_a_frozen_zombie_is_fenced_and_its_open_transaction_never_shows(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    seed = seed_for(303)
+    topics = Topics.fresh()
+    with simulator(seed) as sim:
+        traffic = Traffic(sim, rate=40).__enter__()
+        env = bridge_env(sim.url, kafka_bootstrap, topics)
+        a = BridgeProcess({**env, "BRIDGE_DEBUG_TXN_HOLD_S": "3"}, tmp_path, "a").start()
+        wait_for(lambda: drain_count(kafka_bootstrap, topics.state) > 0, 60, "A's first commit")
+        wait_for(
+            lambda: open_transaction(kafka_bootstrap, topics.scans),
+            30,
+            "A to hold a transaction open",
+        )
+        a.send(signal.SIGSTOP)
+        b = BridgeProcess(env, tmp_path, "b").start()
+        try:
+            # B fences A: A's transaction is aborted, B commits its own.
+            wait_for(
+                lambda: not open_transaction(kafka_bootstrap, topics.scans),
+                60,
+                "A's transaction to be aborted",
+            )
+            time.sleep(2)
+            a.send(signal.SIGCONT)
+            code = a.wait(30)
+            assert code == 1, f"seed {seed}: zombie exited {code}\n{a.log_text()[-2000:]}"
+            assert "fenced" in a.log_text()
+            time.sleep(2)
+        finally:
+            a.kill()
+            traffic.stop()
+        try:
+            assert b.running(), "B must carry on"
+            verify_exactly_once(kafka_bootstrap, topics, sim, seed)
+        finally:
+            b.send(signal.SIGTERM)
+            assert b.wait(15) == 0
+
+
+def drain_count(bootstrap: str, topic: str) -> int:
+    try:
+        return len(drain(bootstrap, topic, idle_s=0.5, timeout_s=10))
+    except Exception:
+        return 0
+
+
+def test_broker_killed_restarted_and_frozen_past_the_transaction_timeout(
+    tmp_path: Path,
+) -> None:
+    seed = seed_for(404)
+    rng = random.Random(seed)
+    topics = Topics.fresh()
+    broker = LocalBroker(tmp_path / "kafka")
+    bootstrap = broker.start()
+    try:
+        with simulator(seed) as sim:
+            with Traffic(sim, rate=30):
+                env = bridge_env(
+                    sim.url,
+                    bootstrap,
+                    topics,
+                    KAFKA_TRANSACTION_TIMEOUT_MS="10000",
+                    KAFKA_MESSAGE_TIMEOUT_MS="8000",
+                )
+                bridge = BridgeProcess(env, tmp_path, "bridge").start()
+                wait_for(lambda: drain_count(bootstrap, topics.state) > 0, 60, "a first commit")
+                time.sleep(rng.uniform(0.5, 2.0))
+                broker.signal(signal.SIGKILL)
+                time.sleep(rng.uniform(1.0, 3.0))
+                broker.restart()
+                time.sleep(rng.uniform(2.0, 4.0))
+                # Frozen longer than the 10 s transaction timeout.
+                broker.signal(signal.SIGSTOP)
+                time.sleep(14)
+                broker.signal(signal.SIGCONT)
+                time.sleep(3)
+            try:
+                assert bridge.running(), bridge.log_text()[-3000:]
+                verify_exactly_once(bootstrap, topics, sim, seed, timeout_s=180)
+            finally:
+                bridge.send(signal.SIGTERM)
+                bridge.wait(20)
+    finally:
+        broker.stop()
+
+
+def test_api_faults_with_kills_lose_nothing(kafka_bootstrap: str, tmp_path: Path) -> None:
+    seed = seed_for(505)
+    rng = random.Random(seed)
+    topics = Topics.fresh()
+    faults = Faults(
+        bad_id_rate=0.02,
+        late_rate=0.1,
+        late_s=2,
+        nodes=3,
+        max_skew_ms=300,
+        missing_included_rate=0.1,
+    )
+    with simulator(seed, faults=faults) as sim:
+        traffic = Traffic(sim, rate=30).__enter__()
+        sim.sim.limiter.__init__(3, 1.0)  # type: ignore[misc] # a 429 storm: 3 req/s
+        env = bridge_env(sim.url, kafka_bootstrap, topics, PASSENTRY_TIMEOUT_S="1")
+        storms = [
+            {"error_5xx_rate": 0.5},
+            {"hang_rate": 0.3, "hang_s": 2.0},
+            {"reset_rate": 0.3},
+            {"truncated_rate": 0.2, "malformed_rate": 0.2, "html_rate": 0.2},
+        ]
+        for n, storm in enumerate(storms):
+            bridge = BridgeProcess(env, tmp_path, f"bridge-{n}").start()
+            sim.faults.update(storm)
+            time.sleep(rng.uniform(2.0, 4.0))
+            sim.faults.update({k: 0.0 for k in storm if k != "hang_s"})
+            bridge.send(signal.SIGKILL)
+            bridge.wait(10)
+        sim.sim.limiter.__init__(None, 1.0)  # type: ignore[misc]
+        final = BridgeProcess(env, tmp_path, "bridge-final").start()
+        time.sleep(2)
+        traffic.stop()
+        try:
+            verify_exactly_once(kafka_bootstrap, topics, sim, seed, timeout_s=180)
+        finally:
+            final.send(signal.SIGTERM)
+            assert final.wait(15) == 0
+
+
+def test_late_visibility_publishes_once_inside_the_window_and_counts_beyond_it(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    seed = seed_for(606)
+    topics = Topics.fresh()
+    port = free_port()
+    faults = Faults(late_rate=0.3, late_s=2)
+    with simulator(seed, backlog=0, faults=faults) as sim:
+        env = bridge_env(
+            sim.url, kafka_bootstrap, topics, BRIDGE_HTTP_PORT=str(port), PASSENTRY_LOOKBACK_S="4"
+        )
+        bridge = BridgeProcess(env, tmp_path, "bridge").start()
+        try:
+            # Inside the 4 s lookback: 2 s late scans are published exactly once.
+            with Traffic(sim, rate=30):
+                time.sleep(6)
+            records = verify_exactly_once(kafka_bootstrap, topics, sim, seed)
+            assert records
+            # Beyond it (but inside the late sweep, which covers the 4 s behind the cursor):
+            # 6 s late scans are dead-lettered as late and counted.
+            sim.faults.update({"late_rate": 1.0, "late_s": 6.0})
+            late_ids = {s.id for s in sim.store.generate(5)}
+            sim.faults.update({"late_rate": 0.0})
+            with Traffic(sim, rate=20):
+                time.sleep(10)
+            wait_for(lambda: late_metric(port) >= 5, 30, "the late-scan metric")
+            dead = drain(kafka_bootstrap, topics.dlq, idle_s=1)
+            late_dlq = {
+                r.headers["scan-id"].decode()
+                for r in dead
+                if r.headers["dlq-reason"] == b"late_scan"
+            }
+            assert late_dlq == late_ids
+            published = {
+                r.headers["scan-id"].decode() for r in drain(kafka_bootstrap, topics.scans)
+            }
+            assert not late_ids & published
+        finally:
+            bridge.send(signal.SIGTERM)
+            assert bridge.wait(15) == 0
+    assert re.search(r"late scan", bridge.log_text())
+
+
+def late_metric(port: int) -> float:
+    try:
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
+    except httpx.HTTPError:
+        return 0.0
+    match = re.search(r"^passentry_bridge_late_scans_total (\S+)$", text, re.M)
+    return float(match.group(1)) if match else 0.0
+
+
+pytestmark = pytest.mark.timeout(600)

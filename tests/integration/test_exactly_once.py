@@ -134,6 +134,35 @@ def test_a_frozen_zombie_is_fenced_and_its_open_transaction_never_shows(
             assert b.wait(15) == 0
 
 
+def test_a_second_instance_started_beside_a_live_one_takes_over_without_duplicates(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    # No freeze this time: A keeps working and commits while B starts. B must fence A before
+    # it reads the checkpoint and window, or A's last commit slips past B and is published
+    # twice.
+    seed = seed_for(707)
+    rng = random.Random(seed)
+    topics = Topics.fresh()
+    with simulator(seed) as sim:
+        with Traffic(sim, rate=40):
+            env = bridge_env(sim.url, kafka_bootstrap, topics)
+            held = {**env, "BRIDGE_DEBUG_TXN_HOLD_S": "0.7"}
+            a = BridgeProcess(held, tmp_path, "a").start()
+            wait_for(lambda: drain_count(kafka_bootstrap, topics.state) > 0, 60, "A's commit")
+            for n in range(3):
+                time.sleep(rng.uniform(0.5, 2.0))
+                b = BridgeProcess(held, tmp_path, f"b{n}").start()
+                assert a.wait(60) == 1, a.log_text()[-2000:]
+                assert "fenced" in a.log_text()
+                a = b
+            time.sleep(2)
+        try:
+            verify_exactly_once(kafka_bootstrap, topics, sim, seed)
+        finally:
+            a.send(signal.SIGTERM)
+            assert a.wait(15) == 0
+
+
 def drain_count(bootstrap: str, topic: str) -> int:
     try:
         return len(drain(bootstrap, topic, idle_s=0.5, timeout_s=10))

@@ -36,6 +36,10 @@ test-unit: install
 test-integration: install
 	$(BIN)/pytest tests/integration
 
+# The README's first command: local Kafka + PassEntry simulator + the bridge + tail.
+demo: install
+	scripts/demo
+
 kafka-start:
 	scripts/kafka-local start
 

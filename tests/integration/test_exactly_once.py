@@ -146,10 +146,12 @@ def test_a_second_instance_started_beside_a_live_one_takes_over_without_duplicat
     with simulator(seed) as sim:
         with Traffic(sim, rate=40):
             env = bridge_env(sim.url, kafka_bootstrap, topics)
-            held = {**env, "BRIDGE_DEBUG_TXN_HOLD_S": "0.7"}
+            # Short transactions, committed several times a second, so that A often commits
+            # in the instant between B's start-up reads and B's init_transactions.
+            held = {**env, "BRIDGE_DEBUG_TXN_HOLD_S": "0.15"}
             a = BridgeProcess(held, tmp_path, "a").start()
             wait_for(lambda: drain_count(kafka_bootstrap, topics.state) > 0, 60, "A's commit")
-            for n in range(3):
+            for n in range(10):
                 time.sleep(rng.uniform(0.5, 2.0))
                 b = BridgeProcess(held, tmp_path, f"b{n}").start()
                 assert a.wait(60) == 1, a.log_text()[-2000:]

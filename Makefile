@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install lint fmt test test-unit test-integration demo kafka-start kafka-stop clean
+.PHONY: install lint fmt test test-unit test-integration demo check-deploy bench bench-quick kafka-start kafka-stop clean
 
 install: $(STAMP)
 
@@ -39,6 +39,18 @@ test-integration: install
 # The README's first command: local Kafka + PassEntry simulator + the bridge + tail.
 demo: install
 	scripts/demo
+
+# hadolint, helm lint/template + Kubernetes schemas, promtool checks and rule tests.
+check-deploy: install
+	scripts/install-deploy-tools
+	scripts/check-deploy
+
+# Benchmarks against the real broker and the simulator (bench/README.md).
+bench: install
+	$(BIN)/python -m bench.run --full
+
+bench-quick: install
+	$(BIN)/python -m bench.run --quick
 
 kafka-start:
 	scripts/kafka-local start

@@ -1,0 +1,340 @@
+"""The Helm chart: lint, render, validate against Kubernetes schemas, and its invariants."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from deploy_support import (
+    CHART,
+    CI_VALUES,
+    HELM_KUBE_VERSION,
+    K8S_VERSIONS,
+    Render,
+    by_kind,
+    helm_args,
+    one,
+    run,
+)
+
+from bridge.config import BridgeSettings, KafkaSettings, PassEntrySettings, load_config
+
+DEFAULT = CHART / "ci" / "default-values.yaml"
+CRD_GROUPS = ("monitoring.coreos.com/",)
+ids = [p.name.removesuffix("-values.yaml") for p in CI_VALUES]
+
+
+def test_the_value_combinations_are_all_there() -> None:
+    assert {"default", "existing-secret", "sasl-tls", "monitoring", "schema-registry"} <= set(ids)
+
+
+@pytest.mark.parametrize("values", CI_VALUES, ids=ids)
+def test_helm_lint_strict(helm: str, values: Path) -> None:
+    run(
+        [
+            helm,
+            "lint",
+            "--strict",
+            str(CHART),
+            "-f",
+            str(values),
+            "--kube-version",
+            HELM_KUBE_VERSION,
+        ]
+    )
+
+
+@pytest.mark.parametrize("values", CI_VALUES, ids=ids)
+def test_manifests_are_valid_kubernetes(
+    render: Render, kubernetes_validate: Any, values: Path
+) -> None:
+    docs = render(values)
+    assert docs
+    for doc in docs:
+        if doc["apiVersion"].startswith(CRD_GROUPS):
+            # No registry package ships the prometheus-operator CRD schemas; these are checked
+            # structurally in test_servicemonitor/test_prometheusrule instead.
+            continue
+        for version in K8S_VERSIONS:
+            try:
+                kubernetes_validate.validate(doc, version, strict=True)
+            except kubernetes_validate.ValidationError as exc:
+                pytest.fail(
+                    f"{doc['kind']}/{doc['metadata']['name']} invalid for Kubernetes "
+                    f"{version}: {exc.message} at {list(exc.path)}",
+                    pytrace=False,
+                )
+
+
+# --- values.schema.json rejects bad values ------------------------------------------------
+
+BAD_VALUES = {
+    "two replicas": ["replicaCount=2"],
+    "negative port": ["metrics.port=-1"],
+    "port too large": ["service.port=70000"],
+    "unknown top-level key": ["replicas=1"],
+    "unknown nested key": ["bridge.shutdownGrace=10"],
+    "no token and no existingSecret": ["passentry.apiToken="],
+    "no bootstrap servers": ["kafka.bootstrapServers="],
+    "bad security protocol": ["kafka.securityProtocol=TLS"],
+    "SASL without mechanism or user": ["kafka.securityProtocol=SASL_SSL"],
+    "TLS without its secret": ["kafka.tls.enabled=true"],
+    "schema registry without url": ["schemaRegistry.enabled=true"],
+    "pinned schema without version": [
+        "schemaRegistry.enabled=true",
+        "schemaRegistry.url=https://r",
+        "schemaRegistry.mode=pinned",
+    ],
+    "bad subject strategy": ["schemaRegistry.subjectNameStrategy=subject"],
+    "bad filter value": ["passentry.filters.status=ok"],
+    "zero shutdown grace": ["bridge.shutdownGraceSeconds=0"],
+    "shutdown grace as a string": ["bridge.shutdownGraceSeconds=25s"],
+    "bad topic name": ["bridge.scansTopic=a topic"],
+}
+
+
+@pytest.mark.parametrize("sets", BAD_VALUES.values(), ids=BAD_VALUES.keys())
+def test_schema_rejects_bad_values(helm: str, sets: list[str]) -> None:
+    for command in (["template", "rel"], ["lint", "--strict"]):
+        cmd = [helm, *command, str(CHART), *helm_args(DEFAULT, *sets)]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
+        assert proc.returncode != 0, f"helm {command} accepted {sets}"
+        assert "schema" in (proc.stdout + proc.stderr), proc.stdout + proc.stderr
+
+
+def test_existing_secret_alone_needs_no_token(render: Render) -> None:
+    docs = render(DEFAULT, "passentry.apiToken=", "passentry.existingSecret=mine")
+    assert not by_kind(docs, "Secret"), "nothing to store: no chart Secret"
+    volumes = one(docs, "Deployment")["spec"]["template"]["spec"]["volumes"]
+    token = next(v for v in volumes if v["name"] == "api-token")
+    assert token["secret"] == {
+        "secretName": "mine",
+        "defaultMode": 0o440,
+        "items": [{"key": "api-token", "path": "token"}],
+    }
+
+
+# --- the Deployment ----------------------------------------------------------------------
+
+
+def _container(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    (container,) = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"]
+    return container
+
+
+def _env(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Every env var of the container: ConfigMap values, then explicit env entries."""
+    (config,) = [
+        d for d in by_kind(docs, "ConfigMap") if d["metadata"]["name"] == "rel-passentry-bridge"
+    ]
+    env: dict[str, Any] = dict(config["data"])
+    for item in _container(docs).get("env", []):
+        env[item["name"]] = item.get("value", item.get("valueFrom"))
+    return env
+
+
+def test_deployment_shape(render: Render) -> None:
+    docs = render(DEFAULT)
+    deploy = one(docs, "Deployment")
+    spec = deploy["spec"]
+    assert spec["replicas"] == 1
+    assert spec["strategy"] == {"type": "Recreate"}
+    pod = spec["template"]["spec"]
+    assert pod["automountServiceAccountToken"] is False
+    assert pod["enableServiceLinks"] is False
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    container = _container(docs)
+    sc = container["securityContext"]
+    assert sc["runAsNonRoot"] is True
+    assert isinstance(sc["runAsUser"], int)
+    assert sc["runAsUser"] > 0
+    assert sc["readOnlyRootFilesystem"] is True
+    assert sc["allowPrivilegeEscalation"] is False
+    assert sc["capabilities"] == {"drop": ["ALL"]}
+    assert sc["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert container["args"] == ["run"]
+    assert [p["name"] for p in container["ports"]] == ["http"]
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    assert container["resources"]["requests"]
+    assert container["resources"]["limits"]
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert "emptyDir" in volumes[mounts["/tmp"]]
+    annotations = spec["template"]["metadata"]["annotations"]
+    assert {"checksum/config", "checksum/secret"} <= set(annotations)
+    for doc in docs:
+        labels = doc["metadata"]["labels"]
+        for key in ("name", "instance", "version", "managed-by", "part-of"):
+            assert f"app.kubernetes.io/{key}" in labels, (doc["kind"], key)
+
+
+def test_token_is_a_mounted_file(render: Render) -> None:
+    docs = render(DEFAULT)
+    env = _env(docs)
+    assert "PASSENTRY_API_TOKEN" not in env
+    path = Path(env["PASSENTRY_API_TOKEN_FILE"])
+    mounts = {m["name"]: m["mountPath"] for m in _container(docs)["volumeMounts"]}
+    assert str(path.parent) == mounts["api-token"]
+    secret = one(docs, "Secret")
+    assert set(secret["data"]) == {"api-token"}
+
+
+@pytest.mark.parametrize("grace", [25, 40.5, 3])
+def test_termination_grace_follows_the_shutdown_grace(render: Render, grace: float) -> None:
+    docs = render(DEFAULT, f"json:bridge.shutdownGraceSeconds={grace}")
+    pod = one(docs, "Deployment")["spec"]["template"]["spec"]
+    assert float(_env(docs)["BRIDGE_SHUTDOWN_GRACE_S"]) == grace
+    assert pod["terminationGracePeriodSeconds"] == math.ceil(grace) + 10
+
+
+def test_config_change_rolls_the_pod(render: Render) -> None:
+    def checksums(*sets: str) -> tuple[str, str]:
+        ann = one(render(DEFAULT, *sets), "Deployment")["spec"]["template"]["metadata"][
+            "annotations"
+        ]
+        return ann["checksum/config"], ann["checksum/secret"]
+
+    base = checksums()
+    assert checksums("bridge.logLevel=DEBUG")[0] != base[0]
+    assert checksums("passentry.apiToken=other")[1] != base[1]
+
+
+def test_pod_disruption_budget_allows_drains(render: Render) -> None:
+    pdb = one(render(DEFAULT), "PodDisruptionBudget")
+    assert pdb["spec"] == {
+        "maxUnavailable": 1,
+        "selector": one(render(DEFAULT), "Deployment")["spec"]["selector"],
+    }
+
+
+# --- env names match bridge/config.py ----------------------------------------------------
+
+_GROUPS = {"PASSENTRY_": PassEntrySettings, "KAFKA_": KafkaSettings, "BRIDGE_": BridgeSettings}
+SCHEMA_REGISTRY_ENV = {
+    "SCHEMA_REGISTRY_URL",
+    "SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO",
+    "SCHEMA_REGISTRY_BEARER_TOKEN",
+    "SCHEMA_REGISTRY_SSL_CA_LOCATION",
+    "SCHEMA_REGISTRY_SUBJECT_NAME_STRATEGY",
+    "SCHEMA_REGISTRY_MODE",
+    "SCHEMA_REGISTRY_VERSION",
+}
+
+
+@pytest.mark.parametrize("values", CI_VALUES, ids=ids)
+def test_env_is_what_the_bridge_reads(
+    render: Render, values: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env = _env(render(values))
+    for name, value in env.items():
+        prefix = next((p for p in _GROUPS if name.startswith(p)), None)
+        if prefix is None:
+            assert name in SCHEMA_REGISTRY_ENV, f"unknown setting {name}"
+            continue
+        field = name.removeprefix(prefix).split("__")[0].lower()
+        assert field in _GROUPS[prefix].model_fields, f"{name}: bridge/config.py has no {field}"
+        # Secrets are references in the manifest; any value stands in for them here.
+        monkeypatch.setenv(name, value if isinstance(value, str) else "from-a-secret")
+    config = load_config()
+    assert config.bridge.http_port == 9108
+    if "KAFKA_SASL_PASSWORD" in env:
+        assert config.kafka.sasl_password is not None
+
+
+def test_schema_registry_settings(render: Render) -> None:
+    docs = render(CHART / "ci" / "schema-registry-values.yaml")
+    env = _env(docs)
+    assert set(env) >= SCHEMA_REGISTRY_ENV
+    assert env["SCHEMA_REGISTRY_MODE"] == "pinned"
+    assert env["SCHEMA_REGISTRY_VERSION"] == "3"
+    assert env["SCHEMA_REGISTRY_BEARER_TOKEN"]["secretKeyRef"]["name"] == "registry-credentials"
+    mounts = {m["name"]: m["mountPath"] for m in _container(docs)["volumeMounts"]}
+    ca = Path(env["SCHEMA_REGISTRY_SSL_CA_LOCATION"])
+    assert str(ca.parent) == mounts["schema-registry-tls"]
+
+
+def test_kafka_tls_and_sasl(render: Render) -> None:
+    docs = render(CHART / "ci" / "sasl-tls-values.yaml")
+    env = _env(docs)
+    assert env["KAFKA_SASL_PASSWORD"]["secretKeyRef"]["key"] == "sasl-password"
+    assert env["KAFKA_SSL_KEY_PASSWORD"]["secretKeyRef"]["name"] == "kafka-client-tls"
+    mounts = {m["name"]: m["mountPath"] for m in _container(docs)["volumeMounts"]}
+    for key in ("CA", "CERTIFICATE", "KEY"):
+        assert str(Path(env[f"KAFKA_SSL_{key}_LOCATION"]).parent) == mounts["kafka-tls"]
+    assert json.loads(env["KAFKA_PROPERTIES"]) == {"client.rack": "eu-1a"}
+    assert "sasl-password" in one(docs, "Secret")["data"]
+
+
+def test_network_policy(render: Render) -> None:
+    docs = render(CHART / "ci" / "schema-registry-values.yaml")
+    policy = one(docs, "NetworkPolicy")["spec"]
+    assert policy["policyTypes"] == ["Ingress", "Egress"]
+    assert policy["ingress"] == [{"ports": [{"port": "http", "protocol": "TCP"}]}]
+    egress_ports = {p["port"] for rule in policy["egress"] for p in rule["ports"]}
+    assert {53, 9092, 443, 8081} <= egress_ports
+    assert not by_kind(render(DEFAULT), "NetworkPolicy"), "off by default"
+
+
+# --- prometheus-operator resources and the dashboard --------------------------------------
+
+
+def test_servicemonitor(render: Render) -> None:
+    docs = render(CHART / "ci" / "monitoring-values.yaml")
+    monitor = one(docs, "ServiceMonitor")
+    service = one(docs, "Service")
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    spec = monitor["spec"]
+    assert set(spec) == {"jobLabel", "selector", "namespaceSelector", "endpoints"}
+    assert service["metadata"]["labels"][spec["jobLabel"]] == "passentry-bridge"
+    selector = spec["selector"]["matchLabels"]
+    assert selector.items() <= service["metadata"]["labels"].items()
+    assert spec["namespaceSelector"] == {"matchNames": ["bridges"]}
+    (endpoint,) = spec["endpoints"]
+    assert endpoint["port"] in {p["name"] for p in service["spec"]["ports"]}
+    assert endpoint["path"] == "/metrics"
+    assert endpoint["interval"] == "15s"
+    assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    assert not by_kind(render(DEFAULT), "ServiceMonitor"), "off by default"
+
+
+def test_prometheusrule_is_the_alerts_file(render: Render, promtool: str, tmp_path: Path) -> None:
+    values = CHART / "ci" / "monitoring-values.yaml"
+    base = yaml.safe_load(values.read_text(encoding="utf-8"))["prometheusRule"]["runbookBaseUrl"]
+    rule = one(render(values), "PrometheusRule")
+    assert rule["apiVersion"] == "monitoring.coreos.com/v1"
+    assert set(rule["spec"]) == {"groups"}
+    source = (CHART / "files" / "alerts.yaml").read_text(encoding="utf-8")
+    expected = yaml.safe_load(
+        source.replace(
+            "https://github.com/passentry/passentry-bridge/blob/main/docs/operations.md", base
+        )
+    )
+    assert rule["spec"] == expected
+    for group in rule["spec"]["groups"]:
+        for r in group["rules"]:
+            assert set(r) <= {"alert", "expr", "for", "labels", "annotations"}
+            assert r["annotations"]["runbook_url"].startswith(base + "#")
+    rendered = tmp_path / "rules.yaml"
+    rendered.write_text(yaml.safe_dump(rule["spec"]), encoding="utf-8")
+    run([promtool, "check", "rules", str(rendered)])
+
+
+def test_dashboard_configmap(render: Render) -> None:
+    docs = render(CHART / "ci" / "monitoring-values.yaml")
+    (cm,) = [d for d in by_kind(docs, "ConfigMap") if d["metadata"]["name"].endswith("-dashboard")]
+    assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert cm["metadata"]["namespace"] == "monitoring"
+    shipped = json.loads((CHART / "files" / "dashboard.json").read_text(encoding="utf-8"))
+    assert json.loads(cm["data"]["passentry-bridge.json"]) == shipped
+    assert not [
+        d
+        for d in by_kind(render(DEFAULT), "ConfigMap")
+        if d["metadata"]["name"].endswith("-dashboard")
+    ], "off by default"

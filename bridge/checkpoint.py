@@ -44,6 +44,9 @@ class Checkpoint(msgspec.Struct, frozen=True, rename="camel"):
     # The largest scan id committed, or None after a reset (then ``since_ms`` says where).
     watermark: str | None
     since_ms: int | None = None
+    # End of the last time slice read completely: the next poll starts there (less the
+    # poll overlap). None in checkpoints of older versions: then the cursor is used.
+    polled_until_ms: int | None = None
     topics: list[str] = msgspec.field(default_factory=list)
     updated_at_ms: int = 0
     bridge_version: str = ""
@@ -57,13 +60,19 @@ _decode = msgspec.json.Decoder(Checkpoint)
 
 
 def make_checkpoint(
-    source_id: str, watermark: int, topics: Iterable[str], since_ms: int | None = None
+    source_id: str,
+    watermark: int,
+    topics: Iterable[str],
+    *,
+    since_ms: int | None = None,
+    polled_until_ms: int | None = None,
 ) -> Checkpoint:
     return Checkpoint(
         FORMAT_VERSION,
         source_id,
         str(uuid.UUID(int=watermark)) if watermark else None,
         since_ms,
+        polled_until_ms,
         sorted(set(topics)),
         int(time.time() * 1000),
         __version__,

@@ -102,6 +102,12 @@ class PassEntrySettings(_Group):
     # How long one call keeps retrying before the cycle gives up and polls again later.
     retry_deadline_s: float = Field(60.0, gt=0)
     lookback_s: float = Field(300.0, ge=0, le=86_400)
+    # Each poll re-reads this much before where the last one ended: scans minted on a
+    # PassEntry node with a slow clock, or visible a moment late, are caught at once.
+    # Later ones wait for the sweep. Capped at the lookback.
+    poll_overlap_s: float = Field(10.0, ge=0, le=3600)
+    # How often the sweep compares PassEntry's counts over the lookback with ours.
+    sweep_interval_s: float = Field(30.0, gt=0, le=3600)
     # How far behind the cursor the periodic late sweep looks (default: one lookback).
     # Scans that turn up later than lookback + sweep cannot be told apart from old ones.
     late_sweep_s: float | None = Field(None, ge=0, le=86_400)

@@ -16,9 +16,9 @@ lookback + sweep of traffic), never the history.
 
 from __future__ import annotations
 
+import bisect
 import enum
 import hashlib
-import heapq
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
@@ -42,7 +42,8 @@ class DedupWindow:
         self.sweep_ms = lookback_ms if sweep_ms is None else sweep_ms
         self._watermark = watermark
         self._ids: set[int] = set()
-        self._heap: list[int] = []
+        # The same ids, sorted: for pruning and for counting the ids in a time range.
+        self._sorted: list[int] = []
 
     @property
     def watermark(self) -> int:
@@ -79,7 +80,11 @@ class DedupWindow:
         if id_int in self._ids:
             return
         self._ids.add(id_int)
-        heapq.heappush(self._heap, id_int)
+        # Ids arrive mostly in order, so this is nearly always an append.
+        if not self._sorted or id_int > self._sorted[-1]:
+            self._sorted.append(id_int)
+        else:
+            bisect.insort(self._sorted, id_int)
         if id_int > self._watermark:
             self._watermark = id_int
 
@@ -93,13 +98,18 @@ class DedupWindow:
         retention = self.retention_ms()
         if retention is None:
             return 0
-        bound = retention << 80
-        heap, ids = self._heap, self._ids
-        dropped = 0
-        while heap and heap[0] < bound:
-            ids.discard(heapq.heappop(heap))
-            dropped += 1
-        return dropped
+        cut = bisect.bisect_left(self._sorted, retention << 80)
+        if cut:
+            self._ids.difference_update(self._sorted[:cut])
+            del self._sorted[:cut]
+        return cut
+
+    def count_between(self, after_ms: int, before_ms: int) -> int:
+        """How many known ids were created strictly after ``after_ms`` and before
+        ``before_ms``: PassEntry's createdAfter/createdBefore, counted on our side."""
+        lo = bisect.bisect_left(self._sorted, (after_ms + 1) << 80)
+        hi = bisect.bisect_left(self._sorted, before_ms << 80)
+        return max(0, hi - lo)
 
     def snapshot(self) -> tuple[int, list[int]]:
         """Watermark and ids, for rebuilding an identical window after a restart."""

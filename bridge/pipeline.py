@@ -7,15 +7,21 @@ become visible after its id was minted, which inserts it in the middle of the li
 walk it and shifts every older scan one place later. A walk can then miss a scan that moved
 from a page not yet fetched into one already fetched. So a cycle:
 
-1. pins a time slice ``[createdAfter, createdBefore)``: after = the cursor (watermark time
-   minus lookback), before = now, shrunk until the slice holds at most ``max_cycle_scans``
-   (that bounds memory however far behind the bridge is);
+1. pins a time slice ``[createdAfter, createdBefore)``: after = where the last complete
+   slice ended, less a short overlap (for clock skew between PassEntry's nodes and short
+   visibility delays), before = now, shrunk until the slice holds at most
+   ``max_cycle_scans`` (that bounds memory however far behind the bridge is);
 2. fetches every page of the slice, several at a time, keeping the scans by id;
 3. checks completeness: the number of distinct scans kept must reach the largest
    ``meta.totalCount`` any page reported. If it falls short, items moved under the walk, and
    the slice is walked again (what was kept stays; duplicates merge);
 4. publishes the slice in id order, in chunks; the cursor (the dedup window) moves only
    after the broker acknowledged a chunk. A failed chunk leaves it where it was.
+
+Scans that turn up behind the overlap are found by a periodic sweep over the lookback
+window and the range behind it. The sweep first compares PassEntry's ``totalCount`` for
+the range with the ids the window holds there (one request); only a range whose counts
+differ is split and read, so a quiet sweep costs one request whatever the traffic.
 """
 
 from __future__ import annotations
@@ -48,6 +54,8 @@ log = logging.getLogger(__name__)
 # cycle's lookback overlap picks up anything still missing.
 _MAX_WALKS = 3
 _CHUNK = 1000
+# A sweep range is split while it holds more than this many pages and counts disagree.
+_MAX_SWEEP_DEPTH = 12
 
 
 def iso_millis(ms: int) -> str:
@@ -111,6 +119,8 @@ class Pipeline:
         per_page: int,
         concurrency: int,
         max_cycle_scans: int,
+        poll_overlap_ms: int,
+        sweep_interval_s: float,
         source_id: str,
         dlq_topic: str,
         delivery_timeout_s: float,
@@ -133,7 +143,10 @@ class Pipeline:
         self._per_page = per_page
         self._concurrency = concurrency
         self._max_scans = max_cycle_scans
-        self._sweep_every_s = max(1.0, window.lookback_ms / 2000)
+        self._overlap_ms = min(poll_overlap_ms, window.lookback_ms)
+        # End of the last slice read completely (createdBefore); None before the first.
+        self.polled_until: int | None = None
+        self._sweep_every_s = sweep_interval_s
         self._next_sweep = time.monotonic() + self._sweep_every_s
         self._source = source_id
         self._dlq = dlq_topic
@@ -153,9 +166,7 @@ class Pipeline:
     def cycle(self, stop: threading.Event, *, until_ms: int | None = None) -> CycleStats:
         """Read one slice after the cursor (ending at ``until_ms``, default now), publish it."""
         started = time.perf_counter()
-        after = self.window.cursor_ms()
-        if after is None:
-            after = self._start_ms
+        after = self._poll_start()
         before = until_ms if until_ms is not None else int(time.time() * 1000)
         stats = CycleStats()
         if before <= after:
@@ -164,27 +175,56 @@ class Pipeline:
         collected = self._walk(after, before, first, stats, stop)
         if stop.is_set():
             return stats
-        self._publish_slice(collected, stats, stop)
+        self._publish_slice(collected, stats, stop, slice_end=before)
+        if stop.is_set():
+            return stats
+        self.polled_until = before
         if not stats.busy and time.monotonic() >= self._next_sweep:
             self._sweep(stats, stop)
         self._metrics.poll_cycle_duration.observe(time.perf_counter() - started)
         return stats
 
+    def _poll_start(self) -> int:
+        if self.polled_until is not None:
+            return max(0, self.polled_until - self._overlap_ms)
+        cursor = self.window.cursor_ms()
+        return self._start_ms if cursor is None else cursor
+
     def _sweep(self, stats: CycleStats, stop: threading.Event) -> None:
-        """Read the range just behind the cursor, which normal polls no longer ask for:
-        anything there not already in the window became visible too late."""
+        """Look again behind the poll overlap: over the lookback (a scan found there is
+        published late) and the sweep range behind it (a scan found there is dead-lettered
+        as late). Boundaries are whole seconds, in case PassEntry compares in seconds."""
         self._next_sweep = time.monotonic() + self._sweep_every_s
         cursor = self.window.cursor_ms()
-        if cursor is None or self.window.sweep_ms <= 0:
+        if cursor is None or self.polled_until is None:
             return
-        after = max(0, cursor - self.window.sweep_ms)
-        first = self._client.list_scans(self._params(after, cursor, 1))
+        lo = (cursor - self.window.sweep_ms) // 1000 * 1000
+        hi = (self.polled_until - self._overlap_ms) // 1000 * 1000
+        if hi > lo:
+            self._reconcile(lo, hi, stats, stop, 0)
+
+    def _reconcile(
+        self, lo: int, hi: int, stats: CycleStats, stop: threading.Event, depth: int
+    ) -> None:
+        if stop.is_set():
+            return
+        first = self._client.list_scans(self._params(lo, hi, 1))
         stats.pages += 1
-        collected = self._walk(after, cursor, first, stats, stop)
-        if not stop.is_set():
+        meta = first.page.meta
+        total = meta.total_count if meta is not None else None
+        if total is not None and total == self.window.count_between(lo, hi):
+            return
+        small = total is None or total <= 2 * self._per_page
+        if small or depth >= _MAX_SWEEP_DEPTH or hi - lo <= 2000:
             busy = stats.busy
-            self._publish_slice(collected, stats, stop)
+            collected = self._walk(lo, hi, first, stats, stop)
+            if not stop.is_set():
+                self._publish_slice(collected, stats, stop, slice_end=None)
             stats.busy = busy
+            return
+        mid = (lo + (hi - lo) // 2) // 1000 * 1000
+        self._reconcile(lo, mid, stats, stop, depth + 1)
+        self._reconcile(mid, hi, stats, stop, depth + 1)
 
     def _params(self, after: int, before: int, page: int) -> dict[str, str]:
         return {
@@ -204,9 +244,15 @@ class Pipeline:
             count = meta.total_count if meta is not None else None
             if count is None or count <= self._max_scans or before - after <= 1:
                 return before, first
-            # Assume scans spread evenly, aim a little under the cap, and check again.
+            # Assume scans spread evenly, aim a little under the cap, and check again. Never
+            # shrink into the overlap: a slice must end past what was already read, or the
+            # poll would not move.
             span = max(1, int((before - after) * self._max_scans * 0.9 / count))
-            before = after + span
+            floor = (self.polled_until if self.polled_until is not None else after) + 1000
+            new_before = max(after + span, floor)
+            if new_before >= before:
+                return before, first
+            before = new_before
             stats.busy = True
 
     def _walk(
@@ -225,7 +271,6 @@ class Pipeline:
             if total_pages is None:
                 self._walk_links(after, before, first, collected, stats, stop)
                 return collected  # no totalCount to check against: one sequential walk
-            stats.busy = stats.busy or total_pages > 1
             for fetched in self._prefetch(after, before, range(2, total_pages + 1)):
                 if stop.is_set():
                     return collected
@@ -259,7 +304,6 @@ class Pipeline:
             page = self._client.list_scans(self._params(after, before, number))
             stats.pages += 1
             collected.add(page)
-        stats.busy = stats.busy or number > 1
 
     def _prefetch(self, after: int, before: int, numbers: range) -> Iterator[FetchedPage]:
         """Fetch pages with up to ``concurrency`` requests in flight, yielding in order."""
@@ -276,7 +320,9 @@ class Pipeline:
             for future in pending:
                 future.cancel()
 
-    def _publish_slice(self, collected: _Slice, stats: CycleStats, stop: threading.Event) -> None:
+    def _publish_slice(
+        self, collected: _Slice, stats: CycleStats, stop: threading.Event, slice_end: int | None
+    ) -> None:
         window, metrics = self.window, self._metrics
         fetched = len(collected.scans) + len(collected.rejected)
         stats.fetched += fetched
@@ -307,10 +353,14 @@ class Pipeline:
         # Dead letters ride with the first chunk; an empty slice may still carry some. Late
         # scans join the window too, so the next sweep knows they were dead-lettered.
         extra = late + dead
-        for start in range(0, max(len(fresh), 1 if extra else 0), _CHUNK):
+        starts = range(0, max(len(fresh), 1 if extra else 0), _CHUNK)
+        for start in starts:
             if stop.is_set():
                 return
-            self._publish_chunk(fresh[start : start + _CHUNK], extra, late_ids, stats)
+            # The last chunk's checkpoint also records that the slice was read to its end.
+            last = start == starts[-1]
+            polled_until = slice_end if last and slice_end is not None else self.polled_until
+            self._publish_chunk(fresh[start : start + _CHUNK], extra, late_ids, stats, polled_until)
             extra, late_ids = [], []
 
     def _late(self, scan: ValidScan, url: str) -> OutRecord:
@@ -334,6 +384,7 @@ class Pipeline:
         extra: list[OutRecord],
         extra_ids: list[int],
         stats: CycleStats,
+        polled_until: int | None,
     ) -> None:
         enriched = self._enricher.enrich([(scan, page) for scan, page, _ in chunk])
         values = self._encoder.encode(enriched)
@@ -371,7 +422,9 @@ class Pipeline:
         self._ensure_topics(sorted(topics))
         # The watermark as it will be once this chunk commits.
         watermark = max(self.window.watermark, *new_ids, 0)
-        checkpoint = make_checkpoint(self._source, watermark, self.topics_written | topics)
+        checkpoint = make_checkpoint(
+            self._source, watermark, self.topics_written | topics, polled_until_ms=polled_until
+        )
         acked = self._publisher.send(
             records, self._checkpoints.record(checkpoint), self._delivery_timeout
         )

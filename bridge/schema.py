@@ -56,10 +56,10 @@ def load(name: str = SCAN_SCHEMA_NAME, version: int | None = None) -> VersionedS
     definition = json.loads(text)
     parsed: dict[str, Any] = fastavro.parse_schema(definition)  # type: ignore[assignment]
     canonical = to_parsing_canonical_form(parsed)
-    crc = int(fingerprint(canonical, "CRC-64-AVRO"), 16)
-    return VersionedSchema(
-        name, version, text, definition, parsed, canonical, crc.to_bytes(8, "little")
-    )
+    # fastavro gives the fingerprint's bytes, already in the spec's little-endian order,
+    # as hex: decode them as they are (reversing them would break Java's decoder).
+    crc = bytes.fromhex(fingerprint(canonical, "CRC-64-AVRO"))
+    return VersionedSchema(name, version, text, definition, parsed, canonical, crc)
 
 
 def latest(name: str = SCAN_SCHEMA_NAME) -> VersionedSchema:

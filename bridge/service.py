@@ -130,6 +130,8 @@ class Service:
             per_page=pe.per_page,
             concurrency=pe.backfill_concurrency,
             max_cycle_scans=pe.max_cycle_scans,
+            poll_overlap_ms=int(pe.poll_overlap_s * 1000),
+            sweep_interval_s=pe.sweep_interval_s,
             source_id=self.source_id,
             dlq_topic=br.dlq_topic,
             delivery_timeout_s=kafka.message_timeout_ms / 1000 + 5,
@@ -180,6 +182,7 @@ class Service:
         checkpoint = self.checkpoints.read()
         window = DedupWindow(self._lookback_ms, sweep_ms=self._sweep_ms)
         self.pipeline.rejects.clear()
+        self.pipeline.polled_until = None
         if checkpoint is None:
             self.pipeline.start_at(self._start_ms)
             log.info("no checkpoint: starting fresh", extra={"since_ms": self._start_ms})
@@ -197,6 +200,7 @@ class Service:
                 br.dlq_topic,
             )
             self.pipeline.topics_written = set(checkpoint.topics)
+            self.pipeline.polled_until = checkpoint.polled_until_ms
             log.info(
                 "resumed from checkpoint",
                 extra={

@@ -61,6 +61,7 @@ def build(
     lookback_ms: int = 60_000,
     template: str | None = None,
     max_cycle_scans: int = 10_000,
+    overlap_ms: int = 10_000,
 ) -> Pipeline:
     client = PassEntryClient(
         "https://api.example.test",
@@ -85,6 +86,8 @@ def build(
         per_page=per_page,
         concurrency=concurrency,
         max_cycle_scans=max_cycle_scans,
+        poll_overlap_ms=overlap_ms,
+        sweep_interval_s=30,
         source_id="src",
         dlq_topic="dlq",
         delivery_timeout_s=5,
@@ -99,13 +102,14 @@ def decode(value: bytes) -> dict:  # type: ignore[type-arg]
 
 def test_backlog_across_many_pages_is_published_once_in_id_order() -> None:
     api, sink, metrics = FakeApi(), ListSink(), Metrics()
-    made = sorted(api.add(NOW - 100_000 + i * 10) for i in range(95))
+    made = sorted(api.add(NOW - 5_000 + i * 10) for i in range(95))
     p = build(api, sink, metrics)
     stats = p.cycle(threading.Event())
     assert stats.pages == 10
-    assert stats.busy
+    assert not stats.busy  # read to the end: nothing left for now
     assert sink.scan_ids() == made
-    # A second cycle re-reads the lookback overlap and publishes nothing again.
+    # Later cycles re-read the poll overlap (here all of it) and publish nothing again.
+    p._next_sweep = 0
     p.cycle(threading.Event())
     assert sink.scan_ids() == made
     assert sample(metrics, "passentry_bridge_scans_duplicate_total") > 0
@@ -143,10 +147,22 @@ def test_late_visibility_inside_the_lookback_publishes_once() -> None:
     first = api.add(NOW - 5_000)
     p = build(api, sink, metrics)
     p.cycle(threading.Event())
-    hidden = api.add(NOW - 20_000)  # minted earlier, visible only now
+    # Minted 12 s before the poll's overlap starts, visible only now: inside the lookback.
+    near = api.add(int(time.time() * 1000) - 4_000)  # inside the overlap: the next poll
+    hidden = api.add(NOW - 20_000)
     p.cycle(threading.Event())
+    assert sink.scan_ids() == [first, near]
+    requests = len(api.requests)
+    p._next_sweep = 0  # the sweep compares counts, finds one more, and reads the range
     p.cycle(threading.Event())
-    assert sink.scan_ids() == [first, hidden]
+    assert sink.scan_ids() == [first, near, hidden]
+    # A quiet sweep costs one request per range compared.
+    p._next_sweep = 0
+    before = len(api.requests)
+    p.cycle(threading.Event())
+    assert sink.scan_ids() == [first, near, hidden]
+    assert len(api.requests) - before <= 2
+    assert requests < before
 
 
 def test_scan_visible_only_after_the_lookback_is_found_by_the_sweep_and_dead_lettered() -> None:
@@ -282,3 +298,21 @@ def test_a_backlog_bigger_than_one_cycle_is_sliced_and_stays_in_order() -> None:
         assert cycles < 20
     assert cycles >= 4
     assert sink.scan_ids() == made
+
+
+def test_a_start_long_before_the_data_and_a_dense_window_still_make_progress() -> None:
+    # --since two days back, data only in the last minutes, denser than one cycle holds:
+    # slices must keep moving forward (no livelock on empty or already-published slices),
+    # and once caught up a cycle is not busy, so `run --once` ends.
+    api, sink, metrics = FakeApi(), ListSink(), Metrics()
+    made = sorted(api.add(NOW - 200_000 + i * 500) for i in range(390))
+    p = build(api, sink, metrics, max_cycle_scans=100, lookback_ms=300_000)
+    p._start_ms = NOW - 2 * 86_400_000
+    for cycles in range(1, 60):
+        if not p.cycle(threading.Event()).busy:
+            break
+    assert cycles < 59
+    assert sink.scan_ids() == made
+    again = p.cycle(threading.Event())
+    assert not again.busy
+    assert again.published == 0

@@ -1,0 +1,397 @@
+"""Confluent Schema Registry mode: the wire format ``00`` + 4-byte big-endian schema id +
+Avro body, with the id looked up (or registered) through confluent-kafka's client.
+
+Enabled when ``SCHEMA_REGISTRY_URL`` is set; without it the bridge keeps Avro single-object
+encoding. Only the value is framed: the key stays the reader id as plain UTF-8, so
+partitioning and compaction by reader do not depend on the registry.
+
+The bridge always writes with its local schema (``schemas/<name>/v<N>.avsc``) but tags the
+bytes with the registry's id, and consumers decode with the registered schema as the writer
+schema. That is only right when the two are the same schema, so in the ``pinned`` and
+``latest`` modes a registered schema whose Parsing Canonical Form differs from the local one
+is refused, at start-up and whenever a new subject is first used.
+
+Errors, by remedy (see bridge/errors.py)::
+
+    RetriableError
+    └── RegistryUnavailableError   transport error, timeout, 408, 429, 5xx: pause and retry
+    FatalError
+    ├── RegistryAuthError          401/403: the credentials are wrong or lack rights
+    ├── RegistryRequestError       another 4xx: missing subject/version, schema refused
+    └── SchemaMismatchError        the registered schema is not the local one
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from bridge.errors import ConfigError, FatalError, RetriableError
+
+# bridge.config imports RegistrySettings, so everything above the settings (the registry
+# client costs ~0.3 s to import, and the encode stage sits above config) loads on first use.
+if TYPE_CHECKING:
+    from confluent_kafka.schema_registry import RegisteredSchema, SchemaRegistryClient
+
+    from bridge.encode import Framing
+    from bridge.schema import VersionedSchema
+
+__all__ = [
+    "CONTENT_TYPE",
+    "RegistryAuthError",
+    "RegistryFramer",
+    "RegistryRequestError",
+    "RegistrySettings",
+    "RegistryUnavailableError",
+    "SchemaMismatchError",
+    "canonical",
+    "make_client",
+]
+
+log = logging.getLogger(__name__)
+
+
+# The Content-Type header of registry-framed values. There is no registered media type for
+# the Confluent wire format; this names it the way Confluent's own REST proxy does.
+CONTENT_TYPE = "application/vnd.confluent.avro"
+_MAGIC = b"\x00"
+
+
+class RegistryUnavailableError(RetriableError):
+    """The registry did not answer usefully (transport error, timeout, 408, 429, 5xx)."""
+
+
+class RegistryAuthError(FatalError):
+    """401/403 from the registry: the credentials are wrong or not allowed."""
+
+
+class RegistryRequestError(FatalError):
+    """Another 4xx: a subject or version that does not exist, or a schema it refuses."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class SchemaMismatchError(FatalError):
+    """The registered schema the bridge would tag its records with is not its own."""
+
+
+class RegistrySettings(BaseSettings):
+    """``SCHEMA_REGISTRY_*``. Unset ``url`` means no registry: single-object encoding."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SCHEMA_REGISTRY_", env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    url: str | None = None
+    subject_name_strategy: Literal["topic", "record", "topic_record"] = "topic"
+    mode: Literal["auto_register", "pinned", "latest"] = "auto_register"
+    version: int | None = Field(None, ge=1)
+    basic_auth_user_info: SecretStr | None = None
+    bearer_token: SecretStr | None = None
+    # confluent-kafka 2.16 refuses a static bearer token without a logical cluster id (it
+    # sends it as target-sr-cluster); the identity pool is optional.
+    bearer_logical_cluster: str | None = None
+    bearer_identity_pool_id: str | None = None
+    ssl_ca_location: Path | None = None
+    ssl_certificate_location: Path | None = None
+    ssl_key_location: Path | None = None
+    ssl_key_password: SecretStr | None = None
+    timeout_s: float = Field(10.0, gt=0, le=300)
+    # The client's own retries inside one call; the service loop retries whole cycles with
+    # backoff on top, so a few quick ones are enough here.
+    max_retries: int = Field(2, ge=0, le=10)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # As in bridge/config.py: the YAML file arrives as init kwargs; env wins over it.
+        return env_settings, init_settings
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        for url in value.split(","):
+            if not url.strip().startswith(("http://", "https://", "mock://")):
+                raise ValueError(f"{url.strip()!r} must start with http://, https:// or mock://")
+        return value.strip()
+
+    @model_validator(mode="after")
+    def _check(self) -> RegistrySettings:
+        if self.mode == "pinned" and self.version is None:
+            raise ValueError("SCHEMA_REGISTRY_VERSION is required when SCHEMA_REGISTRY_MODE=pinned")
+        if self.mode != "pinned" and self.version is not None:
+            raise ValueError(
+                "SCHEMA_REGISTRY_VERSION is only used with SCHEMA_REGISTRY_MODE=pinned"
+            )
+        if self.basic_auth_user_info is not None and self.bearer_token is not None:
+            raise ValueError(
+                "set only one of SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO and"
+                " SCHEMA_REGISTRY_BEARER_TOKEN"
+            )
+        if (
+            self.basic_auth_user_info is not None
+            and ":" not in self.basic_auth_user_info.get_secret_value()
+        ):
+            raise ValueError("SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO must be user:password")
+        if self.bearer_token is not None and not self.bearer_logical_cluster:
+            raise ValueError(
+                "SCHEMA_REGISTRY_BEARER_TOKEN needs SCHEMA_REGISTRY_BEARER_LOGICAL_CLUSTER"
+                " (the registry's logical cluster id, e.g. lsrc-abc123)"
+            )
+        if self.ssl_key_location is not None and self.ssl_certificate_location is None:
+            raise ValueError(
+                "SCHEMA_REGISTRY_SSL_KEY_LOCATION needs SCHEMA_REGISTRY_SSL_CERTIFICATE_LOCATION"
+            )
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        return self.url is not None
+
+    def client_config(self) -> dict[str, Any]:
+        """The configuration dict of confluent-kafka's ``SchemaRegistryClient``."""
+        if self.url is None:
+            raise ConfigError("SCHEMA_REGISTRY_URL is not set")
+        conf: dict[str, Any] = {
+            "url": self.url,
+            "timeout": self.timeout_s,
+            "max.retries": self.max_retries,
+            "retries.wait.ms": 250,
+            "retries.max.wait.ms": 2000,
+        }
+        if self.basic_auth_user_info is not None:
+            conf["basic.auth.user.info"] = self.basic_auth_user_info.get_secret_value()
+        if self.bearer_token is not None:
+            conf["bearer.auth.credentials.source"] = "STATIC_TOKEN"
+            conf["bearer.auth.token"] = self.bearer_token.get_secret_value()
+            conf["bearer.auth.logical.cluster"] = self.bearer_logical_cluster
+            if self.bearer_identity_pool_id:
+                conf["bearer.auth.identity.pool.id"] = self.bearer_identity_pool_id
+        for key, path in (
+            ("ssl.ca.location", self.ssl_ca_location),
+            ("ssl.certificate.location", self.ssl_certificate_location),
+            ("ssl.key.location", self.ssl_key_location),
+        ):
+            if path is not None:
+                conf[key] = str(path)
+        if self.ssl_key_password is not None:
+            conf["ssl.key.password"] = self.ssl_key_password.get_secret_value()
+        return conf
+
+
+def make_client(settings: RegistrySettings) -> SchemaRegistryClient:
+    """A client for ``settings`` (an in-memory one for ``mock://`` URLs). A setting the
+    client refuses, or a certificate it cannot load, is a ConfigError."""
+    from confluent_kafka.schema_registry import SchemaRegistryClient
+
+    try:
+        client: SchemaRegistryClient = SchemaRegistryClient.new_client(settings.client_config())
+    except (ValueError, TypeError, OSError) as exc:
+        # The message names the client's property, never a credential's value.
+        raise ConfigError(
+            f"SCHEMA_REGISTRY_*: the registry client refused the settings: {exc}"
+        ) from exc
+    return client
+
+
+def canonical(schema_str: str) -> str:
+    """The Parsing Canonical Form of an Avro schema given as JSON text."""
+    from fastavro import parse_schema
+    from fastavro.schema import to_parsing_canonical_form
+
+    return str(to_parsing_canonical_form(parse_schema(json.loads(schema_str), named_schemas={})))
+
+
+class RegistryFramer:
+    """``bridge.encode.Framer`` for the Confluent wire format; one schema id per subject,
+    looked up once and cached for the life of the process."""
+
+    def __init__(
+        self,
+        settings: RegistrySettings,
+        schema: VersionedSchema,
+        client: SchemaRegistryClient | None = None,
+    ) -> None:
+        self.settings = settings
+        self.schema = schema
+        self.client = client if client is not None else make_client(settings)
+        self._by_subject: dict[str, Framing] = {}
+
+    def subject(self, topic: str) -> str:
+        strategy = self.settings.subject_name_strategy
+        if strategy == "record":
+            return self.schema.full_name
+        if strategy == "topic_record":
+            return f"{topic}-{self.schema.full_name}"
+        return f"{topic}-value"
+
+    def framing(self, topic: str) -> Framing:
+        from bridge.encode import Framing
+
+        subject = self.subject(topic)
+        found = self._by_subject.get(subject)
+        if found is None:
+            schema_id = self._resolve(subject)
+            found = self._by_subject[subject] = Framing(
+                prefix=_MAGIC + schema_id.to_bytes(4, "big"),
+                content_type=CONTENT_TYPE,
+                schema_version=str(self.schema.version),
+            )
+            log.info(
+                "schema registry subject ready",
+                extra={"subject": subject, "schema_id": schema_id, "mode": self.settings.mode},
+            )
+        return found
+
+    def check_startup(self, topics: Iterable[str]) -> dict[str, int]:
+        """Resolve the subjects of ``topics`` now, so that a mismatch or a refused schema
+        stops start-up instead of the first cycle. Returns subject -> schema id."""
+        out: dict[str, int] = {}
+        for topic in topics:
+            prefix = self.framing(topic).prefix
+            out[self.subject(topic)] = int.from_bytes(prefix[1:5], "big")
+        return out
+
+    def registered(self, subject: str, version: int | Literal["latest"]) -> RegisteredSchema:
+        """One version of ``subject`` as the registry has it."""
+        what = f"version {version} of subject {subject!r}"
+        try:
+            if version == "latest":
+                found: RegisteredSchema = self.client.get_latest_version(subject)
+            else:
+                found = self.client.get_version(subject, version)
+        except Exception as exc:
+            error = classify(exc, f"reading {what}")
+            if isinstance(error, RegistryRequestError) and error.status == 404:
+                error = RegistryRequestError(
+                    f"{error}; register the local schema first (passentry-bridge schema"
+                    " register) or use SCHEMA_REGISTRY_MODE=auto_register",
+                    status=404,
+                )
+            raise error from exc
+        return found
+
+    def register(self, subject: str) -> int:
+        """Register the local schema under ``subject`` (a no-op if it already is there)."""
+        from confluent_kafka.schema_registry import Schema
+
+        schema = Schema(json.dumps(self.schema.definition), "AVRO")
+        try:
+            schema_id: int = self.client.register_schema(subject, schema)
+        except Exception as exc:
+            raise classify(
+                exc, f"registering {self.schema.name} v{self.schema.version} as {subject!r}"
+            ) from exc
+        return schema_id
+
+    def _resolve(self, subject: str) -> int:
+        mode = self.settings.mode
+        if mode == "auto_register":
+            return self.register(subject)
+        version: int | Literal["latest"] = (
+            self.settings.version if mode == "pinned" and self.settings.version else "latest"
+        )
+        found = self.registered(subject, version)
+        self._check_same(subject, found)
+        if found.schema_id is None:
+            raise RegistryRequestError(f"the registry gave no schema id for {subject!r}")
+        return found.schema_id
+
+    def _check_same(self, subject: str, found: RegisteredSchema) -> None:
+        from bridge.compat import field_diff
+
+        local = self.schema
+        registered = found.schema
+        problem = None
+        if (registered.schema_type or "AVRO") != "AVRO":
+            problem = f"it is a {registered.schema_type} schema, not Avro"
+        elif registered.references:
+            problem = "it uses schema references, which the bridge's schema does not"
+        else:
+            try:
+                same = canonical(registered.schema_str or "") == local.canonical
+            except (ValueError, TypeError, KeyError) as exc:
+                problem = f"it cannot be parsed as Avro ({type(exc).__name__})"
+            else:
+                if not same:
+                    remote = json.loads(registered.schema_str or "{}")
+                    diff = field_diff(local.definition, remote)
+                    problem = "local -> registered: " + (
+                        "; ".join(diff[:5]) if diff else "names differ"
+                    )
+        if problem is not None:
+            raise SchemaMismatchError(
+                f"registered version {found.version} of subject {subject!r} (id"
+                f" {found.schema_id}) differs from local {local.name} v{local.version}"
+                f" ({problem}); register the local schema (passentry-bridge schema register,"
+                " or SCHEMA_REGISTRY_MODE=auto_register) or pin the matching version"
+                " (SCHEMA_REGISTRY_MODE=pinned, SCHEMA_REGISTRY_VERSION)"
+            )
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def classify(exc: Exception, doing: str) -> Exception:
+    """Our error for a failed registry call: retriable when trying again may help."""
+    from confluent_kafka.schema_registry.error import SchemaRegistryError
+
+    transport, timeouts = _transport_errors()
+    if isinstance(exc, transport):
+        reason = "timed out" if isinstance(exc, timeouts) else "unreachable"
+        return RegistryUnavailableError(
+            f"schema registry {reason} while {doing}: {type(exc).__name__}"
+        )
+    if isinstance(exc, SchemaRegistryError):
+        status = exc.http_status_code
+        # The server's message can be long and echo the request: keep the start only.
+        detail = f"HTTP {status}, code {exc.error_code}: {str(exc.error_message)[:200]}"
+        if status in (408, 429) or status >= 500 or status < 0:
+            return RegistryUnavailableError(f"schema registry failed while {doing} ({detail})")
+        if status in (401, 403):
+            return RegistryAuthError(
+                f"schema registry refused the credentials while {doing} ({detail}); check"
+                " SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO or SCHEMA_REGISTRY_BEARER_TOKEN"
+            )
+        if status == 409:
+            return RegistryRequestError(
+                f"schema registry refused the schema as incompatible with the subject's"
+                f" compatibility setting while {doing} ({detail})",
+                status=status,
+            )
+        return RegistryRequestError(f"schema registry refused {doing} ({detail})", status=status)
+    if isinstance(exc, (ValueError, TypeError)):
+        return RegistryRequestError(
+            f"bad answer from the schema registry while {doing}: {str(exc)[:200]}"
+        )
+    return exc
+
+
+def _transport_errors() -> tuple[tuple[type[Exception], ...], tuple[type[Exception], ...]]:
+    """Connection errors and timeouts of the HTTP library under confluent-kafka's client:
+    httpx2 when installed (its schemaregistry extra pulls it in), httpx otherwise."""
+    import httpx
+
+    transport: tuple[type[Exception], ...] = (httpx.TransportError,)
+    timeouts: tuple[type[Exception], ...] = (httpx.TimeoutException,)
+    try:
+        import httpx2
+    except ImportError:  # pragma: no cover - depends on the installed extras
+        return transport, timeouts
+    return (*transport, httpx2.TransportError), (*timeouts, httpx2.TimeoutException)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import json
 import logging
 import sys
 import time
@@ -57,7 +56,8 @@ class _Commands(click.Group):
     second, and a bridge that restarts after a crash should be back at work at once."""
 
     _lazy: ClassVar[dict[str, tuple[str, str]]] = {
-        "simulate": ("bridge.simulator.command", "simulate")
+        "simulate": ("bridge.simulator.command", "simulate"),
+        "schema": ("bridge.schema_cli", "schema"),
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:
@@ -226,22 +226,3 @@ def state_reset(config_path: Path | None, to: str, yes: bool) -> None:
     except BridgeError as exc:
         click.echo(f"passentry-bridge: {exc}", err=True)
         sys.exit(1)
-
-
-@main.group()
-def schema() -> None:
-    """Inspect the published Avro schema."""
-
-
-@schema.command("show")
-@click.option("--version", "version", type=int, help="Schema version (default: latest).")
-@click.option("--fingerprint", is_flag=True, help="Print the CRC-64-AVRO fingerprint only.")
-def schema_show(version: int | None, fingerprint: bool) -> None:
-    """Print the schema the bridge publishes with."""
-    from bridge.schema import SCAN_SCHEMA_NAME, load
-
-    s = load(SCAN_SCHEMA_NAME, version)
-    if fingerprint:
-        click.echo(s.fingerprint.hex())
-    else:
-        click.echo(json.dumps(s.definition, indent=2))

@@ -32,6 +32,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from bridge.errors import ConfigError
+from bridge.registry import RegistrySettings
 
 __all__ = [
     "BridgeSettings",
@@ -267,11 +268,18 @@ class Config:
     passentry: PassEntrySettings
     kafka: KafkaSettings
     bridge: BridgeSettings
+    # SCHEMA_REGISTRY_*; url unset (the default) means single-object encoding.
+    schema_registry: RegistrySettings
 
 
 log = logging.getLogger(__name__)
 
-_PREFIXES = {"passentry": "PASSENTRY_", "kafka": "KAFKA_", "bridge": "BRIDGE_"}
+_PREFIXES = {
+    "passentry": "PASSENTRY_",
+    "kafka": "KAFKA_",
+    "bridge": "BRIDGE_",
+    "schema_registry": "SCHEMA_REGISTRY_",
+}
 
 
 def load_config(path: Path | None = None, **overrides: dict[str, Any]) -> Config:
@@ -285,10 +293,11 @@ def load_config(path: Path | None = None, **overrides: dict[str, Any]) -> Config
     if path is not None:
         sections = _read_yaml(path)
     groups: dict[str, Any] = {}
-    classes: dict[str, type[_Group]] = {
+    classes: dict[str, type[BaseSettings]] = {
         "passentry": PassEntrySettings,
         "kafka": KafkaSettings,
         "bridge": BridgeSettings,
+        "schema_registry": RegistrySettings,
     }
     for name, cls in classes.items():
         try:
@@ -305,10 +314,11 @@ def _check_env_names() -> None:
     """A misspelt ``BRIDGE_*`` or ``PASSENTRY_*`` variable would be silently ignored by
     pydantic-settings; refuse it instead. ``KAFKA_*`` is shared with other tools (the JVM
     scripts read KAFKA_HEAP_OPTS, for one), so an unknown name there is only logged."""
-    groups: dict[str, type[_Group]] = {
+    groups: dict[str, type[BaseSettings]] = {
         "PASSENTRY_": PassEntrySettings,
         "BRIDGE_": BridgeSettings,
         "KAFKA_": KafkaSettings,
+        "SCHEMA_REGISTRY_": RegistrySettings,
     }
     for prefix, cls in groups.items():
         known = [prefix + name.upper() for name in cls.model_fields]

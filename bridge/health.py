@@ -24,6 +24,7 @@ class Health:
         self._heartbeat = self._started
         self._last_poll_ok: float | None = None
         self._kafka_ok = False
+        self._registry_ok = True
         self._fatal: str | None = None
 
     def beat(self) -> None:
@@ -38,6 +39,10 @@ class Health:
     def kafka(self, reachable: bool) -> None:
         with self._lock:
             self._kafka_ok = reachable
+
+    def registry(self, reachable: bool) -> None:
+        with self._lock:
+            self._registry_ok = reachable
 
     def fatal(self, reason: str) -> None:
         """The bridge is about to exit: readiness turns false first."""
@@ -59,6 +64,8 @@ class Health:
                 reasons.append(self._fatal)
             if not self._kafka_ok:
                 reasons.append("Kafka not reachable")
+            if not self._registry_ok:
+                reasons.append("schema registry not reachable")
             if self._last_poll_ok is None:
                 reasons.append("no successful poll yet")
             elif now - self._last_poll_ok > self._max_poll_age:

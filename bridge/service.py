@@ -23,7 +23,7 @@ import httpx
 from bridge.checkpoint import CheckpointStore
 from bridge.config import Config
 from bridge.dedup import DedupWindow
-from bridge.encode import Encoder, SingleObjectFramer
+from bridge.encode import Encoder, Framer, SingleObjectFramer
 from bridge.enrich import Enricher, PassCache
 from bridge.errors import FatalError, KafkaRetriableError, RetriableError
 from bridge.health import Health
@@ -33,6 +33,7 @@ from bridge.passentry.client import PassEntryClient
 from bridge.passentry.ratelimit import RequestBudget
 from bridge.pipeline import CycleStats, Pipeline
 from bridge.publish import CommitOutcomeUnknownError, Publisher, producer_config
+from bridge.registry import RegistryFramer, RegistryUnavailableError
 from bridge.routing import Router
 from bridge.schema import latest
 from bridge.topics import TopicManager
@@ -109,6 +110,12 @@ class Service:
         )
         self.checkpoints = CheckpointStore(client_conf, br.state_topic, self.source_id)
         schema = latest()
+        # Registry mode when SCHEMA_REGISTRY_URL is set: the Confluent wire format, ids
+        # from the registry; otherwise Avro single-object encoding.
+        self.registry: RegistryFramer | None = None
+        framer: Framer = SingleObjectFramer(schema)
+        if config.schema_registry.enabled:
+            framer = self.registry = RegistryFramer(config.schema_registry, schema)
         self._lookback_ms = int(pe.lookback_s * 1000)
         self._sweep_ms = None if pe.late_sweep_s is None else int(pe.late_sweep_s * 1000)
         now_ms = int(time.time() * 1000)
@@ -119,7 +126,7 @@ class Service:
             client=self.client,
             enricher=Enricher(self.client.get_pass, self.metrics, PassCache(pe.pass_cache_size)),
             encoder=Encoder(schema, br.source_id),
-            framer=SingleObjectFramer(schema),
+            framer=framer,
             publisher=self.publisher,
             checkpoints=self.checkpoints,
             router=Router(br.scans_topic, br.topic_template),
@@ -176,6 +183,13 @@ class Service:
         br = self.config.bridge
         self.topics.ensure([br.state_topic], compacted=True)
         self.topics.ensure(self._fixed_topics())
+        if self.registry is not None and (
+            br.topic_template is None
+            or self.config.schema_registry.subject_name_strategy == "record"
+        ):
+            # A schema mismatch stops start-up before anything is published; the subject of
+            # a routed topic is checked when that topic is first used. Unreachable: retried.
+            self.registry.check_startup([br.scans_topic])
         # init_transactions first: it fences a zombie with our transactional.id and settles
         # its open transaction, so the checkpoint read next is the last word.
         self.publisher.init()
@@ -236,7 +250,16 @@ class Service:
                 return EXIT_FATAL
             except RetriableError as exc:
                 kafka_error = isinstance(exc, KafkaRetriableError)
-                self.metrics.poll_cycles.labels("kafka_error" if kafka_error else "api_error").inc()
+                registry_error = isinstance(exc, RegistryUnavailableError)
+                outcome = (
+                    "kafka_error"
+                    if kafka_error
+                    else "registry_error"
+                    if registry_error
+                    else "api_error"
+                )
+                self.metrics.poll_cycles.labels(outcome).inc()
+                self.health.registry(not registry_error)
                 if isinstance(exc, CommitOutcomeUnknownError):
                     # Whether the commit landed is unknown: a new producer settles it, and
                     # the checkpoint read back says where we are.
@@ -260,6 +283,7 @@ class Service:
             self.metrics.last_poll_timestamp.set(time.time())
             self.health.poll_succeeded()
             self.health.kafka(True)
+            self.health.registry(True)
             if self.options.on_cycle is not None:
                 self.options.on_cycle(stats)
             if stats.published or stats.dead_letters:
@@ -300,6 +324,8 @@ class Service:
             log.warning("records left unacknowledged at shutdown", extra={"records": left})
         self.pipeline.close()
         self.client.close()
+        if self.registry is not None:
+            self.registry.close()
         if self.http is not None:
             self.http.stop()
 

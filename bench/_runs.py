@@ -1,0 +1,206 @@
+"""Run one program under test (the bridge, naive or floor) against a running simulator.
+
+The bridge runs as ``passentry-bridge run`` (not ``--once``: see bench/README.md) and is
+done when its ``scans_published_total`` on ``/metrics`` reaches the expected count; its CPU
+is read from ``/proc`` at that moment, then it is stopped. The comparators stop by
+themselves at the end of the backlog; their CPU comes from ``os.wait4``. Drain time runs
+from the program's first API request (seen in the simulator's ``/_sim/stats``) to done.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench._procs import Child, Kafka, Simulator, free_port, scrape_metrics
+
+__all__ = ["Context", "RunResult", "fixed_cpu", "fresh_names", "run_bridge", "run_comparator"]
+
+PUBLISHED = "passentry_bridge_scans_published_total"
+
+
+@dataclass
+class Context:
+    kafka: Kafka
+    log_dir: Path
+    http: httpx.Client = field(default_factory=lambda: httpx.Client(timeout=5))
+
+
+@dataclass
+class RunResult:
+    program: str
+    scans: int
+    cpu_s: float
+    drain_s: float
+    requests: int
+    rate_limited: int
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def scans_per_cpu_s(self) -> float:
+        return self.scans / self.cpu_s if self.cpu_s else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "program": self.program,
+            "scans": self.scans,
+            "cpu_s": round(self.cpu_s, 3),
+            "drain_s": round(self.drain_s, 3),
+            "scans_per_cpu_second": round(self.scans_per_cpu_s),
+            "requests": self.requests,
+            "rate_limited": self.rate_limited,
+            **self.extra,
+        }
+
+
+def fresh_names(prefix: str) -> dict[str, str]:
+    """A fresh source id and topics, so each run starts with no checkpoint."""
+    tag = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    return {
+        "BRIDGE_SOURCE_ID": tag,
+        "BRIDGE_SCANS_TOPIC": f"bench.{tag}.scans",
+        "BRIDGE_DLQ_TOPIC": f"bench.{tag}.dlq",
+        "BRIDGE_STATE_TOPIC": f"bench.{tag}.state",
+    }
+
+
+def bridge_child(
+    ctx: Context, sim: Simulator, name: str, env: dict[str, str], args: list[str]
+) -> tuple[Child, int]:
+    port = free_port()
+    full_env = {
+        "PASSENTRY_API_URL": sim.url,
+        "PASSENTRY_API_TOKEN": "sim-token",
+        "KAFKA_BOOTSTRAP_SERVERS": ctx.kafka.bootstrap,
+        "BRIDGE_HTTP_PORT": str(port),
+        "BRIDGE_LOG_LEVEL": "WARNING",
+        **env,
+    }
+    argv = [str(Path(sys.executable).parent / "passentry-bridge"), "run", *args]
+    return Child(name, argv, env=full_env, log_dir=ctx.log_dir), port
+
+
+def _wait_first_request(sim: Simulator, child: Child, before: int, timeout: float) -> float:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if sim.requests()[0] > before:
+            return time.monotonic()
+        if not child.alive():
+            raise RuntimeError(f"{child.name} exited before its first request: {child.log_path}")
+        time.sleep(0.02)
+    raise TimeoutError(f"{child.name} sent no request in {timeout:.0f}s: {child.log_path}")
+
+
+def run_bridge(
+    ctx: Context,
+    sim: Simulator,
+    *,
+    name: str,
+    expected: int,
+    since: str,
+    env: dict[str, str] | None = None,
+    timeout: float = 900.0,
+    on_progress: Callable[[Child, int], None] | None = None,
+) -> RunResult:
+    """Run the bridge until it has published ``expected`` scans; then stop it."""
+    env = {**fresh_names(name), **(env or {})}
+    base_requests, base_429 = sim.requests()
+    child, port = bridge_child(ctx, sim, name, env, ["--since", since])
+    metrics: dict[str, float] = {}
+    with child:
+        first = _wait_first_request(sim, child, base_requests, 120)
+        deadline = time.monotonic() + timeout
+        while True:
+            if not child.alive():
+                raise RuntimeError(f"{name} exited early: see {child.log_path}")
+            try:
+                metrics = scrape_metrics(port, ctx.http)
+            except httpx.HTTPError:
+                metrics = {}
+            published = int(metrics.get(PUBLISHED, 0))
+            if on_progress is not None:
+                on_progress(child, published)
+            if published >= expected:
+                cpu, done = child.cpu(), time.monotonic()
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{name}: {published}/{expected} after {timeout:.0f}s")
+            time.sleep(0.1)
+        requests, limited = sim.requests()
+    return RunResult(
+        name,
+        published,
+        cpu,
+        done - first,
+        requests - base_requests,
+        limited - base_429,
+        {
+            "pages_fetched": int(metrics.get("passentry_bridge_pages_fetched_total", 0)),
+            "duplicates": int(metrics.get("passentry_bridge_scans_duplicate_total", 0)),
+        },
+    )
+
+
+def run_comparator(
+    ctx: Context,
+    sim: Simulator,
+    *,
+    program: str,
+    expected: int,
+    since: str,
+    timeout: float = 900.0,
+) -> RunResult:
+    """Run ``bench.naive`` or ``bench.floor`` to the end of the backlog."""
+    topic = f"bench.{program}-{uuid.uuid4().hex[:8]}"
+    ctx.kafka.create_topics([topic])
+    base_requests, base_429 = sim.requests()
+    argv = [sys.executable, "-m", f"bench.{program}", "--api-url", sim.url]
+    argv += ["--bootstrap", ctx.kafka.bootstrap, "--topic", topic, "--since", since]
+    with Child(program, argv, log_dir=ctx.log_dir, capture_stdout=True) as child:
+        first = _wait_first_request(sim, child, base_requests, 60)
+        result = child.wait(timeout)
+        done = time.monotonic()
+        if result.code != 0:
+            raise RuntimeError(f"{program} exited {result.code}: see {child.log_path}")
+        summary = json.loads(child.read_line(5))
+        requests, limited = sim.requests()
+    if summary["published"] != expected:
+        raise RuntimeError(f"{program} published {summary['published']}, expected {expected}")
+    return RunResult(
+        program,
+        summary["published"],
+        result.cpu_s,
+        done - first,
+        requests - base_requests,
+        limited - base_429,
+        {"pages_fetched": summary["pages"]},
+    )
+
+
+def fixed_cpu(ctx: Context, sim: Simulator, program: str, since: str) -> float:
+    """CPU seconds of a run that finds nothing to do: start-up, connect, one page, exit."""
+    if program == "bridge":
+        args = ["--once", "--since", since]
+        child, _ = bridge_child(ctx, sim, "bridge-empty", fresh_names("empty"), args)
+    else:
+        topic = f"bench.{program}-{uuid.uuid4().hex[:8]}"
+        ctx.kafka.create_topics([topic])
+        child = Child(
+            f"{program}-empty",
+            [sys.executable, "-m", f"bench.{program}", "--api-url", sim.url, "--bootstrap",
+             ctx.kafka.bootstrap, "--topic", topic, "--since", since],
+            log_dir=ctx.log_dir,
+        )  # fmt: skip
+    with child:
+        result = child.wait(120)
+    if result.code != 0:
+        raise RuntimeError(f"{child.name} exited {result.code}: see {child.log_path}")
+    return result.cpu_s

@@ -1,0 +1,174 @@
+"""Run the benchmarks, write ``bench/results/latest.json`` (and a timestamped copy), print a
+Markdown table.
+
+    python -m bench.run --quick            # reduced sizes, about 3 minutes
+    python -m bench.run --full             # the sizes the targets are stated for
+    python -m bench.run --quick --only cpu,latency
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import signal
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from types import FrameType
+from typing import Any
+
+from bench import scenarios
+from bench._procs import REPO, Kafka
+from bench._runs import Context
+
+RESULTS = REPO / "bench" / "results"
+SCENARIOS: dict[str, Callable[[Context, scenarios.Sizes], dict[str, Any]]] = {
+    "backfill": scenarios.backfill,
+    "cpu": scenarios.cpu,
+    "latency": scenarios.latency,
+    "memory": scenarios.memory,
+}
+# (scenario, figure, comparison, target)
+TARGETS = [
+    ("backfill", "efficiency", ">=", 0.85),
+    ("backfill", "rate_limited_fraction", "<=", 0.01),
+    ("cpu", "scans_per_cpu_second.bridge", ">=", 25_000),
+    ("cpu", "ratio_vs_naive", ">=", 3.0),
+    ("latency", "p99_s", "<=", 1.5),
+    ("memory", "rss_growth_mb", "<=", 15.0),
+]
+
+
+def _get(data: dict[str, Any], path: str) -> Any:
+    for part in path.split("."):
+        data = data[part]
+    return data
+
+
+def check_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
+    out = []
+    for scenario, figure, op, target in TARGETS:
+        if scenario not in results:
+            continue
+        value = _get(results[scenario], figure)
+        met = value >= target if op == ">=" else value <= target
+        out.append(
+            {"scenario": scenario, "figure": figure, "value": value, "target": f"{op} {target}"}
+            | {"met": bool(met)}
+        )
+    return out
+
+
+def markdown(results: dict[str, Any]) -> str:
+    lines = [
+        f"Mode: {results['mode']} ({results['duration_s']:.0f} s)",
+        "",
+        "| scenario | figure | value | target | met |",
+        "|---|---|---|---|---|",
+    ]
+    for t in results["targets"]:
+        mark = "yes" if t["met"] else "**no**"
+        lines.append(f"| {t['scenario']} | {t['figure']} | {t['value']} | {t['target']} | {mark} |")
+    if "backfill" in results:
+        b = results["backfill"]
+        lines += [
+            "",
+            f"Backfill, {b['scans']} scans (ideal {b['theoretical_min_s']:.1f} s):",
+            "",
+            "| program | efficiency | drain s | requests | 429s | rate_limited_fraction |",
+            "|---|---|---|---|---|---|",
+        ]
+        for name, f in (
+            ("bridge (default, budget 9)", b),
+            ("bridge, budget 10", b["budget_10"]),
+            ("bridge, lookback 0", b["lookback_0"]),
+            ("naive", b["naive"]),
+        ):
+            lines.append(
+                f"| {name} | {f['efficiency']} | {f['drain_s']} | {f['requests']} |"
+                f" {f['rate_limited']} | {f['rate_limited_fraction']} |"
+            )
+    if "cpu" in results:
+        c = results["cpu"]
+        lines += [
+            "",
+            f"CPU, {c['scans']} scans, median of {c['repetitions']}:",
+            "",
+            "| program | scans / CPU s | fixed start-up CPU s | scans / CPU s net of start-up |",
+            "|---|---|---|---|",
+        ]
+        for p in ("bridge", "naive", "floor"):
+            lines.append(
+                f"| {p} | {c['scans_per_cpu_second'][p]:,} | {c['fixed_cpu_s'][p]} |"
+                f" {c['scans_per_cpu_second_net_of_startup'][p]:,} |"
+            )
+        lines.append(
+            f"\nratio_vs_naive {c['ratio_vs_naive']}, ratio_vs_floor {c['ratio_vs_floor']}"
+        )
+    if "latency" in results:
+        la = results["latency"]
+        lines.append(
+            f"\nLatency: {la['created']} created, {la['received']} received, {la['missing']}"
+            f" missing; p50 {la['p50_s']} s, p99 {la['p99_s']} s, max {la['max_s']} s;"
+            f" bridge fetched {la['bridge_pages_fetched']} pages,"
+            f" {la['bridge_duplicates']} duplicates"
+        )
+    if "memory" in results:
+        m = results["memory"]
+        lines.append(
+            f"\nMemory: RSS {m['rss_early_mb']} MiB after {m['early_scans']:,},"
+            f" {m['rss_end_mb']} MiB after {m['scans']:,} (peak {m['rss_peak_mb']})"
+        )
+    return "\n".join(lines)
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt  # unwinds through every finally: children and Kafka stop
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--full", action="store_true", help="the full sizes (default)")
+    size.add_argument("--quick", action="store_true", help="reduced sizes, about 3 minutes")
+    parser.add_argument("--only", help="comma-separated scenarios: " + ",".join(SCENARIOS))
+    args = parser.parse_args()
+    sizes = scenarios.QUICK if args.quick else scenarios.FULL
+    chosen = args.only.split(",") if args.only else list(SCENARIOS)
+    unknown = set(chosen) - set(SCENARIOS)
+    if unknown:
+        parser.error(f"unknown scenario(s): {', '.join(sorted(unknown))}")
+
+    signal.signal(signal.SIGTERM, _terminate)
+    started = time.monotonic()
+    stamp = datetime.now(UTC)
+    log_dir = REPO / ".local" / "bench" / stamp.strftime("%Y%m%dT%H%M%SZ")  # git-ignored
+    results: dict[str, Any] = {
+        "mode": sizes.mode,
+        "started_at": stamp.isoformat(timespec="seconds"),
+        "command": " ".join(["python -m bench.run", *sys.argv[1:]]),
+        "host": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "logs": str(log_dir.relative_to(REPO)),
+    }
+    with Kafka() as kafka:
+        ctx = Context(kafka, log_dir)
+        try:
+            for name in chosen:
+                results[name] = SCENARIOS[name](ctx, sizes)
+        finally:
+            ctx.http.close()
+    results["duration_s"] = round(time.monotonic() - started, 1)
+    results["targets"] = check_targets(results)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(results, indent=2)
+    (RESULTS / "latest.json").write_text(text)
+    (RESULTS / f"{stamp.strftime('%Y%m%dT%H%M%SZ')}-{sizes.mode}.json").write_text(text)
+    print(markdown(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -12,6 +12,8 @@ schema's CRC-64-AVRO fingerprint) by default, the schema-registry wire format (`
 from __future__ import annotations
 
 import io
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -87,6 +89,10 @@ class Encoder:
         self._source = str_bytes(source_id)
         self._pass_schema = parse_schema(_branch(schema.definition, "pass"))
         self._reader_schema = parse_schema(_branch(schema.definition, "reader"))
+        # Passes and readers repeat across pages, but each page decodes them anew: remember
+        # their Avro bytes by their JSON, which is cheap to make and exact as a key.
+        self._seen: OrderedDict[bytes, bytes] = OrderedDict()
+        self._seen_max = 20_000
 
     def encode(self, items: list[Enriched]) -> list[bytes | Exception]:
         """Avro bodies for ``items``, in order, without a framing prefix; an item that cannot
@@ -103,11 +109,15 @@ class Encoder:
                 if p is None:
                     pass_bytes = NULL
                 else:
-                    pass_bytes = passes.get(id(p)) or passes.setdefault(id(p), self._pass(p))
+                    pass_bytes = passes.get(id(p)) or passes.setdefault(
+                        id(p), self._remembered(p, self._pass)
+                    )
                 if r is None:
                     reader_bytes = NULL
                 else:
-                    reader_bytes = readers.get(id(r)) or readers.setdefault(id(r), self._reader(r))
+                    reader_bytes = readers.get(id(r)) or readers.setdefault(
+                        id(r), self._remembered(r, self._reader)
+                    )
                 out.append(self._body(source, item, pass_bytes, reader_bytes))
             except (ValueError, TypeError, OverflowError) as exc:
                 out.append(exc)
@@ -133,6 +143,15 @@ class Encoder:
                 reader_bytes,
             )
         )
+
+    def _remembered(self, resource: Any, encode: Callable[[Any], bytes]) -> bytes:
+        key = _json(resource)
+        value = self._seen.get(key)
+        if value is None:
+            value = self._seen[key] = encode(resource)
+            if len(self._seen) > self._seen_max:
+                self._seen.popitem(last=False)
+        return value
 
     def _pass(self, p: PassResource) -> bytes:
         a = p.attributes
@@ -181,6 +200,9 @@ class Encoder:
             "lastSeenAt": to_millis(a.last_seen_at),
         }
         return _BRANCH_1 + _write(self._reader_schema, record)
+
+
+_json = msgspec.json.Encoder().encode
 
 
 def _content(content: dict[str, Any] | None) -> dict[str, str]:

@@ -372,7 +372,7 @@ class Pipeline:
         rejected = Rejected(
             "late_scan",
             "created before the lookback window; it may or may not have been published",
-            scan.raw,
+            bytes(scan.raw),
             scan.resource.id,
             scan.resource.reader_id,
         )
@@ -396,7 +396,9 @@ class Pipeline:
             resource = scan.resource
             if isinstance(value, Exception):
                 detail = f"{type(value).__name__}: {value}"[:300]
-                rejected = Rejected("encode_error", detail, scan.raw, resource.id, item.reader_id)
+                rejected = Rejected(
+                    "encode_error", detail, bytes(scan.raw), resource.id, item.reader_id
+                )
                 records.append(self._dead_letter(rejected, url))
                 continue
             attrs = resource.attributes

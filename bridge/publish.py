@@ -139,8 +139,11 @@ class Publisher:
         self._errors.clear()
         self._call(self._producer.begin_transaction, "begin_transaction")
         try:
-            for record in (*records, checkpoint):
+            for n, record in enumerate((*records, checkpoint)):
                 self._produce(record)
+                # Serve delivery reports now and then, not after every record.
+                if n % 100 == 99:
+                    self._producer.poll(0)
             self._metrics.producer_queue.set(len(self._producer))
             if self._hold_s:
                 time.sleep(self._hold_s)
@@ -190,7 +193,6 @@ class Publisher:
                 poll(0.1 if attempt else 0)
         else:
             raise KafkaRetriableError("producer queue stayed full; is the broker reachable?")
-        poll(0)
 
     def _commit(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import threading
 import time
 import uuid
@@ -20,6 +21,7 @@ __all__ = [
     "max_for_millis",
     "min_for_millis",
     "parse_uuid7",
+    "parse_uuid7_int",
     "uuid7_datetime",
     "uuid7_millis",
 ]
@@ -49,6 +51,19 @@ def parse_uuid7(text: str) -> uuid.UUID:
     if value.variant != uuid.RFC_4122:
         raise InvalidUUIDv7Error(f"UUID variant is not RFC 9562: {text}")
     return value
+
+
+_CANONICAL_V7 = re.compile(
+    r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-7[0-9a-fA-F]{3}-[89abAB][0-9a-fA-F]{3}-[0-9a-fA-F]{12}"
+)
+
+
+def parse_uuid7_int(text: str) -> int:
+    """:func:`parse_uuid7` as an int, for the hot path: one regex and one ``int()``
+    instead of a ``uuid.UUID``. Same rules; errors come from :func:`parse_uuid7`."""
+    if _CANONICAL_V7.fullmatch(text) is None:
+        return parse_uuid7(text).int  # raises with the precise reason
+    return int(text.replace("-", ""), 16)
 
 
 def uuid7_millis(value: uuid.UUID) -> int:

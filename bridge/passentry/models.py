@@ -99,9 +99,8 @@ class PassAttributes(msgspec.Struct, frozen=True, rename="camel"):
     deactivated_at: datetime | None = None
 
 
-class PassResource(msgspec.Struct, frozen=True):
+class PassResource(msgspec.Struct, frozen=True, tag_field="type", tag="pass"):
     id: str
-    type: str
     attributes: PassAttributes = PassAttributes()
 
 
@@ -118,9 +117,8 @@ class ReaderAttributes(msgspec.Struct, frozen=True, rename="camel"):
     last_seen_at: datetime | None = None
 
 
-class ReaderResource(msgspec.Struct, frozen=True):
+class ReaderResource(msgspec.Struct, frozen=True, tag_field="type", tag="reader"):
     id: str
-    type: str
     attributes: ReaderAttributes = ReaderAttributes()
 
 

@@ -22,15 +22,15 @@ from bridge.passentry.models import (
     ResourceHead,
     ScanResource,
 )
-from bridge.uuid7 import InvalidUUIDv7Error, parse_uuid7, uuid7_millis
+from bridge.uuid7 import InvalidUUIDv7Error, parse_uuid7_int
 
 __all__ = ["DecodedPage", "Rejected", "ValidScan", "decode_page"]
 
 _envelope = msgspec.json.Decoder(PageEnvelope)
 _scan = msgspec.json.Decoder(ScanResource)
 _head = msgspec.json.Decoder(ResourceHead)
-_pass = msgspec.json.Decoder(PassResource)
-_reader = msgspec.json.Decoder(ReaderResource)
+# One decode per included item: the "type" member picks the model.
+_included = msgspec.json.Decoder(PassResource | ReaderResource)
 
 
 @dataclass(slots=True, frozen=True)
@@ -40,7 +40,8 @@ class ValidScan:
     id_int: int
     created_ms: int
     resource: ScanResource
-    raw: bytes
+    # The scan's own JSON, a view into the page body; bytes(raw) for a dead letter.
+    raw: msgspec.Raw
 
 
 @dataclass(slots=True, frozen=True)
@@ -77,52 +78,59 @@ def decode_page(body: bytes) -> DecodedPage:
         raise MalformedPageError(f"not a scans page: {_short(exc)}") from None
     page = DecodedPage(meta=envelope.meta, links=envelope.links)
     for raw in envelope.data:
-        _decode_scan(bytes(raw), page)
+        _decode_scan(raw, page)
     for raw in envelope.included or ():
         _decode_included(raw, page)
     return page
 
 
-def _decode_scan(raw: bytes, page: DecodedPage) -> None:
+def _decode_scan(raw: msgspec.Raw, page: DecodedPage) -> None:
     try:
         scan = _scan.decode(raw)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         head = _try_head(raw)
         page.rejected.append(
-            Rejected("invalid_scan", _short(exc), raw, head.id if head is not None else None)
+            Rejected("invalid_scan", _short(exc), bytes(raw), head.id if head is not None else None)
         )
         return
     if scan.type != "scan":
         page.rejected.append(
-            Rejected("invalid_scan", f"type is {scan.type!r}, not 'scan'", raw, scan.id)
+            Rejected("invalid_scan", f"type is {scan.type!r}, not 'scan'", bytes(raw), scan.id)
         )
         return
     reader_id = scan.reader_id
     if reader_id is None or not reader_id:
         page.rejected.append(
-            Rejected("missing_reader_id", "relationships.reader.data.id is absent", raw, scan.id)
+            Rejected(
+                "missing_reader_id", "relationships.reader.data.id is absent", bytes(raw), scan.id
+            )
         )
         return
     try:
-        value = parse_uuid7(scan.id)
+        id_int = parse_uuid7_int(scan.id)
     except InvalidUUIDv7Error as exc:
-        page.rejected.append(Rejected("invalid_id", str(exc), raw, scan.id, reader_id))
+        page.rejected.append(Rejected("invalid_id", str(exc), bytes(raw), scan.id, reader_id))
         return
-    page.scans.append(ValidScan(value.int, uuid7_millis(value), scan, raw))
+    page.scans.append(ValidScan(id_int, id_int >> 80, scan, raw))
 
 
 def _decode_included(raw: msgspec.Raw, page: DecodedPage) -> None:
     try:
-        head = _head.decode(raw)
-        if head.type == "pass":
-            page.passes[head.id] = _pass.decode(raw)
-        elif head.type == "reader":
-            page.readers[head.id] = _reader.decode(raw)
+        item = _included.decode(raw)
     except (msgspec.DecodeError, msgspec.ValidationError):
-        page.bad_included += 1
+        # Another type of resource (ignored), or a pass or reader that does not decode
+        # (counted: enrichment then treats it as missing).
+        head = _try_head(raw)
+        if head is None or head.type in ("pass", "reader"):
+            page.bad_included += 1
+        return
+    if isinstance(item, PassResource):
+        page.passes[item.id] = item
+    else:
+        page.readers[item.id] = item
 
 
-def _try_head(raw: bytes) -> ResourceHead | None:
+def _try_head(raw: msgspec.Raw) -> ResourceHead | None:
     try:
         return _head.decode(raw)
     except (msgspec.DecodeError, msgspec.ValidationError):

@@ -92,6 +92,40 @@ class BridgeProcess:
         return self.log_path.read_text(errors="replace")
 
 
+class Supervisor:
+    """Restarts the bridge whenever it exits, as an orchestrator would; records exit codes."""
+
+    def __init__(self, env: dict[str, str], log_dir: Path) -> None:
+        self._env, self._dir = env, log_dir
+        self.exits: list[int] = []
+        self._stop = threading.Event()
+        self._current: BridgeProcess | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> Supervisor:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        n = 0
+        while not self._stop.is_set():
+            self._current = BridgeProcess(self._env, self._dir, f"bridge-{n}").start()
+            assert self._current.proc is not None
+            code = self._current.proc.wait()
+            if self._stop.is_set():
+                return
+            self.exits.append(code)
+            n += 1
+            time.sleep(1)  # a restart back-off, much shorter than Kubernetes' own
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._current is not None and self._current.running():
+            self._current.send(signal.SIGTERM)
+            self._current.wait(20)
+        self._thread.join(30)
+
+
 def bridge_env(api_url: str, bootstrap: str, topics: Topics, **extra: str) -> dict[str, str]:
     env = {
         k: v for k, v in os.environ.items() if not k.startswith(("PASSENTRY_", "BRIDGE_", "KAFKA_"))
@@ -256,6 +290,7 @@ class LocalBroker:
 __all__ = [
     "BridgeProcess",
     "LocalBroker",
+    "Supervisor",
     "Topics",
     "Traffic",
     "bridge_env",

@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install lint fmt test test-unit test-integration demo check-deploy bench bench-quick kafka-start kafka-stop clean
+.PHONY: install tools lint fmt test test-unit test-integration demo check-deploy bench bench-quick kafka-start kafka-stop clean
 
 install: $(STAMP)
 
@@ -25,9 +25,14 @@ fmt: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+# The pinned helm, hadolint, promtool/prometheus and kubernetes-validate the deploy tests and
+# the Prometheus end-to-end test use; quick when they are already there.
+tools: install
+	scripts/install-deploy-tools
+
 # All tests. Integration tests start the local Kafka broker themselves (scripts/kafka-local)
 # unless KAFKA_BOOTSTRAP_SERVERS points at one.
-test: install
+test: install tools
 	$(BIN)/pytest
 
 test-unit: install
@@ -41,8 +46,7 @@ demo: install
 	scripts/demo
 
 # hadolint, helm lint/template + Kubernetes schemas, promtool checks and rule tests.
-check-deploy: install
-	scripts/install-deploy-tools
+check-deploy: tools
 	scripts/check-deploy
 
 # Benchmarks against the real broker and the simulator (bench/README.md).

@@ -39,7 +39,6 @@ from bridge.checkpoint import CheckpointStore, make_checkpoint
 from bridge.dedup import DedupWindow, RejectMemory, Verdict
 from bridge.encode import Encoder, Framer, Framing
 from bridge.enrich import Enricher
-from bridge.health import Health
 from bridge.metrics import Metrics
 from bridge.passentry.client import FetchedPage, PassEntryClient
 from bridge.passentry.pages import DecodedPage, Rejected, ValidScan
@@ -114,7 +113,6 @@ class Pipeline:
         router: Router,
         window: DedupWindow,
         metrics: Metrics,
-        health: Health,
         filters: dict[str, str],
         per_page: int,
         concurrency: int,
@@ -138,7 +136,6 @@ class Pipeline:
         self._router = router
         self.window = window
         self._metrics = metrics
-        self._health = health
         self._filters = filters
         self._per_page = per_page
         self._concurrency = concurrency

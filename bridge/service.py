@@ -132,7 +132,6 @@ class Service:
             router=Router(br.scans_topic, br.topic_template),
             window=DedupWindow(self._lookback_ms, sweep_ms=self._sweep_ms),
             metrics=self.metrics,
-            health=self.health,
             filters=pe.filters.as_query(),
             per_page=pe.per_page,
             concurrency=pe.backfill_concurrency,

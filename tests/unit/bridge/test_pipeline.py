@@ -14,7 +14,6 @@ from bridge.dedup import DedupWindow
 from bridge.encode import Encoder, SingleObjectFramer
 from bridge.enrich import Enricher
 from bridge.errors import KafkaRetriableError
-from bridge.health import Health
 from bridge.metrics import Metrics
 from bridge.passentry.client import PassEntryClient
 from bridge.passentry.ratelimit import RequestBudget
@@ -81,7 +80,6 @@ def build(
         router=Router("scans", template),
         window=DedupWindow(lookback_ms),
         metrics=metrics,
-        health=Health(max_poll_age_s=60),
         filters={},
         per_page=per_page,
         concurrency=concurrency,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import msgspec
 
@@ -28,8 +28,12 @@ def show(config: Config) -> str:
     if checkpoint.watermark is not None:
         created = uuid7_datetime(uuid.UUID(checkpoint.watermark))
         out["watermarkCreatedAt"] = created.isoformat()
-        cursor = created - timedelta(seconds=config.passentry.lookback_s)
-        out["nextPollCreatedAfter"] = cursor.isoformat()
+        out["lookbackFrom"] = (created - timedelta(seconds=config.passentry.lookback_s)).isoformat()
+    if checkpoint.polled_until_ms is not None:
+        polled = datetime.fromtimestamp(checkpoint.polled_until_ms / 1000, tz=UTC)
+        out["polledUntil"] = polled.isoformat()
+        overlap = min(config.passentry.poll_overlap_s, config.passentry.lookback_s)
+        out["nextPollCreatedAfter"] = (polled - timedelta(seconds=overlap)).isoformat()
     out["sizeBytes"] = len(msgspec.json.encode(checkpoint))
     return json.dumps(out, indent=2)
 

@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install tools lint fmt test test-unit test-integration demo check-deploy bench bench-quick kafka-start kafka-stop clean
+.PHONY: install tools lint fmt test test-unit test-integration demo check-deploy bench bench-quick kafka-start kafka-stop registry-start registry-stop clean
 
 install: $(STAMP)
 
@@ -55,6 +55,13 @@ bench: install
 
 bench-quick: install
 	$(BIN)/python -m bench.run --quick
+
+# A real Confluent-compatible schema registry (Apicurio, from Maven Central; needs Java 21+).
+registry-start:
+	scripts/registry-local start
+
+registry-stop:
+	scripts/registry-local stop
 
 kafka-start:
 	scripts/kafka-local start

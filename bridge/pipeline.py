@@ -163,9 +163,18 @@ class Pipeline:
     def cycle(self, stop: threading.Event, *, until_ms: int | None = None) -> CycleStats:
         """Read one slice after the cursor (ending at ``until_ms``, default now), publish it."""
         started = time.perf_counter()
+        stats = CycleStats()
+        if self.polled_until is not None and self._overlap_ms > 0:
+            # The overlap behind the last slice: one count request when nothing new is
+            # there, which is the usual case; read only if PassEntry has more than we do.
+            self._reconcile(
+                self.polled_until - self._overlap_ms, self.polled_until, stats, stop,
+                _MAX_SWEEP_DEPTH,
+            )  # fmt: skip
+            if stop.is_set():
+                return stats
         after = self._poll_start()
         before = until_ms if until_ms is not None else int(time.time() * 1000)
-        stats = CycleStats()
         if before <= after:
             return stats
         before, first = self._fit_slice(after, before, stats)
@@ -182,8 +191,10 @@ class Pipeline:
         return stats
 
     def _poll_start(self) -> int:
+        # createdAfter is exclusive: start one ms early so a scan created in the very ms
+        # the last slice ended (its createdBefore, also exclusive) is not skipped.
         if self.polled_until is not None:
-            return max(0, self.polled_until - self._overlap_ms)
+            return self.polled_until - 1
         cursor = self.window.cursor_ms()
         return self._start_ms if cursor is None else cursor
 
@@ -205,15 +216,18 @@ class Pipeline:
     ) -> None:
         if stop.is_set():
             return
-        first = self._client.list_scans(self._params(lo, hi, 1))
+        # A one-scan page is enough to read totalCount, and cheap to decode.
+        probe = self._client.list_scans(self._params(lo, hi, 1, per_page=1))
         stats.pages += 1
-        meta = first.page.meta
+        meta = probe.page.meta
         total = meta.total_count if meta is not None else None
         if total is not None and total == self.window.count_between(lo, hi):
             return
         small = total is None or total <= 2 * self._per_page
         if small or depth >= _MAX_SWEEP_DEPTH or hi - lo <= 2000:
             busy = stats.busy
+            first = self._client.list_scans(self._params(lo, hi, 1))
+            stats.pages += 1
             collected = self._walk(lo, hi, first, stats, stop)
             if not stop.is_set():
                 self._publish_slice(collected, stats, stop, slice_end=None)
@@ -223,10 +237,12 @@ class Pipeline:
         self._reconcile(lo, mid, stats, stop, depth + 1)
         self._reconcile(mid, hi, stats, stop, depth + 1)
 
-    def _params(self, after: int, before: int, page: int) -> dict[str, str]:
+    def _params(
+        self, after: int, before: int, page: int, per_page: int | None = None
+    ) -> dict[str, str]:
         return {
             **self._filters,
-            "perPage": str(self._per_page),
+            "perPage": str(per_page or self._per_page),
             "createdAfter": iso_millis(after),
             "createdBefore": iso_millis(before),
             "page": str(page),
@@ -245,7 +261,7 @@ class Pipeline:
             # shrink into the overlap: a slice must end past what was already read, or the
             # poll would not move.
             span = max(1, int((before - after) * self._max_scans * 0.9 / count))
-            floor = (self.polled_until if self.polled_until is not None else after) + 1000
+            floor = after + 1000
             new_before = max(after + span, floor)
             if new_before >= before:
                 return before, first

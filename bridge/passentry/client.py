@@ -194,6 +194,9 @@ class PassEntryClient:
             self._metrics.api_rate_limited.labels(endpoint).inc()
             retry_after = _retry_after(headers)
             self._budget.pause(retry_after if retry_after is not None else 1.0)
+            self._budget.throttled()
+        else:
+            self._budget.answered()
         if response.status_code in (401, 403):
             self._metrics.api_auth_failures.inc()
         classify(response, path if endpoint == "scans" else f"/api/v1/{endpoint}es/{{id}}")

@@ -1,9 +1,10 @@
 """Client-side request budget: stay under PassEntry's 10 req/s sliding window.
 
-Two rules work together. A pacer spaces request starts ``1/budget`` seconds apart, so no
-one-second window ever holds more than ``budget`` starts even when latency jitter bunches
-their arrival. And the server's own headers win: when ``x-rate-limit-remaining`` reaches 0,
-or a 429 names a retry-after, every caller waits until the server says a slot is free.
+Three rules work together. A pacer spaces request starts ``1/budget`` seconds apart. The
+server's own headers win: when ``x-rate-limit-remaining`` reaches 0, or a 429 names a
+retry-after, every caller waits until the server says a slot is free. And a 429 slows the
+pacer by 10% (recovering by 1% per good answer): PassEntry counts arrivals, and latency
+jitter can bunch requests sent evenly, so a budget at the very limit must give a little.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ class RequestBudget:
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._interval = 1.0 / per_second
+        self._base_interval = self._interval
         self._clock = clock
         self._sleep = sleep
         self._lock = threading.Lock()
@@ -45,6 +47,21 @@ class RequestBudget:
         if wait > 0:
             self._sleep(wait)
         return max(wait, 0.0)
+
+    def throttled(self) -> None:
+        """A 429 came back: slow down."""
+        with self._lock:
+            self._interval = min(self._interval * 1.1, 1.0)
+
+    def answered(self) -> None:
+        """A request went through: drift back toward the configured budget."""
+        if self._interval > self._base_interval:
+            with self._lock:
+                self._interval = max(self._base_interval, self._interval * 0.99)
+
+    @property
+    def per_second(self) -> float:
+        return 1.0 / self._interval
 
     def pause(self, seconds: float) -> None:
         """The server asked us to hold off: no caller starts a request for ``seconds``."""

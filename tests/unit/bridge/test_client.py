@@ -165,3 +165,31 @@ def test_budget_pauses_everyone_when_the_server_says_none_remain() -> None:
     assert waited == pytest.approx(0.5)
     budget.observe("5", None, now_unix=1_000)  # slots left: no pause
     assert budget.acquire() == pytest.approx(0.1)
+
+
+def test_budget_slows_down_after_a_429_and_recovers() -> None:
+    budget = RequestBudget(10, sleep=lambda s: None)
+    budget.throttled()
+    budget.throttled()
+    assert budget.per_second == pytest.approx(10 / 1.21)
+    for _ in range(100):
+        budget.answered()
+    assert budget.per_second == pytest.approx(10)
+
+
+def test_a_429_lowers_the_clients_pace(example_page_bytes: bytes, metrics: Metrics) -> None:
+    script = Script(
+        httpx.Response(429, headers={"x-rate-limit-retry-after": "0"}),
+        httpx.Response(200, content=example_page_bytes),
+    )
+    budget = RequestBudget(10, sleep=lambda s: None)
+    client = PassEntryClient(
+        "https://api.example.test",
+        "t",
+        metrics=metrics,
+        budget=budget,
+        transport=httpx.MockTransport(script),
+        sleep=lambda s: None,
+    )
+    client.list_scans({})
+    assert budget.per_second < 10

@@ -24,7 +24,11 @@ from bridge.schema import latest
 from tests.support import sample
 from tests.unit.bridge.fake_api import FakeApi
 
-NOW = int(time.time() * 1000)
+
+def now_ms() -> int:
+    # Each test reads the clock when it starts: a module-level constant goes stale when a
+    # long suite runs before this file, and old scans then fall outside the lookback.
+    return int(time.time() * 1000)
 
 
 class ListSink:
@@ -89,7 +93,7 @@ def build(
         source_id="src",
         dlq_topic="dlq",
         delivery_timeout_s=5,
-        start_ms=NOW - 3_600_000,
+        start_ms=now_ms() - 3_600_000,
         ensure_topics=lambda topics: None,
     )
 
@@ -99,8 +103,9 @@ def decode(value: bytes) -> dict:  # type: ignore[type-arg]
 
 
 def test_backlog_across_many_pages_is_published_once_in_id_order() -> None:
+    now = now_ms()
     api, sink, metrics = FakeApi(), ListSink(), Metrics()
-    made = sorted(api.add(NOW - 5_000 + i * 10) for i in range(95))
+    made = sorted(api.add(now - 5_000 + i * 10) for i in range(95))
     p = build(api, sink, metrics)
     stats = p.cycle(threading.Event())
     assert stats.pages == 10
@@ -117,8 +122,9 @@ def test_backlog_across_many_pages_is_published_once_in_id_order() -> None:
 
 
 def test_pages_shifting_under_new_arrivals_lose_nothing() -> None:
+    now = now_ms()
     api, sink, metrics = FakeApi(), ListSink(), Metrics()
-    made = [api.add(NOW - 50_000 + i) for i in range(40)]
+    made = [api.add(now - 50_000 + i) for i in range(40)]
 
     def live(a: FakeApi) -> None:
         made.append(a.add(0))  # a new scan lands before every request, at the front
@@ -135,21 +141,23 @@ def test_pages_shifting_under_new_arrivals_lose_nothing() -> None:
 
 
 def test_ignores_per_page_when_the_server_caps_pages_and_works_without_meta() -> None:
+    now = now_ms()
     for api in (FakeApi(max_page=4), FakeApi(max_page=7, with_meta=False)):
         sink = ListSink()
-        made = sorted(api.add(NOW - 10_000 + i) for i in range(30))
+        made = sorted(api.add(now - 10_000 + i) for i in range(30))
         build(api, sink, Metrics(), per_page=50).cycle(threading.Event())
         assert sink.scan_ids() == made
 
 
 def test_late_visibility_inside_the_lookback_publishes_once() -> None:
+    now = now_ms()
     api, sink, metrics = FakeApi(), ListSink(), Metrics()
-    first = api.add(NOW - 5_000)
+    first = api.add(now - 5_000)
     p = build(api, sink, metrics)
     p.cycle(threading.Event())
     # Minted 12 s before the poll's overlap starts, visible only now: inside the lookback.
     near = api.add(int(time.time() * 1000) - 4_000)  # inside the overlap: the next poll
-    hidden = api.add(NOW - 20_000)
+    hidden = api.add(now - 20_000)
     p.cycle(threading.Event())
     assert sink.scan_ids() == [first, near]
     requests = len(api.requests)
@@ -166,13 +174,14 @@ def test_late_visibility_inside_the_lookback_publishes_once() -> None:
 
 
 def test_scan_visible_only_after_the_lookback_is_found_by_the_sweep_and_dead_lettered() -> None:
+    now = now_ms()
     api, sink, metrics = FakeApi(), ListSink(), Metrics()
-    api.add(NOW - 1_000)
+    api.add(now - 1_000)
     p = build(api, sink, metrics, lookback_ms=10_000)
     p.cycle(threading.Event())
     # Minted 19 s before the newest scan, visible only now: normal polls (createdAfter =
     # watermark - 10 s) never ask for it; the sweep over the 10 s behind that does.
-    old = api.add(NOW - 20_000)
+    old = api.add(now - 20_000)
     p.cycle(threading.Event())
     assert [r for r in sink.records if r.topic == "dlq"] == []
     p._next_sweep = 0  # the sweep is due (every lookback / 2)
@@ -189,8 +198,9 @@ def test_scan_visible_only_after_the_lookback_is_found_by_the_sweep_and_dead_let
 
 
 def test_failed_delivery_keeps_the_cursor_and_the_next_cycle_republishes() -> None:
+    now = now_ms()
     api, sink, metrics = FakeApi(), ListSink(), Metrics()
-    made = sorted(api.add(NOW - 3_000 + i) for i in range(5))
+    made = sorted(api.add(now - 3_000 + i) for i in range(5))
     p = build(api, sink, metrics)
     sink.fail_next = True
     with pytest.raises(KafkaRetriableError, match="broker went away"):
@@ -201,11 +211,12 @@ def test_failed_delivery_keeps_the_cursor_and_the_next_cycle_republishes() -> No
 
 
 def test_enrichment_fetches_missing_pass_and_keeps_reader_id() -> None:
+    now = now_ms()
     api, sink, metrics = FakeApi(), ListSink(), Metrics()
     api.include_passes = False
-    a = api.add(NOW - 2_000, reader="gate-9", pass_id="p-77")
-    b = api.add(NOW - 1_000, reader="gate-9", pass_id="p-77")
-    c = api.add(NOW - 500, reader="gate-9", pass_id=None)
+    a = api.add(now - 2_000, reader="gate-9", pass_id="p-77")
+    b = api.add(now - 1_000, reader="gate-9", pass_id="p-77")
+    c = api.add(now - 500, reader="gate-9", pass_id=None)
     build(api, sink, metrics).cycle(threading.Event())
     values = [decode(r.value) for r in sink.records]
     assert [str(v["scanId"]) for v in values] == [a, b, c]
@@ -220,13 +231,14 @@ def test_enrichment_fetches_missing_pass_and_keeps_reader_id() -> None:
 
 
 def test_records_are_keyed_by_reader_stamped_with_id_time_and_routed() -> None:
+    now = now_ms()
     api, sink, metrics = FakeApi(), ListSink(), Metrics()
-    sid = api.add(NOW - 1_234, reader="south-gate-1")
+    sid = api.add(now - 1_234, reader="south-gate-1")
     build(api, sink, metrics, template="scans.{status}.{scan_type}").cycle(threading.Event())
     (rec,) = sink.records
     assert rec.topic == "scans.successful.nfc"
     assert rec.key == b"south-gate-1"
-    assert rec.timestamp_ms == NOW - 1_234
+    assert rec.timestamp_ms == now - 1_234
     headers = dict(rec.headers)
     assert headers["scan-id"] == sid
     assert headers["schema-version"] == "1"
@@ -236,11 +248,12 @@ def test_records_are_keyed_by_reader_stamped_with_id_time_and_routed() -> None:
 
 
 def test_invalid_id_is_dead_lettered_once_with_its_json() -> None:
+    now = now_ms()
     from tests.unit.bridge.fake_api import scan_doc
 
     api, sink, metrics = FakeApi(), ListSink(), Metrics()
-    api.add_raw(NOW - 1_000, scan_doc("6f9619ff-8b86-4011-b42d-00cf4fc964ff", reader="g"))
-    good = api.add(NOW - 900)
+    api.add_raw(now - 1_000, scan_doc("6f9619ff-8b86-4011-b42d-00cf4fc964ff", reader="g"))
+    good = api.add(now - 900)
     p = build(api, sink, metrics)
     p.cycle(threading.Event())
     p.cycle(threading.Event())
@@ -256,9 +269,10 @@ def test_invalid_id_is_dead_lettered_once_with_its_json() -> None:
 
 
 def test_stop_between_pages_abandons_the_cycle_without_moving_the_cursor() -> None:
+    now = now_ms()
     api, sink, metrics = FakeApi(), ListSink(), Metrics()
     for i in range(50):
-        api.add(NOW - 10_000 + i)
+        api.add(now - 10_000 + i)
     stop = threading.Event()
     api.on_request = lambda a: stop.set() if len(a.requests) == 2 else None
     p = build(api, sink, metrics, concurrency=1)
@@ -268,15 +282,16 @@ def test_stop_between_pages_abandons_the_cycle_without_moving_the_cursor() -> No
 
 
 def test_a_scan_inserted_mid_walk_is_not_lost_to_shifting_pages() -> None:
+    now = now_ms()
     # A late-visible scan appears in the middle of the list while the slice is walked: every
     # older scan shifts one place, and one of them slips into a page already fetched. The
     # completeness check (distinct ids vs totalCount) catches it and walks again.
     api, sink, metrics = FakeApi(), ListSink(), Metrics()
-    made = [api.add(NOW - 60_000 + i * 100) for i in range(45)]
+    made = [api.add(now - 60_000 + i * 100) for i in range(45)]
 
     def insert_late(a: FakeApi) -> None:
         if len(a.requests) == 3:
-            made.append(a.add(NOW - 1_000))  # newer than all: at the front of the list
+            made.append(a.add(now - 1_000))  # newer than all: at the front of the list
 
     api.on_request = insert_late
     stats = build(api, sink, metrics, concurrency=1).cycle(threading.Event())
@@ -285,8 +300,9 @@ def test_a_scan_inserted_mid_walk_is_not_lost_to_shifting_pages() -> None:
 
 
 def test_a_backlog_bigger_than_one_cycle_is_sliced_and_stays_in_order() -> None:
+    now = now_ms()
     api, sink, metrics = FakeApi(), ListSink(), Metrics()
-    made = sorted(api.add(NOW - 3_000_000 + i * 7_000) for i in range(350))
+    made = sorted(api.add(now - 3_000_000 + i * 7_000) for i in range(350))
     p = build(api, sink, metrics, max_cycle_scans=100)
     cycles = 0
     while True:
@@ -301,13 +317,14 @@ def test_a_backlog_bigger_than_one_cycle_is_sliced_and_stays_in_order() -> None:
 
 
 def test_a_start_long_before_the_data_and_a_dense_window_still_make_progress() -> None:
+    now = now_ms()
     # --since two days back, data only in the last minutes, denser than one cycle holds:
     # slices must keep moving forward (no livelock on empty or already-published slices),
     # and once caught up a cycle is not busy, so `run --once` ends.
     api, sink, metrics = FakeApi(), ListSink(), Metrics()
-    made = sorted(api.add(NOW - 200_000 + i * 500) for i in range(390))
+    made = sorted(api.add(now - 200_000 + i * 500) for i in range(390))
     p = build(api, sink, metrics, max_cycle_scans=100, lookback_ms=300_000)
-    p._start_ms = NOW - 2 * 86_400_000
+    p._start_ms = now - 2 * 86_400_000
     cycles = 0
     while p.cycle(threading.Event()).busy:
         cycles += 1

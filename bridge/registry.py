@@ -25,7 +25,9 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -108,6 +110,10 @@ class RegistrySettings(BaseSettings):
     # The client's own retries inside one call; the service loop retries whole cycles with
     # backoff on top, so a few quick ones are enough here.
     max_retries: int = Field(2, ge=0, le=10)
+    # How long a subject's schema id is trusted before it is looked up again. A registry
+    # that lost its storage hands out ids afresh, and the old one may then name another
+    # schema; re-checking bounds how long the bridge could tag records with it.
+    cache_ttl_s: float = Field(300.0, ge=1, le=86_400)
 
     @classmethod
     def settings_customise_sources(
@@ -218,20 +224,32 @@ def canonical(schema_str: str) -> str:
     return str(to_parsing_canonical_form(parse_schema(json.loads(schema_str), named_schemas={})))
 
 
+@dataclass(slots=True)
+class _Resolved:
+    framing: Framing
+    schema_id: int
+    checked_at: float
+    stale: bool = False
+
+
 class RegistryFramer:
-    """``bridge.encode.Framer`` for the Confluent wire format; one schema id per subject,
-    looked up once and cached for the life of the process."""
+    """``bridge.encode.Framer`` for the Confluent wire format: one schema id per subject,
+    looked up on first use and looked up again after ``cache_ttl_s`` or once the registry
+    has been unreachable (it may have come back without its storage)."""
 
     def __init__(
         self,
         settings: RegistrySettings,
         schema: VersionedSchema,
         client: SchemaRegistryClient | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
         self.schema = schema
         self.client = client if client is not None else make_client(settings)
-        self._by_subject: dict[str, Framing] = {}
+        self._clock = clock
+        self._by_subject: dict[str, _Resolved] = {}
 
     def subject(self, topic: str) -> str:
         strategy = self.settings.subject_name_strategy
@@ -242,22 +260,64 @@ class RegistryFramer:
         return f"{topic}-value"
 
     def framing(self, topic: str) -> Framing:
-        from bridge.encode import Framing
-
         subject = self.subject(topic)
-        found = self._by_subject.get(subject)
-        if found is None:
+        known = self._by_subject.get(subject)
+        now = self._clock()
+        if (
+            known is not None
+            and not known.stale
+            and now - known.checked_at < self.settings.cache_ttl_s
+        ):
+            return known.framing
+        if known is not None:
+            # confluent-kafka's client keeps its own cache: without clearing it the
+            # re-check would never reach the registry.
+            self.client.clear_caches()  # type: ignore[no-untyped-call]
+        try:
             schema_id = self._resolve(subject)
-            found = self._by_subject[subject] = Framing(
-                prefix=_MAGIC + schema_id.to_bytes(4, "big"),
-                content_type=CONTENT_TYPE,
-                schema_version=str(self.schema.version),
+        except RegistryUnavailableError:
+            # Every id is suspect until the registry answers again. One that was right at
+            # its last check keeps records flowing through a short outage, as Confluent's
+            # serializers do; a subject never resolved has nothing to fall back on.
+            for entry in self._by_subject.values():
+                entry.stale = True
+            if known is None:
+                raise
+            log.warning(
+                "schema registry unreachable; keeping the schema id last confirmed",
+                extra={"subject": subject, "schema_id": known.schema_id},
             )
+            return known.framing
+        if known is not None and known.schema_id == schema_id:
+            known.checked_at, known.stale = now, False
+            return known.framing
+        resolved = self._by_subject[subject] = _Resolved(
+            self._framing_for(schema_id), schema_id, now
+        )
+        if known is None:
             log.info(
                 "schema registry subject ready",
                 extra={"subject": subject, "schema_id": schema_id, "mode": self.settings.mode},
             )
-        return found
+        else:
+            log.warning(
+                "schema registry gave the subject a new schema id; tagging records with it",
+                extra={
+                    "subject": subject,
+                    "old_schema_id": known.schema_id,
+                    "schema_id": schema_id,
+                },
+            )
+        return resolved.framing
+
+    def _framing_for(self, schema_id: int) -> Framing:
+        from bridge.encode import Framing
+
+        return Framing(
+            prefix=_MAGIC + schema_id.to_bytes(4, "big"),
+            content_type=CONTENT_TYPE,
+            schema_version=str(self.schema.version),
+        )
 
     def check_startup(self, topics: Iterable[str]) -> dict[str, int]:
         """Resolve the subjects of ``topics`` now, so that a mismatch or a refused schema

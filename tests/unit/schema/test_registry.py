@@ -353,3 +353,60 @@ def test_mock_registries_are_private_to_their_client() -> None:
     one.register_schema("s", Schema('"string"', "AVRO"))
     assert one.get_subjects() == ["s"]
     assert two.get_subjects() == []
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 1_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_cached_id_is_checked_again_after_the_ttl_and_a_new_one_is_adopted(
+    http_registry: tuple[str, type[_Registry]], scan_schema: VersionedSchema
+) -> None:
+    url, handler = http_registry
+    clock = _Clock()
+    handler.status, handler.body = 200, {"id": 5}
+    framer = RegistryFramer(RegistrySettings(url=url, cache_ttl_s=60), scan_schema, clock=clock)
+    assert framer.framing("t").prefix == b"\x00\x00\x00\x00\x05"
+    asked = len(handler.seen)
+    # Inside the TTL the registry is not asked, whatever it would say now.
+    handler.body = {"id": 9}
+    clock.now += 59
+    assert framer.framing("t").prefix == b"\x00\x00\x00\x00\x05"
+    assert len(handler.seen) == asked
+    # Past it, the registry is asked again (through the client's own cache) and its
+    # answer wins: a registry that lost its storage hands out new ids.
+    clock.now += 2
+    assert framer.framing("t").prefix == b"\x00\x00\x00\x00\x09"
+    assert len(handler.seen) == asked + 1
+
+
+def test_an_outage_keeps_known_ids_and_rechecks_them_once_the_registry_answers(
+    http_registry: tuple[str, type[_Registry]], scan_schema: VersionedSchema
+) -> None:
+    url, handler = http_registry
+    clock = _Clock()
+    handler.status, handler.body = 200, {"id": 5}
+    s = RegistrySettings(url=url, max_retries=0, cache_ttl_s=60)
+    framer = RegistryFramer(s, scan_schema, clock=clock)
+    assert framer.framing("known").prefix[1:] == (5).to_bytes(4, "big")
+    handler.status, handler.body = 503, {"error_code": 50301, "message": "down"}
+    # A subject never resolved cannot be framed while the registry is down...
+    with pytest.raises(RegistryUnavailableError, match="HTTP 503"):
+        framer.framing("new")
+    # ...and the failure makes every known id suspect, but one confirmed before the
+    # outage keeps records flowing (the registry is asked, and still fails).
+    asked = len(handler.seen)
+    assert framer.framing("known").prefix[1:] == (5).to_bytes(4, "big")
+    assert len(handler.seen) == asked + 1
+    # Back, with other ids: the known subject is checked at once, not after the TTL.
+    handler.status, handler.body = 200, {"id": 12}
+    assert framer.framing("known").prefix[1:] == (12).to_bytes(4, "big")
+    assert framer.framing("new").prefix[1:] == (12).to_bytes(4, "big")
+    # Confirmed again: no more requests until the TTL runs out.
+    asked = len(handler.seen)
+    framer.framing("known")
+    assert len(handler.seen) == asked

@@ -1,7 +1,7 @@
 """Assemble the bridge from its config and run it: the poll loop, signals, shutdown.
 
-The loop adapts its pace: while PassEntry has more than one page for a cycle it comes back
-at the minimum interval, and while idle it doubles the wait up to the maximum. A retriable
+The loop adapts its pace (bridge/schedule.py): at once while a cycle had to stop short, at
+the minimum interval while scans arrive, doubling up to the maximum while idle. A retriable
 failure (API down, 429 storm, broker unreachable) keeps the cursor where it was and tries
 again with backoff; a fatal one (bad token, fenced producer) turns readiness false, logs
 why, and exits non-zero so the orchestrator restarts the pod.
@@ -35,6 +35,7 @@ from bridge.pipeline import CycleStats, Pipeline
 from bridge.publish import CommitOutcomeUnknownError, Publisher, producer_config
 from bridge.registry import RegistryFramer, RegistryUnavailableError
 from bridge.routing import Router
+from bridge.schedule import PollSchedule
 from bridge.schema import latest
 from bridge.topics import TopicManager
 
@@ -195,6 +196,7 @@ class Service:
         checkpoint = self.checkpoints.read()
         window = DedupWindow(self._lookback_ms, sweep_ms=self._sweep_ms)
         self.pipeline.rejects.clear()
+        self.pipeline.discard_ahead()
         self.pipeline.polled_until = None
         if checkpoint is None:
             self.pipeline.start_at(self._start_ms)
@@ -230,7 +232,7 @@ class Service:
 
     def _loop(self) -> int:
         pe = self.config.passentry
-        interval = pe.poll_interval_min_s
+        schedule = PollSchedule(pe.poll_interval_min_s, pe.poll_interval_max_s)
         failing_since: float | None = None
         restored = False
         while not self.stop.is_set():
@@ -239,6 +241,7 @@ class Service:
                 if not restored:
                     self._restore()
                     restored = True
+                cycle_started = time.monotonic()
                 stats = self.pipeline.cycle(self.stop, until_ms=self.options.until_ms)
             except _Stopped:
                 break
@@ -274,8 +277,7 @@ class Service:
                 if self.options.once and failed_for > pe.retry_deadline_s * 3:
                     log.error("giving up: --once could not complete a cycle")
                     return EXIT_GAVE_UP
-                interval = min(max(interval * 2, pe.poll_interval_min_s), pe.poll_interval_max_s)
-                self.stop.wait(interval)
+                self.stop.wait(schedule.after_failure())
                 continue
             failing_since = None
             self.metrics.poll_cycles.labels("ok").inc()
@@ -297,11 +299,13 @@ class Service:
                 )
             if self.options.once and not stats.busy:
                 return EXIT_OK
-            interval = (
-                pe.poll_interval_min_s if stats.busy else min(interval * 2, pe.poll_interval_max_s)
+            wait = schedule.after_cycle(
+                busy=stats.busy,
+                found=bool(stats.published or stats.dead_letters),
+                took_s=time.monotonic() - cycle_started,
             )
-            if not stats.busy:
-                self.stop.wait(interval)
+            if wait > 0:
+                self.stop.wait(wait)
         return EXIT_OK
 
     def _recreate_producer(self) -> None:

@@ -1,0 +1,30 @@
+"""When the service polls again after a cycle."""
+
+from __future__ import annotations
+
+__all__ = ["PollSchedule"]
+
+
+class PollSchedule:
+    """At once while a cycle stopped short of now (more is waiting); one minimum interval
+    after a cycle that found scans; doubling up to the maximum while nothing arrives, and
+    while cycles fail. Intervals run from one poll's start to the next, so a new scan waits
+    at most one interval plus one cycle."""
+
+    def __init__(self, min_s: float, max_s: float) -> None:
+        self.min_s = min_s
+        self.max_s = max_s
+        self.interval_s = min_s
+
+    def after_cycle(self, *, busy: bool, found: bool, took_s: float) -> float:
+        """Seconds to wait before the next poll."""
+        if busy:
+            self.interval_s = self.min_s
+            return 0.0
+        self.interval_s = self.min_s if found else min(self.interval_s * 2, self.max_s)
+        return max(0.0, self.interval_s - took_s)
+
+    def after_failure(self) -> float:
+        """Seconds to wait before retrying a failed cycle: the whole interval, doubled."""
+        self.interval_s = min(max(self.interval_s * 2, self.min_s), self.max_s)
+        return self.interval_s

@@ -100,6 +100,15 @@ class _Slice:
         return self.total is None or len(self.scans) + len(self.rejected) >= self.total
 
 
+@dataclass(slots=True, frozen=True)
+class _Ahead:
+    """The next slice, being read while the current one is published."""
+
+    after: int
+    until_ms: int | None
+    future: Future[tuple[int, _Slice, CycleStats] | None]
+
+
 class Pipeline:
     def __init__(
         self,
@@ -152,8 +161,13 @@ class Pipeline:
         self._ensure_topics = ensure_topics
         self.rejects = RejectMemory(ttl_s=window.lookback_ms / 1000 + 120)
         self._pool = ThreadPoolExecutor(concurrency, thread_name_prefix="fetch")
+        # One slice read ahead at a time, on its own thread: its page fetches use _pool.
+        self._ahead_pool = ThreadPoolExecutor(1, thread_name_prefix="ahead")
+        self._ahead: _Ahead | None = None
 
     def close(self) -> None:
+        self.discard_ahead()
+        self._ahead_pool.shutdown(wait=False, cancel_futures=True)
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     def start_at(self, since_ms: int) -> None:
@@ -174,14 +188,33 @@ class Pipeline:
             if stop.is_set():
                 return stats
         after = self._poll_start()
-        before = until_ms if until_ms is not None else int(time.time() * 1000)
-        if before <= after:
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None and ahead.after == after and ahead.until_ms == until_ms:
+            fetched = ahead.future.result()
+        else:
+            if ahead is not None:
+                ahead.future.cancel()
+            fetched = self._fetch_slice(after, until_ms, stop)
+        if fetched is None or stop.is_set():
             return stats
-        before, first = self._fit_slice(after, before, stats)
-        collected = self._walk(after, before, first, stats, stop)
-        if stop.is_set():
-            return stats
-        self._publish_slice(collected, stats, stop, slice_end=before)
+        before, collected, fetch_stats = fetched
+        stats.pages += fetch_stats.pages
+        stats.walks, stats.busy = fetch_stats.walks, fetch_stats.busy
+        if stats.busy:
+            # The slice was cut short, so the next one is already waiting: read it while
+            # this one is encoded and committed, which would otherwise leave the request
+            # budget idle. It is only used if this slice commits (the next poll then
+            # starts where it does).
+            self._ahead = _Ahead(
+                before - 1,
+                until_ms,
+                self._ahead_pool.submit(self._fetch_slice, before - 1, until_ms, stop),
+            )
+        try:
+            self._publish_slice(collected, stats, stop, slice_end=before)
+        except BaseException:
+            self.discard_ahead()
+            raise
         if stop.is_set():
             return stats
         self.polled_until = before
@@ -189,6 +222,24 @@ class Pipeline:
             self._sweep(stats, stop)
         self._metrics.poll_cycle_duration.observe(time.perf_counter() - started)
         return stats
+
+    def _fetch_slice(
+        self, after: int, until_ms: int | None, stop: threading.Event
+    ) -> tuple[int, _Slice, CycleStats] | None:
+        """Read the slice after ``after``, cut to ``max_cycle_scans``: its end, its scans,
+        and the requests it took. None when there is nothing to read yet."""
+        stats = CycleStats()
+        before = until_ms if until_ms is not None else int(time.time() * 1000)
+        if before <= after:
+            return None
+        before, first = self._fit_slice(after, before, stats)
+        return before, self._walk(after, before, first, stats, stop), stats
+
+    def discard_ahead(self) -> None:
+        """Forget a slice read ahead: the cursor moved another way (abort, restart)."""
+        if self._ahead is not None:
+            self._ahead.future.cancel()
+            self._ahead = None
 
     def _poll_start(self) -> int:
         # createdAfter is exclusive: start one ms early so a scan created in the very ms

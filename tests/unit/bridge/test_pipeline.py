@@ -333,3 +333,45 @@ def test_a_start_long_before_the_data_and_a_dense_window_still_make_progress() -
     again = p.cycle(threading.Event())
     assert not again.busy
     assert again.published == 0
+
+
+def _wait_for_ahead(p: Pipeline) -> None:
+    assert p._ahead is not None
+    p._ahead.future.result(timeout=10)
+
+
+def test_a_slice_cut_short_reads_the_next_one_while_it_publishes() -> None:
+    now = now_ms()
+    api, sink, metrics = FakeApi(), ListSink(), Metrics()
+    made = sorted(api.add(now - 3_500_000 + i * 11_000) for i in range(300))
+    p = build(api, sink, metrics, max_cycle_scans=100, overlap_ms=0)
+    stats = p.cycle(threading.Event())
+    assert stats.busy
+    assert 0 < len(sink.scan_ids()) <= 100
+    _wait_for_ahead(p)
+    # The next slice was read during this cycle, after the slice's own pages.
+    createds = [r.url.params["createdAfter"] for r in api.requests]
+    assert createds[-1] > createds[0]
+    cycles = 1
+    while p.cycle(threading.Event()).busy:
+        cycles += 1
+    assert cycles >= 3
+    assert sink.scan_ids() == made  # once each, in id order across cycles
+
+
+def test_a_slice_read_ahead_is_dropped_when_the_cycle_before_it_fails() -> None:
+    now = now_ms()
+    api, sink, metrics = FakeApi(), ListSink(), Metrics()
+    made = sorted(api.add(now - 3_500_000 + i * 11_000) for i in range(300))
+    p = build(api, sink, metrics, max_cycle_scans=100, overlap_ms=0)
+    p.cycle(threading.Event())
+    assert len(sink.scan_ids()) > 0
+    _wait_for_ahead(p)
+    sink.fail_next = True
+    with pytest.raises(KafkaRetriableError):
+        p.cycle(threading.Event())
+    # The failed cycle's own read-ahead is gone: the cursor did not move past its slice.
+    assert p._ahead is None
+    while p.cycle(threading.Event()).busy:
+        pass
+    assert sink.scan_ids() == made

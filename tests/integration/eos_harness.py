@@ -70,7 +70,7 @@ class BridgeProcess:
         assert self.proc is not None
         self.proc.send_signal(sig)
 
-    def wait(self, timeout: float) -> int:
+    def wait(self, timeout: float | None) -> int:
         assert self.proc is not None
         try:
             return self.proc.wait(timeout)
@@ -110,8 +110,7 @@ class Supervisor:
         n = 0
         while not self._stop.is_set():
             self._current = BridgeProcess(self._env, self._dir, f"bridge-{n}").start()
-            assert self._current.proc is not None
-            code = self._current.proc.wait()
+            code = self._current.wait(None)  # closes the process's log file too
             if self._stop.is_set():
                 return
             self.exits.append(code)

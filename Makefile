@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install tools lint fmt test test-unit test-integration demo check-deploy bench bench-quick kafka-start kafka-stop registry-start registry-stop clean
+.PHONY: install tools lint fmt test test-unit test-integration demo check-deploy bench bench-quick profile kafka-start kafka-stop registry-start registry-stop clean
 
 install: $(STAMP)
 
@@ -55,6 +55,10 @@ bench: install
 
 bench-quick: install
 	$(BIN)/python -m bench.run --quick
+
+profile: install
+	$(BIN)/pip install -q -e '.[dev,bench]'
+	$(BIN)/python -m bench.profile --scans 50000
 
 # A real Confluent-compatible schema registry (Apicurio, from Maven Central; needs Java 21+).
 registry-start:

@@ -4,7 +4,7 @@ Starts the local Kafka (or reuses it) and a no-limit simulator with a backlog, r
 ``passentry-bridge run --once`` under ``py-spy record`` to the end of the backlog, and
 prints the functions with the most samples, by own time and by inclusive time.
 
-    pip install py-spy                      # not a project dependency; needs ptrace (root)
+    make profile                            # installs the bench extra (py-spy); needs ptrace
     python -m bench.profile --scans 100000 [--py-spy PATH] [--top 25]
 """
 
@@ -50,10 +50,17 @@ def summarise(raw: Path, top: int) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scans", type=int, default=100_000)
-    parser.add_argument("--py-spy", default=shutil.which("py-spy") or "py-spy")
+    here = Path(sys.executable).parent / "py-spy"
+    parser.add_argument("--py-spy", default=shutil.which("py-spy") or str(here))
     parser.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
     parser.add_argument("--top", type=int, default=25)
     args = parser.parse_args()
+    if not Path(args.py_spy).is_file() and shutil.which(args.py_spy) is None:
+        print(
+            f"py-spy not found ({args.py_spy}): run `make profile`, which installs it",
+            file=sys.stderr,
+        )
+        return 2
 
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     log_dir = REPO / ".local" / "bench" / f"profile-{stamp}"

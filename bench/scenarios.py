@@ -92,7 +92,7 @@ def backfill(ctx: Context, sizes: Sizes) -> dict[str, Any]:
 
     def figures(r: RunResult) -> dict[str, Any]:
         return {
-            "efficiency": round(ideal_s / r.drain_s, 3),
+            "efficiency": round(ideal_s / r.drain_s, 4),
             "rate_limited_fraction": round(r.rate_limited / max(r.requests, 1), 4),
             "drain_s": round(r.drain_s, 2),
             "requests": r.requests,

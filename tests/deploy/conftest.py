@@ -45,6 +45,24 @@ def kubernetes_validate() -> Any:
 
 
 @pytest.fixture(scope="session")
+def operator_crds() -> dict[tuple[str, str], dict[str, Any]]:
+    """(apiVersion, kind) -> the openAPIV3Schema of the prometheus-operator CRDs that
+    scripts/install-deploy-tools took from the operator's Go module."""
+    import yaml
+
+    found = sorted((ROOT / ".local" / "crds").glob("monitoring.coreos.com_*.yaml"))
+    if len(found) < 2:
+        missing_tool("the prometheus-operator CRDs are not in .local/crds")
+    schemas = {}
+    for path in found:
+        crd = yaml.safe_load(path.read_text())
+        group, kind = crd["spec"]["group"], crd["spec"]["names"]["kind"]
+        for version in crd["spec"]["versions"]:
+            schemas[(f"{group}/{version['name']}", kind)] = version["schema"]["openAPIV3Schema"]
+    return schemas
+
+
+@pytest.fixture(scope="session")
 def render(helm: str) -> Render:
     """``render(values_file=None, *sets) -> documents`` from ``helm template``; a set item
     starting with ``json:`` goes through ``--set-json`` (numbers stay numbers)."""

@@ -51,16 +51,71 @@ def test_helm_lint_strict(helm: str, values: Path) -> None:
     )
 
 
+def _strict(schema: dict[str, Any]) -> dict[str, Any]:
+    """A CRD schema that refuses unknown fields, as ``kubectl apply --validate=strict``
+    does: the API server would otherwise drop them without a word."""
+    out = dict(schema)
+    if "properties" in out:
+        out["properties"] = {k: _strict(v) for k, v in out["properties"].items()}
+        if "additionalProperties" not in out and not out.get(
+            "x-kubernetes-preserve-unknown-fields"
+        ):
+            out["additionalProperties"] = False
+    if isinstance(out.get("items"), dict):
+        out["items"] = _strict(out["items"])
+    if isinstance(out.get("additionalProperties"), dict):
+        out["additionalProperties"] = _strict(out["additionalProperties"])
+    return out
+
+
+def _check_custom_resource(doc: dict[str, Any], crds: dict[tuple[str, str], Any]) -> None:
+    import jsonschema
+
+    schema = crds.get((doc["apiVersion"], doc["kind"]))
+    assert schema is not None, f"no CRD schema for {doc['apiVersion']} {doc['kind']}"
+    # metadata is the API server's business: the CRD schema leaves it open.
+    errors = sorted(
+        jsonschema.Draft7Validator(_strict(schema)).iter_errors(doc), key=lambda e: list(e.path)
+    )
+    if errors:
+        pytest.fail(
+            f"{doc['kind']}/{doc['metadata']['name']}: "
+            + "; ".join(f"{e.message} at {list(e.path)}" for e in errors[:5]),
+            pytrace=False,
+        )
+
+
+def test_the_crd_check_refuses_an_unknown_field_and_a_wrong_type(
+    operator_crds: dict[tuple[str, str], Any],
+) -> None:
+    good = {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "ServiceMonitor",
+        "metadata": {"name": "m"},
+        "spec": {"selector": {}, "endpoints": [{"port": "metrics", "interval": "30s"}]},
+    }
+    _check_custom_resource(good, operator_crds)
+    for bad in (
+        {**good, "spec": {**good["spec"], "endpoint": []}},
+        {**good, "spec": {**good["spec"], "endpoints": [{"port": 9108}]}},
+    ):
+        with pytest.raises(pytest.fail.Exception):
+            _check_custom_resource(bad, operator_crds)
+
+
 @pytest.mark.parametrize("values", CI_VALUES, ids=ids)
 def test_manifests_are_valid_kubernetes(
-    render: Render, kubernetes_validate: Any, values: Path
+    render: Render,
+    kubernetes_validate: Any,
+    operator_crds: dict[tuple[str, str], Any],
+    values: Path,
 ) -> None:
     docs = render(values)
     assert docs
     for doc in docs:
         if doc["apiVersion"].startswith(CRD_GROUPS):
-            # No registry package ships the prometheus-operator CRD schemas; these are checked
-            # structurally in test_servicemonitor/test_prometheusrule instead.
+            # ServiceMonitor, PrometheusRule: the prometheus-operator's own CRD schemas.
+            _check_custom_resource(doc, operator_crds)
             continue
         for version in K8S_VERSIONS:
             try:

@@ -10,6 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import avro.io
+import avro.schema
 import fastavro
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
@@ -168,3 +170,13 @@ def wait_for(condition: Callable[[], bool], timeout_s: float, what: str) -> None
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
         time.sleep(0.1)
+
+
+def avro_decode(writer_schema_text: str, body: bytes) -> dict[str, Any]:
+    """Decode ``body`` with the Apache ``avro`` package: an implementation the bridge does
+    not use, so agreement with it is not agreement with ourselves."""
+    schema = avro.schema.parse(writer_schema_text)
+    stream = io.BytesIO(body)
+    value: dict[str, Any] = avro.io.DatumReader(schema, schema).read(avro.io.BinaryDecoder(stream))
+    assert stream.tell() == len(body), "bytes left over after the record"
+    return value

@@ -9,7 +9,6 @@ The decoded values must equal what the simulator served.
 
 from __future__ import annotations
 
-import io
 import json
 import re
 import uuid
@@ -29,7 +28,7 @@ from bridge.service import RunOptions, Service
 from bridge.simulator.app import SimulatorConfig
 from bridge.simulator.server import SimulatorServer
 from bridge.simulator.store import Scan, WorldConfig
-from tests.integration.harness import Record, bridge_config, drain
+from tests.integration.harness import Record, avro_decode, bridge_config, drain
 from tests.integration.test_bridge_e2e import assert_matches_source
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
@@ -125,14 +124,6 @@ def test_the_independent_canonical_form_agrees_with_the_avro_package() -> None:
 
 
 # --- decoding with the avro package ------------------------------------------------------
-
-
-def avro_decode(writer_schema_text: str, body: bytes) -> dict[str, Any]:
-    schema = avro.schema.parse(writer_schema_text)
-    stream = io.BytesIO(body)
-    value: dict[str, Any] = avro.io.DatumReader(schema, schema).read(avro.io.BinaryDecoder(stream))
-    assert stream.tell() == len(body), "bytes left over after the record"
-    return value
 
 
 @dataclass(frozen=True)

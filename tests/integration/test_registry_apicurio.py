@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import io
 import json
 import socket
 import subprocess
@@ -26,8 +25,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import avro.io
-import avro.schema
 import pytest
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
@@ -39,7 +36,14 @@ from bridge.service import RunOptions, Service
 from bridge.simulator.app import SimulatorConfig
 from bridge.simulator.server import SimulatorServer
 from bridge.simulator.store import Scan, WorldConfig
-from tests.integration.harness import Record, RunningBridge, bridge_config, drain, wait_for
+from tests.integration.harness import (
+    Record,
+    RunningBridge,
+    avro_decode,
+    bridge_config,
+    drain,
+    wait_for,
+)
 from tests.integration.registry_fixtures import (
     REGISTRY_LOCAL,
     schema_registry_url,  # noqa: F401
@@ -67,14 +71,6 @@ def subject_for(strategy: str, topic: str) -> str:
 def schema_id(record: Record) -> int:
     assert record.value[:1] == b"\x00", record.value[:8]
     return int.from_bytes(record.value[1:5], "big")
-
-
-def avro_decode(writer_schema_text: str, body: bytes) -> dict[str, Any]:
-    schema = avro.schema.parse(writer_schema_text)
-    stream = io.BytesIO(body)
-    value: dict[str, Any] = avro.io.DatumReader(schema, schema).read(avro.io.BinaryDecoder(stream))
-    assert stream.tell() == len(body), "bytes left over after the record"
-    return value
 
 
 def check_decodes(client: SchemaRegistryClient, records: list[Record], source: dict[str, Scan]):

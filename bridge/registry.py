@@ -324,8 +324,9 @@ class RegistryFramer:
         stops start-up instead of the first cycle. Returns subject -> schema id."""
         out: dict[str, int] = {}
         for topic in topics:
-            prefix = self.framing(topic).prefix
-            out[self.subject(topic)] = int.from_bytes(prefix[1:5], "big")
+            self.framing(topic)
+            subject = self.subject(topic)
+            out[subject] = self._by_subject[subject].schema_id
         return out
 
     def registered(self, subject: str, version: int | Literal["latest"]) -> RegisteredSchema:

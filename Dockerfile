@@ -13,13 +13,19 @@ ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
 WORKDIR /src
-# Every dependency ships manylinux wheels; --only-binary fails the build instead of compiling.
-COPY pyproject.toml README.md ./
+# Every dependency comes from requirements/runtime.lock with its hash, as wheels
+# (--only-binary fails the build instead of compiling); the wheel of the bridge itself is
+# built from the locked setuptools and installed without resolving anything again.
+COPY requirements/runtime.lock requirements/build.lock ./requirements/
+RUN python -m pip install --require-hashes --only-binary=:all: -r requirements/build.lock
+COPY pyproject.toml README.md LICENSE ./
 COPY bridge ./bridge
 COPY schemas ./schemas
-RUN python -m pip wheel --no-deps --wheel-dir /wheels . \
+RUN python -m pip wheel --no-deps --no-build-isolation --wheel-dir /wheels . \
     && python -m venv --without-pip /opt/venv \
-    && python -m pip --python /opt/venv/bin/python install --only-binary=:all: --no-compile /wheels/*.whl \
+    && python -m pip --python /opt/venv/bin/python install --require-hashes --only-binary=:all: \
+       --no-compile -r requirements/runtime.lock \
+    && python -m pip --python /opt/venv/bin/python install --no-deps --no-compile /wheels/*.whl \
     && /opt/venv/bin/python -m compileall -q -j 0 /opt/venv/lib
 
 FROM ${PYTHON_IMAGE}

@@ -5,16 +5,28 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install tools lint fmt test test-unit test-integration demo check-deploy bench bench-quick profile kafka-start kafka-stop registry-start registry-stop clean
+.PHONY: install lock tools lint fmt test test-unit test-integration demo check-deploy bench bench-quick profile kafka-start kafka-stop registry-start registry-stop clean
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+# Every dependency comes from a lock file, with its hash: the versions the tests passed with.
+# The package itself goes in editable, built from the locked build tools, resolving nothing.
+LOCKS := requirements/dev.lock requirements/build.lock
+$(STAMP): pyproject.toml $(LOCKS)
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH" >&2; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q --require-hashes -r requirements/dev.lock -r requirements/build.lock
+	$(BIN)/pip install -q --no-deps --no-build-isolation -e .
 	touch $(STAMP)
+
+# Re-resolve within pyproject.toml's ranges and rewrite the lock files: runtime.lock (what the
+# image installs), dev.lock (tests, lint, bench) and build.lock (setuptools for the wheel).
+# The runtime lock is constrained by the dev lock, so both pin the same versions.
+UV_COMPILE := $(BIN)/uv pip compile --python-version 3.11 --generate-hashes --quiet
+lock: install
+	$(UV_COMPILE) pyproject.toml --extra dev --extra bench --upgrade -o requirements/dev.lock
+	$(UV_COMPILE) pyproject.toml --constraint requirements/dev.lock -o requirements/runtime.lock
+	$(UV_COMPILE) requirements/build.in --upgrade -o requirements/build.lock
 
 lint: install
 	$(BIN)/ruff check .
@@ -57,7 +69,6 @@ bench-quick: install
 	$(BIN)/python -m bench.run --quick
 
 profile: install
-	$(BIN)/pip install -q -e '.[dev,bench]'
 	$(BIN)/python -m bench.profile --scans 50000
 
 # A real Confluent-compatible schema registry (Apicurio, from Maven Central; needs Java 21+).

@@ -32,15 +32,16 @@ from pydantic import (
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from bridge.errors import ConfigError
-from bridge.registry import RegistrySettings
 
 __all__ = [
     "BridgeSettings",
     "Config",
     "KafkaSettings",
     "PassEntrySettings",
+    "RegistrySettings",
     "ScanFilters",
     "load_config",
+    "load_registry_settings",
 ]
 
 
@@ -72,6 +73,24 @@ class ScanFilters(BaseModel):
             "group_tag": "groupTag",
         }
         return {api: v for field, api in names.items() if (v := getattr(self, field)) is not None}
+
+
+def _tls(
+    ca: Path | None, certificate: Path | None, key: Path | None, key_password: SecretStr | None
+) -> dict[str, str]:
+    """The TLS properties librdkafka and the registry client both name this way."""
+    conf = {
+        name: str(path)
+        for name, path in (
+            ("ssl.ca.location", ca),
+            ("ssl.certificate.location", certificate),
+            ("ssl.key.location", key),
+        )
+        if path is not None
+    }
+    if key_password is not None:
+        conf["ssl.key.password"] = key_password.get_secret_value()
+    return conf
 
 
 class _Group(BaseSettings):
@@ -209,15 +228,14 @@ class KafkaSettings(_Group):
             conf["sasl.username"] = self.sasl_username
             if self.sasl_password is not None:
                 conf["sasl.password"] = self.sasl_password.get_secret_value()
-        for key, path in (
-            ("ssl.ca.location", self.ssl_ca_location),
-            ("ssl.certificate.location", self.ssl_certificate_location),
-            ("ssl.key.location", self.ssl_key_location),
-        ):
-            if path is not None:
-                conf[key] = str(path)
-        if self.ssl_key_password is not None:
-            conf["ssl.key.password"] = self.ssl_key_password.get_secret_value()
+        conf.update(
+            _tls(
+                self.ssl_ca_location,
+                self.ssl_certificate_location,
+                self.ssl_key_location,
+                self.ssl_key_password,
+            )
+        )
         conf.update(self.properties)
         return conf
 
@@ -263,6 +281,109 @@ class BridgeSettings(_Group):
         return value
 
 
+class RegistrySettings(_Group):
+    """``SCHEMA_REGISTRY_*``. Unset ``url`` means no registry: single-object encoding."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SCHEMA_REGISTRY_", env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    url: str | None = None
+    subject_name_strategy: Literal["topic", "record", "topic_record"] = "topic"
+    mode: Literal["auto_register", "pinned", "latest"] = "auto_register"
+    version: int | None = Field(None, ge=1)
+    basic_auth_user_info: SecretStr | None = None
+    bearer_token: SecretStr | None = None
+    # confluent-kafka 2.16 refuses a static bearer token without a logical cluster id (it
+    # sends it as target-sr-cluster); the identity pool is optional.
+    bearer_logical_cluster: str | None = None
+    bearer_identity_pool_id: str | None = None
+    ssl_ca_location: Path | None = None
+    ssl_certificate_location: Path | None = None
+    ssl_key_location: Path | None = None
+    ssl_key_password: SecretStr | None = None
+    timeout_s: float = Field(10.0, gt=0, le=300)
+    # The client's own retries inside one call; the service loop retries whole cycles with
+    # backoff on top, so a few quick ones are enough here.
+    max_retries: int = Field(2, ge=0, le=10)
+    # How long a subject's schema id is trusted before it is looked up again. A registry
+    # that lost its storage hands out ids afresh, and the old one may then name another
+    # schema; re-checking bounds how long the bridge could tag records with it.
+    cache_ttl_s: float = Field(300.0, ge=1, le=86_400)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        for url in value.split(","):
+            if not url.strip().startswith(("http://", "https://", "mock://")):
+                raise ValueError(f"{url.strip()!r} must start with http://, https:// or mock://")
+        return value.strip()
+
+    @model_validator(mode="after")
+    def _check(self) -> RegistrySettings:
+        if self.mode == "pinned" and self.version is None:
+            raise ValueError("SCHEMA_REGISTRY_VERSION is required when SCHEMA_REGISTRY_MODE=pinned")
+        if self.mode != "pinned" and self.version is not None:
+            raise ValueError(
+                "SCHEMA_REGISTRY_VERSION is only used with SCHEMA_REGISTRY_MODE=pinned"
+            )
+        if self.basic_auth_user_info is not None and self.bearer_token is not None:
+            raise ValueError(
+                "set only one of SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO and"
+                " SCHEMA_REGISTRY_BEARER_TOKEN"
+            )
+        if (
+            self.basic_auth_user_info is not None
+            and ":" not in self.basic_auth_user_info.get_secret_value()
+        ):
+            raise ValueError("SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO must be user:password")
+        if self.bearer_token is not None and not self.bearer_logical_cluster:
+            raise ValueError(
+                "SCHEMA_REGISTRY_BEARER_TOKEN needs SCHEMA_REGISTRY_BEARER_LOGICAL_CLUSTER"
+                " (the registry's logical cluster id, e.g. lsrc-abc123)"
+            )
+        if self.ssl_key_location is not None and self.ssl_certificate_location is None:
+            raise ValueError(
+                "SCHEMA_REGISTRY_SSL_KEY_LOCATION needs SCHEMA_REGISTRY_SSL_CERTIFICATE_LOCATION"
+            )
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        return self.url is not None
+
+    def client_config(self) -> dict[str, Any]:
+        """The configuration dict of confluent-kafka's ``SchemaRegistryClient``."""
+        if self.url is None:
+            raise ConfigError("SCHEMA_REGISTRY_URL is not set")
+        conf: dict[str, Any] = {
+            "url": self.url,
+            "timeout": self.timeout_s,
+            "max.retries": self.max_retries,
+            "retries.wait.ms": 250,
+            "retries.max.wait.ms": 2000,
+        }
+        if self.basic_auth_user_info is not None:
+            conf["basic.auth.user.info"] = self.basic_auth_user_info.get_secret_value()
+        if self.bearer_token is not None:
+            conf["bearer.auth.credentials.source"] = "STATIC_TOKEN"
+            conf["bearer.auth.token"] = self.bearer_token.get_secret_value()
+            conf["bearer.auth.logical.cluster"] = self.bearer_logical_cluster
+            if self.bearer_identity_pool_id:
+                conf["bearer.auth.identity.pool.id"] = self.bearer_identity_pool_id
+        conf.update(
+            _tls(
+                self.ssl_ca_location,
+                self.ssl_certificate_location,
+                self.ssl_key_location,
+                self.ssl_key_password,
+            )
+        )
+        return conf
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     passentry: PassEntrySettings
@@ -282,6 +403,14 @@ _PREFIXES = {
 }
 
 
+_GROUPS: dict[str, type[BaseSettings]] = {
+    "passentry": PassEntrySettings,
+    "kafka": KafkaSettings,
+    "bridge": BridgeSettings,
+    "schema_registry": RegistrySettings,
+}
+
+
 def load_config(path: Path | None = None, **overrides: dict[str, Any]) -> Config:
     """Build the config from the environment, a YAML file and CLI overrides.
 
@@ -289,39 +418,41 @@ def load_config(path: Path | None = None, **overrides: dict[str, Any]) -> Config
     file. Raises :class:`ConfigError` naming the first bad setting by its env var name.
     """
     _check_env_names()
-    sections: dict[str, dict[str, Any]] = {name: {} for name in _PREFIXES}
-    if path is not None:
-        sections = _read_yaml(path)
-    groups: dict[str, Any] = {}
-    classes: dict[str, type[BaseSettings]] = {
-        "passentry": PassEntrySettings,
-        "kafka": KafkaSettings,
-        "bridge": BridgeSettings,
-        "schema_registry": RegistrySettings,
+    sections = _read_yaml(path) if path is not None else {}
+    groups = {
+        name: _load_group(name, sections.get(name, {}), overrides.get(name)) for name in _GROUPS
     }
-    for name, cls in classes.items():
-        try:
-            group = cls(**sections.get(name, {}))
-            if overrides.get(name):
-                group = cls.model_validate({**group.model_dump(), **overrides[name]})
-        except ValidationError as exc:
-            raise ConfigError(_describe(exc, _PREFIXES[name])) from None
-        groups[name] = group
     return Config(**groups)
+
+
+def load_registry_settings(path: Path | None = None) -> RegistrySettings:
+    """Only ``SCHEMA_REGISTRY_*`` (over the file's ``schema_registry`` section), for the
+    schema commands, which need nothing else."""
+    sections = _read_yaml(path) if path is not None else {}
+    settings: RegistrySettings = _load_group(
+        "schema_registry", sections.get("schema_registry", {}), None
+    )
+    return settings
+
+
+def _load_group(name: str, section: dict[str, Any], override: dict[str, Any] | None) -> Any:
+    cls = _GROUPS[name]
+    try:
+        group = cls(**section)
+        if override:
+            group = cls.model_validate({**group.model_dump(), **override})
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, _PREFIXES[name])) from None
+    return group
 
 
 def _check_env_names() -> None:
     """A misspelt ``BRIDGE_*`` or ``PASSENTRY_*`` variable would be silently ignored by
     pydantic-settings; refuse it instead. ``KAFKA_*`` is shared with other tools (the JVM
     scripts read KAFKA_HEAP_OPTS, for one), so an unknown name there is only logged."""
-    groups: dict[str, type[BaseSettings]] = {
-        "PASSENTRY_": PassEntrySettings,
-        "BRIDGE_": BridgeSettings,
-        "KAFKA_": KafkaSettings,
-        "SCHEMA_REGISTRY_": RegistrySettings,
-    }
-    for prefix, cls in groups.items():
-        known = [prefix + name.upper() for name in cls.model_fields]
+    for group, cls in _GROUPS.items():
+        prefix = _PREFIXES[group]
+        known = [prefix + field.upper() for field in cls.model_fields]
         for name in os.environ:
             if not name.startswith(prefix):
                 continue

@@ -45,6 +45,12 @@ class DedupWindow:
         # The same ids, sorted: for pruning and for counting the ids in a time range.
         self._sorted: list[int] = []
 
+    def reset(self, watermark: int = 0) -> None:
+        """Forget every id and start from ``watermark`` (a restored checkpoint's)."""
+        self._watermark = watermark
+        self._ids.clear()
+        self._sorted.clear()
+
     @property
     def watermark(self) -> int:
         """The largest id published, as an int (0 when nothing was published yet)."""

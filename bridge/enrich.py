@@ -13,9 +13,9 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from bridge.metrics import Metrics
+from bridge.ops.metrics import Metrics
 from bridge.passentry.models import PassResource, ReaderResource
-from bridge.passentry.pages import DecodedPage, ValidScan
+from bridge.passentry.pages import Listed, ValidScan
 
 __all__ = ["Enriched", "Enricher", "PassCache"]
 
@@ -26,6 +26,8 @@ class Enriched:
     reader_id: str
     pass_: PassResource | None
     reader: ReaderResource | None
+    # Where the scan was read: a dead letter made of it names this.
+    url: str
 
 
 class PassCache:
@@ -73,24 +75,24 @@ class Enricher:
         self._metrics = metrics
         self._cache = cache if cache is not None else PassCache(10_000)
 
-    def enrich(self, items: list[tuple[ValidScan, DecodedPage]]) -> list[Enriched]:
+    def enrich(self, items: list[Listed]) -> list[Enriched]:
         """Each scan with its pass and reader, looked up in the page it came from."""
         out = []
-        for scan, page in items:
-            passes, readers = page.passes, page.readers
+        for item in items:
+            scan, page = item.scan, item.page
             resource = scan.resource
             pass_id = resource.pass_id
             found_pass = None
             if pass_id is not None:
-                found_pass = passes.get(pass_id)
+                found_pass = page.passes.get(pass_id)
                 if found_pass is None:
                     found_pass = self._missing_pass(pass_id)
             # decode_page already rejected scans without a reader id.
             reader_id = resource.reader_id or ""
-            reader = readers.get(reader_id)
+            reader = page.readers.get(reader_id)
             if reader is None:
                 self._metrics.enrichment_misses.labels("reader").inc()
-            out.append(Enriched(scan, reader_id, found_pass, reader))
+            out.append(Enriched(scan, reader_id, found_pass, reader, item.url))
         return out
 
     def _missing_pass(self, pass_id: str) -> PassResource | None:

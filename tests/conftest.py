@@ -1,9 +1,9 @@
 """Project-wide pytest setup.
 
 - Tests under tests/integration/ are marked ``integration`` automatically.
-- Every test runs with ``PASSENTRY_*``, ``BRIDGE_*`` and ``KAFKA_*`` variables removed; the
-  environment as it was when pytest started is kept in ``SESSION_ENV`` (fixture
-  ``session_environ``), e.g. for ``KAFKA_BOOTSTRAP_SERVERS``.
+- Every test runs with ``PASSENTRY_*``, ``BRIDGE_*``, ``KAFKA_*`` and ``SCHEMA_REGISTRY_*``
+  variables removed; the environment as it was when pytest started is kept in
+  ``SESSION_ENV`` (fixture ``session_environ``), e.g. for ``KAFKA_BOOTSTRAP_SERVERS``.
 - Which Kafka the integration tests use (fixture ``kafka_source``, shown in the header):
   ``KAFKA_BOOTSTRAP_SERVERS`` if set, else testcontainers if a Docker engine answers, else a
   local broker from ``scripts/kafka-local``. The broker itself is in tests/integration/conftest.py.
@@ -24,7 +24,7 @@ INTEGRATION_DIR = ROOT / "tests" / "integration"
 KAFKA_LOCAL = ROOT / "scripts" / "kafka-local"
 
 SESSION_ENV: dict[str, str] = dict(os.environ)  # captured before any test touches os.environ
-_RESET_PREFIXES = ("PASSENTRY_", "BRIDGE_", "KAFKA_")
+_RESET_PREFIXES = ("PASSENTRY_", "BRIDGE_", "KAFKA_", "SCHEMA_REGISTRY_")
 
 
 @functools.cache

@@ -34,7 +34,7 @@ from bridge.errors import (
     MalformedPageError,
     RetriableError,
 )
-from bridge.metrics import Metrics, status_class
+from bridge.ops.metrics import Metrics, status_class
 from bridge.passentry.models import PassDocument, PassResource
 from bridge.passentry.pages import DecodedPage, decode_page
 from bridge.passentry.ratelimit import RequestBudget
@@ -45,6 +45,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _pass_doc = msgspec.json.Decoder(PassDocument)
+# Each endpoint the client calls (a metric label) and its path, as errors name it.
+_PATHS = {"scans": "/api/v1/scans", "pass": "/api/v1/passes/{id}"}
 _jitter = wait_random_exponential(multiplier=0.25, max=20)
 
 
@@ -135,7 +137,7 @@ class PassEntryClient:
         """One page of ``GET /api/v1/scans``, decoded, with retries."""
 
         def attempt() -> FetchedPage:
-            response = self._send("/api/v1/scans", "scans", params)
+            response = self._send(_PATHS["scans"], "scans", params)
             try:
                 page = decode_page(response.content)
             except MalformedPageError as exc:
@@ -153,7 +155,7 @@ class PassEntryClient:
         """``GET /api/v1/passes/{id}``; ``None`` when PassEntry says 404."""
 
         def attempt() -> PassResource | None:
-            path = f"/api/v1/passes/{quote(pass_id, safe='')}"
+            path = _PATHS["pass"].format(id=quote(pass_id, safe=""))
             try:
                 response = self._send(path, "pass", {})
             except ApiRequestError as exc:
@@ -164,7 +166,7 @@ class PassEntryClient:
                 return _pass_doc.decode(response.content).data
             except (msgspec.DecodeError, msgspec.ValidationError) as exc:
                 self._metrics.malformed_pages.labels("undecodable").inc()
-                raise MalformedPageError(f"GET /api/v1/passes/{{id}}: {exc}") from None
+                raise MalformedPageError(f"GET {_PATHS['pass']}: {exc}") from None
 
         return self._retrying(attempt, "pass")
 
@@ -199,7 +201,8 @@ class PassEntryClient:
             self._budget.answered()
         if response.status_code in (401, 403):
             self._metrics.api_auth_failures.inc()
-        classify(response, path if endpoint == "scans" else f"/api/v1/{endpoint}es/{{id}}")
+        # Name the endpoint, not the pass id, in the error.
+        classify(response, _PATHS[endpoint])
         return response
 
     def _count(self, endpoint: str, status: int | None, started: float) -> None:

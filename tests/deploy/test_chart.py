@@ -23,8 +23,13 @@ from deploy_support import (
 )
 from pydantic_settings import BaseSettings
 
-from bridge.config import BridgeSettings, KafkaSettings, PassEntrySettings, load_config
-from bridge.registry import RegistrySettings
+from bridge.config import (
+    BridgeSettings,
+    KafkaSettings,
+    PassEntrySettings,
+    RegistrySettings,
+    load_config,
+)
 
 DEFAULT = CHART / "ci" / "default-values.yaml"
 CRD_GROUPS = ("monitoring.coreos.com/",)

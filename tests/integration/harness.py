@@ -15,8 +15,8 @@ import avro.schema
 import fastavro
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
+from bridge.avro.schemas import latest
 from bridge.config import Config, load_config
-from bridge.schema import latest
 from bridge.service import RunOptions, Service
 
 

@@ -9,18 +9,21 @@ from typing import Any
 import fastavro
 import pytest
 
-from bridge.checkpoint import CheckpointStore
+from bridge.avro.encoder import Encoder
+from bridge.avro.framing import SingleObjectFramer
+from bridge.avro.schemas import latest
 from bridge.dedup import DedupWindow
-from bridge.encode import Encoder, SingleObjectFramer
 from bridge.enrich import Enricher
 from bridge.errors import KafkaRetriableError
-from bridge.metrics import Metrics
+from bridge.kafka.checkpoint import CheckpointStore
+from bridge.kafka.producer import OutRecord
+from bridge.kafka.records import RecordBuilder
+from bridge.kafka.routing import Router
+from bridge.ops.metrics import Metrics
 from bridge.passentry.client import PassEntryClient
 from bridge.passentry.ratelimit import RequestBudget
-from bridge.pipeline import Pipeline
-from bridge.publish import OutRecord
-from bridge.routing import Router
-from bridge.schema import latest
+from bridge.passentry.slices import SlicePlan, SliceReader
+from bridge.pipeline import Pipeline, PipelineSettings
 from tests.support import sample
 from tests.unit.bridge.fake_api import FakeApi
 
@@ -36,6 +39,9 @@ class ListSink:
         self.records: list[OutRecord] = []
         self.fail_next = False
         self.checkpoints: list[dict[str, Any]] = []
+
+    def init(self) -> None:
+        pass
 
     def send(
         self, records: list[OutRecord], checkpoint: OutRecord, timeout_s: float
@@ -65,6 +71,7 @@ def build(
     template: str | None = None,
     max_cycle_scans: int = 10_000,
     overlap_ms: int = 10_000,
+    start_ms: int | None = None,
 ) -> Pipeline:
     client = PassEntryClient(
         "https://api.example.test",
@@ -74,26 +81,33 @@ def build(
         transport=api.transport(),
     )
     schema = latest()
+    reader = SliceReader(
+        client,
+        SlicePlan(
+            filters={},
+            per_page=per_page,
+            concurrency=concurrency,
+            max_scans=max_cycle_scans,
+            overlap_ms=min(overlap_ms, lookback_ms),
+            sweep_interval_s=30,
+        ),
+    )
     return Pipeline(
-        client=client,
+        reader=reader,
         enricher=Enricher(client.get_pass, metrics),
         encoder=Encoder(schema, "src"),
-        framer=SingleObjectFramer(schema),
+        records=RecordBuilder("src", "dlq", Router("scans", template), SingleObjectFramer(schema)),
         publisher=sink,
         checkpoints=CheckpointStore({}, "state", "src"),
-        router=Router("scans", template),
         window=DedupWindow(lookback_ms),
         metrics=metrics,
-        filters={},
-        per_page=per_page,
-        concurrency=concurrency,
-        max_cycle_scans=max_cycle_scans,
-        poll_overlap_ms=overlap_ms,
-        sweep_interval_s=30,
-        source_id="src",
-        dlq_topic="dlq",
-        delivery_timeout_s=5,
-        start_ms=now_ms() - 3_600_000,
+        settings=PipelineSettings(
+            source_id="src",
+            dlq_topic="dlq",
+            fixed_topics=("dlq", "scans"),
+            delivery_timeout_s=5,
+            start_ms=now_ms() - 3_600_000 if start_ms is None else start_ms,
+        ),
         ensure_topics=lambda topics: None,
     )
 
@@ -113,7 +127,7 @@ def test_backlog_across_many_pages_is_published_once_in_id_order() -> None:
     assert sink.scan_ids() == made
     # A later cycle checks the overlap and the lookback by their counts (which match), reads
     # the empty new slice, and publishes nothing again: three requests in all.
-    p._next_sweep = 0
+    p.reader.sweep_now()
     before = len(api.requests)
     p.cycle(threading.Event())
     assert sink.scan_ids() == made
@@ -161,11 +175,11 @@ def test_late_visibility_inside_the_lookback_publishes_once() -> None:
     p.cycle(threading.Event())
     assert sink.scan_ids() == [first, near]
     requests = len(api.requests)
-    p._next_sweep = 0  # the sweep compares counts, finds one more, and reads the range
+    p.reader.sweep_now()  # the sweep compares counts, finds one more, and reads the range
     p.cycle(threading.Event())
     assert sink.scan_ids() == [first, near, hidden]
     # A quiet cycle costs a count for the overlap, the new slice, a count for the sweep.
-    p._next_sweep = 0
+    p.reader.sweep_now()
     before = len(api.requests)
     p.cycle(threading.Event())
     assert sink.scan_ids() == [first, near, hidden]
@@ -184,7 +198,7 @@ def test_scan_visible_only_after_the_lookback_is_found_by_the_sweep_and_dead_let
     old = api.add(now - 20_000)
     p.cycle(threading.Event())
     assert [r for r in sink.records if r.topic == "dlq"] == []
-    p._next_sweep = 0  # the sweep is due (every lookback / 2)
+    p.reader.sweep_now()  # the sweep is due (every lookback / 2)
     p.cycle(threading.Event())
     dlq = [r for r in sink.records if r.topic == "dlq"]
     assert [dict(r.headers)["scan-id"] for r in dlq] == [old]  # type: ignore[misc]
@@ -192,7 +206,7 @@ def test_scan_visible_only_after_the_lookback_is_found_by_the_sweep_and_dead_let
     assert sample(metrics, "passentry_bridge_late_scans_total") == 1
     assert old not in sink.scan_ids()
     # Dead-lettered once: the next sweep knows it.
-    p._next_sweep = 0
+    p.reader.sweep_now()
     p.cycle(threading.Event())
     assert len([r for r in sink.records if r.topic == "dlq"]) == 1
 
@@ -323,8 +337,9 @@ def test_a_start_long_before_the_data_and_a_dense_window_still_make_progress() -
     # and once caught up a cycle is not busy, so `run --once` ends.
     api, sink, metrics = FakeApi(), ListSink(), Metrics()
     made = sorted(api.add(now - 200_000 + i * 500) for i in range(390))
-    p = build(api, sink, metrics, max_cycle_scans=100, lookback_ms=300_000)
-    p._start_ms = now - 2 * 86_400_000
+    p = build(
+        api, sink, metrics, max_cycle_scans=100, lookback_ms=300_000, start_ms=now - 2 * 86_400_000
+    )
     cycles = 0
     while p.cycle(threading.Event()).busy:
         cycles += 1
@@ -336,8 +351,9 @@ def test_a_start_long_before_the_data_and_a_dense_window_still_make_progress() -
 
 
 def _wait_for_ahead(p: Pipeline) -> None:
-    assert p._ahead is not None
-    p._ahead.future.result(timeout=10)
+    ahead = p.reader._ahead
+    assert ahead is not None
+    ahead.future.result(timeout=10)
 
 
 def test_a_slice_cut_short_reads_the_next_one_while_it_publishes() -> None:
@@ -371,7 +387,7 @@ def test_a_slice_read_ahead_is_dropped_when_the_cycle_before_it_fails() -> None:
     with pytest.raises(KafkaRetriableError):
         p.cycle(threading.Event())
     # The failed cycle's own read-ahead is gone: the cursor did not move past its slice.
-    assert p._ahead is None
+    assert p.reader._ahead is None
     while p.cycle(threading.Event()).busy:
         pass
     assert sink.scan_ids() == made

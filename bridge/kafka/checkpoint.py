@@ -27,9 +27,9 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 
 from bridge import __version__
 from bridge.dedup import BOUNDARY_MARGIN_MS, DedupWindow, RejectMemory
-from bridge.errors import KafkaRetriableError
-from bridge.publish import OutRecord
-from bridge.uuid7 import InvalidUUIDv7Error, parse_uuid7
+from bridge.errors import InvalidUUIDv7Error, KafkaRetriableError
+from bridge.kafka.producer import OutRecord
+from bridge.uuid7 import parse_uuid7
 
 __all__ = ["Checkpoint", "CheckpointStore", "WindowRebuild"]
 

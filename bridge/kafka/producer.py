@@ -21,21 +21,19 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any, NoReturn, Protocol, TypeVar
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
-from bridge.errors import KafkaFatalError, KafkaRetriableError
-from bridge.metrics import Metrics
+from bridge.errors import (
+    CommitOutcomeUnknownError,
+    KafkaFatalError,
+    KafkaRetriableError,
+    TransactionAbortedError,
+)
+from bridge.ops.metrics import Metrics
 
-__all__ = [
-    "CommitOutcomeUnknownError",
-    "OutRecord",
-    "Publisher",
-    "Sink",
-    "TransactionAbortedError",
-    "producer_config",
-]
+__all__ = ["Headers", "OutRecord", "Publisher", "Sink", "producer_config", "transactional_id"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -44,12 +42,7 @@ _BUFFER_FULL_RETRIES = 100
 _FENCED = {KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH}
 
 
-class TransactionAbortedError(KafkaRetriableError):
-    """The transaction was aborted; nothing of it is visible. Rewind and try again."""
-
-
-class CommitOutcomeUnknownError(KafkaRetriableError):
-    """A commit did not answer in time: recreate the producer and re-read the checkpoint."""
+Headers = list[tuple[str, str | bytes | None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,17 +50,26 @@ class OutRecord:
     topic: str
     key: bytes | None
     value: bytes
-    headers: list[tuple[str, str | bytes | None]]
+    headers: Headers
     # Kafka timestamp in ms; None lets the producer stamp it (dead letters, checkpoints).
     timestamp_ms: int | None = None
+    # Set on dead letters: why the scan could not be published (a metric label).
+    dlq_reason: str | None = None
 
 
 class Sink(Protocol):
     """Where the pipeline's records go; ``Publisher`` in production, a list in unit tests."""
 
+    def init(self) -> None: ...
+
     def send(
         self, records: list[OutRecord], checkpoint: OutRecord, timeout_s: float
     ) -> dict[str, int]: ...
+
+
+def transactional_id(source_id: str) -> str:
+    """One per source: a second writer of the source fences the first."""
+    return f"passentry-bridge.{source_id}"
 
 
 def producer_config(
@@ -161,14 +163,6 @@ class Publisher:
         self._acked.pop(checkpoint.topic, None)
         return dict(self._acked)
 
-    def ping(self, timeout_s: float) -> bool:
-        """True if the cluster answers a metadata request: readiness and ``check``."""
-        try:
-            self._producer.list_topics(timeout=timeout_s)
-        except KafkaException:
-            return False
-        return True
-
     def close(self, timeout_s: float) -> int:
         """Nothing is left outside a transaction at shutdown; abort one left open."""
         # No transaction open, or the broker is gone: then the broker aborts it on timeout.
@@ -210,7 +204,7 @@ class Publisher:
                     ) from exc
                 self._abort_or_raise(exc, "commit_transaction")
 
-    def _abort_or_raise(self, exc: KafkaException, where: str) -> None:
+    def _abort_or_raise(self, exc: KafkaException, where: str) -> NoReturn:
         err: KafkaError = exc.args[0]
         self._raise_if_fatal(err, where)
         if err.txn_requires_abort() or err.retriable() or self._errors:

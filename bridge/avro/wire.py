@@ -7,11 +7,11 @@ round-trip tests decode every byte with fastavro and with Apache's ``avro`` pack
 
 from __future__ import annotations
 
-__all__ = ["NULL", "long_bytes", "opt_bool", "opt_long", "opt_str", "str_bytes"]
+__all__ = ["BRANCH_1", "NULL", "long_bytes", "opt_long", "opt_str", "str_bytes"]
 
 # Union branch 0, the null in every ["null", T] union.
 NULL = b"\x00"
-_BRANCH_1 = b"\x02"
+BRANCH_1 = b"\x02"
 _SMALL = [bytes([(n << 1) if n >= 0 else ((-n << 1) - 1)]) for n in range(-64, 64)]
 
 
@@ -34,14 +34,8 @@ def str_bytes(text: str) -> bytes:
 
 
 def opt_str(text: str | None) -> bytes:
-    return NULL if text is None else _BRANCH_1 + str_bytes(text)
+    return NULL if text is None else BRANCH_1 + str_bytes(text)
 
 
 def opt_long(n: int | None) -> bytes:
-    return NULL if n is None else _BRANCH_1 + long_bytes(n)
-
-
-def opt_bool(flag: bool | None) -> bytes:
-    if flag is None:
-        return NULL
-    return b"\x02\x01" if flag else b"\x02\x00"
+    return NULL if n is None else BRANCH_1 + long_bytes(n)

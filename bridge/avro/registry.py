@@ -11,14 +11,10 @@ schema. That is only right when the two are the same schema, so in the ``pinned`
 ``latest`` modes a registered schema whose Parsing Canonical Form differs from the local one
 is refused, at start-up and whenever a new subject is first used.
 
-Errors, by remedy (see bridge/errors.py)::
-
-    RetriableError
-    └── RegistryUnavailableError   transport error, timeout, 408, 429, 5xx: pause and retry
-    FatalError
-    ├── RegistryAuthError          401/403: the credentials are wrong or lack rights
-    ├── RegistryRequestError       another 4xx: missing subject/version, schema refused
-    └── SchemaMismatchError        the registered schema is not the local one
+Errors, by remedy (bridge/errors.py): RegistryUnavailableError (transport error, timeout,
+408, 429, 5xx: pause and retry); RegistryAuthError (401/403), RegistryRequestError (another
+4xx: a missing subject or version, a schema refused) and SchemaMismatchError (the registered
+schema is not the local one) are fatal.
 """
 
 from __future__ import annotations
@@ -28,33 +24,25 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from bridge.avro.framing import Framing
+from bridge.avro.schemas import VersionedSchema
+from bridge.config import RegistrySettings
+from bridge.errors import (
+    ConfigError,
+    RegistryAuthError,
+    RegistryRequestError,
+    RegistryUnavailableError,
+    SchemaMismatchError,
+)
 
-from bridge.errors import ConfigError, FatalError, RetriableError
-
-# bridge.config imports RegistrySettings, so everything above the settings (the registry
-# client costs ~0.3 s to import, and the encode stage sits above config) loads on first use.
+# The registry client costs ~0.3 s to import: it loads on first use, so that a bridge
+# without a registry never pays for it.
 if TYPE_CHECKING:
     from confluent_kafka.schema_registry import RegisteredSchema, SchemaRegistryClient
 
-    from bridge.encode import Framing
-    from bridge.schema import VersionedSchema
-
-__all__ = [
-    "CONTENT_TYPE",
-    "RegistryAuthError",
-    "RegistryFramer",
-    "RegistryRequestError",
-    "RegistrySettings",
-    "RegistryUnavailableError",
-    "SchemaMismatchError",
-    "canonical",
-    "make_client",
-]
+__all__ = ["CONTENT_TYPE", "RegistryFramer", "canonical", "make_client"]
 
 log = logging.getLogger(__name__)
 
@@ -63,142 +51,6 @@ log = logging.getLogger(__name__)
 # the Confluent wire format; this names it the way Confluent's own REST proxy does.
 CONTENT_TYPE = "application/vnd.confluent.avro"
 _MAGIC = b"\x00"
-
-
-class RegistryUnavailableError(RetriableError):
-    """The registry did not answer usefully (transport error, timeout, 408, 429, 5xx)."""
-
-
-class RegistryAuthError(FatalError):
-    """401/403 from the registry: the credentials are wrong or not allowed."""
-
-
-class RegistryRequestError(FatalError):
-    """Another 4xx: a subject or version that does not exist, or a schema it refuses."""
-
-    def __init__(self, message: str, *, status: int | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-class SchemaMismatchError(FatalError):
-    """The registered schema the bridge would tag its records with is not its own."""
-
-
-class RegistrySettings(BaseSettings):
-    """``SCHEMA_REGISTRY_*``. Unset ``url`` means no registry: single-object encoding."""
-
-    model_config = SettingsConfigDict(
-        env_prefix="SCHEMA_REGISTRY_", env_nested_delimiter="__", extra="forbid", frozen=True
-    )
-
-    url: str | None = None
-    subject_name_strategy: Literal["topic", "record", "topic_record"] = "topic"
-    mode: Literal["auto_register", "pinned", "latest"] = "auto_register"
-    version: int | None = Field(None, ge=1)
-    basic_auth_user_info: SecretStr | None = None
-    bearer_token: SecretStr | None = None
-    # confluent-kafka 2.16 refuses a static bearer token without a logical cluster id (it
-    # sends it as target-sr-cluster); the identity pool is optional.
-    bearer_logical_cluster: str | None = None
-    bearer_identity_pool_id: str | None = None
-    ssl_ca_location: Path | None = None
-    ssl_certificate_location: Path | None = None
-    ssl_key_location: Path | None = None
-    ssl_key_password: SecretStr | None = None
-    timeout_s: float = Field(10.0, gt=0, le=300)
-    # The client's own retries inside one call; the service loop retries whole cycles with
-    # backoff on top, so a few quick ones are enough here.
-    max_retries: int = Field(2, ge=0, le=10)
-    # How long a subject's schema id is trusted before it is looked up again. A registry
-    # that lost its storage hands out ids afresh, and the old one may then name another
-    # schema; re-checking bounds how long the bridge could tag records with it.
-    cache_ttl_s: float = Field(300.0, ge=1, le=86_400)
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # As in bridge/config.py: the YAML file arrives as init kwargs; env wins over it.
-        return env_settings, init_settings
-
-    @field_validator("url")
-    @classmethod
-    def _url(cls, value: str | None) -> str | None:
-        if value is None or not value.strip():
-            return None
-        for url in value.split(","):
-            if not url.strip().startswith(("http://", "https://", "mock://")):
-                raise ValueError(f"{url.strip()!r} must start with http://, https:// or mock://")
-        return value.strip()
-
-    @model_validator(mode="after")
-    def _check(self) -> RegistrySettings:
-        if self.mode == "pinned" and self.version is None:
-            raise ValueError("SCHEMA_REGISTRY_VERSION is required when SCHEMA_REGISTRY_MODE=pinned")
-        if self.mode != "pinned" and self.version is not None:
-            raise ValueError(
-                "SCHEMA_REGISTRY_VERSION is only used with SCHEMA_REGISTRY_MODE=pinned"
-            )
-        if self.basic_auth_user_info is not None and self.bearer_token is not None:
-            raise ValueError(
-                "set only one of SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO and"
-                " SCHEMA_REGISTRY_BEARER_TOKEN"
-            )
-        if (
-            self.basic_auth_user_info is not None
-            and ":" not in self.basic_auth_user_info.get_secret_value()
-        ):
-            raise ValueError("SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO must be user:password")
-        if self.bearer_token is not None and not self.bearer_logical_cluster:
-            raise ValueError(
-                "SCHEMA_REGISTRY_BEARER_TOKEN needs SCHEMA_REGISTRY_BEARER_LOGICAL_CLUSTER"
-                " (the registry's logical cluster id, e.g. lsrc-abc123)"
-            )
-        if self.ssl_key_location is not None and self.ssl_certificate_location is None:
-            raise ValueError(
-                "SCHEMA_REGISTRY_SSL_KEY_LOCATION needs SCHEMA_REGISTRY_SSL_CERTIFICATE_LOCATION"
-            )
-        return self
-
-    @property
-    def enabled(self) -> bool:
-        return self.url is not None
-
-    def client_config(self) -> dict[str, Any]:
-        """The configuration dict of confluent-kafka's ``SchemaRegistryClient``."""
-        if self.url is None:
-            raise ConfigError("SCHEMA_REGISTRY_URL is not set")
-        conf: dict[str, Any] = {
-            "url": self.url,
-            "timeout": self.timeout_s,
-            "max.retries": self.max_retries,
-            "retries.wait.ms": 250,
-            "retries.max.wait.ms": 2000,
-        }
-        if self.basic_auth_user_info is not None:
-            conf["basic.auth.user.info"] = self.basic_auth_user_info.get_secret_value()
-        if self.bearer_token is not None:
-            conf["bearer.auth.credentials.source"] = "STATIC_TOKEN"
-            conf["bearer.auth.token"] = self.bearer_token.get_secret_value()
-            conf["bearer.auth.logical.cluster"] = self.bearer_logical_cluster
-            if self.bearer_identity_pool_id:
-                conf["bearer.auth.identity.pool.id"] = self.bearer_identity_pool_id
-        for key, path in (
-            ("ssl.ca.location", self.ssl_ca_location),
-            ("ssl.certificate.location", self.ssl_certificate_location),
-            ("ssl.key.location", self.ssl_key_location),
-        ):
-            if path is not None:
-                conf[key] = str(path)
-        if self.ssl_key_password is not None:
-            conf["ssl.key.password"] = self.ssl_key_password.get_secret_value()
-        return conf
 
 
 def make_client(settings: RegistrySettings) -> SchemaRegistryClient:
@@ -233,7 +85,7 @@ class _Resolved:
 
 
 class RegistryFramer:
-    """``bridge.encode.Framer`` for the Confluent wire format: one schema id per subject,
+    """``bridge.avro.framing.Framer`` for the Confluent wire format: one schema id per subject,
     looked up on first use and looked up again after ``cache_ttl_s`` or once the registry
     has been unreachable (it may have come back without its storage)."""
 
@@ -311,8 +163,6 @@ class RegistryFramer:
         return resolved.framing
 
     def _framing_for(self, schema_id: int) -> Framing:
-        from bridge.encode import Framing
-
         return Framing(
             prefix=_MAGIC + schema_id.to_bytes(4, "big"),
             content_type=CONTENT_TYPE,
@@ -375,7 +225,7 @@ class RegistryFramer:
         return found.schema_id
 
     def _check_same(self, subject: str, found: RegisteredSchema) -> None:
-        from bridge.compat import field_diff
+        from bridge.avro.compat import field_diff
 
         local = self.schema
         registered = found.schema

@@ -1,12 +1,9 @@
-"""Encode enriched scans as Avro against the versioned schema, with a wire-format prefix.
+"""Encode enriched scans as Avro bodies against the versioned schema.
 
 Avro binary is concatenative: a record is its fields' encodings back to back. So the pass
 and reader sub-records, shared by many scans of a page, are encoded once per batch and their
-bytes reused, and the flat top-level fields are written directly (``bridge._avro``).
-
-The framing is the seam between encodings: Avro single-object encoding (``C3 01`` + the
-schema's CRC-64-AVRO fingerprint) by default, the schema-registry wire format (``00`` + a
-4-byte schema id) when a registry is configured.
+bytes reused, and the flat top-level fields are written directly (``bridge.avro.wire``).
+What goes before the body on the wire is the framing's business (``bridge.avro.framing``).
 """
 
 from __future__ import annotations
@@ -14,59 +11,50 @@ from __future__ import annotations
 import io
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 import msgspec
 from fastavro import parse_schema, schemaless_writer
 
-from bridge._avro import NULL, long_bytes, opt_long, opt_str, str_bytes
+from bridge.avro.schemas import VersionedSchema
+from bridge.avro.wire import BRANCH_1, NULL, long_bytes, opt_long, opt_str, str_bytes
 from bridge.enrich import Enriched
 from bridge.passentry.models import PassResource, ReaderResource
-from bridge.schema import VersionedSchema
 
-__all__ = ["Encoder", "Framer", "Framing", "SingleObjectFramer", "to_millis"]
+__all__ = ["HEAD_FIELDS", "Encoder", "to_millis", "type_shape"]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
-_BRANCH_1 = b"\x02"
 
-# The top-level fields this module writes by hand, in schema order.
-HEAD_FIELDS = (
-    "scanId", "createdAt", "scannedAt", "scanType", "scanValue", "validationType", "status",
-    "statusDetail", "readerId", "passId", "sourceId", "pass", "reader",
-)  # fmt: skip
-
-
-@dataclass(frozen=True, slots=True)
-class Framing:
-    """What goes before the Avro body, and how consumers are told about it."""
-
-    prefix: bytes
-    content_type: str
-    schema_version: str
-
-
-class Framer(Protocol):
-    """Chooses the framing for a topic. A registry-backed framer may raise a
-    RetriableError while the registry is unreachable; the cycle then retries."""
-
-    def framing(self, topic: str) -> Framing: ...
+# The top-level fields this module writes by hand, in schema order, with the shape of the
+# Avro type each writer in ``_body`` produces (logical types aside). A schema version that
+# renames a field or changes its type must change the writer with it.
+HEAD_FIELDS: tuple[tuple[str, str], ...] = (
+    ("scanId", "string"),
+    ("createdAt", "long"),
+    ("scannedAt", "null|long"),
+    ("scanType", "string"),
+    ("scanValue", "null|string"),
+    ("validationType", "string"),
+    ("status", "string"),
+    ("statusDetail", "null|string"),
+    ("readerId", "string"),
+    ("passId", "null|string"),
+    ("sourceId", "string"),
+    ("pass", "null|record"),
+    ("reader", "null|record"),
+)
 
 
-class SingleObjectFramer:
-    """Avro single-object encoding: the same self-describing prefix on every topic."""
-
-    def __init__(self, schema: VersionedSchema) -> None:
-        self._framing = Framing(
-            prefix=b"\xc3\x01" + schema.fingerprint,
-            content_type="application/avro; encoding=single-object",
-            schema_version=str(schema.version),
-        )
-
-    def framing(self, topic: str) -> Framing:
-        return self._framing
+def type_shape(avro_type: Any) -> str:
+    """``"null|long"`` for ``["null", {"type": "long", "logicalType": ...}]``: the branches'
+    base types, which decide the bytes the hand-written fields produce."""
+    if isinstance(avro_type, list):
+        return "|".join(type_shape(branch) for branch in avro_type)
+    if isinstance(avro_type, dict):
+        return type_shape(avro_type["type"])
+    return str(avro_type)
 
 
 def to_millis(value: datetime | None) -> int | None:
@@ -79,11 +67,11 @@ def to_millis(value: datetime | None) -> int | None:
 
 class Encoder:
     def __init__(self, schema: VersionedSchema, source_id: str) -> None:
-        fields = [f["name"] for f in schema.definition["fields"]]
-        if tuple(fields) != HEAD_FIELDS:
+        fields = tuple((f["name"], type_shape(f["type"])) for f in schema.definition["fields"])
+        if fields != HEAD_FIELDS:
             raise ValueError(
-                f"schema {schema.name} v{schema.version} fields {fields} do not match the"
-                f" encoder's {list(HEAD_FIELDS)}; update bridge/encode.py with the schema"
+                f"schema {schema.name} v{schema.version} fields {list(fields)} do not match the"
+                f" encoder's {list(HEAD_FIELDS)}; update bridge/avro/encoder.py with the schema"
             )
         self.schema = schema
         self._source = str_bytes(source_id)
@@ -182,7 +170,7 @@ class Encoder:
             "removedAt": to_millis(a.removed_at),
             "deactivatedAt": to_millis(a.deactivated_at),
         }
-        return _BRANCH_1 + _write(self._pass_schema, record)
+        return BRANCH_1 + _write(self._pass_schema, record)
 
     def _reader(self, r: ReaderResource) -> bytes:
         a = r.attributes
@@ -199,7 +187,7 @@ class Encoder:
             "ndefTagScanningEnabled": a.ndef_tag_scanning_enabled,
             "lastSeenAt": to_millis(a.last_seen_at),
         }
-        return _BRANCH_1 + _write(self._reader_schema, record)
+        return BRANCH_1 + _write(self._reader_schema, record)
 
 
 _json = msgspec.json.Encoder().encode

@@ -8,8 +8,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from bridge.health import Health, Verdict
-from bridge.metrics import Metrics
+from bridge.ops.health import Health, Probe
+from bridge.ops.metrics import Metrics
 
 __all__ = ["StatusServer"]
 
@@ -31,7 +31,7 @@ class StatusServer:
                 else:
                     self._send(404, b"not found\n", "text/plain")
 
-            def _verdict(self, verdict: Verdict) -> None:
+            def _verdict(self, verdict: Probe) -> None:
                 body = {"status": "ok" if verdict.ok else "fail", "reasons": list(verdict.reasons)}
                 self._send(
                     200 if verdict.ok else 503, json.dumps(body).encode(), "application/json"

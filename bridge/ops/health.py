@@ -6,11 +6,11 @@ import threading
 import time
 from dataclasses import dataclass
 
-__all__ = ["Health", "Verdict"]
+__all__ = ["Health", "Probe"]
 
 
 @dataclass(frozen=True, slots=True)
-class Verdict:
+class Probe:
     ok: bool
     reasons: tuple[str, ...]
 
@@ -49,14 +49,14 @@ class Health:
         with self._lock:
             self._fatal = reason
 
-    def liveness(self) -> Verdict:
+    def liveness(self) -> Probe:
         with self._lock:
             stalled = time.monotonic() - self._heartbeat
         if stalled > self._max_stall:
-            return Verdict(False, (f"poll loop silent for {stalled:.0f}s",))
-        return Verdict(True, ())
+            return Probe(False, (f"poll loop silent for {stalled:.0f}s",))
+        return Probe(True, ())
 
-    def readiness(self) -> Verdict:
+    def readiness(self) -> Probe:
         now = time.monotonic()
         reasons = []
         with self._lock:
@@ -70,4 +70,4 @@ class Health:
                 reasons.append("no successful poll yet")
             elif now - self._last_poll_ok > self._max_poll_age:
                 reasons.append(f"last successful poll {now - self._last_poll_ok:.0f}s ago")
-        return Verdict(not reasons, tuple(reasons))
+        return Probe(not reasons, tuple(reasons))

@@ -3,19 +3,66 @@
 from __future__ import annotations
 
 import json
+import sys
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+import click
 import msgspec
 
-from bridge.checkpoint import CheckpointStore, make_checkpoint
+from bridge.cli._common import config_option, load, parse_time
 from bridge.config import Config
-from bridge.metrics import Metrics
-from bridge.publish import Publisher, producer_config
-from bridge.topics import TopicManager
+from bridge.errors import BridgeError
+from bridge.kafka.checkpoint import CheckpointStore, make_checkpoint
+from bridge.kafka.producer import Publisher, producer_config, transactional_id
+from bridge.kafka.topics import TopicManager
+from bridge.ops.metrics import Metrics
 from bridge.uuid7 import uuid7_datetime
 
-__all__ = ["reset", "show"]
+__all__ = ["reset", "show", "state"]
+
+
+@click.group()
+def state() -> None:
+    """Inspect or move this source's checkpoint (the cursor in Kafka)."""
+
+
+@state.command("show")
+@config_option
+def state_show(config_path: Path | None) -> None:
+    """Print the committed checkpoint of BRIDGE_SOURCE_ID as JSON."""
+    config = load(config_path)
+    try:
+        click.echo(show(config))
+    except BridgeError as exc:
+        click.echo(f"passentry-bridge: {exc}", err=True)
+        sys.exit(1)
+
+
+@state.command("reset")
+@config_option
+@click.option(
+    "--to", "to", required=True, help="ISO 8601 time (or 'now') the next poll starts from."
+)
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def state_reset(config_path: Path | None, to: str, yes: bool) -> None:
+    """Move the checkpoint to a time. Fences a running bridge of this source, which
+    restarts from the new position."""
+    config = load(config_path)
+    to_ms = parse_time(to, "--to")
+    when = datetime.fromtimestamp(to_ms / 1000, tz=UTC).isoformat()
+    if not yes:
+        click.confirm(
+            f"Move source {config.bridge.source_id!r} to {when}? Scans before it are not read"
+            " again; scans after it that were already published are published again.",
+            abort=True,
+        )
+    try:
+        click.echo(reset(config, to_ms))
+    except BridgeError as exc:
+        click.echo(f"passentry-bridge: {exc}", err=True)
+        sys.exit(1)
 
 
 def show(config: Config) -> str:
@@ -50,7 +97,7 @@ def reset(config: Config, since_ms: int) -> str:
     publisher = Publisher(
         producer_config(
             conf,
-            transactional_id=f"passentry-bridge.{br.source_id}",
+            transactional_id=transactional_id(br.source_id),
             compression="none",
             linger_ms=0,
             message_timeout_ms=kafka.message_timeout_ms,

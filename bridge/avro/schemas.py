@@ -12,10 +12,11 @@ from typing import Any
 import fastavro
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
-__all__ = ["SCAN_SCHEMA_NAME", "VersionedSchema", "latest", "load", "versions"]
+__all__ = ["SCAN_SCHEMA_NAME", "VERSION_FILE", "VersionedSchema", "latest", "load", "versions"]
 
 SCAN_SCHEMA_NAME = "passentry_scan"
-_VERSION_FILE = re.compile(r"^v(\d+)\.avsc$")
+# A released version's file name, ``v<N>.avsc``.
+VERSION_FILE = re.compile(r"^v(\d+)\.avsc$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +43,7 @@ def _folder(name: str) -> Any:
 def versions(name: str = SCAN_SCHEMA_NAME) -> list[int]:
     found = []
     for entry in _folder(name).iterdir():
-        match = _VERSION_FILE.match(entry.name)
+        match = VERSION_FILE.match(entry.name)
         if match:
             found.append(int(match.group(1)))
     return sorted(found)

@@ -2,22 +2,45 @@
 
 from __future__ import annotations
 
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
 import httpx
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
+from bridge.cli._common import config_option, load
 from bridge.config import Config
 from bridge.errors import BridgeError
-from bridge.metrics import Metrics
+from bridge.ops.metrics import Metrics
 from bridge.passentry.client import PassEntryClient
 from bridge.passentry.ratelimit import RequestBudget
 
-__all__ = ["run_checks"]
+__all__ = ["CheckResult", "check", "run_checks"]
 
 
-def run_checks(config: Config) -> list[tuple[str, bool, str]]:
+@dataclass(frozen=True, slots=True)
+class CheckResult:
+    name: str
+    ok: bool
+    detail: str
+
+
+@click.command()
+@config_option
+def check(config_path: Path | None) -> None:
+    """Validate the config, then reach the PassEntry API and Kafka; print a verdict for each."""
+    results = run_checks(load(config_path))
+    for result in results:
+        click.echo(f"{'ok  ' if result.ok else 'FAIL'}  {result.name:<10} {result.detail}")
+    sys.exit(0 if all(r.ok for r in results) else 1)
+
+
+def run_checks(config: Config) -> list[CheckResult]:
     results = [
-        (
+        CheckResult(
             "config",
             True,
             f"source {config.bridge.source_id}, "
@@ -29,12 +52,12 @@ def run_checks(config: Config) -> list[tuple[str, bool, str]]:
     return results
 
 
-def _check_api(config: Config) -> tuple[str, bool, str]:
+def _check_api(config: Config) -> CheckResult:
     pe = config.passentry
     try:
         token = pe.token()
     except BridgeError as exc:
-        return ("passentry", False, str(exc))
+        return CheckResult("passentry", False, str(exc))
     client = PassEntryClient(
         str(pe.api_url),
         token,
@@ -46,23 +69,23 @@ def _check_api(config: Config) -> tuple[str, bool, str]:
     try:
         fetched = client.list_scans({**pe.filters.as_query(), "perPage": "1", "page": "1"})
     except BridgeError as exc:
-        return ("passentry", False, f"{pe.api_url}: {exc}")
+        return CheckResult("passentry", False, f"{pe.api_url}: {exc}")
     except httpx.HTTPError as exc:
-        return ("passentry", False, f"{pe.api_url}: {type(exc).__name__}")
+        return CheckResult("passentry", False, f"{pe.api_url}: {type(exc).__name__}")
     finally:
         client.close()
     meta = fetched.page.meta
     total = meta.total_count if meta is not None else None
-    return ("passentry", True, f"{pe.api_url} answered; {total} scans match the filters")
+    return CheckResult("passentry", True, f"{pe.api_url} answered; {total} scans match the filters")
 
 
-def _check_kafka(config: Config) -> tuple[str, bool, str]:
+def _check_kafka(config: Config) -> CheckResult:
     br = config.bridge
     admin = AdminClient(config.kafka.librdkafka())
     try:
         metadata = admin.list_topics(timeout=10)
     except KafkaException as exc:
-        return ("kafka", False, f"{config.kafka.bootstrap_servers}: {exc.args[0]}")
+        return CheckResult("kafka", False, f"{config.kafka.bootstrap_servers}: {exc.args[0]}")
     present = [t for t in (br.scans_topic, br.dlq_topic) if t in metadata.topics]
     missing = [t for t in (br.scans_topic, br.dlq_topic) if t not in metadata.topics]
     detail = f"{len(metadata.brokers)} broker(s); topics present: {present or 'none'}"
@@ -70,4 +93,4 @@ def _check_kafka(config: Config) -> tuple[str, bool, str]:
         detail += f"; missing: {missing}" + (
             " (will be created)" if br.create_topics else " (BRIDGE_CREATE_TOPICS is false)"
         )
-    return ("kafka", not missing or br.create_topics, detail)
+    return CheckResult("kafka", not missing or br.create_topics, detail)

@@ -1,6 +1,6 @@
 """The compatibility gate for the schemas in ``schemas/``: every new version must stay
 compatible with the one before it. (That released versions never change is checked against
-``schemas/schemas.lock`` by ``bridge.schema_cli``.)
+``schemas/schemas.lock`` by ``bridge.cli.schema``.)
 
 Compatibility is decided twice, by two different means, and both must agree:
 

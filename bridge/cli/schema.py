@@ -1,109 +1,34 @@
-"""``passentry-bridge schema show|check|register|diff``, and the lock file that keeps
-released schema versions immutable.
-
-``schemas/schemas.lock`` lists every released ``<name>/v<N>.avsc`` with its sha256. A
-released file is never edited (consumers may hold its fingerprint or registry id forever):
-a change is a new version, checked for compatibility with the one before it.
-"""
+"""``passentry-bridge schema show|check|register|diff``: the published Avro schema, the
+lock-file and compatibility gate (``bridge.avro.lock``, ``bridge.avro.compat``), and the
+registry."""
 
 from __future__ import annotations
 
-import hashlib
 import json
-import re
 import sys
-from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import click
-import yaml
-from pydantic import ValidationError
 
-from bridge.compat import Mode, check_pair, check_versions, describe_type, field_diff, walk_fields
-from bridge.errors import BridgeError, ConfigError
-from bridge.registry import RegistryFramer, RegistryRequestError, RegistrySettings, canonical
-from bridge.schema import SCAN_SCHEMA_NAME, load
+from bridge.avro.compat import (
+    Mode,
+    check_pair,
+    check_versions,
+    describe_type,
+    field_diff,
+    walk_fields,
+)
+from bridge.avro.lock import bundled_schemas, lock_problems, read_lock
+from bridge.avro.registry import RegistryFramer, canonical
+from bridge.avro.schemas import SCAN_SCHEMA_NAME, load
+from bridge.config import load_registry_settings
+from bridge.errors import BridgeError, ConfigError, RegistryRequestError
 
 if TYPE_CHECKING:
     from confluent_kafka.schema_registry import SchemaRegistryClient
 
-__all__ = ["LOCK_FILE", "field_table", "lock_problems", "render_lock", "schema"]
-
-LOCK_FILE = "schemas.lock"
-_VERSION_FILE = re.compile(r"^v(\d+)\.avsc$")
-
-
-def bundled_schemas() -> Path:
-    return Path(str(resources.files("bridge").joinpath("schemas")))
-
-
-# --- released versions are immutable ----------------------------------------------------
-
-
-def _hashes(root: Path) -> dict[str, str]:
-    return {
-        f"{path.parent.name}/{path.name}": "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
-        for path in sorted(root.glob("*/v*.avsc"))
-        if _VERSION_FILE.match(path.name)
-    }
-
-
-def _read_lock(root: Path) -> dict[str, str]:
-    entries: dict[str, str] = {}
-    for line in (root / LOCK_FILE).read_text(encoding="utf-8").splitlines():
-        line = line.strip()
-        if line and not line.startswith("#"):
-            name, digest = line.split()
-            entries[name] = digest
-    return entries
-
-
-def lock_problems(root: Path) -> list[str]:
-    """Differences between ``root/schemas.lock`` and the schema files under ``root``."""
-    if not (root / LOCK_FILE).is_file():
-        return [f"{root / LOCK_FILE} is missing; create it with scripts/schema-lock"]
-    locked, current = _read_lock(root), _hashes(root)
-    problems = []
-    for name, digest in locked.items():
-        if name not in current:
-            problems.append(
-                f"{name} was released (it is in {LOCK_FILE}) but its file is gone;"
-                " released versions are never deleted: restore it"
-            )
-        elif current[name] != digest:
-            folder, file = name.split("/")
-            match = _VERSION_FILE.match(file)
-            nxt = int(match.group(1)) + 1 if match else "N+1"
-            problems.append(
-                f"{name} was edited after it was released ({LOCK_FILE} has {digest[:19]}...,"
-                f" the file is now {current[name][:19]}...). Released schema versions are"
-                " immutable: revert the edit and add the change as a new version"
-                f" ({folder}/v{nxt}.avsc), then record it with scripts/schema-lock"
-            )
-    for name in current:
-        if name not in locked:
-            problems.append(
-                f"{name} is not in {LOCK_FILE}; once it is final, record it with"
-                " scripts/schema-lock (which only ever adds entries)"
-            )
-    return problems
-
-
-def render_lock(root: Path) -> str:
-    """The lock file with every existing entry kept as it is and new versions added."""
-    entries = _read_lock(root) if (root / LOCK_FILE).is_file() else {}
-    for name, digest in _hashes(root).items():
-        entries.setdefault(name, digest)
-    header = (
-        "# Released Avro schema versions and their sha256. Never edit a released .avsc:\n"
-        "# add a new version instead. Checked by tests/unit/schema/test_lock.py and\n"
-        "# `passentry-bridge schema check`; new entries are added by scripts/schema-lock.\n"
-    )
-    return header + "".join(f"{name} {digest}\n" for name, digest in sorted(entries.items()))
-
-
-# --- the commands -------------------------------------------------------------------------
+__all__ = ["field_table", "schema"]
 
 
 def field_table(definition: dict[str, Any]) -> str:
@@ -116,27 +41,8 @@ def field_table(definition: dict[str, Any]) -> str:
     return "\n".join(rows) + "\n"
 
 
-def _registry_settings(config_path: Path | None) -> RegistrySettings:
-    """``SCHEMA_REGISTRY_*`` from the environment over the ``schema_registry`` section of
-    the YAML file."""
-    section: dict[str, Any] = {}
-    if config_path is not None:
-        loaded = yaml.safe_load(config_path.read_text(encoding="utf-8")) or {}
-        section = (loaded.get("schema_registry") if isinstance(loaded, dict) else None) or {}
-    try:
-        return RegistrySettings(**section)
-    except ValidationError as exc:
-        problems = [
-            "SCHEMA_REGISTRY_" + "__".join(map(str, e["loc"])).upper() + f": {e['msg']}"
-            if e["loc"]
-            else e["msg"]
-            for e in exc.errors(include_input=False, include_url=False)
-        ]
-        raise ConfigError("invalid setting " + "; ".join(problems)) from None
-
-
 def _framer(ctx: click.Context, config_path: Path | None) -> RegistryFramer | None:
-    settings = _registry_settings(config_path)
+    settings = load_registry_settings(config_path)
     if not settings.enabled:
         return None
     # Tests hand in a client (an in-memory mock:// registry is private to its instance).
@@ -217,7 +123,7 @@ def check(
     problems = lock_problems(root)
     results += [(False, "lock", p) for p in problems]
     if not problems:
-        results.append((True, "lock", f"{len(_read_lock(root))} released version(s) unchanged"))
+        results.append((True, "lock", f"{len(read_lock(root))} released version(s) unchanged"))
     for folder in sorted(p for p in root.iterdir() if p.is_dir()):
         found = check_versions(folder, mode)
         results += [(False, "compat", p) for p in found]

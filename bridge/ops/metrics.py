@@ -13,10 +13,9 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 from bridge import __version__
 
-__all__ = ["ENDPOINTS", "Metrics", "status_class"]
+__all__ = ["Metrics", "status_class"]
 
 PREFIX = "passentry_bridge"
-ENDPOINTS = ("scans", "scan", "pass")
 
 # API calls sit around 50 ms to several seconds; end-to-end adds poll interval and commit.
 _API_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
@@ -118,7 +117,7 @@ class Metrics:
         )
         self.poll_cycles = Counter(
             f"{p}_poll_cycles_total",
-            "Poll cycles by outcome (ok, api_error, kafka_error).",
+            "Poll cycles by outcome (ok, api_error, kafka_error, registry_error, fatal).",
             ["outcome"],
             registry=r,
         )

@@ -1,0 +1,48 @@
+"""What every command shares: loading the config, reading a time, the --config option."""
+
+from __future__ import annotations
+
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+from bridge.config import Config, load_config
+from bridge.errors import ConfigError
+
+__all__ = ["config_option", "load", "parse_time"]
+
+
+def parse_time(value: str, name: str) -> int:
+    """``now``, or an ISO 8601 time (``Z`` or an offset; bare times are UTC), as Unix ms."""
+    if value.strip().lower() == "now":
+        return int(time.time() * 1000)
+    try:
+        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(
+            f"expected an ISO 8601 time or 'now', got {value!r}", param_hint=name
+        ) from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return int(parsed.timestamp() * 1000)
+
+
+def load(path: Path | None, **overrides: dict[str, Any]) -> Config:
+    """The config, or exit 2 with the setting that is wrong."""
+    try:
+        return load_config(path, **overrides)
+    except ConfigError as exc:
+        click.echo(f"passentry-bridge: configuration error: {exc}", err=True)
+        sys.exit(2)
+
+
+config_option = click.option(
+    "--config",
+    "config_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="YAML file with passentry/kafka/bridge sections; environment variables win over it.",
+)

@@ -1,0 +1,166 @@
+"""One PassEntry source, assembled from the config: its API client and slice reader, the
+stages, its transactional producer, checkpoint store and pipeline.
+
+Everything here belongs to one source id: its transactional id fences any other writer of
+the source, and its checkpoint and dedup window are its own.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+import httpx
+
+from bridge.avro.encoder import Encoder
+from bridge.avro.framing import Framer, SingleObjectFramer
+from bridge.avro.registry import RegistryFramer
+from bridge.avro.schemas import latest
+from bridge.config import Config
+from bridge.dedup import DedupWindow
+from bridge.enrich import Enricher, PassCache
+from bridge.kafka.checkpoint import CheckpointStore
+from bridge.kafka.producer import Publisher, producer_config, transactional_id
+from bridge.kafka.records import RecordBuilder
+from bridge.kafka.routing import Router
+from bridge.kafka.topics import TopicManager
+from bridge.ops.metrics import Metrics
+from bridge.passentry.client import PassEntryClient
+from bridge.passentry.ratelimit import RequestBudget
+from bridge.passentry.slices import SlicePlan, SliceReader
+from bridge.pipeline import CycleStats, Pipeline, PipelineSettings, Restored
+
+__all__ = ["Source"]
+
+log = logging.getLogger(__name__)
+
+
+class Source:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        source_id: str,
+        start_ms: int,
+        metrics: Metrics,
+        sleep: Callable[[float], None],
+        transport: httpx.BaseTransport | None = None,
+        framer: Framer | None = None,
+    ) -> None:
+        self.config = config
+        self.source_id = source_id
+        pe, kafka, br = config.passentry, config.kafka, config.bridge
+        self.client = PassEntryClient(
+            str(pe.api_url),
+            pe.token(),
+            metrics=metrics,
+            budget=RequestBudget(pe.request_budget),
+            timeout_s=pe.timeout_s,
+            retry_deadline_s=pe.retry_deadline_s,
+            transport=transport,
+            sleep=sleep,
+        )
+        client_conf = kafka.librdkafka()
+        self.topics = TopicManager(
+            client_conf,
+            create=br.create_topics,
+            partitions=br.topic_partitions,
+            replication_factor=br.topic_replication_factor,
+        )
+        self.publisher = Publisher(
+            producer_config(
+                client_conf,
+                transactional_id=transactional_id(source_id),
+                compression=kafka.compression_type,
+                linger_ms=kafka.linger_ms,
+                message_timeout_ms=kafka.message_timeout_ms,
+                transaction_timeout_ms=kafka.transaction_timeout_ms,
+            ),
+            metrics,
+            dlq_topic=br.dlq_topic,
+            call_timeout_s=max(30.0, kafka.message_timeout_ms / 1000),
+            hold_s=br.debug_txn_hold_s,
+        )
+        self.checkpoints = CheckpointStore(client_conf, br.state_topic, source_id)
+        schema = latest()
+        # Registry mode when SCHEMA_REGISTRY_URL is set: the Confluent wire format, ids
+        # from the registry; otherwise Avro single-object encoding.
+        self.registry: RegistryFramer | None = None
+        if framer is None:
+            framer = SingleObjectFramer(schema)
+            if config.schema_registry.enabled:
+                framer = self.registry = RegistryFramer(config.schema_registry, schema)
+        lookback_ms = int(pe.lookback_s * 1000)
+        reader = SliceReader(
+            self.client,
+            SlicePlan(
+                filters=pe.filters.as_query(),
+                per_page=pe.per_page,
+                concurrency=pe.backfill_concurrency,
+                max_scans=pe.max_cycle_scans,
+                overlap_ms=min(int(pe.poll_overlap_s * 1000), lookback_ms),
+                sweep_interval_s=pe.sweep_interval_s,
+            ),
+        )
+        self.pipeline = Pipeline(
+            reader=reader,
+            enricher=Enricher(self.client.get_pass, metrics, PassCache(pe.pass_cache_size)),
+            encoder=Encoder(schema, br.source_id),
+            records=RecordBuilder(
+                source_id, br.dlq_topic, Router(br.scans_topic, br.topic_template), framer
+            ),
+            publisher=self.publisher,
+            checkpoints=self.checkpoints,
+            window=DedupWindow(
+                lookback_ms,
+                sweep_ms=None if pe.late_sweep_s is None else int(pe.late_sweep_s * 1000),
+            ),
+            metrics=metrics,
+            settings=PipelineSettings(
+                source_id=source_id,
+                dlq_topic=br.dlq_topic,
+                fixed_topics=tuple(self._fixed_topics()),
+                delivery_timeout_s=kafka.message_timeout_ms / 1000 + 5,
+                start_ms=start_ms,
+            ),
+            ensure_topics=self.topics.ensure,
+        )
+
+    def prepare(self) -> Restored:
+        """Make sure the topics exist and the registry holds our schema, then restore."""
+        br = self.config.bridge
+        self.topics.ensure([br.state_topic], compacted=True)
+        self.topics.ensure(self._fixed_topics())
+        if self.registry is not None and (
+            br.topic_template is None
+            or self.config.schema_registry.subject_name_strategy == "record"
+        ):
+            # A schema mismatch stops start-up before anything is published; the subject of
+            # a routed topic is checked when that topic is first used. Unreachable: retried.
+            self.registry.check_startup([br.scans_topic])
+        return self.pipeline.restore()
+
+    def cycle(self, stop: threading.Event, *, until_ms: int | None) -> CycleStats:
+        return self.pipeline.cycle(stop, until_ms=until_ms)
+
+    def recreate_producer(self) -> None:
+        """After a commit whose outcome is unknown: a new producer with the same
+        transactional id settles it (the next restore reads where we are)."""
+        self.publisher.recreate()
+
+    def close(self, grace_s: float) -> int:
+        """Abort what is open, release everything; return the records left unacknowledged."""
+        left = self.publisher.close(grace_s)
+        self.pipeline.close()
+        self.client.close()
+        if self.registry is not None:
+            self.registry.close()
+        return left
+
+    def _fixed_topics(self) -> list[str]:
+        br = self.config.bridge
+        topics = [br.dlq_topic]
+        if br.topic_template is None:
+            topics.append(br.scans_topic)
+        return topics

@@ -137,30 +137,69 @@ class PassEntrySettings(_Group):
     backfill_concurrency: int = Field(4, ge=1, le=32)
     # One cycle holds at most this many scans in memory; a bigger backlog takes more cycles.
     max_cycle_scans: int = Field(10_000, ge=100, le=1_000_000)
+    # passScanned webhooks: on when a secret (or a file holding it) is set. The previous
+    # secret is accepted too while a rotation is under way.
+    webhook_secret: SecretStr | None = None
+    webhook_secret_file: Path | None = None
+    webhook_previous_secret: SecretStr | None = None
+    webhook_previous_secret_file: Path | None = None
+    # An event whose timeStamp is older than this is refused (replay protection); polling
+    # covers the scan.
+    webhook_max_age_s: float = Field(300.0, gt=0, le=86_400)
+    # While webhooks flow, polling is the backstop: it runs this often, checks new time by
+    # counts, and stays this far behind now so that webhooks in flight can land first.
+    poll_interval_backstop_s: float = Field(5.0, gt=0, le=3600)
+    webhook_settle_s: float = Field(2.0, ge=0, le=60)
 
     @model_validator(mode="after")
     def _check(self) -> PassEntrySettings:
         if self.poll_interval_max_s < self.poll_interval_min_s:
             raise ValueError("poll_interval_max_s must be >= poll_interval_min_s")
-        if self.api_token is not None and self.api_token_file is not None:
-            raise ValueError("set only one of PASSENTRY_API_TOKEN and PASSENTRY_API_TOKEN_FILE")
+        for name in ("api_token", "webhook_secret", "webhook_previous_secret"):
+            if getattr(self, name) is not None and getattr(self, name + "_file") is not None:
+                upper = "PASSENTRY_" + name.upper()
+                raise ValueError(f"set only one of {upper} and {upper}_FILE")
         return self
 
     def token(self) -> str:
         """The token, read from the file if one is configured. Raises ConfigError."""
-        if self.api_token_file is not None:
-            try:
-                text = self.api_token_file.read_text(encoding="utf-8").strip()
-            except OSError as exc:
-                raise ConfigError(
-                    f"PASSENTRY_API_TOKEN_FILE: cannot read {self.api_token_file}: {exc.strerror}"
-                ) from exc
-            if not text:
-                raise ConfigError(f"PASSENTRY_API_TOKEN_FILE: {self.api_token_file} is empty")
-            return text
-        if self.api_token is None or not self.api_token.get_secret_value():
+        token = _secret(self.api_token, self.api_token_file, "PASSENTRY_API_TOKEN")
+        if token is None:
             raise ConfigError("PASSENTRY_API_TOKEN or PASSENTRY_API_TOKEN_FILE must be set")
-        return self.api_token.get_secret_value()
+        return token
+
+    @property
+    def webhooks_enabled(self) -> bool:
+        return self.webhook_secret is not None or self.webhook_secret_file is not None
+
+    def webhook_secrets(self) -> list[str]:
+        """The secrets a webhook signature may be made with: the current one, then the
+        previous one during a rotation. Empty when webhooks are off. Raises ConfigError."""
+        found = [
+            _secret(self.webhook_secret, self.webhook_secret_file, "PASSENTRY_WEBHOOK_SECRET"),
+            _secret(
+                self.webhook_previous_secret,
+                self.webhook_previous_secret_file,
+                "PASSENTRY_WEBHOOK_PREVIOUS_SECRET",
+            ),
+        ]
+        return [s for s in found if s]
+
+
+def _secret(value: SecretStr | None, file: Path | None, name: str) -> str | None:
+    """A secret given directly or as a file (a mounted Kubernetes Secret); None if neither.
+    An unreadable or empty file is a ConfigError naming the setting, never the value."""
+    if file is not None:
+        try:
+            text = file.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(f"{name}_FILE: cannot read {file}: {exc.strerror}") from exc
+        if not text:
+            raise ConfigError(f"{name}_FILE: {file} is empty")
+        return text
+    if value is None or not value.get_secret_value():
+        return None
+    return value.get_secret_value()
 
 
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
@@ -256,6 +295,14 @@ class BridgeSettings(_Group):
     topic_replication_factor: int = Field(-1, ge=-1, le=32)
     http_host: str = "0.0.0.0"
     http_port: int = Field(9108, ge=0, le=65535)
+    # The webhook receiver listens apart from /metrics, so only it is exposed to PassEntry.
+    webhook_port: int = Field(8080, ge=0, le=65535)
+    # Accepted webhooks are made durable here (keyed by source id) before the 200.
+    webhook_topic: str = Field("passentry.bridge.webhooks", pattern=r"^[A-Za-z0-9._-]{1,249}$")
+    # How long the owner of a source gathers inbox events before one transaction.
+    webhook_batch_ms: int = Field(20, ge=0, le=5000)
+    # Webhook requests handled at once; more are answered 503 (PassEntry retries them).
+    webhook_max_inflight: int = Field(256, ge=1, le=100_000)
     shutdown_grace_s: float = Field(25.0, gt=0, le=3600)
     # /readyz turns false when no poll succeeded for this long.
     ready_max_poll_age_s: float = Field(120.0, gt=0)

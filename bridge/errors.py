@@ -19,7 +19,8 @@
     │   ├── RegistryAuthError         401/403 from the schema registry
     │   ├── RegistryRequestError      another 4xx from the registry
     │   └── SchemaMismatchError       the registered schema is not the bridge's own
-    └── InvalidUUIDv7Error            a scan id that is not a UUIDv7: dead-letter the scan
+    ├── InvalidUUIDv7Error            a scan id that is not a UUIDv7: dead-letter the scan
+    └── InvalidWebhookError           a webhook body that is not an event we know: answer 400
 
 ``ShutdownRequested`` is not an error: it leaves a backoff sleep when the bridge is told to
 stop, so a retry loop never delays a shutdown.
@@ -36,6 +37,7 @@ __all__ = [
     "ConfigError",
     "FatalError",
     "InvalidUUIDv7Error",
+    "InvalidWebhookError",
     "KafkaFatalError",
     "KafkaRetriableError",
     "MalformedPageError",
@@ -134,6 +136,10 @@ class SchemaMismatchError(FatalError):
 
 class InvalidUUIDv7Error(BridgeError, ValueError):
     """The text is not a UUID, or is a UUID of another version or variant."""
+
+
+class InvalidWebhookError(BridgeError):
+    """The body is not JSON, or not the shape of a PassEntry webhook event."""
 
 
 class ShutdownRequested(Exception):

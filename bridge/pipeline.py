@@ -1,11 +1,14 @@
 """The order of the stages and when the cursor moves: read -> dedup -> enrich -> encode ->
 publish -> commit.
 
-This is the one place that decides what is new and what one Kafka transaction holds. It
-asks the slice reader (``bridge.passentry.slices``) for what PassEntry has, and commits each
-chunk in one transaction: the records, the dead letters and the checkpoint become visible
-together or not at all. The dedup window moves only after the broker acknowledged a commit;
-a failed chunk leaves it, and the reader's position, where they were.
+This is the one place that decides what is new and what one Kafka transaction holds. Scans
+come by two paths: the slice reader (``bridge.passentry.slices``) polls what PassEntry has,
+and the webhook inbox (``bridge.webhook``) brings what PassEntry pushed. One dedup window
+spans both, keyed by the UUIDv7 id, so a scan is one record whichever path brings it (or
+both). Each chunk commits in one transaction: the records, the dead letters, the checkpoint
+and, for pushed scans, the inbox position become visible together or not at all. The dedup
+window moves only after the broker acknowledged a commit; a failed chunk leaves it, and the
+reader's position, where they were.
 
 Start-up order for exactly-once is :meth:`Pipeline.restore`: ``init_transactions`` first (it
 fences a zombie with our transactional id and settles its open transaction), then the
@@ -19,18 +22,22 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from bridge.avro.encoder import Encoder
 from bridge.dedup import DedupWindow, RejectMemory, Verdict
 from bridge.enrich import Enricher
+from bridge.errors import InvalidWebhookError
 from bridge.kafka.checkpoint import CheckpointStore, WindowRebuild, make_checkpoint
-from bridge.kafka.producer import OutRecord, Sink
+from bridge.kafka.producer import OutRecord, Sink, TxnOffsets
 from bridge.kafka.records import RecordBuilder
 from bridge.ops.metrics import Metrics
 from bridge.passentry.pages import Listed, Rejected
 from bridge.passentry.slices import ReadStats, Slice, SliceReader
+from bridge.webhook.events import decode_event
+from bridge.webhook.inbox import InboxBatch, InboxEvent
 
-__all__ = ["CycleStats", "Pipeline", "PipelineSettings", "Restored"]
+__all__ = ["CycleStats", "Pipeline", "PipelineSettings", "PushStats", "Restored"]
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +63,18 @@ class CycleStats:
         self.pages += stats.pages
         self.walks = stats.walks
         self.busy = self.busy or stats.busy
+
+
+@dataclass(slots=True)
+class PushStats:
+    """What one batch of inbox events became."""
+
+    events: int = 0
+    published: int = 0
+    # Already published, by polling or by an earlier delivery of the same event.
+    duplicates: int = 0
+    # Left to polling: reader not known in full, older than the window, or invalid.
+    deferred: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,11 +158,14 @@ class Pipeline:
         self._reader.reset(None)
         if checkpoint is None:
             self._start_ms = self._settings.start_ms
+            self.window.read_until_ms = self._start_ms
             return Restored(True, self._start_ms, None, None)
         if checkpoint.watermark is None:
             self._start_ms = checkpoint.since_ms or self._settings.start_ms
+            self.window.read_until_ms = self._start_ms
             return Restored(False, self._start_ms, None, None)
         self.window.reset(checkpoint.watermark_int())
+        self.window.read_until_ms = checkpoint.polled_until_ms
         rebuilt = self._checkpoints.rebuild(
             self.window,
             self.rejects,
@@ -155,8 +177,15 @@ class Pipeline:
         self._watermark_metrics()
         return Restored(False, None, checkpoint.watermark, rebuilt)
 
-    def cycle(self, stop: threading.Event, *, until_ms: int | None = None) -> CycleStats:
-        """Read the slice after the cursor (ending at ``until_ms``, default now), publish it."""
+    def cycle(
+        self, stop: threading.Event, *, until_ms: int | None = None, settle_ms: int | None = None
+    ) -> CycleStats:
+        """Read the slice after the cursor (ending at ``until_ms``, default now), publish it.
+
+        ``settle_ms`` is set while webhooks flow: new time is then checked by counts (the
+        window already holds what the webhooks brought) and only differences are read; it
+        stays ``settle_ms`` behind now so that webhooks in flight land first.
+        """
         started = time.perf_counter()
         stats = CycleStats()
         reads = ReadStats()
@@ -166,6 +195,22 @@ class Pipeline:
         stats.read(reads)
         if stop.is_set():
             return stats
+        polled_until = self._reader.polled_until
+        if settle_ms is not None and polled_until is not None:
+            end = int(time.time() * 1000) - settle_ms
+            if until_ms is not None:
+                end = min(end, until_ms)
+            reads = ReadStats()
+            confirmed = self._reader.confirm(polled_until - 1, end, known, reads, stop)
+            if confirmed is not None:
+                for found in confirmed:
+                    self._publish(found, stats, stop, slice_end=None)
+                stats.read(reads)
+                if stop.is_set():
+                    return stats
+                self._advance(max(end, polled_until))
+                return self._after_cycle(stats, stop, started)
+            stats.read(reads)
         fallback = self.window.cursor_ms()
         read = self._reader.next_slice(
             self._start_ms if fallback is None else fallback, until_ms, stop
@@ -180,7 +225,16 @@ class Pipeline:
             raise
         if stop.is_set():
             return stats
-        self._reader.polled_until = read.before
+        self._advance(read.before)
+        return self._after_cycle(stats, stop, started)
+
+    def _advance(self, polled_until: int) -> None:
+        """Polling has read everything before ``polled_until``, and it is committed."""
+        self._reader.polled_until = polled_until
+        self.window.read_until_ms = polled_until
+
+    def _after_cycle(self, stats: CycleStats, stop: threading.Event, started: float) -> CycleStats:
+        known = self.window.count_between
         if not stats.busy:
             reads = ReadStats()
             cursor, sweep_ms = self.window.cursor_ms(), self.window.sweep_ms
@@ -197,6 +251,7 @@ class Pipeline:
         fetched = found.size
         stats.fetched += fetched
         self._metrics.scans_fetched.inc(fetched)
+        self._enricher.remember({id(i.page): i.page for i in found.scans.values()}.values())
         fresh: list[Listed] = []
         late: list[OutRecord] = []
         late_ids: list[int] = []
@@ -247,12 +302,78 @@ class Pipeline:
         )
         return self._records.dead_letter(rejected, item.url)
 
-    def _commit(self, chunk: _Chunk, stats: CycleStats) -> None:
-        """Enrich, encode and publish one chunk in one transaction with its checkpoint."""
+    def publish_pushed(self, batch: InboxBatch, group_metadata: Any) -> PushStats:
+        """Publish the new scans of inbox events, in id order, in one transaction with the
+        inbox position. A scan already published (by either path) is skipped; one whose
+        reader the bridge has not seen in full lately, or that is older than the window, is
+        left to polling, which publishes or dead-letters it as usual."""
+        stats = PushStats(events=len(batch.events))
+        fresh: dict[int, Listed] = {}
+        for event in batch.events:
+            for item in self._pushed_scans(event, stats):
+                if item.scan.id_int in fresh:
+                    stats.duplicates += 1  # PassEntry delivered the event twice
+                else:
+                    fresh[item.scan.id_int] = item
+        cycle = CycleStats()
+        offsets = TxnOffsets(batch.offsets, group_metadata)
+        items = sorted(fresh.values(), key=lambda item: item.scan.id_int)
+        self._commit(_Chunk(items, [], [], None), cycle, offsets, path="webhook")
+        stats.published = cycle.published
+        events = self._metrics.webhook_events
+        events.labels("published").inc(stats.published)
+        events.labels("duplicate").inc(stats.duplicates)
+        events.labels("deferred").inc(stats.deferred)
+        return stats
+
+    def _pushed_scans(self, event: InboxEvent, stats: PushStats) -> list[Listed]:
+        try:
+            decoded = decode_event(event.body)
+        except InvalidWebhookError:
+            # The receiver checked the shape before the event was written: only a foreign
+            # record in the inbox lands here.
+            self._defer(stats, "invalid_event")
+            return []
+        page = decoded.page
+        if page is None:
+            return []
+        for _ in page.rejected:
+            self._defer(stats, "invalid_scan")
+        found = []
+        for scan in page.scans:
+            verdict = self.window.classify(scan.id_int)
+            if verdict is Verdict.DUPLICATE:
+                stats.duplicates += 1
+                continue
+            if verdict is Verdict.LATE:
+                self._defer(stats, "late")
+                continue
+            reader_id = scan.resource.reader_id or ""
+            reader = self._enricher.recent_reader(reader_id)
+            if reader is None:
+                self._defer(stats, "unknown_reader")
+                continue
+            page.readers[reader_id] = reader
+            found.append(Listed(scan, page, f"webhook:{decoded.event_id}"))
+        return found
+
+    def _defer(self, stats: PushStats, reason: str) -> None:
+        stats.deferred += 1
+        self._metrics.webhook_deferred.labels(reason).inc()
+
+    def _commit(
+        self,
+        chunk: _Chunk,
+        stats: CycleStats,
+        offsets: TxnOffsets | None = None,
+        path: str = "poll",
+    ) -> None:
+        """Enrich, encode and publish one chunk in one transaction with its checkpoint (and
+        the inbox position its events were read up to)."""
         enriched = self._enricher.enrich(chunk.scans)
         records = self._records.scans(enriched, self._encoder.encode(enriched))
         records.extend(chunk.extra)
-        if not records:
+        if not records and offsets is None:
             return
         new_ids = [item.scan.id_int for item in chunk.scans]
         new_ids.extend(chunk.extra_ids)
@@ -268,17 +389,24 @@ class Pipeline:
             polled_until_ms=polled_until,
         )
         acked = self._publisher.send(
-            records, self._checkpoints.record(checkpoint), self._settings.delivery_timeout_s
+            records,
+            self._checkpoints.record(checkpoint),
+            self._settings.delivery_timeout_s,
+            offsets,
         )
         self.topics_written |= topics
-        self._account(acked, records, stats)
+        self._account(acked, records, stats, path)
         self.window.add_all(new_ids)
         self._metrics.dedup_window_ids.set(len(self.window))
         self._watermark_metrics()
 
     def _account(
-        self, acked: dict[str, int], records: Iterable[OutRecord], stats: CycleStats
+        self, acked: dict[str, int], records: Iterable[OutRecord], stats: CycleStats, path: str
     ) -> None:
+        # Committed: read_committed consumers see the records from now. From the scan's
+        # creation to here is the end-to-end latency.
+        now_ms = time.time() * 1000
+        latency = self._metrics.end_to_end_latency.labels(path)
         dlq = self._settings.dlq_topic
         for topic, count in acked.items():
             stats.topics[topic] = stats.topics.get(topic, 0) + count
@@ -290,6 +418,8 @@ class Pipeline:
         for record in records:
             if record.dlq_reason is not None:
                 self._metrics.dlq_records.labels(record.dlq_reason).inc()
+            elif record.timestamp_ms:
+                latency.observe(max(0.0, (now_ms - record.timestamp_ms) / 1000))
 
     def _watermark_metrics(self) -> None:
         if self.window.watermark:

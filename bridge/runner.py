@@ -60,6 +60,13 @@ class Runnable(Protocol):
 
     def recreate_producer(self) -> None: ...
 
+    def wait(self, seconds: float, stop: threading.Event) -> None:
+        """Until the next poll; a source with webhooks publishes what they bring meanwhile."""
+
+    @property
+    def pushing(self) -> bool:
+        """Webhooks flowed lately (polling is then the backstop)."""
+
 
 @dataclass(frozen=True, slots=True)
 class Pace:
@@ -67,6 +74,8 @@ class Pace:
     interval_max_s: float
     # How long one API call retries; ``--once`` gives up after three of these.
     retry_deadline_s: float
+    # The poll interval while webhooks flow.
+    interval_backstop_s: float = 5.0
 
 
 class SourceRunner:
@@ -90,9 +99,11 @@ class SourceRunner:
         self._clock = clock
 
     def run(self) -> int:
-        schedule = PollSchedule(self._pace.interval_min_s, self._pace.interval_max_s)
+        pace = self._pace
+        schedule = PollSchedule(pace.interval_min_s, pace.interval_max_s, pace.interval_backstop_s)
         failing_since: float | None = None
         restored = False
+        next_poll = self._clock()
         while not self._stop.is_set():
             self._health.beat()
             try:
@@ -100,6 +111,11 @@ class SourceRunner:
                     self._log_restored(self._source.prepare())
                     self._health.kafka(True)
                     restored = True
+                # Between polls the source waits, publishing what webhooks bring; the
+                # heartbeat above runs at least every wait slice.
+                if (left := next_poll - self._clock()) > 0:
+                    self._source.wait(min(left, 1.0), self._stop)
+                    continue
                 started = self._clock()
                 stats = self._source.cycle(self._stop, until_ms=self._options.until_ms)
             except ShutdownRequested:
@@ -119,18 +135,18 @@ class SourceRunner:
                 if self._failed(exc, self._clock() - failing_since):
                     return EXIT_GAVE_UP
                 self._stop.wait(schedule.after_failure())
+                next_poll = self._clock()
                 continue
             failing_since = None
             self._succeeded(stats)
             if self._options.once and not stats.busy:
                 return EXIT_OK
-            wait = schedule.after_cycle(
+            next_poll = self._clock() + schedule.after_cycle(
                 busy=stats.busy,
                 found=bool(stats.published or stats.dead_letters),
                 took_s=self._clock() - started,
+                pushing=self._source.pushing,
             )
-            if wait > 0:
-                self._stop.wait(wait)
         return EXIT_OK
 
     def _failed(self, exc: RetriableError, failed_for: float) -> bool:

@@ -20,6 +20,8 @@ from bridge.ops.metrics import Metrics
 from bridge.ops.status_server import StatusServer
 from bridge.runner import EXIT_OK, Pace, RunOptions, SourceRunner
 from bridge.source import Source
+from bridge.webhook.inbox import InboxWriter
+from bridge.webhook.receiver import ReceiverSettings, WebhookReceiver
 
 __all__ = ["RunOptions", "Service"]
 
@@ -59,7 +61,12 @@ class Service:
         self.runner = SourceRunner(
             self.source,
             options=options,
-            pace=Pace(pe.poll_interval_min_s, pe.poll_interval_max_s, pe.retry_deadline_s),
+            pace=Pace(
+                pe.poll_interval_min_s,
+                pe.poll_interval_max_s,
+                pe.retry_deadline_s,
+                pe.poll_interval_backstop_s,
+            ),
             health=self.health,
             metrics=self.metrics,
             stop=self.stop,
@@ -67,6 +74,16 @@ class Service:
         self.http: StatusServer | None = None
         if options.serve_http:
             self.http = StatusServer(br.http_host, br.http_port, self.metrics, self.health)
+        self.webhooks: WebhookReceiver | None = None
+        if options.serve_http and pe.webhooks_enabled:
+            self.webhooks = WebhookReceiver(
+                ReceiverSettings(
+                    br.http_host, br.webhook_port, pe.webhook_max_age_s, br.webhook_max_inflight
+                ),
+                {self.source.source_id: pe.webhook_secrets()},
+                InboxWriter(config.kafka.librdkafka(), br.webhook_topic),
+                self.metrics,
+            )
 
     def _sleep(self, seconds: float) -> None:
         if self.stop.wait(seconds):
@@ -92,12 +109,21 @@ class Service:
         if self.http is not None:
             self.http.start()
             log.info("serving /metrics /healthz /readyz", extra={"port": self.http.port})
+        if self.webhooks is not None:
+            self.webhooks.start()
+            log.info(
+                "receiving webhooks at /webhooks/passentry/<source id>",
+                extra={"port": self.webhooks.port},
+            )
         try:
             return self.runner.run()
         finally:
             self._shutdown()
 
     def _shutdown(self) -> None:
+        # Stop taking webhooks first: what was accepted is in the inbox already.
+        if self.webhooks is not None:
+            self.webhooks.stop()
         left = self.source.close(self.config.bridge.shutdown_grace_s / 2)
         if left:
             log.warning("records left unacknowledged at shutdown", extra={"records": left})

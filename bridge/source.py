@@ -1,5 +1,5 @@
 """One PassEntry source, assembled from the config: its API client and slice reader, the
-stages, its transactional producer, checkpoint store and pipeline.
+stages, its transactional producer, checkpoint store, webhook inbox and pipeline.
 
 Everything here belongs to one source id: its transactional id fences any other writer of
 the source, and its checkpoint and dedup window are its own.
@@ -8,7 +8,9 @@ the source, and its checkpoint and dedup window are its own.
 from __future__ import annotations
 
 import logging
+import math
 import threading
+import time
 from collections.abc import Callable
 
 import httpx
@@ -20,6 +22,7 @@ from bridge.avro.schemas import latest
 from bridge.config import Config
 from bridge.dedup import DedupWindow
 from bridge.enrich import Enricher, PassCache
+from bridge.errors import RetriableError
 from bridge.kafka.checkpoint import CheckpointStore
 from bridge.kafka.producer import Publisher, producer_config, transactional_id
 from bridge.kafka.records import RecordBuilder
@@ -30,6 +33,7 @@ from bridge.passentry.client import PassEntryClient
 from bridge.passentry.ratelimit import RequestBudget
 from bridge.passentry.slices import SlicePlan, SliceReader
 from bridge.pipeline import CycleStats, Pipeline, PipelineSettings, Restored
+from bridge.webhook.inbox import InboxReader
 
 __all__ = ["Source"]
 
@@ -47,6 +51,7 @@ class Source:
         sleep: Callable[[float], None],
         transport: httpx.BaseTransport | None = None,
         framer: Framer | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.config = config
         self.source_id = source_id
@@ -78,11 +83,17 @@ class Source:
                 transaction_timeout_ms=kafka.transaction_timeout_ms,
             ),
             metrics,
-            dlq_topic=br.dlq_topic,
             call_timeout_s=max(30.0, kafka.message_timeout_ms / 1000),
             hold_s=br.debug_txn_hold_s,
         )
         self.checkpoints = CheckpointStore(client_conf, br.state_topic, source_id)
+        self._metrics = metrics
+        self._clock = clock
+        self._last_push = -math.inf
+        # The webhook inbox of this source, read while this process owns it.
+        self.inbox: InboxReader | None = None
+        if pe.webhooks_enabled:
+            self.inbox = InboxReader(client_conf, br.webhook_topic, source_id)
         schema = latest()
         # Registry mode when SCHEMA_REGISTRY_URL is set: the Confluent wire format, ids
         # from the registry; otherwise Avro single-object encoding.
@@ -128,10 +139,13 @@ class Source:
         )
 
     def prepare(self) -> Restored:
-        """Make sure the topics exist and the registry holds our schema, then restore."""
+        """Make sure the topics exist and the registry holds our schema, then restore, then
+        read the inbox from the position the restored transactions committed."""
         br = self.config.bridge
         self.topics.ensure([br.state_topic], compacted=True)
         self.topics.ensure(self._fixed_topics())
+        if self.inbox is not None:
+            self.topics.ensure([br.webhook_topic])
         if self.registry is not None and (
             br.topic_template is None
             or self.config.schema_registry.subject_name_strategy == "record"
@@ -139,10 +153,41 @@ class Source:
             # A schema mismatch stops start-up before anything is published; the subject of
             # a routed topic is checked when that topic is first used. Unreachable: retried.
             self.registry.check_startup([br.scans_topic])
-        return self.pipeline.restore()
+        restored = self.pipeline.restore()
+        if self.inbox is not None:
+            self.inbox.open(self.topics.partition_count(br.webhook_topic))
+        return restored
+
+    @property
+    def pushing(self) -> bool:
+        """Webhooks flowed lately: polling is the backstop."""
+        return self._clock() - self._last_push < 2 * self.config.passentry.poll_interval_backstop_s
 
     def cycle(self, stop: threading.Event, *, until_ms: int | None) -> CycleStats:
-        return self.pipeline.cycle(stop, until_ms=until_ms)
+        settle = int(self.config.passentry.webhook_settle_s * 1000) if self.pushing else None
+        return self.pipeline.cycle(stop, until_ms=until_ms, settle_ms=settle)
+
+    def wait(self, seconds: float, stop: threading.Event) -> None:
+        """Until the next poll: publish what webhooks bring meanwhile, or just wait."""
+        inbox = self.inbox
+        if inbox is None:
+            stop.wait(seconds)
+            return
+        deadline = self._clock() + seconds
+        gather_s = self.config.bridge.webhook_batch_ms / 1000
+        while not stop.is_set() and (left := deadline - self._clock()) > 0:
+            batch = inbox.take(min(left, 0.5), gather_s)
+            self._metrics.webhook_inbox_lag.set(inbox.lag())
+            if batch is None:
+                continue
+            try:
+                pushed = self.pipeline.publish_pushed(batch, inbox.group_metadata())
+            except RetriableError:
+                # Nothing of the batch is visible: read it again after the retry.
+                inbox.rewind(batch)
+                raise
+            if pushed.events:
+                self._last_push = self._clock()
 
     def recreate_producer(self) -> None:
         """After a commit whose outcome is unknown: a new producer with the same
@@ -152,6 +197,8 @@ class Source:
     def close(self, grace_s: float) -> int:
         """Abort what is open, release everything; return the records left unacknowledged."""
         left = self.publisher.close(grace_s)
+        if self.inbox is not None:
+            self.inbox.close()
         self.pipeline.close()
         self.client.close()
         if self.registry is not None:

@@ -104,7 +104,6 @@ def reset(config: Config, since_ms: int) -> str:
             transaction_timeout_ms=kafka.transaction_timeout_ms,
         ),
         Metrics(),
-        dlq_topic=br.dlq_topic,
         call_timeout_s=30,
     )
     publisher.init()

@@ -1,9 +1,8 @@
 """A thin transactional producer we own: one Kafka transaction per chunk, checkpoint inside.
 
 The producer partitions keys with ``murmur2_random``, the same hash Java clients use, so
-Java, Go and ksqlDB agree on where a reader's scans live. Each record's Kafka timestamp is
-its scan's creation time from the UUIDv7 id; the end-to-end latency histogram measures
-from it to the commit, when read_committed consumers can see the record.
+Java, Go and ksqlDB agree on where a reader's scans live. A transaction may also carry
+consumer positions (the webhook inbox's), committed with the records they became.
 
 librdkafka's error classes decide the reaction:
 
@@ -23,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NoReturn, Protocol, TypeVar
 
-from confluent_kafka import KafkaError, KafkaException, Message, Producer
+from confluent_kafka import KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from bridge.errors import (
     CommitOutcomeUnknownError,
@@ -33,7 +32,15 @@ from bridge.errors import (
 )
 from bridge.ops.metrics import Metrics
 
-__all__ = ["Headers", "OutRecord", "Publisher", "Sink", "producer_config", "transactional_id"]
+__all__ = [
+    "Headers",
+    "OutRecord",
+    "Publisher",
+    "Sink",
+    "TxnOffsets",
+    "producer_config",
+    "transactional_id",
+]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -57,13 +64,25 @@ class OutRecord:
     dlq_reason: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class TxnOffsets:
+    """Consumer positions committed inside the transaction (the webhook inbox's)."""
+
+    partitions: list[TopicPartition]
+    group_metadata: Any
+
+
 class Sink(Protocol):
     """Where the pipeline's records go; ``Publisher`` in production, a list in unit tests."""
 
     def init(self) -> None: ...
 
     def send(
-        self, records: list[OutRecord], checkpoint: OutRecord, timeout_s: float
+        self,
+        records: list[OutRecord],
+        checkpoint: OutRecord,
+        timeout_s: float,
+        offsets: TxnOffsets | None = None,
     ) -> dict[str, int]: ...
 
 
@@ -103,13 +122,11 @@ class Publisher:
         conf: dict[str, Any],
         metrics: Metrics,
         *,
-        dlq_topic: str,
         call_timeout_s: float,
         hold_s: float = 0.0,
     ) -> None:
         self._conf = {**conf, "on_delivery": self._on_delivery}
         self._metrics = metrics
-        self._dlq_topic = dlq_topic
         self._timeout = call_timeout_s
         self._acked: dict[str, int] = {}
         self._errors: list[KafkaError] = []
@@ -129,9 +146,14 @@ class Publisher:
         self.init()
 
     def send(
-        self, records: list[OutRecord], checkpoint: OutRecord, timeout_s: float
+        self,
+        records: list[OutRecord],
+        checkpoint: OutRecord,
+        timeout_s: float,
+        offsets: TxnOffsets | None = None,
     ) -> dict[str, int]:
-        """Produce ``records`` and ``checkpoint`` in one transaction and commit it.
+        """Produce ``records`` and ``checkpoint`` in one transaction, with ``offsets`` if
+        given, and commit it.
 
         Returns acknowledged counts per topic (the checkpoint excluded). Raises
         TransactionAbortedError (nothing visible; rewind), CommitOutcomeUnknownError
@@ -147,18 +169,16 @@ class Publisher:
                 if n % 100 == 99:
                     self._producer.poll(0)
             self._metrics.producer_queue.set(len(self._producer))
+            if offsets is not None:
+                self._producer.send_offsets_to_transaction(
+                    offsets.partitions, offsets.group_metadata, self._timeout
+                )
             if self._hold_s:
                 time.sleep(self._hold_s)
         except KafkaException as exc:
             self._abort_or_raise(exc, "produce")
         self._commit(timeout_s)
         self._metrics.transactions.labels("committed").inc()
-        # Visible to read_committed consumers from now: that is the end-to-end latency.
-        now_ms = time.time() * 1000
-        observe = self._metrics.end_to_end_latency.observe
-        for record in records:
-            if record.timestamp_ms and record.topic != self._dlq_topic:
-                observe(max(0.0, (now_ms - record.timestamp_ms) / 1000))
         self._metrics.producer_queue.set(len(self._producer))
         self._acked.pop(checkpoint.topic, None)
         return dict(self._acked)

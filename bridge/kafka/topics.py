@@ -52,6 +52,17 @@ class TopicManager:
             self._create_topics(missing, compacted)
         self._known.update(wanted)
 
+    def partition_count(self, topic: str) -> int:
+        """How many partitions ``topic`` has (it must exist)."""
+        try:
+            metadata = self._admin.list_topics(topic, timeout=self._timeout)
+        except KafkaException as exc:
+            raise KafkaRetriableError(f"cannot describe topic {topic}: {exc.args[0]}") from exc
+        found = metadata.topics.get(topic)
+        if found is None or found.error is not None or not found.partitions:
+            raise KafkaRetriableError(f"topic {topic} is not available")
+        return len(found.partitions)
+
     def _create_topics(self, names: list[str], compacted: bool) -> None:
         config = {"cleanup.policy": "compact"} if compacted else {}
         partitions = 1 if compacted else self._partitions

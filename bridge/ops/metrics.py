@@ -19,7 +19,7 @@ PREFIX = "passentry_bridge"
 
 # API calls sit around 50 ms to several seconds; end-to-end adds poll interval and commit.
 _API_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
-_E2E_BUCKETS = (0.05, 0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10, 30, 60, 300)
+_E2E_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10, 30, 60, 300)
 _CYCLE_BUCKETS = (0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
 
@@ -129,8 +129,36 @@ class Metrics:
         )
         self.end_to_end_latency = Histogram(
             f"{p}_end_to_end_latency_seconds",
-            "Broker acknowledgement time minus the scan's creation time (from its UUIDv7).",
+            "Commit time (when read_committed consumers see the record) minus the scan's"
+            " creation time (from its UUIDv7), by the path that brought it (poll, webhook).",
+            ["path"],
             buckets=_E2E_BUCKETS,
+            registry=r,
+        )
+        self.webhook_requests = Counter(
+            f"{p}_webhook_requests_total",
+            "Webhook requests by outcome (accepted, ignored, unauthorized, malformed, stale,"
+            " too_large, unknown_source, unavailable).",
+            ["outcome"],
+            registry=r,
+        )
+        self.webhook_events = Counter(
+            f"{p}_webhook_events_total",
+            "Inbox events taken by the owner of their source, by outcome (published,"
+            " duplicate: already published by either path, deferred: left to polling).",
+            ["outcome"],
+            registry=r,
+        )
+        self.webhook_deferred = Counter(
+            f"{p}_webhook_deferred_total",
+            "Webhook scans left to polling, by reason (unknown_reader, late, invalid_scan,"
+            " invalid_event).",
+            ["reason"],
+            registry=r,
+        )
+        self.webhook_inbox_lag = Gauge(
+            f"{p}_webhook_inbox_lag_messages",
+            "Events in the inbox partitions of the sources this process owns, not yet taken.",
             registry=r,
         )
         self.watermark_timestamp = Gauge(

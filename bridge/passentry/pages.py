@@ -24,7 +24,16 @@ from bridge.passentry.models import (
 )
 from bridge.uuid7 import parse_uuid7_int
 
-__all__ = ["DecodedPage", "Listed", "ListedReject", "Rejected", "ValidScan", "decode_page"]
+__all__ = [
+    "DecodedPage",
+    "Listed",
+    "ListedReject",
+    "Rejected",
+    "ValidScan",
+    "add_included",
+    "add_scan",
+    "decode_page",
+]
 
 _envelope = msgspec.json.Decoder(PageEnvelope)
 _scan = msgspec.json.Decoder(ScanResource)
@@ -94,13 +103,14 @@ def decode_page(body: bytes) -> DecodedPage:
         raise MalformedPageError(f"not a scans page: {_short(exc)}") from None
     page = DecodedPage(meta=envelope.meta, links=envelope.links)
     for raw in envelope.data:
-        _decode_scan(raw, page)
+        add_scan(raw, page)
     for raw in envelope.included or ():
-        _decode_included(raw, page)
+        add_included(raw, page)
     return page
 
 
-def _decode_scan(raw: msgspec.Raw, page: DecodedPage) -> None:
+def add_scan(raw: msgspec.Raw, page: DecodedPage) -> None:
+    """Decode one scan resource into ``page``: a valid scan, or a rejected one."""
     try:
         scan = _scan.decode(raw)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
@@ -130,7 +140,8 @@ def _decode_scan(raw: msgspec.Raw, page: DecodedPage) -> None:
     page.scans.append(ValidScan(id_int, id_int >> 80, scan, raw))
 
 
-def _decode_included(raw: msgspec.Raw, page: DecodedPage) -> None:
+def add_included(raw: msgspec.Raw, page: DecodedPage) -> None:
+    """Decode one ``included`` item into ``page``'s passes or readers."""
     try:
         item = _included.decode(raw)
     except (msgspec.DecodeError, msgspec.ValidationError):

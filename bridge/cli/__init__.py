@@ -29,6 +29,7 @@ class _Commands(click.Group):
         "state": ("bridge.cli.state", "state"),
         "schema": ("bridge.cli.schema", "schema"),
         "simulate": ("bridge.simulator.command", "simulate"),
+        "webhooks": ("bridge.cli.webhooks", "webhooks"),
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:

@@ -12,8 +12,11 @@ import click
 
 from bridge.config import Config, load_config
 from bridge.errors import ConfigError
+from bridge.ops.metrics import Metrics
+from bridge.passentry.client import PassEntryClient
+from bridge.passentry.ratelimit import RequestBudget
 
-__all__ = ["config_option", "load", "parse_time"]
+__all__ = ["api_client", "config_option", "load", "parse_time"]
 
 
 def parse_time(value: str, name: str) -> int:
@@ -46,3 +49,16 @@ config_option = click.option(
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="YAML file with passentry/kafka/bridge sections; environment variables win over it.",
 )
+
+
+def api_client(config: Config, token: str | None = None) -> PassEntryClient:
+    """A PassEntry client for a command (not the bridge): short retries, its own metrics."""
+    pe = config.passentry
+    return PassEntryClient(
+        str(pe.api_url),
+        token or pe.token(),
+        metrics=Metrics(),
+        budget=RequestBudget(pe.request_budget),
+        timeout_s=pe.timeout_s,
+        retry_deadline_s=min(pe.retry_deadline_s, 10.0),
+    )

@@ -11,12 +11,9 @@ import httpx
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
-from bridge.cli._common import config_option, load
+from bridge.cli._common import api_client, config_option, load
 from bridge.config import Config
 from bridge.errors import BridgeError
-from bridge.ops.metrics import Metrics
-from bridge.passentry.client import PassEntryClient
-from bridge.passentry.ratelimit import RequestBudget
 
 __all__ = ["CheckResult", "check", "run_checks"]
 
@@ -49,6 +46,7 @@ def run_checks(config: Config) -> list[CheckResult]:
     ]
     results.append(_check_api(config))
     results.append(_check_kafka(config))
+    results.append(_check_webhooks(config))
     return results
 
 
@@ -58,14 +56,7 @@ def _check_api(config: Config) -> CheckResult:
         token = pe.token()
     except BridgeError as exc:
         return CheckResult("passentry", False, str(exc))
-    client = PassEntryClient(
-        str(pe.api_url),
-        token,
-        metrics=Metrics(),
-        budget=RequestBudget(pe.request_budget),
-        timeout_s=pe.timeout_s,
-        retry_deadline_s=min(pe.retry_deadline_s, 10.0),
-    )
+    client = api_client(config, token)
     try:
         fetched = client.list_scans({**pe.filters.as_query(), "perPage": "1", "page": "1"})
     except BridgeError as exc:
@@ -94,3 +85,35 @@ def _check_kafka(config: Config) -> CheckResult:
             " (will be created)" if br.create_topics else " (BRIDGE_CREATE_TOPICS is false)"
         )
     return CheckResult("kafka", not missing or br.create_topics, detail)
+
+
+def _check_webhooks(config: Config) -> CheckResult:
+    pe, br = config.passentry, config.bridge
+    if not pe.webhooks_enabled:
+        return CheckResult("webhooks", True, "off (PASSENTRY_WEBHOOK_SECRET unset): polling only")
+    try:
+        secrets = pe.webhook_secrets()
+        token = pe.token()
+    except BridgeError as exc:
+        return CheckResult("webhooks", False, str(exc))
+    detail = (
+        f"on: POST :{br.webhook_port}/webhooks/passentry/{br.source_id}, inbox"
+        f" {br.webhook_topic}, {len(secrets)} secret(s) accepted"
+    )
+    try:
+        with api_client(config, token) as client:
+            subs = client.webhook_subscriptions()
+    except BridgeError as exc:
+        return CheckResult("webhooks", False, f"{detail}; cannot list subscriptions: {exc}")
+    live = [
+        s for s in subs if s.attributes.enabled and "passScanned" in s.attributes.subscribed_events
+    ]
+    if not live:
+        return CheckResult(
+            "webhooks",
+            False,
+            f"{detail}; no enabled PassEntry subscription sends passScanned"
+            " (passentry-bridge webhooks register --url ...)",
+        )
+    urls = ", ".join(sorted(s.attributes.url for s in live))
+    return CheckResult("webhooks", True, f"{detail}; passScanned is sent to {urls}")

@@ -37,7 +37,14 @@ ids = [p.name.removesuffix("-values.yaml") for p in CI_VALUES]
 
 
 def test_the_value_combinations_are_all_there() -> None:
-    assert {"default", "existing-secret", "sasl-tls", "monitoring", "schema-registry"} <= set(ids)
+    assert {
+        "default",
+        "existing-secret",
+        "sasl-tls",
+        "monitoring",
+        "schema-registry",
+        "webhook",
+    } <= set(ids)
 
 
 @pytest.mark.parametrize("values", CI_VALUES, ids=ids)
@@ -157,6 +164,13 @@ BAD_VALUES = {
     "zero shutdown grace": ["bridge.shutdownGraceSeconds=0"],
     "shutdown grace as a string": ["bridge.shutdownGraceSeconds=25s"],
     "bad topic name": ["bridge.scansTopic=a topic"],
+    "webhooks without a secret": ["webhook.enabled=true"],
+    "webhook ingress without a host": [
+        "webhook.enabled=true",
+        "webhook.secret=s",
+        "webhook.ingress.enabled=true",
+    ],
+    "bad inbox topic": ["webhook.topic=in box"],
 }
 
 
@@ -349,6 +363,60 @@ def test_network_policy(render: Render) -> None:
     egress_ports = {p["port"] for rule in policy["egress"] for p in rule["ports"]}
     assert {53, 9092, 443, 8081} <= egress_ports
     assert not by_kind(render(DEFAULT), "NetworkPolicy"), "off by default"
+
+
+def test_webhooks_receive_on_their_own_port_with_the_secret_as_a_file(render: Render) -> None:
+    docs = render(CHART / "ci" / "webhook-values.yaml")
+    env = _env(docs)
+    container = _container(docs)
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports == {"http": 9108, "webhook": 8080}
+    assert env["BRIDGE_WEBHOOK_PORT"] == "8080"
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    for name in ("PASSENTRY_WEBHOOK_SECRET_FILE", "PASSENTRY_WEBHOOK_PREVIOUS_SECRET_FILE"):
+        assert str(Path(env[name]).parent) == mounts["webhook-secret"]
+    volumes = {v["name"]: v for v in one(docs, "Deployment")["spec"]["template"]["spec"]["volumes"]}
+    secret = volumes["webhook-secret"]["secret"]
+    assert secret["secretName"] == "passentry-webhook"
+    assert {i["key"]: i["path"] for i in secret["items"]} == {
+        "current": "secret",
+        "previous": "previous",
+    }
+    service_ports = {p["name"]: p["targetPort"] for p in one(docs, "Service")["spec"]["ports"]}
+    assert service_ports == {"http": "http", "webhook": "webhook"}
+
+
+def test_the_ingress_exposes_only_the_webhook_path(render: Render) -> None:
+    docs = render(CHART / "ci" / "webhook-values.yaml")
+    ingress = one(docs, "Ingress")["spec"]
+    (rule,) = ingress["rules"]
+    (path,) = rule["http"]["paths"]
+    assert path["path"] == "/webhooks/passentry/"
+    assert path["backend"]["service"]["port"] == {"name": "webhook"}
+    assert ingress["tls"] == [
+        {"hosts": ["bridge.example.com"], "secretName": "bridge-example-com-tls"}
+    ]
+    assert not by_kind(render(DEFAULT), "Ingress")
+
+
+def test_network_policy_admits_only_the_webhook_and_metrics_ports(render: Render) -> None:
+    docs = render(CHART / "ci" / "webhook-values.yaml")
+    ingress = one(docs, "NetworkPolicy")["spec"]["ingress"]
+    assert [r["ports"] for r in ingress] == [
+        [{"port": "http", "protocol": "TCP"}],
+        [{"port": "webhook", "protocol": "TCP"}],
+    ]
+    assert ingress[1]["from"][0]["namespaceSelector"]["matchLabels"] == {
+        "kubernetes.io/metadata.name": "ingress-nginx"
+    }
+
+
+def test_a_webhook_secret_given_as_a_value_is_stored_in_the_chart_secret(render: Render) -> None:
+    docs = render(DEFAULT, "webhook.enabled=true", "webhook.secret=whsec")
+    assert "webhook-secret" in one(docs, "Secret")["data"]
+    volumes = one(docs, "Deployment")["spec"]["template"]["spec"]["volumes"]
+    (secret,) = [v["secret"] for v in volumes if v["name"] == "webhook-secret"]
+    assert secret["items"] == [{"key": "webhook-secret", "path": "secret"}]
 
 
 # --- prometheus-operator resources and the dashboard --------------------------------------

@@ -120,10 +120,9 @@ def drain(
     )
     records: list[Record] = []
     try:
-        md = consumer.list_topics(topic, timeout=10)
-        parts = sorted(md.topics[topic].partitions)
-        consumer.assign([TopicPartition(topic, p, 0) for p in parts])
         deadline = time.monotonic() + timeout_s
+        parts = _partitions(consumer, topic, deadline)
+        consumer.assign([TopicPartition(topic, p, 0) for p in parts])
         quiet_since = time.monotonic()
         at_end: set[int] = set()
         while time.monotonic() < deadline:
@@ -162,6 +161,17 @@ def drain(
         return records
     finally:
         consumer.close()
+
+
+def _partitions(consumer: Consumer, topic: str, deadline: float) -> list[int]:
+    """The topic's partitions, once it exists: the bridge may not have created it yet."""
+    while True:
+        found = consumer.list_topics(topic, timeout=10).topics.get(topic)
+        if found is not None and found.error is None and found.partitions:
+            return sorted(found.partitions)
+        if time.monotonic() > deadline:
+            raise AssertionError(f"topic {topic} did not appear")
+        time.sleep(0.2)
 
 
 def wait_for(condition: Callable[[], bool], timeout_s: float, what: str) -> None:

@@ -82,9 +82,18 @@ app.kubernetes.io/part-of: passentry-bridge
 {{- .Values.schemaRegistry.existingSecret | default (include "passentry-bridge.secretName" .) }}
 {{- end }}
 
+{{- define "passentry-bridge.webhookSecretName" -}}
+{{- .Values.webhook.existingSecret | default (include "passentry-bridge.secretName" .) }}
+{{- end }}
+
+{{- define "passentry-bridge.webhookSecretKey" -}}
+{{- if .Values.webhook.existingSecret }}{{ .Values.webhook.existingSecretKey }}{{ else }}webhook-secret{{ end }}
+{{- end }}
+
 {{/* True when the chart must create its Secret (some credential was given as a value). */}}
 {{- define "passentry-bridge.needsSecret" -}}
 {{- if or (and (not .Values.passentry.existingSecret) .Values.passentry.apiToken)
+          (and .Values.webhook.enabled (not .Values.webhook.existingSecret) .Values.webhook.secret)
           (and (include "passentry-bridge.saslEnabled" .) (not .Values.kafka.sasl.existingSecret) .Values.kafka.sasl.password)
           (and .Values.schemaRegistry.enabled (not .Values.schemaRegistry.existingSecret) (or .Values.schemaRegistry.basicAuthUserInfo .Values.schemaRegistry.bearerToken)) }}true{{ end }}
 {{- end }}

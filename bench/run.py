@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from types import FrameType
 from typing import Any
 
-from bench import scenarios
+from bench import scenarios, webhooks
 from bench._procs import REPO, Kafka
 from bench._runs import Context
 
@@ -30,6 +30,9 @@ SCENARIOS: dict[str, Callable[[Context, scenarios.Sizes], dict[str, Any]]] = {
     "cpu": scenarios.cpu,
     "latency": scenarios.latency,
     "memory": scenarios.memory,
+    "webhook_latency": lambda ctx, sizes: webhooks.webhook_latency(
+        ctx, sizes, plot_to=RESULTS / "webhook_latency.png"
+    ),
 }
 # (scenario, figure, comparison, target)
 TARGETS = [
@@ -39,6 +42,8 @@ TARGETS = [
     ("cpu", "ratio_vs_naive", ">=", 3.0),
     ("latency", "p99_s", "<=", 1.5),
     ("memory", "rss_growth_mb", "<=", 15.0),
+    ("webhook_latency", "webhook.p99_s", "<=", 0.25),
+    ("webhook_latency", "api_requests_per_s", "<=", 1.0),
 ]
 
 
@@ -116,6 +121,21 @@ def markdown(results: dict[str, Any]) -> str:
             f" bridge fetched {la['bridge_pages_fetched']} pages,"
             f" {la['bridge_duplicates']} duplicates"
         )
+    if "webhook_latency" in results:
+        w = results["webhook_latency"]
+        lines += [
+            "",
+            f"Webhook latency, {w['rate_per_s']} scans/s for {w['duration_s']:.0f} s:",
+            "",
+            "| path | measured | p50 s | p99 s | max s | API requests / s | missing |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for name in ("poll", "webhook"):
+            f = w[name]
+            lines.append(
+                f"| {name} | {f['measured']} | {f['p50_s']} | {f['p99_s']} | {f['max_s']} |"
+                f" {f['api_requests_per_s']} | {f['missing']} |"
+            )
     if "memory" in results:
         m = results["memory"]
         lines.append(

@@ -30,7 +30,19 @@ from bench._runs import (
     run_comparator,
 )
 
-__all__ = ["FULL", "QUICK", "Sizes", "backfill", "cpu", "latency", "memory"]
+__all__ = [
+    "FULL",
+    "QUICK",
+    "Arrivals",
+    "Sizes",
+    "backfill",
+    "cpu",
+    "latency",
+    "memory",
+    "quantile",
+    "say",
+    "wait_ready",
+]
 
 WEEK_S = 7 * 86_400
 
@@ -152,7 +164,7 @@ def cpu(ctx: Context, sizes: Sizes) -> dict[str, Any]:
     }
 
 
-class _Arrivals:
+class Arrivals:
     """A read_committed consumer in this process: arrival wall time minus record time."""
 
     def __init__(self, bootstrap: str, topic: str, partitions: int) -> None:
@@ -180,7 +192,7 @@ class _Arrivals:
                     stamp = msg.timestamp()[1]
                     self.delays.append((stamp, arrived - stamp / 1000))
 
-    def __enter__(self) -> _Arrivals:
+    def __enter__(self) -> Arrivals:
         self._thread.start()
         return self
 
@@ -190,7 +202,7 @@ class _Arrivals:
         self._consumer.close()
 
 
-def _quantile(values: list[float], q: float) -> float:
+def quantile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
@@ -204,13 +216,13 @@ def latency(ctx: Context, sizes: Sizes, env: dict[str, str] | None = None) -> di
     poll = {"PASSENTRY_POLL_INTERVAL_MIN_S": "1", "PASSENTRY_POLL_INTERVAL_MAX_S": "1"}
     sim_args = ["--rate", "200", "--duration", str(duration), "--seed", "5"]
     with (
-        _Arrivals(ctx.kafka.bootstrap, topic, 6) as arrivals,
+        Arrivals(ctx.kafka.bootstrap, topic, 6) as arrivals,
         Simulator(sim_args, log_dir=ctx.log_dir, name="sim-latency") as sim,
     ):
         traffic_end = time.monotonic() + duration
         child, port = bridge_child(ctx, sim, "bridge-latency", {**names, **poll}, [])
         with child:
-            ready_ms = _wait_ready(ctx, child, port)
+            ready_ms = wait_ready(ctx, child, port)
             time.sleep(max(0.0, traffic_end - time.monotonic()) + 0.5)
             created = sim.stats()["scans"]["total"]
             deadline = time.monotonic() + 30
@@ -229,8 +241,8 @@ def latency(ctx: Context, sizes: Sizes, env: dict[str, str] | None = None) -> di
         "missing": max(0, created - len(arrivals.delays)),
         "measured": len(measured),
         "warmup_excluded": len(arrivals.delays) - len(measured),
-        "p50_s": round(_quantile(measured, 0.50), 3),
-        "p99_s": round(_quantile(measured, 0.99), 3),
+        "p50_s": round(quantile(measured, 0.50), 3),
+        "p99_s": round(quantile(measured, 0.99), 3),
         "max_s": round(max(measured, default=float("nan")), 3),
         "bridge_pages_fetched": int(metrics.get("passentry_bridge_pages_fetched_total", 0)),
         "bridge_duplicates": int(metrics.get("passentry_bridge_scans_duplicate_total", 0)),
@@ -239,7 +251,7 @@ def latency(ctx: Context, sizes: Sizes, env: dict[str, str] | None = None) -> di
     }
 
 
-def _wait_ready(ctx: Context, child: Child, port: int) -> int:
+def wait_ready(ctx: Context, child: Child, port: int) -> int:
     """Wall time (ms) of the bridge's first finished poll cycle: scans created before it
     are the start-up's backlog, not steady-state latency."""
     deadline = time.monotonic() + 120

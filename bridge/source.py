@@ -191,7 +191,7 @@ class Source:
 
     def recreate_producer(self) -> None:
         """After a commit whose outcome is unknown: a new producer with the same
-        transactional id settles it (the next restore reads where we are)."""
+        transactional id, which the next restore initialises (that settles it)."""
         self.publisher.recreate()
 
     def close(self, grace_s: float) -> int:

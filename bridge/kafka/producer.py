@@ -133,17 +133,26 @@ class Publisher:
         # Fault tests only (BRIDGE_DEBUG_TXN_HOLD_S): keep each transaction open a while.
         self._hold_s = hold_s
         self._producer = Producer(self._conf)
+        self._initialised = False
 
     def init(self) -> None:
-        """``init_transactions``: fences older instances and settles their open transaction."""
+        """``init_transactions``: fences older instances and settles their open transaction.
+
+        A producer takes it once: a restore that runs again (after a failure part way) starts
+        over with a fresh producer, which fences afresh.
+        """
+        if self._initialised:
+            self._producer = Producer(self._conf)
         self._call(lambda: self._producer.init_transactions(self._timeout), "init_transactions")
+        self._initialised = True
 
     def recreate(self) -> None:
-        """A fresh producer with the same transactional.id, after an unknown commit outcome."""
+        """A fresh producer with the same transactional.id, after an unknown commit outcome;
+        the restore that follows calls :meth:`init`, which settles it."""
         with contextlib.suppress(KafkaException):
             self._producer.flush(0)
         self._producer = Producer(self._conf)
-        self.init()
+        self._initialised = False
 
     def send(
         self,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException
@@ -53,15 +54,20 @@ class TopicManager:
         self._known.update(wanted)
 
     def partition_count(self, topic: str) -> int:
-        """How many partitions ``topic`` has (it must exist)."""
-        try:
-            metadata = self._admin.list_topics(topic, timeout=self._timeout)
-        except KafkaException as exc:
-            raise KafkaRetriableError(f"cannot describe topic {topic}: {exc.args[0]}") from exc
-        found = metadata.topics.get(topic)
-        if found is None or found.error is not None or not found.partitions:
-            raise KafkaRetriableError(f"topic {topic} is not available")
-        return len(found.partitions)
+        """How many partitions ``topic`` has. A topic created a moment ago may take a few
+        hundred ms to show in the metadata: wait for it, up to the timeout."""
+        deadline = time.monotonic() + self._timeout
+        while True:
+            try:
+                metadata = self._admin.list_topics(topic, timeout=self._timeout)
+            except KafkaException as exc:
+                raise KafkaRetriableError(f"cannot describe topic {topic}: {exc.args[0]}") from exc
+            found = metadata.topics.get(topic)
+            if found is not None and found.error is None and found.partitions:
+                return len(found.partitions)
+            if time.monotonic() > deadline:
+                raise KafkaRetriableError(f"topic {topic} is not available")
+            time.sleep(0.1)
 
     def _create_topics(self, names: list[str], compacted: bool) -> None:
         config = {"cleanup.policy": "compact"} if compacted else {}

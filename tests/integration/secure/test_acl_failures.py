@@ -26,7 +26,8 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AclOperation, AdminClient, NewTopic
 
-from bridge.tail import tail
+from bridge.avro.decoder import RecordDecoder
+from bridge.cli.tail import tail_lines
 from tests.integration.secure.secure_kafka import AclAdmin, Grant, SecureKafka
 
 
@@ -293,9 +294,10 @@ def test_tail_needs_read_and_the_prefixed_tail_group(acls: AclAdmin, setup: Setu
         ]
     )
     lines = list(
-        tail(
+        tail_lines(
             setup.conf(),
             setup.scans,
+            decoder=RecordDecoder(),
             from_beginning=True,
             reader=None,
             max_records=1,

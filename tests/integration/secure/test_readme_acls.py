@@ -129,7 +129,7 @@ def test_readme_acls_are_enough_for_the_bridge(
             acls.revoke(create)
             sim.store.generate(40)
             caplog.clear()
-            with caplog.at_level(logging.INFO, logger="bridge.service"):
+            with caplog.at_level(logging.INFO, logger="bridge.runner"):
                 assert Service(config, RunOptions(once=True, serve_http=False)).run() == 0
             assert "resumed from checkpoint" in caplog.messages
             expected = {s.id for s in sim.store.all_scans()}

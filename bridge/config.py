@@ -40,6 +40,7 @@ __all__ = [
     "PassEntrySettings",
     "RegistrySettings",
     "ScanFilters",
+    "SourceConfig",
     "load_config",
     "load_registry_settings",
 ]
@@ -303,6 +304,18 @@ class BridgeSettings(_Group):
     webhook_batch_ms: int = Field(20, ge=0, le=5000)
     # Webhook requests handled at once; more are answered 503 (PassEntry retries them).
     webhook_max_inflight: int = Field(256, ge=1, le=100_000)
+    # Replicas share the sources through this Kafka consumer group: the member assigned a
+    # source's partition of the coordination topic runs it. Empty: no group; every source
+    # of the config runs in this process (one replica only).
+    group_id: str = Field("passentry-bridge", pattern=r"^([A-Za-z0-9._-]{1,249})?$")
+    coordination_topic: str = Field(
+        "passentry.bridge.coordination", pattern=r"^[A-Za-z0-9._-]{1,249}$"
+    )
+    # Sources hash onto this many partitions; more partitions, fewer sources that share one.
+    coordination_partitions: int = Field(32, ge=1, le=10_000)
+    # A member silent this long is dropped and its sources move: the failover time after a
+    # crash is this plus a restore.
+    group_session_timeout_ms: int = Field(10_000, ge=1_000, le=300_000)
     shutdown_grace_s: float = Field(25.0, gt=0, le=3600)
     # /readyz turns false when no poll succeeded for this long.
     ready_max_poll_age_s: float = Field(120.0, gt=0)
@@ -432,12 +445,32 @@ class RegistrySettings(_Group):
 
 
 @dataclass(frozen=True, slots=True)
+class SourceConfig:
+    """One PassEntry source: its id (the checkpoint key and the transactional id), its
+    PassEntry settings (token, filters, pace, webhook secret) and where its scans go."""
+
+    id: str
+    passentry: PassEntrySettings
+    scans_topic: str
+    topic_template: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     passentry: PassEntrySettings
     kafka: KafkaSettings
     bridge: BridgeSettings
     # SCHEMA_REGISTRY_*; url unset (the default) means single-object encoding.
     schema_registry: RegistrySettings
+    # The sources this deployment runs: the YAML file's ``sources:`` list, or the one the
+    # environment describes (BRIDGE_SOURCE_ID with PASSENTRY_*).
+    sources: tuple[SourceConfig, ...] = ()
+
+    def source(self, source_id: str) -> SourceConfig:
+        for source in self.sources:
+            if source.id == source_id:
+                return source
+        raise ConfigError(f"no source {source_id!r} in the configuration")
 
 
 log = logging.getLogger(__name__)
@@ -469,7 +502,61 @@ def load_config(path: Path | None = None, **overrides: dict[str, Any]) -> Config
     groups = {
         name: _load_group(name, sections.get(name, {}), overrides.get(name)) for name in _GROUPS
     }
-    return Config(**groups)
+    sources = _sources(sections.get(_SOURCES), groups["passentry"], groups["bridge"], path)
+    return Config(**groups, sources=sources)
+
+
+_SOURCES = "sources"
+_SOURCE_ID = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
+_TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
+
+
+def _sources(
+    listed: Any, base: PassEntrySettings, bridge: BridgeSettings, path: Path | None
+) -> tuple[SourceConfig, ...]:
+    """The ``sources:`` list, each entry over the PassEntry settings of the environment and
+    the file's ``passentry:`` section; without one, the single source the environment
+    names."""
+    if listed is None:
+        return (SourceConfig(bridge.source_id, base, bridge.scans_topic, bridge.topic_template),)
+    if "source_id" in bridge.model_fields_set:
+        raise ConfigError(
+            f"--config: {path} lists sources, and BRIDGE_SOURCE_ID names one too; use one"
+        )
+    if not isinstance(listed, list) or not listed:
+        raise ConfigError(f"--config: 'sources' in {path} must be a non-empty list")
+    out = [_source(n, entry, base, bridge) for n, entry in enumerate(listed)]
+    ids = [s.id for s in out]
+    twice = sorted({i for i in ids if ids.count(i) > 1})
+    if twice:
+        raise ConfigError(f"--config: source id(s) {twice} listed more than once")
+    return tuple(out)
+
+
+def _source(n: int, entry: Any, base: PassEntrySettings, bridge: BridgeSettings) -> SourceConfig:
+    if not isinstance(entry, dict):
+        raise ConfigError(f"--config: sources[{n}] must be a mapping")
+    fields = dict(entry)
+    source_id = fields.pop("id", None)
+    if not isinstance(source_id, str) or not _SOURCE_ID.match(source_id):
+        raise ConfigError(f"--config: sources[{n}].id must be 1-100 of A-Z a-z 0-9 . _ -")
+    where = f"sources[{source_id}]"
+    topic = fields.pop("topic", bridge.scans_topic)
+    if not isinstance(topic, str) or not _TOPIC.match(topic):
+        raise ConfigError(f"--config: {where}.topic is not a valid topic name")
+    template = fields.pop("topic_template", bridge.topic_template)
+    shared = base.model_dump()
+    if {"api_token", "api_token_file"} & set(fields):
+        # A source's own token replaces the shared one: not both at once.
+        shared.pop("api_token", None)
+        shared.pop("api_token_file", None)
+    try:
+        if template is not None:
+            template = BridgeSettings.model_validate({"topic_template": template}).topic_template
+        passentry = PassEntrySettings.model_validate({**shared, **fields})
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, f"{where}.")) from None
+    return SourceConfig(source_id, passentry, topic, template)
 
 
 def load_registry_settings(path: Path | None = None) -> RegistrySettings:
@@ -514,7 +601,7 @@ def _check_env_names() -> None:
                 raise ConfigError("invalid setting " + message)
 
 
-def _read_yaml(path: Path) -> dict[str, dict[str, Any]]:
+def _read_yaml(path: Path) -> dict[str, Any]:
     try:
         loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except OSError as exc:
@@ -523,14 +610,17 @@ def _read_yaml(path: Path) -> dict[str, dict[str, Any]]:
         raise ConfigError(f"--config: {path} is not valid YAML: {exc}") from exc
     if not isinstance(loaded, dict):
         raise ConfigError(f"--config: {path} must be a mapping with sections {sorted(_PREFIXES)}")
-    unknown = set(loaded) - set(_PREFIXES)
+    unknown = set(loaded) - set(_PREFIXES) - {_SOURCES}
     if unknown:
         raise ConfigError(
             f"--config: unknown section(s) {sorted(unknown)} in {path}; "
-            f"expected {sorted(_PREFIXES)}"
+            f"expected {sorted([*_PREFIXES, _SOURCES])}"
         )
-    out: dict[str, dict[str, Any]] = {}
+    out: dict[str, Any] = {}
     for name, section in loaded.items():
+        if name == _SOURCES:
+            out[name] = section
+            continue
         if section is None:
             section = {}
         if not isinstance(section, dict):
@@ -540,9 +630,13 @@ def _read_yaml(path: Path) -> dict[str, dict[str, Any]]:
 
 
 def _describe(exc: ValidationError, prefix: str) -> str:
+    """``PASSENTRY_LOOKBACK_S: ...`` for an env prefix, ``sources[eu].lookback_s: ...`` for
+    a source of the YAML file."""
     problems = []
+    yaml_path = prefix.endswith(".")
     for err in exc.errors(include_input=False, include_url=False):
         loc = [str(part) for part in err["loc"]]
-        name = prefix + "__".join(loc).upper() if loc else prefix.rstrip("_")
+        joined = ".".join(loc) if yaml_path else "__".join(loc).upper()
+        name = prefix + joined if loc else prefix.rstrip("_.")
         problems.append(f"{name}: {err['msg']}")
     return "invalid setting " + "; ".join(problems)

@@ -397,7 +397,7 @@ class Pipeline:
         self.topics_written |= topics
         self._account(acked, records, stats, path)
         self.window.add_all(new_ids)
-        self._metrics.dedup_window_ids.set(len(self.window))
+        self._metrics.dedup_window_ids.labels(self._settings.source_id).set(len(self.window))
         self._watermark_metrics()
 
     def _account(
@@ -423,4 +423,6 @@ class Pipeline:
 
     def _watermark_metrics(self) -> None:
         if self.window.watermark:
-            self._metrics.published_up_to((self.window.watermark >> 80) / 1000)
+            self._metrics.published_up_to(
+                self._settings.source_id, (self.window.watermark >> 80) / 1000
+            )

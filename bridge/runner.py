@@ -83,14 +83,20 @@ class SourceRunner:
         self,
         source: Runnable,
         *,
+        source_id: str,
         options: RunOptions,
         pace: Pace,
         health: Health,
         metrics: Metrics,
         stop: threading.Event,
         clock: Callable[[], float] = time.monotonic,
+        on_restored: Callable[[], None] | None = None,
     ) -> None:
+        """``on_restored`` is called each time the source has been restored (and may
+        publish): a takeover is measured to the first."""
+        self._on_restored = on_restored
         self._source = source
+        self._source_id = source_id
         self._options = options
         self._pace = pace
         self._health = health
@@ -111,6 +117,8 @@ class SourceRunner:
                     self._log_restored(self._source.prepare())
                     self._health.kafka(True)
                     restored = True
+                    if self._on_restored is not None:
+                        self._on_restored()
                 # Between polls the source waits, publishing what webhooks bring; the
                 # heartbeat above runs at least every wait slice.
                 if (left := next_poll - self._clock()) > 0:
@@ -172,7 +180,7 @@ class SourceRunner:
 
     def _succeeded(self, stats: CycleStats) -> None:
         self._metrics.poll_cycles.labels("ok").inc()
-        self._metrics.last_poll_timestamp.set(time.time())
+        self._metrics.last_poll_timestamp.labels(self._source_id).set(time.time())
         self._health.poll_succeeded()
         self._health.kafka(True)
         self._health.registry(True)

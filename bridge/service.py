@@ -1,5 +1,10 @@
-"""The bridge process: build the source from its config, serve /metrics and the probes,
-handle signals, run, and shut down within the grace period."""
+"""The bridge process: build its parts from the config, serve /metrics, the probes and the
+webhook receiver, handle signals, run the sources, and shut down within the grace period.
+
+Under a consumer group (``BRIDGE_GROUP_ID``, the default) the process is a member: it runs
+the sources the group assigns it and hands them over on a rebalance. Without one, and for
+``run --once`` and ``backfill``, it runs every source of its config itself.
+"""
 
 from __future__ import annotations
 
@@ -7,19 +12,20 @@ import logging
 import os
 import signal
 import threading
-import time
 from types import FrameType
 
 import httpx
 
 from bridge.avro.framing import Framer
 from bridge.config import Config
-from bridge.errors import ShutdownRequested
-from bridge.ops.health import Health
+from bridge.errors import RetriableError
+from bridge.fleet import Fleet
+from bridge.kafka.membership import GroupSettings, Membership
+from bridge.kafka.topics import TopicManager
+from bridge.ops.health import MemberHealth, ProcessHealth
 from bridge.ops.metrics import Metrics
 from bridge.ops.status_server import StatusServer
-from bridge.runner import EXIT_OK, Pace, RunOptions, SourceRunner
-from bridge.source import Source
+from bridge.runner import EXIT_OK, RunOptions
 from bridge.webhook.inbox import InboxWriter
 from bridge.webhook.receiver import ReceiverSettings, WebhookReceiver
 
@@ -42,52 +48,38 @@ class Service:
         self.options = options
         self.metrics = metrics if metrics is not None else Metrics()
         self.stop = threading.Event()
-        pe, br = config.passentry, config.bridge
-        self.health = Health(
-            max_poll_age_s=max(br.ready_max_poll_age_s, pe.poll_interval_max_s * 3)
-        )
-        start_ms = options.since_ms
-        if start_ms is None:  # a fresh source starts one lookback ago
-            start_ms = int(time.time() * 1000) - int(pe.lookback_s * 1000)
-        self.source = Source(
+        br = config.bridge
+        # A run that ends by itself (--once, backfill) owns its sources outright.
+        self.grouped = bool(br.group_id) and not options.once
+        self.member = MemberHealth() if self.grouped else None
+        self.health = ProcessHealth(self.member)
+        self.fleet = Fleet(
             config,
-            source_id=br.source_id + (options.source_suffix or ""),
-            start_ms=start_ms,
-            metrics=self.metrics,
-            sleep=self._sleep,
+            options,
+            self.metrics,
+            self.health,
+            restart_fatal=self.grouped,
             transport=transport,
             framer=framer,
-        )
-        self.runner = SourceRunner(
-            self.source,
-            options=options,
-            pace=Pace(
-                pe.poll_interval_min_s,
-                pe.poll_interval_max_s,
-                pe.retry_deadline_s,
-                pe.poll_interval_backstop_s,
-            ),
-            health=self.health,
-            metrics=self.metrics,
-            stop=self.stop,
         )
         self.http: StatusServer | None = None
         if options.serve_http:
             self.http = StatusServer(br.http_host, br.http_port, self.metrics, self.health)
         self.webhooks: WebhookReceiver | None = None
-        if options.serve_http and pe.webhooks_enabled:
+        secrets = {s.id: s.passentry.webhook_secrets() for s in config.sources}
+        if options.serve_http and any(secrets.values()):
+            # Any replica takes a webhook for any source: the owner reads it from the inbox.
             self.webhooks = WebhookReceiver(
                 ReceiverSettings(
-                    br.http_host, br.webhook_port, pe.webhook_max_age_s, br.webhook_max_inflight
+                    br.http_host,
+                    br.webhook_port,
+                    max(s.passentry.webhook_max_age_s for s in config.sources),
+                    br.webhook_max_inflight,
                 ),
-                {self.source.source_id: pe.webhook_secrets()},
+                {source_id: found for source_id, found in secrets.items() if found},
                 InboxWriter(config.kafka.librdkafka(), br.webhook_topic),
                 self.metrics,
             )
-
-    def _sleep(self, seconds: float) -> None:
-        if self.stop.wait(seconds):
-            raise ShutdownRequested
 
     def install_signal_handlers(self) -> None:
         def handle(signum: int, frame: FrameType | None) -> None:
@@ -116,17 +108,71 @@ class Service:
                 extra={"port": self.webhooks.port},
             )
         try:
-            return self.runner.run()
+            if self.grouped:
+                return self._run_as_member()
+            self.fleet.start(s.id for s in self.config.sources)
+            return self.fleet.wait(self.stop)
         finally:
             self._shutdown()
+
+    def _run_as_member(self) -> int:
+        br = self.config.bridge
+        partitions = self._coordination_partitions()
+        if partitions is None:
+            return EXIT_OK  # stopped before Kafka answered
+        grace = br.shutdown_grace_s / 2
+        member = self.member
+        if member is None:
+            raise RuntimeError("a group member needs its health")
+        membership = Membership(
+            self.config.kafka.librdkafka(),
+            GroupSettings(
+                br.group_id, br.coordination_topic, partitions, br.group_session_timeout_ms
+            ),
+            [s.id for s in self.config.sources],
+            start=self.fleet.start,
+            stop=lambda ids: self.fleet.stop(ids, grace),
+            metrics=self.metrics,
+            health=member,
+        )
+        log.info("joining the consumer group", extra={"group_id": br.group_id})
+        membership.run(self.stop)
+        return EXIT_OK
+
+    def _coordination_partitions(self) -> int | None:
+        """The coordination topic's partition count, creating the topic (and the webhook
+        inbox) if allowed; retried, readiness false meanwhile, until Kafka answers or the
+        bridge is stopped."""
+        br = self.config.bridge
+        topics = TopicManager(
+            self.config.kafka.librdkafka(),
+            create=br.create_topics,
+            partitions=br.coordination_partitions,
+            replication_factor=br.topic_replication_factor,
+        )
+        wait = 1.0
+        while not self.stop.is_set():
+            if self.member is not None:
+                self.member.beat()
+            try:
+                topics.ensure([br.coordination_topic])
+                if self.webhooks is not None:
+                    # Any member takes webhooks for any source, owner or not.
+                    topics.ensure([br.webhook_topic])
+                return topics.partition_count(br.coordination_topic)
+            except RetriableError as exc:
+                if self.member is not None:
+                    self.member.error(str(exc))
+                log.warning("cannot reach the coordination topic yet", extra={"error": str(exc)})
+                self.stop.wait(wait)
+                wait = min(wait * 2, 30.0)
+        return None
 
     def _shutdown(self) -> None:
         # Stop taking webhooks first: what was accepted is in the inbox already.
         if self.webhooks is not None:
             self.webhooks.stop()
-        left = self.source.close(self.config.bridge.shutdown_grace_s / 2)
-        if left:
-            log.warning("records left unacknowledged at shutdown", extra={"records": left})
+        self.fleet.stop_all(self.config.bridge.shutdown_grace_s / 2)
         if self.http is not None:
             self.http.stop()
 

@@ -19,7 +19,7 @@ from bridge.avro.encoder import Encoder
 from bridge.avro.framing import Framer, SingleObjectFramer
 from bridge.avro.registry import RegistryFramer
 from bridge.avro.schemas import latest
-from bridge.config import Config
+from bridge.config import Config, SourceConfig
 from bridge.dedup import DedupWindow
 from bridge.enrich import Enricher, PassCache
 from bridge.errors import RetriableError
@@ -44,9 +44,10 @@ class Source:
     def __init__(
         self,
         config: Config,
+        spec: SourceConfig,
         *,
-        source_id: str,
         start_ms: int,
+        suffix: str = "",
         metrics: Metrics,
         sleep: Callable[[float], None],
         transport: httpx.BaseTransport | None = None,
@@ -54,8 +55,10 @@ class Source:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.config = config
-        self.source_id = source_id
-        pe, kafka, br = config.passentry, config.kafka, config.bridge
+        self.spec = spec
+        # A backfill writes under its own id (the suffix), so it never fences the live one.
+        self.source_id = source_id = spec.id + suffix
+        pe, kafka, br = spec.passentry, config.kafka, config.bridge
         self.client = PassEntryClient(
             str(pe.api_url),
             pe.token(),
@@ -117,9 +120,9 @@ class Source:
         self.pipeline = Pipeline(
             reader=reader,
             enricher=Enricher(self.client.get_pass, metrics, PassCache(pe.pass_cache_size)),
-            encoder=Encoder(schema, br.source_id),
+            encoder=Encoder(schema, spec.id),
             records=RecordBuilder(
-                source_id, br.dlq_topic, Router(br.scans_topic, br.topic_template), framer
+                source_id, br.dlq_topic, Router(spec.scans_topic, spec.topic_template), framer
             ),
             publisher=self.publisher,
             checkpoints=self.checkpoints,
@@ -147,12 +150,12 @@ class Source:
         if self.inbox is not None:
             self.topics.ensure([br.webhook_topic])
         if self.registry is not None and (
-            br.topic_template is None
+            self.spec.topic_template is None
             or self.config.schema_registry.subject_name_strategy == "record"
         ):
             # A schema mismatch stops start-up before anything is published; the subject of
             # a routed topic is checked when that topic is first used. Unreachable: retried.
-            self.registry.check_startup([br.scans_topic])
+            self.registry.check_startup([self.spec.scans_topic])
         restored = self.pipeline.restore()
         if self.inbox is not None:
             self.inbox.open(self.topics.partition_count(br.webhook_topic))
@@ -161,10 +164,10 @@ class Source:
     @property
     def pushing(self) -> bool:
         """Webhooks flowed lately: polling is the backstop."""
-        return self._clock() - self._last_push < 2 * self.config.passentry.poll_interval_backstop_s
+        return self._clock() - self._last_push < 2 * self.spec.passentry.poll_interval_backstop_s
 
     def cycle(self, stop: threading.Event, *, until_ms: int | None) -> CycleStats:
-        settle = int(self.config.passentry.webhook_settle_s * 1000) if self.pushing else None
+        settle = int(self.spec.passentry.webhook_settle_s * 1000) if self.pushing else None
         return self.pipeline.cycle(stop, until_ms=until_ms, settle_ms=settle)
 
     def wait(self, seconds: float, stop: threading.Event) -> None:
@@ -177,7 +180,7 @@ class Source:
         gather_s = self.config.bridge.webhook_batch_ms / 1000
         while not stop.is_set() and (left := deadline - self._clock()) > 0:
             batch = inbox.take(min(left, 0.5), gather_s)
-            self._metrics.webhook_inbox_lag.set(inbox.lag())
+            self._metrics.webhook_inbox_lag.labels(self.source_id).set(inbox.lag())
             if batch is None:
                 continue
             try:
@@ -206,8 +209,7 @@ class Source:
         return left
 
     def _fixed_topics(self) -> list[str]:
-        br = self.config.bridge
-        topics = [br.dlq_topic]
-        if br.topic_template is None:
-            topics.append(br.scans_topic)
+        topics = [self.config.bridge.dlq_topic]
+        if self.spec.topic_template is None:
+            topics.append(self.spec.scans_topic)
         return topics

@@ -1,12 +1,20 @@
-"""Which topic a scan goes to: the scans topic, or a template over status and scan type."""
+"""Which topic a scan goes to (the scans topic, or a template over status and scan type),
+and which partition a source's own records go to."""
 
 from __future__ import annotations
 
 import re
+import zlib
 
-__all__ = ["Router"]
+__all__ = ["Router", "stable_partition"]
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def stable_partition(key: str, partitions: int) -> int:
+    """A partition for ``key`` that every replica computes alike, whatever the client:
+    a source's inbox partition, and its partition of the coordination topic."""
+    return zlib.crc32(key.encode()) % partitions
 
 
 class Router:

@@ -34,7 +34,9 @@ class TopicManager:
         self._timeout = timeout_s
         self._known: set[str] = set()
 
-    def ensure(self, topics: list[str], *, compacted: bool = False) -> None:
+    def ensure(
+        self, topics: list[str], *, compacted: bool = False, partitions: int | None = None
+    ) -> None:
         """Create the missing ones, or raise TopicMissingError if creation is off."""
         wanted = [t for t in topics if t not in self._known]
         if not wanted:
@@ -50,7 +52,7 @@ class TopicManager:
                 " create them or set BRIDGE_CREATE_TOPICS=true"
             )
         if missing:
-            self._create_topics(missing, compacted)
+            self._create_topics(missing, compacted, partitions)
         self._known.update(wanted)
 
     def partition_count(self, topic: str) -> int:
@@ -69,9 +71,10 @@ class TopicManager:
                 raise KafkaRetriableError(f"topic {topic} is not available")
             time.sleep(0.1)
 
-    def _create_topics(self, names: list[str], compacted: bool) -> None:
+    def _create_topics(self, names: list[str], compacted: bool, partitions: int | None) -> None:
         config = {"cleanup.policy": "compact"} if compacted else {}
-        partitions = 1 if compacted else self._partitions
+        if partitions is None:
+            partitions = 1 if compacted else self._partitions
         futures = self._admin.create_topics(
             [NewTopic(n, partitions, self._replication, config=config) for n in names],
             operation_timeout=self._timeout,

@@ -7,9 +7,13 @@ configured topics), never from ids.
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from bridge import __version__
 
@@ -20,6 +24,7 @@ PREFIX = "passentry_bridge"
 # API calls sit around 50 ms to several seconds; end-to-end adds poll interval and commit.
 _API_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 _E2E_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10, 30, 60, 300)
+_TAKEOVER_BUCKETS = (0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 60, 120)
 _CYCLE_BUCKETS = (0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
 
@@ -158,28 +163,48 @@ class Metrics:
         )
         self.webhook_inbox_lag = Gauge(
             f"{p}_webhook_inbox_lag_messages",
-            "Events in the inbox partitions of the sources this process owns, not yet taken.",
+            "Events in the source's inbox partition not yet taken by its owner.",
+            ["source_id"],
             registry=r,
         )
+        # Per source: a process may run several, and a stuck one must not hide behind another.
         self.watermark_timestamp = Gauge(
             f"{p}_watermark_timestamp_seconds",
             "Creation time of the newest published scan id (the cursor), Unix seconds.",
+            ["source_id"],
             registry=r,
         )
         self.last_poll_timestamp = Gauge(
             f"{p}_last_successful_poll_timestamp_seconds",
-            "When the last poll cycle finished without error, Unix seconds.",
+            "When the source's last poll cycle finished without error, Unix seconds.",
+            ["source_id"],
             registry=r,
         )
-        self.lag = Gauge(
-            f"{p}_lag_seconds",
-            "Now minus the creation time of the newest published scan.",
-            registry=r,
-        )
-        self.lag.set_function(self._lag_seconds)
-        self._newest_published_s = 0.0
+        self._newest_published_s: dict[str, float] = {}
+        r.register(_LagCollector(f"{p}_lag_seconds", self._newest_published_s))
         self.dedup_window_ids = Gauge(
-            f"{p}_dedup_window_ids", "Ids held in the dedup lookback window.", registry=r
+            f"{p}_dedup_window_ids",
+            "Ids held in the source's dedup lookback window.",
+            ["source_id"],
+            registry=r,
+        )
+        self.source_active = Gauge(
+            f"{p}_source_active",
+            "1 while this process owns and runs the source, else 0 (every configured source).",
+            ["source_id"],
+            registry=r,
+        )
+        self.rebalances = Counter(
+            f"{p}_rebalances_total",
+            "Consumer-group rebalances seen by this member, by event (assigned, revoked, lost).",
+            ["event"],
+            registry=r,
+        )
+        self.takeover_duration = Histogram(
+            f"{p}_takeover_duration_seconds",
+            "From a source's assignment to this member until it is restored and publishing.",
+            buckets=_TAKEOVER_BUCKETS,
+            registry=r,
         )
         self.producer_queue = Gauge(
             f"{p}_producer_queue_messages",
@@ -200,12 +225,41 @@ class Metrics:
         )
         self.ready = Gauge(f"{p}_ready", "1 when /readyz answers ready, else 0.", registry=r)
 
-    def published_up_to(self, created_s: float) -> None:
-        if created_s > self._newest_published_s:
-            self._newest_published_s = created_s
-            self.watermark_timestamp.set(created_s)
+    def published_up_to(self, source_id: str, created_s: float) -> None:
+        if created_s > self._newest_published_s.get(source_id, 0.0):
+            self._newest_published_s[source_id] = created_s
+            self.watermark_timestamp.labels(source_id).set(created_s)
 
-    def _lag_seconds(self) -> float:
-        if self._newest_published_s == 0.0:
-            return 0.0
-        return max(0.0, time.time() - self._newest_published_s)
+    def forget_source(self, source_id: str) -> None:
+        """The source left this process: drop its per-source series (but keep saying it is
+        not active here)."""
+        self._newest_published_s.pop(source_id, None)
+        for gauge in (
+            self.watermark_timestamp,
+            self.last_poll_timestamp,
+            self.dedup_window_ids,
+            self.webhook_inbox_lag,
+        ):
+            with contextlib.suppress(KeyError):
+                gauge.remove(source_id)
+        self.source_active.labels(source_id).set(0)
+
+
+class _LagCollector(Collector):
+    """``lag_seconds{source_id}``: now minus the newest published scan's creation time,
+    computed at scrape time (it grows while the source is idle)."""
+
+    def __init__(self, name: str, newest: dict[str, float]) -> None:
+        self._name = name
+        self._newest = newest
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            self._name,
+            "Now minus the creation time of the newest scan the source published.",
+            labels=["source_id"],
+        )
+        now = time.time()
+        for source_id, newest in list(self._newest.items()):
+            family.add_metric([source_id], max(0.0, now - newest))
+        yield family

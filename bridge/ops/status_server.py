@@ -8,14 +8,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from bridge.ops.health import Health, Probe
+from bridge.ops.health import Probe, ProcessHealth
 from bridge.ops.metrics import Metrics
 
 __all__ = ["StatusServer"]
 
 
 class StatusServer:
-    def __init__(self, host: str, port: int, metrics: Metrics, health: Health) -> None:
+    def __init__(self, host: str, port: int, metrics: Metrics, health: ProcessHealth) -> None:
         registry = metrics.registry
 
         class Handler(BaseHTTPRequestHandler):

@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -22,17 +21,13 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from bridge.errors import KafkaRetriableError
+from bridge.kafka.routing import stable_partition
 
-__all__ = ["InboxBatch", "InboxEvent", "InboxReader", "InboxWriter", "inbox_partition"]
+__all__ = ["InboxBatch", "InboxEvent", "InboxReader", "InboxWriter"]
 
 log = logging.getLogger(__name__)
 
 RECEIVED_AT = "received-at-ms"
-
-
-def inbox_partition(source_id: str, partitions: int) -> int:
-    """The partition a source's events go to: stable, and the same on every replica."""
-    return zlib.crc32(source_id.encode()) % partitions
 
 
 class InboxWriter:
@@ -79,7 +74,7 @@ class InboxWriter:
     def write(self, source_id: str, body: bytes, done: Callable[[KafkaError | None], None]) -> None:
         """Produce one event; ``done(None)`` once the broker has it, ``done(error)`` if not.
         Raises KafkaRetriableError when it cannot even be queued."""
-        partition = inbox_partition(source_id, self.partitions())
+        partition = stable_partition(source_id, self.partitions())
 
         def delivered(err: KafkaError | None, msg: Message) -> None:
             done(err)
@@ -148,7 +143,7 @@ class InboxReader:
                 "fetch.wait.max.ms": 10,
             }
         )
-        self._partition = TopicPartition(self.topic, inbox_partition(self.source_id, partitions))
+        self._partition = TopicPartition(self.topic, stable_partition(self.source_id, partitions))
         try:
             consumer.assign([self._partition])
         except KafkaException as exc:

@@ -54,10 +54,10 @@ class BridgeProcess:
         self.proc: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
 
-    def start(self, since: str = "2000-01-01T00:00:00Z") -> BridgeProcess:
+    def start(self, since: str = "2000-01-01T00:00:00Z", *args: str) -> BridgeProcess:
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in wait()
         self.proc = subprocess.Popen(
-            [BRIDGE, "run", "--since", since],
+            [BRIDGE, "run", "--since", since, *args],
             env=self.env,
             stdin=subprocess.DEVNULL,
             stdout=self._log,
@@ -137,6 +137,9 @@ def bridge_env(api_url: str, bootstrap: str, topics: Topics, **extra: str) -> di
         BRIDGE_DLQ_TOPIC=topics.dlq,
         BRIDGE_STATE_TOPIC=topics.state,
         BRIDGE_SOURCE_ID=topics.source,
+        # No consumer group: these scenarios start instances of one source beside each
+        # other on purpose, and prove that Kafka's fencing alone keeps it exactly once.
+        BRIDGE_GROUP_ID="",
         BRIDGE_HTTP_PORT="0",
         BRIDGE_TOPIC_PARTITIONS="3",
         PASSENTRY_POLL_INTERVAL_MIN_S="0.2",

@@ -47,6 +47,8 @@ def bridge_config(
             "http_port": 0,
             "source_id": f"test-{uuid.uuid4().hex[:8]}",
             "topic_partitions": 3,
+            # A group of its own: members of other tests never take this test's sources.
+            "group_id": f"test-{uuid.uuid4().hex[:8]}",
             **(bridge or {}),
         },
     )

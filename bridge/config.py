@@ -10,13 +10,14 @@ A bad value stops start-up with the setting's name in the message; the API token
 
 from __future__ import annotations
 
+import contextvars
 import difflib
 import logging
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import (
@@ -44,6 +45,9 @@ __all__ = [
     "load_config",
     "load_registry_settings",
 ]
+
+
+_G = TypeVar("_G", bound=BaseSettings)
 
 
 class ScanFilters(BaseModel):
@@ -94,6 +98,11 @@ def _tls(
     return conf
 
 
+# Off while settings that are already complete are merged (a source's own over the shared
+# ones, CLI overrides): the environment has had its say in those.
+_READ_ENV: contextvars.ContextVar[bool] = contextvars.ContextVar("_READ_ENV", default=True)
+
+
 class _Group(BaseSettings):
     @classmethod
     def settings_customise_sources(
@@ -105,7 +114,19 @@ class _Group(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # The YAML file arrives as init kwargs; the environment must win over it.
+        if not _READ_ENV.get():
+            return (init_settings,)
         return env_settings, init_settings
+
+
+def _merged(cls: type[_G], values: dict[str, Any]) -> _G:
+    """``values`` validated as ``cls`` without reading the environment again: they are
+    settings already merged with it, plus what must win over it."""
+    token = _READ_ENV.set(False)
+    try:
+        return cls(**values)
+    finally:
+        _READ_ENV.reset(token)
 
 
 class PassEntrySettings(_Group):
@@ -552,8 +573,8 @@ def _source(n: int, entry: Any, base: PassEntrySettings, bridge: BridgeSettings)
         shared.pop("api_token_file", None)
     try:
         if template is not None:
-            template = BridgeSettings.model_validate({"topic_template": template}).topic_template
-        passentry = PassEntrySettings.model_validate({**shared, **fields})
+            template = _merged(BridgeSettings, {"topic_template": template}).topic_template
+        passentry = _merged(PassEntrySettings, {**shared, **fields})
     except ValidationError as exc:
         raise ConfigError(_describe(exc, f"{where}.")) from None
     return SourceConfig(source_id, passentry, topic, template)
@@ -574,7 +595,7 @@ def _load_group(name: str, section: dict[str, Any], override: dict[str, Any] | N
     try:
         group = cls(**section)
         if override:
-            group = cls.model_validate({**group.model_dump(), **override})
+            group = _merged(cls, {**group.model_dump(), **override})
     except ValidationError as exc:
         raise ConfigError(_describe(exc, _PREFIXES[name])) from None
     return group

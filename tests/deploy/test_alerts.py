@@ -32,6 +32,8 @@ REQUIRED_ALERTS = {
     "PassEntryBridgeTransactionAborts",
     "PassEntryBridgeWebhookSignatureFailures",
     "PassEntryBridgeWebhookInboxLag",
+    "PassEntryBridgeSourceUnowned",
+    "PassEntryBridgeSourceOwnedTwice",
 }
 
 

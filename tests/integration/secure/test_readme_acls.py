@@ -16,13 +16,16 @@ import subprocess
 import uuid
 from pathlib import Path
 
+import httpx
 import pytest
 
-from bridge.service import RunOptions, Service
+from bridge.service import RunOptions
 from bridge.simulator.app import SimulatorConfig
 from bridge.simulator.server import SimulatorServer
 from bridge.simulator.store import WorldConfig
-from tests.integration.harness import bridge_config
+from bridge.simulator.webhooks import render_event, sign
+from tests.integration.eos_harness import free_port
+from tests.integration.harness import RunningBridge, bridge_config, wait_for
 from tests.integration.secure.secure_kafka import (
     KAFKA_LOCAL,
     ROOT,
@@ -32,9 +35,18 @@ from tests.integration.secure.secure_kafka import (
     parse_kafka_acls,
     read_committed,
 )
+from tests.support import sample
 
 SECTION = "### Kafka with SASL_SSL, TLS verification and ACLs"
-DEFAULT_TOPICS = ("passentry.scans", "passentry.scans.dlq", "passentry.bridge.state")
+DEFAULT_TOPICS = (
+    "passentry.scans",
+    "passentry.scans.dlq",
+    "passentry.bridge.state",
+    "passentry.bridge.coordination",
+    "passentry.bridge.webhooks",
+)
+DEFAULT_GROUP = "passentry-bridge"
+SECRET = "whsec-readme"
 
 
 def readme_acl_commands() -> list[str]:
@@ -51,8 +63,9 @@ def readme_acl_commands() -> list[str]:
     return commands
 
 
-def localise(command: str, kafka: SecureKafka, topics: dict[str, str]) -> list[str]:
-    """The command with this broker, its admin config and this test's topic names."""
+def localise(command: str, kafka: SecureKafka, topics: dict[str, str], group: str) -> list[str]:
+    """The command with this broker, its admin config and this test's topic and group
+    names (the inbox groups' prefix stays: it is the source id's)."""
     args = shlex.split(command)
     assert args[0] == "kafka-acls.sh"
     out = [str(KAFKA_LOCAL), "acls"]
@@ -60,6 +73,7 @@ def localise(command: str, kafka: SecureKafka, topics: dict[str, str]) -> list[s
         "--bootstrap-server": lambda _: kafka.bootstrap_servers,
         "--command-config": lambda _: str(kafka.admin_properties),
         "--topic": lambda name: topics[name],
+        "--group": lambda name: group if name == DEFAULT_GROUP else name,
     }
     i = 1
     while i < len(args):
@@ -78,13 +92,14 @@ def test_readme_acls_are_enough_for_the_bridge(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     commands = readme_acl_commands()
-    assert len(commands) == 4, commands
+    assert len(commands) == 9, commands
     tag = uuid.uuid4().hex[:8]
     topics = {name: f"readme-{tag}.{name}" for name in DEFAULT_TOPICS}
+    group = f"readme-{tag}-group"
     principal = "User:bridge"
     acls.revoke_all(principal)
 
-    localised = [localise(c, secure_kafka, topics) for c in commands]
+    localised = [localise(c, secure_kafka, topics, group) for c in commands]
     for argv in localised:
         done = subprocess.run(
             argv, env=session_environ, capture_output=True, text=True, timeout=300, check=False
@@ -108,6 +123,7 @@ def test_readme_acls_are_enough_for_the_bridge(
                 rate_limit=None,
             )
         ) as sim:
+            port = free_port()
             config = bridge_config(
                 sim.url,
                 sim.token,
@@ -118,21 +134,55 @@ def test_readme_acls_are_enough_for_the_bridge(
                     "state_topic": topics["passentry.bridge.state"],
                     "source_id": "default",  # the README's transactional id
                     "create_topics": True,
+                    "group_id": group,
+                    "coordination_topic": topics["passentry.bridge.coordination"],
+                    "webhook_topic": topics["passentry.bridge.webhooks"],
+                    "webhook_port": port,
+                    "http_host": "127.0.0.1",
                 },
                 kafka=secure_kafka.kafka_settings("bridge"),
-                # A missing ACL makes --once give up after 3x this, not 3 minutes.
-                passentry={"retry_deadline_s": 5},
+                passentry={"webhook_secret": SECRET},
             )
-            # First start: no topics yet; the bridge creates them (the Create grant).
-            assert Service(config, RunOptions(once=True, since_ms=0, serve_http=False)).run() == 0
-            # From now on the bridge runs without the Create grant.
+            # First start, as a member of the group, with webhooks on: no topics yet, and
+            # the bridge creates them (the Create grants). A webhook goes through the inbox.
+            with RunningBridge(config, RunOptions(since_ms=0)) as bridge:
+                backlog = {s.id for s in sim.store.all_scans()}
+                wait_for(lambda: backlog <= _published(secure_kafka, topics), 120, "the backlog")
+                (scan,) = sim.store.generate(1)
+                body = render_event(str(uuid.uuid4()), scan.created_ms or 0, scan)
+                answer = httpx.post(
+                    f"http://127.0.0.1:{port}/webhooks/passentry/default",
+                    content=body,
+                    headers={"X-Webhook-Signature": sign(body, SECRET)},
+                    timeout=30,
+                )
+                assert answer.status_code == 200
+                taken = "passentry_bridge_webhook_events_total"
+                metrics = bridge.service.metrics
+                wait_for(
+                    lambda: sum(sample(metrics, taken, outcome=o) for o in _OUTCOMES) == 1,
+                    60,
+                    "the owner to take the event from the inbox",
+                )
+            assert bridge.exit_code == 0
+            # From now on the bridge runs without the Create grants.
             acls.revoke(create)
             sim.store.generate(40)
             caplog.clear()
-            with caplog.at_level(logging.INFO, logger="bridge.runner"):
-                assert Service(config, RunOptions(once=True, serve_http=False)).run() == 0
+            with (
+                caplog.at_level(logging.INFO, logger="bridge.runner"),
+                RunningBridge(config, RunOptions()) as bridge,
+            ):
+                expected = {s.id for s in sim.store.all_scans()}
+                wait_for(
+                    lambda: (
+                        expected <= _published(secure_kafka, topics) | _dead(secure_kafka, topics)
+                    ),
+                    120,
+                    "the restart to publish what came since",
+                )
+            assert bridge.exit_code == 0
             assert "resumed from checkpoint" in caplog.messages
-            expected = {s.id for s in sim.store.all_scans()}
     finally:
         acls.revoke_all(principal)
 
@@ -144,6 +194,17 @@ def test_readme_acls_are_enough_for_the_bridge(
     assert set(published) | set(dead) == expected
     assert len(published) > 100
     assert read_committed(secure_kafka, topics["passentry.bridge.state"])
+
+
+_OUTCOMES = ("published", "duplicate", "deferred")
+
+
+def _published(kafka: SecureKafka, topics: dict[str, str]) -> set[str]:
+    return {_scan_id(m) for m in read_committed(kafka, topics["passentry.scans"])}
+
+
+def _dead(kafka: SecureKafka, topics: dict[str, str]) -> set[str]:
+    return {_scan_id(m) for m in read_committed(kafka, topics["passentry.scans.dlq"])}
 
 
 def _scan_id(msg: object) -> str:
@@ -158,11 +219,22 @@ def test_readme_names_the_default_topics() -> None:
     from bridge.config import BridgeSettings
 
     defaults = BridgeSettings()
-    topics = {defaults.scans_topic, defaults.dlq_topic, defaults.state_topic}
+    topics = {
+        defaults.scans_topic,
+        defaults.dlq_topic,
+        defaults.state_topic,
+        defaults.coordination_topic,
+        defaults.webhook_topic,
+    }
     assert topics == set(DEFAULT_TOPICS)
     grants = [g for c in readme_acl_commands() for g in parse_kafka_acls(c)]
     assert {g.name for g in grants if g.resource == "Topic"} == topics
     assert {g.name for g in grants if g.resource == "TransactionalId"} == {
         f"passentry-bridge.{defaults.source_id}"
+    }
+    assert {(g.name, g.pattern) for g in grants if g.resource == "Group"} == {
+        ("passentry-bridge-restore-", "PREFIXED"),
+        (defaults.group_id, "LITERAL"),
+        ("passentry-bridge.inbox.", "PREFIXED"),
     }
     assert Path(KAFKA_LOCAL).exists()

@@ -50,6 +50,21 @@ def _need_or_skip(reason: str, env: dict[str, str]) -> None:
     pytest.skip(reason)
 
 
+def _up(env: dict[str, str], netns: str | None) -> subprocess.CompletedProcess[str]:
+    """``scripts/k8s-local up``; on timeout it gets SIGTERM, so that it stops what it started."""
+    args = [str(K8S_LOCAL), "up", *(["--netns", netns] if netns else [])]
+    with subprocess.Popen(
+        args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as proc:
+        try:
+            out, err = proc.communicate(timeout=UP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            proc.terminate()
+            out, err = proc.communicate(timeout=300)
+            pytest.fail(f"scripts/k8s-local up took over {UP_TIMEOUT}s:\n{err}", pytrace=False)
+    return subprocess.CompletedProcess(args, proc.returncode, out, err)
+
+
 @pytest.fixture(scope="session")
 def k8s(session_environ: dict[str, str]) -> Iterator[Cluster]:
     env = dict(session_environ)
@@ -70,7 +85,7 @@ def k8s(session_environ: dict[str, str]) -> Iterator[Cluster]:
     if os.geteuid() != 0:
         _need_or_skip("scripts/k8s-local needs root", env)
     already_running = run("status", timeout=60).returncode == 0
-    up = run("up", *(["--netns", netns] if netns else []), timeout=UP_TIMEOUT)
+    up = _up(env, netns)
     if up.returncode == MISSING_PREREQUISITE:
         _need_or_skip(f"scripts/k8s-local up: {up.stderr.strip().splitlines()[-1]}", env)
     lines = up.stdout.strip().splitlines()

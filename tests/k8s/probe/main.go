@@ -1,6 +1,6 @@
 // probe: a tiny static HTTP server the Kubernetes tests run as a container image.
 //
-//	GET /healthz            200 "ok"
+//	GET /healthz, /readyz   200 "ok" (the paths the chart's probes use)
 //	GET /fetch?url=URL      fetches URL itself and answers "<status> <body>" (502 on error)
 //
 // It listens on $LISTEN (default ":8080").
@@ -22,9 +22,9 @@ func main() {
 	}
 	client := &http.Client{Timeout: 5 * time.Second}
 	mux := http.NewServeMux()
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
-		fmt.Fprint(w, "ok")
-	})
+	ok := func(w http.ResponseWriter, _ *http.Request) { fmt.Fprint(w, "ok") }
+	mux.HandleFunc("/healthz", ok)
+	mux.HandleFunc("/readyz", ok)
 	mux.HandleFunc("/fetch", func(w http.ResponseWriter, r *http.Request) {
 		resp, err := client.Get(r.URL.Query().Get("url"))
 		if err != nil {

@@ -53,8 +53,8 @@ test-unit: install
 test-integration: install
 	$(BIN)/pytest tests/integration
 
-# tests/k8s against a local single-node Kubernetes (scripts/k8s-local; about 10 minutes the first
-# time on a machine, when it builds Kubernetes). Not part of `make test`.
+# tests/k8s against a local single-node Kubernetes (scripts/k8s-local; the first run on a machine
+# builds Kubernetes: 8 minutes or more). Not part of `make test`.
 test-k8s: install
 	$(BIN)/pytest tests/k8s
 

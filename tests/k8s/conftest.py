@@ -1,7 +1,7 @@
 """Fixtures for tests that need a real single-node Kubernetes cluster (``scripts/k8s-local``).
 
 These tests are collected only when named (``pytest tests/k8s``, ``make test-k8s``): the first
-run on a machine builds Kubernetes from source (about 8 minutes on 2 cores).
+run on a machine builds Kubernetes from source (8 minutes or more on 2 cores).
 
 ``k8s`` (session): a ``Cluster``. It runs ``scripts/k8s-local up``, which waits until the node is
 Ready, and ``down`` at session end if this session started the cluster (a cluster that was

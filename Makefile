@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install lock tools lint fmt test test-unit test-integration demo check-deploy bench bench-quick profile kafka-start kafka-stop registry-start registry-stop clean
+.PHONY: install lock tools lint fmt test test-unit test-integration test-k8s demo check-deploy bench bench-quick profile kafka-start kafka-stop registry-start registry-stop k8s-up k8s-down clean
 
 install: $(STAMP)
 
@@ -53,6 +53,11 @@ test-unit: install
 test-integration: install
 	$(BIN)/pytest tests/integration
 
+# tests/k8s against a local single-node Kubernetes (scripts/k8s-local; the first run on a machine
+# builds Kubernetes: 8 minutes or more). Not part of `make test`.
+test-k8s: install
+	$(BIN)/pytest tests/k8s
+
 # The README's first command: local Kafka + PassEntry simulator + the bridge + tail.
 demo: install
 	scripts/demo
@@ -83,6 +88,13 @@ kafka-start:
 
 kafka-stop:
 	scripts/kafka-local stop
+
+# A local single-node Kubernetes cluster; `scripts/k8s-local up --netns NAME` for pod networking.
+k8s-up:
+	scripts/k8s-local up
+
+k8s-down:
+	scripts/k8s-local down
 
 clean:
 	rm -rf $(VENV) .local build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache

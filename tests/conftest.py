@@ -7,6 +7,8 @@
 - Which Kafka the integration tests use (fixture ``kafka_source``, shown in the header):
   ``KAFKA_BOOTSTRAP_SERVERS`` if set, else testcontainers if a Docker engine answers, else a
   local broker from ``scripts/kafka-local``. The broker itself is in tests/integration/conftest.py.
+- tests/k8s/ (a local Kubernetes cluster from ``scripts/k8s-local``; minutes to build the first
+  time) is collected only when named: ``pytest tests/k8s`` or ``make test-k8s``.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 INTEGRATION_DIR = ROOT / "tests" / "integration"
 KAFKA_LOCAL = ROOT / "scripts" / "kafka-local"
+
+collect_ignore = ["k8s"]  # unless named on the command line (see the docstring)
 
 SESSION_ENV: dict[str, str] = dict(os.environ)  # captured before any test touches os.environ
 _RESET_PREFIXES = ("PASSENTRY_", "BRIDGE_", "KAFKA_", "SCHEMA_REGISTRY_")

@@ -56,10 +56,12 @@ class Sizes:
     latency_s: float
     memory_scans: int
     memory_early: int
+    failover_rounds: int
+    many_sources_scans: int
 
 
-FULL = Sizes("full", 30_000, 200_000, 3, 60.0, 1_000_000, 100_000)
-QUICK = Sizes("quick", 5_000, 30_000, 3, 20.0, 200_000, 20_000)
+FULL = Sizes("full", 30_000, 200_000, 3, 60.0, 1_000_000, 100_000, 10, 100_000)
+QUICK = Sizes("quick", 5_000, 30_000, 3, 20.0, 200_000, 20_000, 3, 30_000)
 
 
 def say(text: str) -> None:
@@ -169,6 +171,7 @@ class Arrivals:
 
     def __init__(self, bootstrap: str, topic: str, partitions: int) -> None:
         self.delays: list[tuple[int, float]] = []  # (record timestamp ms, seconds late)
+        self.arrived: list[float] = []  # wall time each record arrived
         self._stop = threading.Event()
         self._consumer = Consumer(
             {
@@ -191,6 +194,7 @@ class Arrivals:
                     arrived = time.time()
                     stamp = msg.timestamp()[1]
                     self.delays.append((stamp, arrived - stamp / 1000))
+                    self.arrived.append(arrived)
 
     def __enter__(self) -> Arrivals:
         self._thread.start()

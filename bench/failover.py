@@ -58,12 +58,11 @@ def failover(ctx: Context, sizes: Sizes) -> dict[str, Any]:
         for child, _ in replicas:
             child.start()
         try:
-            _wait(lambda: _owner(ctx, replicas) is not None, 120, "a first owner")
+            _wait(lambda: _owner(ctx, replicas), 120, "a first owner")
             _wait(lambda: len(arrivals.delays) > RATE, 60, "records flowing")
             for n in range(rounds * 2):
                 how = "sigterm" if n % 2 == 0 else "sigkill"
-                at = _owner(ctx, replicas)
-                assert at is not None
+                at: int = _wait(lambda: _owner(ctx, replicas), 60, "an owner")
                 child = replicas[at][0]
                 before = len(arrivals.arrived)
                 os.killpg(child.pid, signal.SIGTERM if how == "sigterm" else signal.SIGKILL)
@@ -190,9 +189,11 @@ def _largest_gap(arrivals: list[float]) -> float:
     return max((b - a for a, b in itertools.pairwise(ordered)), default=0.0)
 
 
-def _wait(condition: Any, timeout: float, what: str) -> None:
+def _wait(condition: Any, timeout: float, what: str) -> Any:
+    """The first value of ``condition()`` that is neither None nor False."""
     deadline = time.monotonic() + timeout
-    while not condition():
+    while (value := condition()) is None or value is False:
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out waiting for {what}")
         time.sleep(0.05)
+    return value

@@ -141,6 +141,10 @@ class Pipeline:
         # Every topic this source wrote to: restore reads them back to rebuild the window.
         self.topics_written: set[str] = set()
         self.rejects = RejectMemory(ttl_s=window.lookback_ms / 1000 + 120)
+        # Polled slices and pushed events commit from two threads (the pump's and the
+        # source loop's): one transaction at a time, and the window they share moves only
+        # under this lock.
+        self._lock = threading.RLock()
 
     @property
     def reader(self) -> SliceReader:
@@ -151,6 +155,10 @@ class Pipeline:
 
     def restore(self) -> Restored:
         """Fence, then read what was committed, then rebuild the dedup window from it."""
+        with self._lock:
+            return self._restore()
+
+    def _restore(self) -> Restored:
         self._publisher.init()
         checkpoint = self._checkpoints.read()
         self.rejects.clear()
@@ -189,7 +197,7 @@ class Pipeline:
         started = time.perf_counter()
         stats = CycleStats()
         reads = ReadStats()
-        known = self.window.count_between
+        known = self._known
         for found in self._reader.recheck_overlap(known, reads, stop):
             self._publish(found, stats, stop, slice_end=None)
         stats.read(reads)
@@ -234,7 +242,7 @@ class Pipeline:
         self.window.read_until_ms = polled_until
 
     def _after_cycle(self, stats: CycleStats, stop: threading.Event, started: float) -> CycleStats:
-        known = self.window.count_between
+        known = self._known
         if not stats.busy:
             reads = ReadStats()
             cursor, sweep_ms = self.window.cursor_ms(), self.window.sweep_ms
@@ -307,6 +315,14 @@ class Pipeline:
         inbox position. A scan already published (by either path) is skipped; one whose
         reader the bridge has not seen in full lately, or that is older than the window, is
         left to polling, which publishes or dead-letters it as usual."""
+        with self._lock:
+            return self._publish_pushed(batch, group_metadata)
+
+    def _known(self, after_ms: int, before_ms: int) -> int:
+        with self._lock:
+            return self.window.count_between(after_ms, before_ms)
+
+    def _publish_pushed(self, batch: InboxBatch, group_metadata: Any) -> PushStats:
         stats = PushStats(events=len(batch.events))
         fresh: dict[int, Listed] = {}
         for event in batch.events:
@@ -370,6 +386,19 @@ class Pipeline:
     ) -> None:
         """Enrich, encode and publish one chunk in one transaction with its checkpoint (and
         the inbox position its events were read up to)."""
+        with self._lock:
+            # A scan the other path published since this chunk was classified is dropped.
+            scans = [item for item in chunk.scans if item.scan.id_int not in self.window]
+            raced = len(chunk.scans) - len(scans)
+            if raced:
+                stats.duplicates += raced
+                self._metrics.scans_duplicate.inc(raced)
+            fresh = _Chunk(scans, chunk.extra, chunk.extra_ids, chunk.slice_end)
+            self._commit_locked(fresh, stats, offsets, path)
+
+    def _commit_locked(
+        self, chunk: _Chunk, stats: CycleStats, offsets: TxnOffsets | None, path: str
+    ) -> None:
         enriched = self._enricher.enrich(chunk.scans)
         records = self._records.scans(enriched, self._encoder.encode(enriched))
         records.extend(chunk.extra)

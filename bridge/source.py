@@ -22,7 +22,6 @@ from bridge.avro.schemas import latest
 from bridge.config import Config, SourceConfig
 from bridge.dedup import DedupWindow
 from bridge.enrich import Enricher, PassCache
-from bridge.errors import RetriableError
 from bridge.kafka.checkpoint import CheckpointStore
 from bridge.kafka.producer import Publisher, producer_config, transactional_id
 from bridge.kafka.records import RecordBuilder
@@ -34,6 +33,7 @@ from bridge.passentry.ratelimit import RequestBudget
 from bridge.passentry.slices import SlicePlan, SliceReader
 from bridge.pipeline import CycleStats, Pipeline, PipelineSettings, Restored
 from bridge.webhook.inbox import InboxReader
+from bridge.webhook.pump import InboxPump
 
 __all__ = ["Source"]
 
@@ -95,6 +95,7 @@ class Source:
         self._last_push = -math.inf
         # The webhook inbox of this source, read while this process owns it.
         self.inbox: InboxReader | None = None
+        self._pump: InboxPump | None = None
         if pe.webhooks_enabled:
             self.inbox = InboxReader(client_conf, br.webhook_topic, source_id)
         schema = latest()
@@ -145,6 +146,7 @@ class Source:
         """Make sure the topics exist and the registry holds our schema, then restore, then
         read the inbox from the position the restored transactions committed."""
         br = self.config.bridge
+        self._stop_pump()
         self.topics.ensure([br.state_topic], compacted=True)
         self.topics.ensure(self._fixed_topics())
         if self.inbox is not None:
@@ -159,7 +161,23 @@ class Source:
         restored = self.pipeline.restore()
         if self.inbox is not None:
             self.inbox.open(self.topics.partition_count(br.webhook_topic))
+            self._pump = InboxPump(
+                self.inbox,
+                lambda batch, group: self.pipeline.publish_pushed(batch, group).events,
+                gather_s=br.webhook_batch_ms / 1000,
+                on_lag=self._metrics.webhook_inbox_lag.labels(self.source_id).set,
+                on_events=self._pushed,
+            )
+            self._pump.start()
         return restored
+
+    def _pushed(self) -> None:
+        self._last_push = self._clock()
+
+    def _stop_pump(self) -> None:
+        if self._pump is not None:
+            self._pump.stop()
+            self._pump = None
 
     @property
     def pushing(self) -> bool:
@@ -171,34 +189,23 @@ class Source:
         return self.pipeline.cycle(stop, until_ms=until_ms, settle_ms=settle)
 
     def wait(self, seconds: float, stop: threading.Event) -> None:
-        """Until the next poll: publish what webhooks bring meanwhile, or just wait."""
-        inbox = self.inbox
-        if inbox is None:
-            stop.wait(seconds)
-            return
+        """Until the next poll. Webhooks are published meanwhile on the pump's thread; what
+        stopped it (fenced, a commit of unknown outcome) is raised here, in the loop."""
         deadline = self._clock() + seconds
-        gather_s = self.config.bridge.webhook_batch_ms / 1000
         while not stop.is_set() and (left := deadline - self._clock()) > 0:
-            batch = inbox.take(min(left, 0.5), gather_s)
-            self._metrics.webhook_inbox_lag.labels(self.source_id).set(inbox.lag())
-            if batch is None:
-                continue
-            try:
-                pushed = self.pipeline.publish_pushed(batch, inbox.group_metadata())
-            except RetriableError:
-                # Nothing of the batch is visible: read it again after the retry.
-                inbox.rewind(batch)
-                raise
-            if pushed.events:
-                self._last_push = self._clock()
+            if self._pump is not None:
+                self._pump.raise_if_failed()
+            stop.wait(min(left, 0.1))
 
     def recreate_producer(self) -> None:
         """After a commit whose outcome is unknown: a new producer with the same
         transactional id, which the next restore initialises (that settles it)."""
+        self._stop_pump()
         self.publisher.recreate()
 
     def close(self, grace_s: float) -> int:
         """Abort what is open, release everything; return the records left unacknowledged."""
+        self._stop_pump()
         left = self.publisher.close(grace_s)
         if self.inbox is not None:
             self.inbox.close()

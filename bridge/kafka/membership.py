@@ -75,7 +75,9 @@ class Membership:
                 "group.id": settings.group_id,
                 "partition.assignment.strategy": "cooperative-sticky",
                 "session.timeout.ms": settings.session_timeout_ms,
-                "heartbeat.interval.ms": max(500, settings.session_timeout_ms // 4),
+                # A member learns of a rebalance (a peer left or died) at its next heartbeat:
+                # beat every second, so a takeover waits on that as little as possible.
+                "heartbeat.interval.ms": max(300, min(1000, settings.session_timeout_ms // 3)),
                 "enable.auto.commit": False,
                 "auto.offset.reset": "latest",
                 "error_cb": self._on_error,

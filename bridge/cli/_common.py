@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
@@ -16,7 +17,9 @@ from bridge.ops.metrics import Metrics
 from bridge.passentry.client import PassEntryClient
 from bridge.passentry.ratelimit import RequestBudget
 
-__all__ = ["api_client", "config_option", "load", "parse_time"]
+__all__ = ["api_client", "config_file_option", "config_option", "load", "parse_time"]
+
+FC = TypeVar("FC", bound=Callable[..., Any])
 
 
 def parse_time(value: str, name: str) -> int:
@@ -43,11 +46,18 @@ def load(path: Path | None, **overrides: dict[str, Any]) -> Config:
         sys.exit(2)
 
 
-config_option = click.option(
-    "--config",
-    "config_path",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="YAML file with passentry/kafka/bridge sections; environment variables win over it.",
+def config_file_option(help_text: str) -> Callable[[FC], FC]:
+    return click.option(
+        "--config",
+        "config_path",
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        help=help_text,
+    )
+
+
+config_option = config_file_option(
+    "YAML file with passentry/kafka/bridge sections and optionally a sources list;"
+    " environment variables win over its sections."
 )
 
 

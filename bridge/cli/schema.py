@@ -22,6 +22,7 @@ from bridge.avro.compat import (
 from bridge.avro.lock import bundled_schemas, lock_problems, read_lock
 from bridge.avro.registry import RegistryFramer, canonical
 from bridge.avro.schemas import SCAN_SCHEMA_NAME, load
+from bridge.cli._common import config_file_option
 from bridge.config import load_registry_settings
 from bridge.errors import BridgeError, ConfigError, RegistryRequestError
 
@@ -55,11 +56,8 @@ def _fail(message: str) -> None:
     sys.exit(1)
 
 
-config_option = click.option(
-    "--config",
-    "config_path",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="YAML file; its schema_registry section is read (SCHEMA_REGISTRY_* env wins).",
+config_option = config_file_option(
+    "YAML file; its schema_registry section is read (SCHEMA_REGISTRY_* env wins)."
 )
 topic_option = click.option(
     "--topic",

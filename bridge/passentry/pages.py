@@ -33,6 +33,8 @@ __all__ = [
     "add_included",
     "add_scan",
     "decode_page",
+    "resource_head",
+    "short_error",
 ]
 
 _envelope = msgspec.json.Decoder(PageEnvelope)
@@ -100,7 +102,7 @@ def decode_page(body: bytes) -> DecodedPage:
     try:
         envelope = _envelope.decode(body)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        raise MalformedPageError(f"not a scans page: {_short(exc)}") from None
+        raise MalformedPageError(f"not a scans page: {short_error(exc)}") from None
     page = DecodedPage(meta=envelope.meta, links=envelope.links)
     for raw in envelope.data:
         add_scan(raw, page)
@@ -114,9 +116,11 @@ def add_scan(raw: msgspec.Raw, page: DecodedPage) -> None:
     try:
         scan = _scan.decode(raw)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        head = _try_head(raw)
+        head = resource_head(raw)
         page.rejected.append(
-            Rejected("invalid_scan", _short(exc), bytes(raw), head.id if head is not None else None)
+            Rejected(
+                "invalid_scan", short_error(exc), bytes(raw), head.id if head is not None else None
+            )
         )
         return
     if scan.type != "scan":
@@ -154,13 +158,15 @@ def add_included(raw: msgspec.Raw, page: DecodedPage) -> None:
         page.readers[item.id] = item
 
 
-def _try_head(raw: msgspec.Raw) -> ResourceHead | None:
+def resource_head(raw: msgspec.Raw) -> ResourceHead | None:
+    """The ``type`` and ``id`` of a JSON:API resource, or None if it has none."""
     try:
         return _head.decode(raw)
     except (msgspec.DecodeError, msgspec.ValidationError):
         return None
 
 
-def _short(exc: Exception) -> str:
+def short_error(exc: Exception) -> str:
+    """A decoder's message, cut short: it may quote the input, which can be long."""
     text = str(exc)
     return text if len(text) <= 200 else text[:197] + "..."

@@ -291,8 +291,10 @@ class SliceReader:
                 yield found
             return
         mid = (lo + (hi - lo) // 2) // 1000 * 1000
+        # Both bounds are exclusive: the second half starts a millisecond early, or a scan
+        # created in the very millisecond ``mid`` would be in neither half.
         yield from self._reconcile(lo, mid, known, stats, stop, depth + 1)
-        yield from self._reconcile(mid, hi, known, stats, stop, depth + 1)
+        yield from self._reconcile(mid - 1, hi, known, stats, stop, depth + 1)
 
     def _params(
         self, after: int, before: int, page: int, per_page: int | None = None

@@ -23,6 +23,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
 from bridge.simulator.faults import API_PREFIX, Faults, fault_middleware, faults_routes
+from bridge.simulator.params import QueryError, positive_int
 from bridge.simulator.ratelimit import EndpointStats, SlidingWindowLimiter, ratelimit_middleware
 from bridge.simulator.store import EXTERNAL, Scan, ScanQuery, ScanSpec, Store, WorldConfig, iso
 from bridge.simulator.subscriptions import Subscriptions, subscription_routes
@@ -113,36 +114,19 @@ def _auth_middleware(sim: Simulator, stats: EndpointStats) -> Middleware:
     return middleware
 
 
-class _QueryError(ValueError):
-    pass
-
-
-def _positive_int(params: Any, name: str, default: int) -> int:
-    raw = params.get(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise _QueryError(f"{name} must be a positive integer")
-    return value
-
-
 def _instant_us(name: str, text: str) -> int:
     """Microseconds since the epoch; a naive time is taken as UTC."""
     try:
         moment = datetime.fromisoformat(text)  # 3.11: accepts Z, offsets and fractions
     except ValueError:
-        raise _QueryError(f"{name} must be an ISO 8601 date-time") from None
+        raise QueryError(f"{name} must be an ISO 8601 date-time") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return (moment - _EPOCH) // timedelta(microseconds=1)
 
 
 def parse_scan_query(params: Any) -> tuple[ScanQuery, int, int]:
-    """Filters, perPage and page from a query string; raises _QueryError on bad input."""
+    """Filters, perPage and page from a query string; raises QueryError on bad input."""
     problems: list[str] = []
     values: dict[str, Any] = {}
     for name, attr in _STRING_FILTERS.items():
@@ -161,7 +145,7 @@ def parse_scan_query(params: Any) -> tuple[ScanQuery, int, int]:
             continue
         try:
             us = _instant_us(name, raw)
-        except _QueryError as exc:
+        except QueryError as exc:
             problems.append(str(exc))
             continue
         if name == "createdAfter":
@@ -171,13 +155,13 @@ def parse_scan_query(params: Any) -> tuple[ScanQuery, int, int]:
     per_page = page = 1
     for name, default in (("perPage", MAX_PER_PAGE), ("page", 1)):
         try:
-            value = _positive_int(params, name, default)
-        except _QueryError as exc:
+            value = positive_int(params, name, default)
+        except QueryError as exc:
             problems.append(str(exc))
             continue
         per_page, page = (value, page) if name == "perPage" else (per_page, value)
     if problems:
-        raise _QueryError("; ".join(problems))
+        raise QueryError("; ".join(problems))
     return ScanQuery(**values), per_page, page
 
 
@@ -193,7 +177,7 @@ async def list_scans(request: web.Request) -> web.Response:
     sim: Simulator = request.app[SIM_KEY]
     try:
         query, per_page, page = parse_scan_query(request.query)
-    except _QueryError as exc:
+    except QueryError as exc:
         return errors(422, *str(exc).split("; "))
     cap = sim.faults.max_page_size
     size = min(per_page, MAX_PER_PAGE, cap if cap is not None else MAX_PER_PAGE)
@@ -412,8 +396,8 @@ async def sim_scans(request: web.Request) -> web.Response:
 
 async def sim_generate(request: web.Request) -> web.Response:
     try:
-        n = _positive_int(request.query, "n", 1)
-    except _QueryError as exc:
+        n = positive_int(request.query, "n", 1)
+    except QueryError as exc:
         return errors(400, str(exc))
     scans = request.app[SIM_KEY].store.generate(n)
     return web.json_response({"ids": [s.id for s in scans]})

@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 import msgspec
 from aiohttp import web
 
+from bridge.simulator.params import QueryError, positive_int
 from bridge.simulator.store import Scan
 
 __all__ = [
@@ -199,19 +200,6 @@ class Subscriptions:
         )
 
 
-def _page_param(params: Any, name: str, default: int, problems: list[str]) -> int:
-    raw = params.get(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        value = 0
-    if value < 1:
-        problems.append(f"{name} must be a positive integer")
-    return value
-
-
 def subscription_routes(router: web.UrlDispatcher, subs: Subscriptions) -> None:
     """The three subscription endpoints; auth and the rate limit come from the middlewares."""
 
@@ -231,8 +219,15 @@ def subscription_routes(router: web.UrlDispatcher, subs: Subscriptions) -> None:
 
     async def list_(request: web.Request) -> web.Response:
         problems: list[str] = []
-        per_page = _page_param(request.query, "perPage", _DEFAULT_PER_PAGE, problems)
-        page = _page_param(request.query, "page", 1, problems)
+        per_page, page = _DEFAULT_PER_PAGE, 1
+        try:
+            per_page = positive_int(request.query, "perPage", _DEFAULT_PER_PAGE)
+        except QueryError as exc:
+            problems.append(str(exc))
+        try:
+            page = positive_int(request.query, "page", 1)
+        except QueryError as exc:
+            problems.append(str(exc))
         if problems:
             return unprocessable(problems)
         size = min(per_page, _MAX_PER_PAGE)

@@ -16,7 +16,13 @@ from datetime import datetime
 import msgspec
 
 from bridge.errors import InvalidWebhookError
-from bridge.passentry.pages import DecodedPage, add_included, add_scan
+from bridge.passentry.pages import (
+    DecodedPage,
+    add_included,
+    add_scan,
+    resource_head,
+    short_error,
+)
 
 __all__ = ["PASS_SCANNED", "WebhookEvent", "decode_event"]
 
@@ -39,13 +45,7 @@ class _Envelope(msgspec.Struct, frozen=True):
     included: list[msgspec.Raw] | None = None
 
 
-class _Head(msgspec.Struct, frozen=True):
-    type: str
-    id: str | None = None
-
-
 _envelope = msgspec.json.Decoder(_Envelope)
-_head = msgspec.json.Decoder(_Head)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +63,7 @@ def decode_event(body: bytes) -> WebhookEvent:
     try:
         envelope = _envelope.decode(body)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        raise InvalidWebhookError(f"not a webhook event: {_short(exc)}") from None
+        raise InvalidWebhookError(f"not a webhook event: {short_error(exc)}") from None
     data = envelope.data
     if data.type != "webhook":
         raise InvalidWebhookError(f"data.type is {data.type[:40]!r}, not 'webhook'")
@@ -73,7 +73,7 @@ def decode_event(body: bytes) -> WebhookEvent:
     page = DecodedPage()
     scans = 0
     for raw in envelope.included or ():
-        head = _try_head(raw)
+        head = resource_head(raw)
         if head is None:
             raise InvalidWebhookError("an included item is not a resource with a type")
         if head.type == "scan":
@@ -94,15 +94,3 @@ def _millis(text: str) -> int:
     if parsed.tzinfo is None:
         raise InvalidWebhookError("attributes.timeStamp has no time zone")
     return int(parsed.timestamp() * 1000)
-
-
-def _try_head(raw: msgspec.Raw) -> _Head | None:
-    try:
-        return _head.decode(raw)
-    except (msgspec.DecodeError, msgspec.ValidationError):
-        return None
-
-
-def _short(exc: Exception) -> str:
-    text = str(exc)
-    return text if len(text) <= 120 else text[:117] + "..."

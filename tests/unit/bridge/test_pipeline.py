@@ -289,3 +289,24 @@ def test_a_slice_read_ahead_is_dropped_when_the_cycle_before_it_fails() -> None:
     while p.cycle(threading.Event()).busy:
         pass
     assert sink.scan_ids() == made
+
+
+def test_a_reconcile_split_keeps_the_scan_created_in_the_split_millisecond() -> None:
+    from bridge.passentry.slices import ReadStats
+
+    api = FakeApi()
+    lo, hi = 1_700_000_000_000, 1_700_000_060_000
+    mid = (lo + (hi - lo) // 2) // 1000 * 1000  # where the range is halved
+    made = {t: api.add(t) for t in range(lo + 500, hi, 1000)}
+    at_mid = api.add(mid)
+    p = build(api, ListSink(), Metrics())
+    times = sorted([*made, mid])
+
+    def known(after: int, before: int) -> int:
+        # Every scan is known but the one created exactly at the split.
+        return sum(1 for t in times if after < t < before and t != mid)
+
+    found = p.reader.confirm(lo, hi, known, ReadStats(), threading.Event())
+    assert found is not None
+    ids = {item.scan.resource.id for part in found for item in part.scans.values()}
+    assert at_mid in ids

@@ -18,10 +18,14 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+from bridge.config import Config
+from bridge.errors import BridgeError
+from bridge.ops.metrics import Metrics
 from bridge.passentry.client import PassEntryClient
+from bridge.passentry.ratelimit import RequestBudget
 from bridge.passentry.slices import Slice, SlicePlan, SliceReader, iso_millis
 
-__all__ = ["Census", "KnownCount", "Leaf", "differences"]
+__all__ = ["Census", "KnownCount", "Leaf", "differences", "range_count"]
 
 # Kafka's count for ``[start, end)``: what PassEntry's count is compared with.
 KnownCount = Callable[[int, int], int]
@@ -103,3 +107,25 @@ def differences(
         mid = start_ms + span // 2
     for lo, hi in ((start_ms, mid), (mid, end_ms)):
         yield from differences(census, lo, hi, census.count(lo, hi), known, stop, depth + 1)
+
+
+def range_count(config: Config, start_ms: int, end_ms: int) -> int | None:
+    """PassEntry's count for ``[start, end)`` with the configured filters, or None when it
+    cannot be had: one request, for a progress bar's total."""
+    pe = config.passentry
+    plan = SlicePlan(pe.filters.as_query(), 1, 1, 1, 0, pe.sweep_interval_s)
+    try:
+        client = PassEntryClient(
+            str(pe.api_url), pe.token(), metrics=Metrics(), budget=RequestBudget(1.0),
+            timeout_s=pe.timeout_s, retry_deadline_s=min(pe.retry_deadline_s, 10.0),
+        )  # fmt: skip
+    except BridgeError:
+        return None
+    census = Census(client, plan)
+    try:
+        return census.count(start_ms, end_ms)
+    except BridgeError:
+        return None
+    finally:
+        census.close()
+        client.close()

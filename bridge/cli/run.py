@@ -47,10 +47,16 @@ def backfill(config_path: Path | None, since: str, until: str) -> None:
     if until_ms <= since_ms:
         raise click.BadParameter("must be later than --since", param_hint="--until")
     totals = CycleStats()
+    from bridge.audit.census import range_count
+    from bridge.ops.progress import progress_factory
+
+    # PassEntry's count for the range (one request) gives the bar its total and an ETA.
+    bar = progress_factory()("backfill", "scans", range_count(config, since_ms, until_ms))
 
     def progress(stats: CycleStats) -> None:
         totals.published += stats.published
         totals.pages += stats.pages
+        bar.advance(stats.published + stats.dead_letters)
 
     # Its own source id (so its own transactional id and checkpoint): a backfill never
     # fences the live bridge, and the same range run again resumes where it stopped.
@@ -63,6 +69,7 @@ def backfill(config_path: Path | None, since: str, until: str) -> None:
         on_cycle=progress,
     )
     code = serve(config, options)
+    bar.close()
     click.echo(f"backfill: {totals.published} scans published from {totals.pages} pages", err=True)
     sys.exit(code)
 

@@ -30,6 +30,8 @@ REQUIRED_ALERTS = {
     "PassEntryBridgeDlqGrowing",
     "PassEntryBridgeLateScans",
     "PassEntryBridgeTransactionAborts",
+    "PassEntryBridgeAuditFoundMissingScans",
+    "PassEntryBridgeAuditStale",
 }
 
 

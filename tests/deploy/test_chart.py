@@ -37,7 +37,14 @@ ids = [p.name.removesuffix("-values.yaml") for p in CI_VALUES]
 
 
 def test_the_value_combinations_are_all_there() -> None:
-    assert {"default", "existing-secret", "sasl-tls", "monitoring", "schema-registry"} <= set(ids)
+    assert {
+        "default",
+        "existing-secret",
+        "sasl-tls",
+        "monitoring",
+        "schema-registry",
+        "audit",
+    } <= set(ids)
 
 
 @pytest.mark.parametrize("values", CI_VALUES, ids=ids)
@@ -157,6 +164,9 @@ BAD_VALUES = {
     "zero shutdown grace": ["bridge.shutdownGraceSeconds=0"],
     "shutdown grace as a string": ["bridge.shutdownGraceSeconds=25s"],
     "bad topic name": ["bridge.scansTopic=a topic"],
+    "bad audit bucket": ["audit.bucket=hourly"],
+    "bad audit schedule": ["audit.schedule=daily"],
+    "unknown audit key": ["audit.since=yesterday"],
 }
 
 
@@ -407,3 +417,59 @@ def test_dashboard_configmap(render: Render) -> None:
         for d in by_kind(render(DEFAULT), "ConfigMap")
         if d["metadata"]["name"].endswith("-dashboard")
     ], "off by default"
+
+
+# --- the audit CronJob -------------------------------------------------------------------
+
+
+def test_audit_cronjob(render: Render) -> None:
+    docs = render(CHART / "ci" / "audit-values.yaml")
+    cron = one(docs, "CronJob")
+    spec = cron["spec"]
+    assert spec["schedule"] == "15 2 * * *"
+    assert spec["timeZone"] == "Etc/UTC"
+    assert spec["concurrencyPolicy"] == "Forbid"
+    job = spec["jobTemplate"]["spec"]
+    (rule,) = job["podFailurePolicy"]["rules"]
+    assert rule == {
+        "action": "FailJob",
+        "onExitCodes": {"containerName": "audit", "operator": "In", "values": [2, 4]},
+    }
+    pod = job["template"]["spec"]
+    assert pod["restartPolicy"] == "Never"
+    assert pod["automountServiceAccountToken"] is False
+    (container,) = pod["containers"]
+    assert container["args"] == [
+        "audit", "--since", "yesterday", "--until", "today", "--bucket", "30m",
+        "--budget", "2", "--repair",
+    ]  # fmt: skip
+    assert container["envFrom"] == [{"configMapRef": {"name": "rel-passentry-bridge"}}]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["PUSHGATEWAY_URL"] == "http://prometheus-pushgateway.monitoring:9091"
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    assert mounts["api-token"] == "/var/run/secrets/passentry-bridge/api"
+    # The bridge's selectors must not pick up audit pods (the Service would scrape them).
+    labels = job["template"]["metadata"]["labels"]
+    selector = one(docs, "Deployment")["spec"]["selector"]["matchLabels"]
+    assert not selector.items() <= labels.items()
+    assert labels["app.kubernetes.io/component"] == "audit"
+    assert not by_kind(render(DEFAULT), "CronJob"), "off by default"
+
+
+def test_audit_cronjob_runs_the_cli_with_the_bridges_settings(
+    render: Render, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The args parse, with the ConfigMap's environment, as the audit command's."""
+    from click.testing import CliRunner
+
+    from bridge.cli.audit import audit
+
+    docs = render(CHART / "ci" / "audit-values.yaml")
+    container = one(docs, "CronJob")["spec"]["jobTemplate"]["spec"]["template"]["spec"][
+        "containers"
+    ][0]
+    ctx = audit.make_context("audit", container["args"][1:])
+    assert ctx.params["since"] == "yesterday"
+    assert ctx.params["repair"] is True
+    assert CliRunner().invoke(audit, ["--help"]).exit_code == 0

@@ -25,7 +25,7 @@ from bridge.audit.census import Census
 from bridge.audit.compare import BucketResult, Repairs, compare_bucket
 from bridge.audit.horizon import LiveHorizon, live_horizon
 from bridge.audit.inventory import InventoryReader, KafkaScope
-from bridge.audit.repair import Repairer
+from bridge.audit.repair import Repairer, repaired_topics
 from bridge.audit.report import AuditReport
 from bridge.config import Config
 from bridge.dedup import BOUNDARY_MARGIN_MS
@@ -119,7 +119,7 @@ class Auditor:
             self._repairer.open()  # step 1: fence older audits before reading anything
         checkpoint = self._checkpoints.read(self._timeout_s)
         horizon = self._horizon(checkpoint)
-        scope = self._scope(checkpoint)
+        scope = self._scope(checkpoint, self._repaired_topics())
         report = AuditReport(req.source_id, req.since_ms, req.until_ms, req.bucket_ms, horizon,
                              repair=req.repair)  # fmt: skip
         buckets = split_range(req.since_ms, req.until_ms, req.bucket_ms)
@@ -137,6 +137,8 @@ class Auditor:
             report.published, report.dead_letters_written = totals.published, totals.dead_letters
             log.info("repair committed", extra={"published": totals.published,
                                                 "dead_letters": totals.dead_letters})  # fmt: skip
+            # The repair may have written to a routed topic nothing had used before.
+            scope = self._scope(checkpoint, sorted(self._repairer.topics))
             results = self._recheck(buckets, results, repairs, scope, horizon, report)
         report.buckets = results
         report.requests = api_requests(self.metrics)
@@ -154,9 +156,15 @@ class Auditor:
             margin_ms=self._request.live_margin_ms,
         )
 
-    def _scope(self, checkpoint: Checkpoint | None) -> KafkaScope:
+    def _repaired_topics(self) -> list[str]:
+        if self._repairer is not None:
+            return sorted(self._repairer.topics)  # read by open(), after the fence
+        return repaired_topics(self._conf, self._config.bridge.state_topic, self._request.source_id)
+
+    def _scope(self, checkpoint: Checkpoint | None, repaired: list[str]) -> KafkaScope:
         br = self._config.bridge
         topics = set(checkpoint.topics) if checkpoint is not None else set()
+        topics.update(repaired)
         if br.topic_template is None:
             topics.add(br.scans_topic)
         topics.discard(br.dlq_topic)

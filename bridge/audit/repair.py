@@ -22,6 +22,7 @@ import logging
 import threading
 import time
 import uuid
+from typing import Any
 
 import msgspec
 
@@ -32,6 +33,7 @@ from bridge.avro.registry import RegistryFramer
 from bridge.avro.schemas import latest
 from bridge.config import Config
 from bridge.enrich import Enricher, PassCache
+from bridge.kafka.checkpoint import CheckpointStore
 from bridge.kafka.producer import OutRecord, Publisher, producer_config, transactional_id
 from bridge.kafka.records import RecordBuilder
 from bridge.kafka.routing import Router
@@ -41,7 +43,14 @@ from bridge.ops.progress import ProgressFactory
 from bridge.passentry.client import PassEntryClient
 from bridge.passentry.pages import Listed, ListedReject
 
-__all__ = ["RepairProgress", "RepairTotals", "Repairer", "repair_key", "repair_transactional_id"]
+__all__ = [
+    "RepairProgress",
+    "RepairTotals",
+    "Repairer",
+    "repair_key",
+    "repair_transactional_id",
+    "repaired_topics",
+]
 
 log = logging.getLogger(__name__)
 
@@ -76,10 +85,25 @@ class RepairProgress(msgspec.Struct, frozen=True, rename="camel"):
     published: int
     dead_letters: int
     updated_at_ms: int
+    # Every topic a repair of this source ever wrote scans to: a routed topic the live
+    # bridge never used would otherwise be outside what later audits read.
+    topics: list[str] = msgspec.field(default_factory=list)
     bridge_version: str = __version__
 
 
 _encode = msgspec.json.Encoder()
+_decode = msgspec.json.Decoder(RepairProgress)
+
+
+def repaired_topics(client_conf: dict[str, Any], state_topic: str, source_id: str) -> list[str]:
+    """The topics earlier repairs of ``source_id`` wrote to, from their last progress record."""
+    raw = CheckpointStore(client_conf, state_topic, repair_key(source_id)).read_raw()
+    if raw is None:
+        return []
+    try:
+        return list(_decode.decode(raw).topics)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return []
 
 
 class Repairer:
@@ -92,6 +116,8 @@ class Repairer:
         self.source_id = source_id
         self.run_id = uuid.uuid4().hex[:12]
         self._state_topic = br.state_topic
+        self._conf = conf
+        self.topics: set[str] = set()
         self._chunk = chunk
         self._timeout_s = kafka.message_timeout_ms / 1000 + 5
         self._topics = TopicManager(
@@ -131,6 +157,8 @@ class Repairer:
         before reading Kafka to decide what is missing."""
         self._topics.ensure([self._state_topic], compacted=True)
         self._publisher.init()
+        # Read after the fence: what earlier runs committed is settled by now.
+        self.topics = set(repaired_topics(self._conf, self._state_topic, self.source_id))
 
     def close(self) -> None:
         self._publisher.close(5.0)
@@ -162,6 +190,7 @@ class Repairer:
             records.extend(dead)
             dead = []
             self._topics.ensure(sorted({r.topic for r in records}))
+            self.topics |= {r.topic for r in records if r.topic != self._records.dlq_topic}
             acked = self._send(records, since_ms, until_ms, totals)
             for topic, count in acked.items():
                 if topic == self._records.dlq_topic:
@@ -186,6 +215,7 @@ class Repairer:
             totals.published + sum(1 for r in records if r.topic != dlq),
             totals.dead_letters + sum(1 for r in records if r.topic == dlq),
             int(time.time() * 1000),
+            sorted(self.topics),
         )
         marker = OutRecord(
             self._state_topic, repair_key(self.source_id).encode(), _encode.encode(progress), []

@@ -114,6 +114,7 @@ def _run(config: Config, request: AuditRequest, as_json: bool, pushgateway: str 
         raise SystemExit(EXIT_FAILED)
 
     signal.signal(signal.SIGTERM, interrupted)
+    signal.signal(signal.SIGINT, interrupted)
     report: AuditReport | None = None
     try:
         auditor = Auditor(config, request, progress=progress_factory(), stop=stop)

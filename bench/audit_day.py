@@ -25,6 +25,7 @@ import os
 import random
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from datetime import UTC, datetime
@@ -88,6 +89,18 @@ def _produce(bootstrap: str, topic: str, source: str, scans: list[Scan]) -> floa
     return time.monotonic() - started
 
 
+def _watch_peak(proc: subprocess.Popen[bytes], peak: list[float]) -> None:
+    while proc.returncode is None:
+        try:
+            with open(f"/proc/{proc.pid}/status") as f:
+                for line in f:
+                    if line.startswith("VmHWM:"):
+                        peak[0] = max(peak[0], int(line.split()[1]) / 1024)
+        except OSError:
+            return
+        time.sleep(0.2)
+
+
 def _audit(env: dict[str, str], since: int, until: int, log_dir: Path, name: str) -> dict[str, Any]:
     argv = [
         str(REPO / ".venv" / "bin" / "passentry-bridge"),
@@ -104,14 +117,20 @@ def _audit(env: dict[str, str], since: int, until: int, log_dir: Path, name: str
     ]
     log_dir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
+    peak = [0.0]
     with open(log_dir / f"{name}.log", "wb") as log:
         proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=log, cwd=REPO)
+        # ru_maxrss of a child forked from this (big) process counts the parent's pages
+        # before exec; VmHWM read while it runs is the audit's own peak.
+        watcher = threading.Thread(target=_watch_peak, args=(proc, peak), daemon=True)
+        watcher.start()
         assert proc.stdout is not None
         out = proc.stdout.read()  # to EOF, without reaping: wait4 below gives the rusage
         _, status, usage = os.wait4(proc.pid, 0)
         proc.returncode = os.waitstatus_to_exitcode(status)
+        watcher.join(5)
     wall = time.monotonic() - started
-    ended = Exit(proc.returncode, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024)
+    ended = Exit(proc.returncode, usage.ru_utime + usage.ru_stime, peak[0])
     report: dict[str, Any] = json.loads(out)
     report["bench"] = {
         "exit": ended.code,

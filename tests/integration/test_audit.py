@@ -229,3 +229,16 @@ def test_audit_finds_hidden_scans_and_repair_publishes_each_once(
     ), lines  # fmt: skip
     assert any(line.startswith("passentry_bridge_audit_last_success_timestamp_seconds{")
                for line in lines)  # fmt: skip
+
+
+def test_audit_exits_1_when_passentry_cannot_be_reached(kafka_bootstrap: str) -> None:
+    env = bridge_env(
+        f"http://127.0.0.1:{free_port()}", kafka_bootstrap, Topics.fresh(),
+        PASSENTRY_RETRY_DEADLINE_S="1", PASSENTRY_TIMEOUT_S="1",
+    )  # fmt: skip
+    proc = subprocess.run(
+        [BRIDGE, "audit", "--since", "yesterday", "--until", "today"],
+        env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert "audit could not run" in proc.stderr

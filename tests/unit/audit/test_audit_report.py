@@ -108,3 +108,23 @@ def test_log_progress_reports_rate_and_eta(caplog: pytest.LogCaptureFixture) -> 
     first, last = caplog.records
     assert (first.done, first.total, first.rate_per_s, first.eta_s) == (200, 1000, 20.0, 40.0)  # type: ignore[attr-defined]
     assert last.getMessage() == "kafka done"
+
+
+def test_a_terminal_gets_a_bar_with_total_rate_and_eta() -> None:
+    import io
+
+    from bridge.ops.progress import progress_factory
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    screen = Terminal()
+    bar = progress_factory(screen)("backfill", "scans", 1000)
+    bar.advance(400)
+    bar.advance(600)
+    bar.close()
+    last = screen.getvalue().rstrip("\n").split("\r")[-1]
+    assert last.startswith("backfill: 100%")
+    assert "1.00k/1.00k" in last
+    assert "scans/s" in last

@@ -24,6 +24,7 @@ class _Commands(click.Group):
     _lazy: ClassVar[dict[str, tuple[str, str]]] = {
         "run": ("bridge.cli.run", "run"),
         "backfill": ("bridge.cli.run", "backfill"),
+        "audit": ("bridge.cli.audit", "audit"),
         "check": ("bridge.cli.check", "check"),
         "tail": ("bridge.cli.tail", "tail"),
         "state": ("bridge.cli.state", "state"),

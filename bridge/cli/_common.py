@@ -23,14 +23,22 @@ FC = TypeVar("FC", bound=Callable[..., Any])
 
 
 def parse_time(value: str, name: str) -> int:
-    """``now``, or an ISO 8601 time (``Z`` or an offset; bare times are UTC), as Unix ms."""
-    if value.strip().lower() == "now":
+    """``now``, ``today`` or ``yesterday`` (00:00 UTC), or an ISO 8601 time (``Z`` or an
+    offset; bare times are UTC), as Unix ms. The day names let a daily CronJob say "the
+    previous day" without date arithmetic in a shell."""
+    word = value.strip().lower()
+    if word == "now":
         return int(time.time() * 1000)
+    if word in ("today", "yesterday"):
+        midnight = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        days = 1 if word == "yesterday" else 0
+        return int(midnight.timestamp() * 1000) - days * 86_400_000
     try:
         parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
     except ValueError:
         raise click.BadParameter(
-            f"expected an ISO 8601 time or 'now', got {value!r}", param_hint=name
+            f"expected an ISO 8601 time, 'now', 'today' or 'yesterday', got {value!r}",
+            param_hint=name,
         ) from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)

@@ -47,10 +47,19 @@ def backfill(config_path: Path | None, since: str, until: str) -> None:
     if until_ms <= since_ms:
         raise click.BadParameter("must be later than --since", param_hint="--until")
     totals = CycleStats()
+    from bridge.audit.census import range_count
+    from bridge.ops.progress import progress_factory
+
+    # PassEntry's count for the range (one request a source) gives the bar its total and
+    # an ETA.
+    counts = [range_count(s.passentry, since_ms, until_ms) for s in config.sources]
+    total = None if None in counts else sum(c for c in counts if c is not None)
+    bar = progress_factory()("backfill", "scans", total)
 
     def progress(stats: CycleStats) -> None:
         totals.published += stats.published
         totals.pages += stats.pages
+        bar.advance(stats.published + stats.dead_letters)
 
     # Its own source id (so its own transactional id and checkpoint): a backfill never
     # fences the live bridge, and the same range run again resumes where it stopped.
@@ -63,6 +72,7 @@ def backfill(config_path: Path | None, since: str, until: str) -> None:
         on_cycle=progress,
     )
     code = serve(config, options)
+    bar.close()
     click.echo(f"backfill: {totals.published} scans published from {totals.pages} pages", err=True)
     sys.exit(code)
 

@@ -102,10 +102,7 @@ class CheckpointStore:
 
     def read(self, timeout_s: float = 30.0) -> Checkpoint | None:
         """The last committed checkpoint of this source (read_committed), or None."""
-        latest: bytes | None = None
-        for msg in self._read_to_end([TopicPartition(self.topic, 0, OFFSET_BEGINNING)], timeout_s):
-            if msg.key() == self.key:
-                latest = msg.value()
+        latest = self.read_raw(timeout_s)
         if latest is None:
             return None
         try:
@@ -114,6 +111,14 @@ class CheckpointStore:
             raise KafkaRetriableError(
                 f"checkpoint of source {self.source_id} in {self.topic} is unreadable: {exc}"
             ) from exc
+
+    def read_raw(self, timeout_s: float = 30.0) -> bytes | None:
+        """The last committed value under this store's key, undecoded (read_committed)."""
+        latest: bytes | None = None
+        for msg in self._read_to_end([TopicPartition(self.topic, 0, OFFSET_BEGINNING)], timeout_s):
+            if msg.key() == self.key:
+                latest = msg.value()
+        return latest
 
     def rebuild(
         self, window: DedupWindow, rejects: RejectMemory, topics: list[str], dlq_topic: str,

@@ -18,6 +18,9 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
+from bridge.audit.horizon import LiveHorizon
+from bridge.audit.metrics import audit_registry
+from bridge.audit.report import AuditReport
 from bridge.ops.metrics import Metrics
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -107,11 +110,17 @@ _SUFFIXES = {
 
 
 def exported_metric_names() -> set[str]:
-    """Every series name bridge/ops/metrics.py exports."""
+    """Every series name bridge/ops/metrics.py exports, and those the audit pushes."""
+    registries = [
+        Metrics(CollectorRegistry()).registry,
+        audit_registry(AuditReport("s", 0, 1, 1, LiveHorizon(None, None, "")), succeeded=True),
+        audit_registry(None, succeeded=False),
+    ]
     names = set()
-    for family in Metrics(CollectorRegistry()).registry.collect():
-        for suffix in _SUFFIXES.get(family.type, ("",)):
-            names.add(family.name + suffix)
+    for registry in registries:
+        for family in registry.collect():
+            for suffix in _SUFFIXES.get(family.type, ("",)):
+                names.add(family.name + suffix)
     return names
 
 

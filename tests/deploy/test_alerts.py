@@ -34,6 +34,8 @@ REQUIRED_ALERTS = {
     "PassEntryBridgeWebhookInboxLag",
     "PassEntryBridgeSourceUnowned",
     "PassEntryBridgeSourceOwnedTwice",
+    "PassEntryBridgeAuditFoundMissingScans",
+    "PassEntryBridgeAuditStale",
 }
 
 

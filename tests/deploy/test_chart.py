@@ -45,6 +45,7 @@ def test_the_value_combinations_are_all_there() -> None:
         "schema-registry",
         "webhook",
         "sources",
+        "audit",
     } <= set(ids)
 
 
@@ -181,6 +182,9 @@ BAD_VALUES = {
     ],
     "a bad source id": ["sources[0].id=a b", "sources[0].apiToken=t"],
     "a bad anti-affinity": ["podAntiAffinity=always"],
+    "bad audit bucket": ["audit.bucket=hourly"],
+    "bad audit schedule": ["audit.schedule=daily"],
+    "unknown audit key": ["audit.since=yesterday"],
 }
 
 
@@ -550,3 +554,59 @@ def test_dashboard_configmap(render: Render) -> None:
         for d in by_kind(render(DEFAULT), "ConfigMap")
         if d["metadata"]["name"].endswith("-dashboard")
     ], "off by default"
+
+
+# --- the audit CronJob -------------------------------------------------------------------
+
+
+def test_audit_cronjob(render: Render) -> None:
+    docs = render(CHART / "ci" / "audit-values.yaml")
+    cron = one(docs, "CronJob")
+    spec = cron["spec"]
+    assert spec["schedule"] == "15 2 * * *"
+    assert spec["timeZone"] == "Etc/UTC"
+    assert spec["concurrencyPolicy"] == "Forbid"
+    job = spec["jobTemplate"]["spec"]
+    (rule,) = job["podFailurePolicy"]["rules"]
+    assert rule == {
+        "action": "FailJob",
+        "onExitCodes": {"containerName": "audit", "operator": "In", "values": [2, 4]},
+    }
+    pod = job["template"]["spec"]
+    assert pod["restartPolicy"] == "Never"
+    assert pod["automountServiceAccountToken"] is False
+    (container,) = pod["containers"]
+    assert container["args"] == [
+        "audit", "--since", "yesterday", "--until", "today", "--bucket", "30m",
+        "--budget", "2", "--repair",
+    ]  # fmt: skip
+    assert container["envFrom"] == [{"configMapRef": {"name": "rel-passentry-bridge"}}]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["PUSHGATEWAY_URL"] == "http://prometheus-pushgateway.monitoring:9091"
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    assert mounts["api-token"] == "/var/run/secrets/passentry-bridge/api"
+    # The bridge's selectors must not pick up audit pods (the Service would scrape them).
+    labels = job["template"]["metadata"]["labels"]
+    selector = one(docs, "Deployment")["spec"]["selector"]["matchLabels"]
+    assert not selector.items() <= labels.items()
+    assert labels["app.kubernetes.io/component"] == "audit"
+    assert not by_kind(render(DEFAULT), "CronJob"), "off by default"
+
+
+def test_audit_cronjob_runs_the_cli_with_the_bridges_settings(
+    render: Render, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The args parse, with the ConfigMap's environment, as the audit command's."""
+    from click.testing import CliRunner
+
+    from bridge.cli.audit import audit
+
+    docs = render(CHART / "ci" / "audit-values.yaml")
+    container = one(docs, "CronJob")["spec"]["jobTemplate"]["spec"]["template"]["spec"][
+        "containers"
+    ][0]
+    ctx = audit.make_context("audit", container["args"][1:])
+    assert ctx.params["since"] == "yesterday"
+    assert ctx.params["repair"] is True
+    assert CliRunner().invoke(audit, ["--help"]).exit_code == 0

@@ -1,0 +1,58 @@
+"""Which scans the live bridge will never publish: the repair's side of the no-double rule.
+
+The live bridge publishes a scan only when its dedup window calls it new, and the window
+calls every scan created before its cursor (watermark time minus the lookback) late: such a
+scan is dead-lettered, never published (``bridge.dedup.Verdict.LATE``). The cursor only moves
+forward, and every transaction's scans were judged against a watermark no newer than the
+checkpoint committed with them; so once a checkpoint with watermark W is committed, no scan
+created before ``cursor(W)`` is ever published by the live bridge again. A repair reads the
+live checkpoint *before* it reads Kafka (``bridge.audit.inventory`` then waits for every
+transaction that had started by then to settle), so every scan older than that cursor is
+either in what it read or never coming.
+
+It keeps a further distance: the late sweep, which looks ``PASSENTRY_LATE_SWEEP_S`` behind
+the cursor and would dead-letter as late a repaired scan it finds in PassEntry but not in its
+window, and a margin (60 s by default, the window's own boundary margin) for PassEntry's
+fuzzy ``createdAfter`` and for a live bridge configured with a slightly longer lookback.
+
+A checkpoint moved by ``state reset`` (no watermark) makes the live bridge publish everything
+from its new start again, so the horizon is that start. A source without a checkpoint may
+still start anywhere: nothing is repaired for it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from bridge.kafka.checkpoint import Checkpoint
+
+__all__ = ["LiveHorizon", "live_horizon"]
+
+
+@dataclass(frozen=True, slots=True)
+class LiveHorizon:
+    """Scans created before ``ms`` are never published by the live bridge from now on."""
+
+    ms: int | None
+    watermark: str | None
+    why: str
+
+
+def live_horizon(
+    checkpoint: Checkpoint | None, *, lookback_ms: int, late_sweep_ms: int, margin_ms: int
+) -> LiveHorizon:
+    if checkpoint is None:
+        return LiveHorizon(None, None, "the source has no checkpoint: nothing is repaired")
+    if checkpoint.watermark is None:
+        start = checkpoint.since_ms or 0
+        return LiveHorizon(
+            start - margin_ms, None, "the checkpoint was reset: the live bridge starts again there"
+        )
+    created = uuid.UUID(checkpoint.watermark).int >> 80
+    cursor = created - lookback_ms
+    return LiveHorizon(
+        cursor - late_sweep_ms - margin_ms,
+        checkpoint.watermark,
+        "watermark - lookback - late sweep - margin",
+    )

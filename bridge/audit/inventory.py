@@ -1,0 +1,247 @@
+"""What Kafka holds for one source over a time range: the Kafka side of an audit.
+
+Scan records are found by time: their Kafka timestamp is the scan's UUIDv7 creation time,
+so ``offsets_for_times(since)`` gives, per partition, the first record that can belong to
+the range. Dead letters carry the producer's clock (when the scan was dead-lettered, always
+after it was created), so the DLQ is read from a margin earlier and its records are placed
+by the time in their ``scan-id``.
+
+Each partition is read from there to the end it had when the read began, not only to the
+first record past ``until``. Records of a range can sit anywhere after its start: a scan
+made visible late is published after newer ones (up to a lookback later), a repair appends
+old scans at the end, and ``state reset`` publishes a range again. Stopping early would
+count such scans as missing, and a repair would then publish them twice.
+
+The end is the high watermark read with ``read_uncommitted`` just before reading, and the
+read (``read_committed``) goes on until the consumer has passed it. So a transaction that
+had written anything by then, whether it is still open or committed with its markers not
+yet written, has been settled and, if committed, counted. The repair's no-double argument
+rests on this (see ``bridge.audit.horizon``).
+
+Memory: a scan id is kept as its 36 bytes of text per bucket (about 155 MB for a day at
+50 scans/s); sets are built one bucket at a time, when a bucket is looked at.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+
+from bridge.audit.buckets import Bucket
+from bridge.dedup import BOUNDARY_MARGIN_MS
+from bridge.errors import InvalidUUIDv7Error, KafkaRetriableError
+from bridge.ops.progress import ProgressFactory
+from bridge.uuid7 import parse_uuid7_int
+
+__all__ = ["DeadLetters", "Inventory", "InventoryReader", "KafkaScope"]
+
+_ID_LEN = 36  # a canonical UUID's text
+_LATE = "late_scan"
+
+
+@dataclass(frozen=True, slots=True)
+class KafkaScope:
+    """Where a source's records are: its main topics and its dead-letter topic."""
+
+    source_id: str
+    main_topics: tuple[str, ...]
+    dlq_topic: str
+
+
+@dataclass(slots=True)
+class DeadLetters:
+    """The dead letters of one bucket: scan id -> reason (the last one, if several)."""
+
+    reasons: dict[int, str] = field(default_factory=dict)
+
+    def late(self) -> set[int]:
+        """Dead-lettered only because the live bridge saw them too late: publishable."""
+        return {i for i, reason in self.reasons.items() if reason == _LATE}
+
+
+@dataclass(slots=True)
+class Inventory:
+    buckets: list[Bucket]
+    main: list[bytearray]
+    dead: list[DeadLetters]
+    # Dead letters without a readable UUIDv7 (bad ids): matched to listed scans by content.
+    reject_digests: set[bytes]
+    records_read: int = 0
+    seconds: float = 0.0
+    # Filled by ``settle``: distinct main-topic ids and the ids seen more than once.
+    distinct: list[int] = field(default_factory=list)
+    duplicates: list[list[str]] = field(default_factory=list)
+
+    def settle(self) -> None:
+        for buf in self.main:
+            seen: set[bytes] = set()
+            dupes: list[str] = []
+            for i in range(0, len(buf), _ID_LEN):
+                value = bytes(buf[i : i + _ID_LEN])
+                if value in seen:
+                    dupes.append(value.decode())
+                seen.add(value)
+            self.distinct.append(len(seen))
+            self.duplicates.append(dupes)
+
+    def main_ids(self, index: int) -> set[int]:
+        """The distinct ids of bucket ``index`` in the main topics, as ints."""
+        buf = self.main[index]
+        return {
+            int(bytes(buf[i : i + _ID_LEN]).replace(b"-", b""), 16)
+            for i in range(0, len(buf), _ID_LEN)
+        }
+
+
+class InventoryReader:
+    def __init__(self, client_conf: dict[str, Any], scope: KafkaScope, timeout_s: float) -> None:
+        self._conf = client_conf
+        self._scope = scope
+        self._timeout = timeout_s
+
+    def read(self, buckets: list[Bucket], progress: ProgressFactory | None = None) -> Inventory:
+        started = time.monotonic()
+        since, until = buckets[0].start_ms, buckets[-1].end_ms
+        bucket_ms = buckets[0].end_ms - buckets[0].start_ms
+        inv = Inventory(buckets, [bytearray() for _ in buckets], [DeadLetters() for _ in buckets],
+                        set())  # fmt: skip
+        starts, ends = self._plan(since)
+        bar = None
+        if progress is not None:
+            # Offsets to read, transaction markers included: close enough for an ETA.
+            bar = progress("kafka", "records", sum(ends[(t.topic, t.partition)] - t.offset
+                                                  for t in starts))  # fmt: skip
+        source = self._scope.source_id.encode()
+        dlq = self._scope.dlq_topic
+        for msg in self._read(starts, ends, bar.advance if bar is not None else None):
+            inv.records_read += 1
+            if msg.topic() == dlq:
+                self._dead_letter(msg, source, since, until, bucket_ms, inv)
+                continue
+            created = msg.timestamp()[1]
+            if created < since or created >= until:
+                continue
+            src = scan = None
+            for key, value in msg.headers() or ():
+                if key == "source-id":
+                    src = value
+                elif key == "scan-id":
+                    scan = value
+            if src == source and scan is not None and len(scan) == _ID_LEN:
+                inv.main[(created - since) // bucket_ms] += scan
+        if bar is not None:
+            bar.close()
+        inv.settle()
+        inv.seconds = time.monotonic() - started
+        return inv
+
+    def _dead_letter(
+        self, msg: Any, source: bytes, since: int, until: int, bucket_ms: int, inv: Inventory
+    ) -> None:
+        headers = dict(msg.headers() or ())
+        if headers.get("source-id") != source:
+            return
+        scan = headers.get("scan-id")
+        try:
+            id_int = parse_uuid7_int(scan.decode()) if isinstance(scan, bytes) else None
+        except (InvalidUUIDv7Error, UnicodeDecodeError):
+            id_int = None
+        if id_int is None:
+            # No creation time to place it by: remember its content, as RejectMemory does.
+            inv.reject_digests.add(hashlib.blake2b(msg.value() or b"", digest_size=16).digest())
+            return
+        created = id_int >> 80
+        if since <= created < until:
+            reason = headers.get("dlq-reason")
+            text = reason.decode(errors="replace") if isinstance(reason, bytes) else "unknown"
+            inv.dead[(created - since) // bucket_ms].reasons[id_int] = text
+
+    def _consumer(self, isolation: str) -> Consumer:
+        return Consumer(
+            {
+                **self._conf,
+                "group.id": f"passentry-bridge-audit-{uuid.uuid4()}",
+                "enable.auto.commit": False,
+                "isolation.level": isolation,
+                "enable.partition.eof": True,
+                "auto.offset.reset": "earliest",
+                "fetch.wait.max.ms": 50,
+            }
+        )
+
+    def _plan(self, since: int) -> tuple[list[TopicPartition], dict[tuple[str, int], int]]:
+        """Where each partition's read starts (by time) and ends (its high watermark now)."""
+        consumer = self._consumer("read_uncommitted")
+        try:
+            metadata = consumer.list_topics(timeout=self._timeout)
+            wanted = []
+            for topic in (*self._scope.main_topics, self._scope.dlq_topic):
+                if topic not in metadata.topics:
+                    continue
+                at = since - BOUNDARY_MARGIN_MS if topic == self._scope.dlq_topic else since
+                wanted += [TopicPartition(topic, p, at) for p in metadata.topics[topic].partitions]
+            found = consumer.offsets_for_times(wanted, timeout=self._timeout) if wanted else []
+            starts, ends = [], {}
+            for tp in found:
+                low, high = consumer.get_watermark_offsets(
+                    TopicPartition(tp.topic, tp.partition), timeout=self._timeout
+                )
+                # -1: no record at or after the time, so nothing of the range is there.
+                first = high if tp.offset < 0 else max(tp.offset, low)
+                if first < high:
+                    starts.append(TopicPartition(tp.topic, tp.partition, first))
+                    ends[(tp.topic, tp.partition)] = high
+            return starts, ends
+        except KafkaException as exc:
+            raise KafkaRetriableError(f"cannot find where the range starts: {exc}") from exc
+        finally:
+            consumer.close()
+
+    def _read(
+        self, starts: list[TopicPartition], ends: dict[tuple[str, int], int],
+        on_records: Callable[[int], None] | None,
+    ) -> Iterator[Any]:  # fmt: skip
+        if not starts:
+            return
+        consumer = self._consumer("read_committed")
+        pending = dict(ends)
+        try:
+            consumer.assign(starts)
+            deadline = time.monotonic() + self._timeout
+            while pending:
+                batch = consumer.consume(1000, timeout=0.5)
+                if batch:
+                    deadline = time.monotonic() + self._timeout
+                elif time.monotonic() > deadline:
+                    raise KafkaRetriableError(
+                        f"reading {sorted(pending)} stalled for {self._timeout:.0f}s"
+                    )
+                for msg in batch:
+                    where = (msg.topic() or "", msg.partition() or 0)
+                    err = msg.error()
+                    offset = msg.offset() or 0
+                    if err is None:
+                        yield msg
+                        done = offset >= pending.get(where, 0) - 1
+                    elif err.code() == KafkaError._PARTITION_EOF:
+                        # read_committed stops at the last stable offset: an EOF short of
+                        # the end means a transaction is still settling there; wait for it.
+                        done = offset >= pending.get(where, 0)
+                    elif err.code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
+                        done = True
+                    else:
+                        raise KafkaRetriableError(f"reading {msg.topic()}: {err}")
+                    if done:
+                        pending.pop(where, None)
+                if on_records is not None and batch:
+                    on_records(len(batch))
+        except KafkaException as exc:
+            raise KafkaRetriableError(f"reading the range back: {exc}") from exc
+        finally:
+            consumer.close()

@@ -1,0 +1,153 @@
+"""``passentry-bridge audit``: compare PassEntry with Kafka per time bucket; repair gaps."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING
+
+import click
+
+from bridge.cli._common import config_option, load, parse_time
+from bridge.errors import BridgeError, ConfigError
+from bridge.ops.logs import setup_logging
+from bridge.ops.progress import progress_factory
+
+if TYPE_CHECKING:
+    from bridge.audit.auditor import AuditRequest
+    from bridge.audit.report import AuditReport
+    from bridge.config import Config
+
+__all__ = ["audit"]
+
+log = logging.getLogger("bridge")
+
+
+@click.command()
+@config_option
+@click.option("--since", required=True, help="ISO 8601 start, 'yesterday', 'today' or 'now'.")
+@click.option("--until", required=True, help="ISO 8601 end (exclusive), 'today' or 'now'.")
+@click.option("--bucket", default="1h", show_default=True, help="Bucket size: 90s, 15m, 1h, 1d.")
+@click.option(
+    "--source", "source_id", help="Source id to audit. Default: the one source of the config."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON, ids included.")
+@click.option(
+    "--repair",
+    is_flag=True,
+    help="Publish the missing scans (and late_scan dead letters) older than the live "
+    "bridge's horizon, exactly once, then check again.",
+)
+@click.option(
+    "--repair-batch",
+    type=click.IntRange(1, 10_000),
+    default=500,
+    show_default=True,
+    help="Scans per repair transaction.",
+)
+@click.option(
+    "--budget",
+    type=click.FloatRange(0.1, 100),
+    default=3.0,
+    show_default=True,
+    help="PassEntry requests per second (capped by PASSENTRY_REQUEST_BUDGET); the live "
+    "bridge shares PassEntry's 10/s.",
+)
+@click.option(
+    "--live-margin",
+    default="60s",
+    show_default=True,
+    help="How much further than lookback + late sweep behind the live cursor a repair stays.",
+)
+@click.option(
+    "--pushgateway",
+    envvar="PUSHGATEWAY_URL",
+    help="Push the result to this Prometheus Pushgateway (env PUSHGATEWAY_URL).",
+)
+def audit(
+    config_path: Path | None, since: str, until: str, bucket: str, source_id: str | None,
+    as_json: bool, repair: bool, repair_batch: int, budget: float, live_margin: str,
+    pushgateway: str | None,
+) -> None:  # fmt: skip
+    """Check that every scan PassEntry lists in [--since, --until) is in Kafka.
+
+    Exit 0: complete; 4: scans missing; 2: bad usage or configuration; 1: could not run.
+    """
+    from bridge.audit.buckets import parse_duration_ms
+
+    config = load(config_path)
+    setup_logging(config.bridge.log_format, config.bridge.log_level)
+    since_ms, until_ms = parse_time(since, "--since"), parse_time(until, "--until")
+    if until_ms <= since_ms:
+        raise click.BadParameter("must be later than --since", param_hint="--until")
+    try:
+        bucket_ms = parse_duration_ms(bucket)
+        margin_ms = parse_duration_ms(live_margin)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    from bridge.audit.auditor import AuditRequest
+
+    if source_id is None:
+        if len(config.sources) != 1:
+            ids = ", ".join(s.id for s in config.sources)
+            raise click.UsageError(f"--source is needed: the config lists sources {ids}")
+        source_id = config.sources[0].id
+    request = AuditRequest(
+        source_id,
+        since_ms,
+        until_ms,
+        bucket_ms,
+        repair=repair,
+        repair_batch=repair_batch,
+        live_margin_ms=margin_ms,
+        request_budget=budget,
+    )
+    sys.exit(_run(config, request, as_json, pushgateway))
+
+
+def _run(config: Config, request: AuditRequest, as_json: bool, pushgateway: str | None) -> int:
+    from bridge.audit.auditor import Auditor
+    from bridge.audit.report import EXIT_FAILED, EXIT_USAGE
+
+    stop = threading.Event()
+
+    def interrupted(signum: int, frame: FrameType | None) -> None:
+        # Leave through the finally blocks: an open repair transaction is aborted.
+        stop.set()
+        raise SystemExit(EXIT_FAILED)
+
+    signal.signal(signal.SIGTERM, interrupted)
+    signal.signal(signal.SIGINT, interrupted)
+    report: AuditReport | None = None
+    try:
+        auditor = Auditor(config, request, progress=progress_factory(), stop=stop)
+        try:
+            report = auditor.run()
+        finally:
+            auditor.close()
+    except ConfigError as exc:
+        log.error("cannot audit", extra={"error": str(exc)})
+        return EXIT_USAGE
+    except BridgeError as exc:
+        log.error("audit could not run", extra={"error": str(exc)})
+    finally:
+        if pushgateway:
+            _push(pushgateway, request.source_id, report)
+    if report is None:
+        return EXIT_FAILED
+    click.echo(report.json_text() if as_json else report.table())
+    return report.exit_code()
+
+
+def _push(url: str, source: str, report: AuditReport | None) -> None:
+    from bridge.audit.metrics import audit_registry, push
+
+    try:
+        push(url, source, audit_registry(report, succeeded=report is not None),
+             replace=report is not None)  # fmt: skip
+    except OSError as exc:
+        log.error("cannot push to the Pushgateway", extra={"url": url, "error": str(exc)})

@@ -1,0 +1,42 @@
+"""``backfill`` off a terminal: its progress goes out as JSON log lines with the total that
+PassEntry counted, the rate and the ETA, and the last one says everything was published."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from bridge.simulator.app import SimulatorConfig
+from bridge.simulator.server import SimulatorServer
+from bridge.simulator.store import WorldConfig
+from tests.integration.eos_harness import Topics, bridge_env
+
+BRIDGE = str(Path(sys.executable).with_name("passentry-bridge"))
+
+
+def _iso(ms: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ms / 1000))
+
+
+def test_backfill_reports_progress_as_log_lines(kafka_bootstrap: str) -> None:
+    anchor = (int(time.time()) - 600) * 1000
+    world = WorldConfig(seed=2, backlog=1500, backlog_span_s=1200, anchor_ms=anchor)
+    with SimulatorServer(SimulatorConfig(world=world, rate_limit=None)) as sim:
+        env = bridge_env(sim.url, kafka_bootstrap, Topics.fresh(), PASSENTRY_REQUEST_BUDGET="50")
+        since, until = _iso(anchor - 1_300_000), _iso(anchor + 1000)
+        proc = subprocess.run(
+            [BRIDGE, "backfill", "--since", since, "--until", until],
+            env=env, capture_output=True, text=True, timeout=240, check=False,
+        )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = [json.loads(line) for line in proc.stderr.splitlines() if line.startswith("{")]
+    progress = [line for line in lines if line.get("task") == "backfill"]
+    assert progress, proc.stderr[-3000:]
+    last = progress[-1]
+    assert last["msg"] == "backfill done"
+    assert (last["done"], last["total"], last["unit"]) == (1500, 1500, "scans")
+    assert last["rate_per_s"] > 0
+    assert last["eta_s"] == 0

@@ -1,0 +1,130 @@
+"""Buckets, the live horizon, the report's table, JSON and exit code, and progress lines."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+import pytest
+
+from bridge.audit.buckets import Bucket, parse_duration_ms, split_range
+from bridge.audit.compare import BucketResult
+from bridge.audit.horizon import live_horizon
+from bridge.audit.report import EXIT_COMPLETE, EXIT_GAPS, AuditReport
+from bridge.kafka.checkpoint import make_checkpoint
+from bridge.ops.progress import LogProgress
+
+H = 3_600_000
+
+
+@pytest.mark.parametrize(
+    ("text", "ms"),
+    [("90s", 90_000), ("15m", 900_000), ("1h", H), ("1d", 24 * H), ("1h30m", 5_400_000)],
+)
+def test_durations(text: str, ms: int) -> None:
+    assert parse_duration_ms(text) == ms
+
+
+@pytest.mark.parametrize("text", ["", "1", "h", "1w", "500ms", "-1h", "0s"])
+def test_bad_durations(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_duration_ms(text)
+
+
+def test_buckets_cover_the_range_and_the_last_is_cut() -> None:
+    assert split_range(0, 2 * H + 5, H) == [
+        Bucket(0, H),
+        Bucket(H, 2 * H),
+        Bucket(2 * H, 2 * H + 5),
+    ]
+    with pytest.raises(ValueError):
+        split_range(5, 5, H)
+
+
+def test_live_horizon() -> None:
+    assert live_horizon(None, lookback_ms=1, late_sweep_ms=1, margin_ms=1).ms is None
+    w = uuid.UUID(int=(10 * H << 80) | (7 << 76) | (2 << 62))
+    cp = make_checkpoint("s", w.int, [])
+    horizon = live_horizon(cp, lookback_ms=300_000, late_sweep_ms=300_000, margin_ms=60_000)
+    assert horizon.ms == 10 * H - 660_000
+    reset = make_checkpoint("s", 0, [], since_ms=5 * H)
+    assert (
+        live_horizon(reset, lookback_ms=1, late_sweep_ms=1, margin_ms=60_000).ms == 5 * H - 60_000
+    )
+
+
+def _report() -> AuditReport:
+    cp = make_checkpoint("s", (3 * H) << 80 | (7 << 76) | (2 << 62), [])
+    r = AuditReport("src", 0, 2 * H, H, live_horizon(cp, lookback_ms=0, late_sweep_ms=0,
+                                                     margin_ms=0), requests=5)  # fmt: skip
+    r.buckets = [
+        BucketResult(Bucket(0, H), 10, 10),
+        BucketResult(Bucket(H, 2 * H), 12, 9, missing=["a", "b"], extra=["c"], dead_lettered=["d"]),
+    ]
+    return r
+
+
+def test_table_and_exit_code() -> None:
+    r = _report()
+    lines = r.table().splitlines()
+    assert lines[0].split() == [
+        "bucket",
+        "PassEntry",
+        "Kafka",
+        "missing",
+        "extra",
+        "dead-lettered",
+        "status",
+    ]
+    assert lines[2].split()[-4:] == ["0", "0", "0", "complete"]
+    assert lines[3].split()[2:] == ["12", "9", "2", "1", "1", "missing"]
+    assert lines[5].split() == ["total", "22", "19", "2", "1", "1", "GAPS"]
+    assert "missing: a, b" in r.table()
+    assert r.exit_code() == EXIT_GAPS
+    r.buckets[1].missing = []
+    assert r.exit_code() == EXIT_COMPLETE
+
+
+def test_json() -> None:
+    doc = _report().to_json()
+    assert doc["complete"] is False
+    assert doc["totals"] == {"passentry": 22, "kafka": 19, "missing": 2, "extra": 1,
+                             "deadLettered": 1, "repaired": 0, "repairDeadLetters": 0}  # fmt: skip
+    assert doc["buckets"][1]["missingIds"] == ["a", "b"]
+    assert doc["buckets"][0]["start"] == "1970-01-01T00:00:00Z"
+    assert doc["cost"]["apiRequests"] == 5
+
+
+def test_log_progress_reports_rate_and_eta(caplog: pytest.LogCaptureFixture) -> None:
+    now = [0.0]
+    p = LogProgress("kafka", "records", 1000, every_s=10, clock=lambda: now[0])
+    with caplog.at_level(logging.INFO, logger="bridge.progress"):
+        now[0] = 5.0
+        p.advance(100)
+        assert not caplog.records, "no line before every_s has passed"
+        now[0] = 10.0
+        p.advance(100)
+        p.close()
+    first, last = caplog.records
+    assert (first.done, first.total, first.rate_per_s, first.eta_s) == (200, 1000, 20.0, 40.0)  # type: ignore[attr-defined]
+    assert last.getMessage() == "kafka done"
+
+
+def test_a_terminal_gets_a_bar_with_total_rate_and_eta() -> None:
+    import io
+
+    from bridge.ops.progress import progress_factory
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    screen = Terminal()
+    bar = progress_factory(screen)("backfill", "scans", 1000)
+    bar.advance(400)
+    bar.advance(600)
+    bar.close()
+    last = screen.getvalue().rstrip("\n").split("\r")[-1]
+    assert last.startswith("backfill: 100%")
+    assert "1.00k/1.00k" in last
+    assert "scans/s" in last

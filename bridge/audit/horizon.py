@@ -1,8 +1,11 @@
 """Which scans the live bridge will never publish: the repair's side of the no-double rule.
 
 The live bridge publishes a scan only when its dedup window calls it new, and the window
-calls every scan created before its cursor (watermark time minus the lookback) late: such a
-scan is dead-lettered, never published (``bridge.dedup.Verdict.LATE``). The cursor only moves
+calls every scan created before its cursor late: such a scan is dead-lettered (or, pushed
+by webhook, left to polling), never published (``bridge.dedup.Verdict.LATE``). The cursor is
+the lookback behind the watermark's time, or behind the end of what polling has read
+(``polledUntilMs``) when that is earlier: webhooks can publish newer scans than polling has
+reached. The cursor only moves
 forward, and every transaction's scans were judged against a watermark no newer than the
 checkpoint committed with them; so once a checkpoint with watermark W is committed, no scan
 created before ``cursor(W)`` is ever published by the live bridge again. A repair reads the
@@ -49,10 +52,12 @@ def live_horizon(
         return LiveHorizon(
             start - margin_ms, None, "the checkpoint was reset: the live bridge starts again there"
         )
-    created = uuid.UUID(checkpoint.watermark).int >> 80
-    cursor = created - lookback_ms
+    reference = uuid.UUID(checkpoint.watermark).int >> 80
+    if checkpoint.polled_until_ms is not None:
+        reference = min(reference, checkpoint.polled_until_ms)
+    cursor = reference - lookback_ms
     return LiveHorizon(
         cursor - late_sweep_ms - margin_ms,
         checkpoint.watermark,
-        "watermark - lookback - late sweep - margin",
+        "min(watermark, polled until) - lookback - late sweep - margin",
     )

@@ -47,6 +47,12 @@ def test_live_horizon() -> None:
     cp = make_checkpoint("s", w.int, [])
     horizon = live_horizon(cp, lookback_ms=300_000, late_sweep_ms=300_000, margin_ms=60_000)
     assert horizon.ms == 10 * H - 660_000
+    # Webhooks published newer scans than polling has read: the cursor follows polling.
+    pushed_ahead = make_checkpoint("s", w.int, [], polled_until_ms=9 * H)
+    horizon = live_horizon(
+        pushed_ahead, lookback_ms=300_000, late_sweep_ms=300_000, margin_ms=60_000
+    )
+    assert horizon.ms == 9 * H - 660_000
     reset = make_checkpoint("s", 0, [], since_ms=5 * H)
     assert (
         live_horizon(reset, lookback_ms=1, late_sweep_ms=1, margin_ms=60_000).ms == 5 * H - 60_000

@@ -5,8 +5,9 @@ minimum interval while scans arrive, doubling up to the maximum while idle. A re
 failure (API down, 429 storm, broker unreachable) keeps the cursor where it was and tries
 again with backoff; a commit whose outcome is unknown recreates the producer and restores
 again. A fatal one (bad token, fenced producer) turns readiness false, logs why, and
-returns non-zero so the orchestrator restarts the pod. ``--once`` gives up, with its own
-exit code, when no cycle completes for three retry deadlines.
+returns non-zero: the fleet then stops the process, or under a consumer group tries the
+source again later. ``--once`` gives up, with its own exit code, when no cycle completes
+for three retry deadlines. While webhooks flow, polling runs at the backstop interval.
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ class Runnable(Protocol):
     def recreate_producer(self) -> None: ...
 
     def wait(self, seconds: float, stop: threading.Event) -> None:
-        """Until the next poll; a source with webhooks publishes what they bring meanwhile."""
+        """Until the next poll, raising what stopped the source's webhook pump meanwhile."""
 
     @property
     def pushing(self) -> bool:

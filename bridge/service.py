@@ -13,6 +13,7 @@ import os
 import signal
 import threading
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import httpx
 
@@ -26,8 +27,9 @@ from bridge.ops.health import MemberHealth, ProcessHealth
 from bridge.ops.metrics import Metrics
 from bridge.ops.status_server import StatusServer
 from bridge.runner import EXIT_OK, RunOptions
-from bridge.webhook.inbox import InboxWriter
-from bridge.webhook.receiver import ReceiverSettings, WebhookReceiver
+
+if TYPE_CHECKING:
+    from bridge.webhook.receiver import WebhookReceiver
 
 __all__ = ["RunOptions", "Service"]
 
@@ -68,6 +70,11 @@ class Service:
         self.webhooks: WebhookReceiver | None = None
         secrets = {s.id: s.passentry.webhook_secrets() for s in config.sources}
         if options.serve_http and any(secrets.values()):
+            # aiohttp costs a third of a second to import: only a bridge taking webhooks
+            # pays it, so a restart without them is back at work sooner.
+            from bridge.webhook.inbox import InboxWriter
+            from bridge.webhook.receiver import ReceiverSettings, WebhookReceiver
+
             # Any replica takes a webhook for any source: the owner reads it from the inbox.
             self.webhooks = WebhookReceiver(
                 ReceiverSettings(

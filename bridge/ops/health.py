@@ -25,6 +25,7 @@ class Health:
         self._heartbeat = self._started
         self._last_poll_ok: float | None = None
         self._kafka_ok = False
+        self._kafka_tried = False
         self._registry_ok = True
         self._fatal: str | None = None
 
@@ -40,6 +41,7 @@ class Health:
     def kafka(self, reachable: bool) -> None:
         with self._lock:
             self._kafka_ok = reachable
+            self._kafka_tried = True
 
     def registry(self, reachable: bool) -> None:
         with self._lock:
@@ -55,6 +57,19 @@ class Health:
         with self._lock:
             fatal = self._fatal
         return Probe(fatal is None, () if fatal is None else (fatal,))
+
+    def member_probe(self) -> Probe:
+        """What makes a group member that runs this source unready: a fatal error, or Kafka
+        or the schema registry out of reach. Not PassEntry's state: no other member would
+        poll it better."""
+        reasons = list(self.fatal_probe().reasons)
+        with self._lock:
+            # Before its first restore a source has not tried Kafka yet: not a failure.
+            if not self._kafka_ok and self._kafka_tried:
+                reasons.append("Kafka not reachable")
+            if not self._registry_ok:
+                reasons.append("schema registry not reachable")
+        return Probe(not reasons, tuple(reasons))
 
     def liveness(self) -> Probe:
         with self._lock:
@@ -125,9 +140,10 @@ class ProcessHealth:
     """/healthz and /readyz for the whole process.
 
     With a consumer group, ready means a healthy member: a standby that owns no source is
-    ready too, and a source failing to poll does not make its member unready (no other
-    member would poll it better); a source stopped on a fatal error does. Without a group,
-    ready means every source is ready, as with one source per process.
+    ready too, and a source failing to reach PassEntry does not make its member unready (no
+    other member would poll it better); Kafka or the registry out of reach, or a source
+    stopped on a fatal error, does. Without a group, ready means every source is ready, as
+    with one source per process.
     """
 
     def __init__(self, member: MemberHealth | None = None) -> None:
@@ -163,7 +179,7 @@ class ProcessHealth:
                 return Probe(False, ("no source running",))
             return _combine([(sid, h.readiness()) for sid, h in sources.items()])
         probes = [("group", self._member.readiness())]
-        probes += [(sid, h.fatal_probe()) for sid, h in sources.items()]
+        probes += [(sid, h.member_probe()) for sid, h in sources.items()]
         return _combine(probes)
 
 

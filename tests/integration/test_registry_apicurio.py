@@ -383,7 +383,8 @@ def outage_run(
                 _add(sim, 10, "failed")
                 wait_for(
                     lambda: (
-                        "schema registry not reachable" in bridge.service.health.readiness().reasons
+                        "schema registry not reachable"
+                        in " ".join(bridge.service.health.readiness().reasons)
                     ),
                     30,
                     "readiness to report the registry",
@@ -442,7 +443,7 @@ def outage_run(
 def test_registry_outage_mid_run_loses_nothing(outage_run: OutageRun) -> None:
     run = outage_run
     assert run.exit_code == 0
-    assert "schema registry not reachable" in run.readiness_during_outage
+    assert "schema registry not reachable" in " ".join(run.readiness_during_outage)
     # The cycle that needed the unreachable registry published nothing (it is retried whole).
     assert run.published_during_outage == 0
     ids = [

@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install lock tools lint fmt test test-unit test-integration demo check-deploy bench bench-quick profile kafka-start kafka-stop registry-start registry-stop clean
+.PHONY: install lock tools lint fmt test test-unit test-integration image kafka-image image-archive demo check-deploy bench bench-quick profile kafka-start kafka-stop registry-start registry-stop clean
 
 install: $(STAMP)
 
@@ -52,6 +52,21 @@ test-unit: install
 
 test-integration: install
 	$(BIN)/pytest tests/integration
+
+# The image, passentry-bridge:<version>: Docker with the official base where a Docker engine
+# answers, else podman (installed with apt if missing) on a local debootstrap base, cached
+# under ~/.cache/passentry-bridge (scripts/image says more).
+image:
+	scripts/image build
+
+# The single-node Kafka image the testcontainers mode starts (jars from kafka/pom.xml).
+kafka-image:
+	scripts/image kafka
+
+# The image as a docker-archive tar in .local/image/, for `docker load`, `podman load` or
+# `ctr images import` (keeps the name localhost/passentry-bridge:<version> with podman).
+image-archive:
+	scripts/image archive
 
 # The README's first command: local Kafka + PassEntry simulator + the bridge + tail.
 demo: install

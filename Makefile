@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install lock tools lint fmt test test-unit test-integration image kafka-image image-archive demo check-deploy bench bench-quick profile kafka-start kafka-stop registry-start registry-stop clean
+.PHONY: install lock tools lint fmt test test-unit test-integration test-image test-testcontainers image kafka-image image-archive demo check-deploy bench bench-quick profile kafka-start kafka-stop registry-start registry-stop clean
 
 install: $(STAMP)
 
@@ -52,6 +52,15 @@ test-unit: install
 
 test-integration: install
 	$(BIN)/pytest tests/integration
+
+# Build the image and run it: CLI, uid, read-only root, a real run, SIGTERM, labels, the chart.
+test-image: install tools
+	$(BIN)/pytest tests/image
+
+# A few end-to-end and exactly-once tests with the broker started by testcontainers (through
+# podman's Docker API where there is no Docker engine); scripts/test-testcontainers says which.
+test-testcontainers: install
+	scripts/test-testcontainers
 
 # The image, passentry-bridge:<version>: Docker with the official base where a Docker engine
 # answers, else podman (installed with apt if missing) on a local debootstrap base, cached

@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install lock tools lint fmt test test-unit test-integration test-image test-testcontainers image kafka-image image-archive demo check-deploy bench bench-quick profile kafka-start kafka-stop registry-start registry-stop clean
+.PHONY: install lock tools lint fmt test test-unit test-integration test-image test-testcontainers test-k8s image kafka-image image-archive demo check-deploy bench bench-quick profile kafka-start kafka-stop registry-start registry-stop k8s-up k8s-down clean
 
 install: $(STAMP)
 
@@ -77,6 +77,11 @@ kafka-image:
 image-archive:
 	scripts/image archive
 
+# tests/k8s against a local single-node Kubernetes (scripts/k8s-local; the first run on a machine
+# builds Kubernetes: 8 minutes or more). Not part of `make test`.
+test-k8s: install
+	$(BIN)/pytest tests/k8s
+
 # The README's first command: local Kafka + PassEntry simulator + the bridge + tail.
 demo: install
 	scripts/demo
@@ -107,6 +112,13 @@ kafka-start:
 
 kafka-stop:
 	scripts/kafka-local stop
+
+# A local single-node Kubernetes cluster; `scripts/k8s-local up --netns NAME` for pod networking.
+k8s-up:
+	scripts/k8s-local up
+
+k8s-down:
+	scripts/k8s-local down
 
 clean:
 	rm -rf $(VENV) .local build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache

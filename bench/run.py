@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from types import FrameType
 from typing import Any
 
-from bench import scenarios
+from bench import failover, scenarios, webhooks
 from bench._procs import REPO, Kafka
 from bench._runs import Context
 
@@ -30,6 +30,11 @@ SCENARIOS: dict[str, Callable[[Context, scenarios.Sizes], dict[str, Any]]] = {
     "cpu": scenarios.cpu,
     "latency": scenarios.latency,
     "memory": scenarios.memory,
+    "failover": failover.failover,
+    "many_sources": failover.many_sources,
+    "webhook_latency": lambda ctx, sizes: webhooks.webhook_latency(
+        ctx, sizes, plot_to=RESULTS / "webhook_latency.png"
+    ),
 }
 # (scenario, figure, comparison, target)
 TARGETS = [
@@ -39,6 +44,10 @@ TARGETS = [
     ("cpu", "ratio_vs_naive", ">=", 3.0),
     ("latency", "p99_s", "<=", 1.5),
     ("memory", "rss_growth_mb", "<=", 15.0),
+    ("webhook_latency", "webhook.p99_s", "<=", 0.25),
+    ("webhook_latency", "api_requests_per_s", "<=", 1.0),
+    ("failover", "sigterm.max_gap_s", "<=", 5.0),
+    ("failover", "sigkill.max_gap_s", "<=", 15.0),
 ]
 
 
@@ -116,6 +125,48 @@ def markdown(results: dict[str, Any]) -> str:
             f" bridge fetched {la['bridge_pages_fetched']} pages,"
             f" {la['bridge_duplicates']} duplicates"
         )
+    if "webhook_latency" in results:
+        w = results["webhook_latency"]
+        lines += [
+            "",
+            f"Webhook latency, {w['rate_per_s']} scans/s for {w['duration_s']:.0f} s:",
+            "",
+            "| path | measured | p50 s | p99 s | max s | API requests / s | missing |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for name in ("poll", "webhook"):
+            f = w[name]
+            lines.append(
+                f"| {name} | {f['measured']} | {f['p50_s']} | {f['p99_s']} | {f['max_s']} |"
+                f" {f['api_requests_per_s']} | {f['missing']} |"
+            )
+    if "failover" in results:
+        f = results["failover"]
+        lines += [
+            "",
+            f"Failover, {f['rate_per_s']} scans/s, session timeout {f['session_timeout_s']} s,"
+            f" {f['rounds']} of each:",
+            "",
+            "| owner stopped by | median gap s | max gap s | gaps s |",
+            "|---|---|---|---|",
+        ]
+        for how in ("sigterm", "sigkill"):
+            g = f[how]
+            lines.append(f"| {how} | {g['median_gap_s']} | {g['max_gap_s']} | {g['gaps_s']} |")
+    if "many_sources" in results:
+        m = results["many_sources"]
+        lines += [
+            "",
+            f"Many sources, {m['one']['scans']} scans in one process:",
+            "",
+            "| sources | CPU s | scans / CPU s |",
+            "|---|---|---|",
+            *(
+                f"| {m[k]['sources']} | {m[k]['cpu_s']} | {m[k]['scans_per_cpu_second']:,} |"
+                for k in ("one", "ten")
+            ),
+            f"\nratio_ten_vs_one {m['ratio_ten_vs_one']}",
+        ]
     if "memory" in results:
         m = results["memory"]
         lines.append(

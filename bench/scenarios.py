@@ -30,7 +30,19 @@ from bench._runs import (
     run_comparator,
 )
 
-__all__ = ["FULL", "QUICK", "Sizes", "backfill", "cpu", "latency", "memory"]
+__all__ = [
+    "FULL",
+    "QUICK",
+    "Arrivals",
+    "Sizes",
+    "backfill",
+    "cpu",
+    "latency",
+    "memory",
+    "quantile",
+    "say",
+    "wait_ready",
+]
 
 WEEK_S = 7 * 86_400
 
@@ -44,10 +56,12 @@ class Sizes:
     latency_s: float
     memory_scans: int
     memory_early: int
+    failover_rounds: int
+    many_sources_scans: int
 
 
-FULL = Sizes("full", 30_000, 200_000, 3, 60.0, 1_000_000, 100_000)
-QUICK = Sizes("quick", 5_000, 30_000, 3, 20.0, 200_000, 20_000)
+FULL = Sizes("full", 30_000, 200_000, 3, 60.0, 1_000_000, 100_000, 10, 100_000)
+QUICK = Sizes("quick", 5_000, 30_000, 3, 20.0, 200_000, 20_000, 3, 30_000)
 
 
 def say(text: str) -> None:
@@ -152,11 +166,12 @@ def cpu(ctx: Context, sizes: Sizes) -> dict[str, Any]:
     }
 
 
-class _Arrivals:
+class Arrivals:
     """A read_committed consumer in this process: arrival wall time minus record time."""
 
     def __init__(self, bootstrap: str, topic: str, partitions: int) -> None:
         self.delays: list[tuple[int, float]] = []  # (record timestamp ms, seconds late)
+        self.arrived: list[float] = []  # wall time each record arrived
         self._stop = threading.Event()
         self._consumer = Consumer(
             {
@@ -179,8 +194,9 @@ class _Arrivals:
                     arrived = time.time()
                     stamp = msg.timestamp()[1]
                     self.delays.append((stamp, arrived - stamp / 1000))
+                    self.arrived.append(arrived)
 
-    def __enter__(self) -> _Arrivals:
+    def __enter__(self) -> Arrivals:
         self._thread.start()
         return self
 
@@ -190,7 +206,7 @@ class _Arrivals:
         self._consumer.close()
 
 
-def _quantile(values: list[float], q: float) -> float:
+def quantile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
@@ -204,13 +220,13 @@ def latency(ctx: Context, sizes: Sizes, env: dict[str, str] | None = None) -> di
     poll = {"PASSENTRY_POLL_INTERVAL_MIN_S": "1", "PASSENTRY_POLL_INTERVAL_MAX_S": "1"}
     sim_args = ["--rate", "200", "--duration", str(duration), "--seed", "5"]
     with (
-        _Arrivals(ctx.kafka.bootstrap, topic, 6) as arrivals,
+        Arrivals(ctx.kafka.bootstrap, topic, 6) as arrivals,
         Simulator(sim_args, log_dir=ctx.log_dir, name="sim-latency") as sim,
     ):
         traffic_end = time.monotonic() + duration
         child, port = bridge_child(ctx, sim, "bridge-latency", {**names, **poll}, [])
         with child:
-            ready_ms = _wait_ready(ctx, child, port)
+            ready_ms = wait_ready(ctx, child, port)
             time.sleep(max(0.0, traffic_end - time.monotonic()) + 0.5)
             created = sim.stats()["scans"]["total"]
             deadline = time.monotonic() + 30
@@ -229,8 +245,8 @@ def latency(ctx: Context, sizes: Sizes, env: dict[str, str] | None = None) -> di
         "missing": max(0, created - len(arrivals.delays)),
         "measured": len(measured),
         "warmup_excluded": len(arrivals.delays) - len(measured),
-        "p50_s": round(_quantile(measured, 0.50), 3),
-        "p99_s": round(_quantile(measured, 0.99), 3),
+        "p50_s": round(quantile(measured, 0.50), 3),
+        "p99_s": round(quantile(measured, 0.99), 3),
         "max_s": round(max(measured, default=float("nan")), 3),
         "bridge_pages_fetched": int(metrics.get("passentry_bridge_pages_fetched_total", 0)),
         "bridge_duplicates": int(metrics.get("passentry_bridge_scans_duplicate_total", 0)),
@@ -239,7 +255,7 @@ def latency(ctx: Context, sizes: Sizes, env: dict[str, str] | None = None) -> di
     }
 
 
-def _wait_ready(ctx: Context, child: Child, port: int) -> int:
+def wait_ready(ctx: Context, child: Child, port: int) -> int:
     """Wall time (ms) of the bridge's first finished poll cycle: scans created before it
     are the start-up's backlog, not steady-state latency."""
     deadline = time.monotonic() + 120

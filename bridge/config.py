@@ -10,13 +10,14 @@ A bad value stops start-up with the setting's name in the message; the API token
 
 from __future__ import annotations
 
+import contextvars
 import difflib
 import logging
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import (
@@ -32,16 +33,21 @@ from pydantic import (
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from bridge.errors import ConfigError
-from bridge.registry import RegistrySettings
 
 __all__ = [
     "BridgeSettings",
     "Config",
     "KafkaSettings",
     "PassEntrySettings",
+    "RegistrySettings",
     "ScanFilters",
+    "SourceConfig",
     "load_config",
+    "load_registry_settings",
 ]
+
+
+_G = TypeVar("_G", bound=BaseSettings)
 
 
 class ScanFilters(BaseModel):
@@ -74,6 +80,29 @@ class ScanFilters(BaseModel):
         return {api: v for field, api in names.items() if (v := getattr(self, field)) is not None}
 
 
+def _tls(
+    ca: Path | None, certificate: Path | None, key: Path | None, key_password: SecretStr | None
+) -> dict[str, str]:
+    """The TLS properties librdkafka and the registry client both name this way."""
+    conf = {
+        name: str(path)
+        for name, path in (
+            ("ssl.ca.location", ca),
+            ("ssl.certificate.location", certificate),
+            ("ssl.key.location", key),
+        )
+        if path is not None
+    }
+    if key_password is not None:
+        conf["ssl.key.password"] = key_password.get_secret_value()
+    return conf
+
+
+# Off while settings that are already complete are merged (a source's own over the shared
+# ones, CLI overrides): the environment has had its say in those.
+_READ_ENV: contextvars.ContextVar[bool] = contextvars.ContextVar("_READ_ENV", default=True)
+
+
 class _Group(BaseSettings):
     @classmethod
     def settings_customise_sources(
@@ -85,7 +114,19 @@ class _Group(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # The YAML file arrives as init kwargs; the environment must win over it.
+        if not _READ_ENV.get():
+            return (init_settings,)
         return env_settings, init_settings
+
+
+def _merged(cls: type[_G], values: dict[str, Any]) -> _G:
+    """``values`` validated as ``cls`` without reading the environment again: they are
+    settings already merged with it, plus what must win over it."""
+    token = _READ_ENV.set(False)
+    try:
+        return cls(**values)
+    finally:
+        _READ_ENV.reset(token)
 
 
 class PassEntrySettings(_Group):
@@ -118,30 +159,69 @@ class PassEntrySettings(_Group):
     backfill_concurrency: int = Field(4, ge=1, le=32)
     # One cycle holds at most this many scans in memory; a bigger backlog takes more cycles.
     max_cycle_scans: int = Field(10_000, ge=100, le=1_000_000)
+    # passScanned webhooks: on when a secret (or a file holding it) is set. The previous
+    # secret is accepted too while a rotation is under way.
+    webhook_secret: SecretStr | None = None
+    webhook_secret_file: Path | None = None
+    webhook_previous_secret: SecretStr | None = None
+    webhook_previous_secret_file: Path | None = None
+    # An event whose timeStamp is older than this is refused (replay protection); polling
+    # covers the scan.
+    webhook_max_age_s: float = Field(300.0, gt=0, le=86_400)
+    # While webhooks flow, polling is the backstop: it runs this often, checks new time by
+    # counts, and stays this far behind now so that webhooks in flight can land first.
+    poll_interval_backstop_s: float = Field(5.0, gt=0, le=3600)
+    webhook_settle_s: float = Field(2.0, ge=0, le=60)
 
     @model_validator(mode="after")
     def _check(self) -> PassEntrySettings:
         if self.poll_interval_max_s < self.poll_interval_min_s:
             raise ValueError("poll_interval_max_s must be >= poll_interval_min_s")
-        if self.api_token is not None and self.api_token_file is not None:
-            raise ValueError("set only one of PASSENTRY_API_TOKEN and PASSENTRY_API_TOKEN_FILE")
+        for name in ("api_token", "webhook_secret", "webhook_previous_secret"):
+            if getattr(self, name) is not None and getattr(self, name + "_file") is not None:
+                upper = "PASSENTRY_" + name.upper()
+                raise ValueError(f"set only one of {upper} and {upper}_FILE")
         return self
 
     def token(self) -> str:
         """The token, read from the file if one is configured. Raises ConfigError."""
-        if self.api_token_file is not None:
-            try:
-                text = self.api_token_file.read_text(encoding="utf-8").strip()
-            except OSError as exc:
-                raise ConfigError(
-                    f"PASSENTRY_API_TOKEN_FILE: cannot read {self.api_token_file}: {exc.strerror}"
-                ) from exc
-            if not text:
-                raise ConfigError(f"PASSENTRY_API_TOKEN_FILE: {self.api_token_file} is empty")
-            return text
-        if self.api_token is None or not self.api_token.get_secret_value():
+        token = _secret(self.api_token, self.api_token_file, "PASSENTRY_API_TOKEN")
+        if token is None:
             raise ConfigError("PASSENTRY_API_TOKEN or PASSENTRY_API_TOKEN_FILE must be set")
-        return self.api_token.get_secret_value()
+        return token
+
+    @property
+    def webhooks_enabled(self) -> bool:
+        return self.webhook_secret is not None or self.webhook_secret_file is not None
+
+    def webhook_secrets(self) -> list[str]:
+        """The secrets a webhook signature may be made with: the current one, then the
+        previous one during a rotation. Empty when webhooks are off. Raises ConfigError."""
+        found = [
+            _secret(self.webhook_secret, self.webhook_secret_file, "PASSENTRY_WEBHOOK_SECRET"),
+            _secret(
+                self.webhook_previous_secret,
+                self.webhook_previous_secret_file,
+                "PASSENTRY_WEBHOOK_PREVIOUS_SECRET",
+            ),
+        ]
+        return [s for s in found if s]
+
+
+def _secret(value: SecretStr | None, file: Path | None, name: str) -> str | None:
+    """A secret given directly or as a file (a mounted Kubernetes Secret); None if neither.
+    An unreadable or empty file is a ConfigError naming the setting, never the value."""
+    if file is not None:
+        try:
+            text = file.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(f"{name}_FILE: cannot read {file}: {exc.strerror}") from exc
+        if not text:
+            raise ConfigError(f"{name}_FILE: {file} is empty")
+        return text
+    if value is None or not value.get_secret_value():
+        return None
+    return value.get_secret_value()
 
 
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
@@ -209,15 +289,14 @@ class KafkaSettings(_Group):
             conf["sasl.username"] = self.sasl_username
             if self.sasl_password is not None:
                 conf["sasl.password"] = self.sasl_password.get_secret_value()
-        for key, path in (
-            ("ssl.ca.location", self.ssl_ca_location),
-            ("ssl.certificate.location", self.ssl_certificate_location),
-            ("ssl.key.location", self.ssl_key_location),
-        ):
-            if path is not None:
-                conf[key] = str(path)
-        if self.ssl_key_password is not None:
-            conf["ssl.key.password"] = self.ssl_key_password.get_secret_value()
+        conf.update(
+            _tls(
+                self.ssl_ca_location,
+                self.ssl_certificate_location,
+                self.ssl_key_location,
+                self.ssl_key_password,
+            )
+        )
         conf.update(self.properties)
         return conf
 
@@ -238,6 +317,26 @@ class BridgeSettings(_Group):
     topic_replication_factor: int = Field(-1, ge=-1, le=32)
     http_host: str = "0.0.0.0"
     http_port: int = Field(9108, ge=0, le=65535)
+    # The webhook receiver listens apart from /metrics, so only it is exposed to PassEntry.
+    webhook_port: int = Field(8080, ge=0, le=65535)
+    # Accepted webhooks are made durable here (keyed by source id) before the 200.
+    webhook_topic: str = Field("passentry.bridge.webhooks", pattern=r"^[A-Za-z0-9._-]{1,249}$")
+    # How long the owner of a source gathers inbox events before one transaction.
+    webhook_batch_ms: int = Field(20, ge=0, le=5000)
+    # Webhook requests handled at once; more are answered 503 (PassEntry retries them).
+    webhook_max_inflight: int = Field(256, ge=1, le=100_000)
+    # Replicas share the sources through this Kafka consumer group: the member assigned a
+    # source's partition of the coordination topic runs it. Empty: no group; every source
+    # of the config runs in this process (one replica only).
+    group_id: str = Field("passentry-bridge", pattern=r"^([A-Za-z0-9._-]{1,249})?$")
+    coordination_topic: str = Field(
+        "passentry.bridge.coordination", pattern=r"^[A-Za-z0-9._-]{1,249}$"
+    )
+    # Sources hash onto this many partitions; more partitions, fewer sources that share one.
+    coordination_partitions: int = Field(32, ge=1, le=10_000)
+    # A member silent this long is dropped and its sources move: the failover time after a
+    # crash is this plus a restore.
+    group_session_timeout_ms: int = Field(10_000, ge=1_000, le=300_000)
     shutdown_grace_s: float = Field(25.0, gt=0, le=3600)
     # /readyz turns false when no poll succeeded for this long.
     ready_max_poll_age_s: float = Field(120.0, gt=0)
@@ -263,6 +362,120 @@ class BridgeSettings(_Group):
         return value
 
 
+class RegistrySettings(_Group):
+    """``SCHEMA_REGISTRY_*``. Unset ``url`` means no registry: single-object encoding."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SCHEMA_REGISTRY_", env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    url: str | None = None
+    subject_name_strategy: Literal["topic", "record", "topic_record"] = "topic"
+    mode: Literal["auto_register", "pinned", "latest"] = "auto_register"
+    version: int | None = Field(None, ge=1)
+    basic_auth_user_info: SecretStr | None = None
+    bearer_token: SecretStr | None = None
+    # confluent-kafka 2.16 refuses a static bearer token without a logical cluster id (it
+    # sends it as target-sr-cluster); the identity pool is optional.
+    bearer_logical_cluster: str | None = None
+    bearer_identity_pool_id: str | None = None
+    ssl_ca_location: Path | None = None
+    ssl_certificate_location: Path | None = None
+    ssl_key_location: Path | None = None
+    ssl_key_password: SecretStr | None = None
+    timeout_s: float = Field(10.0, gt=0, le=300)
+    # The client's own retries inside one call; the service loop retries whole cycles with
+    # backoff on top, so a few quick ones are enough here.
+    max_retries: int = Field(2, ge=0, le=10)
+    # How long a subject's schema id is trusted before it is looked up again. A registry
+    # that lost its storage hands out ids afresh, and the old one may then name another
+    # schema; re-checking bounds how long the bridge could tag records with it.
+    cache_ttl_s: float = Field(300.0, ge=1, le=86_400)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        for url in value.split(","):
+            if not url.strip().startswith(("http://", "https://", "mock://")):
+                raise ValueError(f"{url.strip()!r} must start with http://, https:// or mock://")
+        return value.strip()
+
+    @model_validator(mode="after")
+    def _check(self) -> RegistrySettings:
+        if self.mode == "pinned" and self.version is None:
+            raise ValueError("SCHEMA_REGISTRY_VERSION is required when SCHEMA_REGISTRY_MODE=pinned")
+        if self.mode != "pinned" and self.version is not None:
+            raise ValueError(
+                "SCHEMA_REGISTRY_VERSION is only used with SCHEMA_REGISTRY_MODE=pinned"
+            )
+        if self.basic_auth_user_info is not None and self.bearer_token is not None:
+            raise ValueError(
+                "set only one of SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO and"
+                " SCHEMA_REGISTRY_BEARER_TOKEN"
+            )
+        if (
+            self.basic_auth_user_info is not None
+            and ":" not in self.basic_auth_user_info.get_secret_value()
+        ):
+            raise ValueError("SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO must be user:password")
+        if self.bearer_token is not None and not self.bearer_logical_cluster:
+            raise ValueError(
+                "SCHEMA_REGISTRY_BEARER_TOKEN needs SCHEMA_REGISTRY_BEARER_LOGICAL_CLUSTER"
+                " (the registry's logical cluster id, e.g. lsrc-abc123)"
+            )
+        if self.ssl_key_location is not None and self.ssl_certificate_location is None:
+            raise ValueError(
+                "SCHEMA_REGISTRY_SSL_KEY_LOCATION needs SCHEMA_REGISTRY_SSL_CERTIFICATE_LOCATION"
+            )
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        return self.url is not None
+
+    def client_config(self) -> dict[str, Any]:
+        """The configuration dict of confluent-kafka's ``SchemaRegistryClient``."""
+        if self.url is None:
+            raise ConfigError("SCHEMA_REGISTRY_URL is not set")
+        conf: dict[str, Any] = {
+            "url": self.url,
+            "timeout": self.timeout_s,
+            "max.retries": self.max_retries,
+            "retries.wait.ms": 250,
+            "retries.max.wait.ms": 2000,
+        }
+        if self.basic_auth_user_info is not None:
+            conf["basic.auth.user.info"] = self.basic_auth_user_info.get_secret_value()
+        if self.bearer_token is not None:
+            conf["bearer.auth.credentials.source"] = "STATIC_TOKEN"
+            conf["bearer.auth.token"] = self.bearer_token.get_secret_value()
+            conf["bearer.auth.logical.cluster"] = self.bearer_logical_cluster
+            if self.bearer_identity_pool_id:
+                conf["bearer.auth.identity.pool.id"] = self.bearer_identity_pool_id
+        conf.update(
+            _tls(
+                self.ssl_ca_location,
+                self.ssl_certificate_location,
+                self.ssl_key_location,
+                self.ssl_key_password,
+            )
+        )
+        return conf
+
+
+@dataclass(frozen=True, slots=True)
+class SourceConfig:
+    """One PassEntry source: its id (the checkpoint key and the transactional id), its
+    PassEntry settings (token, filters, pace, webhook secret) and where its scans go."""
+
+    id: str
+    passentry: PassEntrySettings
+    scans_topic: str
+    topic_template: str | None
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     passentry: PassEntrySettings
@@ -270,6 +483,15 @@ class Config:
     bridge: BridgeSettings
     # SCHEMA_REGISTRY_*; url unset (the default) means single-object encoding.
     schema_registry: RegistrySettings
+    # The sources this deployment runs: the YAML file's ``sources:`` list, or the one the
+    # environment describes (BRIDGE_SOURCE_ID with PASSENTRY_*).
+    sources: tuple[SourceConfig, ...] = ()
+
+    def source(self, source_id: str) -> SourceConfig:
+        for source in self.sources:
+            if source.id == source_id:
+                return source
+        raise ConfigError(f"no source {source_id!r} in the configuration")
 
 
 log = logging.getLogger(__name__)
@@ -282,6 +504,14 @@ _PREFIXES = {
 }
 
 
+_GROUPS: dict[str, type[BaseSettings]] = {
+    "passentry": PassEntrySettings,
+    "kafka": KafkaSettings,
+    "bridge": BridgeSettings,
+    "schema_registry": RegistrySettings,
+}
+
+
 def load_config(path: Path | None = None, **overrides: dict[str, Any]) -> Config:
     """Build the config from the environment, a YAML file and CLI overrides.
 
@@ -289,39 +519,95 @@ def load_config(path: Path | None = None, **overrides: dict[str, Any]) -> Config
     file. Raises :class:`ConfigError` naming the first bad setting by its env var name.
     """
     _check_env_names()
-    sections: dict[str, dict[str, Any]] = {name: {} for name in _PREFIXES}
-    if path is not None:
-        sections = _read_yaml(path)
-    groups: dict[str, Any] = {}
-    classes: dict[str, type[BaseSettings]] = {
-        "passentry": PassEntrySettings,
-        "kafka": KafkaSettings,
-        "bridge": BridgeSettings,
-        "schema_registry": RegistrySettings,
+    sections = _read_yaml(path) if path is not None else {}
+    groups = {
+        name: _load_group(name, sections.get(name, {}), overrides.get(name)) for name in _GROUPS
     }
-    for name, cls in classes.items():
-        try:
-            group = cls(**sections.get(name, {}))
-            if overrides.get(name):
-                group = cls.model_validate({**group.model_dump(), **overrides[name]})
-        except ValidationError as exc:
-            raise ConfigError(_describe(exc, _PREFIXES[name])) from None
-        groups[name] = group
-    return Config(**groups)
+    sources = _sources(sections.get(_SOURCES), groups["passentry"], groups["bridge"], path)
+    return Config(**groups, sources=sources)
+
+
+_SOURCES = "sources"
+_SOURCE_ID = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
+_TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
+
+
+def _sources(
+    listed: Any, base: PassEntrySettings, bridge: BridgeSettings, path: Path | None
+) -> tuple[SourceConfig, ...]:
+    """The ``sources:`` list, each entry over the PassEntry settings of the environment and
+    the file's ``passentry:`` section; without one, the single source the environment
+    names."""
+    if listed is None:
+        return (SourceConfig(bridge.source_id, base, bridge.scans_topic, bridge.topic_template),)
+    if "source_id" in bridge.model_fields_set:
+        raise ConfigError(
+            f"--config: {path} lists sources, and BRIDGE_SOURCE_ID names one too; use one"
+        )
+    if not isinstance(listed, list) or not listed:
+        raise ConfigError(f"--config: 'sources' in {path} must be a non-empty list")
+    out = [_source(n, entry, base, bridge) for n, entry in enumerate(listed)]
+    ids = [s.id for s in out]
+    twice = sorted({i for i in ids if ids.count(i) > 1})
+    if twice:
+        raise ConfigError(f"--config: source id(s) {twice} listed more than once")
+    return tuple(out)
+
+
+def _source(n: int, entry: Any, base: PassEntrySettings, bridge: BridgeSettings) -> SourceConfig:
+    if not isinstance(entry, dict):
+        raise ConfigError(f"--config: sources[{n}] must be a mapping")
+    fields = dict(entry)
+    source_id = fields.pop("id", None)
+    if not isinstance(source_id, str) or not _SOURCE_ID.match(source_id):
+        raise ConfigError(f"--config: sources[{n}].id must be 1-100 of A-Z a-z 0-9 . _ -")
+    where = f"sources[{source_id}]"
+    topic = fields.pop("topic", bridge.scans_topic)
+    if not isinstance(topic, str) or not _TOPIC.match(topic):
+        raise ConfigError(f"--config: {where}.topic is not a valid topic name")
+    template = fields.pop("topic_template", bridge.topic_template)
+    shared = base.model_dump()
+    if {"api_token", "api_token_file"} & set(fields):
+        # A source's own token replaces the shared one: not both at once.
+        shared.pop("api_token", None)
+        shared.pop("api_token_file", None)
+    try:
+        if template is not None:
+            template = _merged(BridgeSettings, {"topic_template": template}).topic_template
+        passentry = _merged(PassEntrySettings, {**shared, **fields})
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, f"{where}.")) from None
+    return SourceConfig(source_id, passentry, topic, template)
+
+
+def load_registry_settings(path: Path | None = None) -> RegistrySettings:
+    """Only ``SCHEMA_REGISTRY_*`` (over the file's ``schema_registry`` section), for the
+    schema commands, which need nothing else."""
+    sections = _read_yaml(path) if path is not None else {}
+    settings: RegistrySettings = _load_group(
+        "schema_registry", sections.get("schema_registry", {}), None
+    )
+    return settings
+
+
+def _load_group(name: str, section: dict[str, Any], override: dict[str, Any] | None) -> Any:
+    cls = _GROUPS[name]
+    try:
+        group = cls(**section)
+        if override:
+            group = _merged(cls, {**group.model_dump(), **override})
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, _PREFIXES[name])) from None
+    return group
 
 
 def _check_env_names() -> None:
     """A misspelt ``BRIDGE_*`` or ``PASSENTRY_*`` variable would be silently ignored by
     pydantic-settings; refuse it instead. ``KAFKA_*`` is shared with other tools (the JVM
     scripts read KAFKA_HEAP_OPTS, for one), so an unknown name there is only logged."""
-    groups: dict[str, type[BaseSettings]] = {
-        "PASSENTRY_": PassEntrySettings,
-        "BRIDGE_": BridgeSettings,
-        "KAFKA_": KafkaSettings,
-        "SCHEMA_REGISTRY_": RegistrySettings,
-    }
-    for prefix, cls in groups.items():
-        known = [prefix + name.upper() for name in cls.model_fields]
+    for group, cls in _GROUPS.items():
+        prefix = _PREFIXES[group]
+        known = [prefix + field.upper() for field in cls.model_fields]
         for name in os.environ:
             if not name.startswith(prefix):
                 continue
@@ -336,7 +622,7 @@ def _check_env_names() -> None:
                 raise ConfigError("invalid setting " + message)
 
 
-def _read_yaml(path: Path) -> dict[str, dict[str, Any]]:
+def _read_yaml(path: Path) -> dict[str, Any]:
     try:
         loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except OSError as exc:
@@ -345,14 +631,17 @@ def _read_yaml(path: Path) -> dict[str, dict[str, Any]]:
         raise ConfigError(f"--config: {path} is not valid YAML: {exc}") from exc
     if not isinstance(loaded, dict):
         raise ConfigError(f"--config: {path} must be a mapping with sections {sorted(_PREFIXES)}")
-    unknown = set(loaded) - set(_PREFIXES)
+    unknown = set(loaded) - set(_PREFIXES) - {_SOURCES}
     if unknown:
         raise ConfigError(
             f"--config: unknown section(s) {sorted(unknown)} in {path}; "
-            f"expected {sorted(_PREFIXES)}"
+            f"expected {sorted([*_PREFIXES, _SOURCES])}"
         )
-    out: dict[str, dict[str, Any]] = {}
+    out: dict[str, Any] = {}
     for name, section in loaded.items():
+        if name == _SOURCES:
+            out[name] = section
+            continue
         if section is None:
             section = {}
         if not isinstance(section, dict):
@@ -362,9 +651,13 @@ def _read_yaml(path: Path) -> dict[str, dict[str, Any]]:
 
 
 def _describe(exc: ValidationError, prefix: str) -> str:
+    """``PASSENTRY_LOOKBACK_S: ...`` for an env prefix, ``sources[eu].lookback_s: ...`` for
+    a source of the YAML file."""
     problems = []
+    yaml_path = prefix.endswith(".")
     for err in exc.errors(include_input=False, include_url=False):
         loc = [str(part) for part in err["loc"]]
-        name = prefix + "__".join(loc).upper() if loc else prefix.rstrip("_")
+        joined = ".".join(loc) if yaml_path else "__".join(loc).upper()
+        name = prefix + joined if loc else prefix.rstrip("_.")
         problems.append(f"{name}: {err['msg']}")
     return "invalid setting " + "; ".join(problems)

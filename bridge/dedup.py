@@ -41,9 +41,20 @@ class DedupWindow:
         self.lookback_ms = lookback_ms
         self.sweep_ms = lookback_ms if sweep_ms is None else sweep_ms
         self._watermark = watermark
+        # How far polling has read completely (Unix ms). Webhooks can publish scans newer
+        # than that: the cursor must not run ahead of what polling has covered, or scans
+        # polling has yet to read would look late.
+        self.read_until_ms: int | None = None
         self._ids: set[int] = set()
         # The same ids, sorted: for pruning and for counting the ids in a time range.
         self._sorted: list[int] = []
+
+    def reset(self, watermark: int = 0) -> None:
+        """Forget every id and start from ``watermark`` (a restored checkpoint's)."""
+        self._watermark = watermark
+        self.read_until_ms = None
+        self._ids.clear()
+        self._sorted.clear()
 
     @property
     def watermark(self) -> int:
@@ -57,10 +68,14 @@ class DedupWindow:
         return id_int in self._ids
 
     def cursor_ms(self) -> int | None:
-        """``createdAfter`` for the next poll, in Unix ms; None before the first scan."""
+        """Where the lookback starts, in Unix ms: one lookback behind the newest id published,
+        or behind ``read_until_ms`` if polling has read less far. None before any scan."""
         if self._watermark == 0:
             return None
-        return max(0, (self._watermark >> 80) - self.lookback_ms)
+        reference = self._watermark >> 80
+        if self.read_until_ms is not None:
+            reference = min(reference, self.read_until_ms)
+        return max(0, reference - self.lookback_ms)
 
     def retention_ms(self) -> int | None:
         """Ids created before this time are pruned; None while the window is empty."""

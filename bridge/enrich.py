@@ -3,6 +3,7 @@
 A pass missing from ``included`` is fetched with ``GET /api/v1/passes/{id}`` through a small
 LRU cache with a TTL (passes change state, so a cached copy must not live for ever). A
 missing reader keeps its id and leaves the rest null: PassEntry has no reader endpoint.
+Readers seen on polled pages are remembered the same way, for scans pushed by webhook.
 A scan with no pass at all (third-party scans logged without one) is valid as it is.
 """
 
@@ -10,14 +11,17 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
-from bridge.metrics import Metrics
+from bridge.ops.metrics import Metrics
 from bridge.passentry.models import PassResource, ReaderResource
-from bridge.passentry.pages import DecodedPage, ValidScan
+from bridge.passentry.pages import DecodedPage, Listed, ValidScan
 
-__all__ = ["Enriched", "Enricher", "PassCache"]
+__all__ = ["Enriched", "Enricher", "PassCache", "RecentCache"]
+
+T = TypeVar("T")
 
 
 @dataclass(slots=True, frozen=True)
@@ -26,10 +30,13 @@ class Enriched:
     reader_id: str
     pass_: PassResource | None
     reader: ReaderResource | None
+    # Where the scan was read: a dead letter made of it names this.
+    url: str
 
 
-class PassCache:
-    """LRU of fetched passes (``None`` remembers a 404), each kept ``ttl_s`` at most."""
+class RecentCache(Generic[T]):
+    """LRU of recently seen values, each kept ``ttl_s`` at most: passes and readers change
+    state, so a cached copy must not live for ever."""
 
     def __init__(
         self, size: int, ttl_s: float = 300.0, clock: Callable[[], float] = time.monotonic
@@ -37,29 +44,33 @@ class PassCache:
         self._size = size
         self._ttl = ttl_s
         self._clock = clock
-        self._items: OrderedDict[str, tuple[float, PassResource | None]] = OrderedDict()
+        self._items: OrderedDict[str, tuple[float, T]] = OrderedDict()
 
-    def get(self, pass_id: str) -> tuple[bool, PassResource | None]:
-        item = self._items.get(pass_id)
+    def get(self, key: str) -> tuple[bool, T | None]:
+        item = self._items.get(key)
         if item is None:
             return False, None
         stored_at, value = item
         if self._clock() - stored_at > self._ttl:
-            del self._items[pass_id]
+            del self._items[key]
             return False, None
-        self._items.move_to_end(pass_id)
+        self._items.move_to_end(key)
         return True, value
 
-    def put(self, pass_id: str, value: PassResource | None) -> None:
+    def put(self, key: str, value: T) -> None:
         if self._size <= 0:
             return
-        self._items[pass_id] = (self._clock(), value)
-        self._items.move_to_end(pass_id)
+        self._items[key] = (self._clock(), value)
+        self._items.move_to_end(key)
         while len(self._items) > self._size:
             self._items.popitem(last=False)
 
     def __len__(self) -> int:
         return len(self._items)
+
+
+# Fetched passes; ``None`` remembers a 404.
+PassCache = RecentCache[PassResource | None]
 
 
 class Enricher:
@@ -68,29 +79,42 @@ class Enricher:
         fetch_pass: Callable[[str], PassResource | None],
         metrics: Metrics,
         cache: PassCache | None = None,
+        readers: RecentCache[ReaderResource] | None = None,
     ) -> None:
         self._fetch = fetch_pass
         self._metrics = metrics
         self._cache = cache if cache is not None else PassCache(10_000)
+        # Full readers seen on polled pages: a webhook names its reader only by name and
+        # type, and the record must be the one a poll would give.
+        self._readers = readers if readers is not None else RecentCache[ReaderResource](10_000)
 
-    def enrich(self, items: list[tuple[ValidScan, DecodedPage]]) -> list[Enriched]:
+    def remember(self, pages: Iterable[DecodedPage]) -> None:
+        """Keep the readers of pages just read, for scans that arrive by webhook."""
+        for page in pages:
+            for reader_id, reader in page.readers.items():
+                self._readers.put(reader_id, reader)
+
+    def recent_reader(self, reader_id: str) -> ReaderResource | None:
+        return self._readers.get(reader_id)[1]
+
+    def enrich(self, items: list[Listed]) -> list[Enriched]:
         """Each scan with its pass and reader, looked up in the page it came from."""
         out = []
-        for scan, page in items:
-            passes, readers = page.passes, page.readers
+        for item in items:
+            scan, page = item.scan, item.page
             resource = scan.resource
             pass_id = resource.pass_id
             found_pass = None
             if pass_id is not None:
-                found_pass = passes.get(pass_id)
+                found_pass = page.passes.get(pass_id)
                 if found_pass is None:
                     found_pass = self._missing_pass(pass_id)
             # decode_page already rejected scans without a reader id.
             reader_id = resource.reader_id or ""
-            reader = readers.get(reader_id)
+            reader = page.readers.get(reader_id)
             if reader is None:
                 self._metrics.enrichment_misses.labels("reader").inc()
-            out.append(Enriched(scan, reader_id, found_pass, reader))
+            out.append(Enriched(scan, reader_id, found_pass, reader, item.url))
         return out
 
     def _missing_pass(self, pass_id: str) -> PassResource | None:

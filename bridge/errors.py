@@ -3,17 +3,27 @@
 ::
 
     BridgeError
-    ├── ConfigError              refuse to start; the message names the setting
-    ├── RetriableError           try again later (with backoff); nothing is lost
-    │   ├── ApiUnavailableError  timeout, connection error, 408, 429, 5xx
-    │   ├── MalformedPageError   a page that is not the JSON:API document we expect
-    │   └── KafkaRetriableError  a Kafka call that librdkafka says may succeed if repeated
-    ├── FatalError               stop and exit non-zero so the orchestrator restarts us
-    │   ├── ApiAuthError         401/403: the token is wrong or lacks rights
-    │   ├── ApiRequestError      any other 4xx: we sent something PassEntry refuses
-    │   ├── KafkaFatalError      fenced, or a fatal producer error
-    │   └── TopicMissingError    a topic is missing and creating topics is switched off
-    └── PoisonRecordError        this one record cannot be processed: dead-letter it
+    ├── ConfigError                   refuse to start; the message names the setting
+    ├── RetriableError                try again later (with backoff); nothing is lost
+    │   ├── ApiUnavailableError       timeout, connection error, 408, 429, 5xx
+    │   ├── MalformedPageError        a page that is not the JSON:API document we expect
+    │   ├── RegistryUnavailableError  the schema registry did not answer usefully
+    │   └── KafkaRetriableError       a Kafka call that may succeed if repeated
+    │       ├── TransactionAbortedError    aborted; nothing visible: rewind, try again
+    │       └── CommitOutcomeUnknownError  recreate the producer, re-read the checkpoint
+    ├── FatalError                    stop and exit non-zero so the orchestrator restarts us
+    │   ├── ApiAuthError              401/403: the token is wrong or lacks rights
+    │   ├── ApiRequestError           any other 4xx: we sent something PassEntry refuses
+    │   ├── KafkaFatalError           fenced, or a fatal producer error
+    │   ├── TopicMissingError         a topic is missing and creating topics is switched off
+    │   ├── RegistryAuthError         401/403 from the schema registry
+    │   ├── RegistryRequestError      another 4xx from the registry
+    │   └── SchemaMismatchError       the registered schema is not the bridge's own
+    ├── InvalidUUIDv7Error            a scan id that is not a UUIDv7: dead-letter the scan
+    └── InvalidWebhookError           a webhook body that is not an event we know: answer 400
+
+``ShutdownRequested`` is not an error: it leaves a backoff sleep when the bridge is told to
+stop, so a retry loop never delays a shutdown.
 """
 
 from __future__ import annotations
@@ -23,14 +33,22 @@ __all__ = [
     "ApiRequestError",
     "ApiUnavailableError",
     "BridgeError",
+    "CommitOutcomeUnknownError",
     "ConfigError",
     "FatalError",
+    "InvalidUUIDv7Error",
+    "InvalidWebhookError",
     "KafkaFatalError",
     "KafkaRetriableError",
     "MalformedPageError",
-    "PoisonRecordError",
+    "RegistryAuthError",
+    "RegistryRequestError",
+    "RegistryUnavailableError",
     "RetriableError",
+    "SchemaMismatchError",
+    "ShutdownRequested",
     "TopicMissingError",
+    "TransactionAbortedError",
 ]
 
 
@@ -60,8 +78,20 @@ class MalformedPageError(RetriableError):
     """The answer was 2xx but not a decodable page (truncated body, HTML, bad JSON)."""
 
 
+class RegistryUnavailableError(RetriableError):
+    """The registry did not answer usefully (transport error, timeout, 408, 429, 5xx)."""
+
+
 class KafkaRetriableError(RetriableError):
     """librdkafka flagged the error retriable, or the broker could not be reached in time."""
+
+
+class TransactionAbortedError(KafkaRetriableError):
+    """The transaction was aborted; nothing of it is visible. Rewind and try again."""
+
+
+class CommitOutcomeUnknownError(KafkaRetriableError):
+    """A commit did not answer in time: recreate the producer and re-read the checkpoint."""
 
 
 class FatalError(BridgeError):
@@ -88,10 +118,29 @@ class TopicMissingError(FatalError):
     """A topic the bridge writes to does not exist and topic creation is disabled."""
 
 
-class PoisonRecordError(BridgeError):
-    """One record cannot be processed. ``reason`` is a short fixed label for metrics."""
+class RegistryAuthError(FatalError):
+    """401/403 from the registry: the credentials are wrong or not allowed."""
 
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
+
+class RegistryRequestError(FatalError):
+    """Another 4xx: a subject or version that does not exist, or a schema it refuses."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class SchemaMismatchError(FatalError):
+    """The registered schema the bridge would tag its records with is not its own."""
+
+
+class InvalidUUIDv7Error(BridgeError, ValueError):
+    """The text is not a UUID, or is a UUID of another version or variant."""
+
+
+class InvalidWebhookError(BridgeError):
+    """The body is not JSON, or not the shape of a PassEntry webhook event."""
+
+
+class ShutdownRequested(Exception):
+    """Raised out of a backoff sleep when shutdown was requested."""

@@ -8,20 +8,27 @@ __all__ = ["PollSchedule"]
 class PollSchedule:
     """At once while a cycle stopped short of now (more is waiting); one minimum interval
     after a cycle that found scans; doubling up to the maximum while nothing arrives, and
-    while cycles fail. Intervals run from one poll's start to the next, so a new scan waits
-    at most one interval plus one cycle."""
+    while cycles fail. While webhooks flow, polling is the backstop and runs every
+    ``backstop_s``. Intervals run from one poll's start to the next, so a new scan waits at
+    most one interval plus one cycle."""
 
-    def __init__(self, min_s: float, max_s: float) -> None:
+    def __init__(self, min_s: float, max_s: float, backstop_s: float | None = None) -> None:
         self.min_s = min_s
         self.max_s = max_s
+        self.backstop_s = max_s if backstop_s is None else backstop_s
         self.interval_s = min_s
 
-    def after_cycle(self, *, busy: bool, found: bool, took_s: float) -> float:
+    def after_cycle(
+        self, *, busy: bool, found: bool, took_s: float, pushing: bool = False
+    ) -> float:
         """Seconds to wait before the next poll."""
         if busy:
             self.interval_s = self.min_s
             return 0.0
-        self.interval_s = self.min_s if found else min(self.interval_s * 2, self.max_s)
+        if pushing:
+            self.interval_s = self.backstop_s
+        else:
+            self.interval_s = self.min_s if found else min(self.interval_s * 2, self.max_s)
         return max(0.0, self.interval_s - took_s)
 
     def after_failure(self) -> float:

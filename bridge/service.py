@@ -1,10 +1,9 @@
-"""Assemble the bridge from its config and run it: the poll loop, signals, shutdown.
+"""The bridge process: build its parts from the config, serve /metrics, the probes and the
+webhook receiver, handle signals, run the sources, and shut down within the grace period.
 
-The loop adapts its pace (bridge/schedule.py): at once while a cycle had to stop short, at
-the minimum interval while scans arrive, doubling up to the maximum while idle. A retriable
-failure (API down, 429 storm, broker unreachable) keeps the cursor where it was and tries
-again with backoff; a fatal one (bad token, fenced producer) turns readiness false, logs
-why, and exits non-zero so the orchestrator restarts the pod.
+Under a consumer group (``BRIDGE_GROUP_ID``, the default) the process is a member: it runs
+the sources the group assigns it and hands them over on a rebalance. Without one, and for
+``run --once`` and ``backfill``, it runs every source of its config itself.
 """
 
 from __future__ import annotations
@@ -13,50 +12,26 @@ import logging
 import os
 import signal
 import threading
-import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from types import FrameType
 
 import httpx
 
-from bridge.checkpoint import CheckpointStore
+from bridge.avro.framing import Framer
 from bridge.config import Config
-from bridge.dedup import DedupWindow
-from bridge.encode import Encoder, Framer, SingleObjectFramer
-from bridge.enrich import Enricher, PassCache
-from bridge.errors import FatalError, KafkaRetriableError, RetriableError
-from bridge.health import Health
-from bridge.http import StatusServer
-from bridge.metrics import Metrics
-from bridge.passentry.client import PassEntryClient
-from bridge.passentry.ratelimit import RequestBudget
-from bridge.pipeline import CycleStats, Pipeline
-from bridge.publish import CommitOutcomeUnknownError, Publisher, producer_config
-from bridge.registry import RegistryFramer, RegistryUnavailableError
-from bridge.routing import Router
-from bridge.schedule import PollSchedule
-from bridge.schema import latest
-from bridge.topics import TopicManager
+from bridge.errors import RetriableError
+from bridge.fleet import Fleet
+from bridge.kafka.membership import GroupSettings, Membership
+from bridge.kafka.topics import TopicManager
+from bridge.ops.health import MemberHealth, ProcessHealth
+from bridge.ops.metrics import Metrics
+from bridge.ops.status_server import StatusServer
+from bridge.runner import EXIT_OK, RunOptions
+from bridge.webhook.inbox import InboxWriter
+from bridge.webhook.receiver import ReceiverSettings, WebhookReceiver
 
 __all__ = ["RunOptions", "Service"]
 
 log = logging.getLogger(__name__)
-
-EXIT_OK = 0
-EXIT_FATAL = 1
-EXIT_GAVE_UP = 2
-
-
-@dataclass(frozen=True, slots=True)
-class RunOptions:
-    once: bool = False
-    since_ms: int | None = None
-    until_ms: int | None = None
-    serve_http: bool = True
-    # Backfills write under their own source id, so they never fence the live bridge.
-    source_suffix: str | None = None
-    on_cycle: Callable[[CycleStats], None] | None = None
 
 
 class Service:
@@ -67,91 +42,44 @@ class Service:
         *,
         metrics: Metrics | None = None,
         transport: httpx.BaseTransport | None = None,
+        framer: Framer | None = None,
     ) -> None:
         self.config = config
         self.options = options
         self.metrics = metrics if metrics is not None else Metrics()
         self.stop = threading.Event()
-        pe, kafka, br = config.passentry, config.kafka, config.bridge
-        self.health = Health(
-            max_poll_age_s=max(br.ready_max_poll_age_s, pe.poll_interval_max_s * 3)
-        )
-        token = pe.token()
-        self.client = PassEntryClient(
-            str(pe.api_url),
-            token,
-            metrics=self.metrics,
-            budget=RequestBudget(pe.request_budget),
-            timeout_s=pe.timeout_s,
-            retry_deadline_s=pe.retry_deadline_s,
-            transport=transport,
-            sleep=self._sleep,
-        )
-        client_conf = kafka.librdkafka()
-        self.topics = TopicManager(
-            client_conf,
-            create=br.create_topics,
-            partitions=br.topic_partitions,
-            replication_factor=br.topic_replication_factor,
-        )
-        self.source_id = br.source_id + (options.source_suffix or "")
-        self.publisher = Publisher(
-            producer_config(
-                client_conf,
-                transactional_id=f"passentry-bridge.{self.source_id}",
-                compression=kafka.compression_type,
-                linger_ms=kafka.linger_ms,
-                message_timeout_ms=kafka.message_timeout_ms,
-                transaction_timeout_ms=kafka.transaction_timeout_ms,
-            ),
+        br = config.bridge
+        # A run that ends by itself (--once, backfill) owns its sources outright.
+        self.grouped = bool(br.group_id) and not options.once
+        self.member = MemberHealth() if self.grouped else None
+        self.health = ProcessHealth(self.member)
+        self.fleet = Fleet(
+            config,
+            options,
             self.metrics,
-            dlq_topic=br.dlq_topic,
-            call_timeout_s=max(30.0, kafka.message_timeout_ms / 1000),
-            hold_s=br.debug_txn_hold_s,
-        )
-        self.checkpoints = CheckpointStore(client_conf, br.state_topic, self.source_id)
-        schema = latest()
-        # Registry mode when SCHEMA_REGISTRY_URL is set: the Confluent wire format, ids
-        # from the registry; otherwise Avro single-object encoding.
-        self.registry: RegistryFramer | None = None
-        framer: Framer = SingleObjectFramer(schema)
-        if config.schema_registry.enabled:
-            framer = self.registry = RegistryFramer(config.schema_registry, schema)
-        self._lookback_ms = int(pe.lookback_s * 1000)
-        self._sweep_ms = None if pe.late_sweep_s is None else int(pe.late_sweep_s * 1000)
-        now_ms = int(time.time() * 1000)
-        self._start_ms = (
-            options.since_ms if options.since_ms is not None else now_ms - self._lookback_ms
-        )
-        self.pipeline = Pipeline(
-            client=self.client,
-            enricher=Enricher(self.client.get_pass, self.metrics, PassCache(pe.pass_cache_size)),
-            encoder=Encoder(schema, br.source_id),
+            self.health,
+            restart_fatal=self.grouped,
+            transport=transport,
             framer=framer,
-            publisher=self.publisher,
-            checkpoints=self.checkpoints,
-            router=Router(br.scans_topic, br.topic_template),
-            window=DedupWindow(self._lookback_ms, sweep_ms=self._sweep_ms),
-            metrics=self.metrics,
-            filters=pe.filters.as_query(),
-            per_page=pe.per_page,
-            concurrency=pe.backfill_concurrency,
-            max_cycle_scans=pe.max_cycle_scans,
-            poll_overlap_ms=int(pe.poll_overlap_s * 1000),
-            sweep_interval_s=pe.sweep_interval_s,
-            source_id=self.source_id,
-            dlq_topic=br.dlq_topic,
-            delivery_timeout_s=kafka.message_timeout_ms / 1000 + 5,
-            start_ms=self._start_ms,
-            ensure_topics=self.topics.ensure,
         )
         self.http: StatusServer | None = None
         if options.serve_http:
             self.http = StatusServer(br.http_host, br.http_port, self.metrics, self.health)
-
-    def _sleep(self, seconds: float) -> None:
-        if self.stop.wait(seconds):
-            raise _Stopped
+        self.webhooks: WebhookReceiver | None = None
+        secrets = {s.id: s.passentry.webhook_secrets() for s in config.sources}
+        if options.serve_http and any(secrets.values()):
+            # Any replica takes a webhook for any source: the owner reads it from the inbox.
+            self.webhooks = WebhookReceiver(
+                ReceiverSettings(
+                    br.http_host,
+                    br.webhook_port,
+                    max(s.passentry.webhook_max_age_s for s in config.sources),
+                    br.webhook_max_inflight,
+                ),
+                {source_id: found for source_id, found in secrets.items() if found},
+                InboxWriter(config.kafka.librdkafka(), br.webhook_topic),
+                self.metrics,
+            )
 
     def install_signal_handlers(self) -> None:
         def handle(signum: int, frame: FrameType | None) -> None:
@@ -173,168 +101,80 @@ class Service:
         if self.http is not None:
             self.http.start()
             log.info("serving /metrics /healthz /readyz", extra={"port": self.http.port})
+        if self.webhooks is not None:
+            self.webhooks.start()
+            log.info(
+                "receiving webhooks at /webhooks/passentry/<source id>",
+                extra={"port": self.webhooks.port},
+            )
         try:
-            return self._loop()
+            if self.grouped:
+                return self._run_as_member()
+            self.fleet.start(s.id for s in self.config.sources)
+            return self.fleet.wait(self.stop)
         finally:
             self._shutdown()
 
-    def _restore(self) -> None:
-        """Start-up order for exactly-once: fence, then read what was committed."""
+    def _run_as_member(self) -> int:
         br = self.config.bridge
-        self.topics.ensure([br.state_topic], compacted=True)
-        self.topics.ensure(self._fixed_topics())
-        if self.registry is not None and (
-            br.topic_template is None
-            or self.config.schema_registry.subject_name_strategy == "record"
-        ):
-            # A schema mismatch stops start-up before anything is published; the subject of
-            # a routed topic is checked when that topic is first used. Unreachable: retried.
-            self.registry.check_startup([br.scans_topic])
-        # init_transactions first: it fences a zombie with our transactional.id and settles
-        # its open transaction, so the checkpoint read next is the last word.
-        self.publisher.init()
-        checkpoint = self.checkpoints.read()
-        window = DedupWindow(self._lookback_ms, sweep_ms=self._sweep_ms)
-        self.pipeline.rejects.clear()
-        self.pipeline.discard_ahead()
-        self.pipeline.polled_until = None
-        if checkpoint is None:
-            self.pipeline.start_at(self._start_ms)
-            log.info("no checkpoint: starting fresh", extra={"since_ms": self._start_ms})
-        elif checkpoint.watermark is None:
-            self.pipeline.start_at(checkpoint.since_ms or self._start_ms)
-            log.info("checkpoint was reset", extra={"since_ms": checkpoint.since_ms})
-        else:
-            window = DedupWindow(
-                self._lookback_ms, checkpoint.watermark_int(), sweep_ms=self._sweep_ms
-            )
-            rebuilt = self.checkpoints.rebuild(
-                window,
-                self.pipeline.rejects,
-                [*checkpoint.topics, *self._fixed_topics()],
-                br.dlq_topic,
-            )
-            self.pipeline.topics_written = set(checkpoint.topics)
-            self.pipeline.polled_until = checkpoint.polled_until_ms
-            log.info(
-                "resumed from checkpoint",
-                extra={
-                    "watermark": checkpoint.watermark,
-                    "window_ids": rebuilt.ids,
-                    "records_read": rebuilt.records,
-                    "seconds": round(rebuilt.seconds, 2),
-                },
-            )
-        self.pipeline.window = window
-        if window.watermark:
-            self.metrics.published_up_to((window.watermark >> 80) / 1000)
-        self.health.kafka(True)
-
-    def _loop(self) -> int:
-        pe = self.config.passentry
-        schedule = PollSchedule(pe.poll_interval_min_s, pe.poll_interval_max_s)
-        failing_since: float | None = None
-        restored = False
-        while not self.stop.is_set():
-            self.health.beat()
-            try:
-                if not restored:
-                    self._restore()
-                    restored = True
-                cycle_started = time.monotonic()
-                stats = self.pipeline.cycle(self.stop, until_ms=self.options.until_ms)
-            except _Stopped:
-                break
-            except FatalError as exc:
-                self.metrics.poll_cycles.labels("fatal").inc()
-                self.health.fatal(str(exc))
-                log.error("stopping on a fatal error", extra={"error": str(exc)})
-                return EXIT_FATAL
-            except RetriableError as exc:
-                kafka_error = isinstance(exc, KafkaRetriableError)
-                registry_error = isinstance(exc, RegistryUnavailableError)
-                outcome = (
-                    "kafka_error"
-                    if kafka_error
-                    else "registry_error"
-                    if registry_error
-                    else "api_error"
-                )
-                self.metrics.poll_cycles.labels(outcome).inc()
-                self.health.registry(not registry_error)
-                if isinstance(exc, CommitOutcomeUnknownError):
-                    # Whether the commit landed is unknown: a new producer settles it, and
-                    # the checkpoint read back says where we are.
-                    self._recreate_producer()
-                    restored = False
-                self.health.kafka(not kafka_error)
-                failing_since = failing_since or time.monotonic()
-                failed_for = time.monotonic() - failing_since
-                log.warning(
-                    "poll cycle failed; nothing was committed, the cycle will be retried",
-                    extra={"error": str(exc), "failing_for_s": round(failed_for, 1)},
-                )
-                if self.options.once and failed_for > pe.retry_deadline_s * 3:
-                    log.error("giving up: --once could not complete a cycle")
-                    return EXIT_GAVE_UP
-                self.stop.wait(schedule.after_failure())
-                continue
-            failing_since = None
-            self.metrics.poll_cycles.labels("ok").inc()
-            self.metrics.last_poll_timestamp.set(time.time())
-            self.health.poll_succeeded()
-            self.health.kafka(True)
-            self.health.registry(True)
-            if self.options.on_cycle is not None:
-                self.options.on_cycle(stats)
-            if stats.published or stats.dead_letters:
-                log.info(
-                    "cycle",
-                    extra={
-                        "pages": stats.pages,
-                        "published": stats.published,
-                        "duplicates": stats.duplicates,
-                        "dead_letters": stats.dead_letters,
-                    },
-                )
-            if self.options.once and not stats.busy:
-                return EXIT_OK
-            wait = schedule.after_cycle(
-                busy=stats.busy,
-                found=bool(stats.published or stats.dead_letters),
-                took_s=time.monotonic() - cycle_started,
-            )
-            if wait > 0:
-                self.stop.wait(wait)
+        partitions = self._coordination_partitions()
+        if partitions is None:
+            return EXIT_OK  # stopped before Kafka answered
+        grace = br.shutdown_grace_s / 2
+        member = self.member
+        if member is None:
+            raise RuntimeError("a group member needs its health")
+        membership = Membership(
+            self.config.kafka.librdkafka(),
+            GroupSettings(
+                br.group_id, br.coordination_topic, partitions, br.group_session_timeout_ms
+            ),
+            [s.id for s in self.config.sources],
+            start=self.fleet.start,
+            stop=lambda ids: self.fleet.stop(ids, grace),
+            metrics=self.metrics,
+            health=member,
+        )
+        log.info("joining the consumer group", extra={"group_id": br.group_id})
+        membership.run(self.stop)
         return EXIT_OK
 
-    def _recreate_producer(self) -> None:
-        try:
-            self.publisher.recreate()
-        except RetriableError as exc:
-            log.warning("cannot recreate the producer yet", extra={"error": str(exc)})
-
-    def _fixed_topics(self) -> list[str]:
+    def _coordination_partitions(self) -> int | None:
+        """The coordination topic's partition count, creating the topic (and the webhook
+        inbox) if allowed; retried, readiness false meanwhile, until Kafka answers or the
+        bridge is stopped."""
         br = self.config.bridge
-        topics = [br.dlq_topic]
-        if br.topic_template is None:
-            topics.append(br.scans_topic)
-        return topics
+        topics = TopicManager(
+            self.config.kafka.librdkafka(),
+            create=br.create_topics,
+            partitions=br.coordination_partitions,
+            replication_factor=br.topic_replication_factor,
+        )
+        wait = 1.0
+        while not self.stop.is_set():
+            if self.member is not None:
+                self.member.beat()
+            try:
+                topics.ensure([br.coordination_topic])
+                if self.webhooks is not None:
+                    # Any member takes webhooks for any source, owner or not.
+                    topics.ensure([br.webhook_topic])
+                return topics.partition_count(br.coordination_topic)
+            except RetriableError as exc:
+                if self.member is not None:
+                    self.member.error(str(exc))
+                log.warning("cannot reach the coordination topic yet", extra={"error": str(exc)})
+                self.stop.wait(wait)
+                wait = min(wait * 2, 30.0)
+        return None
 
     def _shutdown(self) -> None:
-        left = self.publisher.close(self.config.bridge.shutdown_grace_s / 2)
-        if left:
-            log.warning("records left unacknowledged at shutdown", extra={"records": left})
-        self.pipeline.close()
-        self.client.close()
-        if self.registry is not None:
-            self.registry.close()
+        # Stop taking webhooks first: what was accepted is in the inbox already.
+        if self.webhooks is not None:
+            self.webhooks.stop()
+        self.fleet.stop_all(self.config.bridge.shutdown_grace_s / 2)
         if self.http is not None:
             self.http.stop()
-
-
-class _Stopped(Exception):
-    """Raised out of a backoff sleep when shutdown was requested."""
 
 
 def _force_exit() -> None:

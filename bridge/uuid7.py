@@ -15,8 +15,9 @@ import time
 import uuid
 from datetime import UTC, datetime
 
+from bridge.errors import InvalidUUIDv7Error
+
 __all__ = [
-    "InvalidUUIDv7Error",
     "UUIDv7Minter",
     "max_for_millis",
     "min_for_millis",
@@ -28,10 +29,6 @@ __all__ = [
 
 _VERSION_SHIFT = 76
 _VARIANT_SHIFT = 62
-
-
-class InvalidUUIDv7Error(ValueError):
-    """The text is not a UUID, or is a UUID of another version or variant."""
 
 
 def parse_uuid7(text: str) -> uuid.UUID:

@@ -1,14 +1,16 @@
 """Project-wide pytest setup.
 
 - Tests under tests/integration/ are marked ``integration`` automatically.
-- Every test runs with ``PASSENTRY_*``, ``BRIDGE_*`` and ``KAFKA_*`` variables removed; the
-  environment as it was when pytest started is kept in ``SESSION_ENV`` (fixture
-  ``session_environ``), e.g. for ``KAFKA_BOOTSTRAP_SERVERS``.
+- Every test runs with ``PASSENTRY_*``, ``BRIDGE_*``, ``KAFKA_*`` and ``SCHEMA_REGISTRY_*``
+  variables removed; the environment as it was when pytest started is kept in
+  ``SESSION_ENV`` (fixture ``session_environ``), e.g. for ``KAFKA_BOOTSTRAP_SERVERS``.
 - Which Kafka the tests use (fixture ``kafka_source``, shown in the header):
   ``TEST_KAFKA_SOURCE`` (``env``, ``testcontainers`` or ``local``) if set; else
   ``KAFKA_BOOTSTRAP_SERVERS`` if set; else testcontainers if a Docker API answers (a Docker
   engine, or podman's through ``scripts/podman-service``); else a local broker from
   ``scripts/kafka-local``. Where the broker comes from is in tests/kafka_broker.py.
+- tests/k8s/ (a local Kubernetes cluster from ``scripts/k8s-local``; minutes to build the first
+  time) is collected only when named: ``pytest tests/k8s`` or ``make test-k8s``.
 
 Broker fixtures, shared by tests/integration and tests/image:
 ``kafka_bootstrap`` (session): the bootstrap address (a local broker is stopped at session end
@@ -37,8 +39,10 @@ from tests import kafka_broker
 ROOT = Path(__file__).resolve().parent.parent
 INTEGRATION_DIR = ROOT / "tests" / "integration"
 
+collect_ignore = ["k8s"]  # unless named on the command line (see the docstring)
+
 SESSION_ENV: dict[str, str] = dict(os.environ)  # captured before any test touches os.environ
-_RESET_PREFIXES = ("PASSENTRY_", "BRIDGE_", "KAFKA_")
+_RESET_PREFIXES = ("PASSENTRY_", "BRIDGE_", "KAFKA_", "SCHEMA_REGISTRY_")
 
 
 @functools.cache

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bridge.metrics import Metrics
+from bridge.ops.metrics import Metrics
 
 
 def sample(metrics: Metrics, name: str, **labels: str) -> float:

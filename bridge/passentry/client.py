@@ -34,8 +34,14 @@ from bridge.errors import (
     MalformedPageError,
     RetriableError,
 )
-from bridge.metrics import Metrics, status_class
-from bridge.passentry.models import PassDocument, PassResource
+from bridge.ops.metrics import Metrics, status_class
+from bridge.passentry.models import (
+    PassDocument,
+    PassResource,
+    WebhookSubscription,
+    WebhookSubscriptionDocument,
+    WebhookSubscriptionList,
+)
 from bridge.passentry.pages import DecodedPage, decode_page
 from bridge.passentry.ratelimit import RequestBudget
 
@@ -45,15 +51,23 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _pass_doc = msgspec.json.Decoder(PassDocument)
+# Each endpoint the client calls (a metric label) and its path, as errors name it.
+_PATHS = {
+    "scans": "/api/v1/scans",
+    "pass": "/api/v1/passes/{id}",
+    "webhook_subscriptions": "/api/v1/webhook-subscriptions",
+}
+_subscription_doc = msgspec.json.Decoder(WebhookSubscriptionDocument)
+_subscription_list = msgspec.json.Decoder(WebhookSubscriptionList)
 _jitter = wait_random_exponential(multiplier=0.25, max=20)
 
 
-def classify(response: httpx.Response, endpoint: str) -> None:
+def classify(response: httpx.Response, endpoint: str, method: str = "GET") -> None:
     """Raise the error that says how to handle a non-2xx answer; return on 2xx."""
     code = response.status_code
     if 200 <= code < 300:
         return
-    where = f"GET {endpoint} answered {code}"
+    where = f"{method} {endpoint} answered {code}"
     if code in (401, 403):
         raise ApiAuthError(
             f"{where}: PassEntry refused the API token; check PASSENTRY_API_TOKEN"
@@ -135,7 +149,7 @@ class PassEntryClient:
         """One page of ``GET /api/v1/scans``, decoded, with retries."""
 
         def attempt() -> FetchedPage:
-            response = self._send("/api/v1/scans", "scans", params)
+            response = self._send(_PATHS["scans"], "scans", params)
             try:
                 page = decode_page(response.content)
             except MalformedPageError as exc:
@@ -153,7 +167,7 @@ class PassEntryClient:
         """``GET /api/v1/passes/{id}``; ``None`` when PassEntry says 404."""
 
         def attempt() -> PassResource | None:
-            path = f"/api/v1/passes/{quote(pass_id, safe='')}"
+            path = _PATHS["pass"].format(id=quote(pass_id, safe=""))
             try:
                 response = self._send(path, "pass", {})
             except ApiRequestError as exc:
@@ -164,26 +178,79 @@ class PassEntryClient:
                 return _pass_doc.decode(response.content).data
             except (msgspec.DecodeError, msgspec.ValidationError) as exc:
                 self._metrics.malformed_pages.labels("undecodable").inc()
-                raise MalformedPageError(f"GET /api/v1/passes/{{id}}: {exc}") from None
+                raise MalformedPageError(f"GET {_PATHS['pass']}: {exc}") from None
 
         return self._retrying(attempt, "pass")
 
-    def _send(self, path: str, endpoint: str, params: Mapping[str, str]) -> httpx.Response:
+    def create_webhook_subscription(
+        self, url: str, events: list[str], entity_id: str | None = None
+    ) -> WebhookSubscription:
+        """``POST /api/v1/webhook-subscriptions``; its answer holds the secret, once. Not
+        retried: a retry after a lost answer would create a second subscription."""
+        fields: dict[str, object] = {"url": url, "enabled": True, "subscribedEvents": events}
+        if entity_id is not None:
+            fields["entityId"] = entity_id
+        path = _PATHS["webhook_subscriptions"]
+        response = self._send(
+            path, "webhook_subscriptions", {}, body={"webhookSubscription": fields}
+        )
+        try:
+            return _subscription_doc.decode(response.content).data
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise MalformedPageError(f"POST {path}: {exc}") from None
+
+    def webhook_subscriptions(self) -> list[WebhookSubscription]:
+        """Every subscription the token can see, all pages."""
+        path, found, page = _PATHS["webhook_subscriptions"], [], 1
+        while True:
+            params = {"perPage": "100", "page": str(page)}
+
+            def attempt(params: dict[str, str] = params) -> WebhookSubscriptionList:
+                response = self._send(path, "webhook_subscriptions", params)
+                try:
+                    return _subscription_list.decode(response.content)
+                except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                    raise MalformedPageError(f"GET {path}: {exc}") from None
+
+            listed = self._retrying(attempt, "webhook_subscriptions")
+            found.extend(listed.data)
+            meta = listed.meta
+            if not listed.data or meta is None or (meta.total_pages or 1) <= page:
+                return found
+            page += 1
+
+    def _send(
+        self,
+        path: str,
+        endpoint: str,
+        params: Mapping[str, str],
+        body: object | None = None,
+    ) -> httpx.Response:
+        """One request (a POST of ``body`` as JSON when given), inside the budget."""
+        method = "GET" if body is None else "POST"
         waited = self._budget.acquire()
         if waited:
             self._metrics.rate_limit_wait_seconds.inc(waited)
         started = time.perf_counter()
         try:
-            response = self._http.get(path, params=params)
+            if body is None:
+                response = self._http.get(path, params=params)
+            else:
+                response = self._http.post(
+                    path,
+                    params=params,
+                    content=msgspec.json.encode(body),
+                    headers={"Content-Type": "application/json"},
+                )
         except httpx.TimeoutException as exc:
             self._count(endpoint, None, started)
             raise ApiUnavailableError(
-                f"GET {path}: timed out ({type(exc).__name__})", reason="timeout"
+                f"{method} {path}: timed out ({type(exc).__name__})", reason="timeout"
             ) from exc
         except httpx.TransportError as exc:
             self._count(endpoint, None, started)
             raise ApiUnavailableError(
-                f"GET {path}: {type(exc).__name__}: {exc}", reason="connection"
+                f"{method} {path}: {type(exc).__name__}: {exc}", reason="connection"
             ) from exc
         self._count(endpoint, response.status_code, started)
         headers = response.headers
@@ -199,7 +266,8 @@ class PassEntryClient:
             self._budget.answered()
         if response.status_code in (401, 403):
             self._metrics.api_auth_failures.inc()
-        classify(response, path if endpoint == "scans" else f"/api/v1/{endpoint}es/{{id}}")
+        # Name the endpoint, not the pass id, in the error.
+        classify(response, _PATHS[endpoint], method)
         return response
 
     def _count(self, endpoint: str, status: int | None, started: float) -> None:

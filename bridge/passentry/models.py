@@ -29,6 +29,10 @@ __all__ = [
     "ScanAttributes",
     "ScanRelationships",
     "ScanResource",
+    "WebhookSubscription",
+    "WebhookSubscriptionAttributes",
+    "WebhookSubscriptionDocument",
+    "WebhookSubscriptionList",
 ]
 
 
@@ -164,3 +168,32 @@ class PassDocument(msgspec.Struct, frozen=True):
     """``GET /api/v1/passes/{id}``."""
 
     data: PassResource
+
+
+class WebhookSubscriptionAttributes(msgspec.Struct, frozen=True, rename="camel"):
+    url: str
+    enabled: bool = True
+    subscribed_events: list[str] = msgspec.field(default_factory=list)
+    # Only in the answer that creates the subscription (or rotates its secret).
+    secret_key: str | None = None
+    scope_type: str | None = None
+    scope_name: str | None = None
+
+
+class WebhookSubscription(msgspec.Struct, frozen=True):
+    id: str
+    type: str
+    attributes: WebhookSubscriptionAttributes
+
+
+class WebhookSubscriptionDocument(msgspec.Struct, frozen=True):
+    """``POST /api/v1/webhook-subscriptions`` (201)."""
+
+    data: WebhookSubscription
+
+
+class WebhookSubscriptionList(msgspec.Struct, frozen=True):
+    """``GET /api/v1/webhook-subscriptions``."""
+
+    data: list[WebhookSubscription]
+    meta: PageMeta | None = None

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import msgspec
 
-from bridge.errors import MalformedPageError
+from bridge.errors import InvalidUUIDv7Error, MalformedPageError
 from bridge.passentry.models import (
     PageEnvelope,
     PageLinks,
@@ -22,9 +22,18 @@ from bridge.passentry.models import (
     ResourceHead,
     ScanResource,
 )
-from bridge.uuid7 import InvalidUUIDv7Error, parse_uuid7_int
+from bridge.uuid7 import parse_uuid7_int
 
-__all__ = ["DecodedPage", "Rejected", "ValidScan", "decode_page"]
+__all__ = [
+    "DecodedPage",
+    "Listed",
+    "ListedReject",
+    "Rejected",
+    "ValidScan",
+    "add_included",
+    "add_scan",
+    "decode_page",
+]
 
 _envelope = msgspec.json.Decoder(PageEnvelope)
 _scan = msgspec.json.Decoder(ScanResource)
@@ -63,12 +72,28 @@ class DecodedPage:
     readers: dict[str, ReaderResource] = field(default_factory=dict)
     meta: PageMeta | None = None
     links: PageLinks | None = None
-    # included items that did not decode; enrichment treats them as missing.
-    bad_included: int = 0
 
     @property
     def size(self) -> int:
         return len(self.scans) + len(self.rejected)
+
+
+@dataclass(slots=True, frozen=True)
+class Listed:
+    """A scan as PassEntry listed it: with the page it came on (whose ``included`` holds its
+    pass and reader) and the URL of that page (named in dead letters)."""
+
+    scan: ValidScan
+    page: DecodedPage
+    url: str
+
+
+@dataclass(slots=True, frozen=True)
+class ListedReject:
+    """A scan that did not decode, with the URL of the page it came on."""
+
+    rejected: Rejected
+    url: str
 
 
 def decode_page(body: bytes) -> DecodedPage:
@@ -78,13 +103,14 @@ def decode_page(body: bytes) -> DecodedPage:
         raise MalformedPageError(f"not a scans page: {_short(exc)}") from None
     page = DecodedPage(meta=envelope.meta, links=envelope.links)
     for raw in envelope.data:
-        _decode_scan(raw, page)
+        add_scan(raw, page)
     for raw in envelope.included or ():
-        _decode_included(raw, page)
+        add_included(raw, page)
     return page
 
 
-def _decode_scan(raw: msgspec.Raw, page: DecodedPage) -> None:
+def add_scan(raw: msgspec.Raw, page: DecodedPage) -> None:
+    """Decode one scan resource into ``page``: a valid scan, or a rejected one."""
     try:
         scan = _scan.decode(raw)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
@@ -114,15 +140,13 @@ def _decode_scan(raw: msgspec.Raw, page: DecodedPage) -> None:
     page.scans.append(ValidScan(id_int, id_int >> 80, scan, raw))
 
 
-def _decode_included(raw: msgspec.Raw, page: DecodedPage) -> None:
+def add_included(raw: msgspec.Raw, page: DecodedPage) -> None:
+    """Decode one ``included`` item into ``page``'s passes or readers."""
     try:
         item = _included.decode(raw)
     except (msgspec.DecodeError, msgspec.ValidationError):
-        # Another type of resource (ignored), or a pass or reader that does not decode
-        # (counted: enrichment then treats it as missing).
-        head = _try_head(raw)
-        if head is None or head.type in ("pass", "reader"):
-            page.bad_included += 1
+        # Another type of resource, or a pass or reader that does not decode: enrichment
+        # treats it as missing (fetches the pass, counts the reader miss).
         return
     if isinstance(item, PassResource):
         page.passes[item.id] = item

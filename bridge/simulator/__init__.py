@@ -1,4 +1,5 @@
-"""A stand-in for PassEntry's scans API, faithful to its docs, with injectable faults.
+"""A stand-in for PassEntry's scans API and its ``passScanned`` webhooks, faithful to its
+docs, with injectable faults.
 
 Run it with ``passentry-bridge simulate``; in tests use :class:`SimulatorServer` (a thread)
 or :class:`SimulatorProcess` (a child process). Modules, in the order a request meets them:
@@ -6,7 +7,9 @@ or :class:`SimulatorProcess` (a child process). Modules, in the order a request 
 - ``faults``: what goes wrong, and when (``Faults``, changeable at run time)
 - ``ratelimit``: PassEntry's 10 requests/second per endpoint and method
 - ``app``: the aiohttp routes, ``/api/v1/*`` and the ``/_sim/*`` admin routes
+- ``subscriptions``: ``/api/v1/webhook-subscriptions``, and which subscription wants a scan
 - ``store``: readers, passes, the traffic generator and the scans, pre-rendered
+- ``webhooks``: signed ``passScanned`` deliveries of live scans, retried, bounded, faulty
 - ``server`` / ``command``: the test runners and the CLI command
 """
 
@@ -15,6 +18,8 @@ from bridge.simulator.faults import Faults, FaultsError
 from bridge.simulator.ratelimit import SlidingWindowLimiter
 from bridge.simulator.server import SimulatorProcess, SimulatorServer
 from bridge.simulator.store import Scan, Store, WorldConfig
+from bridge.simulator.subscriptions import Subscription, Subscriptions
+from bridge.simulator.webhooks import WebhookConfig, WebhookSender
 
 __all__ = [
     "Faults",
@@ -26,6 +31,10 @@ __all__ = [
     "SimulatorServer",
     "SlidingWindowLimiter",
     "Store",
+    "Subscription",
+    "Subscriptions",
+    "WebhookConfig",
+    "WebhookSender",
     "WorldConfig",
     "build_app",
 ]

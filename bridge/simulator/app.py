@@ -1,4 +1,5 @@
-"""The aiohttp application: PassEntry's scan endpoints plus the ``/_sim/*`` admin routes.
+"""The aiohttp application: PassEntry's scan and webhook-subscription endpoints, the
+``/_sim/*`` admin routes, and the webhook sender running beside them.
 
 Middlewares, outermost first: faults (a proxy in front of the API), authentication, then
 the rate limiter, so that neither a proxy failure nor a 401 consumes a rate-limit slot.
@@ -24,6 +25,8 @@ from aiohttp.typedefs import Handler, Middleware
 from bridge.simulator.faults import API_PREFIX, Faults, fault_middleware, faults_routes
 from bridge.simulator.ratelimit import EndpointStats, SlidingWindowLimiter, ratelimit_middleware
 from bridge.simulator.store import EXTERNAL, Scan, ScanQuery, ScanSpec, Store, WorldConfig, iso
+from bridge.simulator.subscriptions import Subscriptions, subscription_routes
+from bridge.simulator.webhooks import WebhookConfig, WebhookSender, webhook_routes
 
 __all__ = ["Simulator", "SimulatorConfig", "build_app", "errors"]
 
@@ -54,6 +57,7 @@ class SimulatorConfig:
     duration_s: float | None = None  # live traffic stops after this; the API keeps serving
     rate_limit: int | None = 10  # requests per window per (route, method); None = off
     rate_window_s: float = 1.0
+    webhooks: WebhookConfig = field(default_factory=WebhookConfig)
 
 
 @dataclass
@@ -64,6 +68,8 @@ class Simulator:
     faults: Faults
     store: Store
     limiter: SlidingWindowLimiter
+    subscriptions: Subscriptions
+    webhooks: WebhookSender
     stats: EndpointStats = field(default_factory=EndpointStats)
 
     @classmethod
@@ -71,7 +77,14 @@ class Simulator:
         faults = faults if faults is not None else Faults()
         store = Store.build(config.world, faults)  # the backlog is minted here
         limiter = SlidingWindowLimiter(config.rate_limit, config.rate_window_s)
-        return cls(config, faults, store, limiter)
+        entity_ids = dict.fromkeys(r.entity_id for r in store.world.readers)
+        subscriptions = Subscriptions({e: f"Entity {n}" for n, e in enumerate(entity_ids, 1)})
+        hooks = config.webhooks
+        if hooks.url is not None:
+            subscriptions.add(hooks.url, secret=hooks.secret)
+        webhooks = WebhookSender(hooks, faults, subscriptions, config.world.seed)
+        store.listeners.append(webhooks.on_scan)  # after the backlog: it is never announced
+        return cls(config, faults, store, limiter, subscriptions, webhooks)
 
 
 def errors(status: int, *messages: str, headers: dict[str, str] | None = None) -> web.Response:
@@ -372,6 +385,13 @@ async def _traffic_ctx(app: web.Application) -> AsyncIterator[None]:
         await asyncio.gather(task, return_exceptions=True)
 
 
+async def _webhooks_ctx(app: web.Application) -> AsyncIterator[None]:
+    sender = app[SIM_KEY].webhooks
+    await sender.start()
+    yield
+    await sender.stop()
+
+
 async def sim_scans(request: web.Request) -> web.Response:
     """Every scan created so far, visible or not, with its pass and reader: ground truth."""
     rows = [
@@ -408,6 +428,7 @@ async def sim_stats(request: web.Request) -> web.Response:
         "unauthorized": dict(sim.stats.unauthorized),
         "faultsFired": dict(sim.faults.fired),
         "scans": {"total": total, "visible": total - pending, "pending": pending},
+        "webhooks": sim.webhooks.totals(),
     }
     return web.json_response(stats)
 
@@ -429,10 +450,13 @@ def build_app(sim: Simulator) -> web.Application:
     app.router.add_post("/api/v1/scans/log", log_scan)
     app.router.add_get("/api/v1/scans/{id}", get_scan)
     app.router.add_get("/api/v1/passes/{id}", get_pass)
+    subscription_routes(app.router, sim.subscriptions)
     # Admin routes: no auth, no faults, no rate limit (the middlewares skip them).
     app.router.add_get("/_sim/scans", sim_scans)
     app.router.add_post("/_sim/scans/generate", sim_generate)
     app.router.add_get("/_sim/stats", sim_stats)
     faults_routes(app.router, sim.faults)
+    webhook_routes(app.router, sim.webhooks)
+    app.cleanup_ctx.append(_webhooks_ctx)  # before the traffic, which feeds it
     app.cleanup_ctx.append(_traffic_ctx)
     return app

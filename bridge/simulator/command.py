@@ -12,6 +12,7 @@ import signal
 import sys
 import time
 from datetime import UTC, datetime
+from urllib.parse import urlsplit
 
 import click
 from aiohttp import web
@@ -19,6 +20,7 @@ from aiohttp import web
 from bridge.simulator.app import Simulator, SimulatorConfig, build_app
 from bridge.simulator.faults import Faults
 from bridge.simulator.store import WorldConfig
+from bridge.simulator.webhooks import SIGNATURE_FORMATS, SignatureFormat, WebhookConfig
 
 __all__ = ["simulate"]
 
@@ -45,6 +47,141 @@ def _fault_options(func: click.decorators.FC) -> click.decorators.FC:
         name = "--" + flag.replace("_", "-")
         func = click.option(name, type=_rate, default=0.0, show_default=True)(func)
     return func
+
+
+def _webhook_options(func: click.decorators.FC) -> click.decorators.FC:
+    """Where and how ``passScanned`` webhooks go; their faults map onto Faults by name."""
+    positive = click.FloatRange(0.0, min_open=True)
+    options = [
+        click.option(
+            "--webhook-url",
+            help="POST a signed passScanned webhook here for every live scan (the backlog "
+            "is not sent). Listed as an organisation subscription. Needs --webhook-secret.",
+        ),
+        click.option(
+            "--webhook-secret", help="Key of the HMAC-SHA256 in X-Webhook-Signature (UTF-8)."
+        ),
+        click.option(
+            "--webhook-signature-format",
+            type=click.Choice(SIGNATURE_FORMATS),
+            default="hex",
+            show_default=True,
+            help="X-Webhook-Signature encoding: lowercase hex, base64, or sha256=<hex>. "
+            "Applies to every subscription.",
+        ),
+        click.option(
+            "--webhook-drop-rate",
+            type=_rate,
+            default=0.0,
+            show_default=True,
+            help="Share of deliveries never sent (counted, ids in /_sim/webhooks/scans).",
+        ),
+        click.option(
+            "--webhook-duplicate-rate",
+            type=_rate,
+            default=0.0,
+            show_default=True,
+            help="Share of deliveries sent twice (same body), the copy 50-250 ms later.",
+        ),
+        click.option(
+            "--webhook-delay-ms",
+            type=click.FloatRange(0.0),
+            default=0.0,
+            show_default=True,
+            help="Hold each delivery back uniform(0, N) ms before its first attempt; "
+            "this reorders events.",
+        ),
+        click.option(
+            "--webhook-bad-signature-rate",
+            type=_rate,
+            default=0.0,
+            show_default=True,
+            help="Share of deliveries whose first attempt is signed with a wrong key; "
+            "retries are signed correctly, so the event still arrives after a non-2xx.",
+        ),
+        click.option(
+            "--webhook-concurrency",
+            type=click.IntRange(1),
+            default=4,
+            show_default=True,
+            help="Deliveries in flight at once.",
+        ),
+        click.option(
+            "--webhook-queue-size",
+            type=click.IntRange(1),
+            default=10_000,
+            show_default=True,
+            help="Deliveries held at once (waiting, in flight, backing off); when full, "
+            "new ones are dropped and counted as queueFull.",
+        ),
+        click.option(
+            "--webhook-max-attempts",
+            type=click.IntRange(1),
+            default=8,
+            show_default=True,
+            help="Attempts per delivery before it is given up. Any non-2xx answer, "
+            "timeout or connection error is retried.",
+        ),
+        click.option(
+            "--webhook-max-age",
+            "webhook_max_age_s",
+            type=positive,
+            default=300.0,
+            show_default=True,
+            help="Seconds after the scan's creation when retrying stops.",
+        ),
+        click.option(
+            "--webhook-retry-base-ms",
+            type=positive,
+            default=500.0,
+            show_default=True,
+            help="Retry n waits between half and all of base * 2^(n-1), at most 60 s.",
+        ),
+        click.option(
+            "--webhook-timeout",
+            "webhook_timeout_s",
+            type=positive,
+            default=10.0,
+            show_default=True,
+            help="Seconds per attempt.",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _webhook_config(
+    url: str | None,
+    secret: str | None,
+    signature_format: SignatureFormat,
+    *,
+    concurrency: int,
+    queue_size: int,
+    max_attempts: int,
+    max_age_s: float,
+    retry_base_ms: float,
+    timeout_s: float,
+) -> WebhookConfig:
+    if (url is None) != (secret is None):
+        raise click.UsageError("--webhook-url and --webhook-secret go together")
+    if secret == "":
+        raise click.BadParameter("must not be empty", param_hint="--webhook-secret")
+    if url is not None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise click.BadParameter("must be an absolute http(s) URL", param_hint="--webhook-url")
+    return WebhookConfig(
+        url=url,
+        secret=secret,
+        signature_format=signature_format,
+        concurrency=concurrency,
+        queue_size=queue_size,
+        max_attempts=max_attempts,
+        max_age_s=max_age_s,
+        retry_base_s=retry_base_ms / 1000,
+        timeout_s=timeout_s,
+    )
 
 
 def _anchor_ms(text: str | None) -> int | None:
@@ -138,6 +275,7 @@ def _anchor_ms(text: str | None) -> int | None:
     default=None,
     help="Serve at most this many scans per page, whatever perPage asks.",
 )
+@_webhook_options
 @click.option("--log-level", default="INFO", show_default=True)
 def simulate(
     *,
@@ -154,10 +292,32 @@ def simulate(
     seed: int | None,
     rate_limit: int,
     no_rate_limit: bool,
+    webhook_url: str | None,
+    webhook_secret: str | None,
+    webhook_signature_format: SignatureFormat,
+    webhook_concurrency: int,
+    webhook_queue_size: int,
+    webhook_max_attempts: int,
+    webhook_max_age_s: float,
+    webhook_retry_base_ms: float,
+    webhook_timeout_s: float,
     log_level: str,
     **fault_settings: float | int | None,
 ) -> None:
-    """Serve a fake PassEntry scans API, with live traffic and injectable faults."""
+    """Serve a fake PassEntry scans API, with live traffic, passScanned webhooks and
+    injectable faults."""
+    # The webhook faults (drop, duplicate, delay, bad signature) are in fault_settings.
+    webhooks = _webhook_config(
+        webhook_url,
+        webhook_secret,
+        webhook_signature_format,
+        concurrency=webhook_concurrency,
+        queue_size=webhook_queue_size,
+        max_attempts=webhook_max_attempts,
+        max_age_s=webhook_max_age_s,
+        retry_base_ms=webhook_retry_base_ms,
+        timeout_s=webhook_timeout_s,
+    )
     logging.basicConfig(
         stream=sys.stderr,
         level=log_level.upper(),
@@ -177,6 +337,7 @@ def simulate(
         rate=rate,
         duration_s=duration,
         rate_limit=None if no_rate_limit else rate_limit,
+        webhooks=webhooks,
     )
     started = time.perf_counter()
     sim = Simulator.create(config, _faults(fault_settings, seed))
@@ -187,6 +348,8 @@ def simulate(
         backlog,
         time.perf_counter() - started,
     )
+    if webhook_url is not None:
+        log.info("sending passScanned webhooks for live scans to %s", webhook_url)
     asyncio.run(_serve(sim, host, port))
 
 

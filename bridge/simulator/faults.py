@@ -1,17 +1,19 @@
 """Fault injection: what can go wrong between the bridge and PassEntry, on demand.
 
-Three kinds of fault live here, each applied where it would happen for real:
+Four kinds of fault live here, each applied where it would happen for real:
 
 - transport faults (latency, hangs, resets, 5xx, a proxy's HTML page) hit a request before
   the API code sees it, as a load balancer or a crashed node would; they never consume a
   rate-limit slot;
 - body faults (malformed JSON, truncated bodies) spoil a 200 answer on its way out;
 - data faults (ids that are not UUIDv7, late visibility, skewed id-minting nodes, missing
-  ``included`` items, a page-size cap) are read by the store and the page renderer.
+  ``included`` items, a page-size cap) are read by the store and the page renderer;
+- webhook faults (dropped, duplicated, delayed and badly signed ``passScanned`` deliveries)
+  are drawn by the webhook sender, from its own seeded rng, when a live scan is created.
 
 ``Faults`` is a plain mutable dataclass so a test can flip a field on a running server
 between two requests; ``update`` is the checked path used by ``PUT /_sim/faults``.
-Faults only touch ``/api/v1/*``; the ``/_sim/*`` admin routes are never spoiled.
+Faults only touch ``/api/v1/*`` and webhooks; the ``/_sim/*`` admin routes are never spoiled.
 """
 
 from __future__ import annotations
@@ -72,14 +74,22 @@ class Faults:
     nodes: int = 1
     max_skew_ms: int = 0
     max_page_size: int | None = None
+    # Webhook faults, per delivery of a live scan to a subscription (``webhooks.py``).
+    webhook_drop_rate: float = 0.0  # never sent
+    webhook_duplicate_rate: float = 0.0  # sent twice, the copy a little later
+    webhook_delay_ms: float = 0.0  # first attempt held back uniform(0, this): reorders
+    webhook_bad_signature_rate: float = 0.0  # first attempt signed with a wrong key
     # A seeded rng keeps a faulty run replayable; excluded from the JSON view.
     rng: random.Random = field(default_factory=random.Random, repr=False, compare=False)
     # How often each fault fired, for ``GET /_sim/stats``.
     fired: Counter[str] = field(default_factory=Counter, repr=False, compare=False)
 
-    def roll(self, name: str, rate: float) -> bool:
-        """Draw one fault; counts it when it fires. A zero rate never touches the rng."""
-        if rate <= 0.0 or self.rng.random() >= rate:
+    def roll(self, name: str, rate: float, rng: random.Random | None = None) -> bool:
+        """Draw one fault (from ``rng``, default our own); counts it when it fires.
+
+        A zero rate never touches the rng.
+        """
+        if rate <= 0.0 or (rng if rng is not None else self.rng).random() >= rate:
             return False
         self.fired[name] += 1
         return True

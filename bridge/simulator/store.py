@@ -9,6 +9,10 @@ scan that is simply its id order. A scan given a bad id (fault) keeps the key of
 it would have had, so it still sorts and filters by its creation time, as a server that
 stores ``created_at`` beside a non-time-ordered id would. Scans hit by the late-visibility
 fault wait in a heap until due and are moved across when a request looks.
+
+Listeners (``Store.listeners``) hear of every scan as it is created, before it is visible:
+that is where the webhook sender picks up live scans. The backlog is minted before anyone
+can listen, so it is never announced.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import random
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import msgspec
@@ -27,7 +32,7 @@ from bridge.simulator.faults import Faults
 from bridge.uuid7 import UUIDv7Minter, min_for_millis, uuid7_millis
 
 __all__ = ["Pass", "QueryResult", "Reader", "Scan", "ScanQuery", "ScanSpec", "Store", "World"]
-__all__ += ["WorldConfig", "iso"]
+__all__ += ["ScanListener", "WorldConfig", "iso", "random_uuid4"]
 
 _ENTITY_COUNT = 3
 _TEMPLATES = (  # (name, passType, is an event ticket)
@@ -49,7 +54,8 @@ def iso(ms: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ms // 1000))
 
 
-def _uuid4(rng: random.Random) -> str:
+def random_uuid4(rng: random.Random) -> str:
+    """A version-4 UUID drawn from ``rng``, so a seeded run repeats it."""
     return str(uuid.UUID(int=rng.getrandbits(128), version=4))
 
 
@@ -70,6 +76,8 @@ class Reader:
     id: str
     entity_id: str
     json: bytes
+    # In a webhook's ``included`` a reader carries only its name and readerType.
+    brief_json: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,13 +138,15 @@ def _make_reader(rng: random.Random, n: int, entity_id: str, at_ms: int) -> Read
         "lastSeenAt": iso(at_ms - rng.randrange(86_400_000)),
     }
     body = {"id": rid, "type": "reader", "attributes": attrs}
-    return Reader(rid, entity_id, msgspec.json.encode(body))
+    brief_attrs = {"name": attrs["name"], "readerType": attrs["readerType"]}
+    brief = {"id": rid, "type": "reader", "attributes": brief_attrs}
+    return Reader(rid, entity_id, msgspec.json.encode(body), msgspec.json.encode(brief))
 
 
 def _make_pass(
     rng: random.Random, templates: list[tuple[str, str, str, str | None]], at_ms: int
 ) -> Pass:
-    pid = _uuid4(rng)
+    pid = random_uuid4(rng)
     ext_id = f"{rng.getrandbits(80):020x}"
     name, template_uuid, pass_type, event_id = rng.choice(templates)
     status = rng.choices([s for s, _ in _PASS_STATUSES], [w for _, w in _PASS_STATUSES])[0]
@@ -175,9 +185,9 @@ class World:
     """Readers and passes, and the skewed choice of who scans where."""
 
     def __init__(self, config: WorldConfig, rng: random.Random, now_ms: int) -> None:
-        entities = [_uuid4(rng) for _ in range(_ENTITY_COUNT)]
+        entities = [random_uuid4(rng) for _ in range(_ENTITY_COUNT)]
         templates = [
-            (name, f"{rng.getrandbits(96):024x}", kind, _uuid4(rng) if is_event else None)
+            (name, f"{rng.getrandbits(96):024x}", kind, random_uuid4(rng) if is_event else None)
             for name, kind, is_event in _TEMPLATES
         ]
         self.readers = [
@@ -254,6 +264,9 @@ def _render(scan_id: str, spec: ScanSpec) -> bytes:
     )
 
 
+ScanListener = Callable[[Scan], None]
+
+
 @dataclass(frozen=True, slots=True)
 class ScanQuery:
     """Filters of ``GET /api/v1/scans``; creation times already turned into ms bounds."""
@@ -322,6 +335,9 @@ class Store:
         self._cache: dict[ScanQuery, tuple[int, QueryResult]] = {}
         self._node_shape: tuple[int, int] = (0, 0)
         self._minters: list[UUIDv7Minter] = []
+        # Called under the store's lock, in creation order, for every scan added from now
+        # on: a listener must be quick and must not call back into the store.
+        self.listeners: list[ScanListener] = []
 
     @classmethod
     def build(cls, config: WorldConfig, faults: Faults) -> Store:
@@ -359,7 +375,10 @@ class Store:
             created_ms: int | None = uuid7_millis(minted)
             if self.faults.roll("bad_id", self.faults.bad_id_rate):
                 rng = self.faults.rng
-                scan_id = _uuid4(rng) if rng.random() < 0.5 else f"scan-{rng.getrandbits(64):016x}"
+                if rng.random() < 0.5:
+                    scan_id = random_uuid4(rng)
+                else:
+                    scan_id = f"scan-{rng.getrandbits(64):016x}"
                 created_ms = None
             visible_at = real_ms
             if self.faults.roll("late", self.faults.late_rate):
@@ -374,6 +393,8 @@ class Store:
                 self._show(scan)
             else:
                 heapq.heappush(self._pending, (visible_at, len(self._all), scan))
+            for listener in self.listeners:
+                listener(scan)
         return scan
 
     def generate(self, n: int, at_ms: int | None = None) -> list[Scan]:

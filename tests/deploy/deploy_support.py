@@ -18,7 +18,7 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
-from bridge.metrics import Metrics
+from bridge.ops.metrics import Metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "helm" / "passentry-bridge"
@@ -107,7 +107,7 @@ _SUFFIXES = {
 
 
 def exported_metric_names() -> set[str]:
-    """Every series name bridge/metrics.py exports."""
+    """Every series name bridge/ops/metrics.py exports."""
     names = set()
     for family in Metrics(CollectorRegistry()).registry.collect():
         for suffix in _SUFFIXES.get(family.type, ("",)):

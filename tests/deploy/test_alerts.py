@@ -30,6 +30,10 @@ REQUIRED_ALERTS = {
     "PassEntryBridgeDlqGrowing",
     "PassEntryBridgeLateScans",
     "PassEntryBridgeTransactionAborts",
+    "PassEntryBridgeWebhookSignatureFailures",
+    "PassEntryBridgeWebhookInboxLag",
+    "PassEntryBridgeSourceUnowned",
+    "PassEntryBridgeSourceOwnedTwice",
 }
 
 

@@ -23,8 +23,13 @@ from deploy_support import (
 )
 from pydantic_settings import BaseSettings
 
-from bridge.config import BridgeSettings, KafkaSettings, PassEntrySettings, load_config
-from bridge.registry import RegistrySettings
+from bridge.config import (
+    BridgeSettings,
+    KafkaSettings,
+    PassEntrySettings,
+    RegistrySettings,
+    load_config,
+)
 
 DEFAULT = CHART / "ci" / "default-values.yaml"
 CRD_GROUPS = ("monitoring.coreos.com/",)
@@ -32,7 +37,15 @@ ids = [p.name.removesuffix("-values.yaml") for p in CI_VALUES]
 
 
 def test_the_value_combinations_are_all_there() -> None:
-    assert {"default", "existing-secret", "sasl-tls", "monitoring", "schema-registry"} <= set(ids)
+    assert {
+        "default",
+        "existing-secret",
+        "sasl-tls",
+        "monitoring",
+        "schema-registry",
+        "webhook",
+        "sources",
+    } <= set(ids)
 
 
 @pytest.mark.parametrize("values", CI_VALUES, ids=ids)
@@ -131,7 +144,6 @@ def test_manifests_are_valid_kubernetes(
 # --- values.schema.json rejects bad values ------------------------------------------------
 
 BAD_VALUES = {
-    "two replicas": ["replicaCount=2"],
     "negative port": ["metrics.port=-1"],
     "port too large": ["service.port=70000"],
     "unknown top-level key": ["replicas=1"],
@@ -152,6 +164,23 @@ BAD_VALUES = {
     "zero shutdown grace": ["bridge.shutdownGraceSeconds=0"],
     "shutdown grace as a string": ["bridge.shutdownGraceSeconds=25s"],
     "bad topic name": ["bridge.scansTopic=a topic"],
+    "webhooks without a secret": ["webhook.enabled=true"],
+    "webhook ingress without a host": [
+        "webhook.enabled=true",
+        "webhook.secret=s",
+        "webhook.ingress.enabled=true",
+    ],
+    "bad inbox topic": ["webhook.topic=in box"],
+    "two replicas without a group": ["replicaCount=2", "bridge.groupId="],
+    "zero replicas": ["replicaCount=0"],
+    "a source without a token": ["sources[0].id=a"],
+    "a source with both tokens": [
+        "sources[0].id=a",
+        "sources[0].apiToken=t",
+        "sources[0].existingSecret=s",
+    ],
+    "a bad source id": ["sources[0].id=a b", "sources[0].apiToken=t"],
+    "a bad anti-affinity": ["podAntiAffinity=always"],
 }
 
 
@@ -199,8 +228,20 @@ def test_deployment_shape(render: Render) -> None:
     docs = render(DEFAULT)
     deploy = one(docs, "Deployment")
     spec = deploy["spec"]
-    assert spec["replicas"] == 1
-    assert spec["strategy"] == {"type": "Recreate"}
+    # Two replicas share the sources through the consumer group: a new pod rolls in before
+    # an old one goes, and the group hands its sources over.
+    assert spec["replicas"] == 2
+    assert spec["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+    }
+    affinity = spec["template"]["spec"]["affinity"]["podAntiAffinity"]
+    (preferred,) = affinity["preferredDuringSchedulingIgnoredDuringExecution"]
+    assert preferred["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
+    assert (
+        preferred["podAffinityTerm"]["labelSelector"]["matchLabels"]
+        == spec["selector"]["matchLabels"]
+    )
     pod = spec["template"]["spec"]
     assert pod["automountServiceAccountToken"] is False
     assert pod["enableServiceLinks"] is False
@@ -263,12 +304,65 @@ def test_config_change_rolls_the_pod(render: Render) -> None:
     assert checksums("passentry.apiToken=other")[1] != base[1]
 
 
-def test_pod_disruption_budget_allows_drains(render: Render) -> None:
+def test_pod_disruption_budget_keeps_one_replica_and_allows_drains(render: Render) -> None:
+    selector = one(render(DEFAULT), "Deployment")["spec"]["selector"]
+    # Two replicas: an eviction that would take both is refused.
     pdb = one(render(DEFAULT), "PodDisruptionBudget")
-    assert pdb["spec"] == {
-        "maxUnavailable": 1,
-        "selector": one(render(DEFAULT), "Deployment")["spec"]["selector"],
+    assert pdb["spec"] == {"minAvailable": 1, "selector": selector}
+    # One (without a group): a drain may still evict it.
+    single = render(DEFAULT, "replicaCount=1", "bridge.groupId=")
+    assert one(single, "PodDisruptionBudget")["spec"] == {"maxUnavailable": 1, "selector": selector}
+    deploy = one(single, "Deployment")["spec"]
+    assert deploy["strategy"] == {"type": "Recreate"}
+
+
+def test_sources_from_values_with_tokens_from_secrets(render: Render, tmp_path: Path) -> None:
+    docs = render(CHART / "ci" / "sources-values.yaml")
+    container = _container(docs)
+    assert container["args"] == ["run", "--config", "/etc/passentry-bridge/sources/sources.yaml"]
+    env = _env(docs)
+    assert "BRIDGE_SOURCE_ID" not in env
+    assert "PASSENTRY_API_TOKEN_FILE" not in env
+    (sources,) = [
+        d for d in by_kind(docs, "ConfigMap") if d["metadata"]["name"].endswith("-sources")
+    ]
+    volumes = {v["name"]: v for v in one(docs, "Deployment")["spec"]["template"]["spec"]["volumes"]}
+    items = {
+        i["path"]: (s["secret"]["name"], i["key"])
+        for s in volumes["source-tokens"]["projected"]["sources"]
+        for i in s["secret"]["items"]
     }
+    assert items == {
+        "eu-events/token": ("rel-passentry-bridge", "source-eu-events-token"),
+        "us-events/token": ("passentry-us", "token"),
+    }
+    assert "source-eu-events-token" in one(docs, "Secret")["data"]
+    # The bridge reads the file the chart writes, with the env the chart sets.
+    config_file = tmp_path / "sources.yaml"
+    config_file.write_text(sources["data"]["sources.yaml"])
+    with pytest.MonkeyPatch.context() as mp:
+        for name, value in env.items():
+            if isinstance(value, str):
+                mp.setenv(name, value)
+        config = load_config(config_file)
+    eu, us = config.sources
+    assert (eu.id, eu.scans_topic, eu.passentry.filters.entity) == (
+        "eu-events",
+        "passentry.eu.scans",
+        "0a1b2c3d",
+    )
+    assert (
+        str(eu.passentry.api_token_file)
+        == "/var/run/secrets/passentry-bridge/sources/eu-events/token"
+    )
+    assert (us.topic_template, us.passentry.lookback_s, us.passentry.filters.reader_id) == (
+        "passentry.us.{status}",
+        600,
+        "gate-7",
+    )
+    assert config.bridge.group_id == "passentry-bridge"
+    pdb = one(docs, "PodDisruptionBudget")["spec"]
+    assert pdb["minAvailable"] == 1
 
 
 # --- env names match bridge/config.py ----------------------------------------------------
@@ -344,6 +438,60 @@ def test_network_policy(render: Render) -> None:
     egress_ports = {p["port"] for rule in policy["egress"] for p in rule["ports"]}
     assert {53, 9092, 443, 8081} <= egress_ports
     assert not by_kind(render(DEFAULT), "NetworkPolicy"), "off by default"
+
+
+def test_webhooks_receive_on_their_own_port_with_the_secret_as_a_file(render: Render) -> None:
+    docs = render(CHART / "ci" / "webhook-values.yaml")
+    env = _env(docs)
+    container = _container(docs)
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports == {"http": 9108, "webhook": 8080}
+    assert env["BRIDGE_WEBHOOK_PORT"] == "8080"
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    for name in ("PASSENTRY_WEBHOOK_SECRET_FILE", "PASSENTRY_WEBHOOK_PREVIOUS_SECRET_FILE"):
+        assert str(Path(env[name]).parent) == mounts["webhook-secret"]
+    volumes = {v["name"]: v for v in one(docs, "Deployment")["spec"]["template"]["spec"]["volumes"]}
+    secret = volumes["webhook-secret"]["secret"]
+    assert secret["secretName"] == "passentry-webhook"
+    assert {i["key"]: i["path"] for i in secret["items"]} == {
+        "current": "secret",
+        "previous": "previous",
+    }
+    service_ports = {p["name"]: p["targetPort"] for p in one(docs, "Service")["spec"]["ports"]}
+    assert service_ports == {"http": "http", "webhook": "webhook"}
+
+
+def test_the_ingress_exposes_only_the_webhook_path(render: Render) -> None:
+    docs = render(CHART / "ci" / "webhook-values.yaml")
+    ingress = one(docs, "Ingress")["spec"]
+    (rule,) = ingress["rules"]
+    (path,) = rule["http"]["paths"]
+    assert path["path"] == "/webhooks/passentry/"
+    assert path["backend"]["service"]["port"] == {"name": "webhook"}
+    assert ingress["tls"] == [
+        {"hosts": ["bridge.example.com"], "secretName": "bridge-example-com-tls"}
+    ]
+    assert not by_kind(render(DEFAULT), "Ingress")
+
+
+def test_network_policy_admits_only_the_webhook_and_metrics_ports(render: Render) -> None:
+    docs = render(CHART / "ci" / "webhook-values.yaml")
+    ingress = one(docs, "NetworkPolicy")["spec"]["ingress"]
+    assert [r["ports"] for r in ingress] == [
+        [{"port": "http", "protocol": "TCP"}],
+        [{"port": "webhook", "protocol": "TCP"}],
+    ]
+    assert ingress[1]["from"][0]["namespaceSelector"]["matchLabels"] == {
+        "kubernetes.io/metadata.name": "ingress-nginx"
+    }
+
+
+def test_a_webhook_secret_given_as_a_value_is_stored_in_the_chart_secret(render: Render) -> None:
+    docs = render(DEFAULT, "webhook.enabled=true", "webhook.secret=whsec")
+    assert "webhook-secret" in one(docs, "Secret")["data"]
+    volumes = one(docs, "Deployment")["spec"]["template"]["spec"]["volumes"]
+    (secret,) = [v["secret"] for v in volumes if v["name"] == "webhook-secret"]
+    assert secret["items"] == [{"key": "webhook-secret", "path": "secret"}]
 
 
 # --- prometheus-operator resources and the dashboard --------------------------------------

@@ -15,8 +15,8 @@ import avro.schema
 import fastavro
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
+from bridge.avro.schemas import latest
 from bridge.config import Config, load_config
-from bridge.schema import latest
 from bridge.service import RunOptions, Service
 
 
@@ -47,6 +47,8 @@ def bridge_config(
             "http_port": 0,
             "source_id": f"test-{uuid.uuid4().hex[:8]}",
             "topic_partitions": 3,
+            # A group of its own: members of other tests never take this test's sources.
+            "group_id": f"test-{uuid.uuid4().hex[:8]}",
             **(bridge or {}),
         },
     )
@@ -120,10 +122,9 @@ def drain(
     )
     records: list[Record] = []
     try:
-        md = consumer.list_topics(topic, timeout=10)
-        parts = sorted(md.topics[topic].partitions)
-        consumer.assign([TopicPartition(topic, p, 0) for p in parts])
         deadline = time.monotonic() + timeout_s
+        parts = _partitions(consumer, topic, deadline)
+        consumer.assign([TopicPartition(topic, p, 0) for p in parts])
         quiet_since = time.monotonic()
         at_end: set[int] = set()
         while time.monotonic() < deadline:
@@ -162,6 +163,17 @@ def drain(
         return records
     finally:
         consumer.close()
+
+
+def _partitions(consumer: Consumer, topic: str, deadline: float) -> list[int]:
+    """The topic's partitions, once it exists: the bridge may not have created it yet."""
+    while True:
+        found = consumer.list_topics(topic, timeout=10).topics.get(topic)
+        if found is not None and found.error is None and found.partitions:
+            return sorted(found.partitions)
+        if time.monotonic() > deadline:
+            raise AssertionError(f"topic {topic} did not appear")
+        time.sleep(0.2)
 
 
 def wait_for(condition: Callable[[], bool], timeout_s: float, what: str) -> None:

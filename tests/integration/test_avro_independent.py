@@ -22,8 +22,9 @@ from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
-from bridge.registry import RegistryFramer, RegistrySettings
-from bridge.schema import latest
+from bridge.avro.registry import RegistryFramer
+from bridge.avro.schemas import latest
+from bridge.config import RegistrySettings
 from bridge.service import RunOptions, Service
 from bridge.simulator.app import SimulatorConfig
 from bridge.simulator.server import SimulatorServer
@@ -151,12 +152,11 @@ def run_bridge(
         config = bridge_config(
             sim.url, sim.token, kafka_bootstrap, scans_topic=scans, dlq_topic=dlq
         )
-        service = Service(config, RunOptions(once=True, since_ms=0, serve_http=False))
         if framer is not None:
-            # Until the service builds a RegistryFramer from SCHEMA_REGISTRY_*, swap it in.
+            # A mock:// registry is private to its client: hand the service this one.
             framer.check_startup([scans])
-            service.pipeline._framer = framer
-        assert service.run() == 0
+        options = RunOptions(once=True, since_ms=0, serve_http=False)
+        assert Service(config, options, framer=framer).run() == 0
         source = {s.id: s for s in sim.store.all_scans()}
     records = drain(kafka_bootstrap, scans, until=lambda rs: len(rs) >= len(source))
     assert len(records) == len(source) == 300
@@ -223,9 +223,8 @@ def test_registry_mode_with_a_topic_template_shares_one_record_subject(
             scans_topic=f"{prefix}-x", dlq_topic=f"{prefix}-dlq",
             bridge={"topic_template": prefix + ".{status}"},
         )  # fmt: skip
-        service = Service(config, RunOptions(once=True, since_ms=0, serve_http=False))
-        service.pipeline._framer = framer
-        assert service.run() == 0
+        options = RunOptions(once=True, since_ms=0, serve_http=False)
+        assert Service(config, options, framer=framer).run() == 0
         statuses = {json.loads(s.json)["attributes"]["status"] for s in sim.store.all_scans()}
     assert client.get_subjects() == ["com.passentry.bridge.v1.ScanEvent"]
     (schema_id,) = {framer.framing(t).prefix for t in ("a", "b")}

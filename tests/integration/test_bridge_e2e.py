@@ -112,7 +112,8 @@ def test_backlog_plus_live_traffic_gives_one_record_per_scan(
     for r in records:
         assert_matches_source(r, expected[r.headers["scan-id"].decode()])
     assert sample(metrics, "passentry_bridge_scans_published_total", topic=scans) == len(expected)
-    assert sample(metrics, "passentry_bridge_end_to_end_latency_seconds_count") == len(expected)
+    latency = "passentry_bridge_end_to_end_latency_seconds_count"
+    assert sample(metrics, latency, path="poll") == len(expected)
     assert drain(kafka_bootstrap, dlq) == []
 
 
@@ -260,16 +261,39 @@ def test_the_documented_example_page_gives_exactly_its_three_records(
 def test_bad_token_stops_with_exit_1_and_readiness_false(
     kafka_bootstrap: str, new_topic: Any
 ) -> None:
+    # Without a consumer group the process is the source: it stops, and its orchestrator
+    # restarts it.
     with SimulatorServer(SimulatorConfig(world=WorldConfig(seed=1, backlog=10))) as sim:
         config = bridge_config(
-            sim.url, "wrong-token", kafka_bootstrap, scans_topic=new_topic(), dlq_topic=new_topic()
-        )
+            sim.url, "wrong-token", kafka_bootstrap, scans_topic=new_topic(), dlq_topic=new_topic(),
+            bridge={"group_id": ""},
+        )  # fmt: skip
         with RunningBridge(config, RunOptions(since_ms=0)) as bridge:
             assert bridge.join(30) == 1
             verdict = bridge.service.health.readiness()
         assert not verdict.ok
         assert any("PASSENTRY_API_TOKEN" in reason for reason in verdict.reasons)
         assert sample(bridge.service.metrics, "passentry_bridge_api_auth_failures_total") == 1
+
+
+def test_bad_token_in_a_group_makes_the_member_unready_and_it_stays_up(
+    kafka_bootstrap: str, new_topic: Any
+) -> None:
+    # A member may run other sources: it stays in the group, unready with the reason, and
+    # tries the source again later (a fixed token may be mounted meanwhile).
+    with SimulatorServer(SimulatorConfig(world=WorldConfig(seed=1, backlog=10))) as sim:
+        config = bridge_config(
+            sim.url, "wrong-token", kafka_bootstrap, scans_topic=new_topic(), dlq_topic=new_topic()
+        )
+        with RunningBridge(config, RunOptions(since_ms=0)) as bridge:
+            metrics = bridge.service.metrics
+            failures = "passentry_bridge_api_auth_failures_total"
+            wait_for(lambda: sample(metrics, failures) == 1, 60, "the 401")
+            wait_for(lambda: not bridge.service.health.readiness().ok, 10, "readiness false")
+            verdict = bridge.service.health.readiness()
+            assert bridge.exit_code is None  # still running
+        assert any("PASSENTRY_API_TOKEN" in reason for reason in verdict.reasons)
+        assert bridge.exit_code == 0
 
 
 def test_missing_topic_with_creation_off_refuses_to_start(kafka_bootstrap: str) -> None:

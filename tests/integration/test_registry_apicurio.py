@@ -29,9 +29,9 @@ import pytest
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 
-from bridge.config import Config
-from bridge.registry import RegistrySettings, canonical
-from bridge.schema import latest
+from bridge.avro.registry import canonical
+from bridge.avro.schemas import latest
+from bridge.config import Config, RegistrySettings
 from bridge.service import RunOptions, Service
 from bridge.simulator.app import SimulatorConfig
 from bridge.simulator.server import SimulatorServer

@@ -82,9 +82,21 @@ app.kubernetes.io/part-of: passentry-bridge
 {{- .Values.schemaRegistry.existingSecret | default (include "passentry-bridge.secretName" .) }}
 {{- end }}
 
+{{- define "passentry-bridge.webhookSecretName" -}}
+{{- .Values.webhook.existingSecret | default (include "passentry-bridge.secretName" .) }}
+{{- end }}
+
+{{- define "passentry-bridge.webhookSecretKey" -}}
+{{- if .Values.webhook.existingSecret }}{{ .Values.webhook.existingSecretKey }}{{ else }}webhook-secret{{ end }}
+{{- end }}
+
 {{/* True when the chart must create its Secret (some credential was given as a value). */}}
 {{- define "passentry-bridge.needsSecret" -}}
-{{- if or (and (not .Values.passentry.existingSecret) .Values.passentry.apiToken)
+{{- $sourceTokens := false }}
+{{- range .Values.sources }}{{ if .apiToken }}{{ $sourceTokens = true }}{{ end }}{{ end }}
+{{- if or (and (not .Values.sources) (not .Values.passentry.existingSecret) .Values.passentry.apiToken)
+          $sourceTokens
+          (and .Values.webhook.enabled (not .Values.webhook.existingSecret) .Values.webhook.secret)
           (and (include "passentry-bridge.saslEnabled" .) (not .Values.kafka.sasl.existingSecret) .Values.kafka.sasl.password)
           (and .Values.schemaRegistry.enabled (not .Values.schemaRegistry.existingSecret) (or .Values.schemaRegistry.basicAuthUserInfo .Values.schemaRegistry.bearerToken)) }}true{{ end }}
 {{- end }}
@@ -130,5 +142,29 @@ app.kubernetes.io/part-of: passentry-bridge
 {{- end }}
 {{- with .Values.extraEnv }}
 {{- toYaml . | nindent 0 }}
+{{- end }}
+{{- end }}
+
+{{/* The pod's anti-affinity: replicas on different nodes, so a node failure leaves one to
+     take over. An explicit .Values.affinity wins. */}}
+{{- define "passentry-bridge.affinity" -}}
+{{- if .Values.affinity }}
+{{- toYaml .Values.affinity }}
+{{- else if eq .Values.podAntiAffinity "hard" }}
+podAntiAffinity:
+  requiredDuringSchedulingIgnoredDuringExecution:
+    - topologyKey: kubernetes.io/hostname
+      labelSelector:
+        matchLabels:
+          {{- include "passentry-bridge.selectorLabels" . | nindent 10 }}
+{{- else if eq .Values.podAntiAffinity "soft" }}
+podAntiAffinity:
+  preferredDuringSchedulingIgnoredDuringExecution:
+    - weight: 100
+      podAffinityTerm:
+        topologyKey: kubernetes.io/hostname
+        labelSelector:
+          matchLabels:
+            {{- include "passentry-bridge.selectorLabels" . | nindent 12 }}
 {{- end }}
 {{- end }}

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from bench.profile import summarise
 from bench.run import check_targets
-from bench.scenarios import _quantile
+from bench.scenarios import quantile
 
 
 def test_targets_compare_in_the_stated_direction() -> None:
@@ -20,8 +20,8 @@ def test_targets_compare_in_the_stated_direction() -> None:
 
 def test_quantile_is_nearest_rank() -> None:
     values = [float(v) for v in range(1, 101)]
-    assert _quantile(values, 0.5) == 51.0
-    assert _quantile(values, 0.99) == 100.0
+    assert quantile(values, 0.5) == 51.0
+    assert quantile(values, 0.99) == 100.0
 
 
 def test_summarise_counts_own_and_inclusive_samples(tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from bridge.metrics import Metrics
+from bridge.ops.metrics import Metrics
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 

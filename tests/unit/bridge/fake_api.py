@@ -36,6 +36,26 @@ def scan_doc(scan_id: str, reader: str = "gate-1", pass_id: str | None = "p-1") 
     }
 
 
+def reader_doc(reader: str) -> dict[str, Any]:
+    """A reader as a scans page includes it: every attribute (a webhook has two of them)."""
+    return {
+        "id": reader,
+        "type": "reader",
+        "attributes": {
+            "name": f"Reader {reader}",
+            "readerType": "PassentryReader",
+            "loggedIn": True,
+            "qrEnabled": True,
+            "scanEnabled": True,
+            "lastSeenAt": "2025-01-13T12:00:00Z",
+        },
+    }
+
+
+def pass_doc(pass_id: str) -> dict[str, Any]:
+    return {"id": pass_id, "type": "pass", "attributes": {"status": "active"}}
+
+
 class FakeApi:
     def __init__(self, max_page: int | None = None, with_meta: bool = True) -> None:
         self.scans: list[tuple[int, dict[str, Any]]] = []  # (created ms, doc)
@@ -45,6 +65,7 @@ class FakeApi:
         self.on_request: Callable[[FakeApi], None] | None = None
         self.requests: list[httpx.Request] = []
         self.include_passes = True
+        self.include_readers = False
 
     def add(self, at_ms: int, reader: str = "gate-1", pass_id: str | None = "p-1") -> str:
         value = UUIDv7Minter().mint(at_ms=at_ms) if at_ms else self.minter.mint()
@@ -87,9 +108,10 @@ class FakeApi:
                 rel = d["relationships"]["pass"]["data"]
                 if rel and rel["id"] not in seen:
                     seen.add(rel["id"])
-                    included.append(
-                        {"id": rel["id"], "type": "pass", "attributes": {"status": "active"}}
-                    )
+                    included.append(pass_doc(rel["id"]))
+        if self.include_readers:
+            for reader in sorted({d["relationships"]["reader"]["data"]["id"] for d in chunk}):
+                included.append(reader_doc(reader))
         body: dict[str, Any] = {"data": chunk, "included": included}
         if self.with_meta:
             body["meta"] = {

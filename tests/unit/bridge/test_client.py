@@ -7,7 +7,7 @@ import httpx
 import pytest
 
 from bridge.errors import ApiAuthError, ApiRequestError, ApiUnavailableError
-from bridge.metrics import Metrics
+from bridge.ops.metrics import Metrics
 from bridge.passentry.client import PassEntryClient
 from bridge.passentry.ratelimit import RequestBudget
 from tests.support import sample

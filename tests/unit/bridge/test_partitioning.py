@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from bridge.publish import producer_config
+from bridge.kafka.producer import producer_config
 from tests.support import java_partition, murmur2
 
 

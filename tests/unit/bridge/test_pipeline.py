@@ -1,105 +1,17 @@
 from __future__ import annotations
 
-import io
-import json
 import threading
 import time
-from typing import Any
 
-import fastavro
 import pytest
 
-from bridge.checkpoint import CheckpointStore
-from bridge.dedup import DedupWindow
-from bridge.encode import Encoder, SingleObjectFramer
-from bridge.enrich import Enricher
+from bridge.avro.schemas import latest
 from bridge.errors import KafkaRetriableError
-from bridge.metrics import Metrics
-from bridge.passentry.client import PassEntryClient
-from bridge.passentry.ratelimit import RequestBudget
+from bridge.ops.metrics import Metrics
 from bridge.pipeline import Pipeline
-from bridge.publish import OutRecord
-from bridge.routing import Router
-from bridge.schema import latest
 from tests.support import sample
 from tests.unit.bridge.fake_api import FakeApi
-
-
-def now_ms() -> int:
-    # Each test reads the clock when it starts: a module-level constant goes stale when a
-    # long suite runs before this file, and old scans then fall outside the lookback.
-    return int(time.time() * 1000)
-
-
-class ListSink:
-    def __init__(self) -> None:
-        self.records: list[OutRecord] = []
-        self.fail_next = False
-        self.checkpoints: list[dict[str, Any]] = []
-
-    def send(
-        self, records: list[OutRecord], checkpoint: OutRecord, timeout_s: float
-    ) -> dict[str, int]:
-        if self.fail_next:
-            self.fail_next = False
-            raise KafkaRetriableError("broker went away")
-        self.records.extend(records)
-        self.checkpoints.append(json.loads(checkpoint.value))
-        counts: dict[str, int] = {}
-        for r in records:
-            counts[r.topic] = counts.get(r.topic, 0) + 1
-        return counts
-
-    def scan_ids(self, topic: str = "scans") -> list[str]:
-        return [dict(r.headers)["scan-id"] for r in self.records if r.topic == topic]  # type: ignore[misc]
-
-
-def build(
-    api: FakeApi,
-    sink: ListSink,
-    metrics: Metrics,
-    *,
-    per_page: int = 10,
-    concurrency: int = 3,
-    lookback_ms: int = 60_000,
-    template: str | None = None,
-    max_cycle_scans: int = 10_000,
-    overlap_ms: int = 10_000,
-) -> Pipeline:
-    client = PassEntryClient(
-        "https://api.example.test",
-        "t",
-        metrics=metrics,
-        budget=RequestBudget(10_000),
-        transport=api.transport(),
-    )
-    schema = latest()
-    return Pipeline(
-        client=client,
-        enricher=Enricher(client.get_pass, metrics),
-        encoder=Encoder(schema, "src"),
-        framer=SingleObjectFramer(schema),
-        publisher=sink,
-        checkpoints=CheckpointStore({}, "state", "src"),
-        router=Router("scans", template),
-        window=DedupWindow(lookback_ms),
-        metrics=metrics,
-        filters={},
-        per_page=per_page,
-        concurrency=concurrency,
-        max_cycle_scans=max_cycle_scans,
-        poll_overlap_ms=overlap_ms,
-        sweep_interval_s=30,
-        source_id="src",
-        dlq_topic="dlq",
-        delivery_timeout_s=5,
-        start_ms=now_ms() - 3_600_000,
-        ensure_topics=lambda topics: None,
-    )
-
-
-def decode(value: bytes) -> dict:  # type: ignore[type-arg]
-    return fastavro.schemaless_reader(io.BytesIO(value[10:]), latest().parsed)  # type: ignore[return-value]
+from tests.unit.bridge.pipeline_support import ListSink, build, decode, now_ms
 
 
 def test_backlog_across_many_pages_is_published_once_in_id_order() -> None:
@@ -113,7 +25,7 @@ def test_backlog_across_many_pages_is_published_once_in_id_order() -> None:
     assert sink.scan_ids() == made
     # A later cycle checks the overlap and the lookback by their counts (which match), reads
     # the empty new slice, and publishes nothing again: three requests in all.
-    p._next_sweep = 0
+    p.reader.sweep_now()
     before = len(api.requests)
     p.cycle(threading.Event())
     assert sink.scan_ids() == made
@@ -161,11 +73,11 @@ def test_late_visibility_inside_the_lookback_publishes_once() -> None:
     p.cycle(threading.Event())
     assert sink.scan_ids() == [first, near]
     requests = len(api.requests)
-    p._next_sweep = 0  # the sweep compares counts, finds one more, and reads the range
+    p.reader.sweep_now()  # the sweep compares counts, finds one more, and reads the range
     p.cycle(threading.Event())
     assert sink.scan_ids() == [first, near, hidden]
     # A quiet cycle costs a count for the overlap, the new slice, a count for the sweep.
-    p._next_sweep = 0
+    p.reader.sweep_now()
     before = len(api.requests)
     p.cycle(threading.Event())
     assert sink.scan_ids() == [first, near, hidden]
@@ -184,7 +96,7 @@ def test_scan_visible_only_after_the_lookback_is_found_by_the_sweep_and_dead_let
     old = api.add(now - 20_000)
     p.cycle(threading.Event())
     assert [r for r in sink.records if r.topic == "dlq"] == []
-    p._next_sweep = 0  # the sweep is due (every lookback / 2)
+    p.reader.sweep_now()  # the sweep is due (every lookback / 2)
     p.cycle(threading.Event())
     dlq = [r for r in sink.records if r.topic == "dlq"]
     assert [dict(r.headers)["scan-id"] for r in dlq] == [old]  # type: ignore[misc]
@@ -192,7 +104,7 @@ def test_scan_visible_only_after_the_lookback_is_found_by_the_sweep_and_dead_let
     assert sample(metrics, "passentry_bridge_late_scans_total") == 1
     assert old not in sink.scan_ids()
     # Dead-lettered once: the next sweep knows it.
-    p._next_sweep = 0
+    p.reader.sweep_now()
     p.cycle(threading.Event())
     assert len([r for r in sink.records if r.topic == "dlq"]) == 1
 
@@ -323,8 +235,9 @@ def test_a_start_long_before_the_data_and_a_dense_window_still_make_progress() -
     # and once caught up a cycle is not busy, so `run --once` ends.
     api, sink, metrics = FakeApi(), ListSink(), Metrics()
     made = sorted(api.add(now - 200_000 + i * 500) for i in range(390))
-    p = build(api, sink, metrics, max_cycle_scans=100, lookback_ms=300_000)
-    p._start_ms = now - 2 * 86_400_000
+    p = build(
+        api, sink, metrics, max_cycle_scans=100, lookback_ms=300_000, start_ms=now - 2 * 86_400_000
+    )
     cycles = 0
     while p.cycle(threading.Event()).busy:
         cycles += 1
@@ -336,8 +249,9 @@ def test_a_start_long_before_the_data_and_a_dense_window_still_make_progress() -
 
 
 def _wait_for_ahead(p: Pipeline) -> None:
-    assert p._ahead is not None
-    p._ahead.future.result(timeout=10)
+    ahead = p.reader._ahead
+    assert ahead is not None
+    ahead.future.result(timeout=10)
 
 
 def test_a_slice_cut_short_reads_the_next_one_while_it_publishes() -> None:
@@ -371,7 +285,7 @@ def test_a_slice_read_ahead_is_dropped_when_the_cycle_before_it_fails() -> None:
     with pytest.raises(KafkaRetriableError):
         p.cycle(threading.Event())
     # The failed cycle's own read-ahead is gone: the cursor did not move past its slice.
-    assert p._ahead is None
+    assert p.reader._ahead is None
     while p.cycle(threading.Event()).busy:
         pass
     assert sink.scan_ids() == made

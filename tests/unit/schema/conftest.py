@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka.schema_registry import SchemaRegistryClient
 
-from bridge.schema import VersionedSchema, latest
+from bridge.avro.schemas import VersionedSchema, latest
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "schemas"
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bridge.compat import (
+from bridge.avro.compat import (
     Mode,
     check_pair,
     check_versions,
@@ -17,7 +17,7 @@ from bridge.compat import (
     resolution_problems,
     round_trip_problems,
 )
-from bridge.schema_cli import bundled_schemas
+from bridge.avro.lock import bundled_schemas
 from tests.unit.schema.conftest import FIXTURES
 
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import avro.schema
 
-from bridge.encode import SingleObjectFramer
-from bridge.schema import VersionedSchema
+from bridge.avro.framing import SingleObjectFramer
+from bridge.avro.schemas import VersionedSchema
 
 
 def test_the_wire_fingerprint_is_little_endian_crc64_avro(scan_schema: VersionedSchema) -> None:
@@ -16,7 +16,7 @@ def test_the_wire_fingerprint_is_little_endian_crc64_avro(scan_schema: Versioned
     expected = avro.schema.parse(scan_schema.canonical).fingerprint("CRC-64-AVRO")
     assert expected.hex() == "d8cb8448677ada91"
     assert scan_schema.fingerprint == expected, (
-        f"bridge.schema puts {scan_schema.fingerprint.hex()} on the wire, the byte-reversed"
+        f"bridge.avro.schemas puts {scan_schema.fingerprint.hex()} on the wire, the byte-reversed"
         f" fingerprint; the spec's little-endian bytes are {expected.hex()}"
     )
     prefix = SingleObjectFramer(scan_schema).framing("t").prefix

@@ -15,20 +15,19 @@ import pytest
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from pydantic import ValidationError
 
-from bridge.encode import Framer
-from bridge.errors import ConfigError, FatalError, RetriableError
-from bridge.registry import (
-    CONTENT_TYPE,
+from bridge.avro.framing import Framer
+from bridge.avro.registry import CONTENT_TYPE, RegistryFramer, canonical, make_client
+from bridge.avro.schemas import VersionedSchema
+from bridge.config import RegistrySettings
+from bridge.errors import (
+    ConfigError,
+    FatalError,
     RegistryAuthError,
-    RegistryFramer,
     RegistryRequestError,
-    RegistrySettings,
     RegistryUnavailableError,
+    RetriableError,
     SchemaMismatchError,
-    canonical,
-    make_client,
 )
-from bridge.schema import VersionedSchema
 
 RECORD = "com.passentry.bridge.v1.ScanEvent"
 

@@ -11,9 +11,10 @@ import pytest
 from click.testing import CliRunner
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 
-from bridge.registry import canonical
-from bridge.schema import VersionedSchema
-from bridge.schema_cli import bundled_schemas, schema
+from bridge.avro.lock import bundled_schemas
+from bridge.avro.registry import canonical
+from bridge.avro.schemas import VersionedSchema
+from bridge.cli.schema import schema
 from tests.unit.schema.conftest import FIXTURES
 
 

@@ -11,10 +11,11 @@ from pathlib import Path
 
 import fastavro
 
-from bridge.compat import walk_fields
-from bridge.encode import SingleObjectFramer
-from bridge.schema import VersionedSchema
-from bridge.schema_cli import bundled_schemas, field_table
+from bridge.avro.compat import walk_fields
+from bridge.avro.framing import SingleObjectFramer
+from bridge.avro.lock import bundled_schemas
+from bridge.avro.schemas import VersionedSchema
+from bridge.cli.schema import field_table
 
 DOC = Path(__file__).resolve().parents[3] / "docs" / "schema.md"
 

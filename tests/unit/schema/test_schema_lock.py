@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bridge.schema_cli import LOCK_FILE, bundled_schemas, lock_problems, render_lock
+from bridge.avro.lock import LOCK_FILE, bundled_schemas, lock_problems, render_lock
 
 
 def test_released_schemas_match_the_lock_file() -> None:

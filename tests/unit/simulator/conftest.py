@@ -8,6 +8,7 @@ import httpx
 import pytest
 
 from bridge.simulator import Faults, SimulatorConfig, SimulatorServer, WorldConfig
+from tests.unit.simulator.receiver import Receiver
 
 MakeServer = Callable[..., SimulatorServer]
 
@@ -55,3 +56,19 @@ def client_for() -> Iterator[Callable[..., httpx.Client]]:
     yield make
     for client in clients:
         client.close()
+
+
+@pytest.fixture
+def make_receiver() -> Iterator[Callable[..., Receiver]]:
+    """Factory: ``make_receiver(secret, fmt="hex", answer=None)``, a started webhook receiver
+    that checks signatures; stopped at teardown."""
+    receivers: list[Receiver] = []
+
+    def make(secret: str = "", fmt: str = "hex", answer: object = None) -> Receiver:
+        receiver = Receiver(secret, fmt, answer).start()  # type: ignore[arg-type]
+        receivers.append(receiver)
+        return receiver
+
+    yield make
+    for receiver in receivers:
+        receiver.stop()

@@ -9,8 +9,9 @@ from collections.abc import Callable
 import httpx
 import pytest
 
+from bridge.errors import InvalidUUIDv7Error
 from bridge.simulator import Faults, SimulatorServer
-from bridge.uuid7 import InvalidUUIDv7Error, parse_uuid7
+from bridge.uuid7 import parse_uuid7
 
 Make = Callable[..., SimulatorServer]
 ClientFor = Callable[..., httpx.Client]

@@ -1,0 +1,145 @@
+"""The ``webhook_latency`` scenario: scan creation to a read_committed consumer at 200 scans/s,
+polling alone (1 s interval) against webhooks on, side by side in one run, with the API
+requests per second each costs. Draws the two latency distributions to a PNG."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from bench._procs import Simulator, free_port, scrape_metrics
+from bench._runs import Context, bridge_child, fresh_names
+from bench.scenarios import Arrivals, Sizes, quantile, say, wait_ready
+
+__all__ = ["webhook_latency"]
+
+RATE = 200
+SECRET = "bench-webhook-secret"
+# Webhooks need a poll to have seen each reader in full, and the first events race the
+# first poll: steady state starts a few seconds after the first finished poll.
+_WARMUP_S = 5.0
+
+
+def webhook_latency(ctx: Context, sizes: Sizes, plot_to: Path | None = None) -> dict[str, Any]:
+    duration = sizes.latency_s
+    poll = _run(ctx, duration, webhooks=False)
+    pushed = _run(ctx, duration, webhooks=True)
+    result = {
+        "rate_per_s": RATE,
+        "duration_s": duration,
+        "poll": _summary(poll),
+        "webhook": _summary(pushed),
+        "api_requests_per_s": pushed["api_requests_per_s"],
+        "poll_only_api_requests_per_s": poll["api_requests_per_s"],
+    }
+    if plot_to is not None:
+        _plot(poll["delays"], pushed["delays"], plot_to)
+        result["plot"] = str(plot_to)
+    return result
+
+
+def _run(ctx: Context, duration: float, *, webhooks: bool) -> dict[str, Any]:
+    label = "webhook" if webhooks else "poll"
+    names = fresh_names(f"wh-latency-{label}")
+    topic = names["BRIDGE_SCANS_TOPIC"]
+    ctx.kafka.create_topics([topic])
+    env = {**names, "PASSENTRY_POLL_INTERVAL_MIN_S": "1", "PASSENTRY_POLL_INTERVAL_MAX_S": "1"}
+    sim_args = ["--rate", str(RATE), "--duration", str(duration), "--seed", "5"]
+    if webhooks:
+        port = free_port()
+        source = names["BRIDGE_SOURCE_ID"]
+        sim_args += [
+            "--webhook-url",
+            f"http://127.0.0.1:{port}/webhooks/passentry/{source}",
+            "--webhook-secret",
+            SECRET,
+        ]
+        env |= {
+            "PASSENTRY_WEBHOOK_SECRET": SECRET,
+            "BRIDGE_WEBHOOK_PORT": str(port),
+            "BRIDGE_WEBHOOK_TOPIC": f"bench.{source}.inbox",
+        }
+    say(f"webhook_latency: {RATE} scans/s for {duration:.0f}s, {label}")
+    with (
+        Arrivals(ctx.kafka.bootstrap, topic, 6) as arrivals,
+        Simulator(sim_args, log_dir=ctx.log_dir, name=f"sim-{label}") as sim,
+    ):
+        traffic_end = time.monotonic() + duration
+        child, port_http = bridge_child(ctx, sim, f"bridge-{label}", env, [])
+        with child:
+            ready_ms = wait_ready(ctx, child, port_http)
+            steady_ms = ready_ms + int(_WARMUP_S * 1000)
+            time.sleep(max(0.0, steady_ms / 1000 - time.time()))
+            before, started = _api_requests(sim), time.monotonic()
+            time.sleep(max(0.0, traffic_end - time.monotonic()))
+            after, ended = _api_requests(sim), time.monotonic()
+            created = sim.stats()["scans"]["total"]
+            deadline = time.monotonic() + 30
+            while len(arrivals.delays) < created and time.monotonic() < deadline:
+                if not child.alive():
+                    raise RuntimeError(f"the bridge exited early: see {child.log_path}")
+                time.sleep(0.2)
+            metrics = scrape_metrics(port_http, ctx.http)
+    delays = [d for stamp, d in arrivals.delays if stamp >= steady_ms]
+    return {
+        "created": created,
+        "received": len(arrivals.delays),
+        "delays": delays,
+        "api_requests_per_s": round((after - before) / max(ended - started, 1e-9), 2),
+        "published_by_webhook": int(
+            metrics.get('passentry_bridge_webhook_events_total{outcome="published"}', 0)
+        ),
+    }
+
+
+def _api_requests(sim: Simulator) -> int:
+    """Every request to PassEntry's API so far (scans, passes, subscriptions)."""
+    counts: dict[str, int] = sim.stats()["requests"]
+    return sum(n for route, n in counts.items() if " /api/" in route)
+
+
+def _summary(run: dict[str, Any]) -> dict[str, Any]:
+    delays = run["delays"]
+    return {
+        "created": run["created"],
+        "received": run["received"],
+        "missing": max(0, run["created"] - run["received"]),
+        "measured": len(delays),
+        "p50_s": round(quantile(delays, 0.50), 3),
+        "p99_s": round(quantile(delays, 0.99), 3),
+        "max_s": round(max(delays, default=float("nan")), 3),
+        "api_requests_per_s": run["api_requests_per_s"],
+        "published_by_webhook": run["published_by_webhook"],
+    }
+
+
+def _plot(poll: list[float], pushed: list[float], path: Path) -> None:
+    """Cumulative distributions, log time axis, with p50 and p99 marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=120)
+    curves = (("poll (1 s)", poll, "tab:blue"), ("webhook", pushed, "tab:orange"))
+    for name, values, colour in curves:
+        ordered = sorted(max(v, 1e-3) for v in values)
+        if not ordered:
+            continue
+        share = [(i + 1) / len(ordered) for i in range(len(ordered))]
+        p50, p99 = quantile(ordered, 0.5), quantile(ordered, 0.99)
+        label = f"{name}: p50 {p50:.3f} s, p99 {p99:.3f} s"
+        ax.step(ordered, share, where="post", color=colour, label=label)
+        for q in (p50, p99):
+            ax.axvline(q, color=colour, linestyle=":", linewidth=1)
+    ax.set_xscale("log")
+    ax.set_xlabel("scan creation to read_committed consumer (s)")
+    ax.set_ylabel("share of scans")
+    ax.set_title(f"passentry-bridge end-to-end latency at {RATE} scans/s")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)

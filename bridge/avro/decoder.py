@@ -1,0 +1,68 @@
+"""Decode the bridge's records back into Avro data, whichever framing they carry.
+
+Single-object encoding names its writer schema by fingerprint: every version we ship is
+known. The registry wire format names it by schema id: the schema is fetched from the
+registry once per id, and the record is read with it as the writer schema, as any
+Confluent-compatible consumer does.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import TYPE_CHECKING, Any
+
+from fastavro import parse_schema, schemaless_reader
+
+from bridge.avro.framing import SINGLE_OBJECT_MARKER
+from bridge.avro.registry import classify
+from bridge.avro.schemas import SCAN_SCHEMA_NAME, load, versions
+
+if TYPE_CHECKING:
+    from confluent_kafka.schema_registry import SchemaRegistryClient
+
+__all__ = ["RecordDecoder"]
+
+_REGISTRY_MAGIC = b"\x00"
+
+
+class RecordDecoder:
+    """Raises ValueError for a value it cannot decode, saying why."""
+
+    def __init__(self, registry: SchemaRegistryClient | None = None) -> None:
+        self._by_fingerprint = {
+            s.fingerprint: s.parsed for s in (load(SCAN_SCHEMA_NAME, v) for v in versions())
+        }
+        self._registry = registry
+        self._by_id: dict[int, Any] = {}
+
+    def decode(self, value: bytes) -> dict[str, Any]:
+        if value[:2] == SINGLE_OBJECT_MARKER and len(value) >= 10:
+            schema = self._by_fingerprint.get(value[2:10])
+            if schema is None:
+                raise ValueError(f"unknown schema fingerprint {value[2:10].hex()}")
+            return _read(value[10:], schema)
+        if value[:1] == _REGISTRY_MAGIC and len(value) >= 5:
+            return _read(value[5:], self._registry_schema(int.from_bytes(value[1:5], "big")))
+        raise ValueError("neither Avro single-object encoding nor the registry wire format")
+
+    def _registry_schema(self, schema_id: int) -> Any:
+        schema = self._by_id.get(schema_id)
+        if schema is not None:
+            return schema
+        if self._registry is None:
+            raise ValueError(
+                f"registry wire format (schema id {schema_id}): set SCHEMA_REGISTRY_URL to"
+                " decode it"
+            )
+        try:
+            found = self._registry.get_schema(schema_id)
+        except Exception as exc:  # the client raises its own and its HTTP library's errors
+            raise ValueError(str(classify(exc, f"fetching schema id {schema_id}"))) from exc
+        schema = self._by_id[schema_id] = parse_schema(json.loads(found.schema_str or "{}"))
+        return schema
+
+
+def _read(body: bytes, schema: Any) -> dict[str, Any]:
+    record: dict[str, Any] = schemaless_reader(io.BytesIO(body), schema)  # type: ignore[assignment]
+    return record

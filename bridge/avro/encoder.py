@@ -1,0 +1,218 @@
+"""Encode enriched scans as Avro bodies against the versioned schema.
+
+Avro binary is concatenative: a record is its fields' encodings back to back. So the pass
+and reader sub-records, shared by many scans of a page, are encoded once per batch and their
+bytes reused, and the flat top-level fields are written directly (``bridge.avro.wire``).
+What goes before the body on the wire is the framing's business (``bridge.avro.framing``).
+"""
+
+from __future__ import annotations
+
+import io
+from collections import OrderedDict
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import msgspec
+from fastavro import parse_schema, schemaless_writer
+
+from bridge.avro.schemas import VersionedSchema
+from bridge.avro.wire import BRANCH_1, NULL, long_bytes, opt_long, opt_str, str_bytes
+from bridge.enrich import Enriched
+from bridge.passentry.models import PassResource, ReaderResource
+
+__all__ = ["HEAD_FIELDS", "Encoder", "to_millis", "type_shape"]
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
+
+# The top-level fields this module writes by hand, in schema order, with the shape of the
+# Avro type each writer in ``_body`` produces (logical types aside). A schema version that
+# renames a field or changes its type must change the writer with it.
+HEAD_FIELDS: tuple[tuple[str, str], ...] = (
+    ("scanId", "string"),
+    ("createdAt", "long"),
+    ("scannedAt", "null|long"),
+    ("scanType", "string"),
+    ("scanValue", "null|string"),
+    ("validationType", "string"),
+    ("status", "string"),
+    ("statusDetail", "null|string"),
+    ("readerId", "string"),
+    ("passId", "null|string"),
+    ("sourceId", "string"),
+    ("pass", "null|record"),
+    ("reader", "null|record"),
+)
+
+
+def type_shape(avro_type: Any) -> str:
+    """``"null|long"`` for ``["null", {"type": "long", "logicalType": ...}]``: the branches'
+    base types, which decide the bytes the hand-written fields produce."""
+    if isinstance(avro_type, list):
+        return "|".join(type_shape(branch) for branch in avro_type)
+    if isinstance(avro_type, dict):
+        return type_shape(avro_type["type"])
+    return str(avro_type)
+
+
+def to_millis(value: datetime | None) -> int | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:  # PassEntry documents UTC; a bare time is read as UTC
+        value = value.replace(tzinfo=UTC)
+    return (value - _EPOCH) // _MS
+
+
+class Encoder:
+    def __init__(self, schema: VersionedSchema, source_id: str) -> None:
+        fields = tuple((f["name"], type_shape(f["type"])) for f in schema.definition["fields"])
+        if fields != HEAD_FIELDS:
+            raise ValueError(
+                f"schema {schema.name} v{schema.version} fields {list(fields)} do not match the"
+                f" encoder's {list(HEAD_FIELDS)}; update bridge/avro/encoder.py with the schema"
+            )
+        self.schema = schema
+        self._source = str_bytes(source_id)
+        self._pass_schema = parse_schema(_branch(schema.definition, "pass"))
+        self._reader_schema = parse_schema(_branch(schema.definition, "reader"))
+        # Passes and readers repeat across pages, but each page decodes them anew: remember
+        # their Avro bytes by their JSON, which is cheap to make and exact as a key.
+        self._seen: OrderedDict[bytes, bytes] = OrderedDict()
+        self._seen_max = 20_000
+
+    def encode(self, items: list[Enriched]) -> list[bytes | Exception]:
+        """Avro bodies for ``items``, in order, without a framing prefix; an item that cannot
+        be encoded (a lone surrogate in a string, a timestamp out of range) gets its
+        exception instead."""
+        source = self._source
+        passes: dict[int, bytes] = {}
+        readers: dict[int, bytes] = {}
+        out: list[bytes | Exception] = []
+        for item in items:
+            p = item.pass_
+            r = item.reader
+            try:
+                if p is None:
+                    pass_bytes = NULL
+                else:
+                    pass_bytes = passes.get(id(p)) or passes.setdefault(
+                        id(p), self._remembered(p, self._pass)
+                    )
+                if r is None:
+                    reader_bytes = NULL
+                else:
+                    reader_bytes = readers.get(id(r)) or readers.setdefault(
+                        id(r), self._remembered(r, self._reader)
+                    )
+                out.append(self._body(source, item, pass_bytes, reader_bytes))
+            except (ValueError, TypeError, OverflowError) as exc:
+                out.append(exc)
+        return out
+
+    def _body(self, source: bytes, item: Enriched, pass_bytes: bytes, reader_bytes: bytes) -> bytes:
+        scan = item.scan
+        attrs = scan.resource.attributes
+        return b"".join(
+            (
+                str_bytes(scan.resource.id),
+                long_bytes(scan.created_ms),
+                opt_long(to_millis(attrs.scanned_at)),
+                str_bytes(attrs.scan_type),
+                opt_str(attrs.scan_value),
+                str_bytes(attrs.validation_type),
+                str_bytes(attrs.status),
+                opt_str(attrs.status_detail),
+                str_bytes(item.reader_id),
+                opt_str(scan.resource.pass_id),
+                source,
+                pass_bytes,
+                reader_bytes,
+            )
+        )
+
+    def _remembered(self, resource: Any, encode: Callable[[Any], bytes]) -> bytes:
+        key = _json(resource)
+        value = self._seen.get(key)
+        if value is None:
+            value = self._seen[key] = encode(resource)
+            if len(self._seen) > self._seen_max:
+                self._seen.popitem(last=False)
+        return value
+
+    def _pass(self, p: PassResource) -> bytes:
+        a = p.attributes
+        barcode = None
+        if a.barcode is not None and a.barcode != type(a.barcode)():
+            b = a.barcode
+            barcode = {
+                "enabled": b.enabled,
+                "type": b.type,
+                "source": b.source,
+                "value": b.value,
+                "displayText": b.display_text,
+            }
+        record = {
+            "id": p.id,
+            "extId": a.ext_id,
+            "passType": a.pass_type,
+            "status": a.status,
+            "deviceType": a.device_type,
+            "passTemplateUuid": a.pass_template_uuid,
+            "passTemplateName": a.pass_template_name,
+            "downloadUrl": a.download_url,
+            "nfc": a.nfc,
+            "barcode": barcode,
+            "passContent": _content(a.pass_content),
+            "createdAt": to_millis(a.created_at),
+            "addedAt": to_millis(a.added_at),
+            "removedAt": to_millis(a.removed_at),
+            "deactivatedAt": to_millis(a.deactivated_at),
+        }
+        return BRANCH_1 + _write(self._pass_schema, record)
+
+    def _reader(self, r: ReaderResource) -> bytes:
+        a = r.attributes
+        record = {
+            "id": r.id,
+            "name": a.name,
+            "readerType": a.reader_type,
+            "loggedIn": a.logged_in,
+            "qrEnabled": a.qr_enabled,
+            "mifareClassicNfcEnabled": a.mifare_classic_nfc_enabled,
+            "scanEnabled": a.scan_enabled,
+            "redeemEnabled": a.redeem_enabled,
+            "addPointsEnabled": a.add_points_enabled,
+            "ndefTagScanningEnabled": a.ndef_tag_scanning_enabled,
+            "lastSeenAt": to_millis(a.last_seen_at),
+        }
+        return BRANCH_1 + _write(self._reader_schema, record)
+
+
+_json = msgspec.json.Encoder().encode
+
+
+def _content(content: dict[str, Any] | None) -> dict[str, str]:
+    if not content:
+        return {}
+    return {
+        str(k): v if isinstance(v, str) else msgspec.json.encode(v).decode()
+        for k, v in content.items()
+    }
+
+
+def _write(schema: Any, record: dict[str, Any]) -> bytes:
+    buf = io.BytesIO()
+    schemaless_writer(buf, schema, record)
+    return buf.getvalue()
+
+
+def _branch(definition: dict[str, Any], field: str) -> dict[str, Any]:
+    for f in definition["fields"]:
+        if f["name"] == field:
+            branches = [b for b in f["type"] if b != "null"]
+            record: dict[str, Any] = dict(branches[0])
+            record.setdefault("namespace", definition.get("namespace"))
+            return record
+    raise ValueError(f"schema has no field {field!r}")

@@ -1,0 +1,237 @@
+"""The durable cursor: one small record per source in a compacted Kafka topic.
+
+The checkpoint holds only the watermark (the largest scan id committed) and the topics the
+window's records went to. It is written in the same Kafka transaction as the records it
+covers, so the two become visible together or not at all.
+
+The dedup window itself is not stored. On start-up it is rebuilt from the output topics:
+every record the bridge writes carries ``scan-id`` and ``source-id`` headers, and a scan
+record's Kafka timestamp is its UUIDv7 creation time, so ``offsets_for_times`` finds where
+the window starts. That keeps the checkpoint a few hundred bytes at any traffic rate (a
+window of ids at 200 scans/s and 5 minutes' lookback would be ~1 MB), at the price of
+reading one lookback's worth of records at start-up.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
+
+from bridge import __version__
+from bridge.dedup import BOUNDARY_MARGIN_MS, DedupWindow, RejectMemory
+from bridge.errors import InvalidUUIDv7Error, KafkaRetriableError
+from bridge.kafka.producer import OutRecord
+from bridge.uuid7 import parse_uuid7
+
+__all__ = ["Checkpoint", "CheckpointStore", "WindowRebuild"]
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+
+
+class Checkpoint(msgspec.Struct, frozen=True, rename="camel"):
+    format_version: int
+    source_id: str
+    # The largest scan id committed, or None after a reset (then ``since_ms`` says where).
+    watermark: str | None
+    since_ms: int | None = None
+    # End of the last time slice read completely: the next poll starts there (less the
+    # poll overlap). None in checkpoints of older versions: then the cursor is used.
+    polled_until_ms: int | None = None
+    topics: list[str] = msgspec.field(default_factory=list)
+    updated_at_ms: int = 0
+    bridge_version: str = ""
+
+    def watermark_int(self) -> int:
+        return 0 if self.watermark is None else uuid.UUID(self.watermark).int
+
+
+_encode = msgspec.json.Encoder()
+_decode = msgspec.json.Decoder(Checkpoint)
+
+
+def make_checkpoint(
+    source_id: str,
+    watermark: int,
+    topics: Iterable[str],
+    *,
+    since_ms: int | None = None,
+    polled_until_ms: int | None = None,
+) -> Checkpoint:
+    return Checkpoint(
+        FORMAT_VERSION,
+        source_id,
+        str(uuid.UUID(int=watermark)) if watermark else None,
+        since_ms,
+        polled_until_ms,
+        sorted(set(topics)),
+        int(time.time() * 1000),
+        __version__,
+    )
+
+
+@dataclass(slots=True)
+class WindowRebuild:
+    """What start-up read back from the output topics."""
+
+    records: int = 0
+    ids: int = 0
+    seconds: float = 0.0
+    topics: list[str] = field(default_factory=list)
+
+
+class CheckpointStore:
+    def __init__(self, client_conf: dict[str, Any], topic: str, source_id: str) -> None:
+        self._conf = client_conf
+        self.topic = topic
+        self.source_id = source_id
+        self.key = source_id.encode()
+
+    def record(self, checkpoint: Checkpoint) -> OutRecord:
+        """The checkpoint as a record for the state topic, keyed by source."""
+        return OutRecord(self.topic, self.key, _encode.encode(checkpoint), [])
+
+    def read(self, timeout_s: float = 30.0) -> Checkpoint | None:
+        """The last committed checkpoint of this source (read_committed), or None."""
+        latest: bytes | None = None
+        for msg in self._read_to_end([TopicPartition(self.topic, 0, OFFSET_BEGINNING)], timeout_s):
+            if msg.key() == self.key:
+                latest = msg.value()
+        if latest is None:
+            return None
+        try:
+            return _decode.decode(latest)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise KafkaRetriableError(
+                f"checkpoint of source {self.source_id} in {self.topic} is unreadable: {exc}"
+            ) from exc
+
+    def rebuild(
+        self, window: DedupWindow, rejects: RejectMemory, topics: list[str], dlq_topic: str,
+        timeout_s: float = 120.0,
+    ) -> WindowRebuild:  # fmt: skip
+        """Fill ``window`` (and the dead-letter memory) from what this source committed."""
+        started = time.monotonic()
+        stats = WindowRebuild(topics=sorted(set(topics) | {dlq_topic}))
+        retention = window.retention_ms()
+        if retention is None:
+            return stats
+        # Dead letters carry the producer's clock, not the scan's: start a margin earlier.
+        since = retention - BOUNDARY_MARGIN_MS
+        partitions = self._partitions_at(stats.topics, since, timeout_s)
+        ids: list[int] = []
+        source = self.source_id.encode()
+        for msg in self._read_to_end(partitions, timeout_s):
+            stats.records += 1
+            headers = dict(msg.headers() or [])
+            if headers.get("source-id") != source:
+                continue
+            scan_id = headers.get("scan-id")
+            if msg.topic() == dlq_topic:
+                rejects.remember(hashlib.blake2b(msg.value() or b"", digest_size=16).digest())
+            if not isinstance(scan_id, bytes):
+                continue
+            try:
+                ids.append(parse_uuid7(scan_id.decode()).int)
+            except (InvalidUUIDv7Error, UnicodeDecodeError):
+                continue  # an invalid id, dead-lettered: remembered above by content
+        window.add_all(ids)
+        stats.ids = len(window)
+        stats.seconds = time.monotonic() - started
+        return stats
+
+    def _consumer(self) -> Consumer:
+        return Consumer(
+            {
+                **self._conf,
+                "group.id": f"passentry-bridge-restore-{uuid.uuid4()}",
+                "enable.auto.commit": False,
+                "isolation.level": "read_committed",
+                "enable.partition.eof": True,
+                "auto.offset.reset": "earliest",
+                # Start-up reads to the end and stops: don't let the broker sit on empty
+                # fetches, which would add half a second per round trip to recovery.
+                "fetch.wait.max.ms": 10,
+                "fetch.error.backoff.ms": 50,
+            }
+        )
+
+    def _partitions_at(
+        self, topics: list[str], since_ms: int, timeout_s: float
+    ) -> list[TopicPartition]:
+        consumer = self._consumer()
+        try:
+            metadata = consumer.list_topics(timeout=timeout_s)
+            wanted = [
+                TopicPartition(t, p, since_ms)
+                for t in topics
+                if t in metadata.topics
+                for p in metadata.topics[t].partitions
+            ]
+            if not wanted:
+                return []
+            found = consumer.offsets_for_times(wanted, timeout=timeout_s)
+        except KafkaException as exc:
+            raise KafkaRetriableError(
+                f"cannot look up offsets to rebuild the window: {exc}"
+            ) from exc
+        finally:
+            consumer.close()
+        # -1 (OFFSET_END) means no record at or after the time: nothing to read there.
+        return [tp for tp in found if tp.offset >= 0]
+
+    def _read_to_end(self, partitions: list[TopicPartition], timeout_s: float) -> Iterable[Any]:
+        """Yield every committed record from each partition's offset to its end.
+
+        The end is the last stable offset, read first, so an empty or already-read
+        partition costs one request and no fetch at all.
+        """
+        if not partitions:
+            return
+        consumer = self._consumer()
+        try:
+            ends: dict[tuple[str, int], int] = {}
+            start: list[TopicPartition] = []
+            for tp in partitions:
+                low, high = consumer.get_watermark_offsets(
+                    TopicPartition(tp.topic, tp.partition), timeout=timeout_s
+                )
+                first = low if tp.offset < 0 else max(tp.offset, low)
+                if first < high:
+                    ends[(tp.topic, tp.partition)] = high
+                    start.append(TopicPartition(tp.topic, tp.partition, first))
+            if not start:
+                return
+            consumer.assign(start)
+            deadline = time.monotonic() + timeout_s
+            while ends:
+                if time.monotonic() > deadline:
+                    raise KafkaRetriableError(f"timed out reading {sorted(ends)} back to the end")
+                for msg in consumer.consume(500, timeout=0.2):
+                    where = (msg.topic() or "", msg.partition() or 0)
+                    err = msg.error()
+                    if err is None:
+                        yield msg
+                        # A transaction marker may hold the last offset: EOF covers that.
+                        if (msg.offset() or 0) >= ends.get(where, 0) - 1:
+                            ends.pop(where, None)
+                    elif err.code() in (
+                        KafkaError._PARTITION_EOF,
+                        KafkaError.UNKNOWN_TOPIC_OR_PART,
+                    ):
+                        ends.pop(where, None)
+                    else:
+                        raise KafkaRetriableError(f"reading {msg.topic()}: {err}")
+        except KafkaException as exc:
+            raise KafkaRetriableError(f"reading back committed records: {exc}") from exc
+        finally:
+            consumer.close()

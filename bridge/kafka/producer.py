@@ -1,0 +1,283 @@
+"""A thin transactional producer we own: one Kafka transaction per chunk, checkpoint inside.
+
+The producer partitions keys with ``murmur2_random``, the same hash Java clients use, so
+Java, Go and ksqlDB agree on where a reader's scans live. A transaction may also carry
+consumer positions (the webhook inbox's), committed with the records they became.
+
+librdkafka's error classes decide the reaction:
+
+- retriable: repeat the same call (a commit may be retried until its deadline);
+- abortable (``txn_requires_abort``): abort; the caller rewinds to the last checkpoint;
+- fatal, or fenced by a newer instance with the same ``transactional.id``: stop for good;
+- a commit that keeps failing past its deadline has an unknown outcome: the caller
+  recreates the producer (``init_transactions`` settles it) and reads the checkpoint back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, NoReturn, Protocol, TypeVar
+
+from confluent_kafka import KafkaError, KafkaException, Message, Producer, TopicPartition
+
+from bridge.errors import (
+    CommitOutcomeUnknownError,
+    KafkaFatalError,
+    KafkaRetriableError,
+    TransactionAbortedError,
+)
+from bridge.ops.metrics import Metrics
+
+__all__ = [
+    "Headers",
+    "OutRecord",
+    "Publisher",
+    "Sink",
+    "TxnOffsets",
+    "producer_config",
+    "transactional_id",
+]
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+_BUFFER_FULL_RETRIES = 100
+_FENCED = {KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH}
+
+
+Headers = list[tuple[str, str | bytes | None]]
+
+
+@dataclass(frozen=True, slots=True)
+class OutRecord:
+    topic: str
+    key: bytes | None
+    value: bytes
+    headers: Headers
+    # Kafka timestamp in ms; None lets the producer stamp it (dead letters, checkpoints).
+    timestamp_ms: int | None = None
+    # Set on dead letters: why the scan could not be published (a metric label).
+    dlq_reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TxnOffsets:
+    """Consumer positions committed inside the transaction (the webhook inbox's)."""
+
+    partitions: list[TopicPartition]
+    group_metadata: Any
+
+
+class Sink(Protocol):
+    """Where the pipeline's records go; ``Publisher`` in production, a list in unit tests."""
+
+    def init(self) -> None: ...
+
+    def send(
+        self,
+        records: list[OutRecord],
+        checkpoint: OutRecord,
+        timeout_s: float,
+        offsets: TxnOffsets | None = None,
+    ) -> dict[str, int]: ...
+
+
+def transactional_id(source_id: str) -> str:
+    """One per source: a second writer of the source fences the first."""
+    return f"passentry-bridge.{source_id}"
+
+
+def producer_config(
+    client_conf: dict[str, Any],
+    *,
+    transactional_id: str,
+    compression: str,
+    linger_ms: int,
+    message_timeout_ms: int,
+    transaction_timeout_ms: int,
+) -> dict[str, Any]:
+    conf = dict(client_conf)
+    conf.update(
+        {
+            "transactional.id": transactional_id,
+            "enable.idempotence": True,
+            "acks": "all",
+            "partitioner": "murmur2_random",
+            "compression.type": compression,
+            "linger.ms": linger_ms,
+            "message.timeout.ms": message_timeout_ms,
+            "transaction.timeout.ms": transaction_timeout_ms,
+        }
+    )
+    return conf
+
+
+class Publisher:
+    def __init__(
+        self,
+        conf: dict[str, Any],
+        metrics: Metrics,
+        *,
+        call_timeout_s: float,
+        hold_s: float = 0.0,
+    ) -> None:
+        self._conf = {**conf, "on_delivery": self._on_delivery}
+        self._metrics = metrics
+        self._timeout = call_timeout_s
+        self._acked: dict[str, int] = {}
+        self._errors: list[KafkaError] = []
+        # Fault tests only (BRIDGE_DEBUG_TXN_HOLD_S): keep each transaction open a while.
+        self._hold_s = hold_s
+        self._producer = Producer(self._conf)
+        self._initialised = False
+
+    def init(self) -> None:
+        """``init_transactions``: fences older instances and settles their open transaction.
+
+        A producer takes it once: a restore that runs again (after a failure part way) starts
+        over with a fresh producer, which fences afresh.
+        """
+        if self._initialised:
+            self._producer = Producer(self._conf)
+        self._call(lambda: self._producer.init_transactions(self._timeout), "init_transactions")
+        self._initialised = True
+
+    def recreate(self) -> None:
+        """A fresh producer with the same transactional.id, after an unknown commit outcome;
+        the restore that follows calls :meth:`init`, which settles it."""
+        with contextlib.suppress(KafkaException):
+            self._producer.flush(0)
+        self._producer = Producer(self._conf)
+        self._initialised = False
+
+    def send(
+        self,
+        records: list[OutRecord],
+        checkpoint: OutRecord,
+        timeout_s: float,
+        offsets: TxnOffsets | None = None,
+    ) -> dict[str, int]:
+        """Produce ``records`` and ``checkpoint`` in one transaction, with ``offsets`` if
+        given, and commit it.
+
+        Returns acknowledged counts per topic (the checkpoint excluded). Raises
+        TransactionAbortedError (nothing visible; rewind), CommitOutcomeUnknownError
+        (recreate and re-read), or KafkaFatalError (fenced or fatal; stop).
+        """
+        self._acked = {}
+        self._errors.clear()
+        self._call(self._producer.begin_transaction, "begin_transaction")
+        try:
+            for n, record in enumerate((*records, checkpoint)):
+                self._produce(record)
+                # Serve delivery reports now and then, not after every record.
+                if n % 100 == 99:
+                    self._producer.poll(0)
+            self._metrics.producer_queue.set(len(self._producer))
+            if offsets is not None:
+                self._producer.send_offsets_to_transaction(
+                    offsets.partitions, offsets.group_metadata, self._timeout
+                )
+            if self._hold_s:
+                time.sleep(self._hold_s)
+        except KafkaException as exc:
+            self._abort_or_raise(exc, "produce")
+        self._commit(timeout_s)
+        self._metrics.transactions.labels("committed").inc()
+        self._metrics.producer_queue.set(len(self._producer))
+        self._acked.pop(checkpoint.topic, None)
+        return dict(self._acked)
+
+    def close(self, timeout_s: float) -> int:
+        """Nothing is left outside a transaction at shutdown; abort one left open."""
+        # No transaction open, or the broker is gone: then the broker aborts it on timeout.
+        with contextlib.suppress(KafkaException):
+            self._producer.abort_transaction(timeout_s)
+        return len(self._producer)
+
+    def _produce(self, record: OutRecord) -> None:
+        produce, poll = self._producer.produce, self._producer.poll
+        for attempt in range(_BUFFER_FULL_RETRIES):
+            try:
+                produce(
+                    record.topic,
+                    record.value,
+                    record.key,
+                    headers=record.headers,
+                    timestamp=record.timestamp_ms or 0,
+                )
+                break
+            except BufferError:
+                # The local queue is full: serve delivery reports to make room.
+                poll(0.1 if attempt else 0)
+        else:
+            raise KafkaRetriableError("producer queue stayed full; is the broker reachable?")
+
+    def _commit(self, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                self._producer.commit_transaction(max(1.0, deadline - time.monotonic()))
+                return
+            except KafkaException as exc:
+                err = exc.args[0]
+                if err.retriable() and not err.txn_requires_abort() and not err.fatal():
+                    if time.monotonic() < deadline:
+                        continue  # librdkafka allows repeating a commit that timed out
+                    raise CommitOutcomeUnknownError(
+                        f"commit_transaction did not complete in {timeout_s:.0f}s: {err}"
+                    ) from exc
+                self._abort_or_raise(exc, "commit_transaction")
+
+    def _abort_or_raise(self, exc: KafkaException, where: str) -> NoReturn:
+        err: KafkaError = exc.args[0]
+        self._raise_if_fatal(err, where)
+        if err.txn_requires_abort() or err.retriable() or self._errors:
+            self._metrics.producer_errors.labels("abortable").inc()
+            try:
+                self._producer.abort_transaction(self._timeout)
+            except KafkaException as abort_exc:
+                self._raise_if_fatal(abort_exc.args[0], "abort_transaction")
+                raise CommitOutcomeUnknownError(f"abort failed after {where}: {abort_exc}") from exc
+            self._metrics.transactions.labels("aborted").inc()
+            raise TransactionAbortedError(f"{where}: {err}; transaction aborted") from exc
+        raise CommitOutcomeUnknownError(f"{where}: {err}") from exc
+
+    def _raise_if_fatal(self, err: KafkaError, where: str) -> None:
+        if err.code() in _FENCED:
+            self._metrics.producer_errors.labels("fatal").inc()
+            raise KafkaFatalError(
+                f"{where}: fenced: another bridge instance with the same BRIDGE_SOURCE_ID"
+                f" (transactional.id) took over ({err.str()})"
+            )
+        if err.fatal():
+            self._metrics.producer_errors.labels("fatal").inc()
+            raise KafkaFatalError(f"{where}: fatal Kafka producer error: {err.str()}")
+
+    def _call(self, fn: Callable[[], T], where: str) -> T:
+        """Run a transactional API call, repeating it while librdkafka says retriable."""
+        deadline = time.monotonic() + self._timeout
+        while True:
+            try:
+                return fn()
+            except KafkaException as exc:
+                err: KafkaError = exc.args[0]
+                self._raise_if_fatal(err, where)
+                if err.retriable() and time.monotonic() < deadline:
+                    self._metrics.producer_errors.labels("retriable").inc()
+                    time.sleep(0.5)
+                    continue
+                raise KafkaRetriableError(f"{where}: {err.str()}") from exc
+
+    def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
+        if err is not None:
+            kind = "fatal" if err.fatal() else "retriable" if err.retriable() else "abortable"
+            self._metrics.producer_errors.labels(kind).inc()
+            self._errors.append(err)
+            return
+        topic = msg.topic() or ""
+        self._acked[topic] = self._acked.get(topic, 0) + 1

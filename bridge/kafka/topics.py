@@ -1,0 +1,90 @@
+"""Make sure the topics the bridge writes to exist, or refuse to start, by configuration."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
+
+from bridge.errors import KafkaRetriableError, TopicMissingError
+
+__all__ = ["TopicManager"]
+
+log = logging.getLogger(__name__)
+
+
+class TopicManager:
+    def __init__(
+        self,
+        client_conf: dict[str, Any],
+        *,
+        create: bool,
+        partitions: int,
+        replication_factor: int,
+        timeout_s: float = 15.0,
+    ) -> None:
+        self._admin = AdminClient(dict(client_conf))
+        self._create = create
+        self._partitions = partitions
+        self._replication = replication_factor
+        self._timeout = timeout_s
+        self._known: set[str] = set()
+
+    def ensure(
+        self, topics: list[str], *, compacted: bool = False, partitions: int | None = None
+    ) -> None:
+        """Create the missing ones, or raise TopicMissingError if creation is off."""
+        wanted = [t for t in topics if t not in self._known]
+        if not wanted:
+            return
+        try:
+            existing = set(self._admin.list_topics(timeout=self._timeout).topics)
+        except KafkaException as exc:
+            raise KafkaRetriableError(f"cannot list Kafka topics: {exc.args[0]}") from exc
+        missing = [t for t in wanted if t not in existing]
+        if missing and not self._create:
+            raise TopicMissingError(
+                f"topic(s) {', '.join(missing)} do not exist and BRIDGE_CREATE_TOPICS is false;"
+                " create them or set BRIDGE_CREATE_TOPICS=true"
+            )
+        if missing:
+            self._create_topics(missing, compacted, partitions)
+        self._known.update(wanted)
+
+    def partition_count(self, topic: str) -> int:
+        """How many partitions ``topic`` has. A topic created a moment ago may take a few
+        hundred ms to show in the metadata: wait for it, up to the timeout."""
+        deadline = time.monotonic() + self._timeout
+        while True:
+            try:
+                metadata = self._admin.list_topics(topic, timeout=self._timeout)
+            except KafkaException as exc:
+                raise KafkaRetriableError(f"cannot describe topic {topic}: {exc.args[0]}") from exc
+            found = metadata.topics.get(topic)
+            if found is not None and found.error is None and found.partitions:
+                return len(found.partitions)
+            if time.monotonic() > deadline:
+                raise KafkaRetriableError(f"topic {topic} is not available")
+            time.sleep(0.1)
+
+    def _create_topics(self, names: list[str], compacted: bool, partitions: int | None) -> None:
+        config = {"cleanup.policy": "compact"} if compacted else {}
+        if partitions is None:
+            partitions = 1 if compacted else self._partitions
+        futures = self._admin.create_topics(
+            [NewTopic(n, partitions, self._replication, config=config) for n in names],
+            operation_timeout=self._timeout,
+        )
+        for name, future in futures.items():
+            try:
+                future.result(timeout=self._timeout)
+                log.info("created topic", extra={"topic": name, "partitions": partitions})
+            except KafkaException as exc:
+                err = exc.args[0]
+                if isinstance(err, KafkaError) and err.code() == KafkaError.TOPIC_ALREADY_EXISTS:
+                    continue  # another instance won the race; fine
+                raise KafkaRetriableError(f"cannot create topic {name}: {err}") from exc

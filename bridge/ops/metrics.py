@@ -1,0 +1,265 @@
+"""Prometheus metrics, one object per bridge so tests can read their own numbers.
+
+Names follow Prometheus conventions: prefix ``passentry_bridge_``, base units, ``_total`` on
+counters. Label values come from small fixed sets (endpoint names, status classes, reasons,
+configured topics), never from ids.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from bridge import __version__
+
+__all__ = ["Metrics", "status_class"]
+
+PREFIX = "passentry_bridge"
+
+# API calls sit around 50 ms to several seconds; end-to-end adds poll interval and commit.
+_API_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+_E2E_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10, 30, 60, 300)
+_TAKEOVER_BUCKETS = (0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 60, 120)
+_CYCLE_BUCKETS = (0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+
+def status_class(status: int | None) -> str:
+    """``2xx``..``5xx`` for an HTTP status, ``error`` when no response came back."""
+    if status is None:
+        return "error"
+    return f"{status // 100}xx"
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        p = PREFIX
+        self.build_info = Info(f"{p}_build", "Version of the running bridge.", registry=r)
+        self.build_info.info({"version": __version__})
+
+        self.api_requests = Counter(
+            f"{p}_api_requests_total",
+            "PassEntry API requests by endpoint and HTTP status class (error = no response).",
+            ["endpoint", "status_class"],
+            registry=r,
+        )
+        self.api_request_duration = Histogram(
+            f"{p}_api_request_duration_seconds",
+            "PassEntry API request latency, including body download.",
+            ["endpoint"],
+            buckets=_API_BUCKETS,
+            registry=r,
+        )
+        self.api_retries = Counter(
+            f"{p}_api_retries_total",
+            "API requests retried, by reason (timeout, connection, rate_limited, server_error,"
+            " malformed).",
+            ["endpoint", "reason"],
+            registry=r,
+        )
+        self.api_rate_limited = Counter(
+            f"{p}_api_rate_limited_total",
+            "429 Too Many Requests answers from PassEntry.",
+            ["endpoint"],
+            registry=r,
+        )
+        self.rate_limit_wait_seconds = Counter(
+            f"{p}_rate_limit_wait_seconds_total",
+            "Time spent waiting for the client's own request budget or PassEntry's reset.",
+            registry=r,
+        )
+        self.api_auth_failures = Counter(
+            f"{p}_api_auth_failures_total",
+            "401/403 answers from PassEntry: the bridge stops on these.",
+            registry=r,
+        )
+        self.pages_fetched = Counter(
+            f"{p}_pages_fetched_total", "Scan list pages fetched and decoded.", registry=r
+        )
+        self.malformed_pages = Counter(
+            f"{p}_malformed_pages_total",
+            "2xx answers that were not a decodable page, by reason; they are retried.",
+            ["reason"],
+            registry=r,
+        )
+        self.scans_fetched = Counter(
+            f"{p}_scans_fetched_total", "Scans read from the API, duplicates included.", registry=r
+        )
+        self.scans_duplicate = Counter(
+            f"{p}_scans_duplicate_total",
+            "Scans skipped because they were already published (dedup window hits).",
+            registry=r,
+        )
+        self.scans_published = Counter(
+            f"{p}_scans_published_total",
+            "Scans whose records the broker has acknowledged (committed in EOS mode), by topic.",
+            ["topic"],
+            registry=r,
+        )
+        self.dlq_records = Counter(
+            f"{p}_dlq_records_total",
+            "Records sent to the dead-letter topic, by reason.",
+            ["reason"],
+            registry=r,
+        )
+        self.enrichment_misses = Counter(
+            f"{p}_enrichment_misses_total",
+            "Scans whose pass or reader was not in the page's included array, by kind"
+            " (pass_fetched, pass_not_found, reader).",
+            ["kind"],
+            registry=r,
+        )
+        self.late_scans = Counter(
+            f"{p}_late_scans_total",
+            "Scans first seen older than the lookback window, behind the watermark.",
+            registry=r,
+        )
+        self.poll_cycles = Counter(
+            f"{p}_poll_cycles_total",
+            "Poll cycles by outcome (ok, api_error, kafka_error, registry_error, fatal).",
+            ["outcome"],
+            registry=r,
+        )
+        self.poll_cycle_duration = Histogram(
+            f"{p}_poll_cycle_duration_seconds",
+            "Duration of one poll cycle: fetch every page, publish, commit.",
+            buckets=_CYCLE_BUCKETS,
+            registry=r,
+        )
+        self.end_to_end_latency = Histogram(
+            f"{p}_end_to_end_latency_seconds",
+            "Commit time (when read_committed consumers see the record) minus the scan's"
+            " creation time (from its UUIDv7), by the path that brought it (poll, webhook).",
+            ["path"],
+            buckets=_E2E_BUCKETS,
+            registry=r,
+        )
+        self.webhook_requests = Counter(
+            f"{p}_webhook_requests_total",
+            "Webhook requests by outcome (accepted, ignored, unauthorized, malformed, stale,"
+            " too_large, unknown_source, unavailable).",
+            ["outcome"],
+            registry=r,
+        )
+        self.webhook_events = Counter(
+            f"{p}_webhook_events_total",
+            "Inbox events taken by the owner of their source, by outcome (published,"
+            " duplicate: already published by either path, deferred: left to polling).",
+            ["outcome"],
+            registry=r,
+        )
+        self.webhook_deferred = Counter(
+            f"{p}_webhook_deferred_total",
+            "Webhook scans left to polling, by reason (unknown_reader, late, invalid_scan,"
+            " invalid_event).",
+            ["reason"],
+            registry=r,
+        )
+        self.webhook_inbox_lag = Gauge(
+            f"{p}_webhook_inbox_lag_messages",
+            "Events in the source's inbox partition not yet taken by its owner.",
+            ["source_id"],
+            registry=r,
+        )
+        # Per source: a process may run several, and a stuck one must not hide behind another.
+        self.watermark_timestamp = Gauge(
+            f"{p}_watermark_timestamp_seconds",
+            "Creation time of the newest published scan id (the cursor), Unix seconds.",
+            ["source_id"],
+            registry=r,
+        )
+        self.last_poll_timestamp = Gauge(
+            f"{p}_last_successful_poll_timestamp_seconds",
+            "When the source's last poll cycle finished without error, Unix seconds.",
+            ["source_id"],
+            registry=r,
+        )
+        self._newest_published_s: dict[str, float] = {}
+        r.register(_LagCollector(f"{p}_lag_seconds", self._newest_published_s))
+        self.dedup_window_ids = Gauge(
+            f"{p}_dedup_window_ids",
+            "Ids held in the source's dedup lookback window.",
+            ["source_id"],
+            registry=r,
+        )
+        self.source_active = Gauge(
+            f"{p}_source_active",
+            "1 while this process owns and runs the source, else 0 (every configured source).",
+            ["source_id"],
+            registry=r,
+        )
+        self.rebalances = Counter(
+            f"{p}_rebalances_total",
+            "Consumer-group rebalances seen by this member, by event (assigned, revoked, lost).",
+            ["event"],
+            registry=r,
+        )
+        self.takeover_duration = Histogram(
+            f"{p}_takeover_duration_seconds",
+            "From a source's assignment to this member until it is restored and publishing.",
+            buckets=_TAKEOVER_BUCKETS,
+            registry=r,
+        )
+        self.producer_queue = Gauge(
+            f"{p}_producer_queue_messages",
+            "Messages in the producer's queue, not yet acknowledged by the broker.",
+            registry=r,
+        )
+        self.producer_errors = Counter(
+            f"{p}_producer_errors_total",
+            "Kafka delivery and producer errors, by class (retriable, abortable, fatal).",
+            ["kind"],
+            registry=r,
+        )
+        self.transactions = Counter(
+            f"{p}_transactions_total",
+            "Kafka transactions by outcome (committed, aborted).",
+            ["outcome"],
+            registry=r,
+        )
+        self.ready = Gauge(f"{p}_ready", "1 when /readyz answers ready, else 0.", registry=r)
+
+    def published_up_to(self, source_id: str, created_s: float) -> None:
+        if created_s > self._newest_published_s.get(source_id, 0.0):
+            self._newest_published_s[source_id] = created_s
+            self.watermark_timestamp.labels(source_id).set(created_s)
+
+    def forget_source(self, source_id: str) -> None:
+        """The source left this process: drop its per-source series (but keep saying it is
+        not active here)."""
+        self._newest_published_s.pop(source_id, None)
+        for gauge in (
+            self.watermark_timestamp,
+            self.last_poll_timestamp,
+            self.dedup_window_ids,
+            self.webhook_inbox_lag,
+        ):
+            with contextlib.suppress(KeyError):
+                gauge.remove(source_id)
+        self.source_active.labels(source_id).set(0)
+
+
+class _LagCollector(Collector):
+    """``lag_seconds{source_id}``: now minus the newest published scan's creation time,
+    computed at scrape time (it grows while the source is idle)."""
+
+    def __init__(self, name: str, newest: dict[str, float]) -> None:
+        self._name = name
+        self._newest = newest
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            self._name,
+            "Now minus the creation time of the newest scan the source published.",
+            labels=["source_id"],
+        )
+        now = time.time()
+        for source_id, newest in list(self._newest.items()):
+            family.add_metric([source_id], max(0.0, now - newest))
+        yield family

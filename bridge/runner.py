@@ -1,0 +1,222 @@
+"""Run one source: restore it, then poll cycle after cycle, retrying what is retriable.
+
+The pace adapts (``bridge.schedule``): at once while a cycle had to stop short, at the
+minimum interval while scans arrive, doubling up to the maximum while idle. A retriable
+failure (API down, 429 storm, broker unreachable) keeps the cursor where it was and tries
+again with backoff; a commit whose outcome is unknown recreates the producer and restores
+again. A fatal one (bad token, fenced producer) turns readiness false, logs why, and
+returns non-zero so the orchestrator restarts the pod. ``--once`` gives up, with its own
+exit code, when no cycle completes for three retry deadlines.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from bridge.errors import (
+    CommitOutcomeUnknownError,
+    FatalError,
+    KafkaRetriableError,
+    RegistryUnavailableError,
+    RetriableError,
+    ShutdownRequested,
+)
+from bridge.ops.health import Health
+from bridge.ops.metrics import Metrics
+from bridge.pipeline import CycleStats, Restored
+from bridge.schedule import PollSchedule
+
+__all__ = ["EXIT_FATAL", "EXIT_GAVE_UP", "EXIT_OK", "RunOptions", "Runnable", "SourceRunner"]
+
+log = logging.getLogger(__name__)
+
+EXIT_OK = 0
+EXIT_FATAL = 1
+EXIT_GAVE_UP = 2
+
+
+@dataclass(frozen=True, slots=True)
+class RunOptions:
+    once: bool = False
+    since_ms: int | None = None
+    until_ms: int | None = None
+    serve_http: bool = True
+    # Backfills write under their own source id, so they never fence the live bridge.
+    source_suffix: str | None = None
+    on_cycle: Callable[[CycleStats], None] | None = None
+
+
+class Runnable(Protocol):
+    """What the runner drives; ``bridge.source.Source`` in production."""
+
+    def prepare(self) -> Restored: ...
+
+    def cycle(self, stop: threading.Event, *, until_ms: int | None) -> CycleStats: ...
+
+    def recreate_producer(self) -> None: ...
+
+    def wait(self, seconds: float, stop: threading.Event) -> None:
+        """Until the next poll; a source with webhooks publishes what they bring meanwhile."""
+
+    @property
+    def pushing(self) -> bool:
+        """Webhooks flowed lately (polling is then the backstop)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Pace:
+    interval_min_s: float
+    interval_max_s: float
+    # How long one API call retries; ``--once`` gives up after three of these.
+    retry_deadline_s: float
+    # The poll interval while webhooks flow.
+    interval_backstop_s: float = 5.0
+
+
+class SourceRunner:
+    def __init__(
+        self,
+        source: Runnable,
+        *,
+        source_id: str,
+        options: RunOptions,
+        pace: Pace,
+        health: Health,
+        metrics: Metrics,
+        stop: threading.Event,
+        clock: Callable[[], float] = time.monotonic,
+        on_restored: Callable[[], None] | None = None,
+    ) -> None:
+        """``on_restored`` is called each time the source has been restored (and may
+        publish): a takeover is measured to the first."""
+        self._on_restored = on_restored
+        self._source = source
+        self._source_id = source_id
+        self._options = options
+        self._pace = pace
+        self._health = health
+        self._metrics = metrics
+        self._stop = stop
+        self._clock = clock
+
+    def run(self) -> int:
+        pace = self._pace
+        schedule = PollSchedule(pace.interval_min_s, pace.interval_max_s, pace.interval_backstop_s)
+        failing_since: float | None = None
+        restored = False
+        next_poll = self._clock()
+        while not self._stop.is_set():
+            self._health.beat()
+            try:
+                if not restored:
+                    self._log_restored(self._source.prepare())
+                    self._health.kafka(True)
+                    restored = True
+                    if self._on_restored is not None:
+                        self._on_restored()
+                # Between polls the source waits, publishing what webhooks bring; the
+                # heartbeat above runs at least every wait slice.
+                if (left := next_poll - self._clock()) > 0:
+                    self._source.wait(min(left, 1.0), self._stop)
+                    continue
+                started = self._clock()
+                stats = self._source.cycle(self._stop, until_ms=self._options.until_ms)
+            except ShutdownRequested:
+                break
+            except FatalError as exc:
+                self._metrics.poll_cycles.labels("fatal").inc()
+                self._health.fatal(str(exc))
+                log.error("stopping on a fatal error", extra={"error": str(exc)})
+                return EXIT_FATAL
+            except RetriableError as exc:
+                if isinstance(exc, CommitOutcomeUnknownError):
+                    # Whether the commit landed is unknown: a new producer settles it, and
+                    # the checkpoint read back says where we are.
+                    self._recreate_producer()
+                    restored = False
+                failing_since = failing_since or self._clock()
+                if self._failed(exc, self._clock() - failing_since):
+                    return EXIT_GAVE_UP
+                self._stop.wait(schedule.after_failure())
+                next_poll = self._clock()
+                continue
+            failing_since = None
+            self._succeeded(stats)
+            if self._options.once and not stats.busy:
+                return EXIT_OK
+            next_poll = self._clock() + schedule.after_cycle(
+                busy=stats.busy,
+                found=bool(stats.published or stats.dead_letters),
+                took_s=self._clock() - started,
+                pushing=self._source.pushing,
+            )
+        return EXIT_OK
+
+    def _failed(self, exc: RetriableError, failed_for: float) -> bool:
+        """Count and report a failed cycle; True when ``--once`` should give up."""
+        kafka_error = isinstance(exc, KafkaRetriableError)
+        registry_error = isinstance(exc, RegistryUnavailableError)
+        outcome = "api_error"
+        if kafka_error:
+            outcome = "kafka_error"
+        elif registry_error:
+            outcome = "registry_error"
+        self._metrics.poll_cycles.labels(outcome).inc()
+        self._health.registry(not registry_error)
+        self._health.kafka(not kafka_error)
+        log.warning(
+            "poll cycle failed; nothing was committed, the cycle will be retried",
+            extra={"error": str(exc), "failing_for_s": round(failed_for, 1)},
+        )
+        if self._options.once and failed_for > self._pace.retry_deadline_s * 3:
+            log.error("giving up: --once could not complete a cycle")
+            return True
+        return False
+
+    def _succeeded(self, stats: CycleStats) -> None:
+        self._metrics.poll_cycles.labels("ok").inc()
+        self._metrics.last_poll_timestamp.labels(self._source_id).set(time.time())
+        self._health.poll_succeeded()
+        self._health.kafka(True)
+        self._health.registry(True)
+        if self._options.on_cycle is not None:
+            self._options.on_cycle(stats)
+        if stats.published or stats.dead_letters:
+            log.info(
+                "cycle",
+                extra={
+                    "pages": stats.pages,
+                    "published": stats.published,
+                    "duplicates": stats.duplicates,
+                    "dead_letters": stats.dead_letters,
+                },
+            )
+
+    def _recreate_producer(self) -> None:
+        try:
+            self._source.recreate_producer()
+        except RetriableError as exc:
+            log.warning("cannot recreate the producer yet", extra={"error": str(exc)})
+
+    @staticmethod
+    def _log_restored(restored: Restored) -> None:
+        if restored.fresh:
+            log.info("no checkpoint: starting fresh", extra={"since_ms": restored.start_ms})
+        elif restored.watermark is None:
+            log.info("checkpoint was reset", extra={"since_ms": restored.start_ms})
+        else:
+            rebuilt = restored.rebuild
+            log.info(
+                "resumed from checkpoint",
+                extra={
+                    "watermark": restored.watermark,
+                    "window_ids": rebuilt.ids if rebuilt else 0,
+                    "records_read": rebuilt.records if rebuilt else 0,
+                    "seconds": round(rebuilt.seconds, 2) if rebuilt else 0.0,
+                },
+            )

@@ -1,0 +1,215 @@
+"""One PassEntry source, assembled from the config: its API client and slice reader, the
+stages, its transactional producer, checkpoint store, webhook inbox and pipeline.
+
+Everything here belongs to one source id: its transactional id fences any other writer of
+the source, and its checkpoint and dedup window are its own.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable
+
+import httpx
+
+from bridge.avro.encoder import Encoder
+from bridge.avro.framing import Framer, SingleObjectFramer
+from bridge.avro.registry import RegistryFramer
+from bridge.avro.schemas import latest
+from bridge.config import Config, SourceConfig
+from bridge.dedup import DedupWindow
+from bridge.enrich import Enricher, PassCache
+from bridge.errors import RetriableError
+from bridge.kafka.checkpoint import CheckpointStore
+from bridge.kafka.producer import Publisher, producer_config, transactional_id
+from bridge.kafka.records import RecordBuilder
+from bridge.kafka.routing import Router
+from bridge.kafka.topics import TopicManager
+from bridge.ops.metrics import Metrics
+from bridge.passentry.client import PassEntryClient
+from bridge.passentry.ratelimit import RequestBudget
+from bridge.passentry.slices import SlicePlan, SliceReader
+from bridge.pipeline import CycleStats, Pipeline, PipelineSettings, Restored
+from bridge.webhook.inbox import InboxReader
+
+__all__ = ["Source"]
+
+log = logging.getLogger(__name__)
+
+
+class Source:
+    def __init__(
+        self,
+        config: Config,
+        spec: SourceConfig,
+        *,
+        start_ms: int,
+        suffix: str = "",
+        metrics: Metrics,
+        sleep: Callable[[float], None],
+        transport: httpx.BaseTransport | None = None,
+        framer: Framer | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.config = config
+        self.spec = spec
+        # A backfill writes under its own id (the suffix), so it never fences the live one.
+        self.source_id = source_id = spec.id + suffix
+        pe, kafka, br = spec.passentry, config.kafka, config.bridge
+        self.client = PassEntryClient(
+            str(pe.api_url),
+            pe.token(),
+            metrics=metrics,
+            budget=RequestBudget(pe.request_budget),
+            timeout_s=pe.timeout_s,
+            retry_deadline_s=pe.retry_deadline_s,
+            transport=transport,
+            sleep=sleep,
+        )
+        client_conf = kafka.librdkafka()
+        self.topics = TopicManager(
+            client_conf,
+            create=br.create_topics,
+            partitions=br.topic_partitions,
+            replication_factor=br.topic_replication_factor,
+        )
+        self.publisher = Publisher(
+            producer_config(
+                client_conf,
+                transactional_id=transactional_id(source_id),
+                compression=kafka.compression_type,
+                linger_ms=kafka.linger_ms,
+                message_timeout_ms=kafka.message_timeout_ms,
+                transaction_timeout_ms=kafka.transaction_timeout_ms,
+            ),
+            metrics,
+            call_timeout_s=max(30.0, kafka.message_timeout_ms / 1000),
+            hold_s=br.debug_txn_hold_s,
+        )
+        self.checkpoints = CheckpointStore(client_conf, br.state_topic, source_id)
+        self._metrics = metrics
+        self._clock = clock
+        self._last_push = -math.inf
+        # The webhook inbox of this source, read while this process owns it.
+        self.inbox: InboxReader | None = None
+        if pe.webhooks_enabled:
+            self.inbox = InboxReader(client_conf, br.webhook_topic, source_id)
+        schema = latest()
+        # Registry mode when SCHEMA_REGISTRY_URL is set: the Confluent wire format, ids
+        # from the registry; otherwise Avro single-object encoding.
+        self.registry: RegistryFramer | None = None
+        if framer is None:
+            framer = SingleObjectFramer(schema)
+            if config.schema_registry.enabled:
+                framer = self.registry = RegistryFramer(config.schema_registry, schema)
+        lookback_ms = int(pe.lookback_s * 1000)
+        reader = SliceReader(
+            self.client,
+            SlicePlan(
+                filters=pe.filters.as_query(),
+                per_page=pe.per_page,
+                concurrency=pe.backfill_concurrency,
+                max_scans=pe.max_cycle_scans,
+                overlap_ms=min(int(pe.poll_overlap_s * 1000), lookback_ms),
+                sweep_interval_s=pe.sweep_interval_s,
+            ),
+        )
+        self.pipeline = Pipeline(
+            reader=reader,
+            enricher=Enricher(self.client.get_pass, metrics, PassCache(pe.pass_cache_size)),
+            encoder=Encoder(schema, spec.id),
+            records=RecordBuilder(
+                source_id, br.dlq_topic, Router(spec.scans_topic, spec.topic_template), framer
+            ),
+            publisher=self.publisher,
+            checkpoints=self.checkpoints,
+            window=DedupWindow(
+                lookback_ms,
+                sweep_ms=None if pe.late_sweep_s is None else int(pe.late_sweep_s * 1000),
+            ),
+            metrics=metrics,
+            settings=PipelineSettings(
+                source_id=source_id,
+                dlq_topic=br.dlq_topic,
+                fixed_topics=tuple(self._fixed_topics()),
+                delivery_timeout_s=kafka.message_timeout_ms / 1000 + 5,
+                start_ms=start_ms,
+            ),
+            ensure_topics=self.topics.ensure,
+        )
+
+    def prepare(self) -> Restored:
+        """Make sure the topics exist and the registry holds our schema, then restore, then
+        read the inbox from the position the restored transactions committed."""
+        br = self.config.bridge
+        self.topics.ensure([br.state_topic], compacted=True)
+        self.topics.ensure(self._fixed_topics())
+        if self.inbox is not None:
+            self.topics.ensure([br.webhook_topic])
+        if self.registry is not None and (
+            self.spec.topic_template is None
+            or self.config.schema_registry.subject_name_strategy == "record"
+        ):
+            # A schema mismatch stops start-up before anything is published; the subject of
+            # a routed topic is checked when that topic is first used. Unreachable: retried.
+            self.registry.check_startup([self.spec.scans_topic])
+        restored = self.pipeline.restore()
+        if self.inbox is not None:
+            self.inbox.open(self.topics.partition_count(br.webhook_topic))
+        return restored
+
+    @property
+    def pushing(self) -> bool:
+        """Webhooks flowed lately: polling is the backstop."""
+        return self._clock() - self._last_push < 2 * self.spec.passentry.poll_interval_backstop_s
+
+    def cycle(self, stop: threading.Event, *, until_ms: int | None) -> CycleStats:
+        settle = int(self.spec.passentry.webhook_settle_s * 1000) if self.pushing else None
+        return self.pipeline.cycle(stop, until_ms=until_ms, settle_ms=settle)
+
+    def wait(self, seconds: float, stop: threading.Event) -> None:
+        """Until the next poll: publish what webhooks bring meanwhile, or just wait."""
+        inbox = self.inbox
+        if inbox is None:
+            stop.wait(seconds)
+            return
+        deadline = self._clock() + seconds
+        gather_s = self.config.bridge.webhook_batch_ms / 1000
+        while not stop.is_set() and (left := deadline - self._clock()) > 0:
+            batch = inbox.take(min(left, 0.5), gather_s)
+            self._metrics.webhook_inbox_lag.labels(self.source_id).set(inbox.lag())
+            if batch is None:
+                continue
+            try:
+                pushed = self.pipeline.publish_pushed(batch, inbox.group_metadata())
+            except RetriableError:
+                # Nothing of the batch is visible: read it again after the retry.
+                inbox.rewind(batch)
+                raise
+            if pushed.events:
+                self._last_push = self._clock()
+
+    def recreate_producer(self) -> None:
+        """After a commit whose outcome is unknown: a new producer with the same
+        transactional id, which the next restore initialises (that settles it)."""
+        self.publisher.recreate()
+
+    def close(self, grace_s: float) -> int:
+        """Abort what is open, release everything; return the records left unacknowledged."""
+        left = self.publisher.close(grace_s)
+        if self.inbox is not None:
+            self.inbox.close()
+        self.pipeline.close()
+        self.client.close()
+        if self.registry is not None:
+            self.registry.close()
+        return left
+
+    def _fixed_topics(self) -> list[str]:
+        topics = [self.config.bridge.dlq_topic]
+        if self.spec.topic_template is None:
+            topics.append(self.spec.scans_topic)
+        return topics

@@ -1,0 +1,247 @@
+"""The inbox topic: where an accepted webhook is made durable before PassEntry gets its 200.
+
+Any replica may accept a webhook for any source: it writes the raw body to the inbox with
+an idempotent producer (``acks=all``), keyed by source id, into the partition the source id
+hashes to. The replica that owns the source reads that partition with read_committed and
+commits its position inside the same Kafka transaction as the records the events became
+(``send_offsets_to_transaction``), so an event is published exactly once whoever accepted
+it and whenever the owner crashes. The inbox's partition count must not change once events
+flow: a source's events would then land in another partition than its owner reads.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+
+from bridge.errors import KafkaRetriableError
+from bridge.kafka.routing import stable_partition
+
+__all__ = ["InboxBatch", "InboxEvent", "InboxReader", "InboxWriter"]
+
+log = logging.getLogger(__name__)
+
+RECEIVED_AT = "received-at-ms"
+
+
+class InboxWriter:
+    """Writes accepted events; ``write`` calls ``done`` from the producer's poll thread."""
+
+    def __init__(self, client_conf: dict[str, Any], topic: str) -> None:
+        self.topic = topic
+        self._producer = Producer(
+            {
+                **client_conf,
+                "enable.idempotence": True,
+                "acks": "all",
+                "linger.ms": 2,
+                # PassEntry waits for our answer: a write that cannot finish soon is a 503
+                # (PassEntry retries), not a request held open for minutes.
+                "message.timeout.ms": 10_000,
+            }
+        )
+        self._partitions: int | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, name="inbox-writer", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def close(self, timeout_s: float) -> int:
+        self._stop.set()
+        left: int = self._producer.flush(timeout_s)
+        return left
+
+    def partitions(self) -> int:
+        """The inbox's partition count, learnt once from the cluster."""
+        if self._partitions is None:
+            try:
+                metadata = self._producer.list_topics(self.topic, timeout=5)
+            except KafkaException as exc:
+                raise KafkaRetriableError(f"cannot describe {self.topic}: {exc}") from exc
+            found = metadata.topics.get(self.topic)
+            if found is None or found.error is not None or not found.partitions:
+                raise KafkaRetriableError(f"topic {self.topic} is not available")
+            self._partitions = len(found.partitions)
+        return self._partitions
+
+    def write(self, source_id: str, body: bytes, done: Callable[[KafkaError | None], None]) -> None:
+        """Produce one event; ``done(None)`` once the broker has it, ``done(error)`` if not.
+        Raises KafkaRetriableError when it cannot even be queued."""
+        partition = stable_partition(source_id, self.partitions())
+
+        def delivered(err: KafkaError | None, msg: Message) -> None:
+            done(err)
+
+        try:
+            self._producer.produce(
+                self.topic,
+                body,
+                source_id.encode(),
+                partition=partition,
+                headers=[(RECEIVED_AT, str(int(time.time() * 1000)))],
+                on_delivery=delivered,
+            )
+        except (BufferError, KafkaException) as exc:
+            raise KafkaRetriableError(f"cannot queue a webhook event: {exc}") from exc
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            self._producer.poll(0.05)
+
+
+@dataclass(frozen=True, slots=True)
+class InboxEvent:
+    body: bytes
+    received_ms: int
+
+
+@dataclass(slots=True)
+class InboxBatch:
+    """Events of one source taken from the inbox, and the positions to commit with them."""
+
+    events: list[InboxEvent]
+    # Next offset per partition read (including other sources' events that were skipped).
+    offsets: list[TopicPartition]
+    # Where the batch started, to go back to if its transaction fails.
+    starts: list[TopicPartition]
+
+
+class InboxReader:
+    """The owner's read_committed view of its source's inbox partition."""
+
+    def __init__(self, client_conf: dict[str, Any], topic: str, source_id: str) -> None:
+        self._conf = client_conf
+        self.topic = topic
+        self.source_id = source_id
+        self._key = source_id.encode()
+        self._consumer: Consumer | None = None
+        self._partition: TopicPartition | None = None
+
+    @property
+    def group_id(self) -> str:
+        return f"passentry-bridge.inbox.{self.source_id}"
+
+    def open(self, partitions: int) -> None:
+        """(Re)start at the committed position: after a restore, what the last transaction
+        committed is exactly where this source's events continue."""
+        self.close()
+        consumer = Consumer(
+            {
+                **self._conf,
+                "group.id": self.group_id,
+                "enable.auto.commit": False,
+                "isolation.level": "read_committed",
+                "auto.offset.reset": "earliest",
+                # Events should be published within tens of ms: don't let fetches idle.
+                "fetch.wait.max.ms": 10,
+            }
+        )
+        self._partition = TopicPartition(self.topic, stable_partition(self.source_id, partitions))
+        try:
+            consumer.assign([self._partition])
+        except KafkaException as exc:
+            consumer.close()
+            raise KafkaRetriableError(f"cannot read {self.topic}: {exc}") from exc
+        self._consumer = consumer
+
+    def group_metadata(self) -> Any:
+        if self._consumer is None:
+            raise KafkaRetriableError(f"{self.topic}: the inbox is not open")
+        return self._consumer.consumer_group_metadata()
+
+    def take(self, wait_s: float, gather_s: float) -> InboxBatch | None:
+        """Wait up to ``wait_s`` for the first event, then gather for ``gather_s`` more.
+        None when nothing arrived."""
+        consumer = self._consumer
+        if consumer is None or self._partition is None:
+            return None
+        # poll() returns at the first event; consume() would wait out its whole timeout.
+        first = self._poll(consumer, wait_s)
+        if first is None:
+            return None
+        messages = [first]
+        deadline = time.monotonic() + gather_s
+        while (left := deadline - time.monotonic()) > 0 and len(messages) < 5000:
+            messages.extend(self._consume(consumer, left))
+        events = [
+            InboxEvent(m.value() or b"", _received_ms(m)) for m in messages if m.key() == self._key
+        ]
+        last = max((m.offset() or 0) for m in messages)
+        start = min((m.offset() or 0) for m in messages)
+        tp = self._partition
+        return InboxBatch(
+            events,
+            [TopicPartition(tp.topic, tp.partition, last + 1)],
+            [TopicPartition(tp.topic, tp.partition, start)],
+        )
+
+    def rewind(self, batch: InboxBatch) -> None:
+        """Read the batch again: its transaction did not commit."""
+        if self._consumer is None:
+            return
+        for tp in batch.starts:
+            try:
+                self._consumer.seek(tp)
+            except KafkaException as exc:
+                raise KafkaRetriableError(f"cannot rewind {self.topic}: {exc}") from exc
+
+    def lag(self) -> int:
+        """Events in the partition after our position, from the last fetch's high mark."""
+        consumer, tp = self._consumer, self._partition
+        if consumer is None or tp is None:
+            return 0
+        try:
+            _, high = consumer.get_watermark_offsets(tp, cached=True)
+            (position,) = consumer.position([tp])
+        except KafkaException:
+            return 0
+        if high < 0 or position.offset < 0:
+            return 0
+        return max(0, high - position.offset)
+
+    def close(self) -> None:
+        if self._consumer is not None:
+            self._consumer.close()
+            self._consumer = None
+
+    def _poll(self, consumer: Consumer, timeout_s: float) -> Message | None:
+        try:
+            msg = consumer.poll(max(0.0, timeout_s))
+        except KafkaException as exc:
+            raise KafkaRetriableError(f"reading {self.topic}: {exc}") from exc
+        if msg is None:
+            return None
+        err = msg.error()
+        if err is None:
+            return msg
+        if err.code() == KafkaError._PARTITION_EOF:
+            return None
+        raise KafkaRetriableError(f"reading {self.topic}: {err}")
+
+    def _consume(self, consumer: Consumer, timeout_s: float) -> list[Message]:
+        try:
+            messages = consumer.consume(500, timeout=max(0.0, timeout_s))
+        except KafkaException as exc:
+            raise KafkaRetriableError(f"reading {self.topic}: {exc}") from exc
+        good = []
+        for msg in messages:
+            err = msg.error()
+            if err is None:
+                good.append(msg)
+            elif err.code() != KafkaError._PARTITION_EOF:
+                raise KafkaRetriableError(f"reading {self.topic}: {err}")
+        return good
+
+
+def _received_ms(msg: Message) -> int:
+    value = dict(msg.headers() or {}).get(RECEIVED_AT)
+    if value:
+        return int(value)
+    return int(msg.timestamp()[1])

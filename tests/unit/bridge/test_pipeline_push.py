@@ -1,0 +1,181 @@
+"""The push path through the pipeline: inbox events published once, in the same records a
+poll gives, in transactions that carry the inbox position."""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import Any
+
+from confluent_kafka import TopicPartition
+
+from bridge.ops.metrics import Metrics
+from bridge.webhook.inbox import InboxBatch, InboxEvent
+from tests.support import sample
+from tests.unit.bridge.fake_api import FakeApi, pass_doc, scan_doc
+from tests.unit.bridge.pipeline_support import ListSink, build, now_ms
+
+
+def webhook(scan: dict[str, Any]) -> bytes:
+    """A passScanned event for ``scan`` as PassEntry pushes it: the reader only by name."""
+    rel = scan["relationships"]
+    reader = rel["reader"]["data"]["id"]
+    included = [scan]
+    if rel["pass"]["data"]:
+        included.append(pass_doc(rel["pass"]["data"]["id"]))
+    included.append(
+        {"id": reader, "type": "reader", "attributes": {"name": "x", "readerType": "y"}}
+    )
+    return json.dumps(
+        {
+            "data": {
+                "id": f"evt-{scan['id']}",
+                "type": "webhook",
+                "attributes": {"timeStamp": "2025-01-13T13:00:00Z", "webhookType": "passScanned"},
+            },
+            "included": included,
+        }
+    ).encode()
+
+
+def batch(*bodies: bytes, offset: int = 0) -> InboxBatch:
+    events = [InboxEvent(body, 0) for body in bodies]
+    end = offset + len(bodies)
+    return InboxBatch(
+        events, [TopicPartition("inbox", 0, end)], [TopicPartition("inbox", 0, offset)]
+    )
+
+
+def doc_of(api: FakeApi, scan_id: str) -> dict[str, Any]:
+    return next(d for _, d in api.scans if d["id"] == scan_id)
+
+
+def test_a_pushed_scan_is_the_same_record_a_poll_gives() -> None:
+    now = now_ms()
+    api = FakeApi()
+    api.include_readers = True
+    api.add(now - 5_000, reader="gate-7")
+    pushed_id = api.add(now - 1_000, reader="gate-7")
+    pushed_doc = doc_of(api, pushed_id)
+
+    polled = ListSink()
+    build(api, polled, Metrics()).cycle(threading.Event())
+    by_poll = {dict(r.headers)["scan-id"]: r for r in polled.records}[pushed_id]
+
+    # Another source learns gate-7 from a poll that ends before the pushed scan exists.
+    pushed, metrics = ListSink(), Metrics()
+    p = build(api, pushed, metrics)
+    p.cycle(threading.Event(), until_ms=now - 2_000)
+    stats = p.publish_pushed(batch(webhook(pushed_doc)), group_metadata="g")
+    assert stats.published == 1
+    (by_push,) = [r for r in pushed.records if dict(r.headers)["scan-id"] == pushed_id]
+    assert by_push.value == by_poll.value
+    assert by_push.key == by_poll.key == b"gate-7"
+    assert by_push.timestamp_ms == by_poll.timestamp_ms
+    assert by_push.headers == by_poll.headers
+    assert sample(metrics, "passentry_bridge_webhook_events_total", outcome="published") == 1
+    assert sample(metrics, "passentry_bridge_end_to_end_latency_seconds_count", path="webhook") == 1
+
+
+def test_the_push_transaction_carries_the_inbox_position_and_the_checkpoint() -> None:
+    now = now_ms()
+    api = FakeApi()
+    api.include_readers = True
+    api.add(now - 5_000)
+    sink = ListSink()
+    p = build(api, sink, Metrics())
+    p.cycle(threading.Event())
+    new = api.add(now - 100)
+    p.publish_pushed(batch(webhook(doc_of(api, new)), offset=41), group_metadata="group-meta")
+    (offsets,) = [o for o in sink.offsets if o is not None]
+    assert [(tp.topic, tp.partition, tp.offset) for tp in offsets.partitions] == [("inbox", 0, 42)]
+    assert offsets.group_metadata == "group-meta"
+    assert sink.checkpoints[-1]["watermark"] == new
+
+
+def test_both_paths_and_redeliveries_give_one_record_per_scan() -> None:
+    now = now_ms()
+    api = FakeApi()
+    api.include_readers = True
+    api.add(now - 5_000)
+    sink, metrics = ListSink(), Metrics()
+    p = build(api, sink, metrics)
+    p.cycle(threading.Event())
+    a, b = api.add(now - 300), api.add(now - 200)
+    body_a, body_b = webhook(doc_of(api, a)), webhook(doc_of(api, b))
+    # a twice in one batch (PassEntry redelivered it), then b, then a poll that sees both.
+    p.publish_pushed(batch(body_a, body_a), group_metadata="g")
+    p.publish_pushed(batch(body_b, body_a), group_metadata="g")
+    p.cycle(threading.Event())
+    ids = sink.scan_ids()
+    assert sorted(ids) == sorted({*ids})
+    assert a in ids
+    assert b in ids
+    assert sample(metrics, "passentry_bridge_webhook_events_total", outcome="duplicate") == 2
+
+
+def test_a_scan_polled_first_is_a_duplicate_when_its_webhook_comes() -> None:
+    now = now_ms()
+    api = FakeApi()
+    api.include_readers = True
+    first = api.add(now - 1_000)
+    sink, metrics = ListSink(), Metrics()
+    p = build(api, sink, metrics)
+    p.cycle(threading.Event())
+    stats = p.publish_pushed(batch(webhook(doc_of(api, first))), group_metadata="g")
+    assert (stats.published, stats.duplicates) == (0, 1)
+    assert sink.scan_ids() == [first]
+
+
+def test_a_reader_never_seen_in_full_is_left_to_polling() -> None:
+    now = now_ms()
+    api = FakeApi()
+    api.include_readers = True
+    sink, metrics = ListSink(), Metrics()
+    p = build(api, sink, metrics)
+    p.cycle(threading.Event())
+    scan_id = api.add(now - 500, reader="new-gate")
+    stats = p.publish_pushed(batch(webhook(doc_of(api, scan_id))), group_metadata="g")
+    assert (stats.published, stats.deferred) == (0, 1)
+    assert sample(metrics, "passentry_bridge_webhook_deferred_total", reason="unknown_reader") == 1
+    assert sink.scan_ids() == []
+    # The poll publishes it, with the full reader.
+    p.cycle(threading.Event())
+    assert sink.scan_ids() == [scan_id]
+
+
+def test_a_pushed_scan_older_than_the_window_is_left_to_the_sweep() -> None:
+    now = now_ms()
+    api = FakeApi()
+    api.include_readers = True
+    api.add(now - 1_000)
+    sink, metrics = ListSink(), Metrics()
+    p = build(api, sink, metrics, lookback_ms=10_000)
+    p.cycle(threading.Event())
+    old = scan_doc(str(api.minter.mint(at_ms=now - 60_000)))
+    stats = p.publish_pushed(batch(webhook(old)), group_metadata="g")
+    assert stats.deferred == 1
+    assert sample(metrics, "passentry_bridge_webhook_deferred_total", reason="late") == 1
+
+
+def test_while_webhooks_flow_a_poll_checks_new_time_by_count_in_one_request() -> None:
+    now = now_ms()
+    api = FakeApi()
+    api.include_readers = True
+    for i in range(50):
+        api.add(now - 20_000 + i * 10)
+    sink = ListSink()
+    p = build(api, sink, Metrics(), overlap_ms=0)
+    p.cycle(threading.Event(), until_ms=now - 9_000)
+    pushed = [api.add(now - 8_000 + i * 100) for i in range(30)]
+    p.publish_pushed(batch(*(webhook(doc_of(api, s)) for s in pushed)), group_metadata="g")
+    before = len(api.requests)
+    stats = p.cycle(threading.Event(), settle_ms=1_000)
+    # One count request for the new time; nothing to read or publish.
+    assert len(api.requests) - before == 1
+    assert stats.published == 0
+    # A lost webhook makes the counts differ: that range is read and the scan published.
+    lost = api.add(now - 500)
+    stats = p.cycle(threading.Event(), settle_ms=0)
+    assert stats.published == 1
+    assert sink.scan_ids()[-1] == lost

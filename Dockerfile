@@ -61,7 +61,8 @@ ENV PATH=/opt/venv/bin:$PATH \
     HOME=/tmp
 COPY --from=builder /opt/venv /opt/venv
 USER 10001:10001
-EXPOSE 9108
+# /metrics, /healthz, /readyz (BRIDGE_HTTP_PORT); the webhook receiver (BRIDGE_WEBHOOK_PORT).
+EXPOSE 9108 8080
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["passentry-bridge"]
 CMD ["run"]

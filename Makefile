@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install lock tools lint fmt test test-unit test-integration test-k8s demo check-deploy bench bench-quick profile kafka-start kafka-stop registry-start registry-stop k8s-up k8s-down clean
+.PHONY: install lock tools lint fmt test test-unit test-integration test-image test-testcontainers test-k8s image kafka-image image-archive demo check-deploy bench bench-quick profile kafka-start kafka-stop registry-start registry-stop k8s-up k8s-down clean
 
 install: $(STAMP)
 
@@ -52,6 +52,30 @@ test-unit: install
 
 test-integration: install
 	$(BIN)/pytest tests/integration
+
+# Build the image and run it: CLI, uid, read-only root, a real run, SIGTERM, labels, the chart.
+test-image: install tools
+	$(BIN)/pytest tests/image
+
+# A few end-to-end and exactly-once tests with the broker started by testcontainers (through
+# podman's Docker API where there is no Docker engine); scripts/test-testcontainers says which.
+test-testcontainers: install
+	scripts/test-testcontainers
+
+# The image, passentry-bridge:<version>: Docker with the official base where a Docker engine
+# answers, else podman (installed with apt if missing) on a local debootstrap base, cached
+# under ~/.cache/passentry-bridge (scripts/image says more).
+image:
+	scripts/image build
+
+# The single-node Kafka image the testcontainers mode starts (jars from kafka/pom.xml).
+kafka-image:
+	scripts/image kafka
+
+# The image as a docker-archive tar in .local/image/, for `docker load`, `podman load` or
+# `ctr images import` (keeps the name localhost/passentry-bridge:<version> with podman).
+image-archive:
+	scripts/image archive
 
 # tests/k8s against a local single-node Kubernetes (scripts/k8s-local; the first run on a machine
 # builds Kubernetes: 8 minutes or more). Not part of `make test`.

@@ -4,26 +4,40 @@
 - Every test runs with ``PASSENTRY_*``, ``BRIDGE_*``, ``KAFKA_*`` and ``SCHEMA_REGISTRY_*``
   variables removed; the environment as it was when pytest started is kept in
   ``SESSION_ENV`` (fixture ``session_environ``), e.g. for ``KAFKA_BOOTSTRAP_SERVERS``.
-- Which Kafka the integration tests use (fixture ``kafka_source``, shown in the header):
-  ``KAFKA_BOOTSTRAP_SERVERS`` if set, else testcontainers if a Docker engine answers, else a
-  local broker from ``scripts/kafka-local``. The broker itself is in tests/integration/conftest.py.
+- Which Kafka the tests use (fixture ``kafka_source``, shown in the header):
+  ``TEST_KAFKA_SOURCE`` (``env``, ``testcontainers`` or ``local``) if set; else
+  ``KAFKA_BOOTSTRAP_SERVERS`` if set; else testcontainers if a Docker API answers (a Docker
+  engine, or podman's through ``scripts/podman-service``); else a local broker from
+  ``scripts/kafka-local``. Where the broker comes from is in tests/kafka_broker.py.
 - tests/k8s/ (a local Kubernetes cluster from ``scripts/k8s-local``; minutes to build the first
   time) is collected only when named: ``pytest tests/k8s`` or ``make test-k8s``.
+
+Broker fixtures, shared by tests/integration and tests/image:
+``kafka_bootstrap`` (session): the bootstrap address (a local broker is stopped at session end
+only if this session started it; a testcontainers broker is always removed).
+``new_topic`` (function): factory ``new_topic(partitions=3, config=None) -> name``; topics are
+created via AdminClient, waited for, and deleted at teardown (best effort).
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import shutil
 import subprocess
+import time
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from tests import kafka_broker
 
 ROOT = Path(__file__).resolve().parent.parent
 INTEGRATION_DIR = ROOT / "tests" / "integration"
-KAFKA_LOCAL = ROOT / "scripts" / "kafka-local"
 
 collect_ignore = ["k8s"]  # unless named on the command line (see the docstring)
 
@@ -47,8 +61,16 @@ def docker_answers() -> bool:
     return proc.returncode == 0
 
 
+KAFKA_SOURCES = ("env", "testcontainers", "local")
+
+
 def resolve_kafka_source() -> str:
     """``"env"``, ``"testcontainers"`` or ``"local"``."""
+    chosen = SESSION_ENV.get("TEST_KAFKA_SOURCE")
+    if chosen:
+        if chosen not in KAFKA_SOURCES:
+            raise pytest.UsageError(f"TEST_KAFKA_SOURCE must be one of {KAFKA_SOURCES}: {chosen}")
+        return chosen
     if SESSION_ENV.get("KAFKA_BOOTSTRAP_SERVERS"):
         return "env"
     if docker_answers():
@@ -61,7 +83,9 @@ def pytest_report_header(config: pytest.Config) -> str:
     if source == "env":
         return f"kafka: KAFKA_BOOTSTRAP_SERVERS={SESSION_ENV['KAFKA_BOOTSTRAP_SERVERS']}"
     if source == "testcontainers":
-        return "kafka: testcontainers (a Docker engine answers)"
+        image = SESSION_ENV.get("TEST_KAFKA_IMAGE") or kafka_broker.default_kafka_image()
+        where = SESSION_ENV.get("DOCKER_HOST", "the default Docker socket")
+        return f"kafka: testcontainers, {image} through {where}"
     return "kafka: local broker from scripts/kafka-local (started on first use if not running)"
 
 
@@ -69,6 +93,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if INTEGRATION_DIR in item.path.parents:
             item.add_marker(pytest.mark.integration)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    for image, seconds in kafka_broker.STARTS:
+        terminalreporter.write_line(
+            f"kafka: testcontainers started {image} and it answered in {seconds:.1f}s"
+        )
 
 
 @pytest.fixture(scope="session")
@@ -86,3 +117,55 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith(_RESET_PREFIXES):
             monkeypatch.delenv(name)
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(kafka_source: str, session_environ: dict[str, str]) -> Iterator[str]:
+    if kafka_source == "env":
+        yield session_environ["KAFKA_BOOTSTRAP_SERVERS"]
+    elif kafka_source == "testcontainers":
+        yield from kafka_broker.testcontainers_kafka(session_environ)
+    else:
+        yield from kafka_broker.local_kafka(session_environ)
+
+
+@pytest.fixture(scope="session")
+def kafka_admin(kafka_bootstrap: str) -> AdminClient:
+    return AdminClient({"bootstrap.servers": kafka_bootstrap})
+
+
+def _wait_for_leaders(admin: AdminClient, topic: str, partitions: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        meta = admin.list_topics(topic, timeout=10).topics.get(topic)
+        if (
+            meta is not None
+            and meta.error is None
+            and len(meta.partitions) == partitions
+            and all(p.leader >= 0 for p in meta.partitions.values())
+        ):
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"topic {topic} has no leaders after {timeout}s: {meta}")
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def new_topic(kafka_admin: AdminClient) -> Iterator[Callable[..., str]]:
+    created: list[str] = []
+
+    def create(partitions: int = 3, config: dict[str, str] | None = None) -> str:
+        name = f"test-{uuid.uuid4()}"
+        topic = NewTopic(name, num_partitions=partitions, replication_factor=1, config=config or {})
+        futures = kafka_admin.create_topics([topic], operation_timeout=30, request_timeout=30)
+        futures[name].result(timeout=60)
+        created.append(name)
+        _wait_for_leaders(kafka_admin, name, partitions, timeout=30)
+        return name
+
+    yield create
+
+    if created:
+        with contextlib.suppress(Exception):  # best effort
+            for future in kafka_admin.delete_topics(created, operation_timeout=30).values():
+                future.result(timeout=60)

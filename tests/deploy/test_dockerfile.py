@@ -1,18 +1,23 @@
-"""The image: hadolint-clean, multi-stage, non-root, read-only friendly, exec-form entry point."""
+"""The image: hadolint-clean, multi-stage, non-root, read-only friendly, exec-form entry point.
+
+Static checks of the Dockerfiles; tests/image builds the image and runs it."""
 
 from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
+import pytest
 from deploy_support import ROOT, run
 
 DOCKERFILE = ROOT / "Dockerfile"
+KAFKA_DOCKERFILE = ROOT / "kafka" / "image" / "Dockerfile"
 
 
-def _stages() -> list[list[tuple[str, str]]]:
+def _stages(path: Path = DOCKERFILE) -> list[list[tuple[str, str]]]:
     """Instructions per stage, as (INSTRUCTION, arguments), continuation lines joined."""
-    text = re.sub(r"\\\n", " ", DOCKERFILE.read_text(encoding="utf-8"))
+    text = re.sub(r"\\\n", " ", path.read_text(encoding="utf-8"))
     stages: list[list[tuple[str, str]]] = [[]]
     for line in text.splitlines():
         line = line.strip()
@@ -25,14 +30,26 @@ def _stages() -> list[list[tuple[str, str]]]:
     return stages
 
 
-def test_hadolint_is_clean(hadolint: str) -> None:
-    run([hadolint, "--failure-threshold", "style", str(DOCKERFILE)])
+@pytest.mark.parametrize("path", [DOCKERFILE, KAFKA_DOCKERFILE], ids=["bridge", "kafka"])
+def test_hadolint_is_clean(hadolint: str, path: Path) -> None:
+    run([hadolint, "--failure-threshold", "style", str(path)])
 
 
 def test_base_image_is_a_pinned_slim_python() -> None:
     args = dict(i for i in _stages()[0] if i[0] == "ARG")
     base = args["ARG"].split("=", 1)[1]
-    assert re.fullmatch(r"python:3\.11\.\d+-slim-bookworm", base), base
+    assert re.fullmatch(r"docker\.io/library/python:3\.11\.\d+-slim-bookworm", base), base
+
+
+@pytest.mark.parametrize("path", [DOCKERFILE, KAFKA_DOCKERFILE], ids=["bridge", "kafka"])
+def test_the_base_label_names_the_base_used(path: Path) -> None:
+    """Not a hard-coded name: the FROM argument, re-declared in the final stage."""
+    *_, final = _stages(path)
+    base_arg = final[0][1].removeprefix("${").removesuffix("}")
+    assert re.fullmatch(r"[A-Z_]+", base_arg), final[0]
+    assert ("ARG", base_arg) in final
+    labels = " ".join(args for word, args in final if word == "LABEL")
+    assert f'org.opencontainers.image.base.name="${{{base_arg}}}"' in labels
 
 
 def test_final_stage_gets_only_the_venv() -> None:

@@ -1,0 +1,209 @@
+"""Where the tests' Kafka broker comes from: ``scripts/kafka-local``, or a container started
+with testcontainers. The fixtures that use these live in tests/conftest.py.
+
+The testcontainers broker is the single-node KRaft image that ``make kafka-image`` builds
+(``TEST_KAFKA_IMAGE`` names another, e.g. Apache Kafka's own image on a machine with
+Docker): everything it needs is passed as ``KAFKA_*`` variables, the convention both images
+follow. Its client port is bound to 127.0.0.1 and advertised with that address; broker-to-
+broker traffic (transaction markers) goes through a second listener inside the container,
+because the host's port does not exist in there.
+
+Ryuk (testcontainers' reaper) cannot run where its image cannot be pulled, so these
+containers clean up after themselves: each carries labels naming the pytest process that
+started it, is removed when the session ends, and a later session removes any left behind
+by a process that no longer exists (a killed run).
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+import socket
+import subprocess
+import time
+import uuid
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from confluent_kafka.admin import AdminClient
+
+ROOT = Path(__file__).resolve().parents[1]
+KAFKA_LOCAL = ROOT / "scripts" / "kafka-local"
+
+OWNER_LABEL = "io.passentry.test.owner"
+KIND_LABEL = "io.passentry.test.kind"
+START_TIMEOUT_S = 120.0
+# (image, seconds from `start` until the broker answered), for the terminal summary.
+STARTS: list[tuple[str, float]] = []
+
+
+def kafka_version() -> str:
+    pom = (ROOT / "kafka" / "pom.xml").read_text(encoding="utf-8")
+    found = re.search(r"<kafka\.version>([^<]+)</kafka\.version>", pom)
+    assert found, "kafka/pom.xml names no kafka.version"
+    return found.group(1)
+
+
+def default_kafka_image() -> str:
+    """What ``make kafka-image`` builds (podman names local images ``localhost/...``)."""
+    return f"localhost/passentry-kafka:{kafka_version()}"
+
+
+def local_kafka(env: dict[str, str]) -> Iterator[str]:
+    """``scripts/kafka-local``'s broker; stopped at the end only if this session started it."""
+
+    def run(cmd: str, timeout: float) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(KAFKA_LOCAL), cmd],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+    already_running = run("status", 30).returncode == 0
+    started = run("start", 600)
+    lines = started.stdout.strip().splitlines()
+    if started.returncode != 0 or not lines:
+        pytest.fail(
+            f"scripts/kafka-local start failed (exit {started.returncode}):\n{started.stderr}",
+            pytrace=False,
+        )
+    try:
+        yield lines[-1]
+    finally:
+        if not already_running:
+            run("stop", 90)
+
+
+def _process_start(pid: int) -> str | None:
+    """The process's start time in clock ticks since boot (tells a reused pid apart)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def owner_token() -> str:
+    """``<hostname>:<pid>:<start time>`` of this pytest process."""
+    return f"{socket.gethostname()}:{os.getpid()}:{_process_start(os.getpid())}"
+
+
+def owner_alive(token: str) -> bool:
+    host, _, rest = token.partition(":")
+    pid, _, start = rest.partition(":")
+    if host != socket.gethostname():
+        return True  # another machine's; not ours to judge
+    return pid.isdigit() and _process_start(int(pid)) == start
+
+
+def remove_orphans(client: Any) -> list[str]:
+    """Remove test containers whose pytest process is gone (a killed run). Containers of
+    live sessions, this machine's other checkouts included, are left alone."""
+    removed = []
+    for container in client.containers.list(all=True, filters={"label": OWNER_LABEL}):
+        if not owner_alive(container.labels.get(OWNER_LABEL, "")):
+            container.remove(force=True)
+            removed.append(container.short_id)
+    return removed
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def broker_env(port: int) -> dict[str, str]:
+    """A standalone KRaft broker+controller advertising 127.0.0.1:<port>."""
+    return {
+        "CLUSTER_ID": base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="),
+        "KAFKA_NODE_ID": "1",
+        "KAFKA_PROCESS_ROLES": "broker,controller",
+        "KAFKA_LISTENERS": (
+            "PLAINTEXT://0.0.0.0:9092,INTERNAL://127.0.0.1:9094,CONTROLLER://127.0.0.1:9093"
+        ),
+        "KAFKA_ADVERTISED_LISTENERS": f"PLAINTEXT://127.0.0.1:{port},INTERNAL://127.0.0.1:9094",
+        "KAFKA_LISTENER_SECURITY_PROTOCOL_MAP": (
+            "PLAINTEXT:PLAINTEXT,INTERNAL:PLAINTEXT,CONTROLLER:PLAINTEXT"
+        ),
+        "KAFKA_INTER_BROKER_LISTENER_NAME": "INTERNAL",
+        "KAFKA_CONTROLLER_LISTENER_NAMES": "CONTROLLER",
+        "KAFKA_CONTROLLER_QUORUM_VOTERS": "1@127.0.0.1:9093",
+        "KAFKA_NUM_PARTITIONS": "3",
+        "KAFKA_DEFAULT_REPLICATION_FACTOR": "1",
+        "KAFKA_MIN_INSYNC_REPLICAS": "1",
+        "KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR": "1",
+        "KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR": "1",
+        "KAFKA_TRANSACTION_STATE_LOG_MIN_ISR": "1",
+        "KAFKA_SHARE_COORDINATOR_STATE_TOPIC_REPLICATION_FACTOR": "1",
+        "KAFKA_SHARE_COORDINATOR_STATE_TOPIC_MIN_ISR": "1",
+        "KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS": "0",
+        "KAFKA_AUTO_CREATE_TOPICS_ENABLE": "false",
+    }
+
+
+def broker_answers(bootstrap: str) -> bool:
+    """A real Metadata request that lists at least one live broker."""
+    admin = AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": 2000})
+    try:
+        return bool(admin.list_topics(timeout=2).brokers)
+    except Exception:
+        return False
+
+
+def testcontainers_kafka(env: dict[str, str]) -> Iterator[str]:
+    image = env.get("TEST_KAFKA_IMAGE") or default_kafka_image()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # testcontainers' own deprecation warnings
+        from testcontainers.core.container import DockerContainer
+        from testcontainers.core.docker_client import DockerClient
+
+    client = DockerClient().client
+    try:
+        client.images.get(image)
+    except Exception:
+        try:
+            client.images.pull(image)  # e.g. Apache Kafka's own image, where a registry answers
+        except Exception as exc:
+            pytest.fail(
+                f"no image {image} on the Docker API at {client.api.base_url}, and it cannot "
+                f"be pulled ({exc}): run `make kafka-image` (or set TEST_KAFKA_IMAGE)",
+                pytrace=False,
+            )
+    remove_orphans(client)
+    port = free_port()
+    container = (
+        DockerContainer(image)
+        .with_envs(**broker_env(port))
+        .with_kwargs(labels={OWNER_LABEL: owner_token(), KIND_LABEL: "kafka"})
+    )
+    # Loopback only: with_bind_ports() takes no host address, the Docker SDK does.
+    container.ports["9092/tcp"] = ("127.0.0.1", port)  # type: ignore[assignment]
+    bootstrap = f"127.0.0.1:{port}"
+    started = time.monotonic()
+    container.start()
+    try:
+        deadline = started + START_TIMEOUT_S
+        while not broker_answers(bootstrap):
+            container.reload()
+            if container.status not in {"created", "running"}:
+                out, err = container.get_logs()
+                pytest.fail(
+                    f"the Kafka container exited ({container.status}):\n"
+                    f"{(out + err).decode(errors='replace')[-3000:]}",
+                    pytrace=False,
+                )
+            if time.monotonic() > deadline:
+                pytest.fail(f"{image} did not answer within {START_TIMEOUT_S}s", pytrace=False)
+            time.sleep(0.2)
+        STARTS.append((image, time.monotonic() - started))
+        yield bootstrap
+    finally:
+        container.stop()

@@ -45,7 +45,9 @@ tools: install
 # All tests. Integration tests start the local Kafka broker themselves (scripts/kafka-local)
 # unless KAFKA_BOOTSTRAP_SERVERS points at one.
 test: install tools
-	$(BIN)/pytest
+	@$(BIN)/pytest; rc=$$?; \
+	  if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests: a failure" >&2; fi; \
+	  exit $$rc
 
 test-unit: install
 	$(BIN)/pytest tests/unit

@@ -1,4 +1,9 @@
-"""Make sure the topics the bridge writes to exist, or refuse to start, by configuration."""
+"""Make sure the topics the bridge writes to exist, or refuse to start, by configuration.
+
+A topic the principal may not describe is hidden from the metadata, so it looks missing: the
+difference matters (grant an ACL, or create the topic), and a refused ``describe_topics`` or
+``create_topics`` tells it. Either refusal is a :class:`KafkaAuthorizationError`.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,9 @@ from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
-from bridge.errors import KafkaRetriableError, TopicMissingError
+from bridge.errors import ConfigError, KafkaRetriableError, TopicMissingError
+from bridge.kafka.acl import denied, topics_grant
+from bridge.kafka.permissions import topic_operations
 
 __all__ = ["TopicManager"]
 
@@ -27,7 +34,11 @@ class TopicManager:
         replication_factor: int,
         timeout_s: float = 15.0,
     ) -> None:
-        self._admin = AdminClient(dict(client_conf))
+        self._conf = dict(client_conf)
+        try:
+            self._admin = AdminClient(self._conf)
+        except KafkaException as exc:
+            raise ConfigError(f"Kafka client settings (KAFKA_*): {exc.args[0].str()}") from exc
         self._create = create
         self._partitions = partitions
         self._replication = replication_factor
@@ -47,6 +58,7 @@ class TopicManager:
             raise KafkaRetriableError(f"cannot list Kafka topics: {exc.args[0]}") from exc
         missing = [t for t in wanted if t not in existing]
         if missing and not self._create:
+            self._raise_if_hidden(missing)
             raise TopicMissingError(
                 f"topic(s) {', '.join(missing)} do not exist and BRIDGE_CREATE_TOPICS is false;"
                 " create them or set BRIDGE_CREATE_TOPICS=true"
@@ -67,6 +79,8 @@ class TopicManager:
             found = metadata.topics.get(topic)
             if found is not None and found.error is None and found.partitions:
                 return len(found.partitions)
+            if found is not None and found.error is not None:
+                self._raise_if_refused(topic, found.error)
             if time.monotonic() > deadline:
                 raise KafkaRetriableError(f"topic {topic} is not available")
             time.sleep(0.1)
@@ -87,4 +101,37 @@ class TopicManager:
                 err = exc.args[0]
                 if isinstance(err, KafkaError) and err.code() == KafkaError.TOPIC_ALREADY_EXISTS:
                     continue  # another instance won the race; fine
+                if isinstance(err, KafkaError) and err.code() in (
+                    KafkaError.TOPIC_AUTHORIZATION_FAILED,
+                    KafkaError.CLUSTER_AUTHORIZATION_FAILED,
+                ):
+                    raise denied(
+                        self._conf,
+                        f"create topic {name}",
+                        topics_grant([name], "Create"),
+                        err.name(),
+                        "it is missing, or exists but is not visible to this principal; with"
+                        " BRIDGE_CREATE_TOPICS=false create it and grant Write, Read and Describe",
+                    ) from exc
                 raise KafkaRetriableError(f"cannot create topic {name}: {err}") from exc
+
+    def _raise_if_hidden(self, topics: list[str]) -> None:
+        """A topic that only looks missing: it exists, but the principal may not see it."""
+        try:
+            found = topic_operations(self._admin, topics, self._timeout)
+        except KafkaException:
+            return  # no better answer than "missing"
+        for topic in topics:
+            err = found.get(topic)
+            if isinstance(err, KafkaError):
+                self._raise_if_refused(topic, err)
+
+    def _raise_if_refused(self, topic: str, err: KafkaError) -> None:
+        if err.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED:
+            raise denied(
+                self._conf,
+                f"describe topic {topic}",
+                topics_grant([topic], "Describe"),
+                err.name(),
+                "the topic is hidden from this principal; see the README for all it needs there",
+            )

@@ -311,7 +311,8 @@ class Publisher:
                 self._raise_if_fatal(err, where)
                 if err.retriable() and time.monotonic() < deadline:
                     self._metrics.producer_errors.labels("retriable").inc()
-                    time.sleep(0.5)
+                    # Serves error_cb meanwhile: a refused login shows only there.
+                    self._producer.poll(0.5)
                     continue
                 raise KafkaRetriableError(f"{where}: {err.str()}") from exc
 

@@ -55,6 +55,7 @@ class TopicManager:
         try:
             existing = set(self._admin.list_topics(timeout=self._timeout).topics)
         except KafkaException as exc:
+            self._serve_callbacks()
             raise KafkaRetriableError(f"cannot list Kafka topics: {exc.args[0]}") from exc
         missing = [t for t in wanted if t not in existing]
         if missing and not self._create:
@@ -75,6 +76,7 @@ class TopicManager:
             try:
                 metadata = self._admin.list_topics(topic, timeout=self._timeout)
             except KafkaException as exc:
+                self._serve_callbacks()
                 raise KafkaRetriableError(f"cannot describe topic {topic}: {exc.args[0]}") from exc
             found = metadata.topics.get(topic)
             if found is not None and found.error is None and found.partitions:
@@ -114,6 +116,12 @@ class TopicManager:
                         " BRIDGE_CREATE_TOPICS=false create it and grant Write, Read and Describe",
                     ) from exc
                 raise KafkaRetriableError(f"cannot create topic {name}: {err}") from exc
+
+    def _serve_callbacks(self) -> None:
+        """After a failed call: librdkafka queues what it reports about the connection (a
+        refused login, a certificate it could not verify) for ``error_cb``, which runs only
+        when the client is polled; without this the cause would never be seen."""
+        self._admin.poll(0)
 
     def _raise_if_hidden(self, topics: list[str]) -> None:
         """A topic that only looks missing: it exists, but the principal may not see it."""

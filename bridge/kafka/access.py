@@ -312,6 +312,7 @@ class KafkaAccess:
     def _authentication(self, text: str) -> KafkaAuthenticationError:
         k = self._settings
         mechanism = k.sasl_mechanism or "none"
+        text = _normalised(text)
         if "supported mechanisms" in text:
             offered = text.split("supported mechanisms:", 1)[-1].strip(" )")
             return KafkaAuthenticationError(
@@ -324,7 +325,7 @@ class KafkaAccess:
                 " check KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD"
             )
         return KafkaAuthenticationError(
-            f"Kafka authentication failed for user {k.sasl_username} ({_normalised(text)}):"
+            f"Kafka authentication failed for user {k.sasl_username} ({text}):"
             " check KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_MECHANISM, KAFKA_SASL_USERNAME and"
             " KAFKA_SASL_PASSWORD"
         )

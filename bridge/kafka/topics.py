@@ -52,11 +52,7 @@ class TopicManager:
         wanted = [t for t in topics if t not in self._known]
         if not wanted:
             return
-        try:
-            existing = set(self._admin.list_topics(timeout=self._timeout).topics)
-        except KafkaException as exc:
-            self._serve_callbacks()
-            raise KafkaRetriableError(f"cannot list Kafka topics: {exc.args[0]}") from exc
+        existing = self._topic_names()
         missing = [t for t in wanted if t not in existing]
         if missing and not self._create:
             self._raise_if_hidden(missing)
@@ -116,6 +112,19 @@ class TopicManager:
                         " BRIDGE_CREATE_TOPICS=false create it and grant Write, Read and Describe",
                     ) from exc
                 raise KafkaRetriableError(f"cannot create topic {name}: {err}") from exc
+
+    def _topic_names(self) -> set[str]:
+        """The topics the principal can see. Asked in one-second attempts, serving the
+        client's callbacks between them, so that a refused login is reported to error_cb
+        (and known) while the call is still trying, not only once it has timed out."""
+        deadline = time.monotonic() + self._timeout
+        while True:
+            try:
+                return set(self._admin.list_topics(timeout=1.0).topics)
+            except KafkaException as exc:
+                self._serve_callbacks()
+                if time.monotonic() >= deadline:
+                    raise KafkaRetriableError(f"cannot list Kafka topics: {exc.args[0]}") from exc
 
     def _serve_callbacks(self) -> None:
         """After a failed call: librdkafka queues what it reports about the connection (a

@@ -188,6 +188,40 @@ def test_no_read_on_the_consumer_group_leaves_the_member_unready(
     assert len(said) == 1, [r.getMessage() for r in said]
 
 
+def test_no_read_on_the_coordination_topic_leaves_the_member_unready(
+    acls: AclAdmin, setup: Setup
+) -> None:
+    group = f"secure-group-{uuid.uuid4().hex[:8]}"
+    p = f"User:{setup.user}"
+    acls.grant(
+        [
+            Grant(p, "Group", group, "LITERAL", "Read"),
+            Grant(p, "Topic", setup.scans, "LITERAL", "Describe"),
+        ]
+    )
+    health = MemberHealth()
+    member = Membership(
+        setup.conf(),
+        GroupSettings(group, setup.scans, 1, 10_000),
+        ["src"],
+        start=lambda ids: None,
+        stop=lambda ids: None,
+        metrics=Metrics(),
+        health=health,
+    )
+    stop = threading.Event()
+    thread = threading.Thread(target=member.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: _refused(health), 30, "the refusal")
+    finally:
+        stop.set()
+        thread.join(30)
+    reasons = " ".join(health.readiness().reasons)
+    assert f"may not read topic {setup.scans} as a member of {group}" in reasons
+    assert f"grant it Read and Describe on --topic {setup.scans}" in reasons
+
+
 def _refused(health: MemberHealth) -> bool:
     return any("may not" in r for r in health.readiness().reasons)
 

@@ -162,3 +162,11 @@ def test_tls_rows_tell_a_wrong_ca_from_a_wrong_host(world: World) -> None:
     assert [(r.name, r.ok) for r in wrong_host] == [("kafka tls", False), ("kafka", False)]
     assert f"the certificate of {host} does not name 127.0.0.1" in wrong_host[0].detail
     assert "check KAFKA_BOOTSTRAP_SERVERS" in wrong_host[0].detail
+
+
+def test_a_mechanism_the_brokers_do_not_offer(world: World) -> None:
+    rows = kafka_rows(world.config(sasl_mechanism="SCRAM-SHA-256"))
+    assert rows[1].detail == (
+        "the Kafka brokers do not offer SASL mechanism SCRAM-SHA-256 (they offer"
+        " SCRAM-SHA-512): check KAFKA_SASL_MECHANISM"
+    )

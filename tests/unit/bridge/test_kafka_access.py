@@ -108,8 +108,9 @@ def test_a_mechanism_the_broker_does_not_offer() -> None:
     access.report(
         KafkaError(
             KafkaError._AUTHENTICATION,
-            "sasl_ssl://10.0.0.5:9096/bootstrap: Unsupported SASL mechanism: SCRAM-SHA-512 not"
-            " supported by broker (broker's supported mechanisms: PLAIN)",
+            "sasl_ssl://10.0.0.5:9096/bootstrap: SASL SCRAM-SHA-512 mechanism handshake failed:"
+            " Broker: Unsupported SASL mechanism: broker's supported mechanisms: PLAIN (after"
+            " 300ms in state AUTH_HANDSHAKE)",
         )
     )
     assert str(access.failure()) == (

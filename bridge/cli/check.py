@@ -168,8 +168,9 @@ def _connect(config: Config) -> tuple[CheckResult, AdminClient | None]:
         except KafkaException as exc:
             last = exc.args[0].str()
             continue
-        how = f"as {principal(k.librdkafka())} ({k.sasl_mechanism})" if k.sasl_mechanism else ""
-        detail = f"{k.bootstrap_servers}: connected {how} over {k.security_protocol}"
+        who = principal(k.librdkafka())
+        how = f"{who} ({k.sasl_mechanism})" if k.sasl_mechanism else who
+        detail = f"{k.bootstrap_servers}: connected as {how} over {k.security_protocol}"
         return CheckResult("kafka", True, f"{detail}; {len(metadata.brokers)} broker(s)"), admin
     return (
         CheckResult("kafka", False, f"{k.bootstrap_servers}: {last} within {_TIMEOUT_S:.0f}s"),

@@ -28,7 +28,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from confluent_kafka import KafkaError
 
@@ -234,9 +234,15 @@ def _verification_problem(
     )
 
 
+_Kind = Literal["auth", "tls"]
+_KINDS: dict[int, _Kind] = {KafkaError._AUTHENTICATION: "auth", KafkaError._SSL: "tls"}
+
+
 @dataclass(slots=True)
 class _Streak:
-    kind: str  # "auth" or "tls"
+    """Refusals of one kind, from the first to the latest, and their diagnosis once made."""
+
+    kind: _Kind
     first: float
     last: float
     text: str
@@ -276,7 +282,7 @@ class KafkaAccess:
             if held:
                 extra["repeated"] = held
             log.warning("Kafka client error", extra=extra)
-        kind = {KafkaError._AUTHENTICATION: "auth", KafkaError._SSL: "tls"}.get(code)
+        kind = _KINDS.get(code)
         if kind is None:
             return
         now = self._clock()

@@ -225,8 +225,10 @@ class Publisher:
         # No transaction open, or the broker is gone: then the broker aborts it on timeout.
         with contextlib.suppress(KafkaException):
             self._producer.abort_transaction(timeout_s)
-        # Serve what is queued for the callbacks first: the length counts those too.
-        self._producer.poll(0)
+        # Serve what is queued for the callbacks first: the length counts those too. A
+        # producer left fatal (fenced) raises its error again here; it was reported already.
+        with contextlib.suppress(KafkaException):
+            self._producer.poll(0)
         return len(self._producer)
 
     def _produce(self, record: OutRecord) -> None:

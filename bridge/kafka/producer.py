@@ -315,8 +315,10 @@ class Publisher:
                 self._raise_if_fatal(err, where)
                 if err.retriable() and time.monotonic() < deadline:
                     self._metrics.producer_errors.labels("retriable").inc()
-                    # Serves error_cb meanwhile: a refused login shows only there.
-                    self._producer.poll(0.5)
+                    # Serves error_cb meanwhile: a refused login shows only there. A fatal
+                    # error raised here is raised again, and handled, by the next attempt.
+                    with contextlib.suppress(KafkaException):
+                        self._producer.poll(0.5)
                     continue
                 raise KafkaRetriableError(f"{where}: {err.str()}") from exc
 

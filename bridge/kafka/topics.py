@@ -7,6 +7,7 @@ difference matters (grant an ACL, or create the topic), and a refused ``describe
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from typing import Any
@@ -130,7 +131,8 @@ class TopicManager:
         """After a failed call: librdkafka queues what it reports about the connection (a
         refused login, a certificate it could not verify) for ``error_cb``, which runs only
         when the client is polled; without this the cause would never be seen."""
-        self._admin.poll(0)
+        with contextlib.suppress(KafkaException):
+            self._admin.poll(0)
 
     def _raise_if_hidden(self, topics: list[str]) -> None:
         """A topic that only looks missing: it exists, but the principal may not see it."""

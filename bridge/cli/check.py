@@ -127,10 +127,18 @@ def _check_kafka(config: Config) -> list[CheckResult]:
     rows.append(connected)
     if admin is None:
         return rows
-    conf = k.librdkafka()
-    who = principal(conf)
+    who = principal(k.librdkafka())
     rows += _check_topics(config, admin, who)
     rows += _check_groups(config, admin, who)
+    rows += _check_transactional_ids(config, who)
+    return rows
+
+
+def _check_transactional_ids(config: Config, who: str) -> list[CheckResult]:
+    """Each source's id, tried under ``<id>.check``: the same grant covers it, and a running
+    bridge of the source is not fenced."""
+    conf = KafkaAccess(config.kafka).client_conf(config.kafka.librdkafka())
+    rows = []
     for source in config.sources:
         txn_id = transactional_id(source.id)
         probe = f"{txn_id}.check"

@@ -7,6 +7,7 @@ for this test's topics and group); each case leaves out one command's grants.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -169,4 +170,19 @@ def test_a_mechanism_the_brokers_do_not_offer(world: World) -> None:
     assert rows[1].detail == (
         "the Kafka brokers do not offer SASL mechanism SCRAM-SHA-256 (they offer"
         " SCRAM-SHA-512): check KAFKA_SASL_MECHANISM"
+    )
+
+
+def test_one_transactional_id_row_per_source(world: World, acls: AclAdmin) -> None:
+    acls.grant([g for c in COMMANDS for g in world.readme_grants(c)])
+    config = world.config()
+    (default,) = config.sources
+    other = dataclasses.replace(default, id="other")
+    rows = kafka_rows(dataclasses.replace(config, sources=(default, other)))
+    ids = [(r.ok, r.detail.split(":")[0]) for r in rows if r.name == "txn id"]
+    assert ids == [(True, "passentry-bridge.default"), (False, "passentry-bridge.other")]
+    (refused,) = [r.detail for r in rows if r.name == "txn id" and not r.ok]
+    assert refused.endswith(
+        "grant it Write and Describe on --transactional-id passentry-bridge.other"
+        " --resource-pattern-type prefixed"
     )

@@ -15,6 +15,10 @@
     │   ├── ApiAuthError              401/403: the token is wrong or lacks rights
     │   ├── ApiRequestError           any other 4xx: we sent something PassEntry refuses
     │   ├── KafkaFatalError           fenced, or a fatal producer error
+    │   ├── KafkaAccessError          Kafka will not let the bridge in; the message says what to fix
+    │   │   ├── KafkaAuthenticationError  the SASL credentials were refused
+    │   │   ├── KafkaTlsError             the broker's certificate could not be verified
+    │   │   └── KafkaAuthorizationError   an ACL is missing: names the resource and the grant
     │   ├── TopicMissingError         a topic is missing and creating topics is switched off
     │   ├── RegistryAuthError         401/403 from the schema registry
     │   ├── RegistryRequestError      another 4xx from the registry
@@ -38,8 +42,12 @@ __all__ = [
     "FatalError",
     "InvalidUUIDv7Error",
     "InvalidWebhookError",
+    "KafkaAccessError",
+    "KafkaAuthenticationError",
+    "KafkaAuthorizationError",
     "KafkaFatalError",
     "KafkaRetriableError",
+    "KafkaTlsError",
     "MalformedPageError",
     "RegistryAuthError",
     "RegistryRequestError",
@@ -112,6 +120,33 @@ class ApiRequestError(FatalError):
 
 class KafkaFatalError(FatalError):
     """The producer was fenced by a newer instance, or librdkafka raised a fatal error."""
+
+
+class KafkaAccessError(FatalError):
+    """Kafka refuses the bridge: credentials, certificate or an ACL. Retrying cannot help
+    until an operator changes a setting or a grant, which the message names."""
+
+
+class KafkaAuthenticationError(KafkaAccessError):
+    """The broker refused the SASL credentials (a wrong password and an unknown user look
+    alike); it persisted past a short grace, since a new SCRAM user takes a moment."""
+
+
+class KafkaTlsError(KafkaAccessError):
+    """The broker's certificate could not be verified: not signed by the configured CA, or
+    not naming the host the bridge connected to (the message says which)."""
+
+
+class KafkaAuthorizationError(KafkaAccessError):
+    """An ACL is missing. The message names the principal, the resource, the operation and
+    the ``kafka-acls.sh`` grant that fixes it."""
+
+    def __init__(self, message: str, *, resource: str, name: str, operations: tuple[str, ...]):
+        super().__init__(message)
+        # resource: topic, group or transactional-id; operations as kafka-acls.sh spells them.
+        self.resource = resource
+        self.name = name
+        self.operations = operations
 
 
 class TopicMissingError(FatalError):

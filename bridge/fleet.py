@@ -21,6 +21,7 @@ import httpx
 from bridge.avro.framing import Framer
 from bridge.config import Config, SourceConfig
 from bridge.errors import BridgeError, ShutdownRequested
+from bridge.kafka.access import KafkaAccess
 from bridge.ops.health import Health, ProcessHealth
 from bridge.ops.metrics import Metrics
 from bridge.runner import EXIT_FATAL, EXIT_OK, Pace, RunOptions, SourceRunner
@@ -54,8 +55,10 @@ class Fleet:
         restart_fatal: bool,
         transport: httpx.BaseTransport | None = None,
         framer: Framer | None = None,
+        kafka: KafkaAccess | None = None,
     ) -> None:
         self._config = config
+        self._kafka = kafka
         self._options = options
         self._metrics = metrics
         self._health = health
@@ -162,6 +165,7 @@ class Fleet:
                 sleep=sleep,
                 transport=self._transport,
                 framer=self._framer,
+                kafka_access=self._kafka,
             )
         except BridgeError as exc:
             # A setting only this source has (its token file, say) is wrong.
@@ -194,6 +198,7 @@ class Fleet:
             metrics=metrics,
             stop=stop,
             on_restored=restored,
+            kafka=self._kafka,
         )
         try:
             return runner.run()

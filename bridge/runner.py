@@ -4,10 +4,13 @@ The pace adapts (``bridge.schedule``): at once while a cycle had to stop short, 
 minimum interval while scans arrive, doubling up to the maximum while idle. A retriable
 failure (API down, 429 storm, broker unreachable) keeps the cursor where it was and tries
 again with backoff; a commit whose outcome is unknown recreates the producer and restores
-again. A fatal one (bad token, fenced producer) turns readiness false, logs why, and
-returns non-zero: the fleet then stops the process, or under a consumer group tries the
-source again later. ``--once`` gives up, with its own exit code, when no cycle completes
-for three retry deadlines. While webhooks flow, polling runs at the backstop interval.
+again. A fatal one (bad token, fenced producer, a missing ACL) turns readiness false, logs
+why, and returns non-zero: the fleet then stops the process, or under a consumer group tries
+the source again later. So does a Kafka failure that ``KafkaAccess`` traces to refused
+credentials or an unverifiable certificate lasting past its grace: librdkafka only ever lets
+those time out, like a broker that is down. ``--once`` gives up, with its own exit code,
+when no cycle completes for three retry deadlines. While webhooks flow, polling runs at the
+backstop interval.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from bridge.errors import (
     RetriableError,
     ShutdownRequested,
 )
+from bridge.kafka.access import KafkaAccess
 from bridge.ops.health import Health
 from bridge.ops.metrics import Metrics
 from bridge.pipeline import CycleStats, Restored
@@ -92,10 +96,13 @@ class SourceRunner:
         stop: threading.Event,
         clock: Callable[[], float] = time.monotonic,
         on_restored: Callable[[], None] | None = None,
+        kafka: KafkaAccess | None = None,
     ) -> None:
         """``on_restored`` is called each time the source has been restored (and may
-        publish): a takeover is measured to the first."""
+        publish): a takeover is measured to the first. ``kafka`` collects what the source's
+        Kafka clients report, to tell a refusal from an outage."""
         self._on_restored = on_restored
+        self._kafka = kafka
         self._source = source
         self._source_id = source_id
         self._options = options
@@ -117,6 +124,8 @@ class SourceRunner:
                 if not restored:
                     self._log_restored(self._source.prepare())
                     self._health.kafka(True)
+                    if self._kafka is not None:
+                        self._kafka.succeeded()
                     restored = True
                     if self._on_restored is not None:
                         self._on_restored()
@@ -130,11 +139,11 @@ class SourceRunner:
             except ShutdownRequested:
                 break
             except FatalError as exc:
-                self._metrics.poll_cycles.labels("fatal").inc()
-                self._health.fatal(str(exc))
-                log.error("stopping on a fatal error", extra={"error": str(exc)})
-                return EXIT_FATAL
+                return self._fatal(exc)
             except RetriableError as exc:
+                refused = self._kafka.failure() if self._kafka is not None else None
+                if refused is not None:
+                    return self._fatal(refused)
                 if isinstance(exc, CommitOutcomeUnknownError):
                     # Whether the commit landed is unknown: a new producer settles it, and
                     # the checkpoint read back says where we are.
@@ -158,6 +167,12 @@ class SourceRunner:
             )
         return EXIT_OK
 
+    def _fatal(self, exc: FatalError) -> int:
+        self._metrics.poll_cycles.labels("fatal").inc()
+        self._health.fatal(str(exc))
+        log.error("stopping on a fatal error", extra={"error": str(exc)})
+        return EXIT_FATAL
+
     def _failed(self, exc: RetriableError, failed_for: float) -> bool:
         """Count and report a failed cycle; True when ``--once`` should give up."""
         kafka_error = isinstance(exc, KafkaRetriableError)
@@ -180,6 +195,8 @@ class SourceRunner:
         return False
 
     def _succeeded(self, stats: CycleStats) -> None:
+        if self._kafka is not None:
+            self._kafka.succeeded()
         self._metrics.poll_cycles.labels("ok").inc()
         self._metrics.last_poll_timestamp.labels(self._source_id).set(time.time())
         self._health.poll_succeeded()

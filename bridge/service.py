@@ -4,6 +4,9 @@ webhook receiver, handle signals, run the sources, and shut down within the grac
 Under a consumer group (``BRIDGE_GROUP_ID``, the default) the process is a member: it runs
 the sources the group assigns it and hands them over on a rebalance. Without one, and for
 ``run --once`` and ``backfill``, it runs every source of its config itself.
+
+Every Kafka client of the process reports to one ``KafkaAccess``, which tells refused
+credentials and unverifiable certificates from a broker that is merely down.
 """
 
 from __future__ import annotations
@@ -19,8 +22,9 @@ import httpx
 
 from bridge.avro.framing import Framer
 from bridge.config import Config
-from bridge.errors import RetriableError
+from bridge.errors import FatalError, RetriableError
 from bridge.fleet import Fleet
+from bridge.kafka.access import KafkaAccess, check_tls_files
 from bridge.kafka.membership import GroupSettings, Membership
 from bridge.kafka.topics import TopicManager
 from bridge.ops.health import MemberHealth, ProcessHealth
@@ -51,6 +55,9 @@ class Service:
         self.metrics = metrics if metrics is not None else Metrics()
         self.stop = threading.Event()
         br = config.bridge
+        # A TLS file that cannot be read is a configuration error, said before any client.
+        check_tls_files(config.kafka)
+        self.kafka = KafkaAccess(config.kafka)
         # A run that ends by itself (--once, backfill) owns its sources outright.
         self.grouped = bool(br.group_id) and not options.once
         self.member = MemberHealth() if self.grouped else None
@@ -63,6 +70,7 @@ class Service:
             restart_fatal=self.grouped,
             transport=transport,
             framer=framer,
+            kafka=self.kafka,
         )
         self.http: StatusServer | None = None
         if options.serve_http:
@@ -84,7 +92,7 @@ class Service:
                     br.webhook_max_inflight,
                 ),
                 {source_id: found for source_id, found in secrets.items() if found},
-                InboxWriter(config.kafka.librdkafka(), br.webhook_topic),
+                InboxWriter(self.kafka.client_conf(config.kafka.librdkafka()), br.webhook_topic),
                 self.metrics,
             )
 
@@ -141,6 +149,7 @@ class Service:
             stop=lambda ids: self.fleet.stop(ids, grace),
             metrics=self.metrics,
             health=member,
+            access=self.kafka,
         )
         log.info("joining the consumer group", extra={"group_id": br.group_id})
         membership.run(self.stop)
@@ -149,15 +158,18 @@ class Service:
     def _coordination_partitions(self) -> int | None:
         """The coordination topic's partition count, creating the topic (and the webhook
         inbox) if allowed; retried, readiness false meanwhile, until Kafka answers or the
-        bridge is stopped."""
+        bridge is stopped. Refused by Kafka (credentials, certificate, an ACL), the member
+        stays unready with the reason, said once in the log, and keeps trying: the fix may
+        come from the cluster's side."""
         br = self.config.bridge
         topics = TopicManager(
-            self.config.kafka.librdkafka(),
+            self.kafka.client_conf(self.config.kafka.librdkafka()),
             create=br.create_topics,
             partitions=br.coordination_partitions,
             replication_factor=br.topic_replication_factor,
         )
         wait = 1.0
+        said: str | None = None
         while not self.stop.is_set():
             if self.member is not None:
                 self.member.beat()
@@ -166,11 +178,19 @@ class Service:
                 if self.webhooks is not None:
                     # Any member takes webhooks for any source, owner or not.
                     topics.ensure([br.webhook_topic])
-                return topics.partition_count(br.coordination_topic)
-            except RetriableError as exc:
+                partitions = topics.partition_count(br.coordination_topic)
+                self.kafka.succeeded()
+                return partitions
+            except (RetriableError, FatalError) as exc:
+                refused = exc if isinstance(exc, FatalError) else self.kafka.failure()
+                reason = str(refused or exc)
                 if self.member is not None:
-                    self.member.error(str(exc))
-                log.warning("cannot reach the coordination topic yet", extra={"error": str(exc)})
+                    self.member.error(reason)
+                if refused is None:
+                    log.warning("cannot reach the coordination topic yet", extra={"error": reason})
+                elif reason != said:
+                    log.error("Kafka refuses this member; retrying", extra={"error": reason})
+                said = reason if refused is not None else None
                 self.stop.wait(wait)
                 wait = min(wait * 2, 30.0)
         return None

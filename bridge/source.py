@@ -22,6 +22,7 @@ from bridge.avro.schemas import latest
 from bridge.config import Config, SourceConfig
 from bridge.dedup import DedupWindow
 from bridge.enrich import Enricher, PassCache
+from bridge.kafka.access import KafkaAccess
 from bridge.kafka.checkpoint import CheckpointStore
 from bridge.kafka.producer import Publisher, producer_config, transactional_id
 from bridge.kafka.records import RecordBuilder
@@ -53,6 +54,7 @@ class Source:
         transport: httpx.BaseTransport | None = None,
         framer: Framer | None = None,
         clock: Callable[[], float] = time.monotonic,
+        kafka_access: KafkaAccess | None = None,
     ) -> None:
         self.config = config
         self.spec = spec
@@ -70,6 +72,9 @@ class Source:
             sleep=sleep,
         )
         client_conf = kafka.librdkafka()
+        if kafka_access is not None:
+            # Its clients' errors tell a refused login or certificate from an outage.
+            client_conf = kafka_access.client_conf(client_conf)
         self.topics = TopicManager(
             client_conf,
             create=br.create_topics,

@@ -10,6 +10,11 @@ record's Kafka timestamp is its UUIDv7 creation time, so ``offsets_for_times`` f
 the window starts. That keeps the checkpoint a few hundred bytes at any traffic rate (a
 window of ids at 200 scans/s and 5 minutes' lookback would be ~1 MB), at the price of
 reading one lookback's worth of records at start-up.
+
+Reading back needs Read on the state topic and the output topics, and Describe on the
+readers' throwaway groups; a refusal is a :class:`KafkaAuthorizationError` naming the grant.
+A first start does not notice a missing Read (there is nothing to read yet); the first
+restart does.
 """
 
 from __future__ import annotations
@@ -27,7 +32,8 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 
 from bridge import __version__
 from bridge.dedup import BOUNDARY_MARGIN_MS, DedupWindow, RejectMemory
-from bridge.errors import InvalidUUIDv7Error, KafkaRetriableError
+from bridge.errors import ConfigError, InvalidUUIDv7Error, KafkaRetriableError
+from bridge.kafka.acl import RESTORE_GROUP_PREFIX, AclGrant, is_authorization, reading_error
 from bridge.kafka.producer import OutRecord
 from bridge.uuid7 import parse_uuid7
 
@@ -36,6 +42,8 @@ __all__ = ["Checkpoint", "CheckpointStore", "WindowRebuild"]
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
+# The readers never join their group or commit: Describe (for the coordinator lookup) is all.
+_RESTORE_GROUPS = AclGrant("group", (RESTORE_GROUP_PREFIX,), ("Describe",), prefixed=True)
 
 
 class Checkpoint(msgspec.Struct, frozen=True, rename="camel"):
@@ -155,10 +163,16 @@ class CheckpointStore:
         return stats
 
     def _consumer(self) -> Consumer:
+        try:
+            return self._new_consumer()
+        except KafkaException as exc:
+            raise ConfigError(f"Kafka client settings (KAFKA_*): {exc.args[0].str()}") from exc
+
+    def _new_consumer(self) -> Consumer:
         return Consumer(
             {
                 **self._conf,
-                "group.id": f"passentry-bridge-restore-{uuid.uuid4()}",
+                "group.id": f"{RESTORE_GROUP_PREFIX}{uuid.uuid4()}",
                 "enable.auto.commit": False,
                 "isolation.level": "read_committed",
                 "enable.partition.eof": True,
@@ -186,6 +200,9 @@ class CheckpointStore:
                 return []
             found = consumer.offsets_for_times(wanted, timeout=timeout_s)
         except KafkaException as exc:
+            err = exc.args[0]
+            if is_authorization(err):
+                raise reading_error(self._conf, err, ", ".join(topics), _RESTORE_GROUPS) from exc
             raise KafkaRetriableError(
                 f"cannot look up offsets to rebuild the window: {exc}"
             ) from exc
@@ -235,8 +252,12 @@ class CheckpointStore:
                     ):
                         ends.pop(where, None)
                     else:
-                        raise KafkaRetriableError(f"reading {msg.topic()}: {err}")
+                        raise reading_error(self._conf, err, msg.topic() or "?", _RESTORE_GROUPS)
         except KafkaException as exc:
+            err = exc.args[0]
+            if is_authorization(err):
+                what = ", ".join(sorted({tp.topic for tp in partitions}))
+                raise reading_error(self._conf, err, what, _RESTORE_GROUPS) from exc
             raise KafkaRetriableError(f"reading back committed records: {exc}") from exc
         finally:
             consumer.close()

@@ -12,6 +12,9 @@ topic: its partitions are only the units the group hands out.
 - A new owner's ``init_transactions`` fences the previous one, even one that is only
   frozen, not dead; lost partitions (this member was dropped) are stopped at once.
 - Closing the consumer leaves the group, so a graceful shutdown hands over at once.
+- A member Kafka refuses (its credentials, the broker's certificate, Read on the group or
+  on its topic) stays up and unready, saying why in /readyz and in one log line, and keeps
+  trying with backoff: the fix may come from the cluster's side, without a restart.
 """
 
 from __future__ import annotations
@@ -24,6 +27,9 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
+from bridge.errors import ConfigError
+from bridge.kafka.access import KafkaAccess
+from bridge.kafka.acl import AclGrant, denied, topics_grant
 from bridge.kafka.routing import stable_partition
 from bridge.ops.health import MemberHealth
 from bridge.ops.metrics import Metrics
@@ -31,6 +37,11 @@ from bridge.ops.metrics import Metrics
 __all__ = ["GroupSettings", "Membership", "sources_by_partition"]
 
 log = logging.getLogger(__name__)
+
+# After a refusal, poll this much less eagerly (doubling up to the cap): nothing is lost by
+# waiting, and librdkafka keeps the session alive on its own thread.
+_BACKOFF_MIN_S = 0.5
+_BACKOFF_MAX_S = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,16 +73,28 @@ class Membership:
         stop: Callable[[list[str]], None],
         metrics: Metrics,
         health: MemberHealth,
+        access: KafkaAccess | None = None,
     ) -> None:
         self._settings = settings
+        self._access = access
+        self._conf = access.client_conf(client_conf) if access is not None else dict(client_conf)
+        self._problem: str | None = None
+        self._backoff = 0.0
         self._by_partition = sources_by_partition(source_ids, settings.partitions)
         self._start = start
         self._stop = stop
         self._metrics = metrics
         self._health = health
-        self._consumer = Consumer(
+        try:
+            self._consumer = self._new_consumer()
+        except KafkaException as exc:
+            raise ConfigError(f"Kafka client settings (KAFKA_*): {exc.args[0].str()}") from exc
+
+    def _new_consumer(self) -> Consumer:
+        settings = self._settings
+        return Consumer(
             {
-                **client_conf,
+                **self._conf,
                 "group.id": settings.group_id,
                 "partition.assignment.strategy": "cooperative-sticky",
                 "session.timeout.ms": settings.session_timeout_ms,
@@ -99,12 +122,14 @@ class Membership:
                     # Nothing is ever produced to the topic: poll only serves the group
                     # protocol and runs the callbacks, on this thread.
                     msg = self._consumer.poll(0.2)
+                    err = msg.error() if msg is not None else None
                 except KafkaException as exc:
-                    self._health.error(f"consumer group: {exc.args[0]}")
-                    continue
-                err = msg.error() if msg is not None else None
+                    err = exc.args[0]
                 if err is not None:
                     self._on_error(err)
+                self._check_access()
+                if self._backoff:
+                    stop.wait(self._backoff)
         finally:
             log.info("leaving the consumer group", extra={"group_id": self._settings.group_id})
             self._consumer.close()
@@ -116,6 +141,7 @@ class Membership:
     def _assigned(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._metrics.rebalances.labels("assigned").inc()
         self._health.joined(True)
+        self._cleared()
         sources = self._sources(partitions)
         numbers = [p.partition for p in partitions]
         log.info("assigned", extra={"partitions": numbers, "sources": sources})
@@ -137,11 +163,58 @@ class Membership:
         self._stop(sources)
 
     def _on_error(self, err: KafkaError) -> None:
-        if err.code() == KafkaError._PARTITION_EOF:
+        """The consumer's ``error_cb``, and errors ``poll`` returns: librdkafka's reports go
+        to the shared collector; a refusal makes the member unready, saying why."""
+        code = err.code()
+        if code == KafkaError._PARTITION_EOF:
             return
-        log.warning("consumer group error", extra={"error": err.str()})
-        if err.fatal() or err.code() in (
-            KafkaError.GROUP_AUTHORIZATION_FAILED,
-            KafkaError.TOPIC_AUTHORIZATION_FAILED,
-        ):
-            self._health.error(f"consumer group: {err.str()}")
+        if self._access is not None:
+            self._access.report(err)  # logs it, once per distinct error and minute
+        group, topic = self._settings.group_id, self._settings.topic
+        if code == KafkaError.GROUP_AUTHORIZATION_FAILED:
+            self._refused(
+                str(
+                    denied(
+                        self._conf,
+                        f"join consumer group {group}",
+                        AclGrant("group", (group,), ("Read", "Describe")),
+                        err.name(),
+                    )
+                )
+            )
+        elif code == KafkaError.TOPIC_AUTHORIZATION_FAILED:
+            self._refused(
+                str(
+                    denied(
+                        self._conf,
+                        f"read topic {topic} as a member of {group}",
+                        topics_grant([topic], "Read", "Describe"),
+                        err.name(),
+                    )
+                )
+            )
+        elif err.fatal():
+            self._refused(f"consumer group: {err.str()}")
+        elif self._access is None:
+            log.warning("consumer group error", extra={"error": err.str()})
+
+    def _check_access(self) -> None:
+        problem = self._access.failure() if self._access is not None else None
+        if problem is not None:
+            self._refused(str(problem))
+
+    def _refused(self, reason: str) -> None:
+        """Unready with ``reason``; said once in the log (again only if it changes)."""
+        if reason != self._problem:
+            log.error("the consumer group refuses this member", extra={"error": reason})
+            self._problem = reason
+        self._health.error(reason)
+        self._backoff = min(max(self._backoff * 2, _BACKOFF_MIN_S), _BACKOFF_MAX_S)
+
+    def _cleared(self) -> None:
+        if self._problem is not None:
+            log.info("the consumer group accepts this member again")
+        self._problem = None
+        self._backoff = 0.0
+        if self._access is not None:
+            self._access.succeeded()

@@ -10,7 +10,10 @@ librdkafka's error classes decide the reaction:
 - abortable (``txn_requires_abort``): abort; the caller rewinds to the last checkpoint;
 - fatal, or fenced by a newer instance with the same ``transactional.id``: stop for good;
 - a commit that keeps failing past its deadline has an unknown outcome: the caller
-  recreates the producer (``init_transactions`` settles it) and reads the checkpoint back.
+  recreates the producer (``init_transactions`` settles it) and reads the checkpoint back;
+- refused by an ACL (the transactional id, Write on a topic, Read on the inbox group): a
+  fatal :class:`KafkaAuthorizationError` that names the grant. A refused commit is aborted
+  first, and an abort that then fails (librdkafka may make it fatal) does not hide why.
 """
 
 from __future__ import annotations
@@ -23,13 +26,24 @@ from dataclasses import dataclass
 from typing import Any, NoReturn, Protocol, TypeVar
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
 
 from bridge.errors import (
     CommitOutcomeUnknownError,
+    ConfigError,
+    KafkaAuthorizationError,
     KafkaFatalError,
     KafkaRetriableError,
     TransactionAbortedError,
 )
+from bridge.kafka.acl import (
+    INBOX_GROUP_PREFIX,
+    INBOX_GROUPS,
+    denied,
+    topics_grant,
+    transactional_id_grant,
+)
+from bridge.kafka.permissions import admin_conf, topic_operations
 from bridge.ops.metrics import Metrics
 
 __all__ = [
@@ -86,9 +100,20 @@ class Sink(Protocol):
     ) -> dict[str, int]: ...
 
 
+_PREFIX = "passentry-bridge."
+
+
 def transactional_id(source_id: str) -> str:
     """One per source: a second writer of the source fences the first."""
-    return f"passentry-bridge.{source_id}"
+    return _PREFIX + source_id
+
+
+def new_producer(conf: dict[str, Any]) -> Producer:
+    """A producer, or a ConfigError when librdkafka refuses the settings themselves."""
+    try:
+        return Producer(conf)
+    except KafkaException as exc:
+        raise ConfigError(f"Kafka client settings (KAFKA_*): {exc.args[0].str()}") from exc
 
 
 def producer_config(
@@ -132,8 +157,10 @@ class Publisher:
         self._errors: list[KafkaError] = []
         # Fault tests only (BRIDGE_DEBUG_TXN_HOLD_S): keep each transaction open a while.
         self._hold_s = hold_s
-        self._producer = Producer(self._conf)
+        self._producer = new_producer(self._conf)
         self._initialised = False
+        # The topics of the transaction in hand, to name the one an ACL refused.
+        self._txn_topics: set[str] = set()
 
     def init(self) -> None:
         """``init_transactions``: fences older instances and settles their open transaction.
@@ -142,7 +169,7 @@ class Publisher:
         over with a fresh producer, which fences afresh.
         """
         if self._initialised:
-            self._producer = Producer(self._conf)
+            self._producer = new_producer(self._conf)
         self._call(lambda: self._producer.init_transactions(self._timeout), "init_transactions")
         self._initialised = True
 
@@ -151,7 +178,7 @@ class Publisher:
         the restore that follows calls :meth:`init`, which settles it."""
         with contextlib.suppress(KafkaException):
             self._producer.flush(0)
-        self._producer = Producer(self._conf)
+        self._producer = new_producer(self._conf)
         self._initialised = False
 
     def send(
@@ -170,6 +197,7 @@ class Publisher:
         """
         self._acked = {}
         self._errors.clear()
+        self._txn_topics = {r.topic for r in records} | {checkpoint.topic}
         self._call(self._producer.begin_transaction, "begin_transaction")
         try:
             for n, record in enumerate((*records, checkpoint)):
@@ -197,6 +225,10 @@ class Publisher:
         # No transaction open, or the broker is gone: then the broker aborts it on timeout.
         with contextlib.suppress(KafkaException):
             self._producer.abort_transaction(timeout_s)
+        # Serve what is queued for the callbacks first: the length counts those too. A
+        # producer left fatal (fenced) raises its error again here; it was reported already.
+        with contextlib.suppress(KafkaException):
+            self._producer.poll(0)
         return len(self._producer)
 
     def _produce(self, record: OutRecord) -> None:
@@ -235,6 +267,16 @@ class Publisher:
 
     def _abort_or_raise(self, exc: KafkaException, where: str) -> NoReturn:
         err: KafkaError = exc.args[0]
+        refused = self._refused(err)
+        if refused is not None:
+            self._metrics.producer_errors.labels("fatal").inc()
+            # Abort so that nothing stays open; librdkafka may refuse even that (fatal
+            # INVALID_TXN_STATE when no partition was added), which must not hide the cause.
+            # The source stops either way, and its next start has a new producer.
+            with contextlib.suppress(KafkaException):
+                self._producer.abort_transaction(self._timeout)
+                self._metrics.transactions.labels("aborted").inc()
+            raise refused from exc
         self._raise_if_fatal(err, where)
         if err.txn_requires_abort() or err.retriable() or self._errors:
             self._metrics.producer_errors.labels("abortable").inc()
@@ -248,6 +290,10 @@ class Publisher:
         raise CommitOutcomeUnknownError(f"{where}: {err}") from exc
 
     def _raise_if_fatal(self, err: KafkaError, where: str) -> None:
+        refused = self._refused(err)
+        if refused is not None:
+            self._metrics.producer_errors.labels("fatal").inc()
+            raise refused
         if err.code() in _FENCED:
             self._metrics.producer_errors.labels("fatal").inc()
             raise KafkaFatalError(
@@ -269,9 +315,59 @@ class Publisher:
                 self._raise_if_fatal(err, where)
                 if err.retriable() and time.monotonic() < deadline:
                     self._metrics.producer_errors.labels("retriable").inc()
-                    time.sleep(0.5)
+                    # Serves error_cb meanwhile: a refused login shows only there. A fatal
+                    # error raised here is raised again, and handled, by the next attempt.
+                    with contextlib.suppress(KafkaException):
+                        self._producer.poll(0.5)
                     continue
                 raise KafkaRetriableError(f"{where}: {err.str()}") from exc
+
+    def _refused(self, err: KafkaError) -> KafkaAuthorizationError | None:
+        """The ACL behind ``err``, if an ACL refused the call."""
+        conf, code = self._conf, err.code()
+        txn_id = str(conf.get("transactional.id", ""))
+        if code == KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED:
+            # Without Describe the coordinator lookup fails; with it but without Write, the
+            # producer id is refused.
+            missing = "Describe" if "coordinator" in err.str() else "Write"
+            return denied(
+                conf,
+                f"use transactional id {txn_id}",
+                transactional_id_grant(txn_id),
+                err.name(),
+                f"{missing} is missing",
+            )
+        if code == KafkaError.TOPIC_AUTHORIZATION_FAILED:
+            topics = self._unwritable(sorted(self._txn_topics))
+            return denied(
+                conf,
+                f"write to topic {', '.join(topics)}",
+                topics_grant(topics, "Write", "Describe"),
+                err.name(),
+                "at commit; the transaction was aborted, nothing of it is visible",
+            )
+        if code == KafkaError.GROUP_AUTHORIZATION_FAILED:
+            # Only the webhook inbox's position is committed in a transaction.
+            group = INBOX_GROUP_PREFIX + txn_id.removeprefix(_PREFIX)
+            return denied(
+                conf,
+                f"commit the position of consumer group {group} in a transaction",
+                INBOX_GROUPS,
+                err.name(),
+            )
+        return None
+
+    def _unwritable(self, topics: list[str]) -> list[str]:
+        """Which of the transaction's topics the principal may not write, as the cluster
+        says; all of them when it cannot be asked."""
+        try:
+            admin = AdminClient(admin_conf(self._conf))
+            found = topic_operations(admin, topics, min(self._timeout, 10.0))
+        except KafkaException:
+            return topics
+        refused = [t for t in topics if not isinstance(ops := found.get(t), frozenset)
+                   or "Write" not in ops]  # fmt: skip
+        return refused or topics
 
     def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
         if err is not None:

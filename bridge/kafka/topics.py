@@ -1,7 +1,13 @@
-"""Make sure the topics the bridge writes to exist, or refuse to start, by configuration."""
+"""Make sure the topics the bridge writes to exist, or refuse to start, by configuration.
+
+A topic the principal may not describe is hidden from the metadata, so it looks missing: the
+difference matters (grant an ACL, or create the topic), and a refused ``describe_topics`` or
+``create_topics`` tells it. Either refusal is a :class:`KafkaAuthorizationError`.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from typing import Any
@@ -10,7 +16,9 @@ from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
-from bridge.errors import KafkaRetriableError, TopicMissingError
+from bridge.errors import ConfigError, KafkaRetriableError, TopicMissingError
+from bridge.kafka.acl import denied, topics_grant
+from bridge.kafka.permissions import topic_operations
 
 __all__ = ["TopicManager"]
 
@@ -27,7 +35,11 @@ class TopicManager:
         replication_factor: int,
         timeout_s: float = 15.0,
     ) -> None:
-        self._admin = AdminClient(dict(client_conf))
+        self._conf = dict(client_conf)
+        try:
+            self._admin = AdminClient(self._conf)
+        except KafkaException as exc:
+            raise ConfigError(f"Kafka client settings (KAFKA_*): {exc.args[0].str()}") from exc
         self._create = create
         self._partitions = partitions
         self._replication = replication_factor
@@ -41,12 +53,10 @@ class TopicManager:
         wanted = [t for t in topics if t not in self._known]
         if not wanted:
             return
-        try:
-            existing = set(self._admin.list_topics(timeout=self._timeout).topics)
-        except KafkaException as exc:
-            raise KafkaRetriableError(f"cannot list Kafka topics: {exc.args[0]}") from exc
+        existing = self._topic_names()
         missing = [t for t in wanted if t not in existing]
         if missing and not self._create:
+            self._raise_if_hidden(missing)
             raise TopicMissingError(
                 f"topic(s) {', '.join(missing)} do not exist and BRIDGE_CREATE_TOPICS is false;"
                 " create them or set BRIDGE_CREATE_TOPICS=true"
@@ -63,10 +73,13 @@ class TopicManager:
             try:
                 metadata = self._admin.list_topics(topic, timeout=self._timeout)
             except KafkaException as exc:
+                self._serve_callbacks()
                 raise KafkaRetriableError(f"cannot describe topic {topic}: {exc.args[0]}") from exc
             found = metadata.topics.get(topic)
             if found is not None and found.error is None and found.partitions:
                 return len(found.partitions)
+            if found is not None and found.error is not None:
+                self._raise_if_refused(topic, found.error)
             if time.monotonic() > deadline:
                 raise KafkaRetriableError(f"topic {topic} is not available")
             time.sleep(0.1)
@@ -87,4 +100,57 @@ class TopicManager:
                 err = exc.args[0]
                 if isinstance(err, KafkaError) and err.code() == KafkaError.TOPIC_ALREADY_EXISTS:
                     continue  # another instance won the race; fine
+                if isinstance(err, KafkaError) and err.code() in (
+                    KafkaError.TOPIC_AUTHORIZATION_FAILED,
+                    KafkaError.CLUSTER_AUTHORIZATION_FAILED,
+                ):
+                    raise denied(
+                        self._conf,
+                        f"create topic {name}",
+                        topics_grant([name], "Create"),
+                        err.name(),
+                        "it is missing, or exists but is not visible to this principal; with"
+                        " BRIDGE_CREATE_TOPICS=false create it and grant Write, Read and Describe",
+                    ) from exc
                 raise KafkaRetriableError(f"cannot create topic {name}: {err}") from exc
+
+    def _topic_names(self) -> set[str]:
+        """The topics the principal can see. Asked in one-second attempts, serving the
+        client's callbacks between them, so that a refused login is reported to error_cb
+        (and known) while the call is still trying, not only once it has timed out."""
+        deadline = time.monotonic() + self._timeout
+        while True:
+            try:
+                return set(self._admin.list_topics(timeout=1.0).topics)
+            except KafkaException as exc:
+                self._serve_callbacks()
+                if time.monotonic() >= deadline:
+                    raise KafkaRetriableError(f"cannot list Kafka topics: {exc.args[0]}") from exc
+
+    def _serve_callbacks(self) -> None:
+        """After a failed call: librdkafka queues what it reports about the connection (a
+        refused login, a certificate it could not verify) for ``error_cb``, which runs only
+        when the client is polled; without this the cause would never be seen."""
+        with contextlib.suppress(KafkaException):
+            self._admin.poll(0)
+
+    def _raise_if_hidden(self, topics: list[str]) -> None:
+        """A topic that only looks missing: it exists, but the principal may not see it."""
+        try:
+            found = topic_operations(self._admin, topics, self._timeout)
+        except KafkaException:
+            return  # no better answer than "missing"
+        for topic in topics:
+            err = found.get(topic)
+            if isinstance(err, KafkaError):
+                self._raise_if_refused(topic, err)
+
+    def _raise_if_refused(self, topic: str, err: KafkaError) -> None:
+        if err.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED:
+            raise denied(
+                self._conf,
+                f"describe topic {topic}",
+                topics_grant([topic], "Describe"),
+                err.name(),
+                "the topic is hidden from this principal; see the README for all it needs there",
+            )

@@ -21,6 +21,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from bridge.errors import KafkaRetriableError
+from bridge.kafka.acl import INBOX_GROUPS, reading_error
 from bridge.kafka.routing import stable_partition
 
 __all__ = ["InboxBatch", "InboxEvent", "InboxReader", "InboxWriter"]
@@ -223,7 +224,7 @@ class InboxReader:
             return msg
         if err.code() == KafkaError._PARTITION_EOF:
             return None
-        raise KafkaRetriableError(f"reading {self.topic}: {err}")
+        raise reading_error(self._conf, err, self.topic, INBOX_GROUPS)
 
     def _consume(self, consumer: Consumer, timeout_s: float) -> list[Message]:
         try:
@@ -236,7 +237,7 @@ class InboxReader:
             if err is None:
                 good.append(msg)
             elif err.code() != KafkaError._PARTITION_EOF:
-                raise KafkaRetriableError(f"reading {self.topic}: {err}")
+                raise reading_error(self._conf, err, self.topic, INBOX_GROUPS)
         return good
 
 

@@ -41,6 +41,7 @@ def test_the_value_combinations_are_all_there() -> None:
         "default",
         "existing-secret",
         "sasl-tls",
+        "kafka-secrets",
         "monitoring",
         "schema-registry",
         "webhook",
@@ -154,6 +155,22 @@ BAD_VALUES = {
     "bad security protocol": ["kafka.securityProtocol=TLS"],
     "SASL without mechanism or user": ["kafka.securityProtocol=SASL_SSL"],
     "TLS without its secret": ["kafka.tls.enabled=true"],
+    "SASL without a user name": [
+        "kafka.securityProtocol=SASL_SSL",
+        "kafka.sasl.mechanism=PLAIN",
+        "kafka.sasl.password=p",
+    ],
+    "SASL user name key without its Secret": [
+        "kafka.securityProtocol=SASL_SSL",
+        "kafka.sasl.mechanism=PLAIN",
+        "kafka.sasl.password=p",
+        "kafka.sasl.usernameKey=username",
+    ],
+    "client certificate without a key name": [
+        "kafka.tls.clientCertificate.existingSecret=client",
+        "kafka.tls.clientCertificate.keyKey=",
+    ],
+    "unknown client certificate key": ["kafka.tls.clientCertificate.cert=tls.crt"],
     "schema registry without url": ["schemaRegistry.enabled=true"],
     "pinned schema without version": [
         "schemaRegistry.enabled=true",
@@ -432,6 +449,40 @@ def test_kafka_tls_and_sasl(render: Render) -> None:
         assert str(Path(env[f"KAFKA_SSL_{key}_LOCATION"]).parent) == mounts["kafka-tls"]
     assert json.loads(env["KAFKA_PROPERTIES"]) == {"client.rack": "eu-1a"}
     assert "sasl-password" in one(docs, "Secret")["data"]
+
+
+def test_kafka_credentials_ca_and_client_certificate_from_existing_secrets(
+    render: Render, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    docs = render(CHART / "ci" / "kafka-secrets-values.yaml")
+    env = _env(docs)
+    assert env["KAFKA_SASL_USERNAME"] == {
+        "secretKeyRef": {"name": "kafka-user-bridge", "key": "username"}
+    }
+    assert env["KAFKA_SASL_PASSWORD"] == {
+        "secretKeyRef": {"name": "kafka-user-bridge", "key": "password"}
+    }
+    assert env["KAFKA_SSL_KEY_PASSWORD"] == {
+        "secretKeyRef": {"name": "bridge-client-cert", "key": "key-password"}
+    }
+    mounts = {m["name"]: m["mountPath"] for m in _container(docs)["volumeMounts"]}
+    assert str(Path(env["KAFKA_SSL_CA_LOCATION"]).parent) == mounts["kafka-tls"]
+    for key in ("CERTIFICATE", "KEY"):
+        assert str(Path(env[f"KAFKA_SSL_{key}_LOCATION"]).parent) == mounts["kafka-client-tls"]
+    assert Path(env["KAFKA_SSL_CERTIFICATE_LOCATION"]).name == "tls.crt"
+    assert Path(env["KAFKA_SSL_KEY_LOCATION"]).name == "tls.key"
+    volumes = {v["name"]: v for v in one(docs, "Deployment")["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["kafka-tls"]["secret"]["secretName"] == "kafka-cluster-ca"
+    client = volumes["kafka-client-tls"]["secret"]
+    assert client["secretName"] == "bridge-client-cert"
+    assert {i["key"] for i in client["items"]} == {"tls.crt", "tls.key"}
+    assert not by_kind(docs, "Secret"), "every credential is in an existing Secret"
+    # The bridge reads the user name from the Secret, as it would the value.
+    for name, value in env.items():
+        monkeypatch.setenv(name, value if isinstance(value, str) else "from-a-secret")
+    kafka = load_config().kafka
+    assert kafka.sasl_username == "from-a-secret"
+    assert kafka.ssl_key_password is not None
 
 
 def test_network_policy(render: Render) -> None:

@@ -78,6 +78,11 @@ app.kubernetes.io/part-of: passentry-bridge
 {{- if hasPrefix "SASL_" .Values.kafka.securityProtocol }}true{{ end }}
 {{- end }}
 
+{{/* True when the SASL user name comes from the existing Secret, not from the ConfigMap. */}}
+{{- define "passentry-bridge.saslUsernameFromSecret" -}}
+{{- if and .Values.kafka.sasl.existingSecret .Values.kafka.sasl.usernameKey }}true{{ end }}
+{{- end }}
+
 {{- define "passentry-bridge.registrySecretName" -}}
 {{- .Values.schemaRegistry.existingSecret | default (include "passentry-bridge.secretName" .) }}
 {{- end }}
@@ -109,13 +114,29 @@ app.kubernetes.io/part-of: passentry-bridge
 {{/* Env vars the ConfigMap cannot carry: secrets (by reference) and extraEnv. */}}
 {{- define "passentry-bridge.secretEnv" -}}
 {{- if include "passentry-bridge.saslEnabled" . }}
+{{- if include "passentry-bridge.saslUsernameFromSecret" . }}
+- name: KAFKA_SASL_USERNAME
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.kafka.sasl.existingSecret }}
+      key: {{ .Values.kafka.sasl.usernameKey }}
+{{- end }}
 - name: KAFKA_SASL_PASSWORD
   valueFrom:
     secretKeyRef:
       name: {{ include "passentry-bridge.saslSecretName" . }}
       key: {{ include "passentry-bridge.saslSecretKey" . }}
 {{- end }}
-{{- if and .Values.kafka.tls.enabled .Values.kafka.tls.keyPasswordKey }}
+{{- with .Values.kafka.tls.clientCertificate }}
+{{- if and .existingSecret .keyPasswordKey }}
+- name: KAFKA_SSL_KEY_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ .existingSecret }}
+      key: {{ .keyPasswordKey }}
+{{- end }}
+{{- end }}
+{{- if and .Values.kafka.tls.enabled .Values.kafka.tls.keyPasswordKey (not .Values.kafka.tls.clientCertificate.existingSecret) }}
 - name: KAFKA_SSL_KEY_PASSWORD
   valueFrom:
     secretKeyRef:

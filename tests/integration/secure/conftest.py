@@ -10,6 +10,8 @@ KAFKA_BOOTSTRAP_SERVERS nor the testcontainers broker provides.
 revoked at teardown.
 ``secure_topic`` (function): factory ``secure_topic(partitions=3, config=None) -> name``,
 created by the super user and deleted at teardown.
+``setup`` (function): a ``Setup``: a fresh user, a scans and a state topic with one committed
+record each, and a transactional id; no ACLs yet.
 """
 
 from __future__ import annotations
@@ -19,9 +21,15 @@ import uuid
 from collections.abc import Callable, Iterator
 
 import pytest
+from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from tests.integration.secure.secure_kafka import AclAdmin, SecureKafka, running_secure_kafka
+from tests.integration.secure.secure_kafka import (
+    AclAdmin,
+    SecureKafka,
+    Setup,
+    running_secure_kafka,
+)
 
 
 @pytest.fixture(scope="session")
@@ -71,3 +79,21 @@ def secure_topic(secure_admin: AdminClient) -> Iterator[Callable[..., str]]:
         with contextlib.suppress(Exception):  # best effort
             for future in secure_admin.delete_topics(created, operation_timeout=30).values():
                 future.result(timeout=60)
+
+
+@pytest.fixture
+def setup(
+    secure_kafka: SecureKafka, kafka_user: tuple[str, str], secure_topic: Callable[..., str]
+) -> Setup:
+    scans = secure_topic(partitions=1)
+    state = secure_topic(partitions=1, config={"cleanup.policy": "compact"})
+    # One committed record on each, as a restarting bridge finds them.
+    producer = Producer(secure_kafka.conf("admin", transactional_id=f"seed-{uuid.uuid4()}"))
+    producer.init_transactions(30)
+    producer.begin_transaction()
+    producer.produce(scans, b"scan", b"reader")
+    producer.produce(state, b"checkpoint", b"source")
+    producer.commit_transaction(30)
+    return Setup(
+        secure_kafka, *kafka_user, scans, state, f"passentry-bridge.{uuid.uuid4().hex[:8]}"
+    )

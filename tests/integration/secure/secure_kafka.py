@@ -32,6 +32,7 @@ from confluent_kafka import (
     KafkaError,
     KafkaException,
     Message,
+    Producer,
     TopicPartition,
 )
 from confluent_kafka.admin import (
@@ -305,6 +306,57 @@ def _as_filter(binding: AclBinding) -> AclBindingFilter:
         binding.restype, binding.name, binding.resource_pattern_type, binding.principal,
         binding.host, binding.operation, binding.permission_type,
     )  # fmt: skip
+
+
+@dataclass
+class Setup:
+    """A user, two topics with a committed record each (as a restarting bridge finds
+    them), and a transactional id: the bridge's resources, in miniature."""
+
+    kafka: SecureKafka
+    user: str
+    password: str
+    scans: str
+    state: str
+    txn_id: str
+
+    def conf(self, **extra: Any) -> dict[str, Any]:
+        return self.kafka.conf(self.user, self.password, **extra)
+
+    def producer(self) -> Producer:
+        return Producer({**self.conf(), "transactional.id": self.txn_id})
+
+    def reader(self) -> Consumer:
+        """Like the bridge's start-up readers: a throwaway group, assigned, read_committed."""
+        return Consumer(
+            {
+                **self.conf(),
+                "group.id": f"passentry-bridge-restore-{uuid.uuid4()}",
+                "enable.auto.commit": False,
+                "isolation.level": "read_committed",
+                "enable.partition.eof": True,
+            }
+        )
+
+
+def bridge_grants(s: Setup) -> list[Grant]:
+    p = f"User:{s.user}"
+    return [
+        *(
+            Grant(p, "Topic", t, "LITERAL", op)
+            for t in (s.scans, s.state)
+            for op in ("Read", "Write")
+        ),
+        Grant(p, "TransactionalId", s.txn_id, "LITERAL", "Write"),
+        Grant(p, "Group", "passentry-bridge-restore-", "PREFIXED", "Describe"),
+    ]
+
+
+def grant_all_but(acls: AclAdmin, s: Setup, missing: Callable[[Grant], bool]) -> None:
+    grants = bridge_grants(s)
+    kept = [g for g in grants if not missing(g)]
+    assert len(kept) < len(grants), "the test removes nothing"
+    acls.grant(kept)
 
 
 def read_committed(kafka: SecureKafka, topic: str, timeout_s: float = 60.0) -> list[Message]:

@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
 
 import pytest
 from confluent_kafka import (
@@ -20,7 +17,6 @@ from confluent_kafka import (
     Consumer,
     KafkaError,
     KafkaException,
-    Producer,
     TopicCollection,
     TopicPartition,
 )
@@ -28,76 +24,13 @@ from confluent_kafka.admin import AclOperation, AdminClient, NewTopic
 
 from bridge.avro.decoder import RecordDecoder
 from bridge.cli.tail import tail_lines
-from tests.integration.secure.secure_kafka import AclAdmin, Grant, SecureKafka
-
-
-@dataclass
-class Setup:
-    kafka: SecureKafka
-    user: str
-    password: str
-    scans: str
-    state: str
-    txn_id: str
-
-    def conf(self, **extra: Any) -> dict[str, Any]:
-        return self.kafka.conf(self.user, self.password, **extra)
-
-    def producer(self) -> Producer:
-        return Producer({**self.conf(), "transactional.id": self.txn_id})
-
-    def reader(self) -> Consumer:
-        """Like the bridge's start-up readers: a throwaway group, assigned, read_committed."""
-        return Consumer(
-            {
-                **self.conf(),
-                "group.id": f"passentry-bridge-restore-{uuid.uuid4()}",
-                "enable.auto.commit": False,
-                "isolation.level": "read_committed",
-                "enable.partition.eof": True,
-            }
-        )
-
-
-def bridge_grants(s: Setup) -> list[Grant]:
-    p = f"User:{s.user}"
-    return [
-        *(
-            Grant(p, "Topic", t, "LITERAL", op)
-            for t in (s.scans, s.state)
-            for op in ("Read", "Write")
-        ),
-        Grant(p, "TransactionalId", s.txn_id, "LITERAL", "Write"),
-        Grant(p, "Group", "passentry-bridge-restore-", "PREFIXED", "Describe"),
-    ]
-
-
-@pytest.fixture
-def setup(
-    secure_kafka: SecureKafka,
-    kafka_user: tuple[str, str],
-    secure_topic: Callable[..., str],
-    secure_admin: AdminClient,
-) -> Setup:
-    scans = secure_topic(partitions=1)
-    state = secure_topic(partitions=1, config={"cleanup.policy": "compact"})
-    # One committed record on each, as a restarting bridge finds them.
-    producer = Producer(secure_kafka.conf("admin", transactional_id=f"seed-{uuid.uuid4()}"))
-    producer.init_transactions(30)
-    producer.begin_transaction()
-    producer.produce(scans, b"scan", b"reader")
-    producer.produce(state, b"checkpoint", b"source")
-    producer.commit_transaction(30)
-    return Setup(
-        secure_kafka, *kafka_user, scans, state, f"passentry-bridge.{uuid.uuid4().hex[:8]}"
-    )
-
-
-def grant_all_but(acls: AclAdmin, s: Setup, missing: Callable[[Grant], bool]) -> None:
-    grants = bridge_grants(s)
-    kept = [g for g in grants if not missing(g)]
-    assert len(kept) < len(grants), "the test removes nothing"
-    acls.grant(kept)
+from tests.integration.secure.secure_kafka import (
+    AclAdmin,
+    Grant,
+    Setup,
+    bridge_grants,
+    grant_all_but,
+)
 
 
 def read_first_error(consumer: Consumer, partitions: list[TopicPartition]) -> KafkaError | None:

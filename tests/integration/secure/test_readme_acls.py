@@ -1,9 +1,10 @@
 """The README's least-privilege ACLs, granted by its own ``kafka-acls.sh`` commands (run
 through Apache Kafka's AclCommand), are all the bridge needs, and none of them is more.
 
-The commands are read from the README, so the documentation is what is tested: the bridge
-creates its topics (with the Create grant), publishes a backlog, and after the Create grant is
-removed, restarts, resumes from its checkpoint (reading the state topic, and the scans topic
+The commands are read from the README, so the documentation is what is tested: ``check``
+finds every permission it needs, the bridge creates its topics (with the Create grant),
+publishes a backlog, and after the Create grant is removed, ``check`` still passes and the
+bridge restarts, resumes from its checkpoint (reading the state topic, and the scans topic
 and the DLQ to rebuild its dedup window) and publishes what came since: every scan exactly once.
 """
 
@@ -19,6 +20,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from bridge.cli.check import CheckResult, run_checks
+from bridge.config import Config
 from bridge.service import RunOptions
 from bridge.simulator.app import SimulatorConfig
 from bridge.simulator.server import SimulatorServer
@@ -143,6 +146,8 @@ def test_readme_acls_are_enough_for_the_bridge(
                 kafka=secure_kafka.kafka_settings("bridge"),
                 passentry={"webhook_secret": SECRET},
             )
+            # check finds every permission, though no topic exists yet (they may be created).
+            assert_kafka_checks_pass(config, creatable=len(DEFAULT_TOPICS))
             # First start, as a member of the group, with webhooks on: no topics yet, and
             # the bridge creates them (the Create grants). A webhook goes through the inbox.
             with RunningBridge(config, RunOptions(since_ms=0)) as bridge:
@@ -167,6 +172,7 @@ def test_readme_acls_are_enough_for_the_bridge(
             assert bridge.exit_code == 0
             # From now on the bridge runs without the Create grants.
             acls.revoke(create)
+            assert_kafka_checks_pass(config, creatable=0)
             sim.store.generate(40)
             caplog.clear()
             with (
@@ -197,6 +203,31 @@ def test_readme_acls_are_enough_for_the_bridge(
 
 
 _OUTCOMES = ("published", "duplicate", "deferred")
+KAFKA_ROWS = ("kafka tls", "kafka", "topic", "group", "txn id")
+
+
+def assert_kafka_checks_pass(config: Config, *, creatable: int) -> None:
+    """Every Kafka row of ``check`` is ok: TLS, the login, each topic, group and id."""
+    rows = [r for r in run_checks(config) if r.name in KAFKA_ROWS]
+    failed = [r for r in rows if not r.ok]
+    assert not failed, failed
+    names = {r.name for r in rows}
+    assert names == set(KAFKA_ROWS), names
+    topics = [r for r in rows if r.name == "topic"]
+    assert len(topics) == len(DEFAULT_TOPICS)
+    assert sum("will be created" in r.detail for r in topics) == creatable
+    (txn,) = [r.detail for r in rows if r.name == "txn id"]
+    assert txn == (
+        "passentry-bridge.default: User:bridge may use it (init_transactions as"
+        " passentry-bridge.default.check)"
+    )
+    assert _no_password(rows, config)
+
+
+def _no_password(rows: list[CheckResult], config: Config) -> bool:
+    password = config.kafka.sasl_password
+    assert password is not None
+    return not any(password.get_secret_value() in r.detail for r in rows)
 
 
 def _published(kafka: SecureKafka, topics: dict[str, str]) -> set[str]:
@@ -229,8 +260,9 @@ def test_readme_names_the_default_topics() -> None:
     assert topics == set(DEFAULT_TOPICS)
     grants = [g for c in readme_acl_commands() for g in parse_kafka_acls(c)]
     assert {g.name for g in grants if g.resource == "Topic"} == topics
-    assert {g.name for g in grants if g.resource == "TransactionalId"} == {
-        f"passentry-bridge.{defaults.source_id}"
+    # Prefixed: the live id, and the backfill, repair and check ids made from it.
+    assert {(g.name, g.pattern) for g in grants if g.resource == "TransactionalId"} == {
+        (f"passentry-bridge.{defaults.source_id}", "PREFIXED")
     }
     assert {(g.name, g.pattern) for g in grants if g.resource == "Group"} == {
         ("passentry-bridge-restore-", "PREFIXED"),

@@ -172,6 +172,8 @@ class Fleet:
             health.fatal(str(exc))
             log.error("cannot start source", extra={"source_id": spec.id, "error": str(exc)})
             return EXIT_FATAL
+        except Exception as exc:
+            return self._crashed(spec, health, exc)
         with self._lock:
             assigned_at = self._running[spec.id].assigned_at
         measured = False
@@ -202,6 +204,8 @@ class Fleet:
         )
         try:
             return runner.run()
+        except Exception as exc:
+            return self._crashed(spec, health, exc)
         finally:
             left = source.close(self._config.bridge.shutdown_grace_s / 2)
             if left:
@@ -211,6 +215,15 @@ class Fleet:
             metrics.forget_source(spec.id)
             if stop.is_set() or health.fatal_probe().ok:
                 self._health.remove(spec.id)
+
+    @staticmethod
+    def _crashed(spec: SourceConfig, health: Health, exc: Exception) -> int:
+        """An exception no layer below knew how to handle is a bug. Left to itself it would
+        end the thread silently and the process would exit 0, so it counts as fatal: the
+        traceback goes to the log and readiness says so."""
+        log.exception("source crashed", extra={"source_id": spec.id})
+        health.fatal(f"internal error: {exc!r}")
+        return EXIT_FATAL
 
     def _start_ms(self, spec: SourceConfig) -> int:
         """Where a source with no checkpoint starts: ``--since``, or one lookback ago."""

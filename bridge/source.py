@@ -24,7 +24,7 @@ from bridge.dedup import DedupWindow
 from bridge.enrich import Enricher, PassCache
 from bridge.kafka.access import KafkaAccess
 from bridge.kafka.checkpoint import CheckpointStore
-from bridge.kafka.producer import Publisher, producer_config, transactional_id
+from bridge.kafka.producer import Publisher, transactional_id
 from bridge.kafka.records import RecordBuilder
 from bridge.kafka.routing import Router
 from bridge.kafka.topics import TopicManager
@@ -81,17 +81,11 @@ class Source:
             partitions=br.topic_partitions,
             replication_factor=br.topic_replication_factor,
         )
-        self.publisher = Publisher(
-            producer_config(
-                client_conf,
-                transactional_id=transactional_id(source_id),
-                compression=kafka.compression_type,
-                linger_ms=kafka.linger_ms,
-                message_timeout_ms=kafka.message_timeout_ms,
-                transaction_timeout_ms=kafka.transaction_timeout_ms,
-            ),
+        self.publisher = Publisher.for_settings(
+            client_conf,
+            kafka,
             metrics,
-            call_timeout_s=max(30.0, kafka.message_timeout_ms / 1000),
+            transactional_id=transactional_id(source_id),
             hold_s=br.debug_txn_hold_s,
         )
         self.checkpoints = CheckpointStore(client_conf, br.state_topic, source_id)

@@ -34,7 +34,7 @@ from bridge.avro.schemas import latest
 from bridge.config import Config
 from bridge.enrich import Enricher, PassCache
 from bridge.kafka.checkpoint import CheckpointStore
-from bridge.kafka.producer import OutRecord, Publisher, producer_config, transactional_id
+from bridge.kafka.producer import OutRecord, Publisher, transactional_id
 from bridge.kafka.records import RecordBuilder
 from bridge.kafka.routing import Router
 from bridge.kafka.topics import TopicManager
@@ -126,17 +126,11 @@ class Repairer:
             partitions=br.topic_partitions,
             replication_factor=br.topic_replication_factor,
         )
-        self._publisher = Publisher(
-            producer_config(
-                conf,
-                transactional_id=repair_transactional_id(source_id),
-                compression=kafka.compression_type,
-                linger_ms=kafka.linger_ms,
-                message_timeout_ms=kafka.message_timeout_ms,
-                transaction_timeout_ms=kafka.transaction_timeout_ms,
-            ),
+        self._publisher = Publisher.for_settings(
+            conf,
+            kafka,
             metrics,
-            call_timeout_s=max(30.0, kafka.message_timeout_ms / 1000),
+            transactional_id=repair_transactional_id(source_id),
             hold_s=br.debug_txn_hold_s,
         )
         schema = latest()

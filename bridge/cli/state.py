@@ -15,7 +15,7 @@ from bridge.cli._common import config_option, load, parse_time
 from bridge.config import Config
 from bridge.errors import BridgeError
 from bridge.kafka.checkpoint import CheckpointStore, make_checkpoint
-from bridge.kafka.producer import Publisher, producer_config, transactional_id
+from bridge.kafka.producer import Publisher, transactional_id
 from bridge.kafka.topics import TopicManager
 from bridge.ops.metrics import Metrics
 from bridge.uuid7 import uuid7_datetime
@@ -94,17 +94,8 @@ def reset(config: Config, since_ms: int) -> str:
         conf, create=br.create_topics, partitions=1, replication_factor=br.topic_replication_factor
     ).ensure([br.state_topic], compacted=True)
     store = CheckpointStore(conf, br.state_topic, br.source_id)
-    publisher = Publisher(
-        producer_config(
-            conf,
-            transactional_id=transactional_id(br.source_id),
-            compression="none",
-            linger_ms=0,
-            message_timeout_ms=kafka.message_timeout_ms,
-            transaction_timeout_ms=kafka.transaction_timeout_ms,
-        ),
-        Metrics(),
-        call_timeout_s=30,
+    publisher = Publisher.for_settings(
+        conf, kafka, Metrics(), transactional_id=transactional_id(br.source_id)
     )
     publisher.init()
     previous = store.read()

@@ -28,6 +28,7 @@ from typing import Any, NoReturn, Protocol, TypeVar
 from confluent_kafka import KafkaError, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from bridge.config import KafkaSettings
 from bridge.errors import (
     CommitOutcomeUnknownError,
     ConfigError,
@@ -161,6 +162,32 @@ class Publisher:
         self._initialised = False
         # The topics of the transaction in hand, to name the one an ACL refused.
         self._txn_topics: set[str] = set()
+
+    @classmethod
+    def for_settings(
+        cls,
+        client_conf: dict[str, Any],
+        kafka: KafkaSettings,
+        metrics: Metrics,
+        *,
+        transactional_id: str,
+        hold_s: float = 0.0,
+    ) -> Publisher:
+        """The producer of one transactional id, tuned by the ``KAFKA_*`` settings."""
+        return cls(
+            producer_config(
+                client_conf,
+                transactional_id=transactional_id,
+                compression=kafka.compression_type,
+                linger_ms=kafka.linger_ms,
+                message_timeout_ms=kafka.message_timeout_ms,
+                transaction_timeout_ms=kafka.transaction_timeout_ms,
+            ),
+            metrics,
+            # A call may wait out a whole delivery timeout before librdkafka answers.
+            call_timeout_s=max(30.0, kafka.message_timeout_ms / 1000),
+            hold_s=hold_s,
+        )
 
     def init(self) -> None:
         """``init_transactions``: fences older instances and settles their open transaction.

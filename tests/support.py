@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from bridge.ops.metrics import Metrics
+
+# Test data: the documented example page, schema pairs for the compatibility gate.
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+SCHEMA_FIXTURES = FIXTURES / "schemas"
 
 
 def sample(metrics: Metrics, name: str, **labels: str) -> float:

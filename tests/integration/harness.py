@@ -1,13 +1,16 @@
-"""Helpers for end-to-end tests: build a bridge config, run it, drain topics."""
+"""Helpers for end-to-end tests: build a bridge config, run it, drain topics, compare what
+was published with what the simulator served."""
 
 from __future__ import annotations
 
 import io
+import json
 import threading
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import avro.io
@@ -18,6 +21,7 @@ from confluent_kafka import Consumer, KafkaError, TopicPartition
 from bridge.avro.schemas import latest
 from bridge.config import Config, load_config
 from bridge.service import RunOptions, Service
+from bridge.simulator.store import Scan
 
 
 def bridge_config(
@@ -192,3 +196,49 @@ def avro_decode(writer_schema_text: str, body: bytes) -> dict[str, Any]:
     value: dict[str, Any] = avro.io.DatumReader(schema, schema).read(avro.io.BinaryDecoder(stream))
     assert stream.tell() == len(body), "bytes left over after the record"
     return value
+
+
+def iso_ms(ms: int | None) -> datetime | None:
+    return None if ms is None else datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+def parse_iso(text: str | None) -> datetime | None:
+    return None if text is None else datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def assert_matches_source(record: Record, scan: Scan) -> None:
+    """The decoded event equals what the simulator served for that scan."""
+    value = record.decoded()
+    doc = json.loads(scan.json)
+    attrs = doc["attributes"]
+    rel = doc["relationships"]
+    assert str(value["scanId"]) == scan.id
+    assert value["createdAt"] == iso_ms(scan.created_ms)
+    assert value["scannedAt"] == parse_iso(attrs["scannedAt"])
+    for field in ("scanType", "scanValue", "validationType", "status", "statusDetail"):
+        assert value[field] == attrs[field], field
+    assert value["readerId"] == rel["reader"]["data"]["id"]
+    assert record.key == value["readerId"].encode()
+    assert record.timestamp_ms == scan.created_ms
+    assert record.headers["scan-id"] == scan.id.encode()
+    pass_rel = rel["pass"]["data"]
+    assert value["passId"] == (pass_rel["id"] if pass_rel else None)
+    included = {(d["type"], d["id"]): d for d in map(json.loads, scan.refs)}
+    if pass_rel is None:
+        assert value["pass"] is None
+    else:
+        src = included[("pass", pass_rel["id"])]["attributes"]
+        got = value["pass"]
+        assert got["id"] == pass_rel["id"]
+        for field in ("extId", "passType", "status", "passTemplateName", "downloadUrl", "nfc"):
+            assert got[field] == src.get(field), field
+        assert got["createdAt"] == parse_iso(src.get("createdAt"))
+        assert got["passContent"] == {
+            k: v if isinstance(v, str) else json.dumps(v)
+            for k, v in (src.get("passContent") or {}).items()
+        }
+    reader_src = included[("reader", value["readerId"])]["attributes"]
+    got_reader = value["reader"]
+    for field in ("name", "readerType", "loggedIn", "qrEnabled", "scanEnabled"):
+        assert got_reader[field] == reader_src[field], field
+    assert got_reader["lastSeenAt"] == parse_iso(reader_src["lastSeenAt"])

@@ -29,8 +29,13 @@ from bridge.service import RunOptions, Service
 from bridge.simulator.app import SimulatorConfig
 from bridge.simulator.server import SimulatorServer
 from bridge.simulator.store import Scan, WorldConfig
-from tests.integration.harness import Record, avro_decode, bridge_config, drain
-from tests.integration.test_bridge_e2e import assert_matches_source
+from tests.integration.harness import (
+    Record,
+    assert_matches_source,
+    avro_decode,
+    bridge_config,
+    drain,
+)
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
 PRIMITIVES = {"null", "boolean", "int", "long", "float", "double", "bytes", "string"}

@@ -15,7 +15,7 @@ from bridge.ops.metrics import Metrics
 from bridge.passentry.client import PassEntryClient
 from bridge.passentry.ratelimit import RequestBudget
 from bridge.passentry.slices import SlicePlan
-from tests.unit.bridge.fake_api import FakeApi
+from tests.unit.fake_api import FakeApi
 
 HOUR = 3_600_000
 T0 = 1_780_000_000_000 // HOUR * HOUR  # an hour boundary

@@ -17,8 +17,8 @@ from bridge.avro.schemas import latest
 from bridge.cli.tail import pretty, to_json
 from bridge.config import RegistrySettings
 from bridge.ops.metrics import Metrics
-from tests.unit.bridge.fake_api import FakeApi
-from tests.unit.bridge.pipeline_support import ListSink, build, now_ms
+from tests.unit.fake_api import FakeApi
+from tests.unit.pipeline_support import ListSink, build, now_ms
 
 
 def published_records(**kw: Any) -> list[bytes]:

@@ -18,7 +18,7 @@ from bridge.avro.compat import (
     round_trip_problems,
 )
 from bridge.avro.lock import bundled_schemas
-from tests.unit.schema.conftest import FIXTURES
+from tests.support import SCHEMA_FIXTURES
 
 
 def test_every_released_schema_passes_the_full_gate() -> None:
@@ -50,7 +50,7 @@ MODES: list[Mode] = ["BACKWARD", "FORWARD", "FULL"]
 @pytest.mark.parametrize("case", sorted(CASES))
 @pytest.mark.parametrize("mode", MODES)
 def test_fixture_pairs_pass_exactly_the_modes_avro_allows(case: str, mode: Mode) -> None:
-    problems = check_versions(FIXTURES / case, mode)
+    problems = check_versions(SCHEMA_FIXTURES / case, mode)
     if mode in CASES[case]:
         assert problems == []
     else:
@@ -71,7 +71,7 @@ def test_fixture_pairs_pass_exactly_the_modes_avro_allows(case: str, mode: Mode)
     ],
 )
 def test_failures_say_which_field_and_why(case: str, expected: str) -> None:
-    assert any(expected in p for p in check_versions(FIXTURES / case, "FULL")), expected
+    assert any(expected in p for p in check_versions(SCHEMA_FIXTURES / case, "FULL")), expected
 
 
 @pytest.mark.parametrize(
@@ -85,7 +85,7 @@ def test_failures_say_which_field_and_why(case: str, expected: str) -> None:
     ],
 )
 def test_the_data_round_trip_agrees_with_the_structural_rules(case: str, direction: str) -> None:
-    v = load_versions(FIXTURES / case)
+    v = load_versions(SCHEMA_FIXTURES / case)
     writer, reader = (v[1], v[2]) if direction == "BACKWARD" else (v[2], v[1])
     assert resolution_problems(writer, reader)
     # fastavro itself refuses to read at least one representative record.
@@ -94,7 +94,7 @@ def test_the_data_round_trip_agrees_with_the_structural_rules(case: str, directi
 
 
 def test_an_enum_default_makes_a_removed_symbol_readable() -> None:
-    v = load_versions(FIXTURES / "remove_enum_symbol")
+    v = load_versions(SCHEMA_FIXTURES / "remove_enum_symbol")
     new = copy.deepcopy(v[2])
     new["fields"][3]["type"]["default"] = "BRONZE"
     assert check_pair(v[1], new, "BACKWARD") == []
@@ -111,7 +111,7 @@ def test_a_changed_logical_type_is_reported_although_the_bytes_resolve() -> None
 
 
 def test_a_gap_in_version_numbers_is_reported(tmp_path: Path) -> None:
-    source = FIXTURES / "add_optional_field"
+    source = SCHEMA_FIXTURES / "add_optional_field"
     (tmp_path / "x").mkdir()
     (tmp_path / "x" / "v1.avsc").write_bytes((source / "v1.avsc").read_bytes())
     (tmp_path / "x" / "v3.avsc").write_bytes((source / "v2.avsc").read_bytes())
@@ -119,11 +119,11 @@ def test_a_gap_in_version_numbers_is_reported(tmp_path: Path) -> None:
 
 
 def test_field_diff_lists_added_removed_and_changed_fields() -> None:
-    added = load_versions(FIXTURES / "add_optional_field")
+    added = load_versions(SCHEMA_FIXTURES / "add_optional_field")
     assert field_diff(added[1], added[2]) == ["+ email  [null, string] = null"]
-    removed = load_versions(FIXTURES / "remove_field_without_default")
+    removed = load_versions(SCHEMA_FIXTURES / "remove_field_without_default")
     assert field_diff(removed[1], removed[2]) == ["- holder  string"]
-    enum = load_versions(FIXTURES / "remove_enum_symbol")
+    enum = load_versions(SCHEMA_FIXTURES / "remove_enum_symbol")
     assert field_diff(enum[1], enum[2]) == [
         "~ tier  enum Tier{BRONZE,SILVER,GOLD} -> enum Tier{BRONZE,SILVER}"
     ]

@@ -15,7 +15,7 @@ from bridge.avro.lock import bundled_schemas
 from bridge.avro.registry import canonical
 from bridge.avro.schemas import VersionedSchema
 from bridge.cli.schema import schema
-from tests.unit.schema.conftest import FIXTURES
+from tests.support import SCHEMA_FIXTURES
 
 
 @pytest.fixture
@@ -43,7 +43,7 @@ def test_check_passes_on_the_released_schemas() -> None:
 def test_check_fails_on_incompatible_versions_and_an_edited_release(tmp_path: Path) -> None:
     root = tmp_path / "schemas"
     shutil.copytree(bundled_schemas(), root)
-    shutil.copytree(FIXTURES / "string_to_int", root / "ticket")
+    shutil.copytree(SCHEMA_FIXTURES / "string_to_int", root / "ticket")
     (root / "passentry_scan" / "v1.avsc").write_text("{}")
     result = CliRunner().invoke(schema, ["check", "--schemas-dir", str(root)])
     assert result.exit_code == 1
@@ -53,7 +53,7 @@ def test_check_fails_on_incompatible_versions_and_an_edited_release(tmp_path: Pa
 
 def test_check_honours_the_mode(tmp_path: Path) -> None:
     root = tmp_path / "schemas"
-    shutil.copytree(FIXTURES / "int_to_long", root / "ticket")
+    shutil.copytree(SCHEMA_FIXTURES / "int_to_long", root / "ticket")
     (root / "schemas.lock").write_text("")
     args = ["check", "--schemas-dir", str(root)]
     backward = CliRunner().invoke(schema, [*args, "--mode", "BACKWARD"])

@@ -1,14 +1,13 @@
+"""Fixtures for the PassEntry client and page tests: the documented example page."""
+
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from bridge.ops.metrics import Metrics
-
-FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
+from tests.support import FIXTURES
 
 
 @pytest.fixture
@@ -21,8 +20,3 @@ def example_page_bytes() -> bytes:
 def example_page(example_page_bytes: bytes) -> dict[str, Any]:
     doc: dict[str, Any] = json.loads(example_page_bytes)
     return doc
-
-
-@pytest.fixture
-def metrics() -> Metrics:
-    return Metrics()

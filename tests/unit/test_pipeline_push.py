@@ -12,8 +12,8 @@ from confluent_kafka import TopicPartition
 from bridge.ops.metrics import Metrics
 from bridge.webhook.inbox import InboxBatch, InboxEvent
 from tests.support import sample
-from tests.unit.bridge.fake_api import FakeApi, pass_doc, scan_doc
-from tests.unit.bridge.pipeline_support import ListSink, build, now_ms
+from tests.unit.fake_api import FakeApi, pass_doc, scan_doc
+from tests.unit.pipeline_support import ListSink, build, now_ms
 
 
 def webhook(scan: dict[str, Any]) -> bytes:

@@ -10,8 +10,8 @@ from bridge.errors import KafkaRetriableError
 from bridge.ops.metrics import Metrics
 from bridge.pipeline import Pipeline
 from tests.support import sample
-from tests.unit.bridge.fake_api import FakeApi
-from tests.unit.bridge.pipeline_support import ListSink, build, decode, now_ms
+from tests.unit.fake_api import FakeApi, scan_doc
+from tests.unit.pipeline_support import ListSink, build, decode, now_ms
 
 
 def test_backlog_across_many_pages_is_published_once_in_id_order() -> None:
@@ -161,8 +161,6 @@ def test_records_are_keyed_by_reader_stamped_with_id_time_and_routed() -> None:
 
 def test_invalid_id_is_dead_lettered_once_with_its_json() -> None:
     now = now_ms()
-    from tests.unit.bridge.fake_api import scan_doc
-
     api, sink, metrics = FakeApi(), ListSink(), Metrics()
     api.add_raw(now - 1_000, scan_doc("6f9619ff-8b86-4011-b42d-00cf4fc964ff", reader="g"))
     good = api.add(now - 900)

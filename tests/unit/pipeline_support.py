@@ -24,7 +24,7 @@ from bridge.passentry.client import PassEntryClient
 from bridge.passentry.ratelimit import RequestBudget
 from bridge.passentry.slices import SlicePlan, SliceReader
 from bridge.pipeline import Pipeline, PipelineSettings
-from tests.unit.bridge.fake_api import FakeApi
+from tests.unit.fake_api import FakeApi
 
 
 def now_ms() -> int:

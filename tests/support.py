@@ -47,3 +47,22 @@ def murmur2(data: bytes) -> int:
 def java_partition(key: bytes, partitions: int) -> int:
     """The partition Java's default partitioner picks for a non-null key."""
     return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+class FakeClock:
+    """Monotonic seconds that move only when a test, or the code's injected ``sleep``, moves
+    them: waits become instant and deadlines exact."""
+
+    def __init__(self, start: float = 1_000.0) -> None:
+        self.now = start
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.advance(seconds)
+
+    def advance(self, seconds: float) -> None:
+        self.now += max(seconds, 0.0)

@@ -22,7 +22,6 @@ from tenacity import (
     RetryCallState,
     Retrying,
     retry_if_exception_type,
-    stop_after_delay,
     wait_random_exponential,
 )
 
@@ -118,11 +117,14 @@ class PassEntryClient:
         retry_deadline_s: float = 60.0,
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._metrics = metrics
         self._budget = budget
         self._deadline = retry_deadline_s
         self._sleep = sleep
+        # Measures the retry deadline; tests pass a clock that their ``sleep`` moves on.
+        self._clock = clock
         self._http = httpx.Client(
             base_url=base_url.rstrip("/"),
             headers={
@@ -289,10 +291,16 @@ class PassEntryClient:
                 extra={"endpoint": endpoint, "attempt": state.attempt_number, "error": str(exc)},
             )
 
+        started = self._clock()
+
+        def out_of_time(state: RetryCallState) -> bool:
+            # tenacity's stop_after_delay, on our clock: stop once the deadline has passed.
+            return self._clock() - started >= self._deadline
+
         retrying = Retrying(
             retry=retry_if_exception_type(RetriableError),
             wait=wait,
-            stop=stop_after_delay(self._deadline),
+            stop=out_of_time,
             sleep=self._sleep,
             before_sleep=before_sleep,
             reraise=True,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -72,6 +73,8 @@ class Simulator:
     subscriptions: Subscriptions
     webhooks: WebhookSender
     stats: EndpointStats = field(default_factory=EndpointStats)
+    # Set when live traffic with a duration has made its last scan.
+    traffic_done: threading.Event = field(default_factory=threading.Event)
 
     @classmethod
     def create(cls, config: SimulatorConfig, faults: Faults | None = None) -> Simulator:
@@ -357,6 +360,7 @@ async def _traffic(sim: Simulator) -> None:
             made += due
         if duration is not None and elapsed >= duration:
             log.info("live traffic finished after %d scans", made)
+            sim.traffic_done.set()
             return
 
 

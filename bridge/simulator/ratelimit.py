@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -37,20 +38,28 @@ class Decision:
 class SlidingWindowLimiter:
     """``limit`` requests per ``window_s`` seconds per key; ``limit=None`` turns it off."""
 
-    def __init__(self, limit: int | None = 10, window_s: float = 1.0) -> None:
+    def __init__(
+        self,
+        limit: int | None = 10,
+        window_s: float = 1.0,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         if limit is not None and limit < 1:
             raise ValueError("rate limit must be >= 1 request per window, or None")
         if window_s <= 0:
             raise ValueError("rate-limit window must be positive")
         self.limit = limit
         self.window_s = window_s
+        # Monotonic seconds. Tests may swap in a fake clock before the first request.
+        self.clock = clock
         self._buckets: dict[str, deque[float]] = {}
 
     def check(self, key: str) -> Decision | None:
         """Admit or refuse one request now; ``None`` when limiting is off."""
         if self.limit is None:
             return None
-        mono = time.monotonic()
+        mono = self.clock()
         bucket = self._buckets.setdefault(key, deque())
         horizon = mono - self.window_s
         while bucket and bucket[0] <= horizon:

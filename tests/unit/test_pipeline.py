@@ -46,7 +46,10 @@ def test_pages_shifting_under_new_arrivals_lose_nothing() -> None:
     for _ in range(4):
         p.cycle(threading.Event())
     api.on_request = None
-    time.sleep(0.002)
+    # A slice ends "now", exclusive: the newest scan is in it once the clock has left its ms.
+    newest_ms = max(created for created, _ in api.scans)
+    while now_ms() <= newest_ms:
+        pass  # a millisecond or so
     p.cycle(threading.Event())
     assert sorted(sink.scan_ids()) == sorted(made)
     assert len(sink.scan_ids()) == len(set(sink.scan_ids()))

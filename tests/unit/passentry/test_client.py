@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import json
-import time
 
 import httpx
 import pytest
@@ -10,7 +9,7 @@ from bridge.errors import ApiAuthError, ApiRequestError, ApiUnavailableError
 from bridge.ops.metrics import Metrics
 from bridge.passentry.client import PassEntryClient
 from bridge.passentry.ratelimit import RequestBudget
-from tests.support import sample
+from tests.support import FakeClock, sample
 
 
 class Script:
@@ -123,11 +122,27 @@ def test_other_4xx_is_fatal_with_the_api_error_text(metrics: Metrics) -> None:
 
 def test_gives_up_after_the_deadline_with_the_last_error(metrics: Metrics) -> None:
     script = Script(*[httpx.Response(502) for _ in range(500)])
-    client = make(script, metrics, [], deadline=0.3)
-    client._sleep = lambda s: time.sleep(min(s, 0.02))
+    clock = FakeClock()  # only the backoff sleeps move it
+    client = PassEntryClient(
+        "https://api.example.test",
+        "t",
+        metrics=metrics,
+        budget=RequestBudget(1000, clock=clock, sleep=clock.advance),
+        retry_deadline_s=60,
+        transport=httpx.MockTransport(script),
+        sleep=clock.sleep,
+        clock=clock,
+    )
     with pytest.raises(ApiUnavailableError, match="502"):
         client.list_scans({})
+    waits = clock.sleeps
     assert 1 < len(script.requests) < 500
+    assert len(script.requests) == len(waits) + 1  # one more attempt after every backoff
+    # It retried while inside the deadline, and stopped on the first failure past it.
+    assert sum(waits[:-1]) < 60 <= sum(waits)
+    assert sample(
+        metrics, "passentry_bridge_api_retries_total", endpoint="scans", reason="server_error"
+    ) == len(waits)
 
 
 def test_missing_pass_is_none_on_404(metrics: Metrics) -> None:

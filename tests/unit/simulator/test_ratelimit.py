@@ -6,8 +6,10 @@ import time
 from collections.abc import Callable
 
 import httpx
+import pytest
 
 from bridge.simulator import SimulatorServer, SlidingWindowLimiter
+from tests.support import FakeClock
 
 Make = Callable[..., SimulatorServer]
 ClientFor = Callable[..., httpx.Client]
@@ -16,8 +18,9 @@ ClientFor = Callable[..., httpx.Client]
 def test_eleventh_request_gets_429_until_a_slot_frees(
     make_server: Make, client_for: ClientFor
 ) -> None:
-    # A half-second window keeps the test quick; the logic is the same as for 1 s.
     server = make_server(backlog=5, rate_limit=10, rate_window_s=0.5)
+    clock = FakeClock()  # the window moves only when the test says so
+    server.sim.limiter.clock = clock
     client = client_for(server)
     remaining = []
     for _ in range(10):
@@ -42,7 +45,7 @@ def test_eleventh_request_gets_429_until_a_slot_frees(
         client.get(f"/api/v1/scans/{scan_id}").headers["x-rate-limit-url"] == "/api/v1/scans/{id}"
     )
 
-    time.sleep(retry_after)
+    clock.advance(retry_after)
     assert client.get("/api/v1/scans").status_code == 200
     stats = httpx.get(f"{server.url}/_sim/stats").json()
     assert stats["rateLimited"] == {"GET /api/v1/scans": 1}
@@ -50,17 +53,28 @@ def test_eleventh_request_gets_429_until_a_slot_frees(
 
 
 def test_refused_requests_do_not_consume_slots() -> None:
-    limiter = SlidingWindowLimiter(limit=2, window_s=0.3)
+    clock = FakeClock()
+    limiter = SlidingWindowLimiter(limit=2, window_s=0.5, clock=clock)
+    opened = clock()
     assert [d is not None and d.allowed for d in (limiter.check("k"), limiter.check("k"))] == [
         True,
         True,
     ]
-    refusals = [limiter.check("k") for _ in range(50)]
+    # Hammered through most of the window (binary fractions keep the clock exact).
+    refusals = []
+    for _ in range(50):
+        clock.advance(1 / 128)
+        refusals.append(limiter.check("k"))
     assert all(d is not None and not d.allowed for d in refusals)
     last = refusals[-1]
     assert last is not None
-    time.sleep(last.retry_after)
-    # Hammering during the window did not push the reopening back.
+    # The refusals did not push the reopening back: it is when the first slot leaves.
+    assert clock() + last.retry_after == pytest.approx(opened + 0.5)
+    clock.now = opened + 0.5 - 1 / 1024
+    refused = limiter.check("k")
+    assert refused is not None
+    assert not refused.allowed
+    clock.now = opened + 0.5
     decision = limiter.check("k")
     assert decision is not None
     assert decision.allowed

@@ -77,6 +77,7 @@ def build(
     max_cycle_scans: int = 10_000,
     overlap_ms: int = 10_000,
     start_ms: int | None = None,
+    encoder: Encoder | None = None,
 ) -> Pipeline:
     client = PassEntryClient(
         "https://api.example.test",
@@ -100,7 +101,7 @@ def build(
     return Pipeline(
         reader=reader,
         enricher=Enricher(client.get_pass, metrics),
-        encoder=Encoder(schema, "src"),
+        encoder=Encoder(schema, "src") if encoder is None else encoder,
         records=RecordBuilder("src", "dlq", Router("scans", template), SingleObjectFramer(schema)),
         publisher=sink,
         checkpoints=CheckpointStore({}, "state", "src"),

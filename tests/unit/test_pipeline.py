@@ -1,17 +1,40 @@
 from __future__ import annotations
 
+import json
 import threading
 import time
+from uuid import UUID
 
 import pytest
 
+from bridge.avro.encoder import Encoder
 from bridge.avro.schemas import latest
+from bridge.enrich import Enriched
 from bridge.errors import KafkaRetriableError
 from bridge.ops.metrics import Metrics
 from bridge.pipeline import Pipeline
 from tests.support import sample
 from tests.unit.fake_api import FakeApi, scan_doc
 from tests.unit.pipeline_support import ListSink, build, decode, now_ms
+from tests.unit.scan_docs import with_scan_attrs
+
+
+class PoisoningEncoder(Encoder):
+    """The real encoder, handed a scanValue no UTF-8 writer takes for the given scan ids (a
+    lone surrogate: the JSON decoder never makes one, so it is put in here)."""
+
+    def __init__(self, poisoned: set[str]) -> None:
+        super().__init__(latest(), "src")
+        self.poisoned = poisoned
+
+    def encode(self, items: list[Enriched]) -> list[bytes | Exception]:
+        return super().encode(
+            [self._poison(i) if i.scan.resource.id in self.poisoned else i for i in items]
+        )
+
+    @staticmethod
+    def _poison(item: Enriched) -> Enriched:
+        return with_scan_attrs(item, scan_value="\udfff")
 
 
 def test_backlog_across_many_pages_is_published_once_in_id_order() -> None:
@@ -179,6 +202,29 @@ def test_invalid_id_is_dead_lettered_once_with_its_json() -> None:
     assert dlq[0].key == b"g"
     assert sink.scan_ids() == [good]
     assert sample(metrics, "passentry_bridge_dlq_records_total", reason="invalid_id") == 1
+
+
+def test_a_scan_that_cannot_be_encoded_is_dead_lettered_once_and_the_rest_published() -> None:
+    now = now_ms()
+    api, sink, metrics = FakeApi(), ListSink(), Metrics()
+    made = sorted(api.add(now - 3_000 + i, reader="gate-4") for i in range(5))
+    p = build(api, sink, metrics, encoder=PoisoningEncoder({made[2]}))
+    p.cycle(threading.Event())
+    p.reader.sweep_now()
+    p.cycle(threading.Event())  # the overlap and the sweep see it again: not sent again
+    assert sink.scan_ids() == [m for m in made if m != made[2]]
+    dlq = [r for r in sink.records if r.topic == "dlq"]
+    assert len(dlq) == 1
+    headers = dict(dlq[0].headers)
+    assert headers["dlq-reason"] == "encode_error"
+    assert headers["scan-id"] == made[2]
+    assert str(headers["dlq-detail"]).startswith("UnicodeEncodeError")
+    assert json.loads(dlq[0].value)["id"] == made[2]
+    assert dlq[0].key == b"gate-4"
+    assert sample(metrics, "passentry_bridge_dlq_records_total", reason="encode_error") == 1
+    assert sample(metrics, "passentry_bridge_scans_published_total", topic="scans") == 4
+    # Committed with the others: the cursor moved past it.
+    assert p.window.watermark == UUID(made[-1]).int
 
 
 def test_stop_between_pages_abandons_the_cycle_without_moving_the_cursor() -> None:

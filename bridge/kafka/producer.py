@@ -150,15 +150,20 @@ class Publisher:
         *,
         call_timeout_s: float,
         hold_s: float = 0.0,
+        producer_factory: Callable[[dict[str, Any]], Producer] = new_producer,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._conf = {**conf, "on_delivery": self._on_delivery}
+        # Seams for unit tests: a fake producer, and a clock its blocking calls move on.
+        self._new_producer = producer_factory
+        self._clock = clock
         self._metrics = metrics
         self._timeout = call_timeout_s
         self._acked: dict[str, int] = {}
         self._errors: list[KafkaError] = []
         # Fault tests only (BRIDGE_DEBUG_TXN_HOLD_S): keep each transaction open a while.
         self._hold_s = hold_s
-        self._producer = new_producer(self._conf)
+        self._producer = self._new_producer(self._conf)
         self._initialised = False
         # The topics of the transaction in hand, to name the one an ACL refused.
         self._txn_topics: set[str] = set()
@@ -196,7 +201,7 @@ class Publisher:
         over with a fresh producer, which fences afresh.
         """
         if self._initialised:
-            self._producer = new_producer(self._conf)
+            self._producer = self._new_producer(self._conf)
         self._call(lambda: self._producer.init_transactions(self._timeout), "init_transactions")
         self._initialised = True
 
@@ -205,7 +210,7 @@ class Publisher:
         the restore that follows calls :meth:`init`, which settles it."""
         with contextlib.suppress(KafkaException):
             self._producer.flush(0)
-        self._producer = new_producer(self._conf)
+        self._producer = self._new_producer(self._conf)
         self._initialised = False
 
     def send(
@@ -277,15 +282,15 @@ class Publisher:
             raise KafkaRetriableError("producer queue stayed full; is the broker reachable?")
 
     def _commit(self, timeout_s: float) -> None:
-        deadline = time.monotonic() + timeout_s
+        deadline = self._clock() + timeout_s
         while True:
             try:
-                self._producer.commit_transaction(max(1.0, deadline - time.monotonic()))
+                self._producer.commit_transaction(max(1.0, deadline - self._clock()))
                 return
             except KafkaException as exc:
                 err = exc.args[0]
                 if err.retriable() and not err.txn_requires_abort() and not err.fatal():
-                    if time.monotonic() < deadline:
+                    if self._clock() < deadline:
                         continue  # librdkafka allows repeating a commit that timed out
                     raise CommitOutcomeUnknownError(
                         f"commit_transaction did not complete in {timeout_s:.0f}s: {err}"
@@ -333,14 +338,14 @@ class Publisher:
 
     def _call(self, fn: Callable[[], T], where: str) -> T:
         """Run a transactional API call, repeating it while librdkafka says retriable."""
-        deadline = time.monotonic() + self._timeout
+        deadline = self._clock() + self._timeout
         while True:
             try:
                 return fn()
             except KafkaException as exc:
                 err: KafkaError = exc.args[0]
                 self._raise_if_fatal(err, where)
-                if err.retriable() and time.monotonic() < deadline:
+                if err.retriable() and self._clock() < deadline:
                     self._metrics.producer_errors.labels("retriable").inc()
                     # Serves error_cb meanwhile: a refused login shows only there. A fatal
                     # error raised here is raised again, and handled, by the next attempt.

@@ -1,5 +1,10 @@
 """Out-of-process pieces for the exactly-once fault suite: the bridge as a child process,
-live traffic into the in-process simulator, a dedicated broker, and the verifier."""
+live traffic into the in-process simulator, a dedicated broker, and the verifier.
+
+The suite waits on conditions: a bridge process is up (its /healthz answers), has
+committed, has caught up with live traffic (its watermark), a checkpoint was committed to
+the state topic. The only plain sleeps are fault-injection timing, in ``pause_for_fault``.
+"""
 
 from __future__ import annotations
 
@@ -12,12 +17,15 @@ import threading
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+import httpx
 from confluent_kafka import IsolationLevel, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
+from prometheus_client.parser import text_string_to_metric_families
 
 from bridge.simulator.server import SimulatorServer
 from tests.integration.harness import Record, drain, wait_for
@@ -45,11 +53,19 @@ class Topics:
         return cls(f"eos-{tag}-scans", f"eos-{tag}-dlq", f"eos-{tag}-state", f"eos-{tag}")
 
 
+def pause_for_fault(seconds: float) -> None:
+    """Fault-injection timing, not a wait for anything: the (seeded, random) moment before
+    the next fault strikes, or how long one lasts, such as a broker frozen past the
+    transaction timeout. Callers measure it from a real condition where that matters."""
+    time.sleep(seconds)
+
+
 class BridgeProcess:
-    """``passentry-bridge run`` as a child process with its own log file."""
+    """``passentry-bridge run`` as a child process with its own log file and status port."""
 
     def __init__(self, env: dict[str, str], log_dir: Path, name: str) -> None:
-        self.env = env
+        self.port = int(env.get("BRIDGE_HTTP_PORT", "0")) or free_port()
+        self.env = {**env, "BRIDGE_HTTP_PORT": str(self.port)}
         self.log_path = log_dir / f"{name}.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
@@ -91,9 +107,67 @@ class BridgeProcess:
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def metric(self, name: str, **labels: str) -> float | None:
+        """The largest sample of ``name`` on the process's /metrics whose labels include
+        ``labels`` (over its sources, say), 0 while there is none; None while nothing
+        answers on its port."""
+        try:
+            text = httpx.get(f"http://127.0.0.1:{self.port}/metrics", timeout=2).text
+        except httpx.HTTPError:
+            return None
+        wanted = labels.items()
+        found = [
+            float(sample.value)
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+            if sample.name == name and wanted <= sample.labels.items()
+        ]
+        return max(found, default=0.0)
+
+    def wait_up(self, timeout_s: float = 60) -> None:
+        """Until the process serves its status port: imports done, topics and restore next."""
+        self._wait(lambda: self.metric("passentry_bridge_ready") is not None, timeout_s, "up")
+
+    def wait_committed(self, n: int = 1, timeout_s: float = 60) -> None:
+        """Until this process has committed ``n`` transactions."""
+        name = "passentry_bridge_transactions_total"
+        self._wait(
+            lambda: (self.metric(name, outcome="committed") or 0) >= n,
+            timeout_s,
+            f"{n} committed transactions",
+        )
+
+    def wait_caught_up(self, timeout_s: float = 120) -> None:
+        """Until this process has published a scan created after the call (a second's margin
+        for simulator nodes with fast clocks): it caught up with the live traffic, which
+        must keep running meanwhile."""
+        since = time.time() + 1.0
+        name = "passentry_bridge_watermark_timestamp_seconds"
+        self._wait(
+            lambda: (self.metric(name) or 0) >= since,
+            timeout_s,
+            "its watermark to pass the live traffic",
+        )
+
+    def _wait(self, condition: Callable[[], bool], timeout_s: float, what: str) -> None:
+        def done() -> bool:
+            if not self.running():
+                code = None if self.proc is None else self.proc.poll()
+                raise AssertionError(
+                    f"{self.log_path.stem} exited ({code}) before {what}:\n"
+                    f"{self.log_text()[-2000:]}"
+                )
+            return condition()
+
+        wait_for(done, timeout_s, f"{self.log_path.stem}: {what}")
+
 
 class Supervisor:
     """Restarts the bridge whenever it exits, as an orchestrator would; records exit codes."""
+
+    # The orchestrator's restart back-off (much shorter than Kubernetes' own): part of the
+    # scenario, not a wait for anything.
+    restart_backoff_s = 1.0
 
     def __init__(self, env: dict[str, str], log_dir: Path) -> None:
         self._env, self._dir = env, log_dir
@@ -115,7 +189,7 @@ class Supervisor:
                 return
             self.exits.append(code)
             n += 1
-            time.sleep(1)  # a restart back-off, much shorter than Kubernetes' own
+            self._stop.wait(self.restart_backoff_s)
 
     def stop(self) -> None:
         self._stop.set()
@@ -198,6 +272,45 @@ def open_transaction(bootstrap: str, topic: str) -> bool:
     committed = ends(IsolationLevel.READ_COMMITTED)
     uncommitted = ends(IsolationLevel.READ_UNCOMMITTED)
     return any(committed[p] < uncommitted[p] for p in committed)
+
+
+def committed_checkpoints(bootstrap: str, state_topic: str) -> int | None:
+    """Checkpoint records committed to the state topic so far, one per transaction; None
+    while the broker does not answer."""
+    try:
+        return len(drain(bootstrap, state_topic, idle_s=0.5, timeout_s=10))
+    except Exception:
+        return None
+
+
+def wait_for_checkpoint(bootstrap: str, state_topic: str, after: int, timeout_s: float) -> int:
+    """Until a checkpoint beyond the first ``after`` is committed: some bridge committed a
+    transaction. Returns the count seen."""
+    seen: list[int] = []
+
+    def committed() -> bool:
+        count = committed_checkpoints(bootstrap, state_topic)
+        if count is not None and count > after:
+            seen.append(count)
+        return bool(seen)
+
+    wait_for(committed, timeout_s, f"a checkpoint after the first {after}")
+    return seen[0]
+
+
+def wait_for_next_checkpoint(bootstrap: str, state_topic: str, timeout_s: float) -> int:
+    """Until one more checkpoint is committed than the broker shows now (waiting for it
+    to answer first, after a restart or a freeze)."""
+    counts: list[int] = []
+
+    def answered() -> bool:
+        count = committed_checkpoints(bootstrap, state_topic)
+        if count is not None:
+            counts.append(count)
+        return bool(counts)
+
+    wait_for(answered, timeout_s, "the broker to answer")
+    return wait_for_checkpoint(bootstrap, state_topic, counts[0], timeout_s)
 
 
 def verify_exactly_once(
@@ -306,8 +419,12 @@ __all__ = [
     "Topics",
     "Traffic",
     "bridge_env",
+    "committed_checkpoints",
     "free_port",
     "open_transaction",
+    "pause_for_fault",
     "signal",
     "verify_exactly_once",
+    "wait_for_checkpoint",
+    "wait_for_next_checkpoint",
 ]

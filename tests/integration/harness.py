@@ -20,8 +20,10 @@ from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from bridge.avro.schemas import latest
 from bridge.config import Config, load_config
+from bridge.ops.metrics import Metrics
 from bridge.service import RunOptions, Service
 from bridge.simulator.store import Scan
+from tests.support import sample
 
 
 def bridge_config(
@@ -186,6 +188,20 @@ def wait_for(condition: Callable[[], bool], timeout_s: float, what: str) -> None
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
         time.sleep(0.1)
+
+
+def wait_for_cycles(
+    metrics: Metrics, n: int, *, outcome: str = "ok", timeout_s: float = 60
+) -> None:
+    """Until ``n`` more poll cycles with ``outcome`` (ok, registry_error, ...) have finished
+    than when called: a bridge that went on polling had its chance to do something wrong."""
+    name = "passentry_bridge_poll_cycles_total"
+    target = sample(metrics, name, outcome=outcome) + n
+    wait_for(
+        lambda: sample(metrics, name, outcome=outcome) >= target,
+        timeout_s,
+        f"{n} more poll cycles with outcome {outcome}",
+    )
 
 
 def avro_decode(writer_schema_text: str, body: bytes) -> dict[str, Any]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from collections import defaultdict
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,6 +23,7 @@ from tests.integration.harness import (
     bridge_config,
     drain,
     wait_for,
+    wait_for_cycles,
 )
 from tests.support import java_partition, sample
 
@@ -61,9 +61,9 @@ def test_backlog_plus_live_traffic_gives_one_record_per_scan(
             records = drain(
                 kafka_bootstrap, scans, timeout_s=90, until=lambda rs: len(rs) >= len(expected)
             )
-            # Let a few more cycles run: they must not publish anything twice.
-            time.sleep(1.5)
             metrics = bridge.service.metrics
+            # A few more cycles: they must not publish anything twice.
+            wait_for_cycles(metrics, 3)
         assert bridge.exit_code == 0
     records = drain(kafka_bootstrap, scans)
     ids = [r.headers["scan-id"].decode() for r in records]
@@ -125,8 +125,9 @@ def test_every_simulator_fault_at_once_loses_nothing_and_dead_letters_bad_scans(
                 kafka_bootstrap, scans, timeout_s=120, until=lambda rs: len(rs) >= len(good)
             )
             dead = drain(kafka_bootstrap, dlq, timeout_s=60, until=lambda rs: len(rs) >= len(bad))
-            time.sleep(1.5)
             metrics = bridge.service.metrics
+            # A few more cycles: nothing may be published or dead-lettered twice.
+            wait_for_cycles(metrics, 3)
         fired = dict(sim.faults.fired)
         assert bridge.exit_code == 0
     assert bad, "the seed should produce some ids that are not UUIDv7"

@@ -3,7 +3,8 @@
 Each scenario runs the bridge as a child process against the real broker while the
 simulator takes live traffic, then a read_committed verifier checks that every scan the
 simulator created is on the topic exactly once, in id order per partition. Every scenario
-is seeded; set EOS_SEED to replay one.
+is seeded; set EOS_SEED to replay one. Waits are on conditions (a process is up, has
+committed, has caught up with the traffic); ``pause_for_fault`` is the fault timing.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import signal
 import time
 from pathlib import Path
 
-import httpx
 import pytest
 
 from bridge.simulator.app import SimulatorConfig
@@ -29,9 +29,11 @@ from tests.integration.eos_harness import (
     Topics,
     Traffic,
     bridge_env,
-    free_port,
     open_transaction,
+    pause_for_fault,
     verify_exactly_once,
+    wait_for_checkpoint,
+    wait_for_next_checkpoint,
 )
 from tests.integration.harness import drain, wait_for
 
@@ -57,12 +59,15 @@ def test_sigkill_at_random_moments_twenty_times(kafka_bootstrap: str, tmp_path: 
             env = bridge_env(sim.url, kafka_bootstrap, topics, BRIDGE_DEBUG_TXN_HOLD_S="0.05")
             for n in range(20):
                 bridge = BridgeProcess(env, tmp_path, f"bridge-{n}").start()
-                time.sleep(rng.uniform(0.5, 4.0))
+                # Killed at a random moment after start-up: while it restores, reads,
+                # produces or commits (not while Python is still importing).
+                bridge.wait_up()
+                pause_for_fault(rng.uniform(0.5, 4.0))
                 bridge.send(signal.SIGKILL)
                 assert bridge.wait(10) == -signal.SIGKILL
             # No settle time: the next instance starts right away, and finishes the job.
             final = BridgeProcess(env, tmp_path, "bridge-final").start()
-            time.sleep(2)
+            final.wait_caught_up()
         try:
             verify_exactly_once(kafka_bootstrap, topics, sim, seed)
         finally:
@@ -79,7 +84,8 @@ def test_sigterm_shuts_down_cleanly_every_time(kafka_bootstrap: str, tmp_path: P
             env = bridge_env(sim.url, kafka_bootstrap, topics, BRIDGE_SHUTDOWN_GRACE_S="5")
             for n in range(6):
                 bridge = BridgeProcess(env, tmp_path, f"bridge-{n}").start()
-                time.sleep(rng.uniform(0.5, 4.0))
+                bridge.wait_up()
+                pause_for_fault(rng.uniform(0.5, 4.0))
                 started = time.monotonic()
                 bridge.send(signal.SIGTERM)
                 code = bridge.wait(10)
@@ -103,7 +109,7 @@ def test_a_frozen_zombie_is_fenced_and_its_open_transaction_never_shows(
         traffic = Traffic(sim, rate=40).__enter__()
         env = bridge_env(sim.url, kafka_bootstrap, topics)
         a = BridgeProcess({**env, "BRIDGE_DEBUG_TXN_HOLD_S": "3"}, tmp_path, "a").start()
-        wait_for(lambda: drain_count(kafka_bootstrap, topics.state) > 0, 60, "A's first commit")
+        wait_for_checkpoint(kafka_bootstrap, topics.state, 0, 60)  # A's first commit
         wait_for(
             lambda: open_transaction(kafka_bootstrap, topics.scans),
             30,
@@ -118,12 +124,12 @@ def test_a_frozen_zombie_is_fenced_and_its_open_transaction_never_shows(
                 60,
                 "A's transaction to be aborted",
             )
-            time.sleep(2)
+            b.wait_committed()
             a.send(signal.SIGCONT)
             code = a.wait(30)
             assert code == 1, f"seed {seed}: zombie exited {code}\n{a.log_text()[-2000:]}"
             assert "fenced" in a.log_text()
-            time.sleep(2)
+            b.wait_caught_up()
         finally:
             a.kill()
             traffic.stop()
@@ -151,26 +157,22 @@ def test_a_second_instance_started_beside_a_live_one_takes_over_without_duplicat
             # in the instant between B's start-up reads and B's init_transactions.
             held = {**env, "BRIDGE_DEBUG_TXN_HOLD_S": "0.15"}
             a = BridgeProcess(held, tmp_path, "a").start()
-            wait_for(lambda: drain_count(kafka_bootstrap, topics.state) > 0, 60, "A's commit")
+            wait_for_checkpoint(kafka_bootstrap, topics.state, 0, 60)  # A's commit
             for n in range(10):
-                time.sleep(rng.uniform(0.5, 2.0))
+                # Each B starts beside an A that is committing (the B of the round before
+                # has taken over by now), at a random moment.
+                a.wait_committed()
+                pause_for_fault(rng.uniform(0.5, 2.0))
                 b = BridgeProcess(held, tmp_path, f"b{n}").start()
                 assert a.wait(60) == 1, a.log_text()[-2000:]
                 assert "fenced" in a.log_text()
                 a = b
-            time.sleep(2)
+            a.wait_caught_up()
         try:
             verify_exactly_once(kafka_bootstrap, topics, sim, seed)
         finally:
             a.send(signal.SIGTERM)
             assert a.wait(15) == 0
-
-
-def drain_count(bootstrap: str, topic: str) -> int:
-    try:
-        return len(drain(bootstrap, topic, idle_s=0.5, timeout_s=10))
-    except Exception:
-        return 0
 
 
 def test_broker_killed_restarted_and_frozen_past_the_transaction_timeout(
@@ -193,18 +195,21 @@ def test_broker_killed_restarted_and_frozen_past_the_transaction_timeout(
                 )
                 # Like Kubernetes: a bridge that exits non-zero is started again.
                 bridge = Supervisor(env, tmp_path).start()
-                wait_for(lambda: drain_count(bootstrap, topics.state) > 0, 60, "a first commit")
-                time.sleep(rng.uniform(0.5, 2.0))
+                wait_for_checkpoint(bootstrap, topics.state, 0, 60)  # a first commit
+                pause_for_fault(rng.uniform(0.5, 2.0))
                 broker.signal(signal.SIGKILL)
-                time.sleep(rng.uniform(1.0, 3.0))
+                pause_for_fault(rng.uniform(1.0, 3.0))  # down this long
                 broker.restart()
-                time.sleep(rng.uniform(2.0, 4.0))
+                # The freeze hits a bridge that has recovered from the crash and commits.
+                wait_for_next_checkpoint(bootstrap, topics.state, 120)
+                pause_for_fault(rng.uniform(2.0, 4.0))
                 # Frozen longer than the 10 s transaction timeout: the broker aborts the open
                 # transaction and bumps the producer epoch, which fences the bridge.
                 broker.signal(signal.SIGSTOP)
-                time.sleep(14)
+                pause_for_fault(14)
                 broker.signal(signal.SIGCONT)
-                time.sleep(3)
+                # Live traffic goes on until a bridge (restarted if it was fenced) commits.
+                wait_for_next_checkpoint(bootstrap, topics.state, 120)
             try:
                 verify_exactly_once(bootstrap, topics, sim, seed, timeout_s=180)
                 # Only clean fatal exits (code 1, with a reason) were restarted.
@@ -239,14 +244,15 @@ def test_api_faults_with_kills_lose_nothing(kafka_bootstrap: str, tmp_path: Path
         ]
         for n, storm in enumerate(storms):
             bridge = BridgeProcess(env, tmp_path, f"bridge-{n}").start()
+            bridge.wait_up()  # the whole storm hits a running bridge
             sim.faults.update(storm)
-            time.sleep(rng.uniform(2.0, 4.0))
+            pause_for_fault(rng.uniform(2.0, 4.0))  # the storm lasts this long
             sim.faults.update({k: 0.0 for k in storm if k != "hang_s"})
             bridge.send(signal.SIGKILL)
             bridge.wait(10)
         sim.sim.limiter.__init__(None, 1.0)  # type: ignore[misc]
         final = BridgeProcess(env, tmp_path, "bridge-final").start()
-        time.sleep(2)
+        final.wait_caught_up()
         traffic.stop()
         try:
             verify_exactly_once(kafka_bootstrap, topics, sim, seed, timeout_s=180)
@@ -260,14 +266,12 @@ def test_late_visibility_publishes_once_inside_the_window_and_counts_beyond_it(
 ) -> None:
     seed = seed_for(606)
     topics = Topics.fresh()
-    port = free_port()
     faults = Faults(late_rate=0.3, late_s=2)
     with simulator(seed, backlog=0, faults=faults) as sim:
         env = bridge_env(
             sim.url,
             kafka_bootstrap,
             topics,
-            BRIDGE_HTTP_PORT=str(port),
             PASSENTRY_LOOKBACK_S="4",
             PASSENTRY_SWEEP_INTERVAL_S="1",
         )
@@ -275,7 +279,7 @@ def test_late_visibility_publishes_once_inside_the_window_and_counts_beyond_it(
         try:
             # Inside the 4 s lookback: 2 s late scans are published exactly once.
             with Traffic(sim, rate=30):
-                time.sleep(6)
+                wait_for(lambda: sim.store.counts()[0] >= 180, 60, "6 s of traffic at 30/s")
             records = verify_exactly_once(kafka_bootstrap, topics, sim, seed)
             assert records
             # Beyond it (but inside the late sweep, which covers the 4 s behind the cursor):
@@ -283,9 +287,22 @@ def test_late_visibility_publishes_once_inside_the_window_and_counts_beyond_it(
             sim.faults.update({"late_rate": 1.0, "late_s": 6.0})
             late_ids = {s.id for s in sim.store.generate(5)}
             sim.faults.update({"late_rate": 0.0})
+            # Live traffic moves the watermark on while they surface, 6 s after being minted.
             with Traffic(sim, rate=20):
-                time.sleep(10)
-            wait_for(lambda: late_metric(port) >= 5, 30, "the late-scan metric")
+                wait_for(
+                    lambda: (bridge.metric("passentry_bridge_late_scans_total") or 0) >= 5,
+                    60,
+                    "the late-scan metric",
+                )
+            # Their dead letters are committed (counted once acknowledged).
+            wait_for(
+                lambda: (
+                    (bridge.metric("passentry_bridge_dlq_records_total", reason="late_scan") or 0)
+                    >= 5
+                ),
+                30,
+                "the late dead letters to be committed",
+            )
             dead = drain(kafka_bootstrap, topics.dlq, idle_s=1)
             late_dlq = {
                 r.headers["scan-id"].decode()
@@ -301,15 +318,6 @@ def test_late_visibility_publishes_once_inside_the_window_and_counts_beyond_it(
             bridge.send(signal.SIGTERM)
             assert bridge.wait(15) == 0
     assert re.search(r"late scan", bridge.log_text())
-
-
-def late_metric(port: int) -> float:
-    try:
-        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
-    except httpx.HTTPError:
-        return 0.0
-    match = re.search(r"^passentry_bridge_late_scans_total (\S+)$", text, re.M)
-    return float(match.group(1)) if match else 0.0
 
 
 pytestmark = pytest.mark.timeout(600)

@@ -43,6 +43,7 @@ from tests.integration.harness import (
     bridge_config,
     drain,
     wait_for,
+    wait_for_cycles,
 )
 from tests.integration.registry_fixtures import (
     REGISTRY_LOCAL,
@@ -390,7 +391,8 @@ def outage_run(
                     "readiness to report the registry",
                 )
                 readiness = bridge.service.health.readiness().reasons
-                time.sleep(2)
+                # Two more cycles fail on the registry: they must publish nothing.
+                wait_for_cycles(bridge.service.metrics, 2, outcome="registry_error")
                 published_during = len(drain(kafka_bootstrap, ok_topic)) - 15
                 # Phase 3: a new, empty registry (in-memory storage); another client registers
                 # first, then the bridge's URL reaches it.
@@ -414,7 +416,8 @@ def outage_run(
                     ok_topic: _drain_when_created(kafka_bootstrap, ok_topic, 30, bridge),
                     failed_topic: _drain_when_created(kafka_bootstrap, failed_topic, 15, bridge),
                 }
-                time.sleep(1)
+                # More cycles after everything arrived: any duplicate would be published now.
+                wait_for_cycles(bridge.service.metrics, 2)
                 source = {s.id: s for s in sim.store.all_scans()}
                 assert len(source) == total
                 exit_code = bridge.stop()

@@ -128,14 +128,17 @@ class BridgeProcess:
         """Until the process serves its status port: imports done, topics and restore next."""
         self._wait(lambda: self.metric("passentry_bridge_ready") is not None, timeout_s, "up")
 
+    def wait_metric(self, name: str, at_least: float, timeout_s: float, **labels: str) -> None:
+        """Until a sample of the process's /metrics reaches ``at_least``."""
+        self._wait(
+            lambda: (self.metric(name, **labels) or 0) >= at_least,
+            timeout_s,
+            f"{name}{labels or ''} >= {at_least}",
+        )
+
     def wait_committed(self, n: int = 1, timeout_s: float = 60) -> None:
         """Until this process has committed ``n`` transactions."""
-        name = "passentry_bridge_transactions_total"
-        self._wait(
-            lambda: (self.metric(name, outcome="committed") or 0) >= n,
-            timeout_s,
-            f"{n} committed transactions",
-        )
+        self.wait_metric("passentry_bridge_transactions_total", n, timeout_s, outcome="committed")
 
     def wait_caught_up(self, timeout_s: float = 120) -> None:
         """Until this process has published a scan created after the call (a second's margin

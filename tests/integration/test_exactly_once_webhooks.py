@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import random
 import signal
-import time
 from pathlib import Path
 
 import pytest
@@ -22,9 +21,10 @@ from tests.integration.eos_harness import (
     Traffic,
     bridge_env,
     free_port,
+    pause_for_fault,
     verify_exactly_once,
 )
-from tests.integration.harness import drain, wait_for
+from tests.integration.harness import drain
 
 SECRET = "whsec-eos"
 
@@ -63,12 +63,12 @@ def test_sigkill_while_webhooks_flow_loses_nothing_the_inbox_accepted(
             for n in range(8):
                 bridge = BridgeProcess(env, tmp_path, f"bridge-{n}").start()
                 # A kill at a random moment of the bridge's life, measured from its start.
-                time.sleep(rng.uniform(1.0, 4.0))
+                pause_for_fault(rng.uniform(1.0, 4.0))
                 bridge.send(signal.SIGKILL)
                 assert bridge.wait(10) == -signal.SIGKILL
             final = BridgeProcess(env, tmp_path, "bridge-final").start()
             # Traffic goes on until the final bridge has taken webhooks itself.
-            wait_for(lambda: "receiving webhooks" in final.log_text(), 60, "the receiver")
+            final.wait_metric("passentry_bridge_webhook_requests_total", 1, 60, outcome="accepted")
         try:
             records = verify_exactly_once(kafka_bootstrap, topics, sim, seed, in_order=False)
             # The inbox accepted events while bridges were being killed, and every scan it

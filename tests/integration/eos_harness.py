@@ -8,6 +8,7 @@ the state topic. The only plain sleeps are fault-injection timing, in ``pause_fo
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -53,6 +54,24 @@ class Topics:
         return cls(f"eos-{tag}-scans", f"eos-{tag}-dlq", f"eos-{tag}-state", f"eos-{tag}")
 
 
+# Every bridge process and supervisor started, so that a test failing half way leaves
+# nothing running (tests/integration/conftest.py calls stop_everything after each test).
+_started: list[BridgeProcess | Supervisor] = []
+
+
+def stop_everything() -> None:
+    """Stop the supervisors first (or they start new bridges), then kill what still runs."""
+    started = list(_started)
+    _started.clear()
+    for item in started:
+        if isinstance(item, Supervisor):
+            with contextlib.suppress(subprocess.TimeoutExpired):  # killed below
+                item.stop()
+    for item in started:
+        if isinstance(item, BridgeProcess):
+            item.kill()
+
+
 def pause_for_fault(seconds: float) -> None:
     """Fault-injection timing, not a wait for anything: the (seeded, random) moment before
     the next fault strikes, or how long one lasts, such as a broker frozen past the
@@ -71,6 +90,7 @@ class BridgeProcess:
         self._log: IO[bytes] | None = None
 
     def start(self, since: str = "2000-01-01T00:00:00Z", *args: str) -> BridgeProcess:
+        _started.append(self)
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in wait()
         self.proc = subprocess.Popen(
             [BRIDGE, "run", "--since", since, *args],
@@ -180,6 +200,7 @@ class Supervisor:
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def start(self) -> Supervisor:
+        _started.append(self)
         self._thread.start()
         return self
 
@@ -427,6 +448,7 @@ __all__ = [
     "open_transaction",
     "pause_for_fault",
     "signal",
+    "stop_everything",
     "verify_exactly_once",
     "wait_for_checkpoint",
     "wait_for_next_checkpoint",

@@ -36,6 +36,7 @@ LOOKBACK_S, LATE_SWEEP_S, MARGIN_S = 2, 2, 2
 # Far beyond lookback + late sweep (+ the sweep's own pace): the live bridge never sees them.
 LATE_S = 12
 PHASE_S = 10
+TRAFFIC_RATE = 20  # live scans per second
 
 
 def _iso(ms: int) -> str:
@@ -133,10 +134,15 @@ def test_audit_finds_hidden_scans_and_repair_publishes_each_once(
         started_ms = int(time.time() * 1000)
         since_ms = started_ms // 1000 * 1000
         live = RunningBridge(config, RunOptions(since_ms=since_ms - 1000, serve_http=False))
-        traffic = Traffic(sim, rate=20)
+        traffic = Traffic(sim, rate=TRAFFIC_RATE)
         with live, traffic:
-            # Phase 1: some scans become visible only LATE_S after they were created.
-            time.sleep(PHASE_S)
+            # Phase 1: some scans become visible only LATE_S after they were created; it
+            # lasts PHASE_S of traffic (there is no backlog).
+            wait_for(
+                lambda: sim.store.counts()[0] >= TRAFFIC_RATE * PHASE_S,
+                60,
+                f"{PHASE_S} s of traffic",
+            )
             faults.late_rate = 0.0
             until_ms = math.ceil(time.time()) * 1000
             hidden = sorted(

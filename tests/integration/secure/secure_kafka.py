@@ -7,7 +7,8 @@ any of them overridden.
 
 ``Grant`` is one ACL in the shape ``kafka-acls.sh`` takes it; ``parse_kafka_acls`` turns a
 ``kafka-acls.sh --add ...`` command line into grants, so the README's commands are the single
-source of the bridge's ACL list. ``AclAdmin`` grants and revokes through the admin user and
+source of the bridge's ACL list. ``readme_acl_commands`` reads those commands out of the
+README's ACL section. ``AclAdmin`` grants and revokes through the admin user and
 waits until the broker's authorizer has applied the change (ACLs travel through the KRaft
 metadata log: the CreateAcls answer comes before the broker enforces them).
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import re
 import shlex
 import subprocess
 import time
@@ -426,3 +428,29 @@ def running_secure_kafka(env: dict[str, str]) -> Iterator[SecureKafka]:
     finally:
         if not already_running:
             kafka_local("--secure", "stop", env=env, timeout=90)
+
+
+# The README's ACL section: the bridge's grants, as its kafka-acls.sh commands.
+README_ACL_SECTION = "### Kafka with SASL_SSL, TLS verification and ACLs"
+DEFAULT_TOPICS = (
+    "passentry.scans",
+    "passentry.scans.dlq",
+    "passentry.bridge.state",
+    "passentry.bridge.coordination",
+    "passentry.bridge.webhooks",
+)
+DEFAULT_GROUP = "passentry-bridge"
+
+
+def readme_acl_commands() -> list[str]:
+    """Every ``kafka-acls.sh`` command of the README's ACL section, continuation lines joined."""
+    text = (ROOT / "README.md").read_text()
+    start = text.index(README_ACL_SECTION)
+    end = text.find("\n### ", start + len(README_ACL_SECTION))
+    section = text[start : end if end > 0 else None]
+    commands: list[str] = []
+    for block in re.findall(r"```sh\n(.*?)```", section, re.S):
+        for command in block.replace("\\\n", " ").splitlines():
+            if command.strip().startswith("kafka-acls.sh"):
+                commands.append(command.strip())
+    return commands

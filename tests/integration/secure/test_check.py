@@ -22,10 +22,13 @@ from bridge.simulator.app import SimulatorConfig
 from bridge.simulator.server import SimulatorServer
 from bridge.simulator.store import WorldConfig
 from tests.integration.harness import bridge_config
-from tests.integration.secure.secure_kafka import AclAdmin, Grant, SecureKafka, parse_kafka_acls
-from tests.integration.secure.test_readme_acls import (
+from tests.integration.secure.secure_kafka import (
     DEFAULT_GROUP,
     DEFAULT_TOPICS,
+    AclAdmin,
+    Grant,
+    SecureKafka,
+    parse_kafka_acls,
     readme_acl_commands,
 )
 

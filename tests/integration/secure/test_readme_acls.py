@@ -11,7 +11,6 @@ and the DLQ to rebuild its dedup window) and publishes what came since: every sc
 from __future__ import annotations
 
 import logging
-import re
 import shlex
 import subprocess
 import uuid
@@ -30,40 +29,19 @@ from bridge.simulator.webhooks import render_event, sign
 from tests.integration.eos_harness import free_port
 from tests.integration.harness import RunningBridge, bridge_config, wait_for
 from tests.integration.secure.secure_kafka import (
+    DEFAULT_GROUP,
+    DEFAULT_TOPICS,
     KAFKA_LOCAL,
-    ROOT,
     AclAdmin,
     Grant,
     SecureKafka,
     parse_kafka_acls,
     read_committed,
+    readme_acl_commands,
 )
 from tests.support import sample
 
-SECTION = "### Kafka with SASL_SSL, TLS verification and ACLs"
-DEFAULT_TOPICS = (
-    "passentry.scans",
-    "passentry.scans.dlq",
-    "passentry.bridge.state",
-    "passentry.bridge.coordination",
-    "passentry.bridge.webhooks",
-)
-DEFAULT_GROUP = "passentry-bridge"
 SECRET = "whsec-readme"
-
-
-def readme_acl_commands() -> list[str]:
-    """Every ``kafka-acls.sh`` command of the README's ACL section, continuation lines joined."""
-    text = (ROOT / "README.md").read_text()
-    start = text.index(SECTION)
-    end = text.find("\n### ", start + len(SECTION))
-    section = text[start : end if end > 0 else None]
-    commands: list[str] = []
-    for block in re.findall(r"```sh\n(.*?)```", section, re.S):
-        for command in block.replace("\\\n", " ").splitlines():
-            if command.strip().startswith("kafka-acls.sh"):
-                commands.append(command.strip())
-    return commands
 
 
 def localise(command: str, kafka: SecureKafka, topics: dict[str, str], group: str) -> list[str]:

@@ -29,13 +29,14 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from bridge.audit.buckets import Bucket
 from bridge.dedup import BOUNDARY_MARGIN_MS
 from bridge.errors import InvalidUUIDv7Error, KafkaRetriableError
+from bridge.kafka.readback import ReadPlan, plan_reads, read_committed
 from bridge.ops.progress import ProgressFactory
 from bridge.uuid7 import parse_uuid7_int
 
@@ -111,15 +112,11 @@ class InventoryReader:
         bucket_ms = buckets[0].end_ms - buckets[0].start_ms
         inv = Inventory(buckets, [bytearray() for _ in buckets], [DeadLetters() for _ in buckets],
                         set())  # fmt: skip
-        starts, ends = self._plan(since)
-        bar = None
-        if progress is not None:
-            # Offsets to read, transaction markers included: close enough for an ETA.
-            bar = progress("kafka", "records", sum(ends[(t.topic, t.partition)] - t.offset
-                                                  for t in starts))  # fmt: skip
+        plan = self._plan(since)
+        bar = progress("kafka", "records", plan.offsets()) if progress is not None else None
         source = self._scope.source_id.encode()
         dlq = self._scope.dlq_topic
-        for msg in self._read(starts, ends, bar.advance if bar is not None else None):
+        for msg in self._read(plan, bar.advance if bar is not None else None):
             inv.records_read += 1
             if msg.topic() == dlq:
                 self._dead_letter(msg, source, since, until, bucket_ms, inv)
@@ -175,7 +172,7 @@ class InventoryReader:
             }
         )
 
-    def _plan(self, since: int) -> tuple[list[TopicPartition], dict[tuple[str, int], int]]:
+    def _plan(self, since: int) -> ReadPlan:
         """Where each partition's read starts (by time) and ends (its high watermark now)."""
         consumer = self._consumer("read_uncommitted")
         try:
@@ -187,60 +184,22 @@ class InventoryReader:
                 at = since - BOUNDARY_MARGIN_MS if topic == self._scope.dlq_topic else since
                 wanted += [TopicPartition(topic, p, at) for p in metadata.topics[topic].partitions]
             found = consumer.offsets_for_times(wanted, timeout=self._timeout) if wanted else []
-            starts, ends = [], {}
-            for tp in found:
-                low, high = consumer.get_watermark_offsets(
-                    TopicPartition(tp.topic, tp.partition), timeout=self._timeout
-                )
-                # -1: no record at or after the time, so nothing of the range is there.
-                first = high if tp.offset < 0 else max(tp.offset, low)
-                if first < high:
-                    starts.append(TopicPartition(tp.topic, tp.partition, first))
-                    ends[(tp.topic, tp.partition)] = high
-            return starts, ends
+            # -1: no record at or after the time, so nothing of the range is there.
+            return plan_reads(consumer, [tp for tp in found if tp.offset >= 0], self._timeout)
         except KafkaException as exc:
             raise KafkaRetriableError(f"cannot find where the range starts: {exc}") from exc
         finally:
             consumer.close()
 
-    def _read(
-        self, starts: list[TopicPartition], ends: dict[tuple[str, int], int],
-        on_records: Callable[[int], None] | None,
-    ) -> Iterator[Any]:  # fmt: skip
-        if not starts:
-            return
+    def _read(self, plan: ReadPlan, on_records: Callable[[int], None] | None) -> Iterator[Any]:
+        def failed(err: KafkaError, topic: str) -> NoReturn:
+            raise KafkaRetriableError(f"reading {topic}: {err.str()}")
+
         consumer = self._consumer("read_committed")
-        pending = dict(ends)
         try:
-            consumer.assign(starts)
-            deadline = time.monotonic() + self._timeout
-            while pending:
-                batch = consumer.consume(1000, timeout=0.5)
-                if batch:
-                    deadline = time.monotonic() + self._timeout
-                elif time.monotonic() > deadline:
-                    raise KafkaRetriableError(
-                        f"reading {sorted(pending)} stalled for {self._timeout:.0f}s"
-                    )
-                for msg in batch:
-                    where = (msg.topic() or "", msg.partition() or 0)
-                    err = msg.error()
-                    offset = msg.offset() or 0
-                    if err is None:
-                        yield msg
-                        done = offset >= pending.get(where, 0) - 1
-                    elif err.code() == KafkaError._PARTITION_EOF:
-                        # read_committed stops at the last stable offset: an EOF short of
-                        # the end means a transaction is still settling there; wait for it.
-                        done = offset >= pending.get(where, 0)
-                    elif err.code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
-                        done = True
-                    else:
-                        raise KafkaRetriableError(f"reading {msg.topic()}: {err}")
-                    if done:
-                        pending.pop(where, None)
-                if on_records is not None and batch:
-                    on_records(len(batch))
+            yield from read_committed(
+                consumer, plan, stall_s=self._timeout, on_error=failed, on_batch=on_records
+            )
         except KafkaException as exc:
             raise KafkaRetriableError(f"reading the range back: {exc}") from exc
         finally:

@@ -25,7 +25,7 @@ import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 import msgspec
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
@@ -35,6 +35,7 @@ from bridge.dedup import BOUNDARY_MARGIN_MS, DedupWindow, RejectMemory
 from bridge.errors import ConfigError, InvalidUUIDv7Error, KafkaRetriableError
 from bridge.kafka.acl import RESTORE_GROUP_PREFIX, AclGrant, is_authorization, reading_error
 from bridge.kafka.producer import OutRecord
+from bridge.kafka.readback import plan_reads, read_committed
 from bridge.uuid7 import parse_uuid7
 
 __all__ = ["Checkpoint", "CheckpointStore", "WindowRebuild"]
@@ -162,19 +163,19 @@ class CheckpointStore:
         stats.seconds = time.monotonic() - started
         return stats
 
-    def _consumer(self) -> Consumer:
+    def _consumer(self, isolation: str = "read_committed") -> Consumer:
         try:
-            return self._new_consumer()
+            return self._new_consumer(isolation)
         except KafkaException as exc:
             raise ConfigError(f"Kafka client settings (KAFKA_*): {exc.args[0].str()}") from exc
 
-    def _new_consumer(self) -> Consumer:
+    def _new_consumer(self, isolation: str) -> Consumer:
         return Consumer(
             {
                 **self._conf,
                 "group.id": f"{RESTORE_GROUP_PREFIX}{uuid.uuid4()}",
                 "enable.auto.commit": False,
-                "isolation.level": "read_committed",
+                "isolation.level": isolation,
                 "enable.partition.eof": True,
                 "auto.offset.reset": "earliest",
                 # Start-up reads to the end and stops: don't let the broker sit on empty
@@ -212,52 +213,29 @@ class CheckpointStore:
         return [tp for tp in found if tp.offset >= 0]
 
     def _read_to_end(self, partitions: list[TopicPartition], timeout_s: float) -> Iterable[Any]:
-        """Yield every committed record from each partition's offset to its end.
-
-        The end is the last stable offset, read first, so an empty or already-read
-        partition costs one request and no fetch at all.
-        """
+        """Yield every committed record from each partition's offset to its end now
+        (``bridge.kafka.readback``: not where another writer's open transaction stops a
+        read_committed consumer). An empty or already-read partition costs one request."""
         if not partitions:
             return
-        consumer = self._consumer()
+        what = ", ".join(sorted({tp.topic for tp in partitions}))
+
+        def failed(err: KafkaError, topic: str) -> NoReturn:
+            raise reading_error(self._conf, err, topic, _RESTORE_GROUPS)
+
         try:
-            ends: dict[tuple[str, int], int] = {}
-            start: list[TopicPartition] = []
-            for tp in partitions:
-                low, high = consumer.get_watermark_offsets(
-                    TopicPartition(tp.topic, tp.partition), timeout=timeout_s
-                )
-                first = low if tp.offset < 0 else max(tp.offset, low)
-                if first < high:
-                    ends[(tp.topic, tp.partition)] = high
-                    start.append(TopicPartition(tp.topic, tp.partition, first))
-            if not start:
-                return
-            consumer.assign(start)
-            deadline = time.monotonic() + timeout_s
-            while ends:
-                if time.monotonic() > deadline:
-                    raise KafkaRetriableError(f"timed out reading {sorted(ends)} back to the end")
-                for msg in consumer.consume(500, timeout=0.2):
-                    where = (msg.topic() or "", msg.partition() or 0)
-                    err = msg.error()
-                    if err is None:
-                        yield msg
-                        # A transaction marker may hold the last offset: EOF covers that.
-                        if (msg.offset() or 0) >= ends.get(where, 0) - 1:
-                            ends.pop(where, None)
-                    elif err.code() in (
-                        KafkaError._PARTITION_EOF,
-                        KafkaError.UNKNOWN_TOPIC_OR_PART,
-                    ):
-                        ends.pop(where, None)
-                    else:
-                        raise reading_error(self._conf, err, msg.topic() or "?", _RESTORE_GROUPS)
+            ends = self._consumer("read_uncommitted")
+            try:
+                plan = plan_reads(ends, partitions, timeout_s)
+            finally:
+                ends.close()
+            consumer = self._consumer()
+            try:
+                yield from read_committed(consumer, plan, stall_s=timeout_s, on_error=failed)
+            finally:
+                consumer.close()
         except KafkaException as exc:
             err = exc.args[0]
             if is_authorization(err):
-                what = ", ".join(sorted({tp.topic for tp in partitions}))
                 raise reading_error(self._conf, err, what, _RESTORE_GROUPS) from exc
             raise KafkaRetriableError(f"reading back committed records: {exc}") from exc
-        finally:
-            consumer.close()

@@ -1,0 +1,108 @@
+"""Reading committed records back, up to where each partition ended when we looked.
+
+A read_committed consumer stops at the last stable offset: the first record of the oldest
+transaction still open on the partition. Partitions here have several writers (every
+source writes its checkpoint to the one partition of the state topic; scans of many
+sources share the output partitions), so another writer's open transaction can hide a
+record committed after it began, and an end-of-partition there is not the end. Taking it
+for the end restored an older checkpoint and published its scans again.
+
+The end is therefore the high watermark, asked with read_uncommitted, and the read goes on
+until read_committed has passed it: as long as the transactions open at that moment take
+to commit or abort (bounded by their timeout; a new owner's ``init_transactions`` ends a
+dead one's at once).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import NoReturn
+
+from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
+
+__all__ = ["ReadPlan", "plan_reads", "read_committed"]
+
+Where = tuple[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class ReadPlan:
+    """Where each partition's read starts, and the offset it must reach."""
+
+    starts: list[TopicPartition]
+    ends: dict[Where, int]
+
+    def offsets(self) -> int:
+        """Offsets to read, transaction markers included: close enough for an ETA."""
+        return sum(self.ends[(tp.topic, tp.partition)] - tp.offset for tp in self.starts)
+
+
+def plan_reads(
+    uncommitted: Consumer, partitions: list[TopicPartition], timeout_s: float
+) -> ReadPlan:
+    """Plan reading each partition from its offset (below zero: from the start) to its high
+    watermark now. ``uncommitted`` must be a read_uncommitted consumer: a read_committed one
+    is told the last stable offset instead."""
+    starts: list[TopicPartition] = []
+    ends: dict[Where, int] = {}
+    for tp in partitions:
+        low, high = uncommitted.get_watermark_offsets(
+            TopicPartition(tp.topic, tp.partition), timeout=timeout_s, cached=False
+        )
+        first = low if tp.offset < 0 else max(tp.offset, low)
+        if first < high:
+            starts.append(TopicPartition(tp.topic, tp.partition, first))
+            ends[(tp.topic, tp.partition)] = high
+    return ReadPlan(starts, ends)
+
+
+def read_committed(
+    consumer: Consumer,
+    plan: ReadPlan,
+    *,
+    stall_s: float,
+    on_error: Callable[[KafkaError, str], NoReturn],
+    on_batch: Callable[[int], None] | None = None,
+) -> Iterator[Message]:
+    """Yield the committed records of ``plan`` from ``consumer`` (read_committed, with
+    ``enable.partition.eof``). ``on_error`` raises the caller's error for a failed fetch;
+    nothing arriving for ``stall_s`` raises it with ``_TIMED_OUT``."""
+    if not plan.starts:
+        return
+    pending = dict(plan.ends)
+    consumer.assign(plan.starts)
+    deadline = time.monotonic() + stall_s
+    while pending:
+        batch = consumer.consume(1000, timeout=0.2)
+        if batch:
+            deadline = time.monotonic() + stall_s
+        elif time.monotonic() > deadline:
+            on_error(
+                KafkaError(
+                    KafkaError._TIMED_OUT,
+                    f"nothing read for {stall_s:.0f}s short of the end of {sorted(pending)}:"
+                    " a transaction still open there holds the committed records back",
+                ),
+                ", ".join(sorted({topic for topic, _ in pending})),
+            )
+        for msg in batch:
+            where = (msg.topic() or "", msg.partition() or 0)
+            err = msg.error()
+            offset = msg.offset() or 0
+            if err is None:
+                yield msg
+                # A transaction marker may hold the last offset: the EOF after it covers it.
+                done = offset >= pending.get(where, 0) - 1
+            elif err.code() == KafkaError._PARTITION_EOF:
+                # Short of the end: an open transaction holds the stable offset back.
+                done = offset >= pending.get(where, 0)
+            elif err.code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
+                done = True
+            else:
+                on_error(err, msg.topic() or "?")
+            if done:
+                pending.pop(where, None)
+        if on_batch is not None and batch:
+            on_batch(len(batch))

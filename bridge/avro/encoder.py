@@ -62,6 +62,10 @@ def to_millis(value: datetime | None) -> int | None:
         return None
     if value.tzinfo is None:  # PassEntry documents UTC; a bare time is read as UTC
         value = value.replace(tzinfo=UTC)
+    elif value.tzinfo is not UTC:
+        # Raises OverflowError when the UTC date leaves year 1..9999 (year 1 at +14:00):
+        # Avro readers cannot decode such a time, so the item is dead-lettered instead.
+        value = value.astimezone(UTC)
     return (value - _EPOCH) // _MS
 
 

@@ -246,6 +246,10 @@ class Publisher:
                 time.sleep(self._hold_s)
         except KafkaException as exc:
             self._abort_or_raise(exc, "produce")
+        except KafkaRetriableError as exc:
+            # The local queue stayed full. Left open, the transaction would make every
+            # later begin_transaction fail until the broker timed it out.
+            self._abort_after(exc)
         self._commit(timeout_s)
         self._metrics.transactions.labels("committed").inc()
         self._metrics.producer_queue.set(len(self._producer))
@@ -320,6 +324,16 @@ class Publisher:
             self._metrics.transactions.labels("aborted").inc()
             raise TransactionAbortedError(f"{where}: {err}; transaction aborted") from exc
         raise CommitOutcomeUnknownError(f"{where}: {err}") from exc
+
+    def _abort_after(self, cause: KafkaRetriableError) -> NoReturn:
+        try:
+            self._producer.abort_transaction(self._timeout)
+        except KafkaException as exc:
+            self._raise_if_fatal(exc.args[0], "abort_transaction")
+            # Still open as far as we know: a new producer's init settles it.
+            raise CommitOutcomeUnknownError(f"abort failed after {cause}: {exc}") from cause
+        self._metrics.transactions.labels("aborted").inc()
+        raise TransactionAbortedError(f"{cause}; transaction aborted") from cause
 
     def _raise_if_fatal(self, err: KafkaError, where: str) -> None:
         refused = self._refused(err)

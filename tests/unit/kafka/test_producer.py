@@ -304,13 +304,6 @@ def test_a_local_queue_that_stays_full_is_a_retriable_error(bench: Bench) -> Non
     assert bench.producer.visible == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="after 'producer queue stayed full' send() leaves its transaction open (the"
-    " KafkaRetriableError is not a KafkaException, so nothing aborts it): every later"
-    " begin_transaction fails with _STATE and the cycle retries in vain until the broker's"
-    " transaction timeout fences the producer",
-)
 def test_after_the_queue_stayed_full_the_next_send_starts_a_new_transaction(bench: Bench) -> None:
     bench.producer.queue_full_for = 10**9
     with pytest.raises(KafkaRetriableError):
@@ -318,6 +311,16 @@ def test_after_the_queue_stayed_full_the_next_send_starts_a_new_transaction(benc
     bench.producer.queue_full_for = 0
     assert bench.send([scan(1)], 2) == {"scans": 1}
     assert values(bench.producer.visible) == [b"avro-1", checkpoint(2).value]
+
+
+def test_an_abort_that_fails_after_the_queue_stayed_full_is_settled_by_a_new_producer(
+    bench: Bench,
+) -> None:
+    bench.producer.queue_full_for = 10**9
+    bench.producer.fail("abort_transaction", error(KafkaError._TIMED_OUT, retriable=True))
+    with pytest.raises(CommitOutcomeUnknownError, match="abort failed after producer queue"):
+        bench.send([scan(1)])
+    assert bench.transactions("aborted") == 0
 
 
 def test_consumer_positions_commit_with_the_transaction_or_not_at_all(bench: Bench) -> None:

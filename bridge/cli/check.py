@@ -1,21 +1,36 @@
-"""``passentry-bridge check``: is the config valid, does the API answer, does Kafka?"""
+"""``passentry-bridge check``: is the config valid, does the API answer, does Kafka? With
+``--running``, also: do running replicas own every source (the chart's ``helm test``)?"""
 
 from __future__ import annotations
 
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import click
 import httpx
-from confluent_kafka import KafkaException
+from confluent_kafka import ConsumerGroupState, KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
 
 from bridge.cli._common import api_client, config_option, load
-from bridge.config import Config
+from bridge.config import Config, SourceConfig
 from bridge.errors import BridgeError
+from bridge.kafka.routing import stable_partition
 
 __all__ = ["CheckResult", "check", "run_checks"]
+
+_TIMEOUT_S = 10
+# Answers of a group coordinator that is still being set up (the first group on a young
+# cluster: its offsets topic is being made) or moving: ask again.
+_COORDINATOR_MOVING = frozenset(
+    {
+        KafkaError.NOT_COORDINATOR,
+        KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+        KafkaError.COORDINATOR_NOT_AVAILABLE,
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,31 +42,53 @@ class CheckResult:
 
 @click.command()
 @config_option
-def check(config_path: Path | None) -> None:
+@click.option(
+    "--running",
+    is_flag=True,
+    help="Also require running replicas: the consumer group (BRIDGE_GROUP_ID) is stable and "
+    "one of its members owns each source. For a deployment's readiness, e.g. `helm test`.",
+)
+def check(config_path: Path | None, running: bool) -> None:
     """Validate the config, then reach the PassEntry API and Kafka; print a verdict for each."""
-    results = run_checks(load(config_path))
+    results = run_checks(load(config_path), running=running)
     for result in results:
         click.echo(f"{'ok  ' if result.ok else 'FAIL'}  {result.name:<10} {result.detail}")
     sys.exit(0 if all(r.ok for r in results) else 1)
 
 
-def run_checks(config: Config) -> list[CheckResult]:
-    results = [
-        CheckResult(
-            "config",
-            True,
-            f"source {config.bridge.source_id}, "
-            f"topic {config.bridge.scans_topic}, dlq {config.bridge.dlq_topic}",
-        )
-    ]
-    results.append(_check_api(config))
+def run_checks(config: Config, *, running: bool = False) -> list[CheckResult]:
+    br = config.bridge
+    several = len(config.sources) > 1
+    if several:
+        ids = ", ".join(s.id for s in config.sources)
+        about = f"{len(config.sources)} sources ({ids}), dlq {br.dlq_topic}"
+    else:
+        (source,) = config.sources
+        about = f"source {source.id}, topic {_topic(source)}, dlq {br.dlq_topic}"
+    results = [CheckResult("config", True, about)]
+    for source in config.sources:
+        results.append(_named(_check_api(config, source), source, several))
     results.append(_check_kafka(config))
-    results.append(_check_webhooks(config))
+    for source in config.sources:
+        results.append(_named(_check_webhooks(config, source), source, several))
+    if running:
+        results.append(_check_group(config))
     return results
 
 
-def _check_api(config: Config) -> CheckResult:
-    pe = config.passentry
+def _topic(source: SourceConfig) -> str:
+    return source.topic_template or source.scans_topic
+
+
+def _named(result: CheckResult, source: SourceConfig, several: bool) -> CheckResult:
+    """With several sources, each per-source verdict says which source it is about."""
+    if not several:
+        return result
+    return CheckResult(result.name, result.ok, f"[{source.id}] {result.detail}")
+
+
+def _check_api(config: Config, source: SourceConfig) -> CheckResult:
+    pe = source.passentry
     try:
         token = pe.token()
     except BridgeError as exc:
@@ -74,11 +111,14 @@ def _check_kafka(config: Config) -> CheckResult:
     br = config.bridge
     admin = AdminClient(config.kafka.librdkafka())
     try:
-        metadata = admin.list_topics(timeout=10)
+        metadata = admin.list_topics(timeout=_TIMEOUT_S)
     except KafkaException as exc:
         return CheckResult("kafka", False, f"{config.kafka.bootstrap_servers}: {exc.args[0]}")
-    present = [t for t in (br.scans_topic, br.dlq_topic) if t in metadata.topics]
-    missing = [t for t in (br.scans_topic, br.dlq_topic) if t not in metadata.topics]
+    # A template's topics come into being as scans arrive; only fixed names can be checked.
+    wanted = [s.scans_topic for s in config.sources if s.topic_template is None]
+    wanted = list(dict.fromkeys([*wanted, br.dlq_topic]))
+    present = [t for t in wanted if t in metadata.topics]
+    missing = [t for t in wanted if t not in metadata.topics]
     detail = f"{len(metadata.brokers)} broker(s); topics present: {present or 'none'}"
     if missing:
         detail += f"; missing: {missing}" + (
@@ -87,8 +127,8 @@ def _check_kafka(config: Config) -> CheckResult:
     return CheckResult("kafka", not missing or br.create_topics, detail)
 
 
-def _check_webhooks(config: Config) -> CheckResult:
-    pe, br = config.passentry, config.bridge
+def _check_webhooks(config: Config, source: SourceConfig) -> CheckResult:
+    pe, br = source.passentry, config.bridge
     if not pe.webhooks_enabled:
         return CheckResult("webhooks", True, "off (PASSENTRY_WEBHOOK_SECRET unset): polling only")
     try:
@@ -97,7 +137,7 @@ def _check_webhooks(config: Config) -> CheckResult:
     except BridgeError as exc:
         return CheckResult("webhooks", False, str(exc))
     detail = (
-        f"on: POST :{br.webhook_port}/webhooks/passentry/{br.source_id}, inbox"
+        f"on: POST :{br.webhook_port}/webhooks/passentry/{source.id}, inbox"
         f" {br.webhook_topic}, {len(secrets)} secret(s) accepted"
     )
     try:
@@ -117,3 +157,57 @@ def _check_webhooks(config: Config) -> CheckResult:
         )
     urls = ", ".join(sorted(s.attributes.url for s in live))
     return CheckResult("webhooks", True, f"{detail}; passScanned is sent to {urls}")
+
+
+def _describe_group(admin: AdminClient, group_id: str) -> Any:
+    """The group's description; a coordinator still loading (a young cluster) or moving
+    is asked again, within the check's timeout."""
+    deadline = time.monotonic() + _TIMEOUT_S
+    while True:
+        future = admin.describe_consumer_groups([group_id], request_timeout=_TIMEOUT_S)
+        try:
+            return future[group_id].result()
+        except KafkaException as exc:
+            err = exc.args[0]
+            again = err.retriable() or err.code() in _COORDINATOR_MOVING
+            if not again or time.monotonic() >= deadline:
+                raise
+        time.sleep(0.5)
+
+
+def _check_group(config: Config) -> CheckResult:
+    """Running replicas own every source: the group is stable and, for each source, one
+    member is assigned the coordination partition the source hashes to (as the bridge's own
+    ``Membership`` maps them)."""
+    br = config.bridge
+    if not br.group_id:
+        return CheckResult(
+            "group", False, "no consumer group (BRIDGE_GROUP_ID is empty): cannot see replicas"
+        )
+    admin = AdminClient(config.kafka.librdkafka())
+    try:
+        topic = admin.list_topics(br.coordination_topic, timeout=_TIMEOUT_S).topics[
+            br.coordination_topic
+        ]
+        if topic.error is not None or not topic.partitions:
+            return CheckResult(
+                "group", False, f"no coordination topic {br.coordination_topic}: no replica ran"
+            )
+        group = _describe_group(admin, br.group_id)
+    except KafkaException as exc:
+        return CheckResult("group", False, f"{br.group_id}: {exc.args[0]}")
+    owners: dict[int, str] = {}
+    for member in group.members:
+        for tp in member.assignment.topic_partitions if member.assignment else []:
+            if tp.topic == br.coordination_topic:
+                owners[tp.partition] = member.host.lstrip("/") or member.member_id
+    partitions = len(topic.partitions)
+    owned = {s.id: owners.get(stable_partition(s.id, partitions)) for s in config.sources}
+    unowned = [source_id for source_id, owner in owned.items() if owner is None]
+    state = group.state.name.lower()
+    detail = f"{br.group_id}: {state}, {len(group.members)} member(s)"
+    if not unowned:
+        detail += "; " + ", ".join(f"{sid} on {owner}" for sid, owner in owned.items())
+    else:
+        detail += f"; no owner for {', '.join(unowned)}"
+    return CheckResult("group", group.state == ConsumerGroupState.STABLE and not unowned, detail)

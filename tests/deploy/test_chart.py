@@ -610,3 +610,41 @@ def test_audit_cronjob_runs_the_cli_with_the_bridges_settings(
     assert ctx.params["since"] == "yesterday"
     assert ctx.params["repair"] is True
     assert CliRunner().invoke(audit, ["--help"]).exit_code == 0
+
+
+@pytest.mark.parametrize("values", CI_VALUES, ids=ids)
+def test_the_helm_test_pod_checks_with_the_bridges_settings(render: Render, values: Path) -> None:
+    """``helm test`` runs ``passentry-bridge check`` (``--running`` under a group) in a pod
+    with the bridge's image, settings, files and restrictions, which no selector of the
+    bridge's objects picks up."""
+    docs = render(values)
+    (pod,) = by_kind(docs, "Pod")
+    assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    spec = pod["spec"]
+    deploy = one(docs, "Deployment")["spec"]
+    bridge = _container(docs)
+    (check,) = spec["containers"]
+    config = _env(docs)
+    args = ["check"]
+    if bridge["args"][1:]:
+        args += bridge["args"][1:]  # --config <the sources file>
+    if config["BRIDGE_GROUP_ID"]:
+        args.append("--running")
+    assert check["args"] == args
+    for key in ("image", "imagePullPolicy", "envFrom", "securityContext", "volumeMounts"):
+        assert check[key] == bridge[key], key
+    assert check.get("env") == bridge.get("env")
+    for key in ("securityContext", "volumes", "serviceAccountName"):
+        assert spec[key] == deploy["template"]["spec"][key], key
+    assert spec["automountServiceAccountToken"] is False
+    assert spec["restartPolicy"] == "Never"
+    labels = pod["metadata"]["labels"]
+    assert labels["app.kubernetes.io/component"] == "test"
+    selectors = [deploy["selector"]["matchLabels"], one(docs, "Service")["spec"]["selector"]]
+    selectors += [
+        p["spec"]["selector"]["matchLabels"] for p in by_kind(docs, "PodDisruptionBudget")
+    ]
+    selectors += [n["spec"]["podSelector"]["matchLabels"] for n in by_kind(docs, "NetworkPolicy")]
+    for selector in selectors:
+        assert not selector.items() <= labels.items(), selector
+

@@ -648,3 +648,27 @@ def test_the_helm_test_pod_checks_with_the_bridges_settings(render: Render, valu
     for selector in selectors:
         assert not selector.items() <= labels.items(), selector
 
+
+def test_the_audit_runs_for_each_source(render: Render) -> None:
+    """With a sources list, one CronJob per source, each auditing its source by id with
+    the sources file and that source's token, as the bridge's pods mount them."""
+    docs = render(CHART / "ci" / "sources-values.yaml")
+    bridge = _container(docs)
+    cronjobs = by_kind(docs, "CronJob")
+    ids = [c["metadata"]["annotations"]["passentry-bridge/source-id"] for c in cronjobs]
+    assert ids == ["eu-events", "us-events"]
+    assert len({c["metadata"]["name"] for c in cronjobs}) == 2
+    for cron, source in zip(cronjobs, ids, strict=True):
+        (container,) = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+        assert container["args"][-4:] == [*bridge["args"][1:], "--source", source]
+        assert container["volumeMounts"] == bridge["volumeMounts"]
+
+
+def test_names_fit_their_kinds_limits(render: Render) -> None:
+    """A CronJob's name may have 52 characters (its Jobs add 11), a Service's 63, the rest
+    253: with the longest full name a Service allows, every name still fits."""
+    longest = "x" * 63
+    for values in (CHART / "ci" / "audit-values.yaml", CHART / "ci" / "sources-values.yaml"):
+        for doc in render(values, f"fullnameOverride={longest}"):
+            limit = {"CronJob": 52, "Service": 63}.get(doc["kind"], 253)
+            assert len(doc["metadata"]["name"]) <= limit, (doc["kind"], doc["metadata"]["name"])

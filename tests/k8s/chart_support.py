@@ -473,7 +473,9 @@ class PodWatch:
 
 
 class LogFollower:
-    """``kubectl logs -f`` of one pod's bridge container, to its end."""
+    """``kubectl logs -f`` of one pod's bridge container, to its end. Start it, then
+    ``wait_streaming()`` before stopping the pod: a stream that connects only after the pod
+    is gone gets nothing."""
 
     def __init__(self, cluster: Cluster, namespace: str, pod: str) -> None:
         self._proc = subprocess.Popen(
@@ -485,15 +487,30 @@ class LogFollower:
             stderr=subprocess.STDOUT,
             text=True,
         )  # fmt: skip
+        self._lines: list[str] = []
+        self._first = threading.Event()
+        self._reader = threading.Thread(target=self._read, name=f"logs-{pod}", daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        stdout = self._proc.stdout
+        assert stdout is not None
+        for line in stdout:
+            self._lines.append(line)
+            self._first.set()
+        self._first.set()
+
+    def wait_streaming(self, timeout: float = 60) -> None:
+        assert self._first.wait(timeout), "kubectl logs -f printed nothing"
+        assert self._proc.poll() is None, "".join(self._lines[-5:])
 
     def wait(self, timeout: float) -> list[dict[str, Any]]:
         """The log lines (JSON) once the container ended."""
-        out, _ = self._proc.communicate(timeout=timeout)
-        lines = []
-        for line in out.splitlines():
-            if line.startswith("{"):
-                lines.append(json.loads(line))
-        return lines
+        self._proc.wait(timeout=timeout)
+        self._reader.join(timeout=30)
+        if self._proc.stdout is not None:
+            self._proc.stdout.close()
+        return [json.loads(line) for line in self._lines if line.startswith("{")]
 
 
 def terminated_state(pod: dict[str, Any], container: str = "bridge") -> dict[str, Any]:

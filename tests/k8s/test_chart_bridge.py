@@ -155,6 +155,7 @@ def test_upgrade_rolls_the_pod_and_the_old_one_exits_0_within_its_grace(
     watch.wait_for_ids(set(simulator.generate(5)), ARRIVAL_TIMEOUT)
     pods = PodWatch(release)
     old_logs = LogFollower(release.cluster, release.namespace, old["metadata"]["name"])
+    old_logs.wait_streaming()
     try:
         with Traffic(simulator):
             # a setting changes: the ConfigMap's checksum in the pod template rolls the pod
@@ -224,13 +225,14 @@ def test_deleted_pods_are_replaced_and_carry_on_from_the_checkpoint(
         with Traffic(simulator):
             for how in (["--wait=false"], ["--force", "--grace-period=0"]):
                 name = pod["metadata"]["name"]
-                logs = LogFollower(release.cluster, release.namespace, name)
+                graceful = how == ["--wait=false"]
+                if graceful:
+                    logs = LogFollower(release.cluster, release.namespace, name)
+                    logs.wait_streaming()
                 release.cluster.kubectl("delete", "pod", "-n", release.namespace, name, *how)
                 pods.wait_deleted(name, 120)
-                if how == ["--wait=false"]:
+                if graceful:
                     assert_clean_exit(pods, name, logs.wait(60), values)
-                else:
-                    logs.wait(60)
                 (pod,) = wait_ready(release, 1)
                 assert pod["metadata"]["name"] != name
                 # the replacement restored the checkpoint the old one committed

@@ -43,7 +43,8 @@ tools: install
 	scripts/install-deploy-tools
 
 # All tests. Integration tests start the local Kafka broker themselves (scripts/kafka-local)
-# unless KAFKA_BOOTSTRAP_SERVERS points at one.
+# unless KAFKA_BOOTSTRAP_SERVERS points at one; tests/k8s start the local Kubernetes cluster
+# (scripts/k8s-local, as root) and build the image.
 test: install tools
 	@$(BIN)/pytest; rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests: a failure" >&2; fi; \
@@ -79,9 +80,9 @@ kafka-image:
 image-archive:
 	scripts/image archive
 
-# tests/k8s against a local single-node Kubernetes (scripts/k8s-local; the first run on a machine
-# builds Kubernetes: 8 minutes or more). Not part of `make test`.
-test-k8s: install
+# Only tests/k8s (also part of `make test`): the chart with the image on a local single-node
+# Kubernetes (scripts/k8s-local; the first run on a machine builds Kubernetes: 8 minutes or more).
+test-k8s: install tools
 	$(BIN)/pytest tests/k8s
 
 # The README's first command: local Kafka + PassEntry simulator + the bridge + tail.

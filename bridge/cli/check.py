@@ -7,6 +7,10 @@ librdkafka does not), the login, then each permission, asked of the cluster with
 effects (the operations it authorizes on each topic and group, a validate-only create for a
 missing topic, and ``init_transactions`` under ``passentry-bridge.<source id>.check``, which
 the README's prefixed grant covers and no running bridge uses). Secrets never appear.
+
+With ``--running`` it also asks whether running replicas own every source: the consumer
+group is stable and a member holds each source's coordination partition (the chart's
+``helm test``).
 """
 
 from __future__ import annotations
@@ -17,14 +21,15 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import click
 import httpx
-from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import ConsumerGroupState, KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
 
 from bridge.cli._common import api_client, config_option, load
-from bridge.config import Config
+from bridge.config import Config, SourceConfig
 from bridge.errors import BridgeError
 from bridge.kafka.access import KafkaAccess, check_tls_files, librdkafka_logger, tls_verdict
 from bridge.kafka.acl import (
@@ -43,7 +48,7 @@ from bridge.kafka.permissions import (
     topic_operations,
 )
 from bridge.kafka.producer import transactional_id
-from bridge.kafka.routing import Router
+from bridge.kafka.routing import Router, stable_partition
 
 __all__ = ["CheckResult", "check", "run_checks"]
 
@@ -61,7 +66,13 @@ class CheckResult:
 
 @click.command()
 @config_option
-def check(config_path: Path | None) -> None:
+@click.option(
+    "--running",
+    is_flag=True,
+    help="Also require running replicas: the consumer group (BRIDGE_GROUP_ID) is stable and "
+    "one of its members owns each source. For a deployment's readiness, e.g. `helm test`.",
+)
+def check(config_path: Path | None, running: bool) -> None:
     """Validate the config, reach the PassEntry API, log in to Kafka and check each
     permission the bridge needs there; print a verdict for each."""
     config = load(config_path)
@@ -69,15 +80,16 @@ def check(config_path: Path | None) -> None:
     for name in (librdkafka_logger().name, "bridge.kafka.access"):
         logging.getLogger(name).addHandler(logging.NullHandler())
         logging.getLogger(name).propagate = False
-    results = run_checks(config)
+    results = run_checks(config, running=running)
     width = max(len(r.name) for r in results)
     for result in results:
         click.echo(f"{'ok  ' if result.ok else 'FAIL'}  {result.name:<{width}}  {result.detail}")
     sys.exit(0 if all(r.ok for r in results) else 1)
 
 
-def run_checks(config: Config) -> list[CheckResult]:
+def run_checks(config: Config, *, running: bool = False) -> list[CheckResult]:
     br = config.bridge
+    several = len(config.sources) > 1
     ids = ", ".join(s.id for s in config.sources)
     detail = f"source(s) {ids}; dlq {br.dlq_topic}, state {br.state_topic}"
     try:
@@ -85,14 +97,25 @@ def run_checks(config: Config) -> list[CheckResult]:
     except BridgeError as exc:
         return [CheckResult("config", False, str(exc))]
     results = [CheckResult("config", True, detail)]
-    results.append(_check_api(config))
+    for source in config.sources:
+        results.append(_named(_check_api(config, source), source, several))
     results += _check_kafka(config)
-    results.append(_check_webhooks(config))
+    for source in config.sources:
+        results.append(_named(_check_webhooks(config, source), source, several))
+    if running:
+        results.append(_check_group(config))
     return results
 
 
-def _check_api(config: Config) -> CheckResult:
-    pe = config.passentry
+def _named(result: CheckResult, source: SourceConfig, several: bool) -> CheckResult:
+    """With several sources, each per-source verdict says which source it is about."""
+    if not several:
+        return result
+    return CheckResult(result.name, result.ok, f"[{source.id}] {result.detail}")
+
+
+def _check_api(config: Config, source: SourceConfig) -> CheckResult:
+    pe = source.passentry
     try:
         token = pe.token()
     except BridgeError as exc:
@@ -112,6 +135,15 @@ def _check_api(config: Config) -> CheckResult:
 
 
 _TIMEOUT_S = 10.0
+# Answers of a group coordinator that is still being set up (the first group on a young
+# cluster: its offsets topic is being made) or moving: ask again.
+_COORDINATOR_MOVING = frozenset(
+    {
+        KafkaError.NOT_COORDINATOR,
+        KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+        KafkaError.COORDINATOR_NOT_AVAILABLE,
+    }
+)
 
 
 def _check_kafka(config: Config) -> list[CheckResult]:
@@ -303,8 +335,8 @@ def _check_groups(config: Config, admin: AdminClient, who: str) -> list[CheckRes
     return rows
 
 
-def _check_webhooks(config: Config) -> CheckResult:
-    pe, br = config.passentry, config.bridge
+def _check_webhooks(config: Config, source: SourceConfig) -> CheckResult:
+    pe, br = source.passentry, config.bridge
     if not pe.webhooks_enabled:
         return CheckResult("webhooks", True, "off (PASSENTRY_WEBHOOK_SECRET unset): polling only")
     try:
@@ -313,7 +345,7 @@ def _check_webhooks(config: Config) -> CheckResult:
     except BridgeError as exc:
         return CheckResult("webhooks", False, str(exc))
     detail = (
-        f"on: POST :{br.webhook_port}/webhooks/passentry/{br.source_id}, inbox"
+        f"on: POST :{br.webhook_port}/webhooks/passentry/{source.id}, inbox"
         f" {br.webhook_topic}, {len(secrets)} secret(s) accepted"
     )
     try:
@@ -333,3 +365,57 @@ def _check_webhooks(config: Config) -> CheckResult:
         )
     urls = ", ".join(sorted(s.attributes.url for s in live))
     return CheckResult("webhooks", True, f"{detail}; passScanned is sent to {urls}")
+
+
+def _describe_group(admin: AdminClient, group_id: str) -> Any:
+    """The group's description; a coordinator still loading (a young cluster) or moving
+    is asked again, within the check's timeout."""
+    deadline = time.monotonic() + _TIMEOUT_S
+    while True:
+        future = admin.describe_consumer_groups([group_id], request_timeout=_TIMEOUT_S)
+        try:
+            return future[group_id].result()
+        except KafkaException as exc:
+            err = exc.args[0]
+            again = err.retriable() or err.code() in _COORDINATOR_MOVING
+            if not again or time.monotonic() >= deadline:
+                raise
+        time.sleep(0.5)
+
+
+def _check_group(config: Config) -> CheckResult:
+    """Running replicas own every source: the group is stable and, for each source, one
+    member is assigned the coordination partition the source hashes to (as the bridge's own
+    ``Membership`` maps them)."""
+    br = config.bridge
+    if not br.group_id:
+        return CheckResult(
+            "running", False, "no consumer group (BRIDGE_GROUP_ID is empty): cannot see replicas"
+        )
+    admin = AdminClient(config.kafka.librdkafka())
+    try:
+        topic = admin.list_topics(br.coordination_topic, timeout=_TIMEOUT_S).topics[
+            br.coordination_topic
+        ]
+        if topic.error is not None or not topic.partitions:
+            return CheckResult(
+                "running", False, f"no coordination topic {br.coordination_topic}: no replica ran"
+            )
+        group = _describe_group(admin, br.group_id)
+    except KafkaException as exc:
+        return CheckResult("running", False, f"{br.group_id}: {exc.args[0]}")
+    owners: dict[int, str] = {}
+    for member in group.members:
+        for tp in member.assignment.topic_partitions if member.assignment else []:
+            if tp.topic == br.coordination_topic:
+                owners[tp.partition] = member.host.lstrip("/") or member.member_id
+    partitions = len(topic.partitions)
+    owned = {s.id: owners.get(stable_partition(s.id, partitions)) for s in config.sources}
+    unowned = [source_id for source_id, owner in owned.items() if owner is None]
+    state = group.state.name.lower()
+    detail = f"{br.group_id}: {state}, {len(group.members)} member(s)"
+    if not unowned:
+        detail += "; " + ", ".join(f"{sid} on {owner}" for sid, owner in owned.items())
+    else:
+        detail += f"; no owner for {', '.join(unowned)}"
+    return CheckResult("running", group.state == ConsumerGroupState.STABLE and not unowned, detail)

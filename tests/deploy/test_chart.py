@@ -661,3 +661,65 @@ def test_audit_cronjob_runs_the_cli_with_the_bridges_settings(
     assert ctx.params["since"] == "yesterday"
     assert ctx.params["repair"] is True
     assert CliRunner().invoke(audit, ["--help"]).exit_code == 0
+
+
+@pytest.mark.parametrize("values", CI_VALUES, ids=ids)
+def test_the_helm_test_pod_checks_with_the_bridges_settings(render: Render, values: Path) -> None:
+    """``helm test`` runs ``passentry-bridge check`` (``--running`` under a group) in a pod
+    with the bridge's image, settings, files and restrictions, which no selector of the
+    bridge's objects picks up."""
+    docs = render(values)
+    (pod,) = by_kind(docs, "Pod")
+    assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    spec = pod["spec"]
+    deploy = one(docs, "Deployment")["spec"]
+    bridge = _container(docs)
+    (check,) = spec["containers"]
+    config = _env(docs)
+    args = ["check"]
+    if bridge["args"][1:]:
+        args += bridge["args"][1:]  # --config <the sources file>
+    if config["BRIDGE_GROUP_ID"]:
+        args.append("--running")
+    assert check["args"] == args
+    for key in ("image", "imagePullPolicy", "envFrom", "securityContext", "volumeMounts"):
+        assert check[key] == bridge[key], key
+    assert check.get("env") == bridge.get("env")
+    for key in ("securityContext", "volumes", "serviceAccountName"):
+        assert spec[key] == deploy["template"]["spec"][key], key
+    assert spec["automountServiceAccountToken"] is False
+    assert spec["restartPolicy"] == "Never"
+    labels = pod["metadata"]["labels"]
+    assert labels["app.kubernetes.io/component"] == "test"
+    selectors = [deploy["selector"]["matchLabels"], one(docs, "Service")["spec"]["selector"]]
+    selectors += [
+        p["spec"]["selector"]["matchLabels"] for p in by_kind(docs, "PodDisruptionBudget")
+    ]
+    selectors += [n["spec"]["podSelector"]["matchLabels"] for n in by_kind(docs, "NetworkPolicy")]
+    for selector in selectors:
+        assert not selector.items() <= labels.items(), selector
+
+
+def test_the_audit_runs_for_each_source(render: Render) -> None:
+    """With a sources list, one CronJob per source, each auditing its source by id with
+    the sources file and that source's token, as the bridge's pods mount them."""
+    docs = render(CHART / "ci" / "sources-values.yaml")
+    bridge = _container(docs)
+    cronjobs = by_kind(docs, "CronJob")
+    ids = [c["metadata"]["annotations"]["passentry-bridge/source-id"] for c in cronjobs]
+    assert ids == ["eu-events", "us-events"]
+    assert len({c["metadata"]["name"] for c in cronjobs}) == 2
+    for cron, source in zip(cronjobs, ids, strict=True):
+        (container,) = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+        assert container["args"][-4:] == [*bridge["args"][1:], "--source", source]
+        assert container["volumeMounts"] == bridge["volumeMounts"]
+
+
+def test_names_fit_their_kinds_limits(render: Render) -> None:
+    """A CronJob's name may have 52 characters (its Jobs add 11), a Service's 63, the rest
+    253: with the longest full name a Service allows, every name still fits."""
+    longest = "x" * 63
+    for values in (CHART / "ci" / "audit-values.yaml", CHART / "ci" / "sources-values.yaml"):
+        for doc in render(values, f"fullnameOverride={longest}"):
+            limit = {"CronJob": 52, "Service": 63}.get(doc["kind"], 253)
+            assert len(doc["metadata"]["name"]) <= limit, (doc["kind"], doc["metadata"]["name"])

@@ -1,7 +1,8 @@
 """Fixtures for tests that need a real single-node Kubernetes cluster (``scripts/k8s-local``).
 
-These tests are collected only when named (``pytest tests/k8s``, ``make test-k8s``): the first
-run on a machine builds Kubernetes from source (8 minutes or more on 2 cores).
+Part of ``make test``; ``make test-k8s`` runs only these. The first run on a machine builds
+Kubernetes from source (8 minutes or more on 2 cores); .ci/run starts that build in the
+background at its very beginning (``scripts/k8s-local prepare``), and ``up`` waits for it.
 
 ``k8s`` (session): a ``Cluster``. It runs ``scripts/k8s-local up``, which waits until the node is
 Ready, and ``down`` at session end if this session started the cluster (a cluster that was
@@ -13,7 +14,19 @@ proxy or Debian mirror: ``up`` exits 3) the tests are skipped, except under ``CI
 they fail. Any other failure of ``up`` fails them.
 
 ``k8s_namespace`` (function): a fresh namespace, deleted afterwards.
+``restricted_namespace`` (function): the same, enforcing Pod Security ``restricted``.
 ``probe_binary`` (session): tests/k8s/probe built as a static binary (a tiny HTTP server).
+
+The chart's tests (netns mode only: pods need their own network):
+``bridge_image`` (session): the image of this checkout (``scripts/image build``, as ``make
+image``), saved as an archive (``scripts/image archive``) and imported into the node's
+containerd as ``localhost/passentry-bridge:<version>``, for ``pullPolicy: Never``.
+``netns_kafka`` (session): a broker of ``scripts/kafka-local`` started inside the namespace
+(``scripts/k8s-local exec``) in its own instance dir, listening on the node IP
+(``KAFKA_LOCAL_HOST``); its bootstrap address.
+``agent`` (session): a ``NetnsAgent`` (tests/k8s/netns_agent.py inside the namespace): the
+test process's HTTP client and read_committed consumers there.
+``simulator`` (function): ``passentry-bridge simulate`` inside the namespace at the node IP.
 """
 
 from __future__ import annotations
@@ -27,7 +40,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from k8s_support import K8S_LOCAL, Cluster
+from chart_support import NetnsAgent, Simulator
+from k8s_support import K8S_LOCAL, ROOT, Cluster
 
 PROBE_SRC = Path(__file__).resolve().parent / "probe"
 DEFAULT_NETNS = "passentry-k8s"
@@ -115,10 +129,15 @@ def k8s(session_environ: dict[str, str]) -> Iterator[Cluster]:
                 pytest.fail(f"scripts/k8s-local down failed:\n{down.stderr}", pytrace=False)
 
 
-@pytest.fixture
-def k8s_namespace(k8s: Cluster) -> Iterator[str]:
+def _namespace(k8s: Cluster, labels: dict[str, str]) -> Iterator[str]:
     name = f"t-{uuid.uuid4().hex[:10]}"
-    k8s.kubectl("create", "namespace", name)
+    k8s.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {"name": name, "labels": labels},
+        }
+    )
     # the namespace's default service account comes from the controller-manager
     deadline = time.monotonic() + 60
     while subprocess.run(
@@ -141,6 +160,21 @@ def k8s_namespace(k8s: Cluster) -> Iterator[str]:
     k8s.kubectl("delete", "namespace", name, "--wait=false")
 
 
+@pytest.fixture
+def k8s_namespace(k8s: Cluster) -> Iterator[str]:
+    yield from _namespace(k8s, {})
+
+
+RESTRICTED = {
+    f"pod-security.kubernetes.io/{mode}": "restricted" for mode in ("enforce", "warn", "audit")
+}
+
+
+@pytest.fixture
+def restricted_namespace(k8s: Cluster) -> Iterator[str]:
+    yield from _namespace(k8s, RESTRICTED)
+
+
 @pytest.fixture(scope="session")
 def probe_binary(tmp_path_factory: pytest.TempPathFactory, session_environ: dict[str, str]) -> Path:
     go = shutil.which("go")
@@ -156,3 +190,85 @@ def probe_binary(tmp_path_factory: pytest.TempPathFactory, session_environ: dict
         timeout=600,
     )
     return out
+
+
+def _netns_only(k8s: Cluster) -> str:
+    if k8s.netns is None or k8s.node_ip is None:
+        pytest.skip("the chart's tests need pod networking: the netns mode (K8S_TEST_NETWORK=host)")
+    return k8s.node_ip
+
+
+def _chart_version() -> str:
+    chart = (ROOT / "helm" / "passentry-bridge" / "Chart.yaml").read_text(encoding="utf-8")
+    (line,) = (x for x in chart.splitlines() if x.startswith("appVersion:"))
+    return line.split(":", 1)[1].strip().strip('"')
+
+
+@pytest.fixture(scope="session")
+def bridge_image(k8s: Cluster, session_environ: dict[str, str]) -> str:
+    _netns_only(k8s)
+    script = ROOT / "scripts" / "image"
+    for step in ("build", "archive"):
+        proc = subprocess.run(
+            [str(script), step], env=session_environ, capture_output=True, text=True,
+            timeout=900, check=False,
+        )  # fmt: skip
+        if proc.returncode == MISSING_PREREQUISITE:
+            _need_or_skip(f"scripts/image {step}: no container tool here", session_environ)
+        if proc.returncode != 0:
+            pytest.fail(f"scripts/image {step} failed:\n{proc.stderr[-5000:]}", pytrace=False)
+    archive = Path(proc.stdout.strip().splitlines()[-1])
+    ref = k8s.load_image(archive)
+    # the chart's default tag (its appVersion) names this image
+    assert ref == f"localhost/passentry-bridge:{_chart_version()}"
+    return ref
+
+
+@pytest.fixture(scope="session")
+def netns_kafka(k8s: Cluster) -> Iterator[str]:
+    node_ip = _netns_only(k8s)
+    env = {
+        **k8s.env,
+        "KAFKA_LOCAL_DIR": str(ROOT / ".local" / "k8s-kafka"),
+        "KAFKA_LOCAL_HOST": node_ip,
+    }
+    kafka_local = str(ROOT / "scripts" / "kafka-local")
+
+    def run(cmd: str, timeout: float) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(K8S_LOCAL), "exec", kafka_local, cmd],
+            env=env, capture_output=True, text=True, timeout=timeout, check=False,
+        )  # fmt: skip
+
+    started = run("start", 600)
+    lines = started.stdout.strip().splitlines()
+    if started.returncode != 0 or not lines:
+        pytest.fail(
+            f"kafka-local start in the namespace failed ({started.returncode}):\n{started.stderr}",
+            pytrace=False,
+        )
+    assert lines[-1].startswith(f"{node_ip}:"), lines[-1]
+    try:
+        yield lines[-1]
+    finally:
+        run("stop", 90)
+
+
+@pytest.fixture(scope="session")
+def agent(k8s: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[NetnsAgent]:
+    _netns_only(k8s)
+    found = NetnsAgent(k8s, tmp_path_factory.mktemp("agent") / "agent.log")
+    try:
+        yield found
+    finally:
+        found.close()
+
+
+@pytest.fixture
+def simulator(k8s: Cluster, agent: NetnsAgent, tmp_path: Path) -> Iterator[Simulator]:
+    _netns_only(k8s)
+    sim = Simulator(k8s, agent, tmp_path / "simulator.log")
+    try:
+        yield sim
+    finally:
+        sim.stop()

@@ -189,3 +189,184 @@ podAntiAffinity:
             {{- include "passentry-bridge.selectorLabels" . | nindent 12 }}
 {{- end }}
 {{- end }}
+
+{{/* The bridge container's volume mounts (without extraVolumeMounts): /tmp, the token(s),
+     the webhook secret, the Kafka and registry TLS files. The Deployment and the helm test
+     pod mount the same, so `passentry-bridge check` there sees what the bridge sees. */}}
+{{- define "passentry-bridge.volumeMounts" -}}
+- name: tmp
+  mountPath: /tmp
+{{- if .Values.sources }}
+- name: sources
+  mountPath: /etc/passentry-bridge/sources
+  readOnly: true
+- name: source-tokens
+  mountPath: /var/run/secrets/passentry-bridge/sources
+  readOnly: true
+{{- else }}
+- name: api-token
+  mountPath: /var/run/secrets/passentry-bridge/api
+  readOnly: true
+{{- end }}
+{{- if .Values.webhook.enabled }}
+- name: webhook-secret
+  mountPath: /var/run/secrets/passentry-bridge/webhook
+  readOnly: true
+{{- end }}
+{{- if .Values.kafka.tls.enabled }}
+- name: kafka-tls
+  mountPath: /etc/passentry-bridge/kafka-tls
+  readOnly: true
+{{- end }}
+{{- if .Values.kafka.tls.clientCertificate.existingSecret }}
+- name: kafka-client-tls
+  mountPath: /etc/passentry-bridge/kafka-client-tls
+  readOnly: true
+{{- end }}
+{{- if and .Values.schemaRegistry.enabled .Values.schemaRegistry.tls.existingSecret }}
+- name: schema-registry-tls
+  mountPath: /etc/passentry-bridge/schema-registry-tls
+  readOnly: true
+{{- end }}
+{{- end }}
+
+{{/* The volumes behind passentry-bridge.volumeMounts (without extraVolumes). */}}
+{{- define "passentry-bridge.volumes" -}}
+# The root filesystem is read-only; /tmp is the only writable place.
+- name: tmp
+  emptyDir:
+    sizeLimit: 64Mi
+{{- if .Values.sources }}
+- name: sources
+  configMap:
+    name: {{ include "passentry-bridge.fullname" . }}-sources
+- name: source-tokens
+  projected:
+    defaultMode: 0440
+    sources:
+      {{- range .Values.sources }}
+      - secret:
+          name: {{ .existingSecret | default (include "passentry-bridge.secretName" $) }}
+          items:
+            - key: {{ if .existingSecret }}{{ .existingSecretKey | default "api-token" }}{{ else }}source-{{ .id }}-token{{ end }}
+              path: {{ .id }}/token
+      {{- end }}
+{{- else }}
+- name: api-token
+  secret:
+    secretName: {{ include "passentry-bridge.tokenSecretName" . }}
+    defaultMode: 0440
+    items:
+      - key: {{ include "passentry-bridge.tokenSecretKey" . }}
+        path: token
+{{- end }}
+{{- if .Values.webhook.enabled }}
+- name: webhook-secret
+  secret:
+    secretName: {{ include "passentry-bridge.webhookSecretName" . }}
+    defaultMode: 0440
+    items:
+      - key: {{ include "passentry-bridge.webhookSecretKey" . }}
+        path: secret
+      {{- with .Values.webhook.previousSecretKey }}
+      - key: {{ . }}
+        path: previous
+      {{- end }}
+{{- end }}
+{{- if .Values.kafka.tls.enabled }}
+- name: kafka-tls
+  secret:
+    secretName: {{ .Values.kafka.tls.existingSecret }}
+    defaultMode: 0440
+{{- end }}
+{{- with .Values.kafka.tls.clientCertificate }}
+{{- if .existingSecret }}
+- name: kafka-client-tls
+  secret:
+    secretName: {{ .existingSecret }}
+    defaultMode: 0440
+    items:
+      - key: {{ .certKey }}
+        path: {{ .certKey }}
+      - key: {{ .keyKey }}
+        path: {{ .keyKey }}
+{{- end }}
+{{- end }}
+{{- if and .Values.schemaRegistry.enabled .Values.schemaRegistry.tls.existingSecret }}
+- name: schema-registry-tls
+  secret:
+    secretName: {{ .Values.schemaRegistry.tls.existingSecret }}
+    defaultMode: 0440
+{{- end }}
+{{- end }}
+
+{{/* Labels of the helm test pod: its own name and component, so that no selector of the
+     bridge's Deployment, Service, PodDisruptionBudget or NetworkPolicy matches it. */}}
+{{- define "passentry-bridge.testLabels" -}}
+helm.sh/chart: {{ include "passentry-bridge.chart" . }}
+app.kubernetes.io/name: {{ include "passentry-bridge.name" . | trunc 58 | trimSuffix "-" }}-test
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Values.image.tag | default .Chart.AppVersion | trunc 63 | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/component: test
+app.kubernetes.io/part-of: passentry-bridge
+{{- end }}
+
+{{/* What the release needs and does not create, one "  - ..." line each (NOTES.txt prints
+     it; the chart's README explains it): Secrets named in the values with the keys read
+     from them, the service account when serviceAccount.create is false, the dashboard's
+     namespace, and the prometheus-operator CRDs. */}}
+{{- define "passentry-bridge.prerequisites" -}}
+{{- $ns := .Release.Namespace }}
+{{- $lines := list }}
+{{- with .Values.passentry.existingSecret }}
+{{- if not $.Values.sources }}
+{{- $lines = append $lines (printf "Secret %s in namespace %s, key %s (the PassEntry API token)" . $ns $.Values.passentry.existingSecretKey) }}
+{{- end }}
+{{- end }}
+{{- range .Values.sources }}
+{{- if .existingSecret }}
+{{- $lines = append $lines (printf "Secret %s in namespace %s, key %s (source %s's API token)" .existingSecret $ns (.existingSecretKey | default "api-token") .id) }}
+{{- end }}
+{{- end }}
+{{- if and (include "passentry-bridge.saslEnabled" .) .Values.kafka.sasl.existingSecret }}
+{{- $lines = append $lines (printf "Secret %s in namespace %s, key %s (the Kafka SASL password)" .Values.kafka.sasl.existingSecret $ns .Values.kafka.sasl.existingSecretKey) }}
+{{- end }}
+{{- if .Values.kafka.tls.enabled }}
+{{- $t := .Values.kafka.tls }}
+{{- $keys := list }}
+{{- range (list $t.caKey $t.certKey $t.keyKey $t.keyPasswordKey) }}{{ if . }}{{ $keys = append $keys . }}{{ end }}{{ end }}
+{{- $lines = append $lines (printf "Secret %s in namespace %s, keys %s (Kafka TLS: PEM files%s)" $t.existingSecret $ns (join ", " $keys) (ternary ", the key's password" "" (not (empty $t.keyPasswordKey)))) }}
+{{- end }}
+{{- if .Values.schemaRegistry.enabled }}
+{{- with .Values.schemaRegistry.existingSecret }}
+{{- $lines = append $lines (printf "Secret %s in namespace %s, keys %s and/or %s (schema registry credentials; either may be absent)" . $ns $.Values.schemaRegistry.basicAuthUserInfoKey $.Values.schemaRegistry.bearerTokenKey) }}
+{{- end }}
+{{- with .Values.schemaRegistry.tls.existingSecret }}
+{{- $lines = append $lines (printf "Secret %s in namespace %s, key %s (the schema registry's CA, PEM)" . $ns $.Values.schemaRegistry.tls.caKey) }}
+{{- end }}
+{{- end }}
+{{- if and .Values.webhook.enabled .Values.webhook.existingSecret }}
+{{- $keys := list .Values.webhook.existingSecretKey }}
+{{- with .Values.webhook.previousSecretKey }}{{ $keys = append $keys . }}{{ end }}
+{{- $lines = append $lines (printf "Secret %s in namespace %s, keys %s (the webhook secret%s)" .Values.webhook.existingSecret $ns (join ", " $keys) (ternary " and the one being replaced" "" (not (empty .Values.webhook.previousSecretKey)))) }}
+{{- end }}
+{{- if and .Values.webhook.enabled .Values.webhook.ingress.enabled .Values.webhook.ingress.tlsSecretName }}
+{{- $lines = append $lines (printf "Secret %s in namespace %s, type kubernetes.io/tls (the Ingress's certificate for %s; e.g. from cert-manager)" .Values.webhook.ingress.tlsSecretName $ns .Values.webhook.ingress.host) }}
+{{- end }}
+{{- if not .Values.serviceAccount.create }}
+{{- $lines = append $lines (printf "ServiceAccount %s in namespace %s" (include "passentry-bridge.serviceAccountName" .) $ns) }}
+{{- end }}
+{{- if and .Values.dashboard.enabled .Values.dashboard.namespace (ne .Values.dashboard.namespace $ns) }}
+{{- $lines = append $lines (printf "Namespace %s (where the dashboard ConfigMap goes; create it before installing)" .Values.dashboard.namespace) }}
+{{- end }}
+{{- if .Values.serviceMonitor.enabled }}
+{{- $lines = append $lines "CRD servicemonitors.monitoring.coreos.com (prometheus-operator; before installing)" }}
+{{- end }}
+{{- if .Values.prometheusRule.enabled }}
+{{- $lines = append $lines "CRD prometheusrules.monitoring.coreos.com (prometheus-operator; before installing)" }}
+{{- end }}
+{{- range $lines }}
+  - {{ . }}
+{{- end }}
+{{- end }}

@@ -42,6 +42,8 @@ class _Running:
     stop: threading.Event
     assigned_at: float
     exit_code: int | None = None
+    # Assigned again (at this time) while still letting go of the previous ownership.
+    again_at: float | None = None
 
 
 class Fleet:
@@ -75,23 +77,35 @@ class Fleet:
         for source_id in source_ids:
             spec = self._config.source(source_id)
             with self._lock:
-                if source_id in self._running:
-                    continue
-                stop = threading.Event()
-                thread = threading.Thread(
-                    target=self._run, args=(spec, stop), name=f"source-{source_id}", daemon=True
-                )
-                self._running[source_id] = _Running(thread, stop, time.monotonic())
-            log.info("running source", extra={"source_id": source_id})
-            thread.start()
+                running = self._running.get(source_id)
+                if running is None:
+                    self._launch(spec, time.monotonic())
+                elif running.stop.is_set():
+                    # Still letting go of an earlier ownership (a call stuck on a broker
+                    # that went away outlasts the stop's timeout): run it again once that
+                    # thread is done, or the source would stay unowned.
+                    running.again_at = time.monotonic()
+                    log.info("source still stopping; it runs again once stopped",
+                             extra={"source_id": source_id})  # fmt: skip
+
+    def _launch(self, spec: SourceConfig, assigned_at: float) -> None:
+        """Start the source's thread; the caller holds the lock."""
+        stop = threading.Event()
+        thread = threading.Thread(
+            target=self._run, args=(spec, stop), name=f"source-{spec.id}", daemon=True
+        )
+        self._running[spec.id] = _Running(thread, stop, assigned_at)
+        log.info("running source", extra={"source_id": spec.id})
+        thread.start()
 
     def stop(self, source_ids: Iterable[str], timeout_s: float) -> None:
         """Stop these sources and wait until each has let go (transaction settled, producer
         closed), at most ``timeout_s`` in all."""
         with self._lock:
             stopping = [(sid, self._running[sid]) for sid in source_ids if sid in self._running]
-        for _, running in stopping:
-            running.stop.set()
+            for _, running in stopping:
+                running.stop.set()
+                running.again_at = None
         deadline = time.monotonic() + timeout_s
         for source_id, running in stopping:
             running.thread.join(max(0.0, deadline - time.monotonic()))
@@ -137,10 +151,13 @@ class Fleet:
                 stop.wait(_RESTART_AFTER_S)
         finally:
             with self._lock:
-                self._running[spec.id].exit_code = code
+                running = self._running[spec.id]
+                running.exit_code = code
                 self._changed.notify_all()
                 if stop.is_set():
                     del self._running[spec.id]
+                    if running.again_at is not None:
+                        self._launch(spec, running.again_at)
 
     def _run_once(self, spec: SourceConfig, stop: threading.Event) -> int:
         health = Health(

@@ -110,9 +110,8 @@ def test_ready_under_restricted_and_every_scan_exactly_once(
     # helm test: the chart's test pod finds the release ready
     tested = release.helm("test", release.name, "--logs", "--timeout", "180s")
     assert "Phase:          Succeeded" in tested.stdout, tested.stdout
-    assert f"ok    group      {tag}: stable, 1 member(s); {tag} on {pod['status']['podIP']}" in (
-        tested.stdout
-    ), tested.stdout
+    owner = re.escape(f"{tag}: stable, 1 member(s); {tag} on {pod['status']['podIP']}")
+    assert re.search(rf"^ok\s+running\s+{owner}$", tested.stdout, re.M), tested.stdout
 
     finish(release, agent, netns_kafka, simulator, watch)
 

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import hashlib
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
@@ -36,7 +35,8 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from bridge.audit.buckets import Bucket
 from bridge.dedup import BOUNDARY_MARGIN_MS
 from bridge.errors import InvalidUUIDv7Error, KafkaRetriableError
-from bridge.kafka.readback import ReadPlan, plan_reads, read_committed
+from bridge.kafka.acl import AUDIT_GROUP_PREFIX
+from bridge.kafka.readback import ReadPlan, plan_reads, read_committed, reader
 from bridge.ops.progress import ProgressFactory
 from bridge.uuid7 import parse_uuid7_int
 
@@ -160,17 +160,7 @@ class InventoryReader:
             inv.dead[(created - since) // bucket_ms].reasons[id_int] = text
 
     def _consumer(self, isolation: str) -> Consumer:
-        return Consumer(
-            {
-                **self._conf,
-                "group.id": f"passentry-bridge-audit-{uuid.uuid4()}",
-                "enable.auto.commit": False,
-                "isolation.level": isolation,
-                "enable.partition.eof": True,
-                "auto.offset.reset": "earliest",
-                "fetch.wait.max.ms": 50,
-            }
-        )
+        return reader(self._conf, AUDIT_GROUP_PREFIX, isolation)
 
     def _plan(self, since: int) -> ReadPlan:
         """Where each partition's read starts (by time) and ends (its high watermark now)."""

@@ -38,6 +38,7 @@ README_ACLS = "see the README: Kafka with SASL_SSL, TLS verification and ACLs"
 # The start-up readers' throwaway groups, and each source's inbox group, share a prefix:
 # one prefixed grant covers them all.
 RESTORE_GROUP_PREFIX = "passentry-bridge-restore-"
+AUDIT_GROUP_PREFIX = "passentry-bridge-audit-"
 INBOX_GROUP_PREFIX = "passentry-bridge.inbox."
 
 ResourceKind = Literal["topic", "group", "transactional-id"]

@@ -35,7 +35,7 @@ from bridge.dedup import BOUNDARY_MARGIN_MS, DedupWindow, RejectMemory
 from bridge.errors import ConfigError, InvalidUUIDv7Error, KafkaRetriableError
 from bridge.kafka.acl import RESTORE_GROUP_PREFIX, AclGrant, is_authorization, reading_error
 from bridge.kafka.producer import OutRecord
-from bridge.kafka.readback import plan_reads, read_committed
+from bridge.kafka.readback import plan_reads, read_committed, reader
 from bridge.uuid7 import parse_uuid7
 
 __all__ = ["Checkpoint", "CheckpointStore", "WindowRebuild"]
@@ -170,20 +170,7 @@ class CheckpointStore:
             raise ConfigError(f"Kafka client settings (KAFKA_*): {exc.args[0].str()}") from exc
 
     def _new_consumer(self, isolation: str) -> Consumer:
-        return Consumer(
-            {
-                **self._conf,
-                "group.id": f"{RESTORE_GROUP_PREFIX}{uuid.uuid4()}",
-                "enable.auto.commit": False,
-                "isolation.level": isolation,
-                "enable.partition.eof": True,
-                "auto.offset.reset": "earliest",
-                # Start-up reads to the end and stops: don't let the broker sit on empty
-                # fetches, which would add half a second per round trip to recovery.
-                "fetch.wait.max.ms": 10,
-                "fetch.error.backoff.ms": 50,
-            }
-        )
+        return reader(self._conf, RESTORE_GROUP_PREFIX, isolation)
 
     def _partitions_at(
         self, topics: list[str], since_ms: int, timeout_s: float

@@ -16,13 +16,14 @@ dead one's at once).
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import NoReturn
 
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
-__all__ = ["ReadPlan", "plan_reads", "read_committed"]
+__all__ = ["ReadPlan", "plan_reads", "read_committed", "reader"]
 
 Where = tuple[str, int]
 
@@ -37,6 +38,25 @@ class ReadPlan:
     def offsets(self) -> int:
         """Offsets to read, transaction markers included: close enough for an ETA."""
         return sum(self.ends[(tp.topic, tp.partition)] - tp.offset for tp in self.starts)
+
+
+def reader(conf: dict[str, object], group_prefix: str, isolation: str) -> Consumer:
+    """A consumer for reading partitions back by assignment: a fresh group id under
+    ``group_prefix`` (what the ACLs grant), never committing, told of each partition's end."""
+    return Consumer(
+        {
+            **conf,
+            "group.id": f"{group_prefix}{uuid.uuid4()}",
+            "enable.auto.commit": False,
+            "isolation.level": isolation,
+            "enable.partition.eof": True,
+            "auto.offset.reset": "earliest",
+            # A read back stops at the end: don't let the broker sit on empty fetches, which
+            # would add half a second per round trip to a restore.
+            "fetch.wait.max.ms": 10,
+            "fetch.error.backoff.ms": 50,
+        }
+    )
 
 
 def plan_reads(

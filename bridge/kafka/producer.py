@@ -249,7 +249,7 @@ class Publisher:
         except KafkaRetriableError as exc:
             # The local queue stayed full. Left open, the transaction would make every
             # later begin_transaction fail until the broker timed it out.
-            self._abort_after(exc)
+            self._abort_after(str(exc), exc)
         self._commit(timeout_s)
         self._metrics.transactions.labels("committed").inc()
         self._metrics.producer_queue.set(len(self._producer))
@@ -316,24 +316,18 @@ class Publisher:
         self._raise_if_fatal(err, where)
         if err.txn_requires_abort() or err.retriable() or self._errors:
             self._metrics.producer_errors.labels("abortable").inc()
-            try:
-                self._producer.abort_transaction(self._timeout)
-            except KafkaException as abort_exc:
-                self._raise_if_fatal(abort_exc.args[0], "abort_transaction")
-                raise CommitOutcomeUnknownError(f"abort failed after {where}: {abort_exc}") from exc
-            self._metrics.transactions.labels("aborted").inc()
-            raise TransactionAbortedError(f"{where}: {err}; transaction aborted") from exc
+            self._abort_after(f"{where}: {err}", exc)
         raise CommitOutcomeUnknownError(f"{where}: {err}") from exc
 
-    def _abort_after(self, cause: KafkaRetriableError) -> NoReturn:
+    def _abort_after(self, what: str, cause: BaseException) -> NoReturn:
         try:
             self._producer.abort_transaction(self._timeout)
         except KafkaException as exc:
             self._raise_if_fatal(exc.args[0], "abort_transaction")
             # Still open as far as we know: a new producer's init settles it.
-            raise CommitOutcomeUnknownError(f"abort failed after {cause}: {exc}") from cause
+            raise CommitOutcomeUnknownError(f"abort failed after {what}: {exc}") from cause
         self._metrics.transactions.labels("aborted").inc()
-        raise TransactionAbortedError(f"{cause}; transaction aborted") from cause
+        raise TransactionAbortedError(f"{what}; transaction aborted") from cause
 
     def _raise_if_fatal(self, err: KafkaError, where: str) -> None:
         refused = self._refused(err)

@@ -18,6 +18,7 @@ are not Ready.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import re
 import subprocess
@@ -165,6 +166,20 @@ def pod_started(pod: dict[str, Any]) -> bool:
     )
 
 
+def pods_report(k8s: Cluster, ns: str, selector: str) -> str:
+    """What a pod that did not start says: its containers' states and its last log lines."""
+    pods = json.loads(k8s.kubectl("get", "pods", "-n", ns, "-l", selector, "-o", "json"))
+    lines = []
+    for pod in pods["items"]:
+        name = pod["metadata"]["name"]
+        lines.append(f"pod {name}: {json.dumps(pod.get('status', {}).get('containerStatuses'))}")
+        for previous in ("--previous=false", "--previous=true"):
+            with contextlib.suppress(AssertionError):
+                log = k8s.kubectl("logs", "-n", ns, name, "-c", "bridge", previous, "--tail=15")
+                lines.append(f"logs {name} {previous}:\n{log}")
+    return "\n".join(lines)
+
+
 def unschedulable(pod: dict[str, Any]) -> bool:
     conditions = pod.get("status", {}).get("conditions") or []
     return any(
@@ -238,7 +253,10 @@ def test_values_file_validates_and_installs(
             ok = len(items) == spec["replicas"] and len(started) == runnable
             return items if ok and len(waiting) == spec["replicas"] - runnable else None
 
-        pods = wait_until(settled, START_TIMEOUT, f"{runnable} started pods", 1)
+        try:
+            pods = wait_until(settled, START_TIMEOUT, f"{runnable} started pods", 1)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{pods_report(k8s, ns, selector)}") from None
         for pod in pods:
             for status in pod["status"].get("containerStatuses") or []:
                 assert status["image"].endswith(bridge_image.split("/", 1)[1]), status

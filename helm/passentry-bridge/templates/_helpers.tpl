@@ -330,13 +330,29 @@ app.kubernetes.io/part-of: passentry-bridge
 {{- end }}
 {{- end }}
 {{- if and (include "passentry-bridge.saslEnabled" .) .Values.kafka.sasl.existingSecret }}
-{{- $lines = append $lines (printf "Secret %s in namespace %s, key %s (the Kafka SASL password)" .Values.kafka.sasl.existingSecret $ns .Values.kafka.sasl.existingSecretKey) }}
+{{- with .Values.kafka.sasl }}
+{{- if .usernameKey }}
+{{- $lines = append $lines (printf "Secret %s in namespace %s, keys %s, %s (the Kafka SASL password and user name)" .existingSecret $ns .existingSecretKey .usernameKey) }}
+{{- else }}
+{{- $lines = append $lines (printf "Secret %s in namespace %s, key %s (the Kafka SASL password)" .existingSecret $ns .existingSecretKey) }}
+{{- end }}
+{{- end }}
 {{- end }}
 {{- if .Values.kafka.tls.enabled }}
 {{- $t := .Values.kafka.tls }}
+{{- $client := $t.clientCertificate }}
+{{- /* a client certificate Secret of its own wins over certKey/keyKey in the CA's Secret */}}
+{{- $named := list $t.caKey }}
+{{- if not $client.existingSecret }}{{ $named = concat $named (list $t.certKey $t.keyKey $t.keyPasswordKey) }}{{ end }}
 {{- $keys := list }}
-{{- range (list $t.caKey $t.certKey $t.keyKey $t.keyPasswordKey) }}{{ if . }}{{ $keys = append $keys . }}{{ end }}{{ end }}
-{{- $lines = append $lines (printf "Secret %s in namespace %s, keys %s (Kafka TLS: PEM files%s)" $t.existingSecret $ns (join ", " $keys) (ternary ", the key's password" "" (not (empty $t.keyPasswordKey)))) }}
+{{- range $named }}{{ if . }}{{ $keys = append $keys . }}{{ end }}{{ end }}
+{{- $password := and (not $client.existingSecret) $t.keyPasswordKey }}
+{{- $lines = append $lines (printf "Secret %s in namespace %s, keys %s (Kafka TLS: PEM files%s)" $t.existingSecret $ns (join ", " $keys) (ternary ", the key's password" "" (not (empty $password)))) }}
+{{- with $client.existingSecret }}
+{{- $keys = list $client.certKey $client.keyKey }}
+{{- with $client.keyPasswordKey }}{{ $keys = append $keys . }}{{ end }}
+{{- $lines = append $lines (printf "Secret %s in namespace %s, keys %s (the Kafka client certificate and key for mutual TLS, PEM%s)" . $ns (join ", " $keys) (ternary ", and the key's password" "" (not (empty $client.keyPasswordKey)))) }}
+{{- end }}
 {{- end }}
 {{- if .Values.schemaRegistry.enabled }}
 {{- with .Values.schemaRegistry.existingSecret }}

@@ -44,8 +44,8 @@ tools: install
 
 # All tests. Integration tests start the local Kafka broker themselves (scripts/kafka-local)
 # unless KAFKA_BOOTSTRAP_SERVERS points at one; tests/k8s start the local Kubernetes cluster
-# (scripts/k8s-local, as root) and build the image, in a second pytest beside the first
-# (scripts/test-all), since they mostly wait for pods.
+# (scripts/k8s-local, as root) and build the image. They and tests/integration/secure mostly
+# wait, so they run in a second pytest beside the first (scripts/test-all).
 test: install tools
 	@PYTEST=$(BIN)/pytest scripts/test-all --durations=15
 

@@ -8,7 +8,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench._procs import Simulator, free_port, scrape_metrics
+from prometheus_client.parser import text_string_to_metric_families
+
+from bench._procs import Simulator, free_port
 from bench._runs import Context, bridge_child, fresh_names
 from bench.scenarios import Arrivals, Sizes, quantile, say, wait_ready
 
@@ -71,32 +73,50 @@ def _run(ctx: Context, duration: float, *, webhooks: bool) -> dict[str, Any]:
             ready_ms = wait_ready(ctx, child, port_http)
             steady_ms = ready_ms + int(_WARMUP_S * 1000)
             time.sleep(max(0.0, steady_ms / 1000 - time.time()))
-            before, started = _api_requests(sim), time.monotonic()
+            before_by_route, started = _api_requests(sim), time.monotonic()
             time.sleep(max(0.0, traffic_end - time.monotonic()))
-            after, ended = _api_requests(sim), time.monotonic()
+            after_by_route, ended = _api_requests(sim), time.monotonic()
+            before, after = sum(before_by_route.values()), sum(after_by_route.values())
             created = sim.stats()["scans"]["total"]
             deadline = time.monotonic() + 30
             while len(arrivals.delays) < created and time.monotonic() < deadline:
                 if not child.alive():
                     raise RuntimeError(f"the bridge exited early: see {child.log_path}")
                 time.sleep(0.2)
-            metrics = scrape_metrics(port_http, ctx.http)
+            published_by_webhook = _published_by_webhook(ctx, port_http)
     delays = [d for stamp, d in arrivals.delays if stamp >= steady_ms]
     return {
         "created": created,
         "received": len(arrivals.delays),
         "delays": delays,
         "api_requests_per_s": round((after - before) / max(ended - started, 1e-9), 2),
-        "published_by_webhook": int(
-            metrics.get('passentry_bridge_webhook_events_total{outcome="published"}', 0)
-        ),
+        "api_requests_by_route": {
+            route: n - before_by_route.get(route, 0)
+            for route, n in after_by_route.items()
+            if n > before_by_route.get(route, 0)
+        },
+        "published_by_webhook": published_by_webhook,
     }
 
 
-def _api_requests(sim: Simulator) -> int:
-    """Every request to PassEntry's API so far (scans, passes, subscriptions)."""
+def _api_requests(sim: Simulator) -> dict[str, int]:
+    """Requests to PassEntry's API so far (scans, passes, subscriptions), by route."""
     counts: dict[str, int] = sim.stats()["requests"]
-    return sum(n for route, n in counts.items() if " /api/" in route)
+    return {route: n for route, n in counts.items() if " /api/" in route}
+
+
+def _published_by_webhook(ctx: Context, port: int) -> int:
+    """Inbox events the bridge published (the counter's ``outcome="published"`` samples)."""
+    text = ctx.http.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    return int(
+        sum(
+            sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+            if sample.name == "passentry_bridge_webhook_events_total"
+            and sample.labels.get("outcome") == "published"
+        )
+    )
 
 
 def _summary(run: dict[str, Any]) -> dict[str, Any]:
@@ -111,6 +131,7 @@ def _summary(run: dict[str, Any]) -> dict[str, Any]:
         "max_s": round(max(delays, default=float("nan")), 3),
         "api_requests_per_s": run["api_requests_per_s"],
         "published_by_webhook": run["published_by_webhook"],
+        "api_requests_by_route": run["api_requests_by_route"],
     }
 
 

@@ -35,8 +35,8 @@ __all__ = [
 ]
 
 README_ACLS = "see the README: Kafka with SASL_SSL, TLS verification and ACLs"
-# The start-up readers' throwaway groups, and each source's inbox group, share a prefix:
-# one prefixed grant covers them all.
+# The start-up readers' throwaway groups, the audit's, and each source's inbox group share a
+# prefix each: one prefixed grant covers each kind.
 RESTORE_GROUP_PREFIX = "passentry-bridge-restore-"
 AUDIT_GROUP_PREFIX = "passentry-bridge-audit-"
 INBOX_GROUP_PREFIX = "passentry-bridge.inbox."

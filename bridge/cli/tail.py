@@ -4,6 +4,7 @@ print them for people: JSON lines (the default) or one compact line per scan."""
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime
@@ -95,6 +96,25 @@ def pretty(record: dict[str, Any]) -> str:
     return f"{line}  {detail}" if detail else line
 
 
+def _partitions(
+    consumer: Consumer, topic: str, should_stop: Callable[[], bool], give_up_s: float | None
+) -> list[int]:
+    """The topic's partitions once it exists. Started beside a bridge that is about to create
+    the topic (``make demo`` does), tail would otherwise assign nothing and print nothing."""
+    waited = 0.0
+    while not should_stop():
+        found = consumer.list_topics(topic, timeout=10).topics.get(topic)
+        if found is not None and found.error is None and found.partitions:
+            return list(found.partitions)
+        if waited == 0.0:
+            click.echo(f"tail: waiting for topic {topic} to exist", err=True)
+        if give_up_s is not None and waited >= give_up_s:
+            break
+        time.sleep(0.5)
+        waited += 0.5
+    return []
+
+
 def tail_lines(
     client_conf: dict[str, Any],
     topic: str,
@@ -121,8 +141,7 @@ def tail_lines(
     count = 0
     idle = 0.0
     try:
-        metadata = consumer.list_topics(topic, timeout=10)
-        parts = metadata.topics[topic].partitions if topic in metadata.topics else {}
+        parts = _partitions(consumer, topic, should_stop, idle_exit_s)
         start = OFFSET_BEGINNING if from_beginning else OFFSET_END
         consumer.assign([TopicPartition(topic, p, start) for p in parts])
         while not should_stop() and (max_records is None or count < max_records):

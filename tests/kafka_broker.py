@@ -120,10 +120,19 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def cluster_id() -> str:
+    """16 random bytes as URL-safe base64, drawn again when the text begins with "-": the
+    storage tool's argument parser would take it for an option (1 draw in 64)."""
+    while True:
+        text = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not text.startswith("-"):
+            return text
+
+
 def broker_env(port: int) -> dict[str, str]:
     """A standalone KRaft broker+controller advertising 127.0.0.1:<port>."""
     return {
-        "CLUSTER_ID": base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="),
+        "CLUSTER_ID": cluster_id(),
         "KAFKA_NODE_ID": "1",
         "KAFKA_PROCESS_ROLES": "broker,controller",
         "KAFKA_LISTENERS": (

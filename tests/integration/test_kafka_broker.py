@@ -158,3 +158,22 @@ def test_idempotent_producer(kafka_bootstrap: str, new_topic: Any) -> None:
         assert [off for off, _ in mine] == list(range(len(mine)))
         assert [v for _, v in mine] == _by_partition(batch)[partition]
     assert _read_all(kafka_bootstrap, topic, "read_committed") == _by_partition(batch)
+
+
+def test_cluster_ids_never_begin_with_a_dash() -> None:
+    """One URL-safe base64 id in 64 begins with "-", which kafka-storage takes for an option
+    ("expected one argument"): a fresh broker then fails to format, a flaky test bed."""
+    import subprocess
+    from pathlib import Path
+
+    from tests.kafka_broker import cluster_id
+
+    assert not [i for i in (cluster_id() for _ in range(2000)) if i.startswith("-")]
+    script = Path(__file__).parents[2] / "scripts" / "kafka-local"
+    draws = subprocess.run(
+        ["bash", "-c", f'source <(sed -n "/^random_id()/,/^}}/p" {script}); '
+         "for _ in $(seq 500); do random_id; done"],
+        capture_output=True, text=True, check=True,
+    ).stdout.split()  # fmt: skip
+    assert len(set(draws)) == 500
+    assert not [i for i in draws if i.startswith("-")]

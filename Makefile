@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install lock tools lint fmt test test-unit test-integration test-image test-testcontainers test-k8s image kafka-image image-archive demo check-deploy bench bench-quick profile kafka-start kafka-stop registry-start registry-stop k8s-up k8s-down clean
+.PHONY: install lock tools lint fmt test test-unit test-integration test-image test-testcontainers test-k8s soak image kafka-image image-archive demo check-deploy bench bench-quick profile kafka-start kafka-stop registry-start registry-stop k8s-up k8s-down clean
 
 install: $(STAMP)
 
@@ -54,6 +54,11 @@ test-unit: install
 
 test-integration: install
 	$(BIN)/pytest tests/integration
+
+# The failover and exactly-once suites SOAK_RUNS times (10) beside a CPU hog on every core;
+# prints each run's outcome and the slowest takeover (scripts/soak).
+soak: install
+	PYTEST=$(BIN)/pytest scripts/soak $(SOAK_RUNS)
 
 # Build the image and run it: CLI, uid, read-only root, a real run, SIGTERM, labels, the chart.
 test-image: install tools

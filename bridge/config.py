@@ -244,8 +244,12 @@ class KafkaSettings(_Group):
     ssl_key_password: SecretStr | None = None
     compression_type: Literal["none", "gzip", "snappy", "lz4", "zstd"] = "lz4"
     linger_ms: int = Field(20, ge=0, le=60_000)
-    message_timeout_ms: int = Field(120_000, ge=1_000)
-    transaction_timeout_ms: int = Field(180_000, ge=1_000)
+    # A transaction left open by a writer that died, or is stuck, holds back every
+    # read_committed reader of its partitions (consumers, other sources' restores) until
+    # its next owner fences it or this timeout ends it: sized against the failover targets
+    # (README, "Guarantees"), and above a broker's own failover (about 10 s).
+    message_timeout_ms: int = Field(25_000, ge=1_000)
+    transaction_timeout_ms: int = Field(30_000, ge=1_000)
     # Any other librdkafka property, e.g. KAFKA_PROPERTIES='{"client.rack": "eu-1a"}'.
     properties: dict[str, str] = Field(default_factory=dict)
 

@@ -121,6 +121,12 @@ class ApiRequestError(FatalError):
 class KafkaFatalError(FatalError):
     """The producer was fenced by a newer instance, or librdkafka raised a fatal error."""
 
+    def __init__(self, message: str, *, fenced: bool = False) -> None:
+        super().__init__(message)
+        # Fenced: another producer with our transactional id started (a new owner, or an
+        # operator's --force), or the broker aborted a transaction past its timeout.
+        self.fenced = fenced
+
 
 class KafkaAccessError(FatalError):
     """Kafka refuses the bridge: credentials, certificate or an ACL. Retrying cannot help

@@ -1,27 +1,40 @@
 """The sources this process runs, each on a thread of its own with its own stop signal.
 
 Starting a source builds it (its producer, checkpoint, window and inbox are its own) and
-runs its loop (``bridge.runner``); stopping one lets it finish or abort the transaction in
-hand and close its producer before :meth:`Fleet.stop` returns, so a source is never written
-by two processes at once through any fault of ours (and Kafka's fencing covers the rest).
+runs its loop (``bridge.runner``). Stopping one lets it finish or abort the transaction in
+hand and close its producer. A source that does not let go within the stop's timeout (a
+call stuck on a broker that went away) is not waited for: its producer is fenced, which
+aborts the transaction it holds open at once, so that no other source's restore and no
+consumer waits on it, and the source may run again at once. Its thread ends when its call
+returns, as a fenced writer that can no longer commit.
+
+A source that lost its ownership to another member (the group dropped this one) is stopped
+without fencing: the new owner fenced it already, and fencing again would abort the new
+owner's transaction.
+
 Under a consumer group a source that stopped on a fatal error is started again after a
-pause while this member still owns it; without one, its exit code is the process's.
+pause while this member still owns it: a short one when its producer was fenced (a broker
+that aborted a transaction past its timeout, or an operator's ``--force``), a long one
+otherwise (a revoked token is not fixed in seconds). Without a group, its exit code is the
+process's.
 """
 
 from __future__ import annotations
 
 import logging
+import random
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import httpx
 
 from bridge.avro.framing import Framer
 from bridge.config import Config, SourceConfig
-from bridge.errors import BridgeError, ShutdownRequested
+from bridge.errors import BridgeError, KafkaFatalError, ShutdownRequested
 from bridge.kafka.access import KafkaAccess
+from bridge.kafka.producer import fence, transactional_id
 from bridge.ops.health import Health, ProcessHealth
 from bridge.ops.metrics import Metrics
 from bridge.runner import EXIT_FATAL, EXIT_OK, Pace, RunOptions, SourceRunner
@@ -34,16 +47,20 @@ log = logging.getLogger(__name__)
 # A source stopped on a fatal error (a revoked token, say) tries again after this long,
 # as an orchestrator restarting a crashed pod would.
 _RESTART_AFTER_S = 30.0
+# ... and after this long when its producer was fenced: the source itself is fine.
+_RESTART_FENCED_AFTER_S = 3.0
+# How long fencing a stuck source's producer may take.
+_FENCE_TIMEOUT_S = 10.0
 
 
 @dataclass(slots=True)
-class _Running:
+class _Run:
+    """One run of a source: a thread, until the source is stopped or ends."""
+
     thread: threading.Thread
     stop: threading.Event
     assigned_at: float
     exit_code: int | None = None
-    # Assigned again (at this time) while still letting go of the previous ownership.
-    again_at: float | None = None
 
 
 class Fleet:
@@ -58,6 +75,7 @@ class Fleet:
         transport: httpx.BaseTransport | None = None,
         framer: Framer | None = None,
         kafka: KafkaAccess | None = None,
+        fencer: Callable[[str], bool] | None = None,
     ) -> None:
         self._config = config
         self._kafka = kafka
@@ -67,60 +85,79 @@ class Fleet:
         self._restart_fatal = restart_fatal
         self._transport = transport
         self._framer = framer
+        self._fence = fencer if fencer is not None else self._fence_producer
         self._lock = threading.Lock()
-        self._running: dict[str, _Running] = {}
+        # The current run of each source; a run stopped is forgotten here at once.
+        self._runs: dict[str, _Run] = {}
         self._changed = threading.Condition(self._lock)
         for spec in config.sources:
             metrics.source_active.labels(spec.id).set(0)
 
     def start(self, source_ids: Iterable[str]) -> None:
-        for source_id in source_ids:
-            spec = self._config.source(source_id)
-            with self._lock:
-                running = self._running.get(source_id)
-                if running is None:
-                    self._launch(spec, time.monotonic())
-                elif running.stop.is_set():
-                    # Still letting go of an earlier ownership (a call stuck on a broker
-                    # that went away outlasts the stop's timeout): run it again once that
-                    # thread is done, or the source would stay unowned.
-                    running.again_at = time.monotonic()
-                    log.info("source still stopping; it runs again once stopped",
-                             extra={"source_id": source_id})  # fmt: skip
+        with self._lock:
+            for source_id in source_ids:
+                if source_id not in self._runs:
+                    self._launch(self._config.source(source_id))
 
-    def _launch(self, spec: SourceConfig, assigned_at: float) -> None:
+    def _launch(self, spec: SourceConfig) -> None:
         """Start the source's thread; the caller holds the lock."""
-        stop = threading.Event()
+        run: _Run
         thread = threading.Thread(
-            target=self._run, args=(spec, stop), name=f"source-{spec.id}", daemon=True
+            target=lambda: self._run(spec, run), name=f"source-{spec.id}", daemon=True
         )
-        self._running[spec.id] = _Running(thread, stop, assigned_at)
+        run = _Run(thread, threading.Event(), time.monotonic())
+        self._runs[spec.id] = run
         log.info("running source", extra={"source_id": spec.id})
-        thread.start()
+        run.thread.start()
 
     def stop(self, source_ids: Iterable[str], timeout_s: float) -> None:
-        """Stop these sources and wait until each has let go (transaction settled, producer
-        closed), at most ``timeout_s`` in all."""
-        with self._lock:
-            stopping = [(sid, self._running[sid]) for sid in source_ids if sid in self._running]
-            for _, running in stopping:
-                running.stop.set()
-                running.again_at = None
+        """Stop these sources: each settles its transaction and closes its producer, within
+        ``timeout_s`` in all; one that does not is fenced, not waited for."""
+        stopping = self._detach(source_ids)
         deadline = time.monotonic() + timeout_s
-        for source_id, running in stopping:
-            running.thread.join(max(0.0, deadline - time.monotonic()))
-            if running.thread.is_alive():
-                log.warning("source did not stop in time", extra={"source_id": source_id})
-            log.info("stopped source", extra={"source_id": source_id})
+        for source_id, run in stopping:
+            run.thread.join(max(0.0, deadline - time.monotonic()))
+            if run.thread.is_alive():
+                txn_id = transactional_id(source_id + (self._options.source_suffix or ""))
+                fenced = self._fence(txn_id)
+                log.warning(
+                    "source did not stop in time: its producer is fenced and its open"
+                    " transaction aborted" if fenced else
+                    "source did not stop in time, and its producer could not be fenced: the"
+                    " next owner's start fences it",
+                    extra={"source_id": source_id, "transactional_id": txn_id},
+                )  # fmt: skip
+            else:
+                log.info("stopped source", extra={"source_id": source_id})
+
+    def lose(self, source_ids: Iterable[str], timeout_s: float) -> None:
+        """Stop sources another member owns already: not fenced (that would abort the new
+        owner's transaction; its start fenced these already)."""
+        deadline = time.monotonic() + timeout_s
+        for source_id, run in self._detach(source_ids):
+            run.thread.join(max(0.0, deadline - time.monotonic()))
+            log.info(
+                "stopped source" if not run.thread.is_alive() else
+                "source still ending its last call (fenced by its new owner)",
+                extra={"source_id": source_id},
+            )  # fmt: skip
+
+    def _detach(self, source_ids: Iterable[str]) -> list[tuple[str, _Run]]:
+        with self._lock:
+            stopping = [(sid, self._runs.pop(sid)) for sid in source_ids if sid in self._runs]
+            for _, run in stopping:
+                run.stop.set()
+            self._changed.notify_all()
+        return stopping
 
     def stop_all(self, timeout_s: float) -> None:
         with self._lock:
-            ids = list(self._running)
+            ids = list(self._runs)
         self.stop(ids, timeout_s)
 
     def running(self) -> set[str]:
         with self._lock:
-            return {sid for sid, r in self._running.items() if r.thread.is_alive()}
+            return {sid for sid, run in self._runs.items() if run.thread.is_alive()}
 
     def wait(self, stop: threading.Event) -> int:
         """Until every source has finished, or ``stop`` is set: the worst exit code (0 when
@@ -129,7 +166,7 @@ class Fleet:
         finished: list[int] = []
         while not stop.is_set():
             with self._lock:
-                codes = [r.exit_code for r in self._running.values()]
+                codes = [run.exit_code for run in self._runs.values()]
                 finished = [code for code in codes if code is not None]
                 if EXIT_FATAL in finished or len(finished) == len(codes):
                     break
@@ -137,35 +174,37 @@ class Fleet:
         self.stop_all(self._config.bridge.shutdown_grace_s / 2)
         return max(finished, default=EXIT_OK)
 
-    def _run(self, spec: SourceConfig, stop: threading.Event) -> None:
+    def _run(self, spec: SourceConfig, run: _Run) -> None:
         code = EXIT_OK
         try:
-            while not stop.is_set():
-                code = self._run_once(spec, stop)
+            while not run.stop.is_set():
+                code, fatal = self._run_once(spec, run)
                 if code != EXIT_FATAL or not self._restart_fatal:
                     break
+                fenced = isinstance(fatal, KafkaFatalError) and fatal.fenced
+                pause = _RESTART_FENCED_AFTER_S if fenced else _RESTART_AFTER_S
+                pause *= random.uniform(1.0, 1.5)  # replicas do not retry in step
                 log.warning(
                     "source stopped on a fatal error; trying again while this member owns it",
-                    extra={"source_id": spec.id, "after_s": _RESTART_AFTER_S},
+                    extra={"source_id": spec.id, "after_s": round(pause, 1)},
                 )
-                stop.wait(_RESTART_AFTER_S)
+                run.stop.wait(pause)
         finally:
             with self._lock:
-                running = self._running[spec.id]
-                running.exit_code = code
+                run.exit_code = code
                 self._changed.notify_all()
-                if stop.is_set():
-                    del self._running[spec.id]
-                    if running.again_at is not None:
-                        self._launch(spec, running.again_at)
 
-    def _run_once(self, spec: SourceConfig, stop: threading.Event) -> int:
+    def _run_once(self, spec: SourceConfig, run: _Run) -> tuple[int, BridgeError | None]:
+        stop = run.stop
         health = Health(
             max_poll_age_s=max(
                 self._config.bridge.ready_max_poll_age_s, spec.passentry.poll_interval_max_s * 3
             )
         )
-        self._health.add(spec.id, health)
+        with self._lock:
+            # A run stopped meanwhile must not take its successor's place in readiness.
+            if self._runs.get(spec.id) is run:
+                self._health.add(spec.id, health)
         metrics = self._metrics
 
         def sleep(seconds: float) -> None:
@@ -188,18 +227,16 @@ class Fleet:
             # A setting only this source has (its token file, say) is wrong.
             health.fatal(str(exc))
             log.error("cannot start source", extra={"source_id": spec.id, "error": str(exc)})
-            return EXIT_FATAL
+            return EXIT_FATAL, exc
         except Exception as exc:
-            return self._crashed(spec, health, exc)
-        with self._lock:
-            assigned_at = self._running[spec.id].assigned_at
+            return self._crashed(spec, health, exc), None
         measured = False
 
         def restored() -> None:
             nonlocal measured
             if not measured:
                 measured = True
-                metrics.takeover_duration.observe(time.monotonic() - assigned_at)
+                metrics.takeover_duration.observe(time.monotonic() - run.assigned_at)
 
         metrics.source_active.labels(spec.id).set(1)
         pe = spec.passentry
@@ -220,18 +257,23 @@ class Fleet:
             kafka=self._kafka,
         )
         try:
-            return runner.run()
+            return runner.run(), runner.fatal
         except Exception as exc:
-            return self._crashed(spec, health, exc)
+            return self._crashed(spec, health, exc), None
         finally:
             left = source.close(self._config.bridge.shutdown_grace_s / 2)
             if left:
                 log.warning(
                     "records left unacknowledged", extra={"source_id": spec.id, "records": left}
                 )
-            metrics.forget_source(spec.id)
-            if stop.is_set() or health.fatal_probe().ok:
-                self._health.remove(spec.id)
+            with self._lock:
+                # Stopped and replaced (it was stuck, and fenced): the successor's readiness
+                # and per-source series are not this run's to clear.
+                if self._runs.get(spec.id) in (None, run):
+                    metrics.forget_source(spec.id)
+                    keep = not stop.is_set() and not health.fatal_probe().ok  # say why
+                    if not keep and self._health.source(spec.id) is health:
+                        self._health.remove(spec.id)
 
     @staticmethod
     def _crashed(spec: SourceConfig, health: Health, exc: Exception) -> int:
@@ -247,3 +289,13 @@ class Fleet:
         if self._options.since_ms is not None:
             return self._options.since_ms
         return int(time.time() * 1000) - int(spec.passentry.lookback_s * 1000)
+
+    def _fence_producer(self, txn_id: str) -> bool:
+        conf = self._config.kafka.librdkafka()
+        if self._kafka is not None:
+            conf = self._kafka.client_conf(conf)
+        try:
+            return fence(conf, txn_id, _FENCE_TIMEOUT_S)
+        except BridgeError as exc:
+            log.warning("cannot fence a stuck producer", extra={"error": str(exc)})
+            return False

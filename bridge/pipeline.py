@@ -10,6 +10,10 @@ and, for pushed scans, the inbox position become visible together or not at all.
 window moves only after the broker acknowledged a commit; a failed chunk leaves it, and the
 reader's position, where they were.
 
+A pipeline runs on its source's one thread. Pushed events are published while a poll waits
+for PassEntry (``bridge.webhook.pump``), which is only ever between a read and the judging
+of what it found, never between judging a chunk new and committing it.
+
 Start-up order for exactly-once is :meth:`Pipeline.restore`: ``init_transactions`` first (it
 fences a zombie with our transactional id and settles its open transaction), then the
 checkpoint, then the window rebuilt from what this source committed.
@@ -141,10 +145,6 @@ class Pipeline:
         # Every topic this source wrote to: restore reads them back to rebuild the window.
         self.topics_written: set[str] = set()
         self.rejects = RejectMemory(ttl_s=window.lookback_ms / 1000 + 120)
-        # Polled slices and pushed events commit from two threads (the pump's and the
-        # source loop's): one transaction at a time, and the window they share moves only
-        # under this lock.
-        self._lock = threading.RLock()
 
     @property
     def reader(self) -> SliceReader:
@@ -155,10 +155,6 @@ class Pipeline:
 
     def restore(self) -> Restored:
         """Fence, then read what was committed, then rebuild the dedup window from it."""
-        with self._lock:
-            return self._restore()
-
-    def _restore(self) -> Restored:
         self._publisher.init()
         checkpoint = self._checkpoints.read()
         self.rejects.clear()
@@ -197,7 +193,7 @@ class Pipeline:
         started = time.perf_counter()
         stats = CycleStats()
         reads = ReadStats()
-        known = self._known
+        known = self.window.count_between
         for found in self._reader.recheck_overlap(known, reads, stop):
             self._publish(found, stats, stop, slice_end=None)
         stats.read(reads)
@@ -242,10 +238,10 @@ class Pipeline:
         self.window.read_until_ms = polled_until
 
     def _after_cycle(self, stats: CycleStats, stop: threading.Event, started: float) -> CycleStats:
-        known = self._known
         if not stats.busy:
             reads = ReadStats()
             cursor, sweep_ms = self.window.cursor_ms(), self.window.sweep_ms
+            known = self.window.count_between
             for found in self._reader.sweep(cursor, sweep_ms, known, reads, stop):
                 self._publish(found, stats, stop, slice_end=None)
             stats.pages += reads.pages
@@ -315,14 +311,6 @@ class Pipeline:
         inbox position. A scan already published (by either path) is skipped; one whose
         reader the bridge has not seen in full lately, or that is older than the window, is
         left to polling, which publishes or dead-letters it as usual."""
-        with self._lock:
-            return self._publish_pushed(batch, group_metadata)
-
-    def _known(self, after_ms: int, before_ms: int) -> int:
-        with self._lock:
-            return self.window.count_between(after_ms, before_ms)
-
-    def _publish_pushed(self, batch: InboxBatch, group_metadata: Any) -> PushStats:
         stats = PushStats(events=len(batch.events))
         fresh: dict[int, Listed] = {}
         for event in batch.events:
@@ -385,20 +373,10 @@ class Pipeline:
         path: str = "poll",
     ) -> None:
         """Enrich, encode and publish one chunk in one transaction with its checkpoint (and
-        the inbox position its events were read up to)."""
-        with self._lock:
-            # A scan the other path published since this chunk was classified is dropped.
-            scans = [item for item in chunk.scans if item.scan.id_int not in self.window]
-            raced = len(chunk.scans) - len(scans)
-            if raced:
-                stats.duplicates += raced
-                self._metrics.scans_duplicate.inc(raced)
-            fresh = _Chunk(scans, chunk.extra, chunk.extra_ids, chunk.slice_end)
-            self._commit_locked(fresh, stats, offsets, path)
+        the inbox position its events were read up to).
 
-    def _commit_locked(
-        self, chunk: _Chunk, stats: CycleStats, offsets: TxnOffsets | None, path: str
-    ) -> None:
+        Nothing here may serve the webhook inbox while it waits (a missing pass is fetched
+        plainly): the chunk's scans were judged new against the window as it is now."""
         enriched = self._enricher.enrich(chunk.scans)
         records = self._records.scans(enriched, self._encoder.encode(enriched))
         records.extend(chunk.extra)

@@ -66,7 +66,8 @@ class Runnable(Protocol):
     def recreate_producer(self) -> None: ...
 
     def wait(self, seconds: float, stop: threading.Event) -> None:
-        """Until the next poll, raising what stopped the source's webhook pump meanwhile."""
+        """Until the next poll, publishing what webhooks bring meanwhile (a failure to do so
+        is raised, like a failed cycle's)."""
 
     @property
     def pushing(self) -> bool:
@@ -111,6 +112,8 @@ class SourceRunner:
         self._metrics = metrics
         self._stop = stop
         self._clock = clock
+        # What stopped the source, when ``run`` returned EXIT_FATAL.
+        self.fatal: FatalError | None = None
 
     def run(self) -> int:
         pace = self._pace
@@ -168,6 +171,7 @@ class SourceRunner:
         return EXIT_OK
 
     def _fatal(self, exc: FatalError) -> int:
+        self.fatal = exc
         self._metrics.poll_cycles.labels("fatal").inc()
         self._health.fatal(str(exc))
         log.error("stopping on a fatal error", extra={"error": str(exc)})

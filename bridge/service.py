@@ -147,6 +147,7 @@ class Service:
             [s.id for s in self.config.sources],
             start=self.fleet.start,
             stop=lambda ids: self.fleet.stop(ids, grace),
+            lose=lambda ids: self.fleet.lose(ids, grace),
             metrics=self.metrics,
             health=member,
             access=self.kafka,

@@ -2,13 +2,14 @@
 stages, its transactional producer, checkpoint store, webhook inbox and pipeline.
 
 Everything here belongs to one source id: its transactional id fences any other writer of
-the source, and its checkpoint and dedup window are its own.
+the source, and its checkpoint and dedup window are its own. All of it is used from one
+thread, the source's (``bridge.runner``); its webhook inbox is served on that thread too,
+between polls and while a poll waits for PassEntry (``bridge.webhook.pump``).
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import threading
 import time
 from collections.abc import Callable
@@ -91,10 +92,8 @@ class Source:
         self.checkpoints = CheckpointStore(client_conf, br.state_topic, source_id)
         self._metrics = metrics
         self._clock = clock
-        self._last_push = -math.inf
         # The webhook inbox of this source, read while this process owns it.
         self.inbox: InboxReader | None = None
-        self._pump: InboxPump | None = None
         if pe.webhooks_enabled:
             self.inbox = InboxReader(client_conf, br.webhook_topic, source_id)
         schema = latest()
@@ -140,12 +139,24 @@ class Source:
             ),
             ensure_topics=self.topics.ensure,
         )
+        self._pump: InboxPump | None = None
+        if self.inbox is not None:
+            self._pump = InboxPump(
+                self.inbox,
+                lambda batch, group: self.pipeline.publish_pushed(batch, group).events,
+                gather_s=br.webhook_batch_ms / 1000,
+                on_lag=metrics.webhook_inbox_lag.labels(source_id).set,
+                clock=clock,
+            )
+            # A poll's requests wait on the source's thread: serve webhooks meanwhile.
+            reader.wait = self._pump.wait
 
     def prepare(self) -> Restored:
         """Make sure the topics exist and the registry holds our schema, then restore, then
         read the inbox from the position the restored transactions committed."""
         br = self.config.bridge
-        self._stop_pump()
+        if self.inbox is not None:
+            self.inbox.close()  # until the restore says where its events continue
         self.topics.ensure([br.state_topic], compacted=True)
         self.topics.ensure(self._fixed_topics())
         if self.inbox is not None:
@@ -160,51 +171,35 @@ class Source:
         restored = self.pipeline.restore()
         if self.inbox is not None:
             self.inbox.open(self.topics.partition_count(br.webhook_topic))
-            self._pump = InboxPump(
-                self.inbox,
-                lambda batch, group: self.pipeline.publish_pushed(batch, group).events,
-                gather_s=br.webhook_batch_ms / 1000,
-                on_lag=self._metrics.webhook_inbox_lag.labels(self.source_id).set,
-                on_events=self._pushed,
-            )
-            self._pump.start()
         return restored
-
-    def _pushed(self) -> None:
-        self._last_push = self._clock()
-
-    def _stop_pump(self) -> None:
-        if self._pump is not None:
-            self._pump.stop()
-            self._pump = None
 
     @property
     def pushing(self) -> bool:
         """Webhooks flowed lately: polling is the backstop."""
-        return self._clock() - self._last_push < 2 * self.spec.passentry.poll_interval_backstop_s
+        if self._pump is None:
+            return False
+        since = self._clock() - self._pump.last_events_at
+        return since < 2 * self.spec.passentry.poll_interval_backstop_s
 
     def cycle(self, stop: threading.Event, *, until_ms: int | None) -> CycleStats:
         settle = int(self.spec.passentry.webhook_settle_s * 1000) if self.pushing else None
         return self.pipeline.cycle(stop, until_ms=until_ms, settle_ms=settle)
 
     def wait(self, seconds: float, stop: threading.Event) -> None:
-        """Until the next poll. Webhooks are published meanwhile on the pump's thread; what
-        stopped it (fenced, a commit of unknown outcome) is raised here, in the loop."""
-        deadline = self._clock() + seconds
-        while not stop.is_set() and (left := deadline - self._clock()) > 0:
-            if self._pump is not None:
-                self._pump.raise_if_failed()
-            stop.wait(min(left, 0.1))
+        """Until the next poll, publishing what webhooks bring meanwhile; a failure to do so
+        is raised here, in the source's loop, like a failed poll."""
+        if self._pump is None:
+            stop.wait(seconds)
+        else:
+            self._pump.serve_for(seconds, stop)
 
     def recreate_producer(self) -> None:
         """After a commit whose outcome is unknown: a new producer with the same
         transactional id, which the next restore initialises (that settles it)."""
-        self._stop_pump()
         self.publisher.recreate()
 
     def close(self, grace_s: float) -> int:
         """Abort what is open, release everything; return the records left unacknowledged."""
-        self._stop_pump()
         left = self.publisher.close(grace_s)
         if self.inbox is not None:
             self.inbox.close()

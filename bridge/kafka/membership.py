@@ -20,6 +20,7 @@ topic: its partitions are only the units the group hands out.
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -61,7 +62,8 @@ def sources_by_partition(source_ids: Iterable[str], partitions: int) -> dict[int
 
 class Membership:
     """The group member. ``start(ids)`` and ``stop(ids)`` run the sources it is given and
-    take back; ``stop`` must return only once those sources have let go."""
+    take back; ``stop`` must return only once those sources have let go (or were fenced).
+    ``lose(ids)`` stops sources another member may own already."""
 
     def __init__(
         self,
@@ -71,6 +73,7 @@ class Membership:
         *,
         start: Callable[[list[str]], None],
         stop: Callable[[list[str]], None],
+        lose: Callable[[list[str]], None],
         metrics: Metrics,
         health: MemberHealth,
         access: KafkaAccess | None = None,
@@ -83,6 +86,7 @@ class Membership:
         self._by_partition = sources_by_partition(source_ids, settings.partitions)
         self._start = start
         self._stop = stop
+        self._lose = lose
         self._metrics = metrics
         self._health = health
         try:
@@ -96,6 +100,9 @@ class Membership:
             {
                 **self._conf,
                 "group.id": settings.group_id,
+                # How the member is named to whoever asks who owns a source (``check``, and
+                # the commands that refuse to fence a live bridge): the pod's name.
+                "client.id": f"passentry-bridge@{socket.gethostname()}",
                 "partition.assignment.strategy": "cooperative-sticky",
                 "session.timeout.ms": settings.session_timeout_ms,
                 # A member learns of a rebalance (a peer left or died) at its next heartbeat:
@@ -160,7 +167,7 @@ class Membership:
         self._health.joined(False)
         sources = self._sources(partitions)
         log.warning("partitions lost: this member was dropped", extra={"sources": sources})
-        self._stop(sources)
+        self._lose(sources)
 
     def _on_error(self, err: KafkaError) -> None:
         """The consumer's ``error_cb``, and errors ``poll`` returns: librdkafka's reports go

@@ -53,6 +53,7 @@ __all__ = [
     "Publisher",
     "Sink",
     "TxnOffsets",
+    "fence",
     "producer_config",
     "transactional_id",
 ]
@@ -107,6 +108,28 @@ _PREFIX = "passentry-bridge."
 def transactional_id(source_id: str) -> str:
     """One per source: a second writer of the source fences the first."""
     return _PREFIX + source_id
+
+
+def fence(client_conf: dict[str, Any], txn_id: str, timeout_s: float) -> bool:
+    """Fence every producer of ``txn_id`` and abort its open transaction, without waiting
+    for it: ``init_transactions`` under the same id from a fresh producer. For a writer
+    stuck in a call on a broker that went away: the transaction it holds open would
+    otherwise hold back every read_committed reader of its partitions (other sources'
+    restores, consumers) until the transaction timeout. False when the broker could not be
+    reached in time; the next owner's own ``init_transactions`` fences it then."""
+    producer = new_producer(
+        {**client_conf, "transactional.id": txn_id, "enable.idempotence": True, "acks": "all"}
+    )
+    try:
+        producer.init_transactions(timeout_s)
+        return True
+    except KafkaException as exc:
+        log.warning("cannot fence a stuck producer", extra={"transactional_id": txn_id,
+                                                            "error": str(exc)})  # fmt: skip
+        return False
+    finally:
+        with contextlib.suppress(KafkaException):
+            producer.flush(0)
 
 
 def new_producer(conf: dict[str, Any]) -> Producer:
@@ -337,8 +360,9 @@ class Publisher:
         if err.code() in _FENCED:
             self._metrics.producer_errors.labels("fatal").inc()
             raise KafkaFatalError(
-                f"{where}: fenced: another bridge instance with the same BRIDGE_SOURCE_ID"
-                f" (transactional.id) took over ({err.str()})"
+                f"{where}: fenced: another writer of this BRIDGE_SOURCE_ID (transactional.id)"
+                f" started, or the broker aborted a transaction past its timeout ({err.str()})",
+                fenced=True,
             )
         if err.fatal():
             self._metrics.producer_errors.labels("fatal").inc()

@@ -35,6 +35,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Protocol, TypeVar
 
 from bridge.passentry.client import FetchedPage, PassEntryClient
 from bridge.passentry.pages import Listed, ListedReject
@@ -45,6 +46,7 @@ __all__ = [
     "SlicePlan",
     "SliceRead",
     "SliceReader",
+    "Waiter",
     "iso_millis",
 ]
 
@@ -58,6 +60,19 @@ _MAX_SPLIT_DEPTH = 12
 
 # How many ids the caller holds in ``(after_ms, before_ms)``: the dedup window's count.
 KnownCount = Callable[[int, int], int]
+
+T = TypeVar("T")
+
+
+class Waiter(Protocol):
+    """How the caller's thread waits for a request: ``Future.result``, or a wait that does
+    the caller's other work meanwhile (a source serves its webhook inbox)."""
+
+    def __call__(self, future: Future[T], /) -> T: ...
+
+
+def _result(future: Future[T], /) -> T:
+    return future.result()
 
 
 def iso_millis(ms: int) -> str:
@@ -152,6 +167,9 @@ class SliceReader:
         # One slice read ahead at a time, on its own thread: its page fetches use _pool.
         self._ahead_pool = ThreadPoolExecutor(1, thread_name_prefix="ahead")
         self._ahead: _Ahead | None = None
+        # Every request the caller's thread makes runs on a fetch thread and is waited for
+        # through this; the read-ahead thread waits plainly.
+        self.wait: Waiter = _result
 
     @property
     def overlap_ms(self) -> int:
@@ -185,16 +203,15 @@ class SliceReader:
         after = self._start(fallback_ms)
         ahead, self._ahead = self._ahead, None
         if ahead is not None and ahead.after == after and ahead.until_ms == until_ms:
-            read = ahead.future.result()
+            read = self.wait(ahead.future)
         else:
             if ahead is not None:
                 ahead.future.cancel()
-            read = self._read(after, until_ms, stop)
+            read = self._read(after, until_ms, stop, self.wait)
         if read is not None and read.stats.busy and not stop.is_set():
             nxt = read.before - 1
-            self._ahead = _Ahead(
-                nxt, until_ms, self._ahead_pool.submit(self._read, nxt, until_ms, stop)
-            )
+            future = self._ahead_pool.submit(self._read, nxt, until_ms, stop, _result)
+            self._ahead = _Ahead(nxt, until_ms, future)
         return read
 
     def recheck_overlap(
@@ -206,7 +223,7 @@ class SliceReader:
             return
         hi = self.polled_until
         yield from self._reconcile(
-            hi - self._plan.overlap_ms, hi, known, stats, stop, _MAX_SPLIT_DEPTH
+            hi - self._plan.overlap_ms, hi, known, stats, stop, self.wait, _MAX_SPLIT_DEPTH
         )
 
     def sweep(
@@ -224,7 +241,7 @@ class SliceReader:
         lo = (cursor_ms - sweep_ms) // 1000 * 1000
         hi = (self.polled_until - self._plan.overlap_ms) // 1000 * 1000
         if hi > lo:
-            yield from self._reconcile(lo, hi, known, stats, stop, 0)
+            yield from self._reconcile(lo, hi, known, stats, stop, self.wait, 0)
 
     def confirm(
         self, after: int, before: int, known: KnownCount, stats: ReadStats, stop: threading.Event
@@ -234,7 +251,7 @@ class SliceReader:
         read. None when the difference is too big to bisect cheaply: read it as a slice."""
         if before <= after:
             return iter(())
-        probe = self._client.list_scans(self._params(after, before, 1, per_page=1))
+        probe = self._get(self._params(after, before, 1, per_page=1), self.wait)
         stats.pages += 1
         meta = probe.page.meta
         total = meta.total_count if meta is not None else None
@@ -245,7 +262,7 @@ class SliceReader:
             return iter(())
         if total - have > 4 * self._plan.per_page:
             return None
-        return self._reconcile(after, before, known, stats, stop, 0, total)
+        return self._reconcile(after, before, known, stats, stop, self.wait, 0, total)
 
     def sweep_now(self) -> None:
         """Make the next :meth:`sweep` run whatever the timer says (tests, operators)."""
@@ -256,17 +273,22 @@ class SliceReader:
         # the last slice ended (its createdBefore, also exclusive) is not skipped.
         return fallback_ms if self.polled_until is None else self.polled_until - 1
 
-    def _read(self, after: int, until_ms: int | None, stop: threading.Event) -> SliceRead | None:
+    def _get(self, params: dict[str, str], wait: Waiter) -> FetchedPage:
+        return wait(self._pool.submit(self._client.list_scans, params))
+
+    def _read(
+        self, after: int, until_ms: int | None, stop: threading.Event, wait: Waiter
+    ) -> SliceRead | None:
         stats = ReadStats()
         before = until_ms if until_ms is not None else int(time.time() * 1000)
         if before <= after:
             return None
-        before, first = self._fit(after, before, stats)
-        return SliceRead(after, before, self._walk(after, before, first, stats, stop), stats)
+        before, first = self._fit(after, before, stats, wait)
+        return SliceRead(after, before, self._walk(after, before, first, stats, stop, wait), stats)
 
     def _reconcile(
         self, lo: int, hi: int, known: KnownCount, stats: ReadStats, stop: threading.Event,
-        depth: int, total: int | None = None,
+        wait: Waiter, depth: int, total: int | None = None,
     ) -> Iterator[Slice]:  # fmt: skip
         """Read what PassEntry has in ``(lo, hi)`` where its count differs from ours;
         ``total`` is PassEntry's count when the caller already asked."""
@@ -274,7 +296,7 @@ class SliceReader:
             return
         if total is None:
             # A one-scan page is enough to read totalCount, and cheap to decode.
-            probe = self._client.list_scans(self._params(lo, hi, 1, per_page=1))
+            probe = self._get(self._params(lo, hi, 1, per_page=1), wait)
             stats.pages += 1
             meta = probe.page.meta
             total = meta.total_count if meta is not None else None
@@ -282,10 +304,10 @@ class SliceReader:
                 return
         small = total is None or total <= 2 * self._plan.per_page
         if small or depth >= _MAX_SPLIT_DEPTH or hi - lo <= 2000:
-            first = self._client.list_scans(self._params(lo, hi, 1))
+            first = self._get(self._params(lo, hi, 1), wait)
             stats.pages += 1
             walks = stats.walks
-            found = self._walk(lo, hi, first, stats, stop)
+            found = self._walk(lo, hi, first, stats, stop, wait)
             stats.walks = walks
             if not stop.is_set():
                 yield found
@@ -293,8 +315,8 @@ class SliceReader:
         mid = (lo + (hi - lo) // 2) // 1000 * 1000
         # Both bounds are exclusive: the second half starts a millisecond early, or a scan
         # created in the very millisecond ``mid`` would be in neither half.
-        yield from self._reconcile(lo, mid, known, stats, stop, depth + 1)
-        yield from self._reconcile(mid - 1, hi, known, stats, stop, depth + 1)
+        yield from self._reconcile(lo, mid, known, stats, stop, wait, depth + 1)
+        yield from self._reconcile(mid - 1, hi, known, stats, stop, wait, depth + 1)
 
     def _params(
         self, after: int, before: int, page: int, per_page: int | None = None
@@ -307,11 +329,13 @@ class SliceReader:
             "page": str(page),
         }
 
-    def _fit(self, after: int, before: int, stats: ReadStats) -> tuple[int, FetchedPage]:
+    def _fit(
+        self, after: int, before: int, stats: ReadStats, wait: Waiter
+    ) -> tuple[int, FetchedPage]:
         """Shrink ``before`` until the slice holds at most ``max_scans`` scans."""
         max_scans = self._plan.max_scans
         while True:
-            first = self._client.list_scans(self._params(after, before, 1))
+            first = self._get(self._params(after, before, 1), wait)
             stats.pages += 1
             meta = first.page.meta
             count = meta.total_count if meta is not None else None
@@ -329,21 +353,21 @@ class SliceReader:
 
     def _walk(
         self, after: int, before: int, first: FetchedPage, stats: ReadStats,
-        stop: threading.Event,
+        stop: threading.Event, wait: Waiter,
     ) -> Slice:  # fmt: skip
         found = Slice()
         found.add(first)
         for walk in range(1, _MAX_WALKS + 1):
             stats.walks = walk
             if walk > 1:
-                first = self._client.list_scans(self._params(after, before, 1))
+                first = self._get(self._params(after, before, 1), wait)
                 stats.pages += 1
                 found.add(first)
             total_pages = _total_pages(first)
             if total_pages is None:
-                self._walk_links(after, before, first, found, stats, stop)
+                self._walk_links(after, before, first, found, stats, stop, wait)
                 return found  # no totalCount to check against: one sequential walk
-            for fetched in self._fetch_pages(after, before, range(2, total_pages + 1)):
+            for fetched in self._fetch_pages(after, before, range(2, total_pages + 1), wait):
                 if stop.is_set():
                     return found
                 stats.pages += 1
@@ -363,7 +387,7 @@ class SliceReader:
 
     def _walk_links(
         self, after: int, before: int, first: FetchedPage, found: Slice, stats: ReadStats,
-        stop: threading.Event,
+        stop: threading.Event, wait: Waiter,
     ) -> None:  # fmt: skip
         # Without meta, walk forward one page at a time: a scan inserted ahead of us only
         # pushes the rest to later pages, so this order sees duplicates, never gaps.
@@ -373,11 +397,13 @@ class SliceReader:
             if links is not None and links.next is None:
                 break
             number += 1
-            page = self._client.list_scans(self._params(after, before, number))
+            page = self._get(self._params(after, before, number), wait)
             stats.pages += 1
             found.add(page)
 
-    def _fetch_pages(self, after: int, before: int, numbers: range) -> Iterator[FetchedPage]:
+    def _fetch_pages(
+        self, after: int, before: int, numbers: range, wait: Waiter
+    ) -> Iterator[FetchedPage]:
         """Fetch pages with up to ``concurrency`` requests in flight, yielding in order."""
         pending: list[Future[FetchedPage]] = []
         try:
@@ -385,9 +411,9 @@ class SliceReader:
                 params = self._params(after, before, number)
                 pending.append(self._pool.submit(self._client.list_scans, params))
                 if len(pending) >= self._plan.concurrency:
-                    yield pending.pop(0).result()
+                    yield wait(pending.pop(0))
             while pending:
-                yield pending.pop(0).result()
+                yield wait(pending.pop(0))
         finally:
             for future in pending:
                 future.cancel()

@@ -110,8 +110,6 @@ class InboxBatch:
     events: list[InboxEvent]
     # Next offset per partition read (including other sources' events that were skipped).
     offsets: list[TopicPartition]
-    # Where the batch started, to go back to if its transaction fails.
-    starts: list[TopicPartition]
 
 
 class InboxReader:
@@ -129,10 +127,26 @@ class InboxReader:
     def group_id(self) -> str:
         return f"passentry-bridge.inbox.{self.source_id}"
 
+    @property
+    def is_open(self) -> bool:
+        """Opened for a restored source (the consumer itself may be reopened lazily)."""
+        return self._partition is not None
+
     def open(self, partitions: int) -> None:
         """(Re)start at the committed position: after a restore, what the last transaction
         committed is exactly where this source's events continue."""
         self.close()
+        self._partition = TopicPartition(self.topic, stable_partition(self.source_id, partitions))
+        self._consumer = self._assigned(self._partition)
+
+    def reopen(self) -> None:
+        """Forget what was taken since the last commit: the next :meth:`take` reads again
+        from the position the last committed transaction left."""
+        if self._consumer is not None:
+            self._consumer.close()
+            self._consumer = None
+
+    def _assigned(self, partition: TopicPartition) -> Consumer:
         consumer = Consumer(
             {
                 **self._conf,
@@ -144,13 +158,12 @@ class InboxReader:
                 "fetch.wait.max.ms": 10,
             }
         )
-        self._partition = TopicPartition(self.topic, stable_partition(self.source_id, partitions))
         try:
-            consumer.assign([self._partition])
+            consumer.assign([partition])
         except KafkaException as exc:
             consumer.close()
             raise KafkaRetriableError(f"cannot read {self.topic}: {exc}") from exc
-        self._consumer = consumer
+        return consumer
 
     def group_metadata(self) -> Any:
         if self._consumer is None:
@@ -160,9 +173,11 @@ class InboxReader:
     def take(self, wait_s: float, gather_s: float) -> InboxBatch | None:
         """Wait up to ``wait_s`` for the first event, then gather for ``gather_s`` more.
         None when nothing arrived."""
-        consumer = self._consumer
-        if consumer is None or self._partition is None:
+        if self._partition is None:
             return None
+        if self._consumer is None:
+            self._consumer = self._assigned(self._partition)
+        consumer = self._consumer
         # poll() returns at the first event; consume() would wait out its whole timeout.
         first = self._poll(consumer, wait_s)
         if first is None:
@@ -175,23 +190,8 @@ class InboxReader:
             InboxEvent(m.value() or b"", _received_ms(m)) for m in messages if m.key() == self._key
         ]
         last = max((m.offset() or 0) for m in messages)
-        start = min((m.offset() or 0) for m in messages)
         tp = self._partition
-        return InboxBatch(
-            events,
-            [TopicPartition(tp.topic, tp.partition, last + 1)],
-            [TopicPartition(tp.topic, tp.partition, start)],
-        )
-
-    def rewind(self, batch: InboxBatch) -> None:
-        """Read the batch again: its transaction did not commit."""
-        if self._consumer is None:
-            return
-        for tp in batch.starts:
-            try:
-                self._consumer.seek(tp)
-            except KafkaException as exc:
-                raise KafkaRetriableError(f"cannot rewind {self.topic}: {exc}") from exc
+        return InboxBatch(events, [TopicPartition(tp.topic, tp.partition, last + 1)])
 
     def lag(self) -> int:
         """Events in the partition after our position, from the last fetch's high mark."""
@@ -208,9 +208,8 @@ class InboxReader:
         return max(0, high - position.offset)
 
     def close(self) -> None:
-        if self._consumer is not None:
-            self._consumer.close()
-            self._consumer = None
+        self.reopen()
+        self._partition = None
 
     def _poll(self, consumer: Consumer, timeout_s: float) -> Message | None:
         try:

@@ -1,27 +1,41 @@
-"""Take a source's inbox events on a thread of its own, so that a poll cycle (its count
-requests, a slice read) never holds a webhook back: the pipeline's commit lock keeps the two
-paths' transactions apart, and their dedup window shared.
+"""Publish a source's webhook inbox on the source's own thread, between polls and during them.
 
-A retriable failure (the broker away, a transaction aborted) rewinds the batch and tries
-again with backoff. A fatal one (fenced), or a commit whose outcome is unknown, stops the
-pump and is raised in the source's own loop, which knows how to handle it.
+A source is one thread: it owns its pipeline, producer, dedup window and inbox consumer, so
+the poll path and the push path never run at the same time and share their window without a
+lock. Between polls the source loop serves the inbox (:meth:`InboxPump.serve_for`, the batch
+window as the wait). While a poll waits for PassEntry, the slice reader's blocking waits go
+through :meth:`InboxPump.wait`, which serves the inbox until the answer is in: a slow or
+rate-limited API never holds a webhook back. The requests themselves run on the reader's
+fetch threads, which touch nothing but the HTTP client.
+
+Waits that run between classifying scans and committing them (a missing pass fetched while a
+chunk is enriched) do not come here: an event served there could publish a scan the chunk in
+hand already judged new.
+
+A batch whose transaction fails is dropped from the consumer, which is reopened at the
+position the last committed transaction left (``send_offsets_to_transaction``); the failure
+is raised in the source loop, which handles it like a failed poll: retry with backoff,
+restore after a commit of unknown outcome, or stop when fatal.
 """
 
 from __future__ import annotations
 
-import logging
+import math
 import threading
+import time
 from collections.abc import Callable
-from typing import Any
+from concurrent.futures import Future
+from typing import Any, TypeVar
 
-from bridge.errors import CommitOutcomeUnknownError, RetriableError
 from bridge.webhook.inbox import InboxBatch, InboxReader
 
 __all__ = ["InboxPump"]
 
-log = logging.getLogger(__name__)
+T = TypeVar("T")
 
-_BACKOFF_MAX_S = 5.0
+# How long one look at the inbox may wait while a request is in flight: the longest a
+# finished request waits for the source to notice it.
+_DURING_REQUEST_S = 0.02
 
 
 class InboxPump:
@@ -32,68 +46,43 @@ class InboxPump:
         *,
         gather_s: float,
         on_lag: Callable[[int], None],
-        on_events: Callable[[], None],
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """``publish(batch, group_metadata)`` commits a batch and returns its event count."""
         self._reader = reader
         self._publish = publish
         self._gather_s = gather_s
         self._on_lag = on_lag
-        self._on_events = on_events
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._failure: BaseException | None = None
+        self._clock = clock
+        # When the last batch with events was published: polling is the backstop meanwhile.
+        self.last_events_at = -math.inf
 
-    def start(self) -> None:
-        self._stop.clear()
-        self._failure = None
-        self._thread = threading.Thread(
-            target=self._run, name=f"inbox-{self._reader.source_id}", daemon=True
-        )
-        self._thread.start()
-
-    def stop(self, timeout_s: float = 30.0) -> None:
-        """Stop after the batch in hand (its transaction commits or aborts first)."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout_s)
-            self._thread = None
-
-    def raise_if_failed(self) -> None:
-        failure, self._failure = self._failure, None
-        if failure is not None:
-            raise failure
-
-    def _run(self) -> None:
-        backoff = 0.5
-        while not self._stop.is_set():
-            try:
-                self._pump_once()
-                backoff = 0.5
-            except CommitOutcomeUnknownError as exc:
-                self._failure = exc
+    def serve_for(self, seconds: float, stop: threading.Event) -> None:
+        """Publish what arrives for ``seconds``, or until ``stop``."""
+        deadline = self._clock() + seconds
+        while not stop.is_set() and (left := deadline - self._clock()) > 0:
+            if not self._reader.is_open:
+                stop.wait(left)
                 return
-            except RetriableError as exc:
-                log.warning(
-                    "webhook inbox: nothing of the batch was published; trying again",
-                    extra={"source_id": self._reader.source_id, "error": str(exc)},
-                )
-                self._stop.wait(backoff)
-                backoff = min(backoff * 2, _BACKOFF_MAX_S)
-            except BaseException as exc:  # fatal, or a bug: the source's loop raises it
-                self._failure = exc
-                return
+            self.serve(min(left, 0.5))
 
-    def _pump_once(self) -> None:
-        batch = self._reader.take(0.2, self._gather_s)
+    def wait(self, future: Future[T]) -> T:
+        """``future``'s result; inbox events are published while it is not done."""
+        while not future.done() and self._reader.is_open:
+            self.serve(_DURING_REQUEST_S)
+        return future.result()
+
+    def serve(self, wait_s: float) -> None:
+        """Take one batch (waiting up to ``wait_s`` for its first event) and publish it."""
+        batch = self._reader.take(wait_s, self._gather_s)
         self._on_lag(self._reader.lag())
         if batch is None:
             return
         try:
             events = self._publish(batch, self._reader.group_metadata())
-        except RetriableError:
-            # Nothing of the batch is visible: read it again.
-            self._reader.rewind(batch)
+        except BaseException:
+            # Nothing of the batch is visible: read it again from the committed position.
+            self._reader.reopen()
             raise
         if events:
-            self._on_events()
+            self.last_events_at = self._clock()

@@ -119,6 +119,7 @@ def test_running_needs_a_member_owning_each_source(
         [source],
         start=owned.update,
         stop=owned.difference_update,
+        lose=owned.difference_update,
         metrics=Metrics(),
         health=MemberHealth(),
     )

@@ -7,7 +7,9 @@ from __future__ import annotations
 import random
 import re
 import signal
+import time
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -115,6 +117,17 @@ def deployment(
     return Deployment(env, config, tmp_path, sources, {})
 
 
+def timed_takeover(
+    record_property: Callable[[str, object], None], what: str, condition: Callable[[], bool],
+    timeout_s: float,
+) -> None:  # fmt: skip
+    """Wait for a takeover, and record how long it took (``scripts/soak`` reports the
+    slowest of its runs from the junit XML)."""
+    started = time.monotonic()
+    wait_for(condition, timeout_s, what)
+    record_property(f"takeover_s {what}", round(time.monotonic() - started, 2))
+
+
 def committed_sources(bootstrap: str, topics: Topics) -> set[str]:
     """Sources with a checkpoint on the state topic: each has committed a transaction."""
     return {(r.key or b"").decode() for r in drain(bootstrap, topics.state, idle_s=0.5)}
@@ -156,7 +169,7 @@ def verify_every_source_exactly_once(
 
 
 def test_owners_killed_and_stopped_at_random_lose_and_double_nothing(
-    kafka_bootstrap: str, tmp_path: Path
+    kafka_bootstrap: str, tmp_path: Path, record_property: Callable[[str, object], None]
 ) -> None:
     rng = random.Random(909)
     topics = Topics.fresh()
@@ -175,7 +188,10 @@ def test_owners_killed_and_stopped_at_random_lose_and_double_nothing(
                     expected = 0 if how == signal.SIGTERM else -signal.SIGKILL
                     assert process.wait(30) == expected, process.log_text()[-2000:]
                     # The others take its sources over; then it comes back, as a pod would.
-                    wait_for(dep.all_owned_once, 60, f"round {round_}: sources taken over")
+                    timed_takeover(
+                        record_property, f"round {round_} ({signal.Signals(how).name})",
+                        dep.all_owned_once, 60,
+                    )  # fmt: skip
                     dep.start(f"{name}-r{round_}")
                     del dep.replicas[name]
                 wait_for(dep.all_owned_once, 60, "every source owned once at the end")
@@ -184,7 +200,9 @@ def test_owners_killed_and_stopped_at_random_lose_and_double_nothing(
             dep.stop_all()
 
 
-def test_a_frozen_owner_is_fenced_and_does_not_write(kafka_bootstrap: str, tmp_path: Path) -> None:
+def test_a_frozen_owner_is_fenced_and_does_not_write(
+    kafka_bootstrap: str, tmp_path: Path, record_property: Callable[[str, object], None]
+) -> None:
     topics = Topics.fresh()
     with simulator(919) as sim:
         # Transactions held open a while: the freeze lands inside one.
@@ -207,7 +225,10 @@ def test_a_frozen_owner_is_fenced_and_does_not_write(kafka_bootstrap: str, tmp_p
                 frozen.send(signal.SIGSTOP)
                 # Past the 6 s session timeout the group drops it: the survivor takes over,
                 # and its init_transactions fences the frozen producers.
-                wait_for(lambda: len(dep.owned("survivor")) == SOURCES, 60, "the takeover")
+                timed_takeover(
+                    record_property, "from a frozen owner",
+                    lambda: len(dep.owned("survivor")) == SOURCES, 60,
+                )  # fmt: skip
                 frozen.send(signal.SIGCONT)
                 wait_for(
                     lambda: "lost" in frozen.log_text() or "fenced" in frozen.log_text(),
@@ -220,7 +241,9 @@ def test_a_frozen_owner_is_fenced_and_does_not_write(kafka_bootstrap: str, tmp_p
             dep.stop_all()
 
 
-def test_scale_one_three_one_with_a_broker_restart(tmp_path: Path) -> None:
+def test_scale_one_three_one_with_a_broker_restart(
+    tmp_path: Path, record_property: Callable[[str, object], None]
+) -> None:
     topics = Topics.fresh()
     broker = LocalBroker(tmp_path / "kafka")
     bootstrap = broker.start()
@@ -236,12 +259,17 @@ def test_scale_one_three_one_with_a_broker_restart(tmp_path: Path) -> None:
                     wait_for(dep.spread, 90, "the sources spread over three replicas")
                     broker.signal(signal.SIGKILL)
                     broker.restart()
-                    wait_for(dep.all_owned_once, 120, "every source owned after the restart")
+                    timed_takeover(
+                        record_property, "after a broker restart", dep.all_owned_once, 120
+                    )
                     for name in ("replica-1", "replica-2"):
                         process, _ = dep.replicas[name]
                         process.send(signal.SIGTERM)
                         assert process.wait(30) == 0
-                    wait_for(lambda: len(dep.owned("replica-0")) == SOURCES, 60, "back to one")
+                    timed_takeover(
+                        record_property, "scaled back to one",
+                        lambda: len(dep.owned("replica-0")) == SOURCES, 60,
+                    )  # fmt: skip
                 verify_every_source_exactly_once(bootstrap, topics, sim, dep)
             finally:
                 dep.stop_all()

@@ -11,10 +11,12 @@ import pytest
 
 import bridge.fleet as fleet_module
 from bridge.config import load_config
+from bridge.errors import ApiAuthError, BridgeError, KafkaFatalError
 from bridge.fleet import Fleet
 from bridge.ops.health import ProcessHealth
 from bridge.ops.metrics import Metrics
 from bridge.runner import EXIT_FATAL, EXIT_OK, RunOptions
+from tests.support import sample
 
 
 class _Source:
@@ -29,6 +31,7 @@ class _Source:
 
 class _Runner:
     outcome: int | Exception = EXIT_OK
+    fatal: BridgeError | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         pass
@@ -79,13 +82,12 @@ def test_an_unexpected_exception_building_a_source_is_fatal(
     assert not health.readiness().ok
 
 
-def test_a_source_assigned_again_while_still_stopping_runs_again(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """Its first run is stuck past the stop's timeout (a call on a broker that went away);
-    assigned back meanwhile, the source runs again once that run has ended."""
-    release = threading.Event()
-    runs: list[threading.Event] = []
+def _stuck_fleet(
+    monkeypatch: pytest.MonkeyPatch, release: threading.Event, runs: list[threading.Event],
+    fenced: list[str], metrics: Metrics | None = None, health: ProcessHealth | None = None,
+) -> tuple[Fleet, list[str]]:  # fmt: skip
+    """A fleet whose first run of each source ignores its stop until ``release`` (a call
+    stuck on a broker that went away); later runs stop when told."""
 
     class Stuck(_Runner):
         def __init__(self, *args: Any, stop: threading.Event, **kwargs: Any) -> None:
@@ -95,57 +97,105 @@ def test_a_source_assigned_again_while_still_stopping_runs_again(
         def run(self) -> int:
             self.stop.wait()
             if len(runs) == 1:
-                release.wait()  # ignores the stop for a while
+                release.wait()
             return EXIT_OK
 
     monkeypatch.setattr(fleet_module, "Source", _Source)
     monkeypatch.setattr(fleet_module, "SourceRunner", Stuck)
     config = load_config()
-    fleet = Fleet(config, RunOptions(serve_http=False), Metrics(), ProcessHealth(),
-                  restart_fatal=True)  # fmt: skip
-    ids = [source.id for source in config.sources]
-    fleet.start(ids)
-    _wait_until(lambda: len(runs) == 1)
-    fleet.stop(ids, timeout_s=0.1)
-    assert fleet.running() == set(ids)  # still letting go
-    fleet.start(ids)
-    assert len(runs) == 1
-    release.set()
-    _wait_until(lambda: len(runs) == 2 and fleet.running() == set(ids))
-    fleet.stop_all(5)
-    assert fleet.running() == set()
+
+    def fence(txn_id: str) -> bool:
+        fenced.append(txn_id)
+        return True
+
+    fleet = Fleet(config, RunOptions(serve_http=False), metrics or Metrics(),
+                  health or ProcessHealth(), restart_fatal=True, fencer=fence)  # fmt: skip
+    return fleet, [source.id for source in config.sources]
 
 
-def test_a_source_stopped_again_before_its_restart_stays_stopped(
+def test_a_source_stuck_past_the_stop_timeout_is_fenced_not_waited_for(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    release = threading.Event()
-    runs: list[threading.Event] = []
+    release, runs, fenced = threading.Event(), [], []
+    fleet, ids = _stuck_fleet(monkeypatch, release, runs, fenced)
+    fleet.start(ids)
+    _wait_until(lambda: len(runs) == 1)
+    started = time.monotonic()
+    fleet.stop(ids, timeout_s=0.1)
+    assert time.monotonic() - started < 5
+    assert fenced == ["passentry-bridge.default"]
+    assert fleet.running() == set()  # let go: the stuck call can no longer commit
+    release.set()
 
-    class Stuck(_Runner):
-        def __init__(self, *args: Any, stop: threading.Event, **kwargs: Any) -> None:
-            runs.append(stop)
-            self.stop = stop
 
-        def run(self) -> int:
-            self.stop.wait()
-            release.wait()
-            return EXIT_OK
-
-    monkeypatch.setattr(fleet_module, "Source", _Source)
-    monkeypatch.setattr(fleet_module, "SourceRunner", Stuck)
-    config = load_config()
-    fleet = Fleet(config, RunOptions(serve_http=False), Metrics(), ProcessHealth(),
-                  restart_fatal=True)  # fmt: skip
-    ids = [source.id for source in config.sources]
+def test_a_source_assigned_again_while_its_stuck_run_ends_runs_again_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The stuck run was fenced when it was stopped: the source need not wait for it, and
+    the old run's end leaves the new run's readiness and metrics alone."""
+    release, runs, fenced = threading.Event(), [], []
+    metrics, health = Metrics(), ProcessHealth()
+    fleet, ids = _stuck_fleet(monkeypatch, release, runs, fenced, metrics, health)
     fleet.start(ids)
     _wait_until(lambda: len(runs) == 1)
     fleet.stop(ids, timeout_s=0.1)
     fleet.start(ids)
-    fleet.stop(ids, timeout_s=0.1)  # revoked again before the first run ended
+    _wait_until(lambda: len(runs) == 2 and fleet.running() == set(ids))
+    release.set()  # the first run's call returns; it ends
+    time.sleep(0.2)
+    assert fleet.running() == set(ids)
+    assert health.source("default") is not None
+    assert sample(metrics, "passentry_bridge_source_active", source_id="default") == 1
+    fleet.stop_all(5)
+    assert fleet.running() == set()
+    assert sample(metrics, "passentry_bridge_source_active", source_id="default") == 0
+    assert fenced == ["passentry-bridge.default"]  # the second run stopped in time
+
+
+def test_a_source_lost_to_another_member_is_not_fenced(monkeypatch: pytest.MonkeyPatch) -> None:
+    release, runs, fenced = threading.Event(), [], []
+    fleet, ids = _stuck_fleet(monkeypatch, release, runs, fenced)
+    fleet.start(ids)
+    _wait_until(lambda: len(runs) == 1)
+    fleet.lose(ids, timeout_s=0.1)
+    assert fenced == []
+    assert fleet.running() == set()
     release.set()
-    _wait_until(lambda: fleet.running() == set())
-    assert len(runs) == 1
+
+
+def test_a_fenced_source_runs_again_soon_and_another_fatal_one_later(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pauses: list[float] = []
+
+    class Fatal(_Runner):
+        def __init__(self, *args: Any, stop: threading.Event, **kwargs: Any) -> None:
+            self.stop = stop
+            self.fatal: BridgeError | None = None
+
+        def run(self) -> int:
+            if len(pauses) >= 2:
+                return EXIT_OK
+            self.fatal = (
+                KafkaFatalError("fenced", fenced=True) if not pauses else ApiAuthError("401")
+            )
+            if not pauses:
+                # Record how long the fleet waits before the next run, without waiting.
+                wait = self.stop.wait
+                self.stop.wait = lambda t=None: pauses.append(t) or wait(0)  # type: ignore[method-assign]
+            return EXIT_FATAL
+
+    monkeypatch.setattr(fleet_module, "Source", _Source)
+    monkeypatch.setattr(fleet_module, "SourceRunner", Fatal)
+    config = load_config()
+    fleet = Fleet(config, RunOptions(serve_http=False), Metrics(), ProcessHealth(),
+                  restart_fatal=True, fencer=lambda txn_id: True)  # fmt: skip
+    fleet.start(source.id for source in config.sources)
+    _wait_until(lambda: len(pauses) == 2)
+    fleet.stop_all(5)
+    fenced_pause, other_pause = pauses
+    assert 3.0 <= fenced_pause <= 4.5
+    assert 30.0 <= other_pause <= 45.0
 
 
 def _wait_until(condition: Callable[[], bool], timeout_s: float = 10.0) -> None:

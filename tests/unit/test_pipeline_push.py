@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+from concurrent.futures import Future
 from typing import Any
 
 from confluent_kafka import TopicPartition
@@ -41,9 +42,7 @@ def webhook(scan: dict[str, Any]) -> bytes:
 def batch(*bodies: bytes, offset: int = 0) -> InboxBatch:
     events = [InboxEvent(body, 0) for body in bodies]
     end = offset + len(bodies)
-    return InboxBatch(
-        events, [TopicPartition("inbox", 0, end)], [TopicPartition("inbox", 0, offset)]
-    )
+    return InboxBatch(events, [TopicPartition("inbox", 0, end)])
 
 
 def doc_of(api: FakeApi, scan_id: str) -> dict[str, Any]:
@@ -179,3 +178,30 @@ def test_while_webhooks_flow_a_poll_checks_new_time_by_count_in_one_request() ->
     stats = p.cycle(threading.Event(), settle_ms=0)
     assert stats.published == 1
     assert sink.scan_ids()[-1] == lost
+
+
+def test_a_webhook_published_while_a_poll_waits_is_not_published_again_by_that_poll() -> None:
+    now = now_ms()
+    api = FakeApi()
+    api.include_readers = True
+    api.add(now - 5_000)
+    sink, metrics = ListSink(), Metrics()
+    p = build(api, sink, metrics)
+    p.cycle(threading.Event(), until_ms=now - 2_000)
+    raced = api.add(now - 300)  # in the next slice
+    waits = 0
+
+    def serve_inbox_meanwhile(future: Future[Any]) -> Any:
+        # The source's pump does this: while the poll's request is in flight, the webhook
+        # of a scan that request will also return is published.
+        nonlocal waits
+        waits += 1
+        if waits == 1:
+            p.publish_pushed(batch(webhook(doc_of(api, raced))), group_metadata="g")
+        return future.result()
+
+    p.reader.wait = serve_inbox_meanwhile
+    stats = p.cycle(threading.Event(), until_ms=now)
+    assert waits > 1
+    assert (stats.fetched, stats.duplicates, stats.published) == (1, 1, 0)
+    assert sink.scan_ids().count(raced) == 1

@@ -170,7 +170,7 @@ class Arrivals:
     """A read_committed consumer in this process: arrival wall time minus record time."""
 
     def __init__(self, bootstrap: str, topic: str, partitions: int) -> None:
-        self.delays: list[tuple[int, float]] = []  # (record timestamp ms, seconds late)
+        self.delays: list[tuple[int, float]] = []  # (scan creation time ms, seconds late)
         self.arrived: list[float] = []  # wall time each record arrived
         self._stop = threading.Event()
         self._consumer = Consumer(
@@ -192,8 +192,9 @@ class Arrivals:
             for msg in self._consumer.consume(500, 0.05):
                 if msg.error() is None:
                     arrived = time.time()
-                    stamp = msg.timestamp()[1]
-                    self.delays.append((stamp, arrived - stamp / 1000))
+                    # The scan's creation time (the Kafka timestamp is when it was published).
+                    created = int(dict(msg.headers() or ())["scan-created-ms"])
+                    self.delays.append((created, arrived - created / 1000))
                     self.arrived.append(arrived)
 
     def __enter__(self) -> Arrivals:

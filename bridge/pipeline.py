@@ -425,8 +425,8 @@ class Pipeline:
         for record in records:
             if record.dlq_reason is not None:
                 self._metrics.dlq_records.labels(record.dlq_reason).inc()
-            elif record.timestamp_ms:
-                latency.observe(max(0.0, (now_ms - record.timestamp_ms) / 1000))
+            elif record.created_ms:
+                latency.observe(max(0.0, (now_ms - record.created_ms) / 1000))
 
     def _watermark_metrics(self) -> None:
         if self.window.watermark:

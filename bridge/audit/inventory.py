@@ -1,10 +1,11 @@
 """What Kafka holds for one source over a time range: the Kafka side of an audit.
 
-Scan records are found by time: their Kafka timestamp is the scan's UUIDv7 creation time,
-so ``offsets_for_times(since)`` gives, per partition, the first record that can belong to
-the range. Dead letters carry the producer's clock (when the scan was dead-lettered, always
-after it was created), so the DLQ is read from a margin earlier and its records are placed
-by the time in their ``scan-id``.
+Records are found by time: their Kafka timestamp is when they were published, never before
+the scan was created, so ``offsets_for_times(since)`` (less a margin for a producer's clock
+behind PassEntry's) gives, per partition, the first record that can belong to the range.
+Each record is placed by its scan's creation time, read from the UUIDv7 in its ``scan-id``
+header (older versions of the bridge stamped records with that time; either way the
+timestamp is never later than the publication).
 
 Each partition is read from there to the end it had when the read began, not only to the
 first record past ``until``. Records of a range can sit anywhere after its start: a scan
@@ -121,16 +122,19 @@ class InventoryReader:
             if msg.topic() == dlq:
                 self._dead_letter(msg, source, since, until, bucket_ms, inv)
                 continue
-            created = msg.timestamp()[1]
-            if created < since or created >= until:
-                continue
             src = scan = None
             for key, value in msg.headers() or ():
                 if key == "source-id":
                     src = value
                 elif key == "scan-id":
                     scan = value
-            if src == source and scan is not None and len(scan) == _ID_LEN:
+            if src != source or scan is None or len(scan) != _ID_LEN:
+                continue
+            try:
+                created = int(scan[:8] + scan[9:13], 16)  # a UUIDv7's first 48 bits
+            except ValueError:
+                continue
+            if since <= created < until:
                 inv.main[(created - since) // bucket_ms] += scan
         if bar is not None:
             bar.close()
@@ -168,10 +172,11 @@ class InventoryReader:
         try:
             metadata = consumer.list_topics(timeout=self._timeout)
             wanted = []
+            # A negative time would be one of ListOffsets' special values (-1 latest, ...).
+            at = max(0, since - BOUNDARY_MARGIN_MS)
             for topic in (*self._scope.main_topics, self._scope.dlq_topic):
                 if topic not in metadata.topics:
                     continue
-                at = since - BOUNDARY_MARGIN_MS if topic == self._scope.dlq_topic else since
                 wanted += [TopicPartition(topic, p, at) for p in metadata.topics[topic].partitions]
             found = consumer.offsets_for_times(wanted, timeout=self._timeout) if wanted else []
             # -1: no record at or after the time, so nothing of the range is there.

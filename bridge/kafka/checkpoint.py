@@ -5,11 +5,12 @@ window's records went to. It is written in the same Kafka transaction as the rec
 covers, so the two become visible together or not at all.
 
 The dedup window itself is not stored. On start-up it is rebuilt from the output topics:
-every record the bridge writes carries ``scan-id`` and ``source-id`` headers, and a scan
-record's Kafka timestamp is its UUIDv7 creation time, so ``offsets_for_times`` finds where
-the window starts. That keeps the checkpoint a few hundred bytes at any traffic rate (a
-window of ids at 200 scans/s and 5 minutes' lookback would be ~1 MB), at the price of
-reading one lookback's worth of records at start-up.
+every record the bridge writes carries ``source-id`` and ``scan-id`` headers, and a record's
+Kafka timestamp (when it was published) is never earlier than its scan's creation time, so
+``offsets_for_times`` finds where the window's records start. That keeps the checkpoint a
+few hundred bytes at any traffic rate (a window of ids at 200 scans/s and 5 minutes'
+lookback would be ~1 MB), at the price of reading one lookback's worth of records (and any
+older scans published since, by a backfill) at start-up.
 
 Reading back needs Read on the state topic and the output topics, and Describe on the
 readers' throwaway groups; a refusal is a :class:`KafkaAuthorizationError` naming the grant.
@@ -140,7 +141,8 @@ class CheckpointStore:
         if retention is None:
             return stats
         # Dead letters carry the producer's clock, not the scan's: start a margin earlier.
-        since = retention - BOUNDARY_MARGIN_MS
+        # A negative time would be one of ListOffsets' special values (-1 latest, ...).
+        since = max(0, retention - BOUNDARY_MARGIN_MS)
         partitions = self._partitions_at(stats.topics, since, timeout_s)
         ids: list[int] = []
         source = self.source_id.encode()
@@ -155,9 +157,12 @@ class CheckpointStore:
             if not isinstance(scan_id, bytes):
                 continue
             try:
-                ids.append(parse_uuid7(scan_id.decode()).int)
+                id_int = parse_uuid7(scan_id.decode()).int
             except (InvalidUUIDv7Error, UnicodeDecodeError):
                 continue  # an invalid id, dead-lettered: remembered above by content
+            # Older scans published lately (a backfill) are read too, but not kept.
+            if id_int >> 80 >= since:
+                ids.append(id_int)
         window.add_all(ids)
         stats.ids = len(window)
         stats.seconds = time.monotonic() - started

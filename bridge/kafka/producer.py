@@ -70,12 +70,17 @@ Headers = list[tuple[str, str | bytes | None]]
 
 @dataclass(frozen=True, slots=True)
 class OutRecord:
+    """One record to produce. Its Kafka timestamp is the time it is produced (librdkafka
+    stamps it): a timestamp as old as the scan would let time-based retention delete a
+    backfilled scan the moment it is written."""
+
     topic: str
     key: bytes | None
     value: bytes
     headers: Headers
-    # Kafka timestamp in ms; None lets the producer stamp it (dead letters, checkpoints).
-    timestamp_ms: int | None = None
+    # The scan's creation time (from its UUIDv7 id), for the end-to-end latency; None for
+    # dead letters and checkpoints.
+    created_ms: int | None = None
     # Set on dead letters: why the scan could not be published (a metric label).
     dlq_reason: str | None = None
 
@@ -294,13 +299,7 @@ class Publisher:
         produce, poll = self._producer.produce, self._producer.poll
         for attempt in range(_BUFFER_FULL_RETRIES):
             try:
-                produce(
-                    record.topic,
-                    record.value,
-                    record.key,
-                    headers=record.headers,
-                    timestamp=record.timestamp_ms or 0,
-                )
+                produce(record.topic, record.value, record.key, headers=record.headers)
                 break
             except BufferError:
                 # The local queue is full: serve delivery reports to make room.

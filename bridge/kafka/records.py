@@ -2,9 +2,11 @@
 
 Every record carries ``source-id`` and ``scan-id`` headers: start-up reads them back to
 rebuild the dedup window, and consumers can trace a record to its source. A scan record's
-key is its reader id, so one reader's scans stay in one partition in id order, and its
-timestamp is the scan's creation time from its UUIDv7 id. A dead letter keeps the scan's
-raw JSON as its value and says why in ``dlq-reason`` and ``dlq-detail``.
+key is its reader id, so one reader's scans stay in one partition in id order. Its Kafka
+timestamp is when it was published (retention counts from there, so a backfill of old scans
+is kept as long as live ones); the scan's creation time, from its UUIDv7 id, is in the value
+(``createdAt``) and in the ``scan-created-ms`` header. A dead letter keeps the scan's raw
+JSON as its value and says why in ``dlq-reason`` and ``dlq-detail``.
 """
 
 from __future__ import annotations
@@ -47,13 +49,14 @@ class RecordBuilder:
             if framed is None:
                 framed = framings[topic] = self._framed(self._framer.framing(topic))
             prefix, headers = framed
+            created_ms = item.scan.created_ms
             out.append(
                 OutRecord(
                     topic,
                     item.reader_id.encode(),
                     prefix + body,
-                    [*headers, ("scan-id", resource.id)],
-                    item.scan.created_ms,
+                    [*headers, ("scan-id", resource.id), ("scan-created-ms", str(created_ms))],
+                    created_ms,
                 )
             )
         return out

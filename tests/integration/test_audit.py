@@ -223,8 +223,12 @@ def test_audit_finds_hidden_scans_and_repair_publishes_each_once(
         assert sorted(_repaired(kafka_bootstrap, topics.scans)) == hidden
         tagged = [r for r in records if "repaired-by" in r.headers]
         assert all(r.headers["source-id"] == topics.source.encode() for r in tagged)
-        assert all(r.timestamp_ms == int(r.headers["scan-id"][:8] + r.headers["scan-id"][9:13], 16)
-                   for r in tagged)  # fmt: skip
+        assert all(
+            int(r.headers["scan-created-ms"])
+            == int(r.headers["scan-id"][:8] + r.headers["scan-id"][9:13], 16)
+            <= r.timestamp_ms
+            for r in tagged
+        )
 
     # The clean audit's result on the Pushgateway.
     with urllib.request.urlopen(pushgateway + "/metrics", timeout=5) as resp:

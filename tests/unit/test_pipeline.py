@@ -168,7 +168,7 @@ def test_enrichment_fetches_missing_pass_and_keeps_reader_id() -> None:
     assert sample(metrics, "passentry_bridge_enrichment_misses_total", kind="reader") == 3
 
 
-def test_records_are_keyed_by_reader_stamped_with_id_time_and_routed() -> None:
+def test_records_are_keyed_by_reader_carry_the_id_time_and_are_routed() -> None:
     now = now_ms()
     api, sink, metrics = FakeApi(), ListSink(), Metrics()
     sid = api.add(now - 1_234, reader="south-gate-1")
@@ -176,9 +176,10 @@ def test_records_are_keyed_by_reader_stamped_with_id_time_and_routed() -> None:
     (rec,) = sink.records
     assert rec.topic == "scans.successful.nfc"
     assert rec.key == b"south-gate-1"
-    assert rec.timestamp_ms == now - 1_234
+    assert rec.created_ms == now - 1_234
     headers = dict(rec.headers)
     assert headers["scan-id"] == sid
+    assert headers["scan-created-ms"] == str(now - 1_234)
     assert headers["schema-version"] == "1"
     assert headers["content-type"] == "application/avro; encoding=single-object"
     assert rec.value[:2] == b"\xc3\x01"

@@ -70,7 +70,7 @@ def test_a_pushed_scan_is_the_same_record_a_poll_gives() -> None:
     (by_push,) = [r for r in pushed.records if dict(r.headers)["scan-id"] == pushed_id]
     assert by_push.value == by_poll.value
     assert by_push.key == by_poll.key == b"gate-7"
-    assert by_push.timestamp_ms == by_poll.timestamp_ms
+    assert by_push.created_ms == by_poll.created_ms
     assert by_push.headers == by_poll.headers
     assert sample(metrics, "passentry_bridge_webhook_events_total", outcome="published") == 1
     assert sample(metrics, "passentry_bridge_end_to_end_latency_seconds_count", path="webhook") == 1

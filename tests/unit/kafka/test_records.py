@@ -35,7 +35,7 @@ def test_an_item_that_failed_to_encode_is_dead_lettered_with_its_raw_json() -> N
     scan_id = page["data"][1]["id"]
     assert dead.dlq_reason == "encode_error"
     assert dead.key == items[1].reader_id.encode()
-    assert dead.timestamp_ms is None  # stamped by the producer, not the scan's time
+    assert dead.created_ms is None
     # The value is the scan exactly as PassEntry sent it (not the poisoned copy).
     assert dead.value == bytes(items[1].scan.raw)
     assert json.loads(dead.value) == page["data"][1]

@@ -118,7 +118,7 @@ class Fleet:
         for source_id, run in stopping:
             run.thread.join(max(0.0, deadline - time.monotonic()))
             if run.thread.is_alive():
-                txn_id = transactional_id(source_id + (self._options.source_suffix or ""))
+                txn_id = transactional_id(source_id)
                 fenced = self._fence(txn_id)
                 log.warning(
                     "source did not stop in time: its producer is fenced and its open"
@@ -216,7 +216,6 @@ class Fleet:
                 self._config,
                 spec,
                 start_ms=self._start_ms(spec),
-                suffix=self._options.source_suffix or "",
                 metrics=metrics,
                 sleep=sleep,
                 transport=self._transport,

@@ -141,7 +141,7 @@ class Pipeline:
         self._metrics = metrics
         self._settings = settings
         self._ensure_topics = ensure_topics
-        self._start_ms = settings.start_ms
+        self._start_ms: int | None = settings.start_ms
         # Every topic this source wrote to: restore reads them back to rebuild the window.
         self.topics_written: set[str] = set()
         self.rejects = RejectMemory(ttl_s=window.lookback_ms / 1000 + 120)
@@ -156,25 +156,34 @@ class Pipeline:
     def restore(self) -> Restored:
         """Fence, then read what was committed, then rebuild the dedup window from it."""
         self._publisher.init()
-        checkpoint = self._checkpoints.read()
+        state = self._checkpoints.read_state()
+        checkpoint = state.checkpoint
         self.rejects.clear()
         self.window.reset()
         self._reader.reset(None)
+        # What this source's repairs and backfills wrote is read back too.
+        topics = [*self._settings.fixed_topics, *state.repaired_topics]
+        dlq = self._settings.dlq_topic
         if checkpoint is None:
+            # A first start: what a backfill already published for this source from where
+            # polling starts (and what the sweep may look at behind it) is not published
+            # again. The cursor stays at the start, so nothing polled from there is late.
             self._start_ms = self._settings.start_ms
             self.window.read_until_ms = self._start_ms
-            return Restored(True, self._start_ms, None, None)
+            since = self._start_ms - self.window.lookback_ms - self.window.sweep_ms
+            rebuilt = self._checkpoints.rebuild(self.window, self.rejects, topics, dlq,
+                                                since_ms=since)  # fmt: skip
+            return Restored(True, self._start_ms, None, rebuilt)
         if checkpoint.watermark is None:
+            # Moved by ``state reset``: everything from there is published again, by design.
             self._start_ms = checkpoint.since_ms or self._settings.start_ms
             self.window.read_until_ms = self._start_ms
             return Restored(False, self._start_ms, None, None)
+        self._start_ms = None
         self.window.reset(checkpoint.watermark_int())
         self.window.read_until_ms = checkpoint.polled_until_ms
         rebuilt = self._checkpoints.rebuild(
-            self.window,
-            self.rejects,
-            [*checkpoint.topics, *self._settings.fixed_topics],
-            self._settings.dlq_topic,
+            self.window, self.rejects, [*checkpoint.topics, *topics], dlq
         )
         self.topics_written = set(checkpoint.topics)
         self._reader.reset(checkpoint.polled_until_ms)
@@ -215,9 +224,11 @@ class Pipeline:
                 self._advance(max(end, polled_until))
                 return self._after_cycle(stats, stop, started)
             stats.read(reads)
-        fallback = self.window.cursor_ms()
+        # Where polling starts when the reader has no position: the start a first start or
+        # a reset gave, else (a checkpoint of an older version) the window's cursor.
+        start = self._start_ms if self._start_ms is not None else self.window.cursor_ms()
         read = self._reader.next_slice(
-            self._start_ms if fallback is None else fallback, until_ms, stop
+            self._settings.start_ms if start is None else start, until_ms, stop
         )
         if read is None or stop.is_set():
             return stats

@@ -49,10 +49,8 @@ EXIT_GAVE_UP = 2
 class RunOptions:
     once: bool = False
     since_ms: int | None = None
-    until_ms: int | None = None
     serve_http: bool = True
-    # Backfills write under their own source id, so they never fence the live bridge.
-    source_suffix: str | None = None
+    # Told of every cycle that completed.
     on_cycle: Callable[[CycleStats], None] | None = None
 
 
@@ -61,7 +59,7 @@ class Runnable(Protocol):
 
     def prepare(self) -> Restored: ...
 
-    def cycle(self, stop: threading.Event, *, until_ms: int | None) -> CycleStats: ...
+    def cycle(self, stop: threading.Event) -> CycleStats: ...
 
     def recreate_producer(self) -> None: ...
 
@@ -138,7 +136,7 @@ class SourceRunner:
                     self._source.wait(min(left, 1.0), self._stop)
                     continue
                 started = self._clock()
-                stats = self._source.cycle(self._stop, until_ms=self._options.until_ms)
+                stats = self._source.cycle(self._stop)
             except ShutdownRequested:
                 break
             except FatalError as exc:
@@ -228,7 +226,12 @@ class SourceRunner:
     @staticmethod
     def _log_restored(restored: Restored) -> None:
         if restored.fresh:
-            log.info("no checkpoint: starting fresh", extra={"since_ms": restored.start_ms})
+            rebuilt = restored.rebuild
+            log.info(
+                "no checkpoint: starting fresh",
+                extra={"since_ms": restored.start_ms,
+                       "published_already": rebuilt.ids if rebuilt else 0},
+            )  # fmt: skip
         elif restored.watermark is None:
             log.info("checkpoint was reset", extra={"since_ms": restored.start_ms})
         else:

@@ -49,7 +49,6 @@ class Source:
         spec: SourceConfig,
         *,
         start_ms: int,
-        suffix: str = "",
         metrics: Metrics,
         sleep: Callable[[float], None],
         transport: httpx.BaseTransport | None = None,
@@ -59,8 +58,7 @@ class Source:
     ) -> None:
         self.config = config
         self.spec = spec
-        # A backfill writes under its own id (the suffix), so it never fences the live one.
-        self.source_id = source_id = spec.id + suffix
+        self.source_id = source_id = spec.id
         pe, kafka, br = spec.passentry, config.kafka, config.bridge
         self.client = PassEntryClient(
             str(pe.api_url),
@@ -181,9 +179,9 @@ class Source:
         since = self._clock() - self._pump.last_events_at
         return since < 2 * self.spec.passentry.poll_interval_backstop_s
 
-    def cycle(self, stop: threading.Event, *, until_ms: int | None) -> CycleStats:
+    def cycle(self, stop: threading.Event) -> CycleStats:
         settle = int(self.spec.passentry.webhook_settle_s * 1000) if self.pushing else None
-        return self.pipeline.cycle(stop, until_ms=until_ms, settle_ms=settle)
+        return self.pipeline.cycle(stop, settle_ms=settle)
 
     def wait(self, seconds: float, stop: threading.Event) -> None:
         """Until the next poll, publishing what webhooks bring meanwhile; a failure to do so

@@ -1,16 +1,18 @@
-"""Run one audit: fence (for a repair), find the live horizon, count PassEntry per bucket,
-read what Kafka holds, compare, and for ``--repair`` publish what is missing and check again.
+"""Run one audit, repair or backfill: choose the writer and fence, find the live horizon,
+count PassEntry per bucket, read what Kafka holds, compare, publish what is missing as it is
+found, and (an audit's repair) check again.
 
-The order is the no-double guarantee (README, "Audit"):
+The order is the no-double guarantee (README, "Audit" and "Backfill"):
 
-1. ``init_transactions`` under the repair's own transactional id (repair only): an older or
-   concurrent audit of the source is fenced and its open transaction aborted;
+1. (repair, backfill) who writes (``bridge.audit.repair.choose_writer``), then its
+   ``init_transactions``: every earlier run of the source is fenced and its open
+   transaction aborted (writing as the source, a live bridge's zombie too);
 2. the live source's checkpoint: scans older than the horizon derived from it will never be
    published by the live bridge;
 3. Kafka, read_committed, to the ends the partitions had at that point, waiting for every
    transaction begun by then to settle;
 4. what is missing = what PassEntry lists minus what step 3 read; only scans older than the
-   horizon are published.
+   horizon are published behind a live bridge, the whole range as the source.
 """
 
 from __future__ import annotations
@@ -22,16 +24,17 @@ from dataclasses import dataclass
 
 from bridge.audit.buckets import Bucket, split_range
 from bridge.audit.census import Census
-from bridge.audit.compare import BucketResult, Repairs, compare_bucket
+from bridge.audit.compare import BucketResult, compare_bucket
 from bridge.audit.horizon import LiveHorizon, live_horizon
 from bridge.audit.inventory import InventoryReader, KafkaScope
-from bridge.audit.repair import Repairer, repaired_topics
+from bridge.audit.repair import Repairer, Writer, choose_writer, repaired_topics
 from bridge.audit.report import AuditReport
 from bridge.config import Config
 from bridge.dedup import BOUNDARY_MARGIN_MS
 from bridge.kafka.checkpoint import Checkpoint, CheckpointStore
+from bridge.kafka.owners import find_owners
 from bridge.ops.metrics import Metrics
-from bridge.ops.progress import ProgressFactory
+from bridge.ops.progress import Progress, ProgressFactory
 from bridge.passentry.client import PassEntryClient
 from bridge.passentry.ratelimit import RequestBudget
 from bridge.passentry.slices import SlicePlan
@@ -47,11 +50,21 @@ class AuditRequest:
     since_ms: int
     until_ms: int
     bucket_ms: int
+    # Publish what is missing (audit --repair, backfill).
     repair: bool = False
+    # The command, named in the records' repaired-by header.
+    command: str = "audit"
+    # Write as the source even while a live member owns it (fencing it).
+    force: bool = False
+    # Name every missing, duplicated and unknown id (an audit); only count them (a backfill
+    # of a large range).
+    keep_ids: bool = True
+    # Audit again the buckets a repair touched.
+    recheck: bool = True
     repair_batch: int = 500
     # Beyond lookback + late sweep, how far behind the live cursor a repair stays.
     live_margin_ms: int = BOUNDARY_MARGIN_MS
-    # Requests per second for the audit: it shares PassEntry's 10/s with the live bridge.
+    # Requests per second: an audit shares PassEntry's 10/s with the live bridge.
     request_budget: float = 3.0
 
 
@@ -99,13 +112,7 @@ class Auditor:
         self._conf = kafka.librdkafka()
         self._checkpoints = CheckpointStore(self._conf, br.state_topic, request.source_id)
         self._timeout_s = kafka.transaction_timeout_ms / 1000 + 30
-        self._repairer = (
-            Repairer(
-                config, request.source_id, self._client, self.metrics, chunk=request.repair_batch
-            )
-            if request.repair
-            else None
-        )
+        self._repairer: Repairer | None = None
 
     def close(self) -> None:
         if self._repairer is not None:
@@ -116,35 +123,50 @@ class Auditor:
     def run(self) -> AuditReport:
         started = time.monotonic()
         req = self._request
-        if self._repairer is not None:
-            self._repairer.open()  # step 1: fence older audits before reading anything
-        checkpoint = self._checkpoints.read(self._timeout_s)
-        horizon = self._horizon(checkpoint)
-        scope = self._scope(checkpoint, self._repaired_topics())
-        report = AuditReport(req.source_id, req.since_ms, req.until_ms, req.bucket_ms, horizon,
-                             repair=req.repair)  # fmt: skip
+        report = AuditReport(req.source_id, req.since_ms, req.until_ms, req.bucket_ms,
+                             repair=req.repair, command=req.command)  # fmt: skip
+        repairer = self._open_writer(report) if req.repair else None  # step 1
+        checkpoint = self._checkpoints.read(self._timeout_s, topic_may_be_missing=True)
+        report.horizon = horizon = self._horizon(checkpoint)
+        publish_before = horizon.ms
+        if repairer is not None and repairer.writer is Writer.AS_SOURCE:
+            publish_before = req.until_ms
+        report.publish_before_ms = publish_before
+        scope = self._scope(checkpoint, sorted(repairer.topics) if repairer else None)
         buckets = split_range(req.since_ms, req.until_ms, req.bucket_ms)
-        results, repairs = self._audit(buckets, scope, horizon, report, repair=req.repair)
-        todo = [r for r in repairs if len(r)]
-        if self._repairer is not None and todo and not self._stop.is_set():
-            totals = self._repairer.publish(
-                [s for r in todo for s in r.scans],
-                [x for r in todo for x in r.rejects],
-                req.since_ms,
-                req.until_ms,
-                self._stop,
-                self._progress,
-            )
+        report.buckets = self._audit(buckets, scope, report, publish_before, repairer)
+        if repairer is not None:
+            totals = repairer.totals
             report.published, report.dead_letters_written = totals.published, totals.dead_letters
             log.info("repair committed", extra={"published": totals.published,
                                                 "dead_letters": totals.dead_letters})  # fmt: skip
-            # The repair may have written to a routed topic nothing had used before.
-            scope = self._scope(checkpoint, sorted(self._repairer.topics))
-            results = self._recheck(buckets, results, repairs, scope, horizon, report)
-        report.buckets = results
+            if req.recheck and any(b.published for b in report.buckets):
+                # The repair may have written to a routed topic nothing had used before.
+                scope = self._scope(checkpoint, sorted(repairer.topics))
+                report.buckets = self._recheck(buckets, report, scope, publish_before)
         report.requests = api_requests(self.metrics)
         report.seconds = time.monotonic() - started
         return report
+
+    def _open_writer(self, report: AuditReport) -> Repairer:
+        req, br = self._request, self._config.bridge
+        owners = find_owners(self._conf, br.group_id, br.coordination_topic, [req.source_id])
+        has_checkpoint = owners.known or (
+            self._checkpoints.read(self._timeout_s, topic_may_be_missing=True) is not None
+        )
+        writer = choose_writer(owners, req.source_id, force=req.force,
+                               has_checkpoint=has_checkpoint)  # fmt: skip
+        owner = owners.owner(req.source_id)
+        report.writer = writer
+        report.owner = str(owner) if owner is not None else None
+        report.owners_unknown = None if owners.known else owners.why
+        self._repairer = Repairer(
+            self._config, req.source_id, self._client, self.metrics, writer=writer,
+            since_ms=req.since_ms, until_ms=req.until_ms, command=req.command,
+            chunk=req.repair_batch,
+        )  # fmt: skip
+        self._repairer.open()
+        return self._repairer
 
     def _horizon(self, checkpoint: Checkpoint | None) -> LiveHorizon:
         pe = self._spec.passentry
@@ -157,25 +179,25 @@ class Auditor:
             margin_ms=self._request.live_margin_ms,
         )
 
-    def _repaired_topics(self) -> list[str]:
-        if self._repairer is not None:
-            return sorted(self._repairer.topics)  # read by open(), after the fence
-        return repaired_topics(self._conf, self._config.bridge.state_topic, self._request.source_id)
-
-    def _scope(self, checkpoint: Checkpoint | None, repaired: list[str]) -> KafkaScope:
-        dlq = self._config.bridge.dlq_topic
+    def _scope(self, checkpoint: Checkpoint | None, repaired: list[str] | None) -> KafkaScope:
+        br = self._config.bridge
+        if repaired is None:
+            repaired = repaired_topics(self._conf, br.state_topic, self._request.source_id)
         topics = set(checkpoint.topics) if checkpoint is not None else set()
         topics.update(repaired)
         if self._spec.topic_template is None:
             topics.add(self._spec.scans_topic)
-        topics.discard(dlq)
-        return KafkaScope(self._request.source_id, tuple(sorted(topics)), dlq)
+        topics.discard(br.dlq_topic)
+        return KafkaScope(self._request.source_id, tuple(sorted(topics)), br.dlq_topic)
+
+    def _bar(self, label: str, unit: str, total: int | None) -> Progress | None:
+        return self._progress(label, unit, total) if self._progress is not None else None
 
     def _audit(
-        self, buckets: list[Bucket], scope: KafkaScope, horizon: LiveHorizon,
-        report: AuditReport, *, repair: bool,
-    ) -> tuple[list[BucketResult], list[Repairs]]:  # fmt: skip
-        bar = self._progress("passentry", "buckets", len(buckets)) if self._progress else None
+        self, buckets: list[Bucket], scope: KafkaScope, report: AuditReport,
+        publish_before: int | None, repairer: Repairer | None,
+    ) -> list[BucketResult]:  # fmt: skip
+        bar = self._bar("passentry", "buckets", len(buckets))
         totals: list[int | None] = []
         for bucket in buckets:
             totals.append(self._census.count(bucket.start_ms, bucket.end_ms))
@@ -183,30 +205,42 @@ class Auditor:
                 bar.advance(1)
         if bar is not None:
             bar.close()
-        reader = InventoryReader(self._conf, scope, self._timeout_s)
-        inventory = reader.read(buckets, self._progress)
+        inventory = InventoryReader(self._conf, scope, self._timeout_s).read(
+            buckets, self._progress
+        )
         report.kafka_records += inventory.records_read
+        known = None if None in totals else sum(t for t in totals if t is not None)
+        label = self._request.command if repairer is not None else "compare"
+        bar = self._bar(label, "scans", known)
         results: list[BucketResult] = []
-        repairs: list[Repairs] = []
         for index, total in enumerate(totals):
-            compared = compare_bucket(
-                inventory, index, total, self._census, self._stop,
-                horizon_ms=horizon.ms, repair=repair,
+            results.append(
+                compare_bucket(
+                    inventory, index, total, self._census, self._stop,
+                    publish_before_ms=publish_before, sink=repairer,
+                    keep_ids=self._request.keep_ids,
+                    progress=bar.advance if bar is not None else None,
+                )
             )  # fmt: skip
-            results.append(compared.result)
-            repairs.append(compared.repairs)
-        return results, repairs
+            if self._stop.is_set():
+                break
+        if repairer is not None and not self._stop.is_set():
+            repairer.flush()
+        if bar is not None:
+            bar.close()
+        return results
 
     def _recheck(
-        self, buckets: list[Bucket], results: list[BucketResult], repairs: list[Repairs],
-        scope: KafkaScope, horizon: LiveHorizon, report: AuditReport,
+        self, buckets: list[Bucket], report: AuditReport, scope: KafkaScope,
+        publish_before: int | None,
     ) -> list[BucketResult]:  # fmt: skip
         """Audit again the buckets a repair touched, and say what it added to each."""
-        touched = [i for i, r in enumerate(repairs) if len(r)]
+        before = report.buckets
+        touched = [i for i, b in enumerate(before) if b.published]
         first, last = touched[0], touched[-1]
-        again, _ = self._audit(buckets[first : last + 1], scope, horizon, report, repair=False)
-        merged = list(results)
+        again = self._audit(buckets[first : last + 1], scope, report, publish_before, None)
+        merged = list(before)
         for offset, result in enumerate(again):
-            result.repaired = len(repairs[first + offset])
+            result.published = before[first + offset].published
             merged[first + offset] = result
         return merged

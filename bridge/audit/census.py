@@ -4,7 +4,10 @@ Counting costs one request: a one-scan page of the range carries ``meta.totalCou
 where PassEntry's count and Kafka's differ does the census look closer: it halves the range
 (on whole seconds, as the live sweep does) and counts each half, down to ranges small enough
 to list, whose pages it then reads completely with the bridge's own slice reader (pinned
-range, pages fetched several at a time inside the budget, walked again if scans moved).
+range, pages fetched several at a time inside the budget, walked again if scans moved). A
+range of which Kafka holds nothing (a first import) is listed at once: halving it would only
+add counts. Listings come in slices of at most ``PASSENTRY_MAX_CYCLE_SCANS`` scans, so
+memory stays bounded however large the range.
 
 Ranges are half-open, ``[start, end)``: a query sends ``createdAfter = start - 1 ms`` and
 ``createdBefore = end`` (both exclusive, to the millisecond), so two neighbouring ranges
@@ -37,11 +40,10 @@ _MIN_SPAN_MS = 2_000
 
 @dataclass(frozen=True, slots=True)
 class Leaf:
-    """A range whose counts disagreed, read scan by scan."""
+    """A range whose counts disagreed: to be listed scan by scan."""
 
     start_ms: int
     end_ms: int
-    found: Slice
 
 
 class Census:
@@ -72,21 +74,21 @@ class Census:
         meta = fetched.page.meta
         return meta.total_count if meta is not None else None
 
-    def listing(self, start_ms: int, end_ms: int, stop: threading.Event) -> Slice:
-        """Every scan PassEntry lists in ``[start, end)``, read to completeness."""
-        merged = Slice()
+    def listing(self, start_ms: int, end_ms: int, stop: threading.Event) -> Iterator[Slice]:
+        """Every scan PassEntry lists in ``[start, end)``, read to completeness, in slices of
+        at most ``max_scans``, oldest first."""
         after = start_ms - 1
+        self._reader.reset(None)  # no read-ahead of another range is ours
         while not stop.is_set():
             read = self._reader.next_slice(after, end_ms, stop)
             if read is None:
-                break
+                return
             self.requests += read.stats.pages
-            merged.scans.update(read.found.scans)
-            merged.rejected.update(read.found.rejected)
+            yield read.found
             if read.before >= end_ms:
-                break
-            after = read.before - 1  # cut short by PASSENTRY_MAX_CYCLE_SCANS: go on
-        return merged
+                return
+            self._reader.polled_until = read.before  # where the slice read ahead starts
+            after = read.before - 1
 
 
 def differences(
@@ -94,13 +96,16 @@ def differences(
     stop: threading.Event, depth: int = 0,
 ) -> Iterator[Leaf]:  # fmt: skip
     """The ranges inside ``[start, end)`` where PassEntry's count (``total`` for the whole)
-    and Kafka's disagree, each listed. Nothing at all when the counts agree."""
-    if stop.is_set() or (total is not None and total == known(start_ms, end_ms)):
+    and Kafka's disagree, to be listed. Nothing at all when the counts agree."""
+    if stop.is_set():
+        return
+    have = known(start_ms, end_ms)
+    if total is not None and total == have:
         return
     span = end_ms - start_ms
     small = total is None or total <= 2 * census.per_page
-    if small or span <= _MIN_SPAN_MS or depth >= _MAX_DEPTH:
-        yield Leaf(start_ms, end_ms, census.listing(start_ms, end_ms, stop))
+    if small or have == 0 or span <= _MIN_SPAN_MS or depth >= _MAX_DEPTH:
+        yield Leaf(start_ms, end_ms)
         return
     mid = (start_ms + span // 2) // 1000 * 1000
     if mid <= start_ms:
@@ -112,7 +117,10 @@ def differences(
 def range_count(pe: PassEntrySettings, start_ms: int, end_ms: int) -> int | None:
     """PassEntry's count for ``[start, end)`` with a source's filters, or None when it
     cannot be had: one request, for a progress bar's total."""
-    plan = SlicePlan(pe.filters.as_query(), 1, 1, 1, 0, pe.sweep_interval_s)
+    plan = SlicePlan(
+        filters=pe.filters.as_query(), per_page=1, concurrency=1, max_scans=1, overlap_ms=0,
+        sweep_interval_s=pe.sweep_interval_s,
+    )  # fmt: skip
     try:
         client = PassEntryClient(
             str(pe.api_url), pe.token(), metrics=Metrics(), budget=RequestBudget(1.0),

@@ -19,14 +19,15 @@ had written anything by then, whether it is still open or committed with its mar
 yet written, has been settled and, if committed, counted. The repair's no-double argument
 rests on this (see ``bridge.audit.horizon``).
 
-Memory: a scan id is kept as its 36 bytes of text per bucket (about 155 MB for a day at
-50 scans/s); sets are built one bucket at a time, when a bucket is looked at.
+Memory: a scan id is kept as its 16 bytes per bucket (about 70 MB for a day at 50 scans/s);
+sets are built one bucket at a time, when a bucket is looked at.
 """
 
 from __future__ import annotations
 
 import hashlib
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
@@ -43,7 +44,8 @@ from bridge.uuid7 import parse_uuid7_int
 
 __all__ = ["DeadLetters", "Inventory", "InventoryReader", "KafkaScope"]
 
-_ID_LEN = 36  # a canonical UUID's text
+_ID_TEXT = 36  # a canonical UUID's text, as in the scan-id header
+_ID = 16  # a UUID's bytes, as kept
 _LATE = "late_scan"
 
 
@@ -70,35 +72,38 @@ class DeadLetters:
 @dataclass(slots=True)
 class Inventory:
     buckets: list[Bucket]
+    # Per bucket, the main topics' scan ids, 16 bytes each, one per record.
     main: list[bytearray]
     dead: list[DeadLetters]
     # Dead letters without a readable UUIDv7 (bad ids): matched to listed scans by content.
     reject_digests: set[bytes]
     records_read: int = 0
     seconds: float = 0.0
-    # Filled by ``settle``: distinct main-topic ids and the ids seen more than once.
+    # Filled by ``settle``: distinct main-topic ids, and the ids there more than once with
+    # the number of records beyond the first.
     distinct: list[int] = field(default_factory=list)
-    duplicates: list[list[str]] = field(default_factory=list)
+    duplicates: list[dict[str, int]] = field(default_factory=list)
+
+    def add(self, index: int, scan_id_text: bytes) -> None:
+        self.main[index] += bytes.fromhex(scan_id_text.replace(b"-", b"").decode())
 
     def settle(self) -> None:
         for buf in self.main:
             seen: set[bytes] = set()
-            dupes: list[str] = []
-            for i in range(0, len(buf), _ID_LEN):
-                value = bytes(buf[i : i + _ID_LEN])
+            extra: dict[str, int] = {}
+            for i in range(0, len(buf), _ID):
+                value = bytes(buf[i : i + _ID])
                 if value in seen:
-                    dupes.append(value.decode())
+                    text = str(uuid.UUID(bytes=value))
+                    extra[text] = extra.get(text, 0) + 1
                 seen.add(value)
             self.distinct.append(len(seen))
-            self.duplicates.append(dupes)
+            self.duplicates.append(extra)
 
     def main_ids(self, index: int) -> set[int]:
         """The distinct ids of bucket ``index`` in the main topics, as ints."""
         buf = self.main[index]
-        return {
-            int(bytes(buf[i : i + _ID_LEN]).replace(b"-", b""), 16)
-            for i in range(0, len(buf), _ID_LEN)
-        }
+        return {int.from_bytes(buf[i : i + _ID], "big") for i in range(0, len(buf), _ID)}
 
 
 class InventoryReader:
@@ -128,14 +133,14 @@ class InventoryReader:
                     src = value
                 elif key == "scan-id":
                     scan = value
-            if src != source or scan is None or len(scan) != _ID_LEN:
+            if src != source or scan is None or len(scan) != _ID_TEXT:
                 continue
             try:
                 created = int(scan[:8] + scan[9:13], 16)  # a UUIDv7's first 48 bits
+                if since <= created < until:
+                    inv.add((created - since) // bucket_ms, scan)
             except ValueError:
                 continue
-            if since <= created < until:
-                inv.main[(created - since) // bucket_ms] += scan
         if bar is not None:
             bar.close()
         inv.settle()

@@ -35,8 +35,9 @@ def audit_registry(report: AuditReport | None, *, succeeded: bool) -> CollectorR
         return registry
     gauge("missing_scans", "Scans PassEntry lists that are in no main topic nor the DLQ,"
           " after repair if it ran.", report.missing)  # fmt: skip
-    gauge("extra_scans", "Ids in Kafka that PassEntry does not list, or there twice.",
-          report.extra)  # fmt: skip
+    gauge("duplicated_scans", "Records beyond one per scan id in the source's topics.",
+          report.duplicated)  # fmt: skip
+    gauge("unknown_scans", "Ids in Kafka that PassEntry does not list.", report.unknown)
     gauge("dead_lettered_scans", "Scans in the dead-letter topic only.", report.dead_lettered)
     gauge("repaired_scans", "Scans the last run published by --repair.", report.published)
     gauge("range_end_timestamp_seconds", "End (--until) of the range audited.",

@@ -1,25 +1,35 @@
-"""Publish the scans an audit found missing, exactly once, without touching the live bridge.
+"""Publish the scans an audit or a backfill found missing, exactly once, beside the live bridge.
 
-The scans go the way the live bridge's do: enrich (pass and reader from the page they were
-listed on), encode, build the record (same topic routing, key, timestamp and headers, with
-``source-id`` the live source's, so the live bridge's window rebuild and later audits count
-them), plus a ``repaired-by`` header naming the audit run. Each chunk is one Kafka
-transaction under the repair's own transactional id, ``passentry-bridge.<source>.repair``,
-with a progress record under the key ``<source>.repair`` in the state topic: the live
-source's checkpoint key is never written, so ``state show``/``state reset`` do not see it.
+``audit --repair`` and ``backfill`` are one mechanism with two entry points: both read what
+Kafka holds for the source (read_committed, ``bridge.audit.inventory``), list what PassEntry
+has, and publish only the difference, here. The scans go the way the live bridge's do:
+enrich (pass and reader from the page they were listed on), encode, build the record (same
+topic routing, key and headers, ``source-id`` the live source's, so the live bridge's window
+rebuild and later audits count them), plus a ``repaired-by`` header naming the command and
+its run. Each chunk is one Kafka transaction with a progress record under the key
+``<source>.repair`` in the state topic; the live source's checkpoint key is never written.
 
-Never the live bridge's transactional id, so a repair never fences it. Its own id fences an
-older audit: :meth:`Repairer.open` runs ``init_transactions`` first, which aborts whatever
-transaction an interrupted or concurrent audit left open; only then does the audit read
-Kafka and decide what is missing. So a run never publishes what an earlier run committed,
-and an earlier run can no longer commit once a later one has started.
+Who may write, and how far (:func:`choose_writer`):
+
+- **behind the live bridge** (a live member owns the source): under the repair's own
+  transactional id, ``passentry-bridge.<source>.repair``, and only scans older than the live
+  bridge's horizon (``bridge.audit.horizon``), which it will never publish itself. It never
+  fences the live bridge.
+- **as the source** (no live member owns it, or ``--force``): under the live source's own
+  transactional id, the whole range. A live bridge that starts meanwhile fences the run at
+  its first ``init_transactions``, and its restore reads back what the run committed. The
+  repair's id is fenced first too, so a run of either kind fences every earlier one.
+
+Either way :meth:`Repairer.open` runs ``init_transactions`` before anything is read: an
+interrupted or concurrent run of the source is fenced and its open transaction aborted, so a
+run never publishes what an earlier run committed, and an earlier run can no longer commit.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import enum
 import logging
-import threading
 import time
 import uuid
 from typing import Any
@@ -33,38 +43,51 @@ from bridge.avro.registry import RegistryFramer
 from bridge.avro.schemas import latest
 from bridge.config import Config
 from bridge.enrich import Enricher, PassCache
-from bridge.kafka.checkpoint import CheckpointStore
-from bridge.kafka.producer import OutRecord, Publisher, transactional_id
+from bridge.kafka.checkpoint import CheckpointStore, RepairProgress, repair_key
+from bridge.kafka.owners import Owners
+from bridge.kafka.producer import OutRecord, Publisher, fence, transactional_id
 from bridge.kafka.records import RecordBuilder
 from bridge.kafka.routing import Router
 from bridge.kafka.topics import TopicManager
 from bridge.ops.metrics import Metrics
-from bridge.ops.progress import ProgressFactory
 from bridge.passentry.client import PassEntryClient
 from bridge.passentry.pages import Listed, ListedReject
 
 __all__ = [
-    "RepairProgress",
     "RepairTotals",
     "Repairer",
-    "repair_key",
+    "Writer",
+    "choose_writer",
     "repair_transactional_id",
     "repaired_topics",
 ]
 
 log = logging.getLogger(__name__)
 
-# Scans per transaction: a failed one costs little to redo.
-_CHUNK = 500
+
+class Writer(enum.Enum):
+    """How a repair or backfill writes."""
+
+    # Under its own transactional id, behind the live bridge's horizon.
+    BEHIND_LIVE = "behind the live bridge"
+    # Under the source's own transactional id, the whole range.
+    AS_SOURCE = "as the source"
+
+
+def choose_writer(owners: Owners, source_id: str, *, force: bool, has_checkpoint: bool) -> Writer:
+    """Behind a live owner; as the source where none runs, or when told to (``--force``
+    fences the live bridge). Without a group to ask, a source that has a checkpoint may be
+    running: stay behind it; one without has never published, so write as it."""
+    if force:
+        return Writer.AS_SOURCE
+    if owners.known:
+        return Writer.AS_SOURCE if owners.owner(source_id) is None else Writer.BEHIND_LIVE
+    return Writer.BEHIND_LIVE if has_checkpoint else Writer.AS_SOURCE
 
 
 def repair_transactional_id(source_id: str) -> str:
     """One per source, beside (never equal to) the live bridge's ``passentry-bridge.<id>``."""
     return transactional_id(f"{source_id}.repair")
-
-
-def repair_key(source_id: str) -> str:
-    return f"{source_id}.repair"
 
 
 @dataclasses.dataclass(slots=True)
@@ -75,50 +98,34 @@ class RepairTotals:
     dead_letters: int = 0
 
 
-class RepairProgress(msgspec.Struct, frozen=True, rename="camel"):
-    """The record each repair transaction commits to the state topic."""
-
-    source_id: str
-    run_id: str
-    since_ms: int
-    until_ms: int
-    published: int
-    dead_letters: int
-    updated_at_ms: int
-    # Every topic a repair of this source ever wrote scans to: a routed topic the live
-    # bridge never used would otherwise be outside what later audits read.
-    topics: list[str] = msgspec.field(default_factory=list)
-    bridge_version: str = __version__
-
-
 _encode = msgspec.json.Encoder()
-_decode = msgspec.json.Decoder(RepairProgress)
 
 
 def repaired_topics(client_conf: dict[str, Any], state_topic: str, source_id: str) -> list[str]:
-    """The topics earlier repairs of ``source_id`` wrote to, from their last progress record."""
-    raw = CheckpointStore(client_conf, state_topic, repair_key(source_id)).read_raw()
-    if raw is None:
-        return []
-    try:
-        return list(_decode.decode(raw).topics)
-    except (msgspec.DecodeError, msgspec.ValidationError):
-        return []
+    """The topics earlier repairs and backfills of ``source_id`` wrote to."""
+    store = CheckpointStore(client_conf, state_topic, source_id)
+    return store.read_state(topic_may_be_missing=True).repaired_topics
 
 
 class Repairer:
+    """Publishes what it is given (:meth:`add`) in transactions of ``chunk`` scans, in the
+    order given; :meth:`flush` commits the rest."""
+
     def __init__(
         self, config: Config, source_id: str, client: PassEntryClient, metrics: Metrics,
-        *, chunk: int = _CHUNK,
+        *, writer: Writer, since_ms: int, until_ms: int, command: str, chunk: int = 500,
     ) -> None:  # fmt: skip
         spec, kafka, br = config.source(source_id), config.kafka, config.bridge
         conf = kafka.librdkafka()
         self.source_id = source_id
+        self.writer = writer
         self.run_id = uuid.uuid4().hex[:12]
+        self.totals = RepairTotals()
+        self.topics: set[str] = set()
         self._state_topic = br.state_topic
         self._conf = conf
-        self.topics: set[str] = set()
         self._chunk = chunk
+        self._range = (since_ms, until_ms)
         self._timeout_s = kafka.message_timeout_ms / 1000 + 5
         self._topics = TopicManager(
             conf,
@@ -126,12 +133,13 @@ class Repairer:
             partitions=br.topic_partitions,
             replication_factor=br.topic_replication_factor,
         )
+        self._txn_id = (
+            transactional_id(source_id)
+            if writer is Writer.AS_SOURCE
+            else repair_transactional_id(source_id)
+        )
         self._publisher = Publisher.for_settings(
-            conf,
-            kafka,
-            metrics,
-            transactional_id=repair_transactional_id(source_id),
-            hold_s=br.debug_txn_hold_s,
+            conf, kafka, metrics, transactional_id=self._txn_id, hold_s=br.debug_txn_hold_s
         )
         schema = latest()
         framer: Framer = SingleObjectFramer(schema)
@@ -144,12 +152,17 @@ class Repairer:
         self._records = RecordBuilder(
             source_id, br.dlq_topic, Router(spec.scans_topic, spec.topic_template), framer
         )
-        self._tag = ("repaired-by", f"passentry-bridge audit {__version__} run {self.run_id}")
+        self._tag = ("repaired-by", f"passentry-bridge {command} {__version__} run {self.run_id}")
+        self._scans: list[Listed] = []
+        self._dead: list[OutRecord] = []
 
     def open(self) -> None:
-        """Fence any older audit of this source and settle its open transaction. Call this
-        before reading Kafka to decide what is missing."""
+        """Fence every earlier run of this source's repairs and backfills (and, writing as
+        the source, any zombie of its live bridge) and settle their open transactions. Call
+        this before reading Kafka to decide what is missing."""
         self._topics.ensure([self._state_topic], compacted=True)
+        if self.writer is Writer.AS_SOURCE:
+            fence(self._conf, repair_transactional_id(self.source_id), self._timeout_s)
         self._publisher.init()
         # Read after the fence: what earlier runs committed is settled by now.
         self.topics = set(repaired_topics(self._conf, self._state_topic, self.source_id))
@@ -159,62 +172,49 @@ class Repairer:
         if self._registry is not None:
             self._registry.close()
 
-    def publish(
-        self, scans: list[Listed], rejects: list[ListedReject], since_ms: int, until_ms: int,
-        stop: threading.Event, progress: ProgressFactory | None = None,
-    ) -> RepairTotals:  # fmt: skip
-        """Publish ``scans`` (and dead-letter ``rejects``) in transactions; return how many
-        scan records and dead letters were committed."""
-        ordered = sorted(scans, key=lambda item: item.scan.id_int)
-        dead = [
-            self._tagged(self._records.dead_letter(item.rejected, item.url)) for item in rejects
-        ]
-        bar = progress("repair", "scans", len(ordered)) if progress is not None else None
-        totals = RepairTotals()
-        starts = range(0, max(len(ordered), 1 if dead else 0), self._chunk)
-        for start in starts:
-            if stop.is_set():
-                break
-            chunk = ordered[start : start + self._chunk]
-            enriched = self._enricher.enrich(chunk)
-            records = [
-                self._tagged(r)
-                for r in self._records.scans(enriched, self._encoder.encode(enriched))
-            ]
-            records.extend(dead)
-            dead = []
-            self._topics.ensure(sorted({r.topic for r in records}))
-            self.topics |= {r.topic for r in records if r.topic != self._records.dlq_topic}
-            acked = self._send(records, since_ms, until_ms, totals)
-            for topic, count in acked.items():
-                if topic == self._records.dlq_topic:
-                    totals.dead_letters += count
-                else:
-                    totals.published += count
-            if bar is not None:
-                bar.advance(len(chunk))
-        if bar is not None:
-            bar.close()
-        return totals
-
-    def _send(
-        self, records: list[OutRecord], since_ms: int, until_ms: int, totals: RepairTotals
-    ) -> dict[str, int]:
-        dlq = self._records.dlq_topic
-        progress = RepairProgress(
-            self.source_id,
-            self.run_id,
-            since_ms,
-            until_ms,
-            totals.published + sum(1 for r in records if r.topic != dlq),
-            totals.dead_letters + sum(1 for r in records if r.topic == dlq),
-            int(time.time() * 1000),
-            sorted(self.topics),
+    def add(self, scans: list[Listed], rejects: list[ListedReject]) -> None:
+        """Queue ``scans`` (in id order, after what was queued before) and dead letters for
+        ``rejects``; full chunks are committed at once."""
+        self._scans.extend(scans)
+        self._dead.extend(
+            self._tagged(self._records.dead_letter(r.rejected, r.url)) for r in rejects
         )
+        while len(self._scans) >= self._chunk:
+            chunk, self._scans = self._scans[: self._chunk], self._scans[self._chunk :]
+            self._commit(chunk)
+
+    def flush(self) -> None:
+        if self._scans or self._dead:
+            chunk, self._scans = self._scans, []
+            self._commit(chunk)
+
+    def _commit(self, chunk: list[Listed]) -> None:
+        enriched = self._enricher.enrich(chunk)
+        records = [
+            self._tagged(r) for r in self._records.scans(enriched, self._encoder.encode(enriched))
+        ]
+        records.extend(self._dead)
+        self._dead = []
+        if not records:
+            return
+        dlq = self._records.dlq_topic
+        self._topics.ensure(sorted({r.topic for r in records}))
+        self.topics |= {r.topic for r in records if r.topic != dlq}
+        scans = sum(1 for r in records if r.topic != dlq)
+        progress = RepairProgress(
+            self.source_id, self.run_id, *self._range,
+            self.totals.published + scans, self.totals.dead_letters + len(records) - scans,
+            int(time.time() * 1000), sorted(self.topics),
+        )  # fmt: skip
         marker = OutRecord(
             self._state_topic, repair_key(self.source_id).encode(), _encode.encode(progress), []
         )
-        return self._publisher.send(records, marker, self._timeout_s)
+        acked = self._publisher.send(records, marker, self._timeout_s)
+        for topic, count in acked.items():
+            if topic == dlq:
+                self.totals.dead_letters += count
+            else:
+                self.totals.published += count
 
     def _tagged(self, record: OutRecord) -> OutRecord:
         return dataclasses.replace(record, headers=[*record.headers, self._tag])

@@ -23,7 +23,7 @@ __all__ = ["cli", "main"]
 class _Commands(click.Group):
     _lazy: ClassVar[dict[str, tuple[str, str]]] = {
         "run": ("bridge.cli.run", "run"),
-        "backfill": ("bridge.cli.run", "backfill"),
+        "backfill": ("bridge.cli.backfill", "backfill"),
         "audit": ("bridge.cli.audit", "audit"),
         "check": ("bridge.cli.check", "check"),
         "tail": ("bridge.cli.tail", "tail"),

@@ -17,7 +17,16 @@ from bridge.ops.metrics import Metrics
 from bridge.passentry.client import PassEntryClient
 from bridge.passentry.ratelimit import RequestBudget
 
-__all__ = ["api_client", "config_file_option", "config_option", "load", "parse_time"]
+__all__ = [
+    "EXIT_OWNED",
+    "api_client",
+    "config_file_option",
+    "config_option",
+    "load",
+    "parse_time",
+    "pick_source",
+    "refuse_if_owned",
+]
 
 FC = TypeVar("FC", bound=Callable[..., Any])
 
@@ -52,6 +61,53 @@ def load(path: Path | None, **overrides: dict[str, Any]) -> Config:
     except ConfigError as exc:
         click.echo(f"passentry-bridge: configuration error: {exc}", err=True)
         sys.exit(2)
+
+
+# A command would write for a source that a live member of the group owns.
+EXIT_OWNED = 3
+
+
+def refuse_if_owned(config: Config, source_ids: list[str], *, force: bool, doing: str) -> None:
+    """Exit 3, naming the owner, when a live member owns one of these sources: ``doing``
+    (writing as the source) would fence it. ``force`` says so and goes on."""
+    from bridge.kafka.owners import find_owners
+
+    br = config.bridge
+    owners = find_owners(config.kafka.librdkafka(), br.group_id, br.coordination_topic, source_ids)
+    for source_id in source_ids:
+        owner = owners.owner(source_id)
+        if owner is None:
+            continue
+        if force:
+            click.echo(
+                f"passentry-bridge: --force: fencing the live bridge of source {source_id}"
+                f" ({owner}); it restarts and resumes from its checkpoint",
+                err=True,
+            )
+            continue
+        click.echo(
+            f"passentry-bridge: source {source_id} is owned by a live bridge, {owner} in"
+            f" consumer group {br.group_id}: {doing} would fence it. Stop that bridge first,"
+            " or pass --force to fence it (it restarts and resumes from its checkpoint).",
+            err=True,
+        )
+        sys.exit(EXIT_OWNED)
+
+
+def pick_source(config: Config, source_id: str | None) -> str:
+    """``--source``, which must name a source of the config; without it, the config's one
+    source (a usage error when it lists several)."""
+    ids = [s.id for s in config.sources]
+    if source_id is None:
+        if len(ids) != 1:
+            raise click.UsageError(f"--source is needed: the config lists sources {', '.join(ids)}")
+        return ids[0]
+    if source_id not in ids:
+        raise click.BadParameter(
+            f"{source_id!r} is not a source of the config ({', '.join(ids)})",
+            param_hint="--source",
+        )
+    return source_id
 
 
 def config_file_option(help_text: str) -> Callable[[FC], FC]:

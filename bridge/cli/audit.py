@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from bridge.cli._common import config_option, load, parse_time
+from bridge.cli._common import config_option, load, parse_time, pick_source
 from bridge.errors import BridgeError, ConfigError
 from bridge.ops.logs import setup_logging
 from bridge.ops.progress import progress_factory
@@ -39,8 +39,15 @@ log = logging.getLogger("bridge")
 @click.option(
     "--repair",
     is_flag=True,
-    help="Publish the missing scans (and late_scan dead letters) older than the live "
-    "bridge's horizon, exactly once, then check again.",
+    help="Publish the missing scans (and late_scan dead letters), exactly once: behind the "
+    "live bridge's horizon while a live member owns the source, else the whole range; then "
+    "check again.",
+)
+@click.option(
+    "--force",
+    is_flag=True,
+    help="With --repair: write as the source even while a live member owns it, fencing it "
+    "(it restarts and resumes from its checkpoint).",
 )
 @click.option(
     "--repair-batch",
@@ -70,12 +77,13 @@ log = logging.getLogger("bridge")
 )
 def audit(
     config_path: Path | None, since: str, until: str, bucket: str, source_id: str | None,
-    as_json: bool, repair: bool, repair_batch: int, budget: float, live_margin: str,
-    pushgateway: str | None,
+    as_json: bool, repair: bool, force: bool, repair_batch: int, budget: float,
+    live_margin: str, pushgateway: str | None,
 ) -> None:  # fmt: skip
-    """Check that every scan PassEntry lists in [--since, --until) is in Kafka.
+    """Check that every scan PassEntry lists in [--since, --until) is in Kafka, once.
 
-    Exit 0: complete; 4: scans missing; 2: bad usage or configuration; 1: could not run.
+    Exit 0: complete; 4: scans missing; 5: scans there more than once; 6: both; 2: bad
+    usage or configuration; 1: could not run.
     """
     from bridge.audit.buckets import parse_duration_ms
 
@@ -89,19 +97,17 @@ def audit(
         margin_ms = parse_duration_ms(live_margin)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
+    if force and not repair:
+        raise click.BadParameter("is only for --repair", param_hint="--force")
     from bridge.audit.auditor import AuditRequest
 
-    if source_id is None:
-        if len(config.sources) != 1:
-            ids = ", ".join(s.id for s in config.sources)
-            raise click.UsageError(f"--source is needed: the config lists sources {ids}")
-        source_id = config.sources[0].id
     request = AuditRequest(
-        source_id,
+        pick_source(config, source_id),
         since_ms,
         until_ms,
         bucket_ms,
         repair=repair,
+        force=force,
         repair_batch=repair_batch,
         live_margin_ms=margin_ms,
         request_budget=budget,

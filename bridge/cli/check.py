@@ -21,11 +21,10 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import click
 import httpx
-from confluent_kafka import ConsumerGroupState, KafkaError, KafkaException
+from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
 
 from bridge.cli._common import api_client, config_option, load
@@ -41,6 +40,7 @@ from bridge.kafka.acl import (
     topics_grant,
     transactional_id_grant,
 )
+from bridge.kafka.owners import Owners, find_owners
 from bridge.kafka.permissions import (
     create_allowed,
     group_operations,
@@ -48,7 +48,8 @@ from bridge.kafka.permissions import (
     topic_operations,
 )
 from bridge.kafka.producer import transactional_id
-from bridge.kafka.routing import Router, stable_partition
+from bridge.kafka.retention import topic_retention
+from bridge.kafka.routing import Router
 
 __all__ = ["CheckResult", "check", "run_checks"]
 
@@ -102,6 +103,9 @@ def run_checks(config: Config, *, running: bool = False) -> list[CheckResult]:
     results += _check_kafka(config)
     for source in config.sources:
         results.append(_named(_check_webhooks(config, source), source, several))
+    if any(r.name == "kafka" and r.ok for r in results):
+        results += _check_retention(config)
+        results += _check_owners(config)
     if running:
         results.append(_check_group(config))
     return results
@@ -135,15 +139,6 @@ def _check_api(config: Config, source: SourceConfig) -> CheckResult:
 
 
 _TIMEOUT_S = 10.0
-# Answers of a group coordinator that is still being set up (the first group on a young
-# cluster: its offsets topic is being made) or moving: ask again.
-_COORDINATOR_MOVING = frozenset(
-    {
-        KafkaError.NOT_COORDINATOR,
-        KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
-        KafkaError.COORDINATOR_NOT_AVAILABLE,
-    }
-)
 
 
 def _check_kafka(config: Config) -> list[CheckResult]:
@@ -367,22 +362,6 @@ def _check_webhooks(config: Config, source: SourceConfig) -> CheckResult:
     return CheckResult("webhooks", True, f"{detail}; passScanned is sent to {urls}")
 
 
-def _describe_group(admin: AdminClient, group_id: str) -> Any:
-    """The group's description; a coordinator still loading (a young cluster) or moving
-    is asked again, within the check's timeout."""
-    deadline = time.monotonic() + _TIMEOUT_S
-    while True:
-        future = admin.describe_consumer_groups([group_id], request_timeout=_TIMEOUT_S)
-        try:
-            return future[group_id].result()
-        except KafkaException as exc:
-            err = exc.args[0]
-            again = err.retriable() or err.code() in _COORDINATOR_MOVING
-            if not again or time.monotonic() >= deadline:
-                raise
-        time.sleep(0.5)
-
-
 def _check_group(config: Config) -> CheckResult:
     """Running replicas own every source: the group is stable and, for each source, one
     member is assigned the coordination partition the source hashes to (as the bridge's own
@@ -392,30 +371,55 @@ def _check_group(config: Config) -> CheckResult:
         return CheckResult(
             "running", False, "no consumer group (BRIDGE_GROUP_ID is empty): cannot see replicas"
         )
-    admin = AdminClient(config.kafka.librdkafka())
-    try:
-        topic = admin.list_topics(br.coordination_topic, timeout=_TIMEOUT_S).topics[
-            br.coordination_topic
-        ]
-        if topic.error is not None or not topic.partitions:
-            return CheckResult(
-                "running", False, f"no coordination topic {br.coordination_topic}: no replica ran"
-            )
-        group = _describe_group(admin, br.group_id)
-    except KafkaException as exc:
-        return CheckResult("running", False, f"{br.group_id}: {exc.args[0]}")
-    owners: dict[int, str] = {}
-    for member in group.members:
-        for tp in member.assignment.topic_partitions if member.assignment else []:
-            if tp.topic == br.coordination_topic:
-                owners[tp.partition] = member.host.lstrip("/") or member.member_id
-    partitions = len(topic.partitions)
-    owned = {s.id: owners.get(stable_partition(s.id, partitions)) for s in config.sources}
-    unowned = [source_id for source_id, owner in owned.items() if owner is None]
-    state = group.state.name.lower()
-    detail = f"{br.group_id}: {state}, {len(group.members)} member(s)"
+    owners = _owners(config)
+    if not owners.known:
+        return CheckResult("running", False, owners.why)
+    if owners.state == "none":
+        return CheckResult(
+            "running", False, f"no coordination topic {br.coordination_topic}: no replica ran"
+        )
+    unowned = [sid for sid, owner in owners.by_source.items() if owner is None]
+    detail = f"{br.group_id}: {owners.state}, {owners.members} member(s)"
     if not unowned:
-        detail += "; " + ", ".join(f"{sid} on {owner}" for sid, owner in owned.items())
+        detail += "; " + ", ".join(
+            f"{sid} on {owner.host}" for sid, owner in owners.by_source.items() if owner
+        )
     else:
         detail += f"; no owner for {', '.join(unowned)}"
-    return CheckResult("running", group.state == ConsumerGroupState.STABLE and not unowned, detail)
+    return CheckResult("running", owners.state == "stable" and not unowned, detail)
+
+
+def _check_owners(config: Config) -> list[CheckResult]:
+    """Who writes for each source now: informative (a standby deployment has no owner), and
+    what ``run --once``, ``state reset`` and ``backfill`` refuse to fence."""
+    owners = _owners(config)
+    if not owners.known:
+        return [CheckResult("owner", True, f"unknown: {owners.why}")]
+    rows = []
+    for sid, owner in owners.by_source.items():
+        detail = f"{sid}: {owner}" if owner else f"{sid}: no live member owns it"
+        rows.append(CheckResult("owner", True, detail))
+    return rows
+
+
+def _check_retention(config: Config) -> list[CheckResult]:
+    """How long the topics keep what the bridge publishes (counted from publication, so a
+    backfill of old scans is kept as long); a compacted scans topic or DLQ would keep one
+    record per reader, and fails."""
+    topics = [s.scans_topic for s in config.sources if s.topic_template is None]
+    topics = [*dict.fromkeys([*topics, config.bridge.dlq_topic])]
+    rows = []
+    for found in topic_retention(config.kafka.librdkafka(), topics, _TIMEOUT_S):
+        detail = found.describe()
+        if found.compacted:
+            detail += ": one scan per reader would be kept; set cleanup.policy=delete"
+        rows.append(CheckResult("retention", not found.compacted, detail))
+    return rows
+
+
+def _owners(config: Config) -> Owners:
+    br = config.bridge
+    return find_owners(
+        config.kafka.librdkafka(), br.group_id, br.coordination_topic,
+        [s.id for s in config.sources], _TIMEOUT_S,
+    )  # fmt: skip

@@ -1,4 +1,4 @@
-"""``passentry-bridge run`` and ``backfill``: hand the config over to the service."""
+"""``passentry-bridge run``: hand the config over to the service."""
 
 from __future__ import annotations
 
@@ -8,14 +8,13 @@ from pathlib import Path
 
 import click
 
-from bridge.cli._common import config_option, load, parse_time
+from bridge.cli._common import config_option, load, parse_time, refuse_if_owned
 from bridge.config import Config
 from bridge.errors import BridgeError, ConfigError
 from bridge.ops.logs import setup_logging
-from bridge.pipeline import CycleStats
 from bridge.runner import RunOptions
 
-__all__ = ["backfill", "run"]
+__all__ = ["run"]
 
 log = logging.getLogger("bridge")
 
@@ -27,54 +26,26 @@ log = logging.getLogger("bridge")
     "--since",
     help="Where a fresh start begins: ISO 8601 time or 'now'. Default: now minus the lookback.",
 )
-def run(config_path: Path | None, once: bool, since: str | None) -> None:
-    """Poll PassEntry and publish new scans to Kafka, continuously."""
+@click.option(
+    "--force",
+    is_flag=True,
+    help="With --once: run even while a live member of the group owns a source, fencing it "
+    "(it restarts and resumes from its checkpoint).",
+)
+def run(config_path: Path | None, once: bool, since: str | None, force: bool) -> None:
+    """Poll PassEntry and publish new scans to Kafka, continuously.
+
+    With --once, exit 3 when a live bridge owns a source (see --force)."""
     config = load(config_path)
     setup_logging(config.bridge.log_format, config.bridge.log_level)
     since_ms = parse_time(since, "--since") if since else None
+    if once:
+        # --once runs its sources itself, as their one writer: a live owner would be fenced.
+        ids = [s.id for s in config.sources]
+        refuse_if_owned(config, ids, force=force, doing="run --once")
+    elif force:
+        raise click.BadParameter("is only for --once", param_hint="--force")
     sys.exit(serve(config, RunOptions(once=once, since_ms=since_ms)))
-
-
-@click.command()
-@config_option
-@click.option("--since", required=True, help="ISO 8601 start (createdAfter).")
-@click.option("--until", required=True, help="ISO 8601 end (createdBefore), or 'now'.")
-def backfill(config_path: Path | None, since: str, until: str) -> None:
-    """Publish every scan created between --since and --until, fetching pages concurrently."""
-    config = load(config_path)
-    setup_logging(config.bridge.log_format, config.bridge.log_level)
-    since_ms, until_ms = parse_time(since, "--since"), parse_time(until, "--until")
-    if until_ms <= since_ms:
-        raise click.BadParameter("must be later than --since", param_hint="--until")
-    totals = CycleStats()
-    from bridge.audit.census import range_count
-    from bridge.ops.progress import progress_factory
-
-    # PassEntry's count for the range (one request a source) gives the bar its total and
-    # an ETA.
-    counts = [range_count(s.passentry, since_ms, until_ms) for s in config.sources]
-    total = None if None in counts else sum(c for c in counts if c is not None)
-    bar = progress_factory()("backfill", "scans", total)
-
-    def progress(stats: CycleStats) -> None:
-        totals.published += stats.published
-        totals.pages += stats.pages
-        bar.advance(stats.published + stats.dead_letters)
-
-    # Its own source id (so its own transactional id and checkpoint): a backfill never
-    # fences the live bridge, and the same range run again resumes where it stopped.
-    options = RunOptions(
-        once=True,
-        since_ms=since_ms,
-        until_ms=until_ms,
-        serve_http=False,
-        source_suffix=f".backfill.{since_ms}-{until_ms}",
-        on_cycle=progress,
-    )
-    code = serve(config, options)
-    bar.close()
-    click.echo(f"backfill: {totals.published} scans published from {totals.pages} pages", err=True)
-    sys.exit(code)
 
 
 def serve(config: Config, options: RunOptions) -> int:

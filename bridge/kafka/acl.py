@@ -47,9 +47,9 @@ _AUTHORIZATION = {
     KafkaError.GROUP_AUTHORIZATION_FAILED,
     KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
 }
-# What the bridge derives from a source's transactional id: backfills, audits' repairs and
-# `check`'s probe. A prefixed grant on the live id covers them.
-_DERIVED_ID = re.compile(r"\.(?:backfill\.\d+-\d+|repair|check)$")
+# What the bridge derives from a source's transactional id: the repairs of audits and
+# backfills, and `check`'s probe. A prefixed grant on the live id covers them.
+_DERIVED_ID = re.compile(r"\.(?:repair|check)$")
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,7 +39,14 @@ from bridge.kafka.producer import OutRecord
 from bridge.kafka.readback import plan_reads, read_committed, reader
 from bridge.uuid7 import parse_uuid7
 
-__all__ = ["Checkpoint", "CheckpointStore", "WindowRebuild"]
+__all__ = [
+    "Checkpoint",
+    "CheckpointStore",
+    "RepairProgress",
+    "SourceState",
+    "WindowRebuild",
+    "repair_key",
+]
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +72,40 @@ class Checkpoint(msgspec.Struct, frozen=True, rename="camel"):
         return 0 if self.watermark is None else uuid.UUID(self.watermark).int
 
 
+class RepairProgress(msgspec.Struct, frozen=True, rename="camel"):
+    """The record each transaction of a repair or backfill commits to the state topic,
+    under ``<source>.repair`` (``bridge.audit.repair``); the source's own key is never
+    written by them."""
+
+    source_id: str
+    run_id: str
+    since_ms: int
+    until_ms: int
+    published: int
+    dead_letters: int
+    updated_at_ms: int
+    # Every topic a repair of this source ever wrote scans to: a routed topic the live
+    # bridge never used would otherwise be outside what restores and audits read.
+    topics: list[str] = msgspec.field(default_factory=list)
+    bridge_version: str = __version__
+
+
+def repair_key(source_id: str) -> str:
+    return f"{source_id}.repair"
+
+
+@dataclass(frozen=True, slots=True)
+class SourceState:
+    """What the state topic holds for a source: its checkpoint (None before its first
+    commit), and the topics its repairs and backfills wrote to."""
+
+    checkpoint: Checkpoint | None
+    repaired_topics: list[str]
+
+
 _encode = msgspec.json.Encoder()
 _decode = msgspec.json.Decoder(Checkpoint)
+_decode_repair = msgspec.json.Decoder(RepairProgress)
 
 
 def make_checkpoint(
@@ -110,34 +149,54 @@ class CheckpointStore:
         """The checkpoint as a record for the state topic, keyed by source."""
         return OutRecord(self.topic, self.key, _encode.encode(checkpoint), [])
 
-    def read(self, timeout_s: float = 30.0) -> Checkpoint | None:
+    def read(
+        self, timeout_s: float = 30.0, *, topic_may_be_missing: bool = False
+    ) -> Checkpoint | None:
         """The last committed checkpoint of this source (read_committed), or None."""
-        latest = self.read_raw(timeout_s)
-        if latest is None:
-            return None
-        try:
-            return _decode.decode(latest)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            raise KafkaRetriableError(
-                f"checkpoint of source {self.source_id} in {self.topic} is unreadable: {exc}"
-            ) from exc
+        return self.read_state(timeout_s, topic_may_be_missing=topic_may_be_missing).checkpoint
 
-    def read_raw(self, timeout_s: float = 30.0) -> bytes | None:
-        """The last committed value under this store's key, undecoded (read_committed)."""
-        latest: bytes | None = None
+    def read_state(
+        self, timeout_s: float = 30.0, *, topic_may_be_missing: bool = False
+    ) -> SourceState:
+        """The source's checkpoint and its repairs' topics, in one read (read_committed).
+
+        ``topic_may_be_missing``: for a command that only looks (an audit on a cluster no
+        bridge ran on yet): a state topic that does not exist holds nothing. A restore
+        makes sure the topic exists first and reads strictly."""
+        if topic_may_be_missing and not self._topic_exists(timeout_s):
+            return SourceState(None, [])
+        latest = repair = None
+        repair_as = repair_key(self.source_id).encode()
         for msg in self._read_to_end([TopicPartition(self.topic, 0, OFFSET_BEGINNING)], timeout_s):
             if msg.key() == self.key:
                 latest = msg.value()
-        return latest
+            elif msg.key() == repair_as:
+                repair = msg.value()
+        checkpoint = None
+        if latest is not None:
+            try:
+                checkpoint = _decode.decode(latest)
+            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                raise KafkaRetriableError(
+                    f"checkpoint of source {self.source_id} in {self.topic} is unreadable: {exc}"
+                ) from exc
+        topics: list[str] = []
+        if repair is not None:
+            try:
+                topics = list(_decode_repair.decode(repair).topics)
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                log.warning("unreadable repair progress record", extra={"key": repair_as})
+        return SourceState(checkpoint, topics)
 
     def rebuild(
         self, window: DedupWindow, rejects: RejectMemory, topics: list[str], dlq_topic: str,
-        timeout_s: float = 120.0,
+        *, since_ms: int | None = None, timeout_s: float = 120.0,
     ) -> WindowRebuild:  # fmt: skip
-        """Fill ``window`` (and the dead-letter memory) from what this source committed."""
+        """Fill ``window`` (and the dead-letter memory) from what this source committed:
+        scans created from ``since_ms`` on (default: what the window keeps)."""
         started = time.monotonic()
         stats = WindowRebuild(topics=sorted(set(topics) | {dlq_topic}))
-        retention = window.retention_ms()
+        retention = window.retention_ms() if since_ms is None else since_ms
         if retention is None:
             return stats
         # Dead letters carry the producer's clock, not the scan's: start a margin earlier.
@@ -167,6 +226,20 @@ class CheckpointStore:
         stats.ids = len(window)
         stats.seconds = time.monotonic() - started
         return stats
+
+    def _topic_exists(self, timeout_s: float) -> bool:
+        consumer = self._consumer()
+        try:
+            found = consumer.list_topics(self.topic, timeout=timeout_s).topics.get(self.topic)
+        except KafkaException as exc:
+            raise KafkaRetriableError(f"cannot describe {self.topic}: {exc}") from exc
+        finally:
+            consumer.close()
+        if found is None or found.error is None:
+            return found is not None and bool(found.partitions)
+        if found.error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
+            return False
+        raise reading_error(self._conf, found.error, self.topic, _RESTORE_GROUPS)
 
     def _consumer(self, isolation: str = "read_committed") -> Consumer:
         try:

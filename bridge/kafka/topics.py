@@ -63,6 +63,9 @@ class TopicManager:
             )
         if missing:
             self._create_topics(missing, compacted, partitions)
+            # A reader right after this (a restore) would otherwise find no partition yet.
+            for topic in missing:
+                self.partition_count(topic)
         self._known.update(wanted)
 
     def partition_count(self, topic: str) -> int:

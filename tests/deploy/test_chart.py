@@ -621,7 +621,7 @@ def test_audit_cronjob(render: Render) -> None:
     (rule,) = job["podFailurePolicy"]["rules"]
     assert rule == {
         "action": "FailJob",
-        "onExitCodes": {"containerName": "audit", "operator": "In", "values": [2, 4]},
+        "onExitCodes": {"containerName": "audit", "operator": "In", "values": [2, 4, 5, 6]},
     }
     pod = job["template"]["spec"]
     assert pod["restartPolicy"] == "Never"

@@ -102,7 +102,7 @@ class ScriptedSource:
             self.unsettled = self.recreated = False
         return Restored(fresh=True, start_ms=0, watermark=None, rebuild=None)
 
-    def cycle(self, stop: threading.Event, *, until_ms: int | None) -> CycleStats:
+    def cycle(self, stop: threading.Event) -> CycleStats:
         self.journal.append("cycle")
         if self.unsettled:
             raise AssertionError("a cycle ran before the unknown commit was settled")

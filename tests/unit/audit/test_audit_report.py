@@ -8,9 +8,15 @@ import uuid
 import pytest
 
 from bridge.audit.buckets import Bucket, parse_duration_ms, split_range
-from bridge.audit.compare import BucketResult
+from bridge.audit.compare import BucketResult, Ids
 from bridge.audit.horizon import live_horizon
-from bridge.audit.report import EXIT_COMPLETE, EXIT_GAPS, AuditReport
+from bridge.audit.report import (
+    EXIT_COMPLETE,
+    EXIT_DUPLICATED,
+    EXIT_GAPS,
+    EXIT_GAPS_AND_DUPLICATED,
+    AuditReport,
+)
 from bridge.kafka.checkpoint import make_checkpoint
 from bridge.ops.progress import LogProgress
 
@@ -59,18 +65,37 @@ def test_live_horizon() -> None:
     )
 
 
+def _ids(*listed: str, times: int = 1) -> Ids:
+    ids = Ids()
+    for text in listed:
+        ids.add(text, times)
+    return ids
+
+
+def _bucket(bucket: Bucket, passentry: int, kafka: int, **kinds: Ids) -> BucketResult:
+    empty = {k: Ids() for k in ("missing", "duplicated", "unknown", "dead_lettered")}
+    return BucketResult(bucket, passentry, kafka, **{**empty, **kinds})
+
+
 def _report() -> AuditReport:
     cp = make_checkpoint("s", (3 * H) << 80 | (7 << 76) | (2 << 62), [])
     r = AuditReport("src", 0, 2 * H, H, live_horizon(cp, lookback_ms=0, late_sweep_ms=0,
                                                      margin_ms=0), requests=5)  # fmt: skip
     r.buckets = [
-        BucketResult(Bucket(0, H), 10, 10),
-        BucketResult(Bucket(H, 2 * H), 12, 9, missing=["a", "b"], extra=["c"], dead_lettered=["d"]),
+        _bucket(Bucket(0, H), 10, 10),
+        _bucket(
+            Bucket(H, 2 * H),
+            12,
+            9,
+            missing=_ids("a", "b"),
+            unknown=_ids("c"),
+            dead_lettered=_ids("d"),
+        ),
     ]
     return r
 
 
-def test_table_and_exit_code() -> None:
+def test_table_and_exit_codes() -> None:
     r = _report()
     lines = r.table().splitlines()
     assert lines[0].split() == [
@@ -78,25 +103,38 @@ def test_table_and_exit_code() -> None:
         "PassEntry",
         "Kafka",
         "missing",
-        "extra",
+        "duplicated",
+        "unknown",
         "dead-lettered",
         "status",
     ]
-    assert lines[2].split()[-4:] == ["0", "0", "0", "complete"]
-    assert lines[3].split()[2:] == ["12", "9", "2", "1", "1", "missing"]
-    assert lines[5].split() == ["total", "22", "19", "2", "1", "1", "GAPS"]
+    assert lines[2].split()[-5:] == ["0", "0", "0", "0", "complete"]
+    assert lines[3].split()[2:] == ["12", "9", "2", "0", "1", "1", "missing"]
+    assert lines[5].split() == ["total", "22", "19", "2", "0", "1", "1", "GAPS"]
     assert "missing: a, b" in r.table()
     assert r.exit_code() == EXIT_GAPS
-    r.buckets[1].missing = []
+    r.buckets[0].duplicated = _ids("e", times=2)
+    assert r.exit_code() == EXIT_GAPS_AND_DUPLICATED
+    assert "duplicated: e" in r.table()
+    r.buckets[1].missing = Ids()
+    assert r.exit_code() == EXIT_DUPLICATED
+    assert r.buckets[0].status == "duplicated"
+    r.buckets[0].duplicated = Ids()
     assert r.exit_code() == EXIT_COMPLETE
+    assert r.buckets[1].status == "unknown"  # an unknown id alone does not fail the audit
 
 
 def test_json() -> None:
-    doc = _report().to_json()
+    r = _report()
+    r.buckets[0].duplicated = _ids("e", times=2)
+    doc = r.to_json()
     assert doc["complete"] is False
-    assert doc["totals"] == {"passentry": 22, "kafka": 19, "missing": 2, "extra": 1,
-                             "deadLettered": 1, "repaired": 0, "repairDeadLetters": 0}  # fmt: skip
+    assert doc["exitCode"] == EXIT_GAPS_AND_DUPLICATED
+    assert doc["totals"] == {"passentry": 22, "kafka": 19, "missing": 2, "duplicated": 2,
+                             "unknown": 1, "deadLettered": 1, "repaired": 0,
+                             "repairDeadLetters": 0}  # fmt: skip
     assert doc["buckets"][1]["missingIds"] == ["a", "b"]
+    assert doc["buckets"][0]["duplicatedIds"] == ["e"]
     assert doc["buckets"][0]["start"] == "1970-01-01T00:00:00Z"
     assert doc["cost"]["apiRequests"] == 5
 
@@ -134,3 +172,35 @@ def test_a_terminal_gets_a_bar_with_total_rate_and_eta() -> None:
     assert last.startswith("backfill: 100%")
     assert "1.00k/1.00k" in last
     assert "scans/s" in last
+
+
+def test_who_writes_a_repair_or_backfill() -> None:
+    from bridge.audit.repair import Writer, choose_writer
+    from bridge.kafka.owners import Owner, Owners
+
+    live = Owners(True, {"s": Owner("passentry-bridge@pod-a", "10.0.0.7", "m-1")}, "g")
+    idle = Owners(True, {"s": None}, "g")
+    unknown = Owners(False, {}, "", why="no consumer group (BRIDGE_GROUP_ID is empty)")
+    assert choose_writer(live, "s", force=False, has_checkpoint=True) is Writer.BEHIND_LIVE
+    assert choose_writer(live, "s", force=True, has_checkpoint=True) is Writer.AS_SOURCE
+    assert choose_writer(idle, "s", force=False, has_checkpoint=True) is Writer.AS_SOURCE
+    # No group to ask: a source that has published may be running; one that has not, not.
+    assert choose_writer(unknown, "s", force=False, has_checkpoint=True) is Writer.BEHIND_LIVE
+    assert choose_writer(unknown, "s", force=False, has_checkpoint=False) is Writer.AS_SOURCE
+
+
+def test_a_cut_range_says_where_and_why() -> None:
+    from bridge.audit.repair import Writer
+
+    r = _report()
+    r.repair, r.command, r.writer = True, "backfill", Writer.BEHIND_LIVE
+    r.owner = "passentry-bridge@pod-a at 10.0.0.7 (member m-1)"
+    r.publish_before_ms = H + 30 * 60_000
+    note = r.cut_note()
+    assert note is not None
+    assert note.startswith("range cut at the live horizon 1970-01-01T01:30:00Z")
+    assert "pod-a" in note
+    r.publish_before_ms = r.until_ms
+    assert r.cut_note() is None
+    r.publish_before_ms = None
+    assert (r.cut_note() or "").startswith("nothing was published")

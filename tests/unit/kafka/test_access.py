@@ -188,7 +188,6 @@ def test_librdkafka_lines_differing_only_in_timing_and_client_are_one(
     "txn_id",
     [
         "passentry-bridge.eu.events",
-        "passentry-bridge.eu.events.backfill.1700000000000-1700003600000",
         "passentry-bridge.eu.events.repair",
         "passentry-bridge.eu.events.check",
     ],

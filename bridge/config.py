@@ -81,7 +81,7 @@ class ScanFilters(BaseModel):
 
 
 def _tls(
-    ca: Path | None, certificate: Path | None, key: Path | None, key_password: SecretStr | None
+    ca: Path | None, certificate: Path | None, key: Path | None, key_password: str | None
 ) -> dict[str, str]:
     """The TLS properties librdkafka and the registry client both name this way."""
     conf = {
@@ -94,7 +94,7 @@ def _tls(
         if path is not None
     }
     if key_password is not None:
-        conf["ssl.key.password"] = key_password.get_secret_value()
+        conf["ssl.key.password"] = key_password
     return conf
 
 
@@ -238,10 +238,13 @@ class KafkaSettings(_Group):
     sasl_mechanism: SaslMechanism | None = None
     sasl_username: str | None = None
     sasl_password: SecretStr | None = None
+    # The password as a mounted file (the chart's way), read when a client is made.
+    sasl_password_file: Path | None = None
     ssl_ca_location: Path | None = None
     ssl_certificate_location: Path | None = None
     ssl_key_location: Path | None = None
     ssl_key_password: SecretStr | None = None
+    ssl_key_password_file: Path | None = None
     compression_type: Literal["none", "gzip", "snappy", "lz4", "zstd"] = "lz4"
     linger_ms: int = Field(20, ge=0, le=60_000)
     message_timeout_ms: int = Field(120_000, ge=1_000)
@@ -261,13 +264,19 @@ class KafkaSettings(_Group):
 
     @model_validator(mode="after")
     def _check(self) -> KafkaSettings:
+        for name in ("sasl_password", "ssl_key_password"):
+            if getattr(self, name) is not None and getattr(self, name + "_file") is not None:
+                upper = "KAFKA_" + name.upper()
+                raise ValueError(f"set only one of {upper} and {upper}_FILE")
         sasl = self.security_protocol.startswith("SASL_")
         if sasl and (
-            self.sasl_mechanism is None or not self.sasl_username or self.sasl_password is None
+            self.sasl_mechanism is None
+            or not self.sasl_username
+            or (self.sasl_password is None and self.sasl_password_file is None)
         ):
             raise ValueError(
                 f"security_protocol {self.security_protocol} needs sasl_mechanism, "
-                "sasl_username and sasl_password"
+                "sasl_username and sasl_password (or sasl_password_file)"
             )
         if self.message_timeout_ms >= self.transaction_timeout_ms:
             raise ValueError(
@@ -287,18 +296,24 @@ class KafkaSettings(_Group):
         if self.sasl_mechanism is not None:
             conf["sasl.mechanism"] = self.sasl_mechanism
             conf["sasl.username"] = self.sasl_username
-            if self.sasl_password is not None:
-                conf["sasl.password"] = self.sasl_password.get_secret_value()
+            password = _secret(self.sasl_password, self.sasl_password_file, "KAFKA_SASL_PASSWORD")
+            if password is not None:
+                conf["sasl.password"] = password
         conf.update(
             _tls(
                 self.ssl_ca_location,
                 self.ssl_certificate_location,
                 self.ssl_key_location,
-                self.ssl_key_password,
+                self.key_password(),
             )
         )
         conf.update(self.properties)
         return conf
+
+    def key_password(self) -> str | None:
+        """The TLS client key's password, read from its file if one is set. Raises
+        ConfigError."""
+        return _secret(self.ssl_key_password, self.ssl_key_password_file, "KAFKA_SSL_KEY_PASSWORD")
 
 
 class BridgeSettings(_Group):
@@ -375,6 +390,9 @@ class RegistrySettings(_Group):
     version: int | None = Field(None, ge=1)
     basic_auth_user_info: SecretStr | None = None
     bearer_token: SecretStr | None = None
+    # Either credential as a mounted file (the chart's way), read when the client is made.
+    basic_auth_user_info_file: Path | None = None
+    bearer_token_file: Path | None = None
     # confluent-kafka 2.16 refuses a static bearer token without a logical cluster id (it
     # sends it as target-sr-cluster); the identity pool is optional.
     bearer_logical_cluster: str | None = None
@@ -410,17 +428,23 @@ class RegistrySettings(_Group):
             raise ValueError(
                 "SCHEMA_REGISTRY_VERSION is only used with SCHEMA_REGISTRY_MODE=pinned"
             )
-        if self.basic_auth_user_info is not None and self.bearer_token is not None:
+        for name in ("basic_auth_user_info", "bearer_token"):
+            if getattr(self, name) is not None and getattr(self, name + "_file") is not None:
+                upper = "SCHEMA_REGISTRY_" + name.upper()
+                raise ValueError(f"set only one of {upper} and {upper}_FILE")
+        basic = self.basic_auth_user_info is not None or self.basic_auth_user_info_file is not None
+        bearer = self.bearer_token is not None or self.bearer_token_file is not None
+        if basic and bearer:
             raise ValueError(
-                "set only one of SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO and"
-                " SCHEMA_REGISTRY_BEARER_TOKEN"
+                "set only one of SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO(_FILE) and"
+                " SCHEMA_REGISTRY_BEARER_TOKEN(_FILE)"
             )
         if (
             self.basic_auth_user_info is not None
             and ":" not in self.basic_auth_user_info.get_secret_value()
         ):
             raise ValueError("SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO must be user:password")
-        if self.bearer_token is not None and not self.bearer_logical_cluster:
+        if bearer and not self.bearer_logical_cluster:
             raise ValueError(
                 "SCHEMA_REGISTRY_BEARER_TOKEN needs SCHEMA_REGISTRY_BEARER_LOGICAL_CLUSTER"
                 " (the registry's logical cluster id, e.g. lsrc-abc123)"
@@ -446,11 +470,22 @@ class RegistrySettings(_Group):
             "retries.wait.ms": 250,
             "retries.max.wait.ms": 2000,
         }
-        if self.basic_auth_user_info is not None:
-            conf["basic.auth.user.info"] = self.basic_auth_user_info.get_secret_value()
-        if self.bearer_token is not None:
+        basic = _secret(
+            self.basic_auth_user_info,
+            self.basic_auth_user_info_file,
+            "SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO",
+        )
+        if basic is not None:
+            if ":" not in basic:
+                raise ConfigError(
+                    f"SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO_FILE: {self.basic_auth_user_info_file}"
+                    " must hold user:password"
+                )
+            conf["basic.auth.user.info"] = basic
+        bearer = _secret(self.bearer_token, self.bearer_token_file, "SCHEMA_REGISTRY_BEARER_TOKEN")
+        if bearer is not None:
             conf["bearer.auth.credentials.source"] = "STATIC_TOKEN"
-            conf["bearer.auth.token"] = self.bearer_token.get_secret_value()
+            conf["bearer.auth.token"] = bearer
             conf["bearer.auth.logical.cluster"] = self.bearer_logical_cluster
             if self.bearer_identity_pool_id:
                 conf["bearer.auth.identity.pool.id"] = self.bearer_identity_pool_id
@@ -459,7 +494,7 @@ class RegistrySettings(_Group):
                 self.ssl_ca_location,
                 self.ssl_certificate_location,
                 self.ssl_key_location,
-                self.ssl_key_password,
+                None if self.ssl_key_password is None else self.ssl_key_password.get_secret_value(),
             )
         )
         return conf

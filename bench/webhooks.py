@@ -17,7 +17,7 @@ from bench.scenarios import Arrivals, Sizes, quantile, say, wait_ready
 __all__ = ["webhook_latency"]
 
 RATE = 200
-SECRET = "bench-webhook-secret"
+SECRET = "bench-webhook-secret-0123456789abcdef"
 # Webhooks need a poll to have seen each reader in full, and the first events race the
 # first poll: steady state starts a few seconds after the first finished poll.
 _WARMUP_S = 5.0

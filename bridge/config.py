@@ -168,10 +168,20 @@ class PassEntrySettings(_Group):
     # An event whose timeStamp is older than this is refused (replay protection); polling
     # covers the scan.
     webhook_max_age_s: float = Field(300.0, gt=0, le=86_400)
+    # ...and so is one stamped further than this ahead of the bridge's clock, which could
+    # otherwise be replayed for as long as it is early.
+    webhook_max_future_s: float = Field(60.0, ge=0, le=3600)
     # While webhooks flow, polling is the backstop: it runs this often, checks new time by
     # counts, and stays this far behind now so that webhooks in flight can land first.
     poll_interval_backstop_s: float = Field(5.0, gt=0, le=3600)
     webhook_settle_s: float = Field(2.0, ge=0, le=60)
+
+    @field_validator("webhook_secret", "webhook_previous_secret")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and value.get_secret_value():
+            _check_webhook_secret(value.get_secret_value(), None)
+        return value
 
     @model_validator(mode="after")
     def _check(self) -> PassEntrySettings:
@@ -196,27 +206,53 @@ class PassEntrySettings(_Group):
 
     def webhook_secrets(self) -> list[str]:
         """The secrets a webhook signature may be made with: the current one, then the
-        previous one during a rotation. Empty when webhooks are off. Raises ConfigError."""
-        found = [
-            _secret(self.webhook_secret, self.webhook_secret_file, "PASSENTRY_WEBHOOK_SECRET"),
-            _secret(
-                self.webhook_previous_secret,
-                self.webhook_previous_secret_file,
-                "PASSENTRY_WEBHOOK_PREVIOUS_SECRET",
-            ),
-        ]
-        return [s for s in found if s]
+        previous one during a rotation. Empty when webhooks are off. Raises ConfigError,
+        also for a secret shorter than WEBHOOK_SECRET_MIN_BYTES."""
+        found = []
+        for name in ("webhook_secret", "webhook_previous_secret"):
+            upper = "PASSENTRY_" + name.upper()
+            file = getattr(self, name + "_file")
+            # Emptying the previous secret's file is how a rotation ends.
+            previous = name == "webhook_previous_secret"
+            secret = _secret(getattr(self, name), file, upper, empty_ok=previous)
+            if secret:
+                try:
+                    _check_webhook_secret(secret, file)
+                except ValueError as exc:
+                    raise ConfigError(f"{upper}{'_FILE' if file else ''}: {exc}") from None
+                found.append(secret)
+        return found
 
 
-def _secret(value: SecretStr | None, file: Path | None, name: str) -> str | None:
-    """A secret given directly or as a file (a mounted Kubernetes Secret); None if neither.
-    An unreadable or empty file is a ConfigError naming the setting, never the value."""
+# HMAC-SHA256 keys shorter than its 32-byte output make forgery cheaper to brute-force; a
+# secret PassEntry generates is longer, so a short one is a copy-paste or test leftover.
+WEBHOOK_SECRET_MIN_BYTES = 32
+
+
+def _check_webhook_secret(secret: str, file: Path | None) -> None:
+    size = len(secret.encode())
+    if size < WEBHOOK_SECRET_MIN_BYTES:
+        where = f"the secret in {file}" if file is not None else "the secret"
+        raise ValueError(
+            f"{where} is {size} bytes; a webhook secret must have at least"
+            f" {WEBHOOK_SECRET_MIN_BYTES} (use the one PassEntry generated for the subscription)"
+        )
+
+
+def _secret(
+    value: SecretStr | None, file: Path | None, name: str, *, empty_ok: bool = False
+) -> str | None:
+    """A secret given directly or as a file (a mounted Kubernetes Secret); None if neither,
+    or if the file is empty and ``empty_ok``. An unreadable or (otherwise) empty file is a
+    ConfigError naming the setting, never the value."""
     if file is not None:
         try:
             text = file.read_text(encoding="utf-8").strip()
         except OSError as exc:
             raise ConfigError(f"{name}_FILE: cannot read {file}: {exc.strerror}") from exc
         if not text:
+            if empty_ok:
+                return None
             raise ConfigError(f"{name}_FILE: {file} is empty")
         return text
     if value is None or not value.get_secret_value():
@@ -338,8 +374,24 @@ class BridgeSettings(_Group):
     webhook_topic: str = Field("passentry.bridge.webhooks", pattern=r"^[A-Za-z0-9._-]{1,249}$")
     # How long the owner of a source gathers inbox events before one transaction.
     webhook_batch_ms: int = Field(20, ge=0, le=5000)
-    # Webhook requests handled at once; more are answered 503 (PassEntry retries them).
+    # Verified webhook requests waiting on Kafka at once; more are answered 503 (PassEntry
+    # retries them). Unverified and slow requests never count here.
     webhook_max_inflight: int = Field(256, ge=1, le=100_000)
+    # Open connections to the receiver; more are answered 503 and closed. Each may buffer
+    # one body (256 KiB at most), so this also bounds the memory bodies can take, and it
+    # must leave file descriptors under the process's limit for everything else.
+    webhook_max_connections: int = Field(512, ge=1, le=100_000)
+    # A request's headers must arrive within this of its first byte (of the connection,
+    # for the first request), and its body within this of its headers; 408 or a close
+    # otherwise, so a slow client cannot hold a connection for long.
+    webhook_header_timeout_s: float = Field(10.0, gt=0, le=300)
+    webhook_body_timeout_s: float = Field(10.0, gt=0, le=300)
+    # How long a connection may sit idle between a verified request's answer and the next
+    # request (0: close after every answer). Refused requests always close theirs.
+    webhook_keepalive_s: float = Field(75.0, ge=0, le=3600)
+    # Event ids remembered for the replay window, so a redelivered event is answered 200
+    # without a second inbox record; the oldest are forgotten beyond this many.
+    webhook_replay_cache_size: int = Field(100_000, ge=0, le=10_000_000)
     # Replicas share the sources through this Kafka consumer group: the member assigned a
     # source's partition of the coordination topic runs it. Empty: no group; every source
     # of the config runs in this process (one replica only).

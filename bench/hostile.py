@@ -21,15 +21,19 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import multiprocessing
 import time
+import uuid
 import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from multiprocessing.synchronize import Event
 from typing import Any
 
-__all__ = ["HostileClients", "HostileMix", "gzip_bomb"]
+from bridge.uuid7 import UUIDv7Minter
+
+__all__ = ["HostileClients", "HostileMix", "Target", "captured_event", "gzip_bomb"]
 
 GIB = 1 << 30
 
@@ -70,6 +74,46 @@ class Target:
     replay_body: bytes
     replay_signature: str
     bomb: bytes = field(repr=False)
+
+
+def captured_event(reader_id: str = "hostile-bench-reader") -> bytes:
+    """A passScanned event stamped now, for a scan no poll will ever see, at a reader no
+    poll has seen: accepted once, it is left to polling (``webhook_deferred_total``) and
+    published never, so replaying it adds no record to the scans topic."""
+    now_ms = int(time.time() * 1000)
+    scan_id = str(UUIDv7Minter().mint(at_ms=now_ms))
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now_ms / 1000)) + ".000Z"
+    scan = {
+        "id": scan_id,
+        "type": "scan",
+        "attributes": {
+            "scanType": "nfc",
+            "scanValue": "04A1B2",
+            "validationType": "internalValidation",
+            "status": "successful",
+            "statusDetail": None,
+            "scannedAt": stamp,
+        },
+        "relationships": {
+            "pass": {"data": None},
+            "reader": {"data": {"id": reader_id, "type": "reader"}},
+        },
+    }
+    reader = {
+        "id": reader_id,
+        "type": "reader",
+        "attributes": {"name": "Hostile bench", "readerType": "PassentryReader"},
+    }
+    event = {
+        "data": {
+            "id": str(uuid.uuid4()),
+            "type": "webhook",
+            "attributes": {"timeStamp": stamp, "webhookType": "passScanned"},
+            "relationships": {"scan": {"data": {"id": scan_id, "type": "scan"}}},
+        },
+        "included": [scan, reader],
+    }
+    return json.dumps(event).encode()
 
 
 @functools.cache
@@ -248,17 +292,30 @@ class _Attack:
         return status, status == "200"
 
     async def bomb(self, reader: Any, writer: Any) -> tuple[str, bool]:
-        bomb = self.t.bomb
         writer.write(
             self.head + b"Content-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n"
             b"X-Webhook-Signature: " + b"0" * 64 + b"\r\n\r\n"
         )
-        for at in range(0, len(bomb), 64 * 1024):
-            piece = bomb[at : at + 64 * 1024]
-            writer.write(b"%x\r\n%s\r\n" % (len(piece), piece))
-            await writer.drain()
-        writer.write(b"0\r\n\r\n")
-        return await _status(reader), False
+        chunks = (
+            b"%x\r\n%s\r\n" % (len(piece), piece)
+            for piece in (
+                self.t.bomb[at : at + 64 * 1024] for at in range(0, len(self.t.bomb), 64 * 1024)
+            )
+        )
+        return await self._stream(reader, writer, [*chunks, b"0\r\n\r\n"]), False
+
+    async def _stream(self, reader: Any, writer: Any, pieces: Any) -> str:
+        """Send ``pieces`` while reading the answer; stop sending once it came."""
+        answer = asyncio.ensure_future(_status(reader))
+        try:
+            for piece in pieces:
+                if answer.done():
+                    break
+                writer.write(piece)
+                await writer.drain()
+        except OSError:
+            pass  # the server stopped reading: its answer tells why
+        return await answer
 
     async def oversize(self, reader: Any, writer: Any) -> tuple[str, bool]:
         writer.write(
@@ -266,16 +323,8 @@ class _Attack:
             + b"\r\n\r\n"
         )  # fmt: skip
         chunk = b"%x\r\n%s\r\n" % (64 * 1024, b"x" * 64 * 1024)
-        answer = asyncio.ensure_future(_status(reader))
-        try:
-            for _ in range(self.mix.oversize_bytes // (64 * 1024)):
-                if answer.done():
-                    break
-                writer.write(chunk)
-                await writer.drain()
-        except OSError:
-            pass  # the server stopped reading: its answer tells why
-        return await answer, False
+        pieces = (chunk for _ in range(self.mix.oversize_bytes // (64 * 1024)))
+        return await self._stream(reader, writer, pieces), False
 
 
 async def _status(reader: Any) -> str:

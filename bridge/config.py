@@ -391,7 +391,7 @@ class BridgeSettings(_Group):
     webhook_keepalive_s: float = Field(75.0, ge=0, le=3600)
     # Event ids remembered for the replay window, so a redelivered event is answered 200
     # without a second inbox record; the oldest are forgotten beyond this many.
-    webhook_replay_cache_size: int = Field(100_000, ge=0, le=10_000_000)
+    webhook_replay_cache_size: int = Field(50_000, ge=0, le=10_000_000)
     # Replicas share the sources through this Kafka consumer group: the member assigned a
     # source's partition of the coordination topic runs it. Empty: no group; every source
     # of the config runs in this process (one replica only).

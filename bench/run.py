@@ -45,6 +45,7 @@ TARGETS = [
     ("latency", "p99_s", "<=", 1.5),
     ("memory", "rss_growth_mb", "<=", 15.0),
     ("webhook_latency", "webhook.p99_s", "<=", 0.25),
+    ("webhook_latency", "webhook_hostile.p99_s", "<=", 0.25),
     ("webhook_latency", "api_requests_per_s", "<=", 1.0),
     ("failover", "sigterm.max_gap_s", "<=", 5.0),
     ("failover", "sigkill.max_gap_s", "<=", 15.0),
@@ -134,11 +135,28 @@ def markdown(results: dict[str, Any]) -> str:
             "| path | measured | p50 s | p99 s | max s | API requests / s | missing |",
             "|---|---|---|---|---|---|---|",
         ]
-        for name in ("poll", "webhook"):
+        for name, label in (
+            ("poll", "poll"),
+            ("webhook", "webhook"),
+            ("webhook_hostile", "webhook, hostile mix"),
+        ):
+            if name not in w:
+                continue
             f = w[name]
             lines.append(
-                f"| {name} | {f['measured']} | {f['p50_s']} | {f['p99_s']} | {f['max_s']} |"
+                f"| {label} | {f['measured']} | {f['p50_s']} | {f['p99_s']} | {f['max_s']} |"
                 f" {f['api_requests_per_s']} | {f['missing']} |"
+            )
+        if "webhook_hostile" in w:
+            h = w["webhook_hostile"]
+            outcomes = "; ".join(
+                f"{kind} " + ", ".join(f"{n} x {o}" for o, n in sorted(counts.items()))
+                for kind, counts in sorted(h["outcomes"].items())
+            )
+            lines.append(
+                f"\nUnder the hostile mix the bridge used {h['bridge_cpu_s']} CPU s, RSS"
+                f" {h['rss_before_mb']} -> peak {h['rss_peak_mb']} MiB; the attackers got:"
+                f" {outcomes}"
             )
     if "failover" in results:
         f = results["failover"]

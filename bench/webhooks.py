@@ -1,23 +1,29 @@
 """The ``webhook_latency`` scenario: scan creation to a read_committed consumer at 200 scans/s,
 polling alone (1 s interval) against webhooks on, side by side in one run, with the API
-requests per second each costs. Draws the two latency distributions to a PNG."""
+requests per second each costs; then webhooks on again while the hostile mix of
+``bench/hostile.py`` attacks the receiver (slow clients, a gzip bomb, oversized bodies, a
+replay storm, an unsigned flood). Draws the latency distributions to a PNG."""
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import hmac
 import time
 from pathlib import Path
 from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench._procs import Simulator, free_port
+from bench._procs import Child, Simulator, free_port, scrape_metrics
 from bench._runs import Context, bridge_child, fresh_names
+from bench.hostile import HostileClients, HostileMix, Target, captured_event, gzip_bomb
 from bench.scenarios import Arrivals, Sizes, quantile, say, wait_ready
 
 __all__ = ["webhook_latency"]
 
 RATE = 200
-SECRET = "bench-webhook-secret"
+SECRET = "bench-webhook-secret-0123456789abcdef"
 # Webhooks need a poll to have seen each reader in full, and the first events race the
 # first poll: steady state starts a few seconds after the first finished poll.
 _WARMUP_S = 5.0
@@ -27,22 +33,31 @@ def webhook_latency(ctx: Context, sizes: Sizes, plot_to: Path | None = None) -> 
     duration = sizes.latency_s
     poll = _run(ctx, duration, webhooks=False)
     pushed = _run(ctx, duration, webhooks=True)
+    attacked = _run(ctx, duration, webhooks=True, hostile=True)
     result = {
         "rate_per_s": RATE,
         "duration_s": duration,
         "poll": _summary(poll),
         "webhook": _summary(pushed),
+        "webhook_hostile": _summary(attacked) | attacked["hostile"],
         "api_requests_per_s": pushed["api_requests_per_s"],
         "poll_only_api_requests_per_s": poll["api_requests_per_s"],
     }
     if plot_to is not None:
-        _plot(poll["delays"], pushed["delays"], plot_to)
+        _plot(
+            [
+                ("poll (1 s)", poll["delays"], "tab:blue"),
+                ("webhook", pushed["delays"], "tab:orange"),
+                ("webhook, hostile mix", attacked["delays"], "tab:red"),
+            ],
+            plot_to,
+        )
         result["plot"] = str(plot_to)
     return result
 
 
-def _run(ctx: Context, duration: float, *, webhooks: bool) -> dict[str, Any]:
-    label = "webhook" if webhooks else "poll"
+def _run(ctx: Context, duration: float, *, webhooks: bool, hostile: bool = False) -> dict[str, Any]:
+    label = ("webhook-hostile" if hostile else "webhook") if webhooks else "poll"
     names = fresh_names(f"wh-latency-{label}")
     topic = names["BRIDGE_SCANS_TOPIC"]
     ctx.kafka.create_topics([topic])
@@ -69,13 +84,31 @@ def _run(ctx: Context, duration: float, *, webhooks: bool) -> dict[str, Any]:
     ):
         traffic_end = time.monotonic() + duration
         child, port_http = bridge_child(ctx, sim, f"bridge-{label}", env, [])
-        with child:
+        with child, contextlib.ExitStack() as attacking:
             ready_ms = wait_ready(ctx, child, port_http)
             steady_ms = ready_ms + int(_WARMUP_S * 1000)
+            attack: HostileClients | None = None
+            if hostile:
+                attack = _attack(ctx, child, port, names["BRIDGE_SOURCE_ID"], port_http)
+                attacking.callback(attack.__exit__)
+                rss_before, cpu_before = child.rss(), child.cpu()
+                # Measured once the attack is in full swing.
+                steady_ms = max(steady_ms, int(time.time() * 1000))
             time.sleep(max(0.0, steady_ms / 1000 - time.time()))
             before_by_route, started = _api_requests(sim), time.monotonic()
-            time.sleep(max(0.0, traffic_end - time.monotonic()))
+            rss_peak = child.rss()
+            while time.monotonic() < traffic_end:
+                time.sleep(min(0.5, max(0.0, traffic_end - time.monotonic())))
+                rss_peak = max(rss_peak, child.rss())
             after_by_route, ended = _api_requests(sim), time.monotonic()
+            extra: dict[str, Any] = {}
+            if attack is not None:
+                extra["hostile"] = {
+                    "bridge_cpu_s": round(child.cpu() - cpu_before, 2),
+                    "rss_before_mb": round(rss_before, 1),
+                    "rss_peak_mb": round(rss_peak, 1),
+                    "outcomes": attack.stop(),
+                }
             before, after = sum(before_by_route.values()), sum(after_by_route.values())
             created = sim.stats()["scans"]["total"]
             deadline = time.monotonic() + 30
@@ -96,7 +129,37 @@ def _run(ctx: Context, duration: float, *, webhooks: bool) -> dict[str, Any]:
             if n > before_by_route.get(route, 0)
         },
         "published_by_webhook": published_by_webhook,
+        **extra,
     }
+
+
+def _attack(ctx: Context, child: Child, port: int, source: str, port_http: int) -> HostileClients:
+    """The hostile mix against the bridge's receiver, once it is in full swing: its slow
+    clients hold their connections, and the request it replays was accepted once."""
+    path = f"/webhooks/passentry/{source}"
+    captured = captured_event()
+    signature = hmac.new(SECRET.encode(), captured, hashlib.sha256).hexdigest()
+    answer = ctx.http.post(
+        f"http://127.0.0.1:{port}{path}",
+        content=captured,
+        headers={"X-Webhook-Signature": signature},
+        timeout=30,
+    )
+    if answer.status_code != 200:
+        raise RuntimeError(f"the event to replay was refused: {answer.status_code} {answer.text}")
+    say("webhook_latency: hostile mix starting (bench/hostile.py)")
+    attack = HostileClients(
+        Target("127.0.0.1", port, path, captured, signature, gzip_bomb()), HostileMix()
+    )
+    attack.start()
+    deadline = time.monotonic() + 60
+    while scrape_metrics(port_http, ctx.http).get("passentry_bridge_webhook_connections", 0) < 300:
+        if not child.alive():
+            raise RuntimeError(f"the bridge exited under attack: see {child.log_path}")
+        if time.monotonic() > deadline:
+            raise TimeoutError("the hostile clients did not connect within 60 s")
+        time.sleep(0.1)
+    return attack
 
 
 def _api_requests(sim: Simulator) -> dict[str, int]:
@@ -135,7 +198,7 @@ def _summary(run: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _plot(poll: list[float], pushed: list[float], path: Path) -> None:
+def _plot(curves: list[tuple[str, list[float], str]], path: Path) -> None:
     """Cumulative distributions, log time axis, with p50 and p99 marked."""
     import matplotlib
 
@@ -143,7 +206,6 @@ def _plot(poll: list[float], pushed: list[float], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(8, 4.5), dpi=120)
-    curves = (("poll (1 s)", poll, "tab:blue"), ("webhook", pushed, "tab:orange"))
     for name, values, colour in curves:
         ordered = sorted(max(v, 1e-3) for v in values)
         if not ordered:

@@ -81,7 +81,7 @@ class ScanFilters(BaseModel):
 
 
 def _tls(
-    ca: Path | None, certificate: Path | None, key: Path | None, key_password: SecretStr | None
+    ca: Path | None, certificate: Path | None, key: Path | None, key_password: str | None
 ) -> dict[str, str]:
     """The TLS properties librdkafka and the registry client both name this way."""
     conf = {
@@ -94,7 +94,7 @@ def _tls(
         if path is not None
     }
     if key_password is not None:
-        conf["ssl.key.password"] = key_password.get_secret_value()
+        conf["ssl.key.password"] = key_password
     return conf
 
 
@@ -168,10 +168,20 @@ class PassEntrySettings(_Group):
     # An event whose timeStamp is older than this is refused (replay protection); polling
     # covers the scan.
     webhook_max_age_s: float = Field(300.0, gt=0, le=86_400)
+    # ...and so is one stamped further than this ahead of the bridge's clock, which could
+    # otherwise be replayed for as long as it is early.
+    webhook_max_future_s: float = Field(60.0, ge=0, le=3600)
     # While webhooks flow, polling is the backstop: it runs this often, checks new time by
     # counts, and stays this far behind now so that webhooks in flight can land first.
     poll_interval_backstop_s: float = Field(5.0, gt=0, le=3600)
     webhook_settle_s: float = Field(2.0, ge=0, le=60)
+
+    @field_validator("webhook_secret", "webhook_previous_secret")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and value.get_secret_value():
+            _check_webhook_secret(value.get_secret_value(), None)
+        return value
 
     @model_validator(mode="after")
     def _check(self) -> PassEntrySettings:
@@ -196,27 +206,53 @@ class PassEntrySettings(_Group):
 
     def webhook_secrets(self) -> list[str]:
         """The secrets a webhook signature may be made with: the current one, then the
-        previous one during a rotation. Empty when webhooks are off. Raises ConfigError."""
-        found = [
-            _secret(self.webhook_secret, self.webhook_secret_file, "PASSENTRY_WEBHOOK_SECRET"),
-            _secret(
-                self.webhook_previous_secret,
-                self.webhook_previous_secret_file,
-                "PASSENTRY_WEBHOOK_PREVIOUS_SECRET",
-            ),
-        ]
-        return [s for s in found if s]
+        previous one during a rotation. Empty when webhooks are off. Raises ConfigError,
+        also for a secret shorter than WEBHOOK_SECRET_MIN_BYTES."""
+        found = []
+        for name in ("webhook_secret", "webhook_previous_secret"):
+            upper = "PASSENTRY_" + name.upper()
+            file = getattr(self, name + "_file")
+            # Emptying the previous secret's file is how a rotation ends.
+            previous = name == "webhook_previous_secret"
+            secret = _secret(getattr(self, name), file, upper, empty_ok=previous)
+            if secret:
+                try:
+                    _check_webhook_secret(secret, file)
+                except ValueError as exc:
+                    raise ConfigError(f"{upper}{'_FILE' if file else ''}: {exc}") from None
+                found.append(secret)
+        return found
 
 
-def _secret(value: SecretStr | None, file: Path | None, name: str) -> str | None:
-    """A secret given directly or as a file (a mounted Kubernetes Secret); None if neither.
-    An unreadable or empty file is a ConfigError naming the setting, never the value."""
+# HMAC-SHA256 keys shorter than its 32-byte output make forgery cheaper to brute-force; a
+# secret PassEntry generates is longer, so a short one is a copy-paste or test leftover.
+WEBHOOK_SECRET_MIN_BYTES = 32
+
+
+def _check_webhook_secret(secret: str, file: Path | None) -> None:
+    size = len(secret.encode())
+    if size < WEBHOOK_SECRET_MIN_BYTES:
+        where = f"the secret in {file}" if file is not None else "the secret"
+        raise ValueError(
+            f"{where} is {size} bytes; a webhook secret must have at least"
+            f" {WEBHOOK_SECRET_MIN_BYTES} (use the one PassEntry generated for the subscription)"
+        )
+
+
+def _secret(
+    value: SecretStr | None, file: Path | None, name: str, *, empty_ok: bool = False
+) -> str | None:
+    """A secret given directly or as a file (a mounted Kubernetes Secret); None if neither,
+    or if the file is empty and ``empty_ok``. An unreadable or (otherwise) empty file is a
+    ConfigError naming the setting, never the value."""
     if file is not None:
         try:
             text = file.read_text(encoding="utf-8").strip()
         except OSError as exc:
             raise ConfigError(f"{name}_FILE: cannot read {file}: {exc.strerror}") from exc
         if not text:
+            if empty_ok:
+                return None
             raise ConfigError(f"{name}_FILE: {file} is empty")
         return text
     if value is None or not value.get_secret_value():
@@ -238,10 +274,13 @@ class KafkaSettings(_Group):
     sasl_mechanism: SaslMechanism | None = None
     sasl_username: str | None = None
     sasl_password: SecretStr | None = None
+    # The password as a mounted file (the chart's way), read when a client is made.
+    sasl_password_file: Path | None = None
     ssl_ca_location: Path | None = None
     ssl_certificate_location: Path | None = None
     ssl_key_location: Path | None = None
     ssl_key_password: SecretStr | None = None
+    ssl_key_password_file: Path | None = None
     compression_type: Literal["none", "gzip", "snappy", "lz4", "zstd"] = "lz4"
     linger_ms: int = Field(20, ge=0, le=60_000)
     # A transaction left open by a writer that died, or is stuck, holds back every
@@ -265,13 +304,19 @@ class KafkaSettings(_Group):
 
     @model_validator(mode="after")
     def _check(self) -> KafkaSettings:
+        for name in ("sasl_password", "ssl_key_password"):
+            if getattr(self, name) is not None and getattr(self, name + "_file") is not None:
+                upper = "KAFKA_" + name.upper()
+                raise ValueError(f"set only one of {upper} and {upper}_FILE")
         sasl = self.security_protocol.startswith("SASL_")
         if sasl and (
-            self.sasl_mechanism is None or not self.sasl_username or self.sasl_password is None
+            self.sasl_mechanism is None
+            or not self.sasl_username
+            or (self.sasl_password is None and self.sasl_password_file is None)
         ):
             raise ValueError(
                 f"security_protocol {self.security_protocol} needs sasl_mechanism, "
-                "sasl_username and sasl_password"
+                "sasl_username and sasl_password (or sasl_password_file)"
             )
         if self.message_timeout_ms >= self.transaction_timeout_ms:
             raise ValueError(
@@ -291,18 +336,24 @@ class KafkaSettings(_Group):
         if self.sasl_mechanism is not None:
             conf["sasl.mechanism"] = self.sasl_mechanism
             conf["sasl.username"] = self.sasl_username
-            if self.sasl_password is not None:
-                conf["sasl.password"] = self.sasl_password.get_secret_value()
+            password = _secret(self.sasl_password, self.sasl_password_file, "KAFKA_SASL_PASSWORD")
+            if password is not None:
+                conf["sasl.password"] = password
         conf.update(
             _tls(
                 self.ssl_ca_location,
                 self.ssl_certificate_location,
                 self.ssl_key_location,
-                self.ssl_key_password,
+                self.key_password(),
             )
         )
         conf.update(self.properties)
         return conf
+
+    def key_password(self) -> str | None:
+        """The TLS client key's password, read from its file if one is set. Raises
+        ConfigError."""
+        return _secret(self.ssl_key_password, self.ssl_key_password_file, "KAFKA_SSL_KEY_PASSWORD")
 
 
 class BridgeSettings(_Group):
@@ -327,8 +378,24 @@ class BridgeSettings(_Group):
     webhook_topic: str = Field("passentry.bridge.webhooks", pattern=r"^[A-Za-z0-9._-]{1,249}$")
     # How long the owner of a source gathers inbox events before one transaction.
     webhook_batch_ms: int = Field(20, ge=0, le=5000)
-    # Webhook requests handled at once; more are answered 503 (PassEntry retries them).
+    # Verified webhook requests waiting on Kafka at once; more are answered 503 (PassEntry
+    # retries them). Unverified and slow requests never count here.
     webhook_max_inflight: int = Field(256, ge=1, le=100_000)
+    # Open connections to the receiver; more are answered 503 and closed. Each may buffer
+    # one body (256 KiB at most), so this also bounds the memory bodies can take, and it
+    # must leave file descriptors under the process's limit for everything else.
+    webhook_max_connections: int = Field(512, ge=1, le=100_000)
+    # A request's headers must arrive within this of its first byte (of the connection,
+    # for the first request), and its body within this of its headers; 408 or a close
+    # otherwise, so a slow client cannot hold a connection for long.
+    webhook_header_timeout_s: float = Field(10.0, gt=0, le=300)
+    webhook_body_timeout_s: float = Field(10.0, gt=0, le=300)
+    # How long a connection may sit idle between a verified request's answer and the next
+    # request (0: close after every answer). Refused requests always close theirs.
+    webhook_keepalive_s: float = Field(75.0, ge=0, le=3600)
+    # Event ids remembered for the replay window, so a redelivered event is answered 200
+    # without a second inbox record; the oldest are forgotten beyond this many.
+    webhook_replay_cache_size: int = Field(50_000, ge=0, le=10_000_000)
     # Replicas share the sources through this Kafka consumer group: the member assigned a
     # source's partition of the coordination topic runs it. Empty: no group; every source
     # of the config runs in this process (one replica only).
@@ -379,6 +446,9 @@ class RegistrySettings(_Group):
     version: int | None = Field(None, ge=1)
     basic_auth_user_info: SecretStr | None = None
     bearer_token: SecretStr | None = None
+    # Either credential as a mounted file (the chart's way), read when the client is made.
+    basic_auth_user_info_file: Path | None = None
+    bearer_token_file: Path | None = None
     # confluent-kafka 2.16 refuses a static bearer token without a logical cluster id (it
     # sends it as target-sr-cluster); the identity pool is optional.
     bearer_logical_cluster: str | None = None
@@ -414,17 +484,23 @@ class RegistrySettings(_Group):
             raise ValueError(
                 "SCHEMA_REGISTRY_VERSION is only used with SCHEMA_REGISTRY_MODE=pinned"
             )
-        if self.basic_auth_user_info is not None and self.bearer_token is not None:
+        for name in ("basic_auth_user_info", "bearer_token"):
+            if getattr(self, name) is not None and getattr(self, name + "_file") is not None:
+                upper = "SCHEMA_REGISTRY_" + name.upper()
+                raise ValueError(f"set only one of {upper} and {upper}_FILE")
+        basic = self.basic_auth_user_info is not None or self.basic_auth_user_info_file is not None
+        bearer = self.bearer_token is not None or self.bearer_token_file is not None
+        if basic and bearer:
             raise ValueError(
-                "set only one of SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO and"
-                " SCHEMA_REGISTRY_BEARER_TOKEN"
+                "set only one of SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO(_FILE) and"
+                " SCHEMA_REGISTRY_BEARER_TOKEN(_FILE)"
             )
         if (
             self.basic_auth_user_info is not None
             and ":" not in self.basic_auth_user_info.get_secret_value()
         ):
             raise ValueError("SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO must be user:password")
-        if self.bearer_token is not None and not self.bearer_logical_cluster:
+        if bearer and not self.bearer_logical_cluster:
             raise ValueError(
                 "SCHEMA_REGISTRY_BEARER_TOKEN needs SCHEMA_REGISTRY_BEARER_LOGICAL_CLUSTER"
                 " (the registry's logical cluster id, e.g. lsrc-abc123)"
@@ -450,11 +526,22 @@ class RegistrySettings(_Group):
             "retries.wait.ms": 250,
             "retries.max.wait.ms": 2000,
         }
-        if self.basic_auth_user_info is not None:
-            conf["basic.auth.user.info"] = self.basic_auth_user_info.get_secret_value()
-        if self.bearer_token is not None:
+        basic = _secret(
+            self.basic_auth_user_info,
+            self.basic_auth_user_info_file,
+            "SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO",
+        )
+        if basic is not None:
+            if ":" not in basic:
+                raise ConfigError(
+                    f"SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO_FILE: {self.basic_auth_user_info_file}"
+                    " must hold user:password"
+                )
+            conf["basic.auth.user.info"] = basic
+        bearer = _secret(self.bearer_token, self.bearer_token_file, "SCHEMA_REGISTRY_BEARER_TOKEN")
+        if bearer is not None:
             conf["bearer.auth.credentials.source"] = "STATIC_TOKEN"
-            conf["bearer.auth.token"] = self.bearer_token.get_secret_value()
+            conf["bearer.auth.token"] = bearer
             conf["bearer.auth.logical.cluster"] = self.bearer_logical_cluster
             if self.bearer_identity_pool_id:
                 conf["bearer.auth.identity.pool.id"] = self.bearer_identity_pool_id
@@ -463,7 +550,7 @@ class RegistrySettings(_Group):
                 self.ssl_ca_location,
                 self.ssl_certificate_location,
                 self.ssl_key_location,
-                self.ssl_key_password,
+                None if self.ssl_key_password is None else self.ssl_key_password.get_secret_value(),
             )
         )
         return conf

@@ -76,25 +76,8 @@ class Service:
         if options.serve_http:
             self.http = StatusServer(br.http_host, br.http_port, self.metrics, self.health)
         self.webhooks: WebhookReceiver | None = None
-        secrets = {s.id: s.passentry.webhook_secrets() for s in config.sources}
-        if options.serve_http and any(secrets.values()):
-            # aiohttp costs a third of a second to import: only a bridge taking webhooks
-            # pays it, so a restart without them is back at work sooner.
-            from bridge.webhook.inbox import InboxWriter
-            from bridge.webhook.receiver import ReceiverSettings, WebhookReceiver
-
-            # Any replica takes a webhook for any source: the owner reads it from the inbox.
-            self.webhooks = WebhookReceiver(
-                ReceiverSettings(
-                    br.http_host,
-                    br.webhook_port,
-                    max(s.passentry.webhook_max_age_s for s in config.sources),
-                    br.webhook_max_inflight,
-                ),
-                {source_id: found for source_id, found in secrets.items() if found},
-                InboxWriter(self.kafka.client_conf(config.kafka.librdkafka()), br.webhook_topic),
-                self.metrics,
-            )
+        if options.serve_http and any(s.passentry.webhooks_enabled for s in config.sources):
+            self.webhooks = _receiver(config, self.kafka, self.metrics)
 
     def install_signal_handlers(self) -> None:
         def handle(signum: int, frame: FrameType | None) -> None:
@@ -203,6 +186,51 @@ class Service:
         self.fleet.stop_all(self.config.bridge.shutdown_grace_s / 2)
         if self.http is not None:
             self.http.stop()
+
+
+def _receiver(config: Config, kafka: KafkaAccess, metrics: Metrics) -> WebhookReceiver:
+    """The webhook receiver for every source that takes webhooks. Raises ConfigError for a
+    bad or shared secret, or a connection cap the file limit cannot hold."""
+    from bridge.webhook.inbox import InboxWriter
+    from bridge.webhook.keys import signing_keys
+    from bridge.webhook.receiver import (
+        MAX_BODY_BYTES,
+        ReceiverSettings,
+        WebhookReceiver,
+        WebhookSource,
+    )
+    from bridge.webhook.server import ServerLimits, ensure_file_limit
+
+    br = config.bridge
+    ensure_file_limit(br.webhook_max_connections)
+    keys = signing_keys(config.sources)
+    sources = {
+        s.id: WebhookSource(
+            keys[s.id], s.passentry.webhook_max_age_s, s.passentry.webhook_max_future_s
+        )
+        for s in config.sources
+        if s.id in keys
+    }
+    limits = ServerLimits(
+        max_connections=br.webhook_max_connections,
+        header_timeout_s=br.webhook_header_timeout_s,
+        body_timeout_s=br.webhook_body_timeout_s,
+        keepalive_s=br.webhook_keepalive_s,
+        max_body_bytes=MAX_BODY_BYTES,
+    )
+    # Any replica takes a webhook for any source: the owner reads it from the inbox.
+    return WebhookReceiver(
+        ReceiverSettings(
+            br.http_host,
+            br.webhook_port,
+            br.webhook_max_inflight,
+            limits,
+            br.webhook_replay_cache_size,
+        ),
+        sources,
+        InboxWriter(kafka.client_conf(config.kafka.librdkafka()), br.webhook_topic),
+        metrics,
+    )
 
 
 def _force_exit() -> None:

@@ -50,6 +50,7 @@ from bridge.kafka.permissions import (
 from bridge.kafka.producer import transactional_id
 from bridge.kafka.retention import topic_retention
 from bridge.kafka.routing import Router
+from bridge.webhook.keys import signing_keys
 
 __all__ = ["CheckResult", "check", "run_checks"]
 
@@ -336,6 +337,8 @@ def _check_webhooks(config: Config, source: SourceConfig) -> CheckResult:
         return CheckResult("webhooks", True, "off (PASSENTRY_WEBHOOK_SECRET unset): polling only")
     try:
         secrets = pe.webhook_secrets()
+        # As the bridge starts: every source's secret long enough, none shared.
+        signing_keys(config.sources)
         token = pe.token()
     except BridgeError as exc:
         return CheckResult("webhooks", False, str(exc))

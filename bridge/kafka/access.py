@@ -123,12 +123,15 @@ def librdkafka_logger() -> logging.Logger:
 
 
 def check_tls_files(settings: KafkaSettings) -> None:
-    """Each TLS file setting names a readable file; librdkafka would refuse to create a
-    client with a cryptic message otherwise. Raises ConfigError naming the setting."""
+    """Each TLS and password file setting names a readable file; librdkafka would refuse
+    to create a client with a cryptic message otherwise. Raises ConfigError naming the
+    setting."""
     for name, path in (
         ("KAFKA_SSL_CA_LOCATION", settings.ssl_ca_location),
         ("KAFKA_SSL_CERTIFICATE_LOCATION", settings.ssl_certificate_location),
         ("KAFKA_SSL_KEY_LOCATION", settings.ssl_key_location),
+        ("KAFKA_SASL_PASSWORD_FILE", settings.sasl_password_file),
+        ("KAFKA_SSL_KEY_PASSWORD_FILE", settings.ssl_key_password_file),
     ):
         if path is None:
             continue
@@ -159,13 +162,12 @@ def tls_verdict(address: str, settings: KafkaSettings, timeout_s: float = 5.0) -
     try:
         context = ssl.create_default_context(cafile=str(ca) if ca is not None else None)
         if settings.ssl_certificate_location is not None:
-            password = settings.ssl_key_password
             context.load_cert_chain(
                 str(settings.ssl_certificate_location),
                 str(settings.ssl_key_location) if settings.ssl_key_location else None,
-                password.get_secret_value() if password is not None else None,
+                settings.key_password(),
             )
-    except (OSError, ssl.SSLError) as exc:
+    except (OSError, ssl.SSLError, ConfigError) as exc:
         return TlsVerdict(
             address,
             False,

@@ -142,9 +142,16 @@ class Metrics:
         )
         self.webhook_requests = Counter(
             f"{p}_webhook_requests_total",
-            "Webhook requests by outcome (accepted, ignored, unauthorized, malformed, stale,"
-            " too_large, unknown_source, unavailable).",
+            "Webhook requests by outcome (accepted, replayed, ignored, unauthorized,"
+            " unknown_source, malformed, stale, future, too_large, unsupported_encoding,"
+            " timeout, bad_request, method_not_allowed, not_found, too_many_connections,"
+            " unavailable).",
             ["outcome"],
+            registry=r,
+        )
+        self.webhook_connections = Gauge(
+            f"{p}_webhook_connections",
+            "Connections open to the webhook receiver (BRIDGE_WEBHOOK_MAX_CONNECTIONS at most).",
             registry=r,
         )
         self.webhook_events = Counter(

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import secrets
 import signal
 import sys
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import click
@@ -56,10 +59,17 @@ def _webhook_options(func: click.decorators.FC) -> click.decorators.FC:
         click.option(
             "--webhook-url",
             help="POST a signed passScanned webhook here for every live scan (the backlog "
-            "is not sent). Listed as an organisation subscription. Needs --webhook-secret.",
+            "is not sent). Listed as an organisation subscription. Needs --webhook-secret "
+            "or --webhook-secret-file.",
         ),
         click.option(
             "--webhook-secret", help="Key of the HMAC-SHA256 in X-Webhook-Signature (UTF-8)."
+        ),
+        click.option(
+            "--webhook-secret-file",
+            type=click.Path(dir_okay=False, path_type=Path),
+            help="Generate the subscription's secret (64 hex characters), as PassEntry does, "
+            "and write it here (mode 600) for the bridge: PASSENTRY_WEBHOOK_SECRET_FILE.",
         ),
         click.option(
             "--webhook-signature-format",
@@ -151,9 +161,23 @@ def _webhook_options(func: click.decorators.FC) -> click.decorators.FC:
     return func
 
 
+def _generated_secret(path: Path) -> str:
+    secret = secrets.token_hex(32)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(secret + "\n")
+    except OSError as exc:
+        raise click.BadParameter(
+            f"cannot write {path}: {exc.strerror}", param_hint="--webhook-secret-file"
+        ) from exc
+    return secret
+
+
 def _webhook_config(
     url: str | None,
     secret: str | None,
+    secret_file: Path | None,
     signature_format: SignatureFormat,
     *,
     concurrency: int,
@@ -163,8 +187,14 @@ def _webhook_config(
     retry_base_ms: float,
     timeout_s: float,
 ) -> WebhookConfig:
+    if secret is not None and secret_file is not None:
+        raise click.UsageError("give --webhook-secret or --webhook-secret-file, not both")
+    if secret_file is not None:
+        secret = _generated_secret(secret_file)
     if (url is None) != (secret is None):
-        raise click.UsageError("--webhook-url and --webhook-secret go together")
+        raise click.UsageError(
+            "--webhook-url and --webhook-secret (or --webhook-secret-file) go together"
+        )
     if secret == "":
         raise click.BadParameter("must not be empty", param_hint="--webhook-secret")
     if url is not None:
@@ -294,6 +324,7 @@ def simulate(
     no_rate_limit: bool,
     webhook_url: str | None,
     webhook_secret: str | None,
+    webhook_secret_file: Path | None,
     webhook_signature_format: SignatureFormat,
     webhook_concurrency: int,
     webhook_queue_size: int,
@@ -310,6 +341,7 @@ def simulate(
     webhooks = _webhook_config(
         webhook_url,
         webhook_secret,
+        webhook_secret_file,
         webhook_signature_format,
         concurrency=webhook_concurrency,
         queue_size=webhook_queue_size,

@@ -1,47 +1,67 @@
 """``POST /webhooks/passentry/<source id>``: verify, make durable in the inbox, answer.
 
 The receiver runs on its own port (``BRIDGE_WEBHOOK_PORT``), apart from /metrics, so that
-only it is exposed to PassEntry. It answers:
+only it is exposed to PassEntry, and on its own thread and event loop, so that nothing a
+client does waits on the poll loop or its transactions, or the other way round. Its HTTP
+server (``bridge.webhook.server``) bounds connections, time and bytes; this module decides
+what a request is worth, in this order, each step cheaper than the next:
 
-- 200 ``{"status":"ok"}`` only once the event is in the inbox (the broker acknowledged it);
-- 200 for an event type the bridge does not handle (counted, ignored);
-- 401 for a missing or wrong signature (counted; the body is never logged);
-- 400 for a body that is not a webhook event, or one older than the replay window;
-- 404 for a source this deployment does not run; 405 for another method;
-- 413 above 256 KiB;
-- 503 while Kafka cannot take the event, or too many requests are in hand, so that
-  PassEntry retries.
+1. the head: POST only (405), no ``Content-Encoding`` but identity (415: bodies are never
+   inflated, so the signature covers the bytes as received and a compression bomb costs
+   nothing); the route (404 for any path but ``/webhooks/passentry/<id>``);
+2. the body is read, then the signature checked against the source's secrets (401). A
+   source this deployment does not run gets the same 401, after the same work, so the
+   answers do not tell which sources exist;
+3. the event: not a webhook event (400); a type the bridge does not handle (200, ignored);
+   stamped more than the source's maximum age ago or its tolerance ahead (400);
+4. a redelivery of an event accepted within its window (same source and ``data.id``) is
+   answered 200 and not written again; one still being written waits for that write;
+5. only now is a slot in hand taken (``max_inflight``, else 503): the event is written to
+   the inbox and answered 200 once the broker has it, 503 if it cannot (PassEntry retries).
 
-It runs an aiohttp server on a thread of its own, with a bound on requests in hand, so a
-flood of bad requests costs little and never waits on the poll loop or its transactions.
+Only a verified request keeps its connection alive. Refusals are counted by outcome and
+401s logged at most every few seconds, with a count (``bridge.webhook.refusals``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import re
+import secrets
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from aiohttp import web
 from confluent_kafka import KafkaError
 
 from bridge.errors import InvalidWebhookError, KafkaRetriableError
 from bridge.ops.metrics import Metrics
 from bridge.webhook.events import PASS_SCANNED, decode_event
+from bridge.webhook.keys import SigningKeys
+from bridge.webhook.refusals import RefusalLog
+from bridge.webhook.replay import ReplayCache
+from bridge.webhook.server import Answer, HttpServer, RequestHead, ServerLimits
 from bridge.webhook.signature import signature_matches
 
-__all__ = ["MAX_BODY_BYTES", "EventWriter", "ReceiverSettings", "WebhookReceiver"]
+__all__ = [
+    "MAX_BODY_BYTES",
+    "EventWriter",
+    "ReceiverSettings",
+    "WebhookReceiver",
+    "WebhookSource",
+]
 
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 256 * 1024
-SIGNATURE_HEADER = "X-Webhook-Signature"
+SIGNATURE_HEADER = "x-webhook-signature"
+_ROUTE = re.compile(r"^/webhooks/passentry/([^/]+)$")
 # How long a request waits for the broker before it is answered 503.
 _DURABLE_WAIT_S = 10.0
+_UNAUTHORIZED = ("bad or missing signature",)
 
 
 class EventWriter(Protocol):
@@ -60,33 +80,50 @@ class EventWriter(Protocol):
 class ReceiverSettings:
     host: str
     port: int
-    max_age_s: float
     max_inflight: int
+    limits: ServerLimits
+    replay_cache_size: int
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookSource:
+    """What the receiver knows of one source: its keys and its event time window."""
+
+    keys: SigningKeys
+    max_age_s: float
+    max_future_s: float
 
 
 class WebhookReceiver:
     def __init__(
         self,
         settings: ReceiverSettings,
-        secrets: Mapping[str, list[str]],
+        sources: Mapping[str, WebhookSource],
         inbox: EventWriter,
         metrics: Metrics,
         *,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        """``secrets`` maps each source id this deployment runs to its accepted secrets."""
+        """``sources`` holds each source this deployment takes webhooks for."""
         self._settings = settings
-        self._secrets = dict(secrets)
+        self._sources = dict(sources)
         self._inbox = inbox
         self._metrics = metrics
         self._clock = clock
         self._inflight = 0
+        self._replays = ReplayCache(settings.replay_cache_size)
+        # Writes under way, by (source, event id): a redelivery meanwhile waits for them.
+        self._writing: dict[tuple[str, str], asyncio.Future[bool]] = {}
+        self._refusals = RefusalLog()
+        # Verifies bodies for unknown sources, so that they cost what a bad signature does.
+        self._decoy = [secrets.token_bytes(32)]
         self._loop = asyncio.new_event_loop()
         self._started = threading.Event()
         self._port: int | None = None
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._serve, name="webhooks", daemon=True)
-        self._runner: web.AppRunner | None = None
+        self._server = HttpServer(settings.host, settings.port, settings.limits, self, self._count)
+        metrics.webhook_connections.set_function(lambda: self._server.open_connections)
 
     @property
     def port(self) -> int:
@@ -103,18 +140,22 @@ class WebhookReceiver:
             raise self._error
 
     def stop(self) -> None:
-        if self._runner is not None and self._loop.is_running():
-            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
+        if self._loop.is_running():
+            asyncio.run_coroutine_threadsafe(self._close(), self._loop).result(10)
             self._loop.call_soon_threadsafe(self._loop.stop)
         if self._thread.ident is not None:
             self._thread.join(10)
         self._inbox.close(5)
 
+    async def _close(self) -> None:
+        self._refusals.close()
+        await self._server.close()
+
     def _serve(self) -> None:
         asyncio.set_event_loop(self._loop)
         try:
             try:
-                self._loop.run_until_complete(self._listen())
+                self._port = self._loop.run_until_complete(self._server.start())
             except BaseException as exc:  # handed to start(), which raises it in its thread
                 self._error = exc
                 return
@@ -124,56 +165,77 @@ class WebhookReceiver:
         finally:
             self._loop.close()
 
-    async def _listen(self) -> None:
-        app = web.Application(client_max_size=MAX_BODY_BYTES)
-        app.router.add_route("*", "/webhooks/passentry/{source_id}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self._settings.host, self._settings.port)
-        await site.start()
-        # The port the OS gave, when port 0 was asked for (tests).
-        self._port = int(self._runner.addresses[0][1])
+    # --- what a request is worth (bridge.webhook.server.Handler) --------------------------
 
-    async def _handle(self, request: web.Request) -> web.Response:
-        if request.method != "POST":
-            return web.json_response({"errors": ["use POST"]}, status=405)
-        if self._inflight >= self._settings.max_inflight:
-            return self._answer("unavailable", 503, "too many webhook requests in hand")
-        self._inflight += 1
-        try:
-            return await self._accept(request)
-        finally:
-            self._inflight -= 1
-
-    async def _accept(self, request: web.Request) -> web.Response:
-        source_id = request.match_info["source_id"]
-        secrets = self._secrets.get(source_id)
-        if secrets is None:
-            return self._answer("unknown_source", 404, "no such source")
-        if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
-            return self._answer("too_large", 413, "body above 256 KiB")
-        try:
-            body = await request.read()
-        except web.HTTPRequestEntityTooLarge:
-            return self._answer("too_large", 413, "body above 256 KiB")
-        if not signature_matches(body, request.headers.get(SIGNATURE_HEADER), secrets):
-            log.warning(
-                "webhook refused: bad or missing signature",
-                extra={"source_id": source_id, "remote": request.remote},
+    def screen(self, head: RequestHead) -> Answer | None:
+        if head.method != "POST":
+            return self._answer("method_not_allowed", 405, "use POST")
+        encoding = head.headers.get("content-encoding", "identity").strip().lower()
+        if encoding != "identity":
+            return self._answer(
+                "unsupported_encoding", 415, "send the body as is, without Content-Encoding"
             )
-            return self._answer("unauthorized", 401, "bad or missing signature")
+        if _ROUTE.match(head.path) is None:
+            return self._answer("not_found", 404, "no such route")
+        return None
+
+    async def handle(self, head: RequestHead, body: bytes) -> Answer:
+        match = _ROUTE.match(head.path)
+        source_id = match.group(1) if match else ""
+        source = self._sources.get(source_id)
+        signature = head.headers.get(SIGNATURE_HEADER)
+        if source is None:
+            signature_matches(body, signature, self._decoy)
+            self._refusals.refused(source_id[:100], head.remote)
+            return self._answer("unknown_source", 401, *_UNAUTHORIZED)
+        if not signature_matches(body, signature, source.keys.current()):
+            self._refusals.refused(source_id, head.remote)
+            return self._answer("unauthorized", 401, *_UNAUTHORIZED)
+        # Verified: whatever the answer, this sender may keep its connection.
         try:
             event = decode_event(body)
         except InvalidWebhookError as exc:
-            return self._answer("malformed", 400, str(exc))
+            return self._answer("malformed", 400, str(exc), keep=True)
         if event.webhook_type != PASS_SCANNED:
-            return self._answer("ignored", 200, None)
-        age_s = self._clock() - event.timestamp_ms / 1000
-        if age_s > self._settings.max_age_s:
-            return self._answer("stale", 400, f"event is {age_s:.0f}s old; polling covers it")
-        if not await self._durable(source_id, body):
-            return self._answer("unavailable", 503, "Kafka cannot take the event now")
-        return self._answer("accepted", 200, None)
+            return self._answer("ignored", 200, keep=True)
+        now = self._clock()
+        stamped = event.timestamp_ms / 1000
+        if now - stamped > source.max_age_s:
+            age = now - stamped
+            return self._answer(
+                "stale", 400, f"event is {age:.0f}s old; polling covers it", keep=True
+            )
+        if stamped - now > source.max_future_s:
+            ahead = stamped - now
+            return self._answer(
+                "future", 400, f"event is stamped {ahead:.0f}s in the future", keep=True
+            )
+        key = (source_id, event.event_id)
+        if self._replays.seen(source_id, event.event_id, now):
+            return self._answer("replayed", 200, keep=True)
+        writing = self._writing.get(key)
+        if writing is not None:
+            if await asyncio.shield(writing):
+                return self._answer("replayed", 200, keep=True)
+            return self._answer("unavailable", 503, "Kafka cannot take the event now", keep=True)
+        if self._inflight >= self._settings.max_inflight:
+            return self._answer("unavailable", 503, "too many webhook requests in hand", keep=True)
+        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._writing[key] = done
+        self._inflight += 1
+        durable = False
+        try:
+            durable = await self._durable(source_id, body)
+            if durable:
+                # Until the age check would refuse it anyway.
+                self._replays.add(source_id, event.event_id, stamped + source.max_age_s)
+        finally:
+            self._inflight -= 1
+            del self._writing[key]
+            done.set_result(durable)
+        if not durable:
+            return self._answer("unavailable", 503, "Kafka cannot take the event now", keep=True)
+        return self._answer("accepted", 200, keep=True)
 
     async def _durable(self, source_id: str, body: bytes) -> bool:
         loop = asyncio.get_running_loop()
@@ -195,11 +257,14 @@ class WebhookReceiver:
             log.warning("webhook event not written", extra={"error": err.str()})
         return err is None
 
-    def _answer(self, outcome: str, status: int, error: str | None) -> web.Response:
+    def _answer(
+        self, outcome: str, status: int, error: str | None = None, *, keep: bool = False
+    ) -> Answer:
+        self._count(outcome)
+        return Answer(status, (error,) if error else (), keep_alive=keep)
+
+    def _count(self, outcome: str) -> None:
         self._metrics.webhook_requests.labels(outcome).inc()
-        if error is None:
-            return web.json_response({"status": "ok"}, status=status)
-        return web.json_response({"errors": [error]}, status=status)
 
 
 def _settle(future: asyncio.Future[KafkaError | None], err: KafkaError | None) -> None:

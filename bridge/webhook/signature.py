@@ -1,4 +1,5 @@
-"""Verify ``X-Webhook-Signature``: HMAC-SHA256 of the raw body, keyed with the secret.
+"""Verify ``X-Webhook-Signature``: HMAC-SHA256 of the raw body as received, keyed with the
+secret (its UTF-8 bytes).
 
 PassEntry documents the HMAC but not its encoding, so lowercase (or uppercase) hex and
 base64 are both accepted, with or without a ``sha256=`` prefix. Every candidate secret is
@@ -17,15 +18,15 @@ from collections.abc import Sequence
 __all__ = ["signature_matches"]
 
 
-def signature_matches(body: bytes, header: str | None, secrets: Sequence[str]) -> bool:
-    if not header or not secrets:
+def signature_matches(body: bytes, header: str | None, keys: Sequence[bytes]) -> bool:
+    if not header or not keys:
         return False
     given = _digest_bytes(header.strip())
     if given is None or len(given) != hashlib.sha256().digest_size:
         return False
     matched = False
-    for secret in secrets:
-        expected = hmac.new(secret.encode(), body, hashlib.sha256).digest()
+    for key in keys:
+        expected = hmac.new(key, body, hashlib.sha256).digest()
         # No early exit: the time taken does not tell which secret matched.
         matched |= hmac.compare_digest(expected, given)
     return matched

@@ -32,6 +32,7 @@ from bridge.config import (
 )
 
 DEFAULT = CHART / "ci" / "default-values.yaml"
+WEBHOOK_SECRET = "whsec-chart-0123456789abcdef0123456789abcdef"
 CRD_GROUPS = ("monitoring.coreos.com/",)
 ids = [p.name.removesuffix("-values.yaml") for p in CI_VALUES]
 
@@ -183,12 +184,51 @@ BAD_VALUES = {
     "shutdown grace as a string": ["bridge.shutdownGraceSeconds=25s"],
     "bad topic name": ["bridge.scansTopic=a topic"],
     "webhooks without a secret": ["webhook.enabled=true"],
+    "a webhook secret under 32 characters": ["webhook.enabled=true", "webhook.secret=short"],
     "webhook ingress without a host": [
         "webhook.enabled=true",
-        "webhook.secret=s",
+        f"webhook.secret={WEBHOOK_SECRET}",
         "webhook.ingress.enabled=true",
+        "webhook.ingress.tlsSecretName=tls",
     ],
+    "webhook ingress without its TLS secret": [
+        "webhook.enabled=true",
+        f"webhook.secret={WEBHOOK_SECRET}",
+        "webhook.ingress.enabled=true",
+        "webhook.ingress.host=bridge.example.com",
+    ],
+    "a bad ingress body size": ["webhook.ingress.nginx.bodySize=lots"],
     "bad inbox topic": ["webhook.topic=in box"],
+    "one webhook secret shared by the sources": [
+        "sources[0].id=a",
+        "sources[0].apiToken=t",
+        "webhook.enabled=true",
+        f"webhook.secret={WEBHOOK_SECRET}",
+    ],
+    "webhooks on with sources, none with a secret": [
+        "sources[0].id=a",
+        "sources[0].apiToken=t",
+        "webhook.enabled=true",
+    ],
+    "a source's webhook secret given twice": [
+        "sources[0].id=a",
+        "sources[0].apiToken=t",
+        f"sources[0].webhook.secret={WEBHOOK_SECRET}",
+        "sources[0].webhook.existingSecret=s",
+    ],
+    "a short source webhook secret": [
+        "sources[0].id=a",
+        "sources[0].apiToken=t",
+        "sources[0].webhook.secret=short",
+    ],
+    "metrics open to anyone": ["json:networkPolicy.metricsFrom=[]"],
+    "the webhook port open to anyone": ["json:networkPolicy.webhookFrom=[]"],
+    "an existing registry Secret with two credentials": [
+        "schemaRegistry.enabled=true",
+        "schemaRegistry.url=https://r",
+        "schemaRegistry.existingSecret=s",
+        "schemaRegistry.bearerTokenKey=bearer-token",
+    ],
     "two replicas without a group": ["replicaCount=2", "bridge.groupId="],
     "zero replicas": ["replicaCount=0"],
     "a source without a token": ["sources[0].id=a"],
@@ -356,6 +396,7 @@ def test_sources_from_values_with_tokens_from_secrets(render: Render, tmp_path: 
     assert items == {
         "eu-events/token": ("rel-passentry-bridge", "source-eu-events-token"),
         "us-events/token": ("passentry-us", "token"),
+        "apac-events/token": ("rel-passentry-bridge", "source-apac-events-token"),
     }
     assert "source-eu-events-token" in one(docs, "Secret")["data"]
     # The bridge reads the file the chart writes, with the env the chart sets.
@@ -366,7 +407,7 @@ def test_sources_from_values_with_tokens_from_secrets(render: Render, tmp_path: 
             if isinstance(value, str):
                 mp.setenv(name, value)
         config = load_config(config_file)
-    eu, us = config.sources
+    eu, us, _ = config.sources
     assert (eu.id, eu.scans_topic, eu.passentry.filters.entity) == (
         "eu-events",
         "passentry.eu.scans",
@@ -384,6 +425,30 @@ def test_sources_from_values_with_tokens_from_secrets(render: Render, tmp_path: 
     assert config.bridge.group_id == "passentry-bridge"
     pdb = one(docs, "PodDisruptionBudget")["spec"]
     assert pdb["minAvailable"] == 1
+    # Each source that takes webhooks reads its own subscription's secret, nothing shared.
+    assert "PASSENTRY_WEBHOOK_SECRET_FILE" not in env
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    webhook_items = {
+        i["path"]: (s["secret"]["name"], i["key"])
+        for s in volumes["webhook-secret"]["projected"]["sources"]
+        for i in s["secret"]["items"]
+    }
+    assert webhook_items == {
+        "eu-events/secret": ("rel-passentry-bridge", "source-eu-events-webhook-secret"),
+        "us-events/secret": ("passentry-us-webhook", "current"),
+        "us-events/previous": ("passentry-us-webhook", "previous"),
+    }
+    files = {
+        s.id: (s.passentry.webhook_secret_file, s.passentry.webhook_previous_secret_file)
+        for s in config.sources
+    }
+    root = Path(mounts["webhook-secret"])
+    assert files == {
+        "eu-events": (root / "eu-events/secret", None),
+        "us-events": (root / "us-events/secret", root / "us-events/previous"),
+        "apac-events": (None, None),
+    }
+    assert "source-eu-events-webhook-secret" in one(docs, "Secret")["data"]
 
 
 # --- env names match bridge/config.py ----------------------------------------------------
@@ -414,8 +479,10 @@ def test_env_is_what_the_bridge_reads(
         monkeypatch.setenv(name, value if isinstance(value, str) else "from-a-secret")
     config = load_config()
     assert config.bridge.http_port == 9108
-    if "KAFKA_SASL_PASSWORD" in env:
-        assert config.kafka.sasl_password is not None
+    if "KAFKA_SASL_PASSWORD_FILE" in env:
+        assert config.kafka.sasl_password_file is not None
+    # Passwords and tokens are files, never environment variables.
+    assert not {n for n in env if n.endswith(("PASSWORD", "TOKEN", "USER_INFO", "SECRET"))}
 
 
 def test_schema_registry_settings(render: Render) -> None:
@@ -423,28 +490,66 @@ def test_schema_registry_settings(render: Render) -> None:
     env = _env(docs)
     assert set(env) >= {
         "SCHEMA_REGISTRY_URL",
-        "SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO",
-        "SCHEMA_REGISTRY_BEARER_TOKEN",
+        "SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO_FILE",
         "SCHEMA_REGISTRY_SSL_CA_LOCATION",
         "SCHEMA_REGISTRY_SUBJECT_NAME_STRATEGY",
         "SCHEMA_REGISTRY_MODE",
         "SCHEMA_REGISTRY_VERSION",
         "SCHEMA_REGISTRY_CACHE_TTL_S",
     }
+    assert "SCHEMA_REGISTRY_BEARER_TOKEN_FILE" not in env
     assert env["SCHEMA_REGISTRY_MODE"] == "pinned"
     assert env["SCHEMA_REGISTRY_VERSION"] == "3"
-    assert env["SCHEMA_REGISTRY_BEARER_TOKEN"]["secretKeyRef"]["name"] == "registry-credentials"
     mounts = {m["name"]: m["mountPath"] for m in _container(docs)["volumeMounts"]}
     ca = Path(env["SCHEMA_REGISTRY_SSL_CA_LOCATION"])
     assert str(ca.parent) == mounts["schema-registry-tls"]
+    user_info = Path(env["SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO_FILE"])
+    assert str(user_info.parent) == mounts["schema-registry-credentials"]
+    volumes = {v["name"]: v for v in one(docs, "Deployment")["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["schema-registry-credentials"]["secret"]["secretName"] == "registry-credentials"
+    assert volumes["schema-registry-credentials"]["secret"]["items"] == [
+        {"key": "basic-auth-user-info", "path": user_info.name}
+    ]
+
+
+def test_a_registry_bearer_token_is_a_file_too(render: Render) -> None:
+    token = 'json:schemaRegistry={"enabled": true, "url": "https://r", "bearerToken": "t"}'
+    docs = render(DEFAULT, token)
+    env = _env(docs)
+    path = Path(env["SCHEMA_REGISTRY_BEARER_TOKEN_FILE"])
+    mounts = {m["name"]: m["mountPath"] for m in _container(docs)["volumeMounts"]}
+    assert str(path.parent) == mounts["schema-registry-credentials"]
+    assert "bearer-token" in one(docs, "Secret")["data"]
+    existing = render(
+        DEFAULT,
+        "schemaRegistry.enabled=true",
+        "schemaRegistry.url=https://r",
+        "schemaRegistry.existingSecret=creds",
+        "schemaRegistry.basicAuthUserInfoKey=",
+        "schemaRegistry.bearerTokenKey=token",
+    )
+    volumes = {
+        v["name"]: v for v in one(existing, "Deployment")["spec"]["template"]["spec"]["volumes"]
+    }
+    assert volumes["schema-registry-credentials"]["secret"] == {
+        "secretName": "creds",
+        "defaultMode": 0o440,
+        "items": [{"key": "token", "path": "bearer"}],
+    }
+    assert "SCHEMA_REGISTRY_BEARER_TOKEN_FILE" in _env(existing)
 
 
 def test_kafka_tls_and_sasl(render: Render) -> None:
     docs = render(CHART / "ci" / "sasl-tls-values.yaml")
     env = _env(docs)
-    assert env["KAFKA_SASL_PASSWORD"]["secretKeyRef"]["key"] == "sasl-password"
-    assert env["KAFKA_SSL_KEY_PASSWORD"]["secretKeyRef"]["name"] == "kafka-client-tls"
     mounts = {m["name"]: m["mountPath"] for m in _container(docs)["volumeMounts"]}
+    assert str(Path(env["KAFKA_SASL_PASSWORD_FILE"]).parent) == mounts["kafka-sasl"]
+    volumes = {v["name"]: v for v in one(docs, "Deployment")["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["kafka-sasl"]["secret"]["items"] == [
+        {"key": "sasl-password", "path": Path(env["KAFKA_SASL_PASSWORD_FILE"]).name}
+    ]
+    # The key's password is a key of the TLS Secret, which is mounted whole.
+    assert env["KAFKA_SSL_KEY_PASSWORD_FILE"] == "/etc/passentry-bridge/kafka-tls/key-password"
     for key in ("CA", "CERTIFICATE", "KEY"):
         assert str(Path(env[f"KAFKA_SSL_{key}_LOCATION"]).parent) == mounts["kafka-tls"]
     assert json.loads(env["KAFKA_PROPERTIES"]) == {"client.rack": "eu-1a"}
@@ -459,13 +564,13 @@ def test_kafka_credentials_ca_and_client_certificate_from_existing_secrets(
     assert env["KAFKA_SASL_USERNAME"] == {
         "secretKeyRef": {"name": "kafka-user-bridge", "key": "username"}
     }
-    assert env["KAFKA_SASL_PASSWORD"] == {
-        "secretKeyRef": {"name": "kafka-user-bridge", "key": "password"}
-    }
-    assert env["KAFKA_SSL_KEY_PASSWORD"] == {
-        "secretKeyRef": {"name": "bridge-client-cert", "key": "key-password"}
-    }
     mounts = {m["name"]: m["mountPath"] for m in _container(docs)["volumeMounts"]}
+    assert str(Path(env["KAFKA_SASL_PASSWORD_FILE"]).parent) == mounts["kafka-sasl"]
+    key_password = Path(env["KAFKA_SSL_KEY_PASSWORD_FILE"])
+    assert (str(key_password.parent), key_password.name) == (
+        mounts["kafka-client-tls"],
+        "key-password",
+    )
     assert str(Path(env["KAFKA_SSL_CA_LOCATION"]).parent) == mounts["kafka-tls"]
     for key in ("CERTIFICATE", "KEY"):
         assert str(Path(env[f"KAFKA_SSL_{key}_LOCATION"]).parent) == mounts["kafka-client-tls"]
@@ -475,24 +580,46 @@ def test_kafka_credentials_ca_and_client_certificate_from_existing_secrets(
     assert volumes["kafka-tls"]["secret"]["secretName"] == "kafka-cluster-ca"
     client = volumes["kafka-client-tls"]["secret"]
     assert client["secretName"] == "bridge-client-cert"
-    assert {i["key"] for i in client["items"]} == {"tls.crt", "tls.key"}
+    assert {i["key"] for i in client["items"]} == {"tls.crt", "tls.key", "key-password"}
+    assert volumes["kafka-sasl"]["secret"] == {
+        "secretName": "kafka-user-bridge",
+        "defaultMode": 0o440,
+        "items": [{"key": "password", "path": "password"}],
+    }
     assert not by_kind(docs, "Secret"), "every credential is in an existing Secret"
     # The bridge reads the user name from the Secret, as it would the value.
     for name, value in env.items():
         monkeypatch.setenv(name, value if isinstance(value, str) else "from-a-secret")
     kafka = load_config().kafka
     assert kafka.sasl_username == "from-a-secret"
-    assert kafka.ssl_key_password is not None
+    assert kafka.ssl_key_password_file == key_password
 
 
-def test_network_policy(render: Render) -> None:
-    docs = render(CHART / "ci" / "schema-registry-values.yaml")
-    policy = one(docs, "NetworkPolicy")["spec"]
+PROMETHEUS = {
+    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
+    "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}},
+}
+
+
+def test_network_policy_is_on_by_default_and_open_to_no_one_in_particular(
+    render: Render,
+) -> None:
+    policy = one(render(DEFAULT), "NetworkPolicy")["spec"]
     assert policy["policyTypes"] == ["Ingress", "Egress"]
-    assert policy["ingress"] == [{"ports": [{"port": "http", "protocol": "TCP"}]}]
-    egress_ports = {p["port"] for rule in policy["egress"] for p in rule["ports"]}
-    assert {53, 9092, 443, 8081} <= egress_ports
-    assert not by_kind(render(DEFAULT), "NetworkPolicy"), "off by default"
+    # Only Prometheus may scrape; no webhook port without webhooks.
+    assert policy["ingress"] == [
+        {"ports": [{"port": "http", "protocol": "TCP"}], "from": [PROMETHEUS]}
+    ]
+    egress = {p["port"]: rule.get("to") for rule in policy["egress"] for p in rule["ports"]}
+    assert set(egress) == {53, 9092, 9093, 443}
+    assert egress[443] == [{"ipBlock": {"cidr": "0.0.0.0/0"}}]
+    registry = one(render(CHART / "ci" / "schema-registry-values.yaml"), "NetworkPolicy")["spec"]
+    assert 8081 in {p["port"] for rule in registry["egress"] for p in rule["ports"]}
+    dns = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}}}
+    pinned = one(render(DEFAULT, f"json:networkPolicy.dns.to=[{json.dumps(dns)}]"), "NetworkPolicy")
+    (dns_rule,) = [r for r in pinned["spec"]["egress"] if r["ports"][0]["port"] == 53]
+    assert dns_rule["to"] == [dns]
+    assert not by_kind(render(DEFAULT, "networkPolicy.enabled=false"), "NetworkPolicy")
 
 
 def test_webhooks_receive_on_their_own_port_with_the_secret_as_a_file(render: Render) -> None:
@@ -529,6 +656,31 @@ def test_the_ingress_exposes_only_the_webhook_path(render: Render) -> None:
     assert not by_kind(render(DEFAULT), "Ingress")
 
 
+def test_the_ingress_carries_the_ingress_nginx_limits(render: Render) -> None:
+    docs = render(CHART / "ci" / "webhook-values.yaml")
+    annotations = one(docs, "Ingress")["metadata"]["annotations"]
+    nginx = "nginx.ingress.kubernetes.io/"
+    assert annotations == {
+        # The bridge's own body limit, enforced at the edge, the body buffered whole there.
+        nginx + "proxy-body-size": "256k",
+        nginx + "client-body-buffer-size": "256k",
+        nginx + "proxy-request-buffering": "on",
+        nginx + "proxy-connect-timeout": "5",
+        nginx + "proxy-send-timeout": "10",
+        # The values file's own annotation wins over the generated one.
+        nginx + "proxy-read-timeout": "20",
+        nginx + "limit-rps": "50",
+        nginx + "limit-connections": "100",
+    }
+    # The bridge may wait 10 s for Kafka: the controller must wait longer by default.
+    default = render(CHART / "ci" / "webhook-values.yaml", "json:webhook.ingress.annotations={}")
+    read = one(default, "Ingress")["metadata"]["annotations"][nginx + "proxy-read-timeout"]
+    assert int(read) > 10
+    # A limit set to 0 is left out.
+    off = render(CHART / "ci" / "webhook-values.yaml", "webhook.ingress.nginx.limitRps=0")
+    assert nginx + "limit-rps" not in one(off, "Ingress")["metadata"]["annotations"]
+
+
 def test_network_policy_admits_only_the_webhook_and_metrics_ports(render: Render) -> None:
     docs = render(CHART / "ci" / "webhook-values.yaml")
     ingress = one(docs, "NetworkPolicy")["spec"]["ingress"]
@@ -536,13 +688,27 @@ def test_network_policy_admits_only_the_webhook_and_metrics_ports(render: Render
         [{"port": "http", "protocol": "TCP"}],
         [{"port": "webhook", "protocol": "TCP"}],
     ]
-    assert ingress[1]["from"][0]["namespaceSelector"]["matchLabels"] == {
-        "kubernetes.io/metadata.name": "ingress-nginx"
-    }
+    assert ingress[0]["from"] == [PROMETHEUS]
+    assert ingress[1]["from"] == [
+        {
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}},
+            "podSelector": {"matchLabels": {"app.kubernetes.io/component": "controller"}},
+        }
+    ]
+    # The default admits the ingress-nginx controller's pods only.
+    default = one(
+        render(DEFAULT, "webhook.enabled=true", f"webhook.secret={WEBHOOK_SECRET}"), "NetworkPolicy"
+    )
+    assert default["spec"]["ingress"][1]["from"] == [
+        {
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}},
+            "podSelector": {"matchLabels": {"app.kubernetes.io/name": "ingress-nginx"}},
+        }
+    ]
 
 
 def test_a_webhook_secret_given_as_a_value_is_stored_in_the_chart_secret(render: Render) -> None:
-    docs = render(DEFAULT, "webhook.enabled=true", "webhook.secret=whsec")
+    docs = render(DEFAULT, "webhook.enabled=true", f"webhook.secret={WEBHOOK_SECRET}")
     assert "webhook-secret" in one(docs, "Secret")["data"]
     volumes = one(docs, "Deployment")["spec"]["template"]["spec"]["volumes"]
     (secret,) = [v["secret"] for v in volumes if v["name"] == "webhook-secret"]
@@ -707,8 +873,8 @@ def test_the_audit_runs_for_each_source(render: Render) -> None:
     bridge = _container(docs)
     cronjobs = by_kind(docs, "CronJob")
     ids = [c["metadata"]["annotations"]["passentry-bridge/source-id"] for c in cronjobs]
-    assert ids == ["eu-events", "us-events"]
-    assert len({c["metadata"]["name"] for c in cronjobs}) == 2
+    assert ids == ["eu-events", "us-events", "apac-events"]
+    assert len({c["metadata"]["name"] for c in cronjobs}) == 3
     for cron, source in zip(cronjobs, ids, strict=True):
         (container,) = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
         assert container["args"][-4:] == [*bridge["args"][1:], "--source", source]

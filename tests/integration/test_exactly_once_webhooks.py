@@ -26,7 +26,7 @@ from tests.integration.eos_harness import (
 )
 from tests.integration.harness import drain
 
-SECRET = "whsec-eos"
+SECRET = "whsec-eos-0123456789abcdef0123456789abc"
 
 
 def test_sigkill_while_webhooks_flow_loses_nothing_the_inbox_accepted(

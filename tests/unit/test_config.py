@@ -110,3 +110,73 @@ def test_sasl_and_tls_reach_librdkafka(monkeypatch: pytest.MonkeyPatch) -> None:
     assert conf["sasl.mechanism"] == "SCRAM-SHA-512"
     assert conf["sasl.password"] == "pw"
     assert conf["ssl.ca.location"] == "/etc/ca.pem"
+
+
+def test_kafka_and_registry_passwords_from_mounted_files(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    files = {
+        "KAFKA_SASL_PASSWORD_FILE": "sasl-pw",
+        "KAFKA_SSL_KEY_PASSWORD_FILE": "key-pw",
+        "SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO_FILE": "bridge:registry-pw",
+    }
+    for name, text in files.items():
+        path = tmp_path / name.lower()
+        path.write_text(text + "\n")
+        monkeypatch.setenv(name, str(path))
+    monkeypatch.setenv("KAFKA_SECURITY_PROTOCOL", "SASL_SSL")
+    monkeypatch.setenv("KAFKA_SASL_MECHANISM", "PLAIN")
+    monkeypatch.setenv("KAFKA_SASL_USERNAME", "bridge")
+    monkeypatch.setenv("SCHEMA_REGISTRY_URL", "https://registry")
+    config = load_config()
+    conf = config.kafka.librdkafka()
+    assert (conf["sasl.password"], conf["ssl.key.password"]) == ("sasl-pw", "key-pw")
+    assert config.schema_registry.client_config()["basic.auth.user.info"] == "bridge:registry-pw"
+    assert "sasl-pw" not in repr(config.kafka)
+
+
+@pytest.mark.parametrize(
+    ("env", "match"),
+    [
+        (
+            {"KAFKA_SASL_PASSWORD": "pw", "KAFKA_SASL_PASSWORD_FILE": "/f"},
+            "only one of KAFKA_SASL_PASSWORD and KAFKA_SASL_PASSWORD_FILE",
+        ),
+        (
+            {
+                "SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO_FILE": "/a",
+                "SCHEMA_REGISTRY_BEARER_TOKEN_FILE": "/b",
+                "SCHEMA_REGISTRY_BEARER_LOGICAL_CLUSTER": "lsrc-1",
+            },
+            "only one of SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO",
+        ),
+        (
+            {"SCHEMA_REGISTRY_BEARER_TOKEN_FILE": "/b"},
+            "needs SCHEMA_REGISTRY_BEARER_LOGICAL_CLUSTER",
+        ),
+    ],
+)
+def test_a_password_given_twice_or_incomplete_is_refused(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], match: str
+) -> None:
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    with pytest.raises(ConfigError, match=match):
+        load_config()
+
+
+def test_an_unreadable_password_file_names_its_setting(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("KAFKA_SECURITY_PROTOCOL", "SASL_PLAINTEXT")
+    monkeypatch.setenv("KAFKA_SASL_MECHANISM", "PLAIN")
+    monkeypatch.setenv("KAFKA_SASL_USERNAME", "bridge")
+    monkeypatch.setenv("KAFKA_SASL_PASSWORD_FILE", str(tmp_path / "missing"))
+    with pytest.raises(ConfigError, match="KAFKA_SASL_PASSWORD_FILE: cannot read"):
+        load_config().kafka.librdkafka()
+    user_info = tmp_path / "user-info"
+    user_info.write_text("no-colon")
+    monkeypatch.setenv("SCHEMA_REGISTRY_URL", "https://registry")
+    monkeypatch.setenv("SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO_FILE", str(user_info))
+    with pytest.raises(ConfigError, match="must hold user:password"):
+        load_config().schema_registry.client_config()

@@ -95,10 +95,23 @@ app.kubernetes.io/part-of: passentry-bridge
 {{- if .Values.webhook.existingSecret }}{{ .Values.webhook.existingSecretKey }}{{ else }}webhook-secret{{ end }}
 {{- end }}
 
+{{/* The sources whose webhook secret the chart mounts (sources[].webhook), when webhooks
+     are on: a list of their entries. */}}
+{{- define "passentry-bridge.webhookSources" -}}
+{{- $found := list }}
+{{- if .Values.webhook.enabled }}
+{{- range .Values.sources }}
+{{- if and .webhook (or .webhook.secret .webhook.existingSecret) }}{{ $found = append $found . }}{{ end }}
+{{- end }}
+{{- end }}
+{{- toJson $found }}
+{{- end }}
+
 {{/* True when the chart must create its Secret (some credential was given as a value). */}}
 {{- define "passentry-bridge.needsSecret" -}}
 {{- $sourceTokens := false }}
 {{- range .Values.sources }}{{ if .apiToken }}{{ $sourceTokens = true }}{{ end }}{{ end }}
+{{- range (include "passentry-bridge.webhookSources" . | fromJsonArray) }}{{ if not .webhook.existingSecret }}{{ $sourceTokens = true }}{{ end }}{{ end }}
 {{- if or (and (not .Values.sources) (not .Values.passentry.existingSecret) .Values.passentry.apiToken)
           $sourceTokens
           (and .Values.webhook.enabled (not .Values.webhook.existingSecret) .Values.webhook.secret)
@@ -111,59 +124,35 @@ app.kubernetes.io/part-of: passentry-bridge
 {{- add (ceil .Values.bridge.shutdownGraceSeconds | int) .Values.bridge.terminationGraceMarginSeconds }}
 {{- end }}
 
-{{/* Env vars the ConfigMap cannot carry: secrets (by reference) and extraEnv. */}}
+{{/* Env vars the ConfigMap cannot carry: the SASL user name from a Secret, and extraEnv.
+     Passwords and tokens are mounted files, never env. */}}
 {{- define "passentry-bridge.secretEnv" -}}
-{{- if include "passentry-bridge.saslEnabled" . }}
-{{- if include "passentry-bridge.saslUsernameFromSecret" . }}
+{{- if and (include "passentry-bridge.saslEnabled" .) (include "passentry-bridge.saslUsernameFromSecret" .) }}
 - name: KAFKA_SASL_USERNAME
   valueFrom:
     secretKeyRef:
       name: {{ .Values.kafka.sasl.existingSecret }}
       key: {{ .Values.kafka.sasl.usernameKey }}
 {{- end }}
-- name: KAFKA_SASL_PASSWORD
-  valueFrom:
-    secretKeyRef:
-      name: {{ include "passentry-bridge.saslSecretName" . }}
-      key: {{ include "passentry-bridge.saslSecretKey" . }}
-{{- end }}
-{{- with .Values.kafka.tls.clientCertificate }}
-{{- if and .existingSecret .keyPasswordKey }}
-- name: KAFKA_SSL_KEY_PASSWORD
-  valueFrom:
-    secretKeyRef:
-      name: {{ .existingSecret }}
-      key: {{ .keyPasswordKey }}
-{{- end }}
-{{- end }}
-{{- if and .Values.kafka.tls.enabled .Values.kafka.tls.keyPasswordKey (not .Values.kafka.tls.clientCertificate.existingSecret) }}
-- name: KAFKA_SSL_KEY_PASSWORD
-  valueFrom:
-    secretKeyRef:
-      name: {{ .Values.kafka.tls.existingSecret }}
-      key: {{ .Values.kafka.tls.keyPasswordKey }}
-{{- end }}
-{{- if .Values.schemaRegistry.enabled }}
-{{- if or .Values.schemaRegistry.basicAuthUserInfo .Values.schemaRegistry.existingSecret }}
-- name: SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO
-  valueFrom:
-    secretKeyRef:
-      name: {{ include "passentry-bridge.registrySecretName" . }}
-      key: {{ .Values.schemaRegistry.basicAuthUserInfoKey }}
-      optional: {{ not (empty .Values.schemaRegistry.existingSecret) }}
-{{- end }}
-{{- if or .Values.schemaRegistry.bearerToken .Values.schemaRegistry.existingSecret }}
-- name: SCHEMA_REGISTRY_BEARER_TOKEN
-  valueFrom:
-    secretKeyRef:
-      name: {{ include "passentry-bridge.registrySecretName" . }}
-      key: {{ .Values.schemaRegistry.bearerTokenKey }}
-      optional: {{ not (empty .Values.schemaRegistry.existingSecret) }}
-{{- end }}
-{{- end }}
 {{- with .Values.extraEnv }}
 {{- toYaml . | nindent 0 }}
 {{- end }}
+{{- end }}
+
+{{/* The schema registry credential the chart mounts, as JSON: {"kind": "basic" or
+     "bearer", "key": its key in the Secret}, or {} for none. */}}
+{{- define "passentry-bridge.registryCredential" -}}
+{{- $r := .Values.schemaRegistry }}
+{{- $found := dict }}
+{{- if $r.enabled }}
+{{- if $r.existingSecret }}
+{{- if $r.basicAuthUserInfoKey }}{{ $found = dict "kind" "basic" "key" $r.basicAuthUserInfoKey }}
+{{- else if $r.bearerTokenKey }}{{ $found = dict "kind" "bearer" "key" $r.bearerTokenKey }}{{ end }}
+{{- else if $r.basicAuthUserInfo }}{{ $found = dict "kind" "basic" "key" "basic-auth-user-info" }}
+{{- else if $r.bearerToken }}{{ $found = dict "kind" "bearer" "key" "bearer-token" }}
+{{- end }}
+{{- end }}
+{{- toJson $found }}
 {{- end }}
 
 {{/* The pod's anti-affinity: replicas on different nodes, so a node failure leaves one to
@@ -208,9 +197,19 @@ podAntiAffinity:
   mountPath: /var/run/secrets/passentry-bridge/api
   readOnly: true
 {{- end }}
-{{- if .Values.webhook.enabled }}
+{{- if or (and .Values.webhook.enabled (not .Values.sources)) (include "passentry-bridge.webhookSources" . | fromJsonArray) }}
 - name: webhook-secret
   mountPath: /var/run/secrets/passentry-bridge/webhook
+  readOnly: true
+{{- end }}
+{{- if include "passentry-bridge.saslEnabled" . }}
+- name: kafka-sasl
+  mountPath: /var/run/secrets/passentry-bridge/kafka-sasl
+  readOnly: true
+{{- end }}
+{{- if include "passentry-bridge.registryCredential" . | fromJson }}
+- name: schema-registry-credentials
+  mountPath: /var/run/secrets/passentry-bridge/schema-registry
   readOnly: true
 {{- end }}
 {{- if .Values.kafka.tls.enabled }}
@@ -260,7 +259,7 @@ podAntiAffinity:
       - key: {{ include "passentry-bridge.tokenSecretKey" . }}
         path: token
 {{- end }}
-{{- if .Values.webhook.enabled }}
+{{- if and .Values.webhook.enabled (not .Values.sources) }}
 - name: webhook-secret
   secret:
     secretName: {{ include "passentry-bridge.webhookSecretName" . }}
@@ -272,6 +271,42 @@ podAntiAffinity:
       - key: {{ . }}
         path: previous
       {{- end }}
+{{- else if (include "passentry-bridge.webhookSources" . | fromJsonArray) }}
+# Each source's own secret, at <id>/secret (and <id>/previous during a rotation).
+- name: webhook-secret
+  projected:
+    defaultMode: 0440
+    sources:
+      {{- range (include "passentry-bridge.webhookSources" . | fromJsonArray) }}
+      {{- $w := .webhook }}
+      - secret:
+          name: {{ $w.existingSecret | default (include "passentry-bridge.secretName" $) }}
+          items:
+            - key: {{ if $w.existingSecret }}{{ $w.existingSecretKey | default "webhook-secret" }}{{ else }}source-{{ .id }}-webhook-secret{{ end }}
+              path: {{ .id }}/secret
+            {{- if and $w.existingSecret $w.previousSecretKey }}
+            - key: {{ $w.previousSecretKey }}
+              path: {{ .id }}/previous
+            {{- end }}
+      {{- end }}
+{{- end }}
+{{- if include "passentry-bridge.saslEnabled" . }}
+- name: kafka-sasl
+  secret:
+    secretName: {{ include "passentry-bridge.saslSecretName" . }}
+    defaultMode: 0440
+    items:
+      - key: {{ include "passentry-bridge.saslSecretKey" . }}
+        path: password
+{{- end }}
+{{- with include "passentry-bridge.registryCredential" . | fromJson }}
+- name: schema-registry-credentials
+  secret:
+    secretName: {{ include "passentry-bridge.registrySecretName" $ }}
+    defaultMode: 0440
+    items:
+      - key: {{ .key }}
+        path: {{ .kind }}
 {{- end }}
 {{- if .Values.kafka.tls.enabled }}
 - name: kafka-tls
@@ -290,6 +325,10 @@ podAntiAffinity:
         path: {{ .certKey }}
       - key: {{ .keyKey }}
         path: {{ .keyKey }}
+      {{- with .keyPasswordKey }}
+      - key: {{ . }}
+        path: {{ . }}
+      {{- end }}
 {{- end }}
 {{- end }}
 {{- if and .Values.schemaRegistry.enabled .Values.schemaRegistry.tls.existingSecret }}
@@ -355,14 +394,26 @@ app.kubernetes.io/part-of: passentry-bridge
 {{- end }}
 {{- end }}
 {{- if .Values.schemaRegistry.enabled }}
-{{- with .Values.schemaRegistry.existingSecret }}
-{{- $lines = append $lines (printf "Secret %s in namespace %s, keys %s and/or %s (schema registry credentials; either may be absent)" . $ns $.Values.schemaRegistry.basicAuthUserInfoKey $.Values.schemaRegistry.bearerTokenKey) }}
+{{- if .Values.schemaRegistry.existingSecret }}
+{{- with include "passentry-bridge.registryCredential" . | fromJson }}
+{{- $lines = append $lines (printf "Secret %s in namespace %s, key %s (the schema registry's %s)" $.Values.schemaRegistry.existingSecret $ns .key (ternary "basic auth user:password" "bearer token" (eq .kind "basic"))) }}
+{{- end }}
 {{- end }}
 {{- with .Values.schemaRegistry.tls.existingSecret }}
 {{- $lines = append $lines (printf "Secret %s in namespace %s, key %s (the schema registry's CA, PEM)" . $ns $.Values.schemaRegistry.tls.caKey) }}
 {{- end }}
 {{- end }}
-{{- if and .Values.webhook.enabled .Values.webhook.existingSecret }}
+{{- range (include "passentry-bridge.webhookSources" . | fromJsonArray) }}
+{{- $id := .id }}
+{{- with .webhook }}
+{{- if .existingSecret }}
+{{- $keys := list (.existingSecretKey | default "webhook-secret") }}
+{{- with .previousSecretKey }}{{ $keys = append $keys . }}{{ end }}
+{{- $lines = append $lines (printf "Secret %s in namespace %s, keys %s (source %s's webhook secret%s)" .existingSecret $ns (join ", " $keys) $id (ternary " and the one being replaced" "" (not (empty .previousSecretKey)))) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- if and .Values.webhook.enabled (not .Values.sources) .Values.webhook.existingSecret }}
 {{- $keys := list .Values.webhook.existingSecretKey }}
 {{- with .Values.webhook.previousSecretKey }}{{ $keys = append $keys . }}{{ end }}
 {{- $lines = append $lines (printf "Secret %s in namespace %s, keys %s (the webhook secret%s)" .Values.webhook.existingSecret $ns (join ", " $keys) (ternary " and the one being replaced" "" (not (empty .Values.webhook.previousSecretKey)))) }}

@@ -72,7 +72,7 @@ class World:
                 "sasl_password": self.password,
                 **kafka,
             },
-            passentry={"webhook_secret": "whsec-check"},
+            passentry={"webhook_secret": "whsec-check-0123456789abcdef0123456789"},
         )
 
     def readme_grants(self, command: str) -> list[Grant]:

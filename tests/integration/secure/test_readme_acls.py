@@ -41,7 +41,7 @@ from tests.integration.secure.secure_kafka import (
 )
 from tests.support import sample
 
-SECRET = "whsec-readme"
+SECRET = "whsec-readme-0123456789abcdef0123456789"
 
 
 def localise(command: str, kafka: SecureKafka, topics: dict[str, str], group: str) -> list[str]:

@@ -345,10 +345,29 @@ def test_command_line_delivers_live_traffic(make_receiver: MakeReceiver) -> None
         assert httpx.get(f"{sim.url}/_sim/faults").json()["webhook_duplicate_rate"] == 0.5
 
 
+def test_command_line_generates_the_secret_into_a_file(
+    make_receiver: MakeReceiver, tmp_path: Any
+) -> None:
+    secret_file = tmp_path / "webhook.secret"
+    # The receiver learns the secret once the simulator has written it.
+    receiver = make_receiver("")
+    args = ["--webhook-url", receiver.url, "--webhook-secret-file", str(secret_file)]
+    args += ["--rate", "20", "--duration", "0.5", "--seed", "9"]
+    with SimulatorProcess(*args):
+        wait_until(secret_file.exists, what="the secret file")
+        secret = secret_file.read_text().strip()
+        receiver.secret = secret
+        assert re.fullmatch(r"[0-9a-f]{64}", secret)
+        assert secret_file.stat().st_mode & 0o777 == 0o600
+        got = receiver.wait_for(lambda r: any(x.valid for x in r))
+        assert any(r.valid for r in got)
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
         (["--webhook-url", "http://127.0.0.1:9/x"], "go together"),
+        (["--webhook-secret", "s", "--webhook-secret-file", "f"], "not both"),
         (["--webhook-secret", "s"], "go together"),
         (["--webhook-url", "ftp://host/x", "--webhook-secret", "s"], "absolute http(s) URL"),
         (["--webhook-url", "http://h/x", "--webhook-secret", ""], "must not be empty"),

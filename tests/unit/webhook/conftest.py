@@ -6,9 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from bridge.ops.metrics import Metrics
-from bridge.webhook.receiver import ReceiverSettings, WebhookReceiver
-from tests.unit.webhook.webhook_support import OLD_SECRET, SECRET, ListWriter
+from bridge.webhook.receiver import WebhookReceiver
+from tests.unit.webhook.webhook_support import ListWriter, receiver_for
 
 
 @pytest.fixture
@@ -18,12 +17,7 @@ def writer() -> ListWriter:
 
 @pytest.fixture
 def receiver(writer: ListWriter) -> Iterator[WebhookReceiver]:
-    server = WebhookReceiver(
-        ReceiverSettings("127.0.0.1", 0, max_age_s=300, max_inflight=8),
-        {"gates": [SECRET, OLD_SECRET]},
-        writer,
-        Metrics(),
-    )
+    server = receiver_for(writer)
     server.start()
     try:
         yield server

@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import gzip
 import threading
 import time
+from collections.abc import Callable
 
 import httpx
 import pytest
 
 from bridge.webhook.receiver import WebhookReceiver
 from tests.support import sample
-from tests.unit.webhook.webhook_support import OLD_SECRET, ListWriter, event_body, sign
+from tests.unit.webhook.webhook_support import (
+    OLD_SECRET,
+    ListWriter,
+    event_body,
+    receiver_for,
+    sign,
+)
 
 
 def post(
@@ -94,10 +102,23 @@ def test_an_oversized_body_is_413(receiver: WebhookReceiver, writer: ListWriter)
     assert outcome(receiver, "too_large") == 1
 
 
-def test_an_unknown_source_is_404(receiver: WebhookReceiver, writer: ListWriter) -> None:
+def test_an_unknown_source_gets_the_answer_a_bad_signature_gets(
+    receiver: WebhookReceiver, writer: ListWriter
+) -> None:
     body = event_body()
-    assert post(receiver, body, sign(body), source="elsewhere").status_code == 404
+    unknown = post(receiver, body, sign(body), source="elsewhere")
+    forged = post(receiver, body, sign(body, "not-the-secret-" * 3))
+    assert (unknown.status_code, unknown.json()) == (forged.status_code, forged.json())
+    assert unknown.status_code == 401
+    assert unknown.headers.keys() == forged.headers.keys()
+    assert writer.events == []
     assert outcome(receiver, "unknown_source") == 1
+
+
+def test_other_routes_are_404(receiver: WebhookReceiver) -> None:
+    for path in ("/", "/webhooks/passentry/", "/webhooks/passentry/gates/x", "/metrics"):
+        url = f"http://127.0.0.1:{receiver.port}{path}"
+        assert httpx.post(url, content=b"{}", timeout=5).status_code == 404, path
 
 
 def test_an_unknown_event_type_is_200_counted_and_ignored(
@@ -125,10 +146,143 @@ def test_other_methods_are_405(receiver: WebhookReceiver) -> None:
     assert httpx.get(url, timeout=5).status_code == 405
 
 
-def test_requests_beyond_the_bound_are_503_not_queued(writer: ListWriter) -> None:
-    from bridge.ops.metrics import Metrics
-    from bridge.webhook.receiver import ReceiverSettings
+def test_no_server_header_tells_what_runs_here(receiver: WebhookReceiver) -> None:
+    body = event_body()
+    for answer in (post(receiver, body, sign(body)), post(receiver, body, None)):
+        assert "server" not in answer.headers
+        assert not any("python" in v.lower() for v in answer.headers.values())
 
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate", "br", "gzip, identity", "x-custom"])
+def test_an_encoded_body_is_415_and_never_inflated(
+    receiver: WebhookReceiver, writer: ListWriter, encoding: str
+) -> None:
+    plain = event_body()
+    body = gzip.compress(plain)
+    # Signed both ways: over the bytes sent, and over what they inflate to.
+    for signature in (sign(body), sign(plain)):
+        answer = httpx.post(
+            f"http://127.0.0.1:{receiver.port}/webhooks/passentry/gates",
+            content=body,
+            headers={"Content-Encoding": encoding, "X-Webhook-Signature": signature},
+            timeout=10,
+        )
+        assert answer.status_code == 415
+        assert answer.headers["connection"] == "close"
+    assert writer.events == []
+    assert outcome(receiver, "unsupported_encoding") == 2
+
+
+def test_identity_encoding_is_the_body_as_sent(
+    receiver: WebhookReceiver, writer: ListWriter
+) -> None:
+    body = event_body()
+    answer = httpx.post(
+        f"http://127.0.0.1:{receiver.port}/webhooks/passentry/gates",
+        content=body,
+        headers={"Content-Encoding": "identity", "X-Webhook-Signature": sign(body)},
+        timeout=10,
+    )
+    assert answer.status_code == 200
+    assert writer.events == [("gates", body)]
+
+
+def test_an_event_stamped_in_the_future_is_400_beyond_the_tolerance(
+    receiver: WebhookReceiver, writer: ListWriter
+) -> None:
+    now_ms = int(time.time() * 1000)
+    ahead = event_body(at_ms=now_ms + 365 * 86_400_000)
+    answer = post(receiver, ahead, sign(ahead))
+    assert answer.status_code == 400
+    assert "future" in answer.json()["errors"][0]
+    assert outcome(receiver, "future") == 1
+    # A clock a little behind PassEntry's is fine.
+    close = event_body(at_ms=now_ms + 30_000)
+    assert post(receiver, close, sign(close)).status_code == 200
+    assert [b for _, b in writer.events] == [close]
+
+
+def test_a_replayed_event_is_200_and_written_once(
+    receiver: WebhookReceiver, writer: ListWriter
+) -> None:
+    body = event_body()
+    answers = [post(receiver, body, sign(body)).status_code for _ in range(5)]
+    assert answers == [200] * 5
+    assert writer.events == [("gates", body)]
+    assert outcome(receiver, "accepted") == 1
+    assert outcome(receiver, "replayed") == 4
+    # Another event is its own, and the same event id at another source is that source's.
+    other = event_body()
+    assert post(receiver, other, sign(other)).status_code == 200
+    assert len(writer.events) == 2
+
+
+def test_the_same_event_id_at_two_sources_is_two_events(writer: ListWriter) -> None:
+    a, b = "a" * 40, "b" * 40
+    server = receiver_for(writer, secrets={"north": [a], "south": [b]})
+    server.start()
+    try:
+        body = event_body(event_id="shared-id")
+        assert post(server, body, sign(body, a), source="north").status_code == 200
+        assert post(server, body, sign(body, b), source="south").status_code == 200
+        # ...and each source's secret works at its own only.
+        assert post(server, body, sign(body, a), source="south").status_code == 401
+    finally:
+        server.stop()
+    assert writer.events == [("north", body), ("south", body)]
+
+
+def test_a_replay_while_the_first_is_written_waits_for_that_write() -> None:
+    release = threading.Event()
+
+    class SlowWriter(ListWriter):
+        def write(self, source_id, body, done):  # type: ignore[no-untyped-def]
+            self.events.append((source_id, body))
+            threading.Thread(target=lambda: (release.wait(10), done(None)), daemon=True).start()
+
+    writer = SlowWriter()
+    server = receiver_for(writer)
+    server.start()
+    try:
+        body = event_body()
+        answered: list[tuple[int, float]] = []
+
+        def send() -> None:
+            status = post(server, body, sign(body)).status_code
+            answered.append((status, time.monotonic()))
+
+        first = threading.Thread(target=send)
+        first.start()
+        wait_until(lambda: len(writer.events) == 1)
+        second = threading.Thread(target=send)
+        second.start()
+        # Both requests are in: the first waits for the broker, the second for the first.
+        wait_until(lambda: server._server.open_connections == 2)
+        released = time.monotonic()
+        release.set()
+        first.join(10)
+        second.join(10)
+        assert [status for status, _ in answered] == [200, 200]
+        assert all(at >= released for _, at in answered), "a 200 before the event was durable"
+        assert len(writer.events) == 1
+        assert outcome(server, "accepted") == 1
+        assert outcome(server, "replayed") == 1
+    finally:
+        server.stop()
+
+
+def test_a_replay_after_a_failed_write_is_written(
+    receiver: WebhookReceiver, writer: ListWriter
+) -> None:
+    writer.fail = True
+    body = event_body()
+    assert post(receiver, body, sign(body)).status_code == 503
+    writer.fail = False
+    assert post(receiver, body, sign(body)).status_code == 200
+    assert writer.events == [("gates", body)]
+
+
+def test_requests_beyond_the_bound_are_503_not_queued() -> None:
     release = threading.Event()
 
     class SlowWriter(ListWriter):
@@ -136,32 +290,56 @@ def test_requests_beyond_the_bound_are_503_not_queued(writer: ListWriter) -> Non
             # The broker answers only when the test says so: requests pile up in hand.
             threading.Thread(target=lambda: (release.wait(10), done(None)), daemon=True).start()
 
-    server = WebhookReceiver(
-        ReceiverSettings("127.0.0.1", 0, max_age_s=300, max_inflight=2),
-        {"gates": ["whsec-current"]},
-        SlowWriter(),
-        Metrics(),
-    )
+    server = receiver_for(SlowWriter(), max_inflight=2)
     server.start()
     try:
-        body = event_body()
+        bodies = [event_body() for _ in range(3)]
         results: list[int] = []
         threads = [
             threading.Thread(
-                target=lambda: results.append(post(server, body, sign(body)).status_code)
+                target=lambda b=b: results.append(post(server, b, sign(b)).status_code)
             )
-            for _ in range(2)
+            for b in bodies[:2]
         ]
         for t in threads:
             t.start()
-        deadline = time.monotonic() + 10
-        while server._inflight < 2 and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert server._inflight == 2
-        assert post(server, body, sign(body)).status_code == 503
+        wait_until(lambda: server._inflight == 2)
+        # Unsigned requests are refused on their own merits: they never wait for a slot.
+        assert post(server, bodies[2], None).status_code == 401
+        assert post(server, bodies[2], sign(bodies[2])).status_code == 503
         release.set()
         for t in threads:
             t.join(10)
         assert results == [200, 200]
     finally:
         server.stop()
+
+
+def wait_until(condition: Callable[[], bool], timeout_s: float = 10) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def test_stopping_lets_an_event_on_its_way_to_kafka_get_its_answer() -> None:
+    writing = threading.Event()
+
+    class SlowWriter(ListWriter):
+        def write(self, source_id, body, done):  # type: ignore[no-untyped-def]
+            writing.set()
+            # The broker acknowledges half a second later, while the receiver stops.
+            threading.Timer(0.5, done, args=(None,)).start()
+
+    server = receiver_for(SlowWriter())
+    server.start()
+    body = event_body()
+    results: list[int] = []
+    sender = threading.Thread(
+        target=lambda: results.append(post(server, body, sign(body)).status_code)
+    )
+    sender.start()
+    assert writing.wait(10)
+    server.stop()
+    sender.join(10)
+    assert results == [200]

@@ -9,7 +9,7 @@ import pytest
 from bridge.webhook.signature import signature_matches
 
 BODY = b'{"data": {"id": "x"}}'
-SECRETS = ["current", "previous"]
+SECRETS = [b"current", b"previous"]
 
 
 def digest(secret: str, body: bytes = BODY) -> bytes:

@@ -1,4 +1,5 @@
-"""Signed passScanned bodies built from the documented shape, and an inbox that is a list."""
+"""Signed passScanned bodies built from the documented shape (each a new event, unless an
+id is given), an inbox that is a list, and receivers on free ports."""
 
 from __future__ import annotations
 
@@ -6,15 +7,27 @@ import hashlib
 import hmac
 import json
 import time
+import uuid
 from collections.abc import Callable
 from typing import Any
 
 from confluent_kafka import KafkaError
 
+from bridge.ops.metrics import Metrics
 from bridge.uuid7 import UUIDv7Minter
+from bridge.webhook.keys import SigningKeys
+from bridge.webhook.receiver import (
+    MAX_BODY_BYTES,
+    EventWriter,
+    ReceiverSettings,
+    WebhookReceiver,
+    WebhookSource,
+)
+from bridge.webhook.server import ServerLimits
 
-SECRET = "whsec-current"
-OLD_SECRET = "whsec-previous"
+# PassEntry-like secrets: 32 bytes at least, or the bridge refuses them.
+SECRET = "whsec-current-0123456789abcdef0123456789"
+OLD_SECRET = "whsec-previous-0123456789abcdef012345678"
 
 
 def sign(body: bytes, secret: str = SECRET) -> str:
@@ -32,8 +45,10 @@ def event_body(
     reader: str = "south-gate-1",
     pass_id: str | None = "7882e98b-1d24-4bd1-9a53-6a1d2f0b1c11",
     webhook_type: str = "passScanned",
+    event_id: str | None = None,
 ) -> bytes:
     at_ms = int(time.time() * 1000) if at_ms is None else at_ms
+    event_id = event_id or str(uuid.uuid4())
     scan_id = scan_id or str(UUIDv7Minter().mint(at_ms=at_ms))
     scan = {
         "id": scan_id,
@@ -69,7 +84,7 @@ def event_body(
     )
     doc = {
         "data": {
-            "id": "9f1c2a8e-6d3b-4c1e-8f2a-0b9e8d7c6a51",
+            "id": event_id,
             "type": "webhook",
             "attributes": {"timeStamp": iso(at_ms), "webhookType": webhook_type},
             "relationships": {
@@ -101,3 +116,36 @@ class ListWriter:
             return
         self.events.append((source_id, body))
         done(None)
+
+
+def receiver_for(
+    writer: EventWriter,
+    *,
+    secrets: dict[str, list[str]] | None = None,
+    max_inflight: int = 8,
+    max_connections: int = 64,
+    header_timeout_s: float = 10.0,
+    body_timeout_s: float = 10.0,
+    keepalive_s: float = 75.0,
+    replay_cache_size: int = 1000,
+    max_age_s: float = 300.0,
+    max_future_s: float = 60.0,
+) -> WebhookReceiver:
+    """A receiver on 127.0.0.1 and a free port (not started), ``gates`` taking both secrets
+    unless ``secrets`` says otherwise."""
+    chosen = secrets if secrets is not None else {"gates": [SECRET, OLD_SECRET]}
+    sources = {
+        source_id: WebhookSource(
+            SigningKeys(source_id, lambda found=found: list(found)), max_age_s, max_future_s
+        )
+        for source_id, found in chosen.items()
+    }
+    limits = ServerLimits(
+        max_connections=max_connections,
+        header_timeout_s=header_timeout_s,
+        body_timeout_s=body_timeout_s,
+        keepalive_s=keepalive_s,
+        max_body_bytes=MAX_BODY_BYTES,
+    )
+    settings = ReceiverSettings("127.0.0.1", 0, max_inflight, limits, replay_cache_size)
+    return WebhookReceiver(settings, sources, writer, Metrics())

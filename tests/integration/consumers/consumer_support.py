@@ -167,8 +167,8 @@ def need(tool: str) -> str:
 
 def build(target: str) -> Path:
     """``scripts/build-examples TARGET``: its artifact (built now, or already)."""
-    need("go" if target == "go" else "mvn")
-    need("java") if target != "go" else None
+    for tool in ("go",) if target == "go" else ("mvn", "java"):
+        need(tool)
     proc = subprocess.run(
         [str(BUILD), target],
         capture_output=True,

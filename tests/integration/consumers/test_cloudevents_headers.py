@@ -8,6 +8,7 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import httpx
+from cloudevents.core.base import BaseCloudEvent
 from cloudevents.core.bindings.kafka import KafkaMessage, from_binary
 from cloudevents.core.formats.json import JSONFormat
 
@@ -20,7 +21,7 @@ from tests.integration.consumers.consumer_support import BOOTSTRAP, Filled
 from tests.integration.harness import Record, drain
 
 
-def event(record: Record):  # type: ignore[no-untyped-def]
+def event(record: Record) -> BaseCloudEvent:
     return from_binary(KafkaMessage(record.headers, record.key, record.value), JSONFormat())
 
 

@@ -20,6 +20,8 @@ ROOT = Path(__file__).resolve().parents[2]
 VALIDATE = ROOT / "scripts" / "asyncapi-validate"
 # Cold, npm fetches the CLI's tree (about 1.5 GB unpacked); CI starts it early.
 INSTALL_TIMEOUT_S = 1800
+# The first test's fixture may wait that long, beyond pytest's default 300 s.
+pytestmark = pytest.mark.timeout(INSTALL_TIMEOUT_S + 300)
 
 
 @pytest.fixture(scope="module")

@@ -4,13 +4,19 @@ simulator: both encodings, each scan printed once."""
 
 from __future__ import annotations
 
+import pytest
+
 from tests.integration.consumers.consumer_support import (
+    BUILD_TIMEOUT_S,
     Filled,
     assert_prints_the_truth,
     build,
     java_command,
     run_consumer,
 )
+
+# A cold build of the examples (Maven, Go) may be part of the first test.
+pytestmark = pytest.mark.timeout(BUILD_TIMEOUT_S + 300)
 
 
 def test_java_consumer_prints_every_scan_once_from_single_object_records(

@@ -29,6 +29,7 @@ from bridge.cli.schema import schema as schema_command
 from bridge.cloudevents import fingerprint_uri, registry_schema_url
 from tests.integration.consumers.consumer_support import (
     BOOTSTRAP,
+    BUILD_TIMEOUT_S,
     EVOLUTION,
     SCHEMAS,
     V2_SCHEMA,
@@ -41,6 +42,9 @@ from tests.integration.consumers.consumer_support import (
     run_consumer,
 )
 from tests.integration.harness import drain
+
+# A cold build of the examples (Maven, Go) may be part of the first test.
+pytestmark = pytest.mark.timeout(BUILD_TIMEOUT_S + 300)
 
 
 def v2() -> VersionedSchema:

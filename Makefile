@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install lock tools lint fmt test test-unit test-integration test-image test-testcontainers test-k8s soak image kafka-image image-archive demo check-deploy bench bench-quick profile kafka-start kafka-stop registry-start registry-stop k8s-up k8s-down clean
+.PHONY: install lock tools lint fmt examples asyncapi test test-unit test-integration test-image test-testcontainers test-k8s soak image kafka-image image-archive demo check-deploy bench bench-quick profile kafka-start kafka-stop registry-start registry-stop k8s-up k8s-down clean
 
 install: $(STAMP)
 
@@ -41,6 +41,17 @@ fmt: install
 # the Prometheus end-to-end test use; quick when they are already there.
 tools: install
 	scripts/install-deploy-tools
+
+# The example consumers of examples/ (Go, Java, and the schema-evolution test's Java v2)
+# into .local/examples/; the consumer tests build them too.
+examples:
+	scripts/build-examples
+
+# Regenerate schemas/asyncapi.yaml from the default configuration and validate it with the
+# official AsyncAPI CLI (installed from asyncapi/package-lock.json into .local/asyncapi).
+asyncapi: install
+	$(BIN)/passentry-bridge schema asyncapi > schemas/asyncapi.yaml
+	scripts/asyncapi-validate
 
 # All tests. Integration tests start the local Kafka broker themselves (scripts/kafka-local)
 # unless KAFKA_BOOTSTRAP_SERVERS points at one; tests/k8s start the local Kubernetes cluster

@@ -255,7 +255,7 @@ class AuditReport:
         if self.duplicated:
             out.append(
                 f"{self.duplicated} record(s) beyond one per scan id: consumers dedupe by"
-                " scan id (README: The consumer contract)"
+                " scan id (README: For consumers)"
             )
         return out
 

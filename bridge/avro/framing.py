@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from bridge.avro.schemas import VersionedSchema
+from bridge.cloudevents import fingerprint_uri, scan_type
 
 __all__ = ["SINGLE_OBJECT_MARKER", "Framer", "Framing", "SingleObjectFramer"]
 
@@ -24,6 +25,10 @@ class Framing:
     prefix: bytes
     content_type: str
     schema_version: str
+    # The CloudEvents ``type`` and ``dataschema``: what the record is, and where a consumer
+    # finds its writer schema.
+    event_type: str
+    dataschema: str
 
 
 class Framer(Protocol):
@@ -41,6 +46,8 @@ class SingleObjectFramer:
             prefix=SINGLE_OBJECT_MARKER + schema.fingerprint,
             content_type="application/avro; encoding=single-object",
             schema_version=str(schema.version),
+            event_type=scan_type(schema.full_name),
+            dataschema=fingerprint_uri(schema.fingerprint),
         )
 
     def framing(self, topic: str) -> Framing:

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Literal
 
 from bridge.avro.framing import Framing
 from bridge.avro.schemas import VersionedSchema
+from bridge.cloudevents import registry_schema_url, scan_type
 from bridge.config import RegistrySettings
 from bridge.errors import (
     ConfigError,
@@ -167,6 +168,8 @@ class RegistryFramer:
             prefix=_MAGIC + schema_id.to_bytes(4, "big"),
             content_type=CONTENT_TYPE,
             schema_version=str(self.schema.version),
+            event_type=scan_type(self.schema.full_name),
+            dataschema=registry_schema_url(self.settings.url or "", schema_id),
         )
 
     def check_startup(self, topics: Iterable[str]) -> dict[str, int]:

@@ -10,9 +10,17 @@ from importlib import resources
 from typing import Any
 
 import fastavro
-from fastavro.schema import fingerprint, to_parsing_canonical_form
+from fastavro.schema import SchemaParseException, fingerprint, to_parsing_canonical_form
 
-__all__ = ["SCAN_SCHEMA_NAME", "VERSION_FILE", "VersionedSchema", "latest", "load", "versions"]
+__all__ = [
+    "SCAN_SCHEMA_NAME",
+    "VERSION_FILE",
+    "VersionedSchema",
+    "from_text",
+    "latest",
+    "load",
+    "versions",
+]
 
 SCAN_SCHEMA_NAME = "passentry_scan"
 # A released version's file name, ``v<N>.avsc``.
@@ -54,8 +62,17 @@ def load(name: str = SCAN_SCHEMA_NAME, version: int | None = None) -> VersionedS
     if version is None:
         version = versions(name)[-1]
     text = _folder(name).joinpath(f"v{version}.avsc").read_text(encoding="utf-8")
-    definition = json.loads(text)
-    parsed: dict[str, Any] = fastavro.parse_schema(definition)  # type: ignore[assignment]
+    return from_text(text, name, version)
+
+
+def from_text(text: str, name: str = SCAN_SCHEMA_NAME, version: int = 0) -> VersionedSchema:
+    """A schema given as JSON text (a file that is not bundled, e.g. a newer version a
+    consumer was handed). Raises ValueError if it is not an Avro schema."""
+    try:
+        definition = json.loads(text)
+        parsed: dict[str, Any] = fastavro.parse_schema(definition)  # type: ignore[assignment]
+    except (ValueError, TypeError, KeyError, SchemaParseException) as exc:
+        raise ValueError(f"not an Avro schema: {exc}") from exc
     canonical = to_parsing_canonical_form(parsed)
     # fastavro gives the fingerprint's bytes, already in the spec's little-endian order,
     # as hex: decode them as they are (reversing them would break Java's decoder).

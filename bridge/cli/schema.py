@@ -1,6 +1,6 @@
-"""``passentry-bridge schema show|check|register|diff``: the published Avro schema, the
-lock-file and compatibility gate (``bridge.avro.lock``, ``bridge.avro.compat``), and the
-registry."""
+"""``passentry-bridge schema show|check|register|diff|asyncapi``: the published Avro schema,
+the lock-file and compatibility gate (``bridge.avro.lock``, ``bridge.avro.compat``), the
+registry, and the AsyncAPI document of the topics (``bridge.contract.asyncapi``)."""
 
 from __future__ import annotations
 
@@ -23,13 +23,14 @@ from bridge.avro.lock import bundled_schemas, lock_problems, read_lock
 from bridge.avro.registry import RegistryFramer, canonical
 from bridge.avro.schemas import SCAN_SCHEMA_NAME, load
 from bridge.cli._common import config_file_option
+from bridge.cli._common import load as load_bridge_config
 from bridge.config import load_registry_settings
 from bridge.errors import BridgeError, ConfigError, RegistryRequestError
 
 if TYPE_CHECKING:
     from confluent_kafka.schema_registry import SchemaRegistryClient
 
-__all__ = ["field_table", "schema"]
+__all__ = ["asyncapi", "field_table", "schema"]
 
 
 def field_table(definition: dict[str, Any]) -> str:
@@ -232,3 +233,26 @@ def _resolve_spec(
     if spec != "latest" and not number.isdigit():
         raise click.BadParameter(f"{spec!r}: expected N, vN, latest, registry or registry@N")
     return load(SCAN_SCHEMA_NAME, None if spec == "latest" else int(number)).definition
+
+
+@schema.command("asyncapi")
+@config_file_option("The bridge's YAML file: its topics, Kafka and registry (env wins).")
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["yaml", "json"]),
+    default="yaml",
+    show_default=True,
+)
+def asyncapi(config_path: Path | None, output_format: str) -> None:
+    """Print the AsyncAPI 3.0 document of the configured topics: channels, the key, the
+    headers (CloudEvents binary mode), the Avro payload, the registry and the guarantee.
+    schemas/asyncapi.yaml is this for the default configuration."""
+    from bridge.contract.asyncapi import asyncapi_document, asyncapi_yaml
+
+    config = load_bridge_config(config_path)
+    schema_ = load(SCAN_SCHEMA_NAME)
+    if output_format == "json":
+        click.echo(json.dumps(asyncapi_document(config, schema_), indent=2))
+    else:
+        click.echo(asyncapi_yaml(config, schema_), nl=False)

@@ -7,16 +7,22 @@ timestamp is when it was published (retention counts from there, so a backfill o
 is kept as long as live ones); the scan's creation time, from its UUIDv7 id, is in the value
 (``createdAt``) and in the ``scan-created-ms`` header. A dead letter keeps the scan's raw
 JSON as its value and says why in ``dlq-reason`` and ``dlq-detail``.
+
+Both also carry the CloudEvents attributes as ``ce_*`` headers, binary mode
+(``bridge.cloudevents``). The ones that are the same for every record of a topic are built
+once per topic and batch; per record only ``scan-id``, ``scan-created-ms``, ``ce_id`` and
+``ce_time`` are added.
 """
 
 from __future__ import annotations
 
-from bridge import __version__
+from bridge import __version__, cloudevents
 from bridge.avro.framing import Framer, Framing
 from bridge.enrich import Enriched
 from bridge.kafka.producer import Headers, OutRecord
 from bridge.kafka.routing import Router
 from bridge.passentry.pages import Rejected
+from bridge.uuid7 import parse_uuid7_int
 
 __all__ = ["RecordBuilder"]
 
@@ -27,6 +33,8 @@ class RecordBuilder:
         self.dlq_topic = dlq_topic
         self._router = router
         self._framer = framer
+        self._source_uri = cloudevents.source_uri(source_id)
+        self._ce_time = cloudevents.TimeFormatter()
 
     def scans(self, items: list[Enriched], bodies: list[bytes | Exception]) -> list[OutRecord]:
         """One record per item: its framed Avro body, or a dead letter where encoding failed.
@@ -50,14 +58,16 @@ class RecordBuilder:
                 framed = framings[topic] = self._framed(self._framer.framing(topic))
             prefix, headers = framed
             created_ms = item.scan.created_ms
+            record_headers = [
+                *headers,
+                ("scan-id", resource.id),
+                ("scan-created-ms", str(created_ms)),
+                ("ce_id", resource.id),
+            ]
+            if created_ms < cloudevents.RFC3339_END_MS:
+                record_headers.append(("ce_time", self._ce_time(created_ms)))
             out.append(
-                OutRecord(
-                    topic,
-                    item.reader_id.encode(),
-                    prefix + body,
-                    [*headers, ("scan-id", resource.id), ("scan-created-ms", str(created_ms))],
-                    created_ms,
-                )
+                OutRecord(topic, item.reader_id.encode(), prefix + body, record_headers, created_ms)
             )
         return out
 
@@ -70,8 +80,18 @@ class RecordBuilder:
             ("bridge-version", __version__),
             ("content-type", "application/json"),
         ]
-        if rejected.scan_id is not None:
-            headers.append(("scan-id", rejected.scan_id[:200]))
+        scan_id = rejected.scan_id[:200] if rejected.scan_id is not None else None
+        if scan_id is not None:
+            headers.append(("scan-id", scan_id))
+        headers += [
+            ("ce_specversion", cloudevents.SPEC_VERSION),
+            ("ce_id", cloudevents.dead_letter_id(rejected.reason, scan_id, rejected.raw)),
+            ("ce_source", self._source_uri),
+            ("ce_type", cloudevents.DEAD_LETTER_TYPE),
+        ]
+        created_ms = _created_ms(scan_id)
+        if created_ms is not None and created_ms < cloudevents.RFC3339_END_MS:
+            headers.append(("ce_time", cloudevents.TimeFormatter()(created_ms)))
         key = rejected.reader_id.encode() if rejected.reader_id else None
         return OutRecord(self.dlq_topic, key, rejected.raw, headers, dlq_reason=rejected.reason)
 
@@ -80,5 +100,20 @@ class RecordBuilder:
             ("content-type", framing.content_type),
             ("schema-version", framing.schema_version),
             ("source-id", self.source_id),
+            ("ce_specversion", cloudevents.SPEC_VERSION),
+            ("ce_source", self._source_uri),
+            ("ce_type", framing.event_type),
+            ("ce_dataschema", framing.dataschema),
         ]
         return framing.prefix, headers
+
+
+def _created_ms(scan_id: str | None) -> int | None:
+    """The creation time in a dead letter's scan id, if it is a UUIDv7 (an ``invalid_id``
+    dead letter's is not: it then has no ``ce_time``)."""
+    if not scan_id:
+        return None
+    try:
+        return parse_uuid7_int(scan_id) >> 80
+    except ValueError:
+        return None

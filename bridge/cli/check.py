@@ -101,12 +101,13 @@ def run_checks(config: Config, *, running: bool = False) -> list[CheckResult]:
     results = [CheckResult("config", True, detail)]
     for source in config.sources:
         results.append(_named(_check_api(config, source), source, several))
-    results += _check_kafka(config)
-    for source in config.sources:
-        results.append(_named(_check_webhooks(config, source), source, several))
-    if any(r.name == "kafka" and r.ok for r in results):
+    kafka = _check_kafka(config)
+    results += kafka
+    if any(r.name == "kafka" and r.ok for r in kafka):
         results += _check_retention(config)
         results += _check_owners(config)
+    for source in config.sources:
+        results.append(_named(_check_webhooks(config, source), source, several))
     if running:
         results.append(_check_group(config))
     return results

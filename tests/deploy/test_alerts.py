@@ -35,6 +35,7 @@ REQUIRED_ALERTS = {
     "PassEntryBridgeSourceUnowned",
     "PassEntryBridgeSourceOwnedTwice",
     "PassEntryBridgeAuditFoundMissingScans",
+    "PassEntryBridgeAuditFoundDuplicates",
     "PassEntryBridgeAuditStale",
 }
 

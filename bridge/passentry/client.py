@@ -43,6 +43,7 @@ from bridge.passentry.models import (
 )
 from bridge.passentry.pages import DecodedPage, decode_page
 from bridge.passentry.ratelimit import RequestBudget
+from bridge.tracing.hooks import NO_TRACING, Tracing
 
 __all__ = ["PassEntryClient", "classify"]
 
@@ -118,8 +119,10 @@ class PassEntryClient:
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
+        tracing: Tracing = NO_TRACING,
     ) -> None:
         self._metrics = metrics
+        self._tracing = tracing
         self._budget = budget
         self._deadline = retry_deadline_s
         self._sleep = sleep
@@ -163,7 +166,11 @@ class PassEntryClient:
             self._metrics.pages_fetched.inc()
             return FetchedPage(page, str(response.url))
 
-        return self._retrying(attempt, "scans")
+        # A polled page is where its scans' traces start (tracing on).
+        with self._tracing.page() as span:
+            fetched = self._retrying(attempt, "scans")
+            span.fetched(fetched.url, fetched.page)
+        return fetched
 
     def get_pass(self, pass_id: str) -> PassResource | None:
         """``GET /api/v1/passes/{id}``; ``None`` when PassEntry says 404."""

@@ -37,11 +37,12 @@ from bridge.ops.metrics import Metrics, status_class
 from bridge.passentry.models import (
     PassDocument,
     PassResource,
+    ScanDocument,
     WebhookSubscription,
     WebhookSubscriptionDocument,
     WebhookSubscriptionList,
 )
-from bridge.passentry.pages import DecodedPage, decode_page
+from bridge.passentry.pages import DecodedPage, add_included, add_scan, decode_page
 from bridge.passentry.ratelimit import RequestBudget
 from bridge.tracing.hooks import NO_TRACING, Tracing
 
@@ -51,9 +52,11 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _pass_doc = msgspec.json.Decoder(PassDocument)
+_scan_doc = msgspec.json.Decoder(ScanDocument)
 # Each endpoint the client calls (a metric label) and its path, as errors name it.
 _PATHS = {
     "scans": "/api/v1/scans",
+    "scan": "/api/v1/scans/{id}",
     "pass": "/api/v1/passes/{id}",
     "webhook_subscriptions": "/api/v1/webhook-subscriptions",
 }
@@ -171,6 +174,31 @@ class PassEntryClient:
             fetched = self._retrying(attempt, "scans")
             span.fetched(fetched.url, fetched.page)
         return fetched
+
+    def get_scan(self, scan_id: str) -> DecodedPage | None:
+        """``GET /api/v1/scans/{id}`` as a page of one scan with its pass and reader (a scan
+        that does not decode is in ``rejected``); ``None`` when PassEntry says 404."""
+
+        def attempt() -> DecodedPage | None:
+            path = _PATHS["scan"].format(id=quote(scan_id, safe=""))
+            try:
+                response = self._send(path, "scan", {})
+            except ApiRequestError as exc:
+                if exc.status == 404:
+                    return None
+                raise
+            try:
+                document = _scan_doc.decode(response.content)
+            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                self._metrics.malformed_pages.labels("undecodable").inc()
+                raise MalformedPageError(f"GET {_PATHS['scan']}: {exc}") from None
+            page = DecodedPage()
+            add_scan(document.data, page)
+            for raw in document.included or ():
+                add_included(raw, page)
+            return page
+
+        return self._retrying(attempt, "scan")
 
     def get_pass(self, pass_id: str) -> PassResource | None:
         """``GET /api/v1/passes/{id}``; ``None`` when PassEntry says 404."""

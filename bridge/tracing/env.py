@@ -67,7 +67,9 @@ def check(environ: Mapping[str, str]) -> None:
     )
     url = urlsplit(_endpoint(environ))
     if url.scheme not in ("http", "https") or not url.hostname:
-        raise ConfigError(f"{name} must be an http:// or https:// URL, got {environ[name]!r}")
+        raise ConfigError(
+            f"{name} must be an http:// or https:// URL, got {environ.get(name, '')!r}"
+        )
     for var in ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"):
         protocol = environ.get(var, "").strip()
         if protocol:

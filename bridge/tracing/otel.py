@@ -21,6 +21,7 @@ committed, when a scan never comes back.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections import OrderedDict
@@ -34,8 +35,9 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanLimits, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
+from opentelemetry.sdk.trace.sampling import ParentBased
 from opentelemetry.trace import (
-    Link,
     NonRecordingSpan,
     Span,
     SpanContext,
@@ -58,6 +60,8 @@ if TYPE_CHECKING:
 
 __all__ = ["OtelTracing"]
 
+log = logging.getLogger(__name__)
+
 # Create spans of uncommitted transactions kept for their retry: twice the largest
 # transaction (a webhook batch of 5000 events).
 _PENDING = 10_000
@@ -66,6 +70,8 @@ _PENDING = 10_000
 _LINKS = 5_000
 # Spans a burst of transactions queues for export; the SDK's default (2048) is two chunks.
 _QUEUE = 50_000
+# How long stopping waits for the last spans to be exported.
+_SHUTDOWN_S = 5.0
 
 _ROOT = Context()
 
@@ -80,6 +86,10 @@ class OtelTracing(Tracing):
         )
         self._pending: OrderedDict[tuple[int, int | str], _Created] = OrderedDict()
         self._lock = threading.Lock()
+        # The samplers of OTEL_TRACES_SAMPLER named parentbased_* never record a span whose
+        # parent is not sampled (ParentBased's defaults).
+        self._parent_based = isinstance(provider.sampler, ParentBased)
+        self._ids = RandomIdGenerator()
 
     @classmethod
     def from_env(cls, exporter: SpanExporter | None = None) -> OtelTracing:
@@ -101,13 +111,21 @@ class OtelTracing(Tracing):
         provider.add_span_processor(BatchSpanProcessor(exporter, max_queue_size=queue))
         return cls(provider)
 
-    def shutdown(self) -> None:
+    def shutdown(self, timeout_s: float = _SHUTDOWN_S) -> None:
+        """Export what is buffered, for ``timeout_s`` at most: a collector that does not
+        answer must not hold the bridge's exit past its grace period."""
         with self._lock:
             pending = list(self._pending.values())
             self._pending.clear()
         for created in pending:
             created.abandon("the bridge stopped before its transaction committed")
-        self._provider.shutdown()
+        exporting = threading.Thread(target=self._provider.shutdown, name="trace-export",
+                                     daemon=True)  # fmt: skip
+        exporting.start()
+        exporting.join(timeout_s)
+        if exporting.is_alive():
+            log.warning("trace export did not finish; the last spans are lost",
+                        extra={"waited_s": timeout_s})  # fmt: skip
 
     # --- a polled page -------------------------------------------------------------------
 
@@ -173,27 +191,29 @@ class OtelTracing(Tracing):
             name = f"{sc.SEND} {topic}"
             attributes[sc.MESSAGING_DESTINATION_NAME] = topic
         send = self._tracer.start_span(
-            name, context=_ROOT, kind=SpanKind.CLIENT, attributes=attributes,
-            links=[Link(c.span.get_span_context()) for c in created],
-        )  # fmt: skip
-        positions: dict[int, tuple[int, int]] = {}
+            name, context=_ROOT, kind=SpanKind.CLIENT, attributes=attributes
+        )
+        if send.is_recording():
+            for c in created:
+                send.add_link(c.context())
+        partitions: dict[int, int] = {}
+        offsets_at: dict[int, int] = {}
 
         def delivered(index: int, partition: int, offset: int) -> None:
-            positions[index] = (partition, offset)
+            partitions[index], offsets_at[index] = partition, offset
 
+        # Where records landed is for recording spans only: a callback per record costs.
+        recording = any(c.span is not None for c in created)
         try:
-            acked = sink.send(traced, checkpoint, timeout_s, offsets, delivered=delivered)
+            acked = sink.send(traced, checkpoint, timeout_s, offsets,
+                              delivered=delivered if recording else None)  # fmt: skip
         except BaseException as exc:
             _failed(send, exc)
             send.end()
             raise
         send.end()
         for index, item in enumerate(created):
-            where = positions.get(index)
-            if where is not None:
-                item.span.set_attribute(sc.MESSAGING_DESTINATION_PARTITION_ID, str(where[0]))
-                item.span.set_attribute(sc.MESSAGING_KAFKA_OFFSET, where[1])
-            item.span.end()
+            item.committed(partitions.get(index), offsets_at.get(index))
         with self._lock:
             for item in created:
                 self._pending.pop(item.key, None)
@@ -226,6 +246,8 @@ class OtelTracing(Tracing):
         self, key: tuple[int, int | str], record: OutRecord, item: Listed | None,
         parent: TraceHeaders | None, parents: dict[str, Context],
     ) -> _Created:  # fmt: skip
+        if parent is not None and not parent.sampled and self._parent_based:
+            return self._unsampled(key, parent)
         context = _ROOT
         if parent is not None:
             found = parents.get(parent.traceparent)
@@ -251,16 +273,48 @@ class OtelTracing(Tracing):
         )  # fmt: skip
         return _Created(key, span, _headers(span.get_span_context()))
 
+    def _unsampled(self, key: tuple[int, int | str], parent: TraceHeaders) -> _Created:
+        """What the SDK makes under a parent-based sampler for a parent not sampled (a span
+        that records nothing, in the parent's trace, with a new id), as its context alone:
+        most scans, when a tenth of the traces are sampled, and a tenth of the cost."""
+        span_id = self._ids.generate_span_id()
+        headers = TraceHeaders(f"00-{parent.trace_id}-{span_id:016x}-00", parent.tracestate)
+        return _Created(key, None, headers)
+
 
 class _Created:
+    """A record's create span, or (not sampled) only its context."""
+
     __slots__ = ("headers", "key", "span")
 
-    def __init__(self, key: tuple[int, int | str], span: Span, headers: TraceHeaders) -> None:
+    def __init__(
+        self, key: tuple[int, int | str], span: Span | None, headers: TraceHeaders
+    ) -> None:
         self.key = key
         self.span = span
         self.headers = headers
 
+    def context(self) -> SpanContext:
+        if self.span is not None:
+            return self.span.get_span_context()
+        h = self.headers
+        state = TraceState.from_header([h.tracestate]) if h.tracestate else None
+        flags = TraceFlags(TraceFlags.DEFAULT)
+        return SpanContext(
+            int(h.trace_id, 16), int(h.span_id, 16), False, trace_flags=flags, trace_state=state
+        )
+
+    def committed(self, partition: int | None, offset: int | None) -> None:
+        if self.span is None:
+            return
+        if partition is not None and offset is not None:
+            self.span.set_attribute(sc.MESSAGING_DESTINATION_PARTITION_ID, str(partition))
+            self.span.set_attribute(sc.MESSAGING_KAFKA_OFFSET, offset)
+        self.span.end()
+
     def abandon(self, why: str) -> None:
+        if self.span is None:
+            return
         self.span.set_status(Status(StatusCode.ERROR, why))
         self.span.end()
 

@@ -11,6 +11,7 @@ standard OTEL_* variables) exports to Jaeger's OTLP receiver; the test asks Jaeg
 
 from __future__ import annotations
 
+import json
 import secrets
 import signal
 import time
@@ -178,6 +179,8 @@ def test_one_scan_is_followed_from_the_webhook_and_a_page_in_jaeger(
         assert send_tags["messaging.destination.name"] == topics.scans
         assert send_tags["messaging.batch.message_count"] >= 1
         assert not refs(send, "CHILD_OF"), "a transaction's send span is a root"
+        # What Jaeger returned, for a person to read (pytest --basetemp keeps it).
+        (tmp_path / "trace.json").write_text(json.dumps({"trace": trace, "send": send}, indent=2))
 
         # A polled page: a root span, its scans' create spans under it.
         first = polled[0]

@@ -122,6 +122,33 @@ def test_a_pushed_scan_continues_the_inbox_records_trace(
     assert create.parent.is_remote
 
 
+def test_a_scan_whose_trace_is_not_sampled_carries_its_context_and_records_nothing(
+    tracing: OtelTracing, exported: InMemorySpanExporter
+) -> None:
+    unsampled = CALLER[:-2] + "00"
+    now = now_ms()
+    api = FakeApi()
+    api.include_readers = True
+    api.add(now - 5_000, reader="gate-7")
+    sink = ListSink()
+    p = build(api, sink, Metrics(), tracing=tracing)
+    p.cycle(threading.Event())
+    exported.clear()
+    new = api.add(now - 100, reader="gate-7")
+    event = InboxEvent(webhook(doc_of(api, new)), 0, TraceHeaders(unsampled, "vendor=x"))
+    p.publish_pushed(InboxBatch([event], [TopicPartition("inbox", 0, 1)]), "group")
+    (record,) = [r for r in sink.records if dict(r.headers)["scan-id"] == new]
+    header = traceparent(record)
+    assert header.trace_id == "4bf92f3577b34da6a3ce929d0e0e4736"
+    assert header.span_id not in ("00f067aa0ba902b7", "0" * 16)
+    assert not header.sampled
+    assert header.tracestate == "vendor=x"
+    assert not named(exported.get_finished_spans(), "create ")
+    # The transaction's own span is sampled here (always, by the default sampler): it links.
+    (send,) = named(exported.get_finished_spans(), "send")
+    assert [link.context.span_id for link in send.links] == [int(header.span_id, 16)]
+
+
 def test_a_retried_transaction_carries_the_same_traceparent_and_one_create_span(
     tracing: OtelTracing, exported: InMemorySpanExporter
 ) -> None:
@@ -198,6 +225,19 @@ def test_the_webhook_server_span_continues_the_caller_and_names_the_inbox_contex
     assert attrs["passentry.webhook.outcome"] == "accepted"
     assert attrs["client.address"] == "10.0.0.1"
     assert server.status.status_code is StatusCode.UNSET  # a 4xx or 2xx is not the server's error
+
+
+def test_stopping_waits_for_the_export_a_bounded_time() -> None:
+    answered = threading.Event()
+
+    class Stuck(TracerProvider):
+        def shutdown(self) -> None:
+            answered.wait(30)  # a collector that does not answer
+
+    started = time.monotonic()
+    OtelTracing(Stuck(shutdown_on_exit=False)).shutdown(timeout_s=0.2)
+    assert time.monotonic() - started < 5
+    answered.set()
 
 
 def test_tracing_off_passes_records_through_and_the_callers_context_to_the_inbox() -> None:

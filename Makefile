@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install lock tools lint fmt examples asyncapi test test-unit test-integration test-image test-testcontainers test-k8s soak image kafka-image image-archive demo check-deploy bench bench-quick profile kafka-start kafka-stop registry-start registry-stop k8s-up k8s-down clean
+.PHONY: install lock tools lint fmt examples jaeger asyncapi test test-unit test-integration test-image test-testcontainers test-k8s soak image kafka-image image-archive demo check-deploy bench bench-quick profile kafka-start kafka-stop registry-start registry-stop k8s-up k8s-down clean
 
 install: $(STAMP)
 
@@ -46,6 +46,11 @@ tools: install
 # into .local/examples/; the consumer tests build them too.
 examples:
 	scripts/build-examples
+
+# Jaeger (tools/jaeger/go.mod) into .local/bin/jaeger, for the tracing test; cached, quick
+# when built already.
+jaeger:
+	scripts/build-jaeger
 
 # Regenerate schemas/asyncapi.yaml from the default configuration and validate it with the
 # official AsyncAPI CLI (installed from asyncapi/package-lock.json into .local/asyncapi).

@@ -31,6 +31,8 @@ from bridge.ops.health import MemberHealth, ProcessHealth
 from bridge.ops.metrics import Metrics
 from bridge.ops.status_server import StatusServer
 from bridge.runner import EXIT_OK, RunOptions
+from bridge.tracing.env import tracing_from_env
+from bridge.tracing.hooks import Tracing
 
 if TYPE_CHECKING:
     from bridge.webhook.receiver import WebhookReceiver
@@ -49,6 +51,7 @@ class Service:
         metrics: Metrics | None = None,
         transport: httpx.BaseTransport | None = None,
         framer: Framer | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self.config = config
         self.options = options
@@ -57,6 +60,8 @@ class Service:
         br = config.bridge
         # A TLS file that cannot be read is a configuration error, said before any client.
         check_tls_files(config.kafka)
+        # OTEL_*: off unless an endpoint is set; a wrong value is a configuration error.
+        self.tracing = tracing if tracing is not None else tracing_from_env()
         self.kafka = KafkaAccess(config.kafka)
         # A run that ends by itself (--once, backfill) owns its sources outright.
         self.grouped = bool(br.group_id) and not options.once
@@ -71,13 +76,14 @@ class Service:
             transport=transport,
             framer=framer,
             kafka=self.kafka,
+            tracing=self.tracing,
         )
         self.http: StatusServer | None = None
         if options.serve_http:
             self.http = StatusServer(br.http_host, br.http_port, self.metrics, self.health)
         self.webhooks: WebhookReceiver | None = None
         if options.serve_http and any(s.passentry.webhooks_enabled for s in config.sources):
-            self.webhooks = _receiver(config, self.kafka, self.metrics)
+            self.webhooks = _receiver(config, self.kafka, self.metrics, self.tracing)
 
     def install_signal_handlers(self) -> None:
         def handle(signum: int, frame: FrameType | None) -> None:
@@ -186,9 +192,13 @@ class Service:
         self.fleet.stop_all(self.config.bridge.shutdown_grace_s / 2)
         if self.http is not None:
             self.http.stop()
+        # Export the spans of what was committed, before the process leaves.
+        self.tracing.shutdown()
 
 
-def _receiver(config: Config, kafka: KafkaAccess, metrics: Metrics) -> WebhookReceiver:
+def _receiver(
+    config: Config, kafka: KafkaAccess, metrics: Metrics, tracing: Tracing
+) -> WebhookReceiver:
     """The webhook receiver for every source that takes webhooks. Raises ConfigError for a
     bad or shared secret, or a connection cap the file limit cannot hold."""
     from bridge.webhook.inbox import InboxWriter
@@ -230,6 +240,7 @@ def _receiver(config: Config, kafka: KafkaAccess, metrics: Metrics) -> WebhookRe
         sources,
         InboxWriter(kafka.client_conf(config.kafka.librdkafka()), br.webhook_topic),
         metrics,
+        tracing=tracing,
     )
 
 

@@ -34,6 +34,7 @@ from bridge.passentry.client import PassEntryClient
 from bridge.passentry.ratelimit import RequestBudget
 from bridge.passentry.slices import SlicePlan, SliceReader
 from bridge.pipeline import CycleStats, Pipeline, PipelineSettings, Restored
+from bridge.tracing.hooks import NO_TRACING, Tracing
 from bridge.webhook.inbox import InboxReader
 from bridge.webhook.pump import InboxPump
 
@@ -55,6 +56,7 @@ class Source:
         framer: Framer | None = None,
         clock: Callable[[], float] = time.monotonic,
         kafka_access: KafkaAccess | None = None,
+        tracing: Tracing = NO_TRACING,
     ) -> None:
         self.config = config
         self.spec = spec
@@ -69,6 +71,7 @@ class Source:
             retry_deadline_s=pe.retry_deadline_s,
             transport=transport,
             sleep=sleep,
+            tracing=tracing,
         )
         client_conf = kafka.librdkafka()
         if kafka_access is not None:
@@ -136,6 +139,7 @@ class Source:
                 start_ms=start_ms,
             ),
             ensure_topics=self.topics.ensure,
+            tracing=tracing,
         )
         self._pump: InboxPump | None = None
         if self.inbox is not None:

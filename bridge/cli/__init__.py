@@ -25,6 +25,7 @@ class _Commands(click.Group):
         "run": ("bridge.cli.run", "run"),
         "backfill": ("bridge.cli.backfill", "backfill"),
         "audit": ("bridge.cli.audit", "audit"),
+        "dlq": ("bridge.cli.dlq", "dlq"),
         "check": ("bridge.cli.check", "check"),
         "tail": ("bridge.cli.tail", "tail"),
         "state": ("bridge.cli.state", "state"),

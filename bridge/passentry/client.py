@@ -37,12 +37,14 @@ from bridge.ops.metrics import Metrics, status_class
 from bridge.passentry.models import (
     PassDocument,
     PassResource,
+    ScanDocument,
     WebhookSubscription,
     WebhookSubscriptionDocument,
     WebhookSubscriptionList,
 )
-from bridge.passentry.pages import DecodedPage, decode_page
+from bridge.passentry.pages import DecodedPage, add_included, add_scan, decode_page
 from bridge.passentry.ratelimit import RequestBudget
+from bridge.tracing.hooks import NO_TRACING, Tracing
 
 __all__ = ["PassEntryClient", "classify"]
 
@@ -50,9 +52,11 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _pass_doc = msgspec.json.Decoder(PassDocument)
+_scan_doc = msgspec.json.Decoder(ScanDocument)
 # Each endpoint the client calls (a metric label) and its path, as errors name it.
 _PATHS = {
     "scans": "/api/v1/scans",
+    "scan": "/api/v1/scans/{id}",
     "pass": "/api/v1/passes/{id}",
     "webhook_subscriptions": "/api/v1/webhook-subscriptions",
 }
@@ -118,8 +122,10 @@ class PassEntryClient:
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
+        tracing: Tracing = NO_TRACING,
     ) -> None:
         self._metrics = metrics
+        self._tracing = tracing
         self._budget = budget
         self._deadline = retry_deadline_s
         self._sleep = sleep
@@ -163,7 +169,36 @@ class PassEntryClient:
             self._metrics.pages_fetched.inc()
             return FetchedPage(page, str(response.url))
 
-        return self._retrying(attempt, "scans")
+        # A polled page is where its scans' traces start (tracing on).
+        with self._tracing.page() as span:
+            fetched = self._retrying(attempt, "scans")
+            span.fetched(fetched.url, fetched.page)
+        return fetched
+
+    def get_scan(self, scan_id: str) -> DecodedPage | None:
+        """``GET /api/v1/scans/{id}`` as a page of one scan with its pass and reader (a scan
+        that does not decode is in ``rejected``); ``None`` when PassEntry says 404."""
+
+        def attempt() -> DecodedPage | None:
+            path = _PATHS["scan"].format(id=quote(scan_id, safe=""))
+            try:
+                response = self._send(path, "scan", {})
+            except ApiRequestError as exc:
+                if exc.status == 404:
+                    return None
+                raise
+            try:
+                document = _scan_doc.decode(response.content)
+            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                self._metrics.malformed_pages.labels("undecodable").inc()
+                raise MalformedPageError(f"GET {_PATHS['scan']}: {exc}") from None
+            page = DecodedPage()
+            add_scan(document.data, page)
+            for raw in document.included or ():
+                add_included(raw, page)
+            return page
+
+        return self._retrying(attempt, "scan")
 
     def get_pass(self, pass_id: str) -> PassResource | None:
         """``GET /api/v1/passes/{id}``; ``None`` when PassEntry says 404."""

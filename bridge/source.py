@@ -62,13 +62,14 @@ class Source:
         pe, kafka, br = spec.passentry, config.kafka, config.bridge
         self.client = PassEntryClient(
             str(pe.api_url),
-            pe.token(),
+            spec.token(),
             metrics=metrics,
             budget=RequestBudget(pe.request_budget),
             timeout_s=pe.timeout_s,
             retry_deadline_s=pe.retry_deadline_s,
             transport=transport,
             sleep=sleep,
+            names=spec.setting_names(),
         )
         client_conf = kafka.librdkafka()
         if kafka_access is not None:

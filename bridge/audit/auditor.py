@@ -92,11 +92,12 @@ class Auditor:
         self._stop = stop if stop is not None else threading.Event()
         self._client = client or PassEntryClient(
             str(pe.api_url),
-            pe.token(),
+            spec.token(),
             metrics=self.metrics,
             budget=RequestBudget(min(request.request_budget, pe.request_budget)),
             timeout_s=pe.timeout_s,
             retry_deadline_s=pe.retry_deadline_s,
+            names=spec.setting_names(),
         )
         self._census = Census(
             self._client,

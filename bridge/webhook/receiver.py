@@ -37,7 +37,7 @@ from typing import Protocol
 
 from confluent_kafka import KafkaError
 
-from bridge.errors import InvalidWebhookError, KafkaRetriableError
+from bridge.errors import InvalidWebhookError, KafkaRetriableError, ListenError
 from bridge.ops.metrics import Metrics
 from bridge.webhook.events import PASS_SCANNED, decode_event
 from bridge.webhook.keys import SigningKeys
@@ -156,6 +156,10 @@ class WebhookReceiver:
         try:
             try:
                 self._port = self._loop.run_until_complete(self._server.start())
+            except OSError as exc:
+                s = self._settings
+                self._error = ListenError("BRIDGE_WEBHOOK_PORT", s.host, s.port, exc)
+                return
             except BaseException as exc:  # handed to start(), which raises it in its thread
                 self._error = exc
                 return

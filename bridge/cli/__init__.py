@@ -30,6 +30,7 @@ class _Commands(click.Group):
         "check": ("bridge.cli.check", "check"),
         "tail": ("bridge.cli.tail", "tail"),
         "state": ("bridge.cli.state", "state"),
+        "status": ("bridge.cli.status", "status"),
         "schema": ("bridge.cli.schema", "schema"),
         "simulate": ("bridge.simulator.command", "simulate"),
         "webhooks": ("bridge.cli.webhooks", "webhooks"),

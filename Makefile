@@ -32,6 +32,7 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/passentry-bridge config lint examples/bridge.yaml
 
 fmt: install
 	$(BIN)/ruff format .

@@ -28,6 +28,7 @@ class _Commands(click.Group):
         "backfill": ("bridge.cli.backfill", "backfill"),
         "audit": ("bridge.cli.audit", "audit"),
         "check": ("bridge.cli.check", "check"),
+        "config": ("bridge.cli.config", "config"),
         "tail": ("bridge.cli.tail", "tail"),
         "state": ("bridge.cli.state", "state"),
         "status": ("bridge.cli.status", "status"),

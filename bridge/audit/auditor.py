@@ -205,6 +205,7 @@ class Auditor:
             if bar is not None:
                 bar.advance(1)
         if bar is not None:
+            bar.finish()
             bar.close()
         inventory = InventoryReader(self._conf, scope, self._timeout_s).read(
             buckets, self._progress
@@ -228,6 +229,8 @@ class Auditor:
         if repairer is not None and not self._stop.is_set():
             repairer.flush()
         if bar is not None:
+            if not self._stop.is_set():
+                bar.finish()
             bar.close()
         return results
 

@@ -142,6 +142,8 @@ class InventoryReader:
             except ValueError:
                 continue
         if bar is not None:
+            # Read to the end: the total counted offsets, transaction markers included.
+            bar.finish()
             bar.close()
         inv.settle()
         inv.seconds = time.monotonic() - started

@@ -15,7 +15,10 @@ LOCKS := requirements/dev.lock requirements/build.lock
 $(STAMP): pyproject.toml $(LOCKS)
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH" >&2; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --require-hashes -r requirements/dev.lock -r requirements/build.lock
+	@echo "install: the locked dependencies into $(VENV) (about a minute the first time)"
+	set -o pipefail; $(BIN)/pip install --progress-bar off --require-hashes \
+		-r requirements/dev.lock -r requirements/build.lock \
+		| { grep --line-buffered -E '^(Collecting|Successfully installed)' || true; } | cut -c1-100
 	$(BIN)/pip install -q --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 

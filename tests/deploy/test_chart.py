@@ -764,8 +764,16 @@ def test_dashboard_configmap(render: Render) -> None:
     (cm,) = [d for d in by_kind(docs, "ConfigMap") if d["metadata"]["name"].endswith("-dashboard")]
     assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
     assert cm["metadata"]["namespace"] == "monitoring"
-    shipped = json.loads((CHART / "files" / "dashboard.json").read_text(encoding="utf-8"))
-    assert json.loads(cm["data"]["passentry-bridge.json"]) == shipped
+    shipped_text = (CHART / "files" / "dashboard.json").read_text(encoding="utf-8")
+    default = "https://github.com/passentry/passentry-bridge/blob/main/docs/operations.md"
+    base = "https://runbooks.example.com/passentry-bridge.md"
+    docs = render(CHART / "ci" / "monitoring-values.yaml", f"prometheusRule.runbookBaseUrl={base}")
+    (cm,) = [d for d in by_kind(docs, "ConfigMap") if d["metadata"]["name"].endswith("-dashboard")]
+    # The panels' runbook links follow the rules' base URL; nothing else changes.
+    assert json.loads(cm["data"]["passentry-bridge.json"]) == json.loads(
+        shipped_text.replace(default, base)
+    )
+    assert base + "#passentrybridgepollstale" in cm["data"]["passentry-bridge.json"]
     assert not [
         d
         for d in by_kind(render(DEFAULT), "ConfigMap")

@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install lock tools lint fmt examples asyncapi test test-unit test-integration test-image test-testcontainers test-k8s soak image kafka-image image-archive demo check-deploy bench bench-quick profile kafka-start kafka-stop registry-start registry-stop k8s-up k8s-down clean
+.PHONY: install lock tools lint fmt examples asyncapi test test-unit test-integration test-image test-testcontainers test-k8s soak image kafka-image image-archive demo check-deploy chart-docs bench bench-quick profile kafka-start kafka-stop registry-start registry-stop k8s-up k8s-down clean
 
 install: $(STAMP)
 
@@ -111,6 +111,11 @@ demo: install
 # hadolint, helm lint/template + Kubernetes schemas, promtool checks and rule tests.
 check-deploy: tools
 	scripts/check-deploy
+
+# The chart's README values table and values.schema.json's descriptions, from values.yaml's
+# "# --" comments (helm-docs); check-deploy fails when they drift.
+chart-docs: tools
+	scripts/chart-docs
 
 # Benchmarks against the real broker and the simulator (bench/README.md).
 bench: install

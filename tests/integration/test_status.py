@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -126,7 +127,8 @@ def test_status_follows_a_source_through_failure_and_stop(
     assert put.status_code == 200
     wait_for(lambda: seen.update(_status(setting)) or seen["state"] == "failing", 60,
              "the owner to report the source failing")  # fmt: skip
-    assert "answered 500" in seen["error"]
+    # The simulator's 5xx fault answers 500, 502 or 503 at random.
+    assert re.search(r"GET /api/v1/scans answered 50[023]", seen["error"]), seen["error"]
     httpx.put(f"{setting['SIM_URL']}/_sim/faults", json={"error_5xx_rate": 0.0})
     wait_for(lambda: seen.update(_status(setting)) or seen["state"] == "running", 60,
              "the source to run again")  # fmt: skip
@@ -136,4 +138,6 @@ def test_status_follows_a_source_through_failure_and_stop(
     after = _status(setting)
     assert after["state"] == "unowned"
     assert after["owner"] is None
-    assert after["watermark"] == seen["watermark"] or after["watermark"] is not None
+    # The checkpoint outlives its owner, and is where the owner left it (UUIDv7s sort by time).
+    assert after["watermark"] is not None
+    assert after["watermark"] >= seen["watermark"]

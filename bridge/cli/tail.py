@@ -44,8 +44,9 @@ Format = Literal["json", "pretty", "envelope"]
     "start",
     default="latest",
     show_default=True,
-    help="Where each partition starts: earliest, latest, an offset (42), a count from the end"
-    " (-10), or a time (ISO 8601, 'today', or a duration ago: 15m, 2h).",
+    help="Where each partition starts: earliest, latest, an offset (42), offsets back from the"
+    " end (-10, as kcat: each transaction's commit marker takes an offset, so the bridge's"
+    " topics show fewer records), or a time (ISO 8601, 'today', or a duration ago: 15m, 2h).",
 )
 @click.option("--from-beginning", is_flag=True, help="The same as --from earliest.")
 @click.option(

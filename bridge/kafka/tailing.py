@@ -45,7 +45,8 @@ class TopicNotFoundError(TailError):
 @dataclass(frozen=True, slots=True)
 class StartAt:
     """Where each partition is read from: ``earliest``, ``latest``, an offset (``42``), a
-    count back from the end (``-10``: the last ten of each partition), or a time (Unix ms)."""
+    count of offsets back from the end (``-10``, as kcat's ``-o -10``; a transaction's commit
+    marker takes an offset too, so fewer records than that may follow), or a time (Unix ms)."""
 
     kind: Literal["earliest", "latest", "offset", "from_end", "time"]
     value: int = 0

@@ -208,7 +208,7 @@ class Fleet:
             # A run stopped meanwhile must not take its successor's place in readiness.
             if self._runs.get(spec.id) is run:
                 self._health.add(spec.id, health)
-        metrics = self._metrics
+        metrics = self._metrics.for_source(spec.id)
 
         def sleep(seconds: float) -> None:
             if stop.wait(seconds):

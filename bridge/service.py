@@ -22,7 +22,7 @@ import httpx
 
 from bridge.avro.framing import Framer
 from bridge.config import Config
-from bridge.errors import FatalError, RetriableError
+from bridge.errors import FatalError, ListenError, RetriableError
 from bridge.fleet import Fleet
 from bridge.kafka.access import KafkaAccess, check_tls_files
 from bridge.kafka.membership import GroupSettings, Membership
@@ -30,7 +30,7 @@ from bridge.kafka.topics import TopicManager
 from bridge.ops.health import MemberHealth, ProcessHealth
 from bridge.ops.metrics import Metrics
 from bridge.ops.status_server import StatusServer
-from bridge.runner import EXIT_OK, RunOptions
+from bridge.runner import EXIT_FATAL, EXIT_OK, RunOptions
 from bridge.tracing.env import tracing_from_env
 from bridge.tracing.hooks import Tracing
 
@@ -102,11 +102,19 @@ class Service:
         signal.signal(signal.SIGINT, handle)
 
     def run(self) -> int:
+        if self.webhooks is not None:
+            # Bound first: a port in use stops the start with that one line.
+            try:
+                self.webhooks.start()
+            except ListenError as exc:
+                log.error("cannot start", extra={"error": str(exc)})
+                if self.http is not None:
+                    self.http.stop()
+                return EXIT_FATAL
         if self.http is not None:
             self.http.start()
             log.info("serving /metrics /healthz /readyz", extra={"port": self.http.port})
         if self.webhooks is not None:
-            self.webhooks.start()
             log.info(
                 "receiving webhooks at /webhooks/passentry/<source id>",
                 extra={"port": self.webhooks.port},
@@ -115,9 +123,15 @@ class Service:
             if self.grouped:
                 return self._run_as_member()
             self.fleet.start(s.id for s in self.config.sources)
-            return self.fleet.wait(self.stop)
+            code = self.fleet.wait(self.stop)
         finally:
             self._shutdown()
+        if code != EXIT_OK:
+            # Without a group a source's failure is the process's: its last line says why.
+            reports = self.health.reports().items()
+            why = "; ".join(f"source {sid}: {r.error}" for sid, r in reports if r.error)
+            log.error("exiting", extra={"exit_code": code, "error": why or "see above"})
+        return code
 
     def _run_as_member(self) -> int:
         br = self.config.bridge
@@ -209,10 +223,11 @@ def _receiver(
         WebhookReceiver,
         WebhookSource,
     )
-    from bridge.webhook.server import ServerLimits, ensure_file_limit
+    from bridge.webhook.server import ServerLimits, ensure_file_limit, ensure_port_free
 
     br = config.bridge
     ensure_file_limit(br.webhook_max_connections)
+    ensure_port_free(br.http_host, br.webhook_port, "BRIDGE_WEBHOOK_PORT")
     keys = signing_keys(config.sources)
     sources = {
         s.id: WebhookSource(

@@ -64,7 +64,7 @@ class Source:
         pe, kafka, br = spec.passentry, config.kafka, config.bridge
         self.client = PassEntryClient(
             str(pe.api_url),
-            pe.token(),
+            spec.token(),
             metrics=metrics,
             budget=RequestBudget(pe.request_budget),
             timeout_s=pe.timeout_s,
@@ -72,6 +72,7 @@ class Source:
             transport=transport,
             sleep=sleep,
             tracing=tracing,
+            names=spec.setting_names(),
         )
         client_conf = kafka.librdkafka()
         if kafka_access is not None:

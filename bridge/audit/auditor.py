@@ -91,11 +91,12 @@ class Auditor:
         self._stop = stop if stop is not None else threading.Event()
         self._client = client or PassEntryClient(
             str(pe.api_url),
-            pe.token(),
+            spec.token(),
             metrics=self.metrics,
             budget=RequestBudget(min(request.request_budget, pe.request_budget)),
             timeout_s=pe.timeout_s,
             retry_deadline_s=pe.retry_deadline_s,
+            names=spec.setting_names(),
         )
         self._census = Census(
             self._client,
@@ -182,6 +183,7 @@ class Auditor:
             if bar is not None:
                 bar.advance(1)
         if bar is not None:
+            bar.finish()
             bar.close()
         inventory = InventoryReader(self._conf, scope, self._timeout_s).read(
             buckets, self._progress
@@ -205,6 +207,8 @@ class Auditor:
         if repairer is not None and not self._stop.is_set():
             repairer.flush()
         if bar is not None:
+            if not self._stop.is_set():
+                bar.finish()
             bar.close()
         return results
 

@@ -143,6 +143,10 @@ class InventoryReader:
             except ValueError:
                 continue
         if bar is not None:
+            # Read to the end. The planned total counted offsets, transaction markers and
+            # aborted records included: the true one is the records there were.
+            bar.set_total(inv.records_read)
+            bar.finish()
             bar.close()
         inv.settle()
         inv.seconds = time.monotonic() - started

@@ -69,7 +69,9 @@ class InboxWriter:
             try:
                 metadata = self._producer.list_topics(self.topic, timeout=5)
             except KafkaException as exc:
-                raise KafkaRetriableError(f"cannot describe {self.topic}: {exc}") from exc
+                raise KafkaRetriableError(
+                    f"cannot describe {self.topic}: {exc.args[0].str()}"
+                ) from exc
             found = metadata.topics.get(self.topic)
             if found is None or found.error is not None or not found.partitions:
                 raise KafkaRetriableError(f"topic {self.topic} is not available")

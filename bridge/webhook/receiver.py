@@ -41,7 +41,7 @@ from typing import Protocol
 
 from confluent_kafka import KafkaError
 
-from bridge.errors import InvalidWebhookError, KafkaRetriableError
+from bridge.errors import InvalidWebhookError, KafkaRetriableError, ListenError
 from bridge.ops.metrics import Metrics
 from bridge.tracecontext import TraceHeaders
 from bridge.tracing.hooks import NO_TRACING, Tracing, WebhookSpan
@@ -168,6 +168,10 @@ class WebhookReceiver:
         try:
             try:
                 self._port = self._loop.run_until_complete(self._server.start())
+            except OSError as exc:
+                s = self._settings
+                self._error = ListenError("BRIDGE_WEBHOOK_PORT", s.host, s.port, exc)
+                return
             except BaseException as exc:  # handed to start(), which raises it in its thread
                 self._error = exc
                 return
@@ -203,7 +207,7 @@ class WebhookReceiver:
             return self._answer("unknown_source", 401, *_UNAUTHORIZED)
         if not signature_matches(body, signature, source.keys.current()):
             self._refusals.refused(source_id, head.remote)
-            return self._answer("unauthorized", 401, *_UNAUTHORIZED)
+            return self._answer("unauthorized", 401, *_UNAUTHORIZED, source_id=source_id)
         # Verified: whatever the answer, this sender may keep its connection. Only now is
         # the request traced: an unsigned flood never reaches the trace backend.
         with self._tracing.webhook(head.headers, head.path, head.remote, started_ns) as span:
@@ -215,35 +219,56 @@ class WebhookReceiver:
         try:
             event = decode_event(body)
         except InvalidWebhookError as exc:
-            return self._answer("malformed", 400, str(exc), keep=True, span=span)
+            return self._answer(
+                "malformed", 400, str(exc), keep=True, span=span, source_id=source_id
+            )
         if event.webhook_type != PASS_SCANNED:
-            return self._answer("ignored", 200, keep=True, span=span)
+            return self._answer("ignored", 200, keep=True, span=span, source_id=source_id)
         now = self._clock()
         stamped = event.timestamp_ms / 1000
         if now - stamped > source.max_age_s:
             age = now - stamped
             return self._answer(
-                "stale", 400, f"event is {age:.0f}s old; polling covers it", keep=True, span=span
+                "stale",
+                400,
+                f"event is {age:.0f}s old; polling covers it",
+                keep=True,
+                span=span,
+                source_id=source_id,
             )
         if stamped - now > source.max_future_s:
             ahead = stamped - now
             return self._answer(
-                "future", 400, f"event is stamped {ahead:.0f}s in the future", keep=True,
+                "future",
+                400,
+                f"event is stamped {ahead:.0f}s in the future",
+                keep=True,
                 span=span,
-            )  # fmt: skip
+                source_id=source_id,
+            )
         key = (source_id, event.event_id)
         if self._replays.seen(source_id, event.event_id, now):
-            return self._answer("replayed", 200, keep=True, span=span)
+            return self._answer("replayed", 200, keep=True, span=span, source_id=source_id)
         writing = self._writing.get(key)
         if writing is not None:
             if await asyncio.shield(writing):
-                return self._answer("replayed", 200, keep=True, span=span)
+                return self._answer("replayed", 200, keep=True, span=span, source_id=source_id)
             return self._answer(
-                "unavailable", 503, "Kafka cannot take the event now", keep=True, span=span
+                "unavailable",
+                503,
+                "Kafka cannot take the event now",
+                keep=True,
+                span=span,
+                source_id=source_id,
             )
         if self._inflight >= self._settings.max_inflight:
             return self._answer(
-                "unavailable", 503, "too many webhook requests in hand", keep=True, span=span
+                "unavailable",
+                503,
+                "too many webhook requests in hand",
+                keep=True,
+                span=span,
+                source_id=source_id,
             )
         done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._writing[key] = done
@@ -260,9 +285,14 @@ class WebhookReceiver:
             done.set_result(durable)
         if not durable:
             return self._answer(
-                "unavailable", 503, "Kafka cannot take the event now", keep=True, span=span
+                "unavailable",
+                503,
+                "Kafka cannot take the event now",
+                keep=True,
+                span=span,
+                source_id=source_id,
             )
-        return self._answer("accepted", 200, keep=True, span=span)
+        return self._answer("accepted", 200, keep=True, span=span, source_id=source_id)
 
     async def _durable(self, source_id: str, body: bytes, trace: TraceHeaders | None) -> bool:
         loop = asyncio.get_running_loop()
@@ -287,14 +317,16 @@ class WebhookReceiver:
     def _answer(
         self, outcome: str, status: int, error: str | None = None, *, keep: bool = False,
         span: WebhookSpan | None = None,
+        source_id: str = "",
     ) -> Answer:  # fmt: skip
-        self._count(outcome)
+        self._count(outcome, source_id)
         if span is not None:
             span.answered(outcome, status)
         return Answer(status, (error,) if error else (), keep_alive=keep)
 
-    def _count(self, outcome: str) -> None:
-        self._metrics.webhook_requests.labels(outcome).inc()
+    def _count(self, outcome: str, source_id: str = "") -> None:
+        # Only a source this deployment runs names a series: ids from paths are anyone's.
+        self._metrics.webhook_requests.labels(source_id, outcome).inc()
 
 
 def _settle(future: asyncio.Future[KafkaError | None], err: KafkaError | None) -> None:

@@ -606,6 +606,8 @@ def test_kafka_credentials_ca_and_client_certificate_from_existing_secrets(
     assert kafka.ssl_key_password_file == key_password
 
 
+# The bridge's pods of release "rel" (deploy_support.render_chart).
+SELECTOR = {"app.kubernetes.io/name": "passentry-bridge", "app.kubernetes.io/instance": "rel"}
 PROMETHEUS = {
     "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
     "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}},
@@ -617,12 +619,16 @@ def test_network_policy_is_on_by_default_and_open_to_no_one_in_particular(
 ) -> None:
     policy = one(render(DEFAULT), "NetworkPolicy")["spec"]
     assert policy["policyTypes"] == ["Ingress", "Egress"]
-    # Only Prometheus may scrape; no webhook port without webhooks.
+    # Only Prometheus may scrape, and the release's own pods ask each other GET /status
+    # (passentry-bridge status); no webhook port without webhooks.
+    own = {"podSelector": {"matchLabels": SELECTOR}}
     assert policy["ingress"] == [
-        {"ports": [{"port": "http", "protocol": "TCP"}], "from": [PROMETHEUS]}
+        {"ports": [{"port": "http", "protocol": "TCP"}], "from": [PROMETHEUS]},
+        {"ports": [{"port": "http", "protocol": "TCP"}], "from": [own]},
     ]
     egress = {p["port"]: rule.get("to") for rule in policy["egress"] for p in rule["ports"]}
-    assert set(egress) == {53, 9092, 9093, 443}
+    assert set(egress) == {9108, 53, 9092, 9093, 443}
+    assert egress[9108] == [own]
     assert egress[443] == [{"ipBlock": {"cidr": "0.0.0.0/0"}}]
     registry = one(render(CHART / "ci" / "schema-registry-values.yaml"), "NetworkPolicy")["spec"]
     assert 8081 in {p["port"] for rule in registry["egress"] for p in rule["ports"]}
@@ -724,10 +730,12 @@ def test_network_policy_admits_only_the_webhook_and_metrics_ports(render: Render
     ingress = one(docs, "NetworkPolicy")["spec"]["ingress"]
     assert [r["ports"] for r in ingress] == [
         [{"port": "http", "protocol": "TCP"}],
+        [{"port": "http", "protocol": "TCP"}],
         [{"port": "webhook", "protocol": "TCP"}],
     ]
     assert ingress[0]["from"] == [PROMETHEUS]
-    assert ingress[1]["from"] == [
+    assert ingress[1]["from"] == [{"podSelector": {"matchLabels": SELECTOR}}]
+    assert ingress[2]["from"] == [
         {
             "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}},
             "podSelector": {"matchLabels": {"app.kubernetes.io/component": "controller"}},
@@ -737,7 +745,7 @@ def test_network_policy_admits_only_the_webhook_and_metrics_ports(render: Render
     default = one(
         render(DEFAULT, "webhook.enabled=true", f"webhook.secret={WEBHOOK_SECRET}"), "NetworkPolicy"
     )
-    assert default["spec"]["ingress"][1]["from"] == [
+    assert default["spec"]["ingress"][2]["from"] == [
         {
             "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}},
             "podSelector": {"matchLabels": {"app.kubernetes.io/name": "ingress-nginx"}},
@@ -802,8 +810,16 @@ def test_dashboard_configmap(render: Render) -> None:
     (cm,) = [d for d in by_kind(docs, "ConfigMap") if d["metadata"]["name"].endswith("-dashboard")]
     assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
     assert cm["metadata"]["namespace"] == "monitoring"
-    shipped = json.loads((CHART / "files" / "dashboard.json").read_text(encoding="utf-8"))
-    assert json.loads(cm["data"]["passentry-bridge.json"]) == shipped
+    shipped_text = (CHART / "files" / "dashboard.json").read_text(encoding="utf-8")
+    default = "https://github.com/passentry/passentry-bridge/blob/main/docs/operations.md"
+    base = "https://runbooks.example.com/passentry-bridge.md"
+    docs = render(CHART / "ci" / "monitoring-values.yaml", f"prometheusRule.runbookBaseUrl={base}")
+    (cm,) = [d for d in by_kind(docs, "ConfigMap") if d["metadata"]["name"].endswith("-dashboard")]
+    # The panels' runbook links follow the rules' base URL; nothing else changes.
+    assert json.loads(cm["data"]["passentry-bridge.json"]) == json.loads(
+        shipped_text.replace(default, base)
+    )
+    assert base + "#passentrybridgepollstale" in cm["data"]["passentry-bridge.json"]
     assert not [
         d
         for d in by_kind(render(DEFAULT), "ConfigMap")

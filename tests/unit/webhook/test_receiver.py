@@ -139,6 +139,23 @@ def test_an_unknown_source_gets_the_answer_a_bad_signature_gets(
     assert outcome(receiver, "unknown_source") == 1
 
 
+def test_requests_are_counted_by_the_source_they_name_only_when_it_runs_here(
+    receiver: WebhookReceiver, writer: ListWriter
+) -> None:
+    """The dashboard's per-source refusals; an id from a path nobody runs names no series,
+    or anyone could mint them."""
+    body = event_body()
+    post(receiver, body, sign(body))
+    post(receiver, body, "sha256=" + "0" * 64)
+    post(receiver, body, sign(body), source="made-up-by-anyone")
+    requests = "passentry_bridge_webhook_requests_total"
+    metrics = receiver._metrics
+    assert sample(metrics, requests, source_id="gates", outcome="accepted") == 1
+    assert sample(metrics, requests, source_id="gates", outcome="unauthorized") == 1
+    assert sample(metrics, requests, source_id="", outcome="unknown_source") == 1
+    assert sample(metrics, requests, source_id="made-up-by-anyone") == 0
+
+
 def test_other_routes_are_404(receiver: WebhookReceiver) -> None:
     for path in ("/", "/webhooks/passentry/", "/webhooks/passentry/gates/x", "/metrics"):
         url = f"http://127.0.0.1:{receiver.port}{path}"

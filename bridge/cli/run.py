@@ -11,6 +11,7 @@ import click
 from bridge.cli._common import config_option, load, parse_time, refuse_if_owned
 from bridge.config import Config
 from bridge.errors import BridgeError, ConfigError
+from bridge.ops.gc_policy import tune_for_streaming
 from bridge.ops.logs import setup_logging
 from bridge.runner import RunOptions
 
@@ -58,4 +59,6 @@ def serve(config: Config, options: RunOptions) -> int:
         log.error("cannot start", extra={"error": str(exc)})
         return 2 if isinstance(exc, ConfigError) else 1
     service.install_signal_handlers()
+    # Start-up is done: from here the process streams.
+    tune_for_streaming()
     return service.run()

@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -419,12 +419,11 @@ class Pipeline:
         self._watermark_metrics()
 
     def _account(
-        self, acked: dict[str, int], records: Iterable[OutRecord], stats: CycleStats, path: str
+        self, acked: dict[str, int], records: list[OutRecord], stats: CycleStats, path: str
     ) -> None:
         # Committed: read_committed consumers see the records from now. From the scan's
         # creation to here is the end-to-end latency.
         now_ms = time.time() * 1000
-        latency = self._metrics.end_to_end_latency.labels(path)
         dlq = self._settings.dlq_topic
         for topic, count in acked.items():
             stats.topics[topic] = stats.topics.get(topic, 0) + count
@@ -433,11 +432,13 @@ class Pipeline:
             else:
                 stats.published += count
                 self._metrics.scans_published.labels(topic).inc(count)
+        created: list[int] = []
         for record in records:
             if record.dlq_reason is not None:
                 self._metrics.dlq_records.labels(record.dlq_reason).inc()
             elif record.created_ms:
-                latency.observe(max(0.0, (now_ms - record.created_ms) / 1000))
+                created.append(record.created_ms)
+        self._metrics.end_to_end_latency.labels(path).observe_created(created, now_ms)
 
     def _watermark_metrics(self) -> None:
         if self.window.watermark:

@@ -73,6 +73,8 @@ class FakeProducer:
     def __init__(self, conf: dict[str, Any], clock: FakeClock) -> None:
         self.conf = conf
         self._on_delivery = conf["on_delivery"]
+        # As confluent-kafka's: with delivery.report.only.error, only failures are reported.
+        self._errors_only = conf.get("delivery.report.only.error", False)
         self._clock = clock
         self._failures: dict[str, list[_Failure]] = defaultdict(list)
         self._spared: dict[str, int] = defaultdict(int)
@@ -189,5 +191,7 @@ class FakeProducer:
     def _deliver(self) -> int:
         served, self._undelivered = self._undelivered, []
         for record in served:
-            self._on_delivery(self.delivery_errors.get(record.topic), FakeMessage(record))
+            err = self.delivery_errors.get(record.topic)
+            if err is not None or not self._errors_only:
+                self._on_delivery(err, FakeMessage(record))
         return len(served)

@@ -41,7 +41,7 @@ from bridge.passentry.models import (
     WebhookSubscriptionDocument,
     WebhookSubscriptionList,
 )
-from bridge.passentry.pages import DecodedPage, decode_page
+from bridge.passentry.pages import DecodedPage, IncludedMemo, decode_page
 from bridge.passentry.ratelimit import RequestBudget
 
 __all__ = ["PassEntryClient", "classify"]
@@ -121,6 +121,8 @@ class PassEntryClient:
     ) -> None:
         self._metrics = metrics
         self._budget = budget
+        # Passes and readers repeat across pages: each distinct one is decoded once.
+        self._included = IncludedMemo()
         self._deadline = retry_deadline_s
         self._sleep = sleep
         # Measures the retry deadline; tests pass a clock that their ``sleep`` moves on.
@@ -153,7 +155,7 @@ class PassEntryClient:
         def attempt() -> FetchedPage:
             response = self._send(_PATHS["scans"], "scans", params)
             try:
-                page = decode_page(response.content)
+                page = decode_page(response.content, self._included)
             except MalformedPageError as exc:
                 reason = "html" if b"<html" in response.content[:512].lower() else "undecodable"
                 self._metrics.malformed_pages.labels(reason).inc()

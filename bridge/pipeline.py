@@ -35,6 +35,7 @@ from bridge.errors import InvalidWebhookError
 from bridge.kafka.checkpoint import CheckpointStore, WindowRebuild, make_checkpoint
 from bridge.kafka.producer import OutRecord, Sink, TxnOffsets
 from bridge.kafka.records import RecordBuilder
+from bridge.kafka.scan_records import ScanRecords
 from bridge.ops.metrics import Metrics
 from bridge.passentry.pages import Listed, Rejected
 from bridge.passentry.slices import ReadStats, Slice, SliceReader
@@ -133,8 +134,8 @@ class Pipeline:
     ) -> None:
         self._reader = reader
         self._enricher = enricher
-        self._encoder = encoder
         self._records = records
+        self._scan_records = ScanRecords(enricher, encoder, records)
         self._publisher = publisher
         self._checkpoints = checkpoints
         self.window = window
@@ -266,24 +267,13 @@ class Pipeline:
         fetched = found.size
         stats.fetched += fetched
         self._metrics.scans_fetched.inc(fetched)
-        self._enricher.remember({id(i.page): i.page for i in found.scans.values()}.values())
-        fresh: list[Listed] = []
-        late: list[OutRecord] = []
-        late_ids: list[int] = []
-        duplicates = 0
-        for item in found.scans.values():
-            verdict = self.window.classify(item.scan.id_int)
-            if verdict is Verdict.NEW:
-                fresh.append(item)
-            elif verdict is Verdict.LATE:
-                stats.late += 1
-                late.append(self._late(item))
-                late_ids.append(item.scan.id_int)
-            else:
-                duplicates += 1
+        self._enricher.remember(found.pages)
+        fresh, late_items, duplicates = self.window.sort_out(found.scans)
+        late = [self._late(item) for item in late_items]
+        late_ids = [item.scan.id_int for item in late_items]
+        stats.late += len(late)
         stats.duplicates += duplicates
         self._metrics.scans_duplicate.inc(duplicates)
-        fresh.sort(key=lambda item: item.scan.id_int)
         dead = [
             self._records.dead_letter(item.rejected, item.url)
             for item in found.rejected.values()
@@ -388,8 +378,7 @@ class Pipeline:
 
         Nothing here may serve the webhook inbox while it waits (a missing pass is fetched
         plainly): the chunk's scans were judged new against the window as it is now."""
-        enriched = self._enricher.enrich(chunk.scans)
-        records = self._records.scans(enriched, self._encoder.encode(enriched))
+        records = self._scan_records.build(chunk.scans)
         records.extend(chunk.extra)
         if not records and offsets is None:
             return

@@ -299,6 +299,21 @@ class PassEntryClient:
             # tenacity's stop_after_delay, on our clock: stop once the deadline has passed.
             return self._clock() - started >= self._deadline
 
+        # Most calls succeed at once: tenacity (tens of microseconds a call) is only set up
+        # once the first attempt failed, and is handed that failure as its first attempt,
+        # so the waits, the deadline and the log are as if it had run it.
+        try:
+            return attempt()
+        except RetriableError as exc:
+            first: RetriableError | None = exc
+
+        def again() -> T:
+            nonlocal first
+            if first is not None:
+                failed, first = first, None
+                raise failed
+            return attempt()
+
         retrying = Retrying(
             retry=retry_if_exception_type(RetriableError),
             wait=wait,
@@ -307,7 +322,7 @@ class PassEntryClient:
             before_sleep=before_sleep,
             reraise=True,
         )
-        return retrying(attempt)
+        return retrying(again)
 
 
 def _retry_reason(exc: BaseException | None) -> str:

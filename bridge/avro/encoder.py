@@ -92,8 +92,10 @@ class Encoder:
         # The fast path's: Avro bytes by the resource object itself (the client's memo
         # hands out one object per distinct JSON), kept with it so its id stays its own.
         self._by_object: dict[int, tuple[PassResource | ReaderResource, bytes]] = {}
-        # Low-cardinality strings (types, statuses, reader ids) and their Avro bytes.
+        # Strings that repeat from scan to scan and their Avro bytes: types, statuses and
+        # reader ids, and (as the non-null branch of a union) status details and pass ids.
         self._strings: dict[str, bytes] = {}
+        self._options: dict[str, bytes] = {}
 
     def encode(self, items: list[Enriched]) -> list[bytes | Exception]:
         """Avro bodies for ``items``, in order, without a framing prefix; an item that cannot
@@ -165,21 +167,28 @@ class Encoder:
     ) -> bytes:  # fmt: skip
         """One scan's Avro body, as :meth:`encode` writes it, with the strings that repeat
         from scan to scan encoded once. Raises what :meth:`encode` would return."""
-        attrs = scan.resource.attributes
-        strings = self._strings
-        scanned_at = attrs.scanned_at
+        resource = scan.resource
+        attrs = resource.attributes
+        strings, options = self._strings, self._options
+        scanned_at, detail = attrs.scanned_at, attrs.status_detail
+        if scanned_at is None:
+            scanned = NULL
+        elif scanned_at.tzinfo is UTC:  # as PassEntry writes times: to_millis' short way
+            scanned = BRANCH_1 + long_bytes((scanned_at - _EPOCH) // _MS)
+        else:
+            scanned = opt_long(to_millis(scanned_at))
         return b"".join(
             (
-                str_bytes(scan.resource.id),
+                str_bytes(resource.id),
                 long_bytes(scan.id_int >> 80),
-                NULL if scanned_at is None else opt_long(to_millis(scanned_at)),
+                scanned,
                 strings.get(attrs.scan_type) or self._string(attrs.scan_type),
                 opt_str(attrs.scan_value),
                 strings.get(attrs.validation_type) or self._string(attrs.validation_type),
                 strings.get(attrs.status) or self._string(attrs.status),
-                opt_str(attrs.status_detail),
+                NULL if detail is None else options.get(detail) or self._option(detail),
                 strings.get(reader_id) or self._string(reader_id),
-                opt_str(pass_id),
+                NULL if pass_id is None else options.get(pass_id) or self._option(pass_id),
                 self._source,
                 pass_bytes,
                 reader_bytes,
@@ -190,6 +199,13 @@ class Encoder:
         if len(self._strings) >= _STRINGS_MAX:
             self._strings.clear()  # a flood of distinct values: start over
         value = self._strings[text] = str_bytes(text)
+        return value
+
+    def _option(self, text: str) -> bytes:
+        """``text`` as the string branch of a ``["null", "string"]`` union."""
+        if len(self._options) >= _STRINGS_MAX:
+            self._options.clear()
+        value = self._options[text] = opt_str(text)
         return value
 
     def _keep(

@@ -11,7 +11,6 @@ A bad value stops start-up with the setting's name in the message; the API token
 from __future__ import annotations
 
 import contextvars
-import difflib
 import logging
 import os
 import re
@@ -19,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -705,6 +703,8 @@ def _check_env_names() -> None:
             top = name.split("__", 1)[0]
             if top in known:
                 continue
+            import difflib  # only to word the error
+
             hint = difflib.get_close_matches(top, known, n=1)
             message = f"{name}: not a setting" + (f"; did you mean {hint[0]}?" if hint else "")
             if prefix == "KAFKA_":
@@ -714,6 +714,9 @@ def _check_env_names() -> None:
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
+    # Imported here: a bridge configured by its environment alone never needs a YAML parser.
+    import yaml
+
     try:
         loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except OSError as exc:

@@ -32,6 +32,8 @@ class Context:
     kafka: Kafka
     log_dir: Path
     http: httpx.Client = field(default_factory=lambda: httpx.Client(timeout=5))
+    # BRIDGE_LOG_LEVEL of every bridge the scenarios run.
+    log_level: str = "WARNING"
 
 
 @dataclass
@@ -81,7 +83,7 @@ def bridge_child(
         "PASSENTRY_API_TOKEN": "sim-token",
         "KAFKA_BOOTSTRAP_SERVERS": ctx.kafka.bootstrap,
         "BRIDGE_HTTP_PORT": str(port),
-        "BRIDGE_LOG_LEVEL": "WARNING",
+        "BRIDGE_LOG_LEVEL": ctx.log_level,
         **env,
     }
     argv = [str(Path(sys.executable).parent / "passentry-bridge"), "run", *args]

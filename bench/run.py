@@ -18,12 +18,13 @@ import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
 from bench import failover, scenarios, webhooks
 from bench._procs import REPO, Kafka
-from bench._runs import Context
+from bench._runs import Context, bridge_executable
 
 RESULTS = REPO / "bench" / "results"
 SCENARIOS: dict[str, Callable[[Context, scenarios.Sizes], dict[str, Any]]] = {
@@ -114,7 +115,7 @@ def markdown(results: dict[str, Any]) -> str:
             "| program | scans / CPU s | fixed start-up CPU s | scans / CPU s net of start-up |",
             "|---|---|---|---|",
         ]
-        for p in ("bridge", "naive", "floor"):
+        for p in c["scans_per_cpu_second"]:
             lines.append(
                 f"| {p} | {c['scans_per_cpu_second'][p]:,} | {c['fixed_cpu_s'][p]} |"
                 f" {c['scans_per_cpu_second_net_of_startup'][p]:,} |"
@@ -122,6 +123,13 @@ def markdown(results: dict[str, Any]) -> str:
         lines.append(
             f"\nratio_vs_naive {c['ratio_vs_naive']}, ratio_vs_floor {c['ratio_vs_floor']}"
         )
+        if "baseline" in c:
+            base = c["baseline"]
+            lines.append(
+                f"\nbaseline ({base['checkout']}): ratio_vs_naive {base['ratio_vs_naive']},"
+                f" ratio_vs_floor {base['ratio_vs_floor']}; bridge / baseline"
+                f" {base['bridge_vs_baseline']}"
+            )
     if "latency" in results:
         la = results["latency"]
         lines.append(
@@ -198,13 +206,16 @@ def markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def compile_sources() -> None:
-    """Compile the bridge's and the comparators' modules, as the image does at build time
-    (Dockerfile): where PYTHONDONTWRITEBYTECODE is set and the package is installed
-    editable, each process would otherwise compile them again at every start, and the
-    start-up CPU measured would be the development tree's, not the deployed bridge's."""
+def compile_sources(baseline: Path | None = None) -> None:
+    """Compile the bridge's and the comparators' modules (and the baseline's bridge), as the
+    image does at build time (Dockerfile): where PYTHONDONTWRITEBYTECODE is set and the
+    package is installed editable, each process would otherwise compile them again at every
+    start, and the start-up CPU measured would be the development tree's, not the deployed
+    bridge's."""
     for folder in ("bridge", "bench"):
         compileall.compile_dir(REPO / folder, quiet=1)
+    if baseline is not None:
+        compileall.compile_dir(baseline / "bridge", quiet=1)
 
 
 def _terminate(signum: int, frame: FrameType | None) -> None:
@@ -223,12 +234,21 @@ def main() -> int:
         choices=["DEBUG", "INFO", "WARNING"],
         help="BRIDGE_LOG_LEVEL of the bridges measured (default WARNING)",
     )
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        metavar="CHECKOUT",
+        help="another checkout of the bridge, with its .venv (make install): the cpu scenario"
+        " runs its passentry-bridge too, interleaved with the others, as 'baseline'",
+    )
     args = parser.parse_args()
     sizes = scenarios.QUICK if args.quick else scenarios.FULL
     chosen = args.only.split(",") if args.only else list(SCENARIOS)
     unknown = set(chosen) - set(SCENARIOS)
     if unknown:
         parser.error(f"unknown scenario(s): {', '.join(sorted(unknown))}")
+    if args.baseline is not None and not bridge_executable(args.baseline).is_file():
+        parser.error(f"--baseline: no {bridge_executable(args.baseline)} (run make install there)")
 
     signal.signal(signal.SIGTERM, _terminate)
     started = time.monotonic()
@@ -240,11 +260,12 @@ def main() -> int:
         "command": " ".join(["python -m bench.run", *sys.argv[1:]]),
         "host": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "bridge_log_level": args.log_level,
+        "baseline": None if args.baseline is None else str(args.baseline),
         "logs": str(log_dir.relative_to(REPO)),
     }
-    compile_sources()
+    compile_sources(args.baseline)
     with Kafka() as kafka:
-        ctx = Context(kafka, log_dir, log_level=args.log_level)
+        ctx = Context(kafka, log_dir, log_level=args.log_level, baseline=args.baseline)
         try:
             for name in chosen:
                 results[name] = SCENARIOS[name](ctx, sizes)

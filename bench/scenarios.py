@@ -24,6 +24,7 @@ from bench._runs import (
     Context,
     RunResult,
     bridge_child,
+    bridge_executable,
     fixed_cpu,
     fresh_names,
     run_bridge,
@@ -132,29 +133,42 @@ def cpu(ctx: Context, sizes: Sizes) -> dict[str, Any]:
     n, reps = sizes.cpu_scans, sizes.cpu_repetitions
     args, since = _backlog(n, WEEK_S, 11, "--no-rate-limit")
     future = _iso(datetime.now(UTC) + timedelta(minutes=5))
-    say(f"cpu: {n} scans x {reps} repetitions, no latency, no rate limit")
+    # With --baseline, another checkout's bridge runs too, so the two compare in one run.
+    bridges = {"bridge": bridge_executable()}
+    if ctx.baseline is not None:
+        bridges["baseline"] = bridge_executable(ctx.baseline)
+    programs = [*bridges, "naive", "floor"]
+    say(f"cpu: {n} scans x {reps} repetitions of {', '.join(programs)}, no latency, no limit")
     runs: list[RunResult] = []
     with Simulator(args, log_dir=ctx.log_dir, name="sim-cpu") as sim:
         for rep in range(reps):
-            # Interleaved, so a noisy neighbour hits all three programs alike.
-            for program in ("bridge", "naive", "floor"):
-                if program == "bridge":
+            # Interleaved, so a noisy neighbour hits all programs alike.
+            for program in programs:
+                if program in bridges:
                     env = {"PASSENTRY_REQUEST_BUDGET": "100"}  # the config's maximum
-                    r = run_bridge(ctx, sim, name="bridge", expected=n, since=since, env=env)
+                    r = run_bridge(
+                        ctx,
+                        sim,
+                        name=program,
+                        expected=n,
+                        since=since,
+                        env=env,
+                        executable=bridges[program],
+                    )
                 else:
                     r = run_comparator(ctx, sim, program=program, expected=n, since=since)
                 r.extra["repetition"] = rep + 1
                 runs.append(r)
                 _report(r)
-        fixed = {p: round(fixed_cpu(ctx, sim, p, future), 3) for p in ("bridge", "naive", "floor")}
+        fixed = {p: round(fixed_cpu(ctx, sim, p, future, bridges.get(p)), 3) for p in programs}
     per_cpu: dict[str, float] = {}
     net: dict[str, float] = {}
-    for program in ("bridge", "naive", "floor"):
+    for program in programs:
         mine = [r for r in runs if r.program == program]
         per_cpu[program] = round(statistics.median(r.scans_per_cpu_s for r in mine))
         cpu_s = statistics.median(r.cpu_s for r in mine)
         net[program] = round(n / max(cpu_s - fixed[program], 1e-3))
-    return {
+    out: dict[str, Any] = {
         "scans": n,
         "repetitions": reps,
         "scans_per_cpu_second": per_cpu,
@@ -162,8 +176,16 @@ def cpu(ctx: Context, sizes: Sizes) -> dict[str, Any]:
         "ratio_vs_floor": round(per_cpu["bridge"] / per_cpu["floor"], 2),
         "fixed_cpu_s": fixed,
         "scans_per_cpu_second_net_of_startup": net,
-        "runs": [r.as_dict() for r in runs],
     }
+    if ctx.baseline is not None:
+        out["baseline"] = {
+            "checkout": str(ctx.baseline),
+            "ratio_vs_naive": round(per_cpu["baseline"] / per_cpu["naive"], 2),
+            "ratio_vs_floor": round(per_cpu["baseline"] / per_cpu["floor"], 2),
+            "bridge_vs_baseline": round(per_cpu["bridge"] / per_cpu["baseline"], 2),
+        }
+    out["runs"] = [r.as_dict() for r in runs]
+    return out
 
 
 class Arrivals:

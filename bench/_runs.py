@@ -104,6 +104,10 @@ def bridge_child(
         "BRIDGE_LOG_LEVEL": ctx.log_level,
         **env,
     }
+    if executable is not None:
+        # Another checkout's bridge imports its own code: a PYTHONPATH naming this checkout
+        # (the children start in it) would measure this bridge twice.
+        full_env["PYTHONPATH"] = ""
     argv = [str(executable or bridge_executable()), "run", *args]
     return Child(name, argv, env=full_env, log_dir=ctx.log_dir), port
 

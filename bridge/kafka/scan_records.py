@@ -44,14 +44,18 @@ class ScanRecords:
         """One record per item, in the items' order."""
         encoder, builder = self._encoder, self._builder
         framings: dict[str, tuple[bytes, Headers]] = {}
+        # (status, scan type) -> the topic, its value prefix and its headers, for this batch.
+        routes: dict[tuple[str, str], tuple[str, bytes, Headers]] = {}
         keys, ce_time = self._keys, self._ce_time
         out: list[OutRecord] = []
         for item in items:
             scan, page = item.scan, item.page
             resource = scan.resource
+            relationships = resource.relationships
             # A valid scan has a reader id (decode_page checked).
             reader_id = resource.reader_id or ""
-            pass_id = resource.pass_id
+            pass_rel = relationships.pass_
+            pass_id = None if pass_rel is None or pass_rel.data is None else pass_rel.data.id
             reader = page.readers.get(reader_id)
             pass_ = None if pass_id is None else page.passes.get(pass_id)
             if reader is None or (pass_ is None and pass_id is not None):
@@ -69,11 +73,15 @@ class ScanRecords:
                 out += self._per_scan([item], framings)  # which dead-letters it
                 continue
             attrs = resource.attributes
-            topic = builder.topic(attrs.status, attrs.scan_type)
-            framed = framings.get(topic)
-            if framed is None:
-                framed = framings[topic] = builder.framed(topic)
-            prefix, headers = framed
+            route_key = (attrs.status, attrs.scan_type)
+            route = routes.get(route_key)
+            if route is None:
+                topic = builder.topic(*route_key)
+                framed = framings.get(topic)
+                if framed is None:
+                    framed = framings[topic] = builder.framed(topic)
+                route = routes[route_key] = (topic, *framed)
+            topic, prefix, headers = route
             created_ms = scan.id_int >> 80
             scan_id = resource.id
             record_headers = [

@@ -96,12 +96,15 @@ def markdown(results: dict[str, Any]) -> str:
             "| program | efficiency | drain s | requests | 429s | rate_limited_fraction |",
             "|---|---|---|---|---|---|",
         ]
-        for name, f in (
+        programs = [
             ("bridge (default, budget 9)", b),
             ("bridge, budget 10", b["budget_10"]),
             ("bridge, lookback 0", b["lookback_0"]),
             ("naive", b["naive"]),
-        ):
+        ]
+        if "baseline" in b:
+            programs.append(("baseline (default)", b["baseline"]))
+        for name, f in programs:
             lines.append(
                 f"| {name} | {f['efficiency']} | {f['drain_s']} | {f['requests']} |"
                 f" {f['rate_limited']} | {f['rate_limited_fraction']} |"
@@ -132,12 +135,15 @@ def markdown(results: dict[str, Any]) -> str:
             )
     if "latency" in results:
         la = results["latency"]
-        lines.append(
-            f"\nLatency: {la['created']} created, {la['received']} received, {la['missing']}"
-            f" missing; p50 {la['p50_s']} s, p99 {la['p99_s']} s, max {la['max_s']} s;"
-            f" bridge fetched {la['bridge_pages_fetched']} pages,"
-            f" {la['bridge_duplicates']} duplicates"
-        )
+        for name, f in (("bridge", la), ("baseline", la.get("baseline"))):
+            if f is None:
+                continue
+            lines.append(
+                f"\nLatency ({name}): {f['created']} created, {f['received']} received,"
+                f" {f['missing']} missing; p50 {f['p50_s']} s, p99 {f['p99_s']} s, max"
+                f" {f['max_s']} s; fetched {f['bridge_pages_fetched']} pages,"
+                f" {f['bridge_duplicates']} duplicates"
+            )
     if "webhook_latency" in results:
         w = results["webhook_latency"]
         lines += [
@@ -147,14 +153,17 @@ def markdown(results: dict[str, Any]) -> str:
             "| path | measured | p50 s | p99 s | max s | API requests / s | missing |",
             "|---|---|---|---|---|---|---|",
         ]
-        for name, label in (
+        paths = (
             ("poll", "poll"),
             ("webhook", "webhook"),
             ("webhook_hostile", "webhook, hostile mix"),
-        ):
-            if name not in w:
+        )
+        rows = [(label, w.get(name)) for name, label in paths]
+        if "baseline" in w:
+            rows += [(f"baseline: {label}", w["baseline"].get(name)) for name, label in paths]
+        for label, f in rows:
+            if f is None:
                 continue
-            f = w[name]
             lines.append(
                 f"| {label} | {f['measured']} | {f['p50_s']} | {f['p99_s']} | {f['max_s']} |"
                 f" {f['api_requests_per_s']} | {f['missing']} |"
@@ -197,12 +206,23 @@ def markdown(results: dict[str, Any]) -> str:
             ),
             f"\nratio_ten_vs_one {m['ratio_ten_vs_one']}",
         ]
+        if "baseline" in m:
+            b = m["baseline"]
+            lines.append(
+                f"\nbaseline: one source {b['one']['scans_per_cpu_second']:,} scans / CPU s,"
+                f" ten {b['ten']['scans_per_cpu_second']:,}; ratio_ten_vs_one"
+                f" {b['ratio_ten_vs_one']}"
+            )
     if "memory" in results:
         m = results["memory"]
-        lines.append(
-            f"\nMemory: RSS {m['rss_early_mb']} MiB after {m['early_scans']:,},"
-            f" {m['rss_end_mb']} MiB after {m['scans']:,} (peak {m['rss_peak_mb']})"
-        )
+        for name, f in (("bridge", m), ("baseline", m.get("baseline"))):
+            if f is None:
+                continue
+            lines.append(
+                f"\nMemory ({name}): RSS {f['rss_early_mb']} MiB after {f['early_scans']:,},"
+                f" {f['rss_end_mb']} MiB after {f['scans']:,} (peak {f['rss_peak_mb']});"
+                f" growth {f['rss_growth_mb']} MiB"
+            )
     return "\n".join(lines)
 
 

@@ -56,7 +56,12 @@ def test_the_cpu_table_puts_a_baseline_beside_the_bridge() -> None:
             },
         },
     }
+    memory = {"scans": 200_000, "early_scans": 20_000, "rss_early_mb": 100.0}
+    memory |= {"rss_end_mb": 104.0, "rss_peak_mb": 105.0, "rss_growth_mb": 4.0}
+    results["memory"] = memory | {"baseline": memory | {"rss_growth_mb": 6.5}}
     text = markdown(results)
+    assert "Memory (bridge): RSS 100.0 MiB" in text
+    assert "growth 6.5 MiB" in text
     assert "| baseline | 8,000 | 0.5 | 8,000 |" in text
     assert "baseline (/work/base): ratio_vs_naive 1.6, ratio_vs_floor 0.27" in text
     assert "bridge / baseline 1.5" in text

@@ -16,7 +16,9 @@ passes and readers left out of ``included``) and every hostile case the simulato
 unit tests know: ids that are not UUIDv7, scans of another type or without a reader, a
 missing or mistyped attribute, a time whose UTC date is out of range, included items of
 another type, undecodable or listed twice, passes PassEntry answers 404 for, and, put in
-after decoding, lone surrogates that no UTF-8 writer takes.
+after decoding, lone surrogates that no UTF-8 writer takes. A second test takes its pages
+from the project's simulator itself, over HTTP, with its data faults on (ids that are not
+UUIDv7, items left out of ``included``).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+import httpx
 import msgspec
 import pytest
 
@@ -39,6 +42,7 @@ from bridge.passentry.client import FetchedPage
 from bridge.passentry.pages import DecodedPage, IncludedMemo, ValidScan
 from bridge.passentry.slices import Slice
 from bridge.pipeline import CycleStats, Pipeline
+from bridge.simulator import Faults, SimulatorConfig, SimulatorServer, WorldConfig
 from tests.support import FakeClock, java_partition, sample
 from tests.unit.fake_api import FakeApi
 from tests.unit.kafka.fake_producer import FakeProducer, Produced
@@ -297,6 +301,57 @@ def test_the_fast_path_writes_the_records_and_dead_letters_the_per_scan_path_wri
 
 
 DECODE_BY_ITEM = pages.decode_by_item
+
+
+def simulator_pages(seed: int) -> list[bytes]:
+    """Pages as the project's simulator serves them, with its data faults on: ids that are
+    not UUIDv7 and a pass or reader left out of a page's ``included``."""
+    faults = Faults(bad_id_rate=0.05, missing_included_rate=0.5, rng=random.Random(seed))
+    world = WorldConfig(readers=7, passes=60, seed=seed, backlog=500)
+    bodies = []
+    with SimulatorServer(SimulatorConfig(world=world, rate_limit=None), faults) as sim:
+        auth = {"Authorization": f"Bearer {sim.token}"}
+        with httpx.Client(base_url=sim.url, headers=auth, timeout=10) as http:
+            for page in range(1, 6):
+                params = {
+                    "perPage": "100",
+                    "page": str(page),
+                    "createdAfter": "2000-01-01T00:00:00Z",
+                }
+                response = http.get("/api/v1/scans", params=params)
+                response.raise_for_status()
+                bodies.append(response.content)
+    assert faults.fired["bad_id"] > 0
+    assert faults.fired["missing_included"] > 0
+    return bodies
+
+
+@pytest.mark.parametrize("seed", [7, 8])
+def test_the_simulators_faulty_pages_make_the_same_records_both_ways(
+    seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bodies = simulator_pages(seed)
+    memo = IncludedMemo()
+    fast = Run(None)
+    fallbacks: list[int] = []
+    enrich = fast.pipeline._enricher.enrich
+    monkeypatch.setattr(
+        fast.pipeline._enricher,
+        "enrich",
+        lambda items: fallbacks.append(len(items)) or enrich(items),
+    )
+    fast_records = fast.publish(bodies, lambda body: pages.decode_page(body, memo), seed)
+    monkeypatch.undo()
+    monkeypatch.setattr(ScanRecords, "build", ScanRecords.per_scan)
+    slow_records = Run(None).publish(bodies, DECODE_BY_ITEM, seed)
+
+    assert {"invalid_id", "late_scan"} <= {r.dlq_reason for r in slow_records}
+    # Some scans lost their pass or reader with the page's ``included``, or cannot be
+    # encoded: the per-scan path made their records; the others came straight from their page.
+    built = [r for r in slow_records if r.dlq_reason in (None, "encode_error")]
+    assert 0 < sum(fallbacks) < len(built)
+    assert [fields(r) for r in fast_records] == [fields(r) for r in slow_records]
+    assert produced(fast_records) == produced(slow_records)
 
 
 def test_a_clean_page_decodes_in_one_call_and_a_hostile_one_item_by_item_alike() -> None:

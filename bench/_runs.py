@@ -22,7 +22,15 @@ import httpx
 
 from bench._procs import Child, Kafka, Simulator, free_port, scrape_metrics
 
-__all__ = ["Context", "RunResult", "fixed_cpu", "fresh_names", "run_bridge", "run_comparator"]
+__all__ = [
+    "Context",
+    "RunResult",
+    "bridge_executable",
+    "fixed_cpu",
+    "fresh_names",
+    "run_bridge",
+    "run_comparator",
+]
 
 PUBLISHED = "passentry_bridge_scans_published_total"
 
@@ -32,6 +40,17 @@ class Context:
     kafka: Kafka
     log_dir: Path
     http: httpx.Client = field(default_factory=lambda: httpx.Client(timeout=5))
+    # BRIDGE_LOG_LEVEL of every bridge the scenarios run.
+    log_level: str = "WARNING"
+    # Another checkout's ``passentry-bridge`` (``--baseline``), measured beside this one.
+    baseline: Path | None = None
+
+
+def bridge_executable(checkout: Path | None = None) -> Path:
+    """The ``passentry-bridge`` of ``checkout``'s virtualenv, or of this one."""
+    if checkout is None:
+        return Path(sys.executable).parent / "passentry-bridge"
+    return checkout / ".venv" / "bin" / "passentry-bridge"
 
 
 @dataclass
@@ -73,18 +92,23 @@ def fresh_names(prefix: str) -> dict[str, str]:
 
 
 def bridge_child(
-    ctx: Context, sim: Simulator, name: str, env: dict[str, str], args: list[str]
-) -> tuple[Child, int]:
+    ctx: Context, sim: Simulator, name: str, env: dict[str, str], args: list[str],
+    executable: Path | None = None,
+) -> tuple[Child, int]:  # fmt: skip
     port = free_port()
     full_env = {
         "PASSENTRY_API_URL": sim.url,
         "PASSENTRY_API_TOKEN": "sim-token",
         "KAFKA_BOOTSTRAP_SERVERS": ctx.kafka.bootstrap,
         "BRIDGE_HTTP_PORT": str(port),
-        "BRIDGE_LOG_LEVEL": "WARNING",
+        "BRIDGE_LOG_LEVEL": ctx.log_level,
         **env,
     }
-    argv = [str(Path(sys.executable).parent / "passentry-bridge"), "run", *args]
+    if executable is not None:
+        # Another checkout's bridge imports its own code: a PYTHONPATH naming this checkout
+        # (the children start in it) would measure this bridge twice.
+        full_env["PYTHONPATH"] = ""
+    argv = [str(executable or bridge_executable()), "run", *args]
     return Child(name, argv, env=full_env, log_dir=ctx.log_dir), port
 
 
@@ -109,11 +133,13 @@ def run_bridge(
     env: dict[str, str] | None = None,
     timeout: float = 900.0,
     on_progress: Callable[[Child, int], None] | None = None,
+    executable: Path | None = None,
 ) -> RunResult:
-    """Run the bridge until it has published ``expected`` scans; then stop it."""
+    """Run the bridge (``executable``, by default this checkout's) until it has published
+    ``expected`` scans; then stop it."""
     env = {**fresh_names(name), **(env or {})}
     base_requests, base_429 = sim.requests()
-    child, port = bridge_child(ctx, sim, name, env, ["--since", since])
+    child, port = bridge_child(ctx, sim, name, env, ["--since", since], executable)
     metrics: dict[str, float] = {}
     with child:
         first = _wait_first_request(sim, child, base_requests, 120)
@@ -185,11 +211,15 @@ def run_comparator(
     )
 
 
-def fixed_cpu(ctx: Context, sim: Simulator, program: str, since: str) -> float:
-    """CPU seconds of a run that finds nothing to do: start-up, connect, one page, exit."""
-    if program == "bridge":
+def fixed_cpu(
+    ctx: Context, sim: Simulator, program: str, since: str, executable: Path | None = None
+) -> float:
+    """CPU seconds of a run that finds nothing to do: start-up, connect, one page, exit.
+    ``program`` is ``naive``, ``floor``, or a bridge (``executable``)."""
+    if program not in ("naive", "floor"):
         args = ["--once", "--since", since]
-        child, _ = bridge_child(ctx, sim, "bridge-empty", fresh_names("empty"), args)
+        names = fresh_names("empty")
+        child, _ = bridge_child(ctx, sim, f"{program}-empty", names, args, executable)
     else:
         topic = f"bench.{program}-{uuid.uuid4().hex[:8]}"
         ctx.kafka.create_topics([topic])

@@ -22,7 +22,7 @@ from typing import Any
 import yaml
 
 from bench._procs import Child, Simulator, scrape_metrics
-from bench._runs import PUBLISHED, Context, bridge_child, fresh_names
+from bench._runs import PUBLISHED, Context, bridge_child, bridge_executable, fresh_names
 from bench.scenarios import Arrivals, Sizes, say
 
 __all__ = ["failover", "many_sources"]
@@ -107,39 +107,51 @@ def many_sources(ctx: Context, sizes: Sizes) -> dict[str, Any]:
         "--no-rate-limit",
     ]
     say(f"many_sources: {n} scans, one source against ten (one reader each) in one process")
-    results: dict[str, Any] = {}
     with Simulator(sim_args, log_dir=ctx.log_dir, name="sim-many") as sim:
-        # The simulator names its readers gate-001, gate-002, ...
-        reader_ids = [f"gate-{i:03d}" for i in range(1, readers + 1)]
-        since = "2000-01-01T00:00:00Z"
-        tag = f"{os.getpid()}-{time.time_ns()}"
-        with tempfile.TemporaryDirectory() as tmp:
-            ten = Path(tmp) / "ten.yaml"
-            ten.write_text(
-                yaml.safe_dump(
-                    {
-                        "sources": [
-                            {"id": f"many-{i}-{tag}", "filters": {"reader_id": r}}
-                            for i, r in enumerate(reader_ids)
-                        ]
-                    }
-                )
-            )
-            for label, args in (("one", []), ("ten", ["--config", str(ten)])):
-                names = fresh_names(f"many-{label}")
-                if args:
-                    del names["BRIDGE_SOURCE_ID"]
-                env = {**names, "BRIDGE_GROUP_ID": "", "PASSENTRY_REQUEST_BUDGET": "100"}
-                argv = ["--since", since, *args]
-                child, port = bridge_child(ctx, sim, f"bridge-many-{label}", env, argv)
-                with child:
-                    cpu = _cpu_to(ctx, child, port, n)
-                results[label] = {
-                    "sources": 1 if label == "one" else readers,
-                    "scans": n,
-                    "cpu_s": round(cpu, 2),
-                    "scans_per_cpu_second": round(n / cpu),
+        results = _one_and_ten(ctx, sim, n, readers, "bridge")
+        if ctx.baseline is not None:
+            results["baseline"] = _one_and_ten(ctx, sim, n, readers, "baseline")
+    return results
+
+
+def _one_and_ten(
+    ctx: Context, sim: Simulator, n: int, readers: int, program: str
+) -> dict[str, Any]:
+    """``program`` (``bridge``, or the ``baseline`` checkout's) running one source, then
+    ten, each to the end of the backlog."""
+    executable = bridge_executable(ctx.baseline) if program == "baseline" else None
+    results: dict[str, Any] = {}
+    # The simulator names its readers gate-001, gate-002, ...
+    reader_ids = [f"gate-{i:03d}" for i in range(1, readers + 1)]
+    since = "2000-01-01T00:00:00Z"
+    tag = f"{os.getpid()}-{time.time_ns()}"
+    with tempfile.TemporaryDirectory() as tmp:
+        ten = Path(tmp) / "ten.yaml"
+        ten.write_text(
+            yaml.safe_dump(
+                {
+                    "sources": [
+                        {"id": f"many-{i}-{tag}", "filters": {"reader_id": r}}
+                        for i, r in enumerate(reader_ids)
+                    ]
                 }
+            )
+        )
+        for label, args in (("one", []), ("ten", ["--config", str(ten)])):
+            names = fresh_names(f"many-{label}")
+            if args:
+                del names["BRIDGE_SOURCE_ID"]
+            env = {**names, "BRIDGE_GROUP_ID": "", "PASSENTRY_REQUEST_BUDGET": "100"}
+            argv = ["--since", since, *args]
+            child, port = bridge_child(ctx, sim, f"{program}-many-{label}", env, argv, executable)
+            with child:
+                cpu = _cpu_to(ctx, child, port, n)
+            results[label] = {
+                "sources": 1 if label == "one" else readers,
+                "scans": n,
+                "cpu_s": round(cpu, 2),
+                "scans_per_cpu_second": round(n / cpu),
+            }
     results["ratio_ten_vs_one"] = round(
         results["ten"]["scans_per_cpu_second"] / results["one"]["scans_per_cpu_second"], 3
     )

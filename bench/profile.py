@@ -19,6 +19,7 @@ from pathlib import Path
 
 from bench._procs import REPO, Child, Kafka, Simulator
 from bench._runs import fresh_names
+from bench.run import compile_sources
 from bench.scenarios import WEEK_S, _backlog
 
 
@@ -67,6 +68,7 @@ def main() -> int:
     raw = log_dir / "bridge.pyspy.txt"
     sim_args, since = _backlog(args.scans, WEEK_S, 11, "--no-rate-limit")
     bridge = str(Path(sys.executable).parent / "passentry-bridge")
+    compile_sources()
     with Kafka() as kafka, Simulator(sim_args, log_dir=log_dir) as sim:
         env = {
             "PASSENTRY_API_URL": sim.url,

@@ -9,6 +9,7 @@ Markdown table.
 from __future__ import annotations
 
 import argparse
+import compileall
 import json
 import os
 import platform
@@ -17,12 +18,13 @@ import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
 from bench import failover, scenarios, webhooks
 from bench._procs import REPO, Kafka
-from bench._runs import Context
+from bench._runs import Context, bridge_executable
 
 RESULTS = REPO / "bench" / "results"
 SCENARIOS: dict[str, Callable[[Context, scenarios.Sizes], dict[str, Any]]] = {
@@ -42,6 +44,7 @@ TARGETS = [
     ("backfill", "rate_limited_fraction", "<=", 0.01),
     ("cpu", "scans_per_cpu_second.bridge", ">=", 25_000),
     ("cpu", "ratio_vs_naive", ">=", 3.0),
+    ("cpu", "ratio_vs_floor", ">=", 0.45),
     ("latency", "p99_s", "<=", 1.5),
     ("memory", "rss_growth_mb", "<=", 15.0),
     ("webhook_latency", "webhook.p99_s", "<=", 0.25),
@@ -49,6 +52,7 @@ TARGETS = [
     ("webhook_latency", "api_requests_per_s", "<=", 1.0),
     ("failover", "sigterm.max_gap_s", "<=", 5.0),
     ("failover", "sigkill.max_gap_s", "<=", 15.0),
+    ("many_sources", "ratio_ten_vs_one", ">=", 0.85),
 ]
 
 
@@ -74,7 +78,8 @@ def check_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
 
 def markdown(results: dict[str, Any]) -> str:
     lines = [
-        f"Mode: {results['mode']} ({results['duration_s']:.0f} s)",
+        f"Mode: {results['mode']} ({results['duration_s']:.0f} s), bridge log level"
+        f" {results['bridge_log_level']}",
         "",
         "| scenario | figure | value | target | met |",
         "|---|---|---|---|---|",
@@ -91,12 +96,15 @@ def markdown(results: dict[str, Any]) -> str:
             "| program | efficiency | drain s | requests | 429s | rate_limited_fraction |",
             "|---|---|---|---|---|---|",
         ]
-        for name, f in (
+        programs = [
             ("bridge (default, budget 9)", b),
             ("bridge, budget 10", b["budget_10"]),
             ("bridge, lookback 0", b["lookback_0"]),
             ("naive", b["naive"]),
-        ):
+        ]
+        if "baseline" in b:
+            programs.append(("baseline (default)", b["baseline"]))
+        for name, f in programs:
             lines.append(
                 f"| {name} | {f['efficiency']} | {f['drain_s']} | {f['requests']} |"
                 f" {f['rate_limited']} | {f['rate_limited_fraction']} |"
@@ -110,7 +118,7 @@ def markdown(results: dict[str, Any]) -> str:
             "| program | scans / CPU s | fixed start-up CPU s | scans / CPU s net of start-up |",
             "|---|---|---|---|",
         ]
-        for p in ("bridge", "naive", "floor"):
+        for p in c["scans_per_cpu_second"]:
             lines.append(
                 f"| {p} | {c['scans_per_cpu_second'][p]:,} | {c['fixed_cpu_s'][p]} |"
                 f" {c['scans_per_cpu_second_net_of_startup'][p]:,} |"
@@ -118,14 +126,24 @@ def markdown(results: dict[str, Any]) -> str:
         lines.append(
             f"\nratio_vs_naive {c['ratio_vs_naive']}, ratio_vs_floor {c['ratio_vs_floor']}"
         )
+        if "baseline" in c:
+            base = c["baseline"]
+            lines.append(
+                f"\nbaseline ({base['checkout']}): ratio_vs_naive {base['ratio_vs_naive']},"
+                f" ratio_vs_floor {base['ratio_vs_floor']}; bridge / baseline"
+                f" {base['bridge_vs_baseline']}"
+            )
     if "latency" in results:
         la = results["latency"]
-        lines.append(
-            f"\nLatency: {la['created']} created, {la['received']} received, {la['missing']}"
-            f" missing; p50 {la['p50_s']} s, p99 {la['p99_s']} s, max {la['max_s']} s;"
-            f" bridge fetched {la['bridge_pages_fetched']} pages,"
-            f" {la['bridge_duplicates']} duplicates"
-        )
+        for name, f in (("bridge", la), ("baseline", la.get("baseline"))):
+            if f is None:
+                continue
+            lines.append(
+                f"\nLatency ({name}): {f['created']} created, {f['received']} received,"
+                f" {f['missing']} missing; p50 {f['p50_s']} s, p99 {f['p99_s']} s, max"
+                f" {f['max_s']} s; fetched {f['bridge_pages_fetched']} pages,"
+                f" {f['bridge_duplicates']} duplicates"
+            )
     if "webhook_latency" in results:
         w = results["webhook_latency"]
         lines += [
@@ -135,14 +153,17 @@ def markdown(results: dict[str, Any]) -> str:
             "| path | measured | p50 s | p99 s | max s | API requests / s | missing |",
             "|---|---|---|---|---|---|---|",
         ]
-        for name, label in (
+        paths = (
             ("poll", "poll"),
             ("webhook", "webhook"),
             ("webhook_hostile", "webhook, hostile mix"),
-        ):
-            if name not in w:
+        )
+        rows = [(label, w.get(name)) for name, label in paths]
+        if "baseline" in w:
+            rows += [(f"baseline: {label}", w["baseline"].get(name)) for name, label in paths]
+        for label, f in rows:
+            if f is None:
                 continue
-            f = w[name]
             lines.append(
                 f"| {label} | {f['measured']} | {f['p50_s']} | {f['p99_s']} | {f['max_s']} |"
                 f" {f['api_requests_per_s']} | {f['missing']} |"
@@ -185,13 +206,36 @@ def markdown(results: dict[str, Any]) -> str:
             ),
             f"\nratio_ten_vs_one {m['ratio_ten_vs_one']}",
         ]
+        if "baseline" in m:
+            b = m["baseline"]
+            lines.append(
+                f"\nbaseline: one source {b['one']['scans_per_cpu_second']:,} scans / CPU s,"
+                f" ten {b['ten']['scans_per_cpu_second']:,}; ratio_ten_vs_one"
+                f" {b['ratio_ten_vs_one']}"
+            )
     if "memory" in results:
         m = results["memory"]
-        lines.append(
-            f"\nMemory: RSS {m['rss_early_mb']} MiB after {m['early_scans']:,},"
-            f" {m['rss_end_mb']} MiB after {m['scans']:,} (peak {m['rss_peak_mb']})"
-        )
+        for name, f in (("bridge", m), ("baseline", m.get("baseline"))):
+            if f is None:
+                continue
+            lines.append(
+                f"\nMemory ({name}): RSS {f['rss_early_mb']} MiB after {f['early_scans']:,},"
+                f" {f['rss_end_mb']} MiB after {f['scans']:,} (peak {f['rss_peak_mb']});"
+                f" growth {f['rss_growth_mb']} MiB"
+            )
     return "\n".join(lines)
+
+
+def compile_sources(baseline: Path | None = None) -> None:
+    """Compile the bridge's and the comparators' modules (and the baseline's bridge), as the
+    image does at build time (Dockerfile): where PYTHONDONTWRITEBYTECODE is set and the
+    package is installed editable, each process would otherwise compile them again at every
+    start, and the start-up CPU measured would be the development tree's, not the deployed
+    bridge's."""
+    for folder in ("bridge", "bench"):
+        compileall.compile_dir(REPO / folder, quiet=1)
+    if baseline is not None:
+        compileall.compile_dir(baseline / "bridge", quiet=1)
 
 
 def _terminate(signum: int, frame: FrameType | None) -> None:
@@ -204,12 +248,27 @@ def main() -> int:
     size.add_argument("--full", action="store_true", help="the full sizes (default)")
     size.add_argument("--quick", action="store_true", help="reduced sizes, about 3 minutes")
     parser.add_argument("--only", help="comma-separated scenarios: " + ",".join(SCENARIOS))
+    parser.add_argument(
+        "--log-level",
+        default="WARNING",
+        choices=["DEBUG", "INFO", "WARNING"],
+        help="BRIDGE_LOG_LEVEL of the bridges measured (default WARNING)",
+    )
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        metavar="CHECKOUT",
+        help="another checkout of the bridge, with its .venv (make install): the cpu scenario"
+        " runs its passentry-bridge too, interleaved with the others, as 'baseline'",
+    )
     args = parser.parse_args()
     sizes = scenarios.QUICK if args.quick else scenarios.FULL
     chosen = args.only.split(",") if args.only else list(SCENARIOS)
     unknown = set(chosen) - set(SCENARIOS)
     if unknown:
         parser.error(f"unknown scenario(s): {', '.join(sorted(unknown))}")
+    if args.baseline is not None and not bridge_executable(args.baseline).is_file():
+        parser.error(f"--baseline: no {bridge_executable(args.baseline)} (run make install there)")
 
     signal.signal(signal.SIGTERM, _terminate)
     started = time.monotonic()
@@ -220,10 +279,13 @@ def main() -> int:
         "started_at": stamp.isoformat(timespec="seconds"),
         "command": " ".join(["python -m bench.run", *sys.argv[1:]]),
         "host": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "bridge_log_level": args.log_level,
+        "baseline": None if args.baseline is None else str(args.baseline),
         "logs": str(log_dir.relative_to(REPO)),
     }
+    compile_sources(args.baseline)
     with Kafka() as kafka:
-        ctx = Context(kafka, log_dir)
+        ctx = Context(kafka, log_dir, log_level=args.log_level, baseline=args.baseline)
         try:
             for name in chosen:
                 results[name] = SCENARIOS[name](ctx, sizes)

@@ -14,6 +14,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -24,6 +25,7 @@ from bench._runs import (
     Context,
     RunResult,
     bridge_child,
+    bridge_executable,
     fixed_cpu,
     fresh_names,
     run_bridge,
@@ -97,8 +99,13 @@ def backfill(ctx: Context, sizes: Sizes) -> dict[str, Any]:
             ("bridge_budget_10", {"PASSENTRY_REQUEST_BUDGET": "10"}),
             ("bridge_lookback_0", {"PASSENTRY_LOOKBACK_S": "0"}),
         ]
+        if ctx.baseline is not None:
+            variants.append(("baseline", {}))
         for name, env in variants:
-            runs[name] = run_bridge(ctx, sim, name=name, expected=n, since=since, env=env)
+            runs[name] = run_bridge(
+                ctx, sim, name=name, expected=n, since=since, env=env,
+                executable=_executable(ctx, name),
+            )  # fmt: skip
             _report(runs[name])
             _gap()
         runs["naive"] = run_comparator(ctx, sim, program="naive", expected=n, since=since)
@@ -124,37 +131,56 @@ def backfill(ctx: Context, sizes: Sizes) -> dict[str, Any]:
         "naive": figures(runs["naive"]),
         "budget_10": figures(runs["bridge_budget_10"]),
         "lookback_0": figures(runs["bridge_lookback_0"]),
+        **({"baseline": figures(runs["baseline"])} if "baseline" in runs else {}),
         "runs": [r.as_dict() for r in runs.values()],
     }
+
+
+def _executable(ctx: Context, name: str) -> Path | None:
+    """The baseline's ``passentry-bridge`` for the run named ``baseline``, else this one's."""
+    return bridge_executable(ctx.baseline) if name == "baseline" and ctx.baseline else None
 
 
 def cpu(ctx: Context, sizes: Sizes) -> dict[str, Any]:
     n, reps = sizes.cpu_scans, sizes.cpu_repetitions
     args, since = _backlog(n, WEEK_S, 11, "--no-rate-limit")
     future = _iso(datetime.now(UTC) + timedelta(minutes=5))
-    say(f"cpu: {n} scans x {reps} repetitions, no latency, no rate limit")
+    # With --baseline, another checkout's bridge runs too, so the two compare in one run.
+    bridges = {"bridge": bridge_executable()}
+    if ctx.baseline is not None:
+        bridges["baseline"] = bridge_executable(ctx.baseline)
+    programs = [*bridges, "naive", "floor"]
+    say(f"cpu: {n} scans x {reps} repetitions of {', '.join(programs)}, no latency, no limit")
     runs: list[RunResult] = []
     with Simulator(args, log_dir=ctx.log_dir, name="sim-cpu") as sim:
         for rep in range(reps):
-            # Interleaved, so a noisy neighbour hits all three programs alike.
-            for program in ("bridge", "naive", "floor"):
-                if program == "bridge":
+            # Interleaved, so a noisy neighbour hits all programs alike.
+            for program in programs:
+                if program in bridges:
                     env = {"PASSENTRY_REQUEST_BUDGET": "100"}  # the config's maximum
-                    r = run_bridge(ctx, sim, name="bridge", expected=n, since=since, env=env)
+                    r = run_bridge(
+                        ctx,
+                        sim,
+                        name=program,
+                        expected=n,
+                        since=since,
+                        env=env,
+                        executable=bridges[program],
+                    )
                 else:
                     r = run_comparator(ctx, sim, program=program, expected=n, since=since)
                 r.extra["repetition"] = rep + 1
                 runs.append(r)
                 _report(r)
-        fixed = {p: round(fixed_cpu(ctx, sim, p, future), 3) for p in ("bridge", "naive", "floor")}
+        fixed = {p: round(fixed_cpu(ctx, sim, p, future, bridges.get(p)), 3) for p in programs}
     per_cpu: dict[str, float] = {}
     net: dict[str, float] = {}
-    for program in ("bridge", "naive", "floor"):
+    for program in programs:
         mine = [r for r in runs if r.program == program]
         per_cpu[program] = round(statistics.median(r.scans_per_cpu_s for r in mine))
         cpu_s = statistics.median(r.cpu_s for r in mine)
         net[program] = round(n / max(cpu_s - fixed[program], 1e-3))
-    return {
+    out: dict[str, Any] = {
         "scans": n,
         "repetitions": reps,
         "scans_per_cpu_second": per_cpu,
@@ -162,8 +188,16 @@ def cpu(ctx: Context, sizes: Sizes) -> dict[str, Any]:
         "ratio_vs_floor": round(per_cpu["bridge"] / per_cpu["floor"], 2),
         "fixed_cpu_s": fixed,
         "scans_per_cpu_second_net_of_startup": net,
-        "runs": [r.as_dict() for r in runs],
     }
+    if ctx.baseline is not None:
+        out["baseline"] = {
+            "checkout": str(ctx.baseline),
+            "ratio_vs_naive": round(per_cpu["baseline"] / per_cpu["naive"], 2),
+            "ratio_vs_floor": round(per_cpu["baseline"] / per_cpu["floor"], 2),
+            "bridge_vs_baseline": round(per_cpu["bridge"] / per_cpu["baseline"], 2),
+        }
+    out["runs"] = [r.as_dict() for r in runs]
+    return out
 
 
 class Arrivals:
@@ -212,12 +246,20 @@ def quantile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
-def latency(ctx: Context, sizes: Sizes, env: dict[str, str] | None = None) -> dict[str, Any]:
+def latency(ctx: Context, sizes: Sizes) -> dict[str, Any]:
+    """The bridge's latency, and with ``--baseline`` the baseline's, one after the other."""
+    result = _latency(ctx, sizes)
+    if ctx.baseline is not None:
+        result["baseline"] = _latency(ctx, sizes, name="baseline")
+    return result
+
+
+def _latency(ctx: Context, sizes: Sizes, name: str = "bridge") -> dict[str, Any]:
     duration = sizes.latency_s
-    names = {**fresh_names("latency"), **(env or {})}
+    names = fresh_names("latency")
     topic = names["BRIDGE_SCANS_TOPIC"]
     ctx.kafka.create_topics([topic])
-    say(f"latency: 200 scans/s for {duration:.0f}s, poll interval 1 s {env or ''}")
+    say(f"latency: 200 scans/s for {duration:.0f}s, poll interval 1 s, {name}")
     poll = {"PASSENTRY_POLL_INTERVAL_MIN_S": "1", "PASSENTRY_POLL_INTERVAL_MAX_S": "1"}
     sim_args = ["--rate", "200", "--duration", str(duration), "--seed", "5"]
     with (
@@ -225,7 +267,9 @@ def latency(ctx: Context, sizes: Sizes, env: dict[str, str] | None = None) -> di
         Simulator(sim_args, log_dir=ctx.log_dir, name="sim-latency") as sim,
     ):
         traffic_end = time.monotonic() + duration
-        child, port = bridge_child(ctx, sim, "bridge-latency", {**names, **poll}, [])
+        child, port = bridge_child(
+            ctx, sim, f"{name}-latency", {**names, **poll}, [], _executable(ctx, name)
+        )
         with child:
             ready_ms = wait_ready(ctx, child, port)
             time.sleep(max(0.0, traffic_end - time.monotonic()) + 0.5)
@@ -252,7 +296,6 @@ def latency(ctx: Context, sizes: Sizes, env: dict[str, str] | None = None) -> di
         "bridge_pages_fetched": int(metrics.get("passentry_bridge_pages_fetched_total", 0)),
         "bridge_duplicates": int(metrics.get("passentry_bridge_scans_duplicate_total", 0)),
         "bridge_cpu_s": round(cpu_s, 2),
-        "env": env or {},
     }
 
 
@@ -276,6 +319,17 @@ def memory(ctx: Context, sizes: Sizes) -> dict[str, Any]:
     n, early = sizes.memory_scans, sizes.memory_early
     args, since = _backlog(n, WEEK_S, 13, "--no-rate-limit")
     say(f"memory: {n} scans (building the simulator's backlog first)")
+    with Simulator(args, log_dir=ctx.log_dir, name="sim-memory") as sim:
+        say("memory: simulator ready, running the bridge")
+        result = _memory(ctx, sim, n, early, since, "bridge")
+        if ctx.baseline is not None:
+            result["baseline"] = _memory(ctx, sim, n, early, since, "baseline")
+    return result
+
+
+def _memory(
+    ctx: Context, sim: Simulator, n: int, early: int, since: str, name: str
+) -> dict[str, Any]:
     samples: dict[str, float] = {}
     peak = [0.0]
 
@@ -288,13 +342,12 @@ def memory(ctx: Context, sizes: Sizes) -> dict[str, Any]:
         if published >= n:
             samples["end"] = rss
 
-    with Simulator(args, log_dir=ctx.log_dir, name="sim-memory") as sim:
-        say("memory: simulator ready, running the bridge")
-        env = {"PASSENTRY_REQUEST_BUDGET": "100"}
-        r = run_bridge(
-            ctx, sim, name="bridge-memory", expected=n, since=since, env=env, on_progress=progress
-        )
-        _report(r)
+    env = {"PASSENTRY_REQUEST_BUDGET": "100"}
+    r = run_bridge(
+        ctx, sim, name=f"{name}-memory", expected=n, since=since, env=env,
+        on_progress=progress, executable=_executable(ctx, name),
+    )  # fmt: skip
+    _report(r)
     return {
         "scans": n,
         "early_scans": early,

@@ -16,7 +16,7 @@ from typing import Any
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench._procs import Child, Simulator, free_port, scrape_metrics
-from bench._runs import Context, bridge_child, fresh_names
+from bench._runs import Context, bridge_child, bridge_executable, fresh_names
 from bench.hostile import HostileClients, HostileMix, Target, captured_event, gzip_bomb
 from bench.scenarios import Arrivals, Sizes, quantile, say, wait_ready
 
@@ -34,6 +34,16 @@ def webhook_latency(ctx: Context, sizes: Sizes, plot_to: Path | None = None) -> 
     poll = _run(ctx, duration, webhooks=False)
     pushed = _run(ctx, duration, webhooks=True)
     attacked = _run(ctx, duration, webhooks=True, hostile=True)
+    baseline: dict[str, Any] = {}
+    if ctx.baseline is not None:
+        # The baseline's bridge in the same three runs, after this one's.
+        baseline = {
+            "poll": _summary(_run(ctx, duration, webhooks=False, baseline=True)),
+            "webhook": _summary(_run(ctx, duration, webhooks=True, baseline=True)),
+            "webhook_hostile": _summary(
+                _run(ctx, duration, webhooks=True, hostile=True, baseline=True)
+            ),
+        }
     result = {
         "rate_per_s": RATE,
         "duration_s": duration,
@@ -42,6 +52,7 @@ def webhook_latency(ctx: Context, sizes: Sizes, plot_to: Path | None = None) -> 
         "webhook_hostile": _summary(attacked) | attacked["hostile"],
         "api_requests_per_s": pushed["api_requests_per_s"],
         "poll_only_api_requests_per_s": poll["api_requests_per_s"],
+        **({"baseline": baseline} if baseline else {}),
     }
     if plot_to is not None:
         _plot(
@@ -56,8 +67,13 @@ def webhook_latency(ctx: Context, sizes: Sizes, plot_to: Path | None = None) -> 
     return result
 
 
-def _run(ctx: Context, duration: float, *, webhooks: bool, hostile: bool = False) -> dict[str, Any]:
+def _run(
+    ctx: Context, duration: float, *, webhooks: bool, hostile: bool = False,
+    baseline: bool = False,
+) -> dict[str, Any]:  # fmt: skip
     label = ("webhook-hostile" if hostile else "webhook") if webhooks else "poll"
+    program = "baseline" if baseline else "bridge"
+    executable = bridge_executable(ctx.baseline) if baseline and ctx.baseline else None
     names = fresh_names(f"wh-latency-{label}")
     topic = names["BRIDGE_SCANS_TOPIC"]
     ctx.kafka.create_topics([topic])
@@ -77,13 +93,13 @@ def _run(ctx: Context, duration: float, *, webhooks: bool, hostile: bool = False
             "BRIDGE_WEBHOOK_PORT": str(port),
             "BRIDGE_WEBHOOK_TOPIC": f"bench.{source}.inbox",
         }
-    say(f"webhook_latency: {RATE} scans/s for {duration:.0f}s, {label}")
+    say(f"webhook_latency: {RATE} scans/s for {duration:.0f}s, {label}, {program}")
     with (
         Arrivals(ctx.kafka.bootstrap, topic, 6) as arrivals,
         Simulator(sim_args, log_dir=ctx.log_dir, name=f"sim-{label}") as sim,
     ):
         traffic_end = time.monotonic() + duration
-        child, port_http = bridge_child(ctx, sim, f"bridge-{label}", env, [])
+        child, port_http = bridge_child(ctx, sim, f"{program}-{label}", env, [], executable)
         with child, contextlib.ExitStack() as attacking:
             ready_ms = wait_ready(ctx, child, port_http)
             steady_ms = ready_ms + int(_WARMUP_S * 1000)

@@ -11,7 +11,6 @@ A bad value stops start-up with the setting's name in the message; the API token
 from __future__ import annotations
 
 import contextvars
-import difflib
 import logging
 import os
 import re
@@ -19,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -784,6 +782,8 @@ def _check_env_names() -> None:
             top = name.split("__", 1)[0]
             if top in known:
                 continue
+            import difflib  # only to word the error
+
             hint = difflib.get_close_matches(top, known, n=1)
             message = f"{name}: not a setting" + (f"; did you mean {hint[0]}?" if hint else "")
             if prefix == "KAFKA_":
@@ -793,6 +793,9 @@ def _check_env_names() -> None:
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
+    # Imported here: a bridge configured by its environment alone never needs a YAML parser.
+    import yaml
+
     try:
         loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except OSError as exc:
@@ -864,6 +867,8 @@ def _describe_yaml(exc: ValidationError, where: str, known_top: list[str]) -> st
 def _problem(name: str, err: Any, known: list[str]) -> str:
     if err["type"] != "extra_forbidden":
         return f"{name}: {err['msg']}"
+    import difflib  # only to word the error
+
     hint = difflib.get_close_matches(name, known, n=1)
     return f"{name}: not a setting" + (f"; did you mean {hint[0]}?" if hint else "")
 

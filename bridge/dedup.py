@@ -21,10 +21,12 @@ import enum
 import hashlib
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
-from typing import Protocol
+from collections.abc import Callable, Iterable, Mapping
+from typing import Protocol, TypeVar
 
 __all__ = ["DedupWindow", "RejectMemory", "Verdict"]
+
+T = TypeVar("T")
 
 # PassEntry documents neither the precision nor the inclusiveness of createdAfter.
 BOUNDARY_MARGIN_MS = 60_000
@@ -90,6 +92,23 @@ class DedupWindow:
             return Verdict.LATE
         return Verdict.NEW
 
+    def sort_out(self, items: Mapping[int, T]) -> tuple[list[T], list[T], int]:
+        """``items`` by id, each judged as :meth:`classify` judges it: the new ones in id
+        order, the late ones, and how many are duplicates."""
+        known, cursor = self._ids, self.cursor_ms()
+        new: list[int] = []
+        late: list[T] = []
+        duplicates = 0
+        for id_int, item in items.items():
+            if id_int in known:
+                duplicates += 1
+            elif cursor is not None and (id_int >> 80) < cursor:
+                late.append(item)
+            else:
+                new.append(id_int)
+        new.sort()
+        return [items[id_int] for id_int in new], late, duplicates
+
     def add(self, id_int: int) -> None:
         """Record a published (or dead-lettered) id and move the watermark."""
         if id_int in self._ids:
@@ -104,8 +123,15 @@ class DedupWindow:
             self._watermark = id_int
 
     def add_all(self, ids: Iterable[int]) -> None:
-        for id_int in ids:
-            self.add(id_int)
+        fresh = sorted({id_int for id_int in ids if id_int not in self._ids})
+        if fresh:
+            self._ids.update(fresh)
+            if not self._sorted or fresh[0] > self._sorted[-1]:
+                self._sorted += fresh  # a chunk of new scans: the usual case
+            else:
+                for id_int in fresh:
+                    bisect.insort(self._sorted, id_int)
+            self._watermark = max(self._watermark, fresh[-1])
         self.prune()
 
     def prune(self) -> int:

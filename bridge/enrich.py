@@ -12,8 +12,9 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import Generic, TypeVar
+
+import msgspec
 
 from bridge.ops.metrics import Metrics
 from bridge.passentry.models import PassResource, ReaderResource
@@ -24,8 +25,7 @@ __all__ = ["Enriched", "Enricher", "PassCache", "RecentCache"]
 T = TypeVar("T")
 
 
-@dataclass(slots=True, frozen=True)
-class Enriched:
+class Enriched(msgspec.Struct, frozen=True, gc=False):
     scan: ValidScan
     reader_id: str
     pass_: PassResource | None

@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +35,7 @@ from bridge.errors import InvalidWebhookError
 from bridge.kafka.checkpoint import CheckpointStore, WindowRebuild, make_checkpoint
 from bridge.kafka.producer import OutRecord, Sink, TxnOffsets
 from bridge.kafka.records import RecordBuilder
+from bridge.kafka.scan_records import ScanRecords
 from bridge.ops.metrics import Metrics
 from bridge.passentry.pages import Listed, Rejected
 from bridge.passentry.slices import ReadStats, Slice, SliceReader
@@ -135,8 +136,8 @@ class Pipeline:
     ) -> None:
         self._reader = reader
         self._enricher = enricher
-        self._encoder = encoder
         self._records = records
+        self._scan_records = ScanRecords(enricher, encoder, records)
         self._publisher = publisher
         self._checkpoints = checkpoints
         self.window = window
@@ -269,24 +270,13 @@ class Pipeline:
         fetched = found.size
         stats.fetched += fetched
         self._metrics.scans_fetched.inc(fetched)
-        self._enricher.remember({id(i.page): i.page for i in found.scans.values()}.values())
-        fresh: list[Listed] = []
-        late: list[OutRecord] = []
-        late_ids: list[int] = []
-        duplicates = 0
-        for item in found.scans.values():
-            verdict = self.window.classify(item.scan.id_int)
-            if verdict is Verdict.NEW:
-                fresh.append(item)
-            elif verdict is Verdict.LATE:
-                stats.late += 1
-                late.append(self._late(item))
-                late_ids.append(item.scan.id_int)
-            else:
-                duplicates += 1
+        self._enricher.remember(found.pages)
+        fresh, late_items, duplicates = self.window.sort_out(found.scans)
+        late = [self._late(item) for item in late_items]
+        late_ids = [item.scan.id_int for item in late_items]
+        stats.late += len(late)
         stats.duplicates += duplicates
         self._metrics.scans_duplicate.inc(duplicates)
-        fresh.sort(key=lambda item: item.scan.id_int)
         dead = [
             self._records.dead_letter(item.rejected, item.url)
             for item in found.rejected.values()
@@ -392,8 +382,7 @@ class Pipeline:
 
         Nothing here may serve the webhook inbox while it waits (a missing pass is fetched
         plainly): the chunk's scans were judged new against the window as it is now."""
-        enriched = self._enricher.enrich(chunk.scans)
-        records = self._records.scans(enriched, self._encoder.encode(enriched))
+        records = self._scan_records.build(chunk.scans)
         records.extend(chunk.extra)
         if not records and offsets is None:
             return
@@ -425,12 +414,11 @@ class Pipeline:
         self._watermark_metrics()
 
     def _account(
-        self, acked: dict[str, int], records: Iterable[OutRecord], stats: CycleStats, path: str
+        self, acked: dict[str, int], records: list[OutRecord], stats: CycleStats, path: str
     ) -> None:
         # Committed: read_committed consumers see the records from now. From the scan's
         # creation to here is the end-to-end latency.
         now_ms = time.time() * 1000
-        latency = self._metrics.end_to_end_latency.labels(path)
         dlq = self._settings.dlq_topic
         for topic, count in acked.items():
             stats.topics[topic] = stats.topics.get(topic, 0) + count
@@ -439,11 +427,13 @@ class Pipeline:
             else:
                 stats.published += count
                 self._metrics.scans_published.labels(topic).inc(count)
+        created: list[int] = []
         for record in records:
             if record.dlq_reason is not None:
                 self._metrics.dlq_records.labels(record.dlq_reason).inc()
             elif record.created_ms:
-                latency.observe(max(0.0, (now_ms - record.created_ms) / 1000))
+                created.append(record.created_ms)
+        self._metrics.end_to_end_latency.labels(path).observe_created(created, now_ms)
 
     def _watermark_metrics(self) -> None:
         if self.window.watermark:

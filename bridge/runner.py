@@ -45,6 +45,9 @@ EXIT_OK = 0
 EXIT_FATAL = 1
 EXIT_GAVE_UP = 2
 
+# A source that publishes says what it did at INFO once a minute; each cycle is a DEBUG line.
+SUMMARY_EVERY_S = 60.0
+
 
 @dataclass(frozen=True, slots=True)
 class RunOptions:
@@ -71,6 +74,35 @@ class Runnable(Protocol):
     @property
     def pushing(self) -> bool:
         """Webhooks flowed lately (polling is then the backstop)."""
+
+
+@dataclass(slots=True)
+class _Summary:
+    """What the cycles of one summary period did."""
+
+    since: float
+    cycles: int = 0
+    pages: int = 0
+    published: int = 0
+    duplicates: int = 0
+    dead_letters: int = 0
+
+    def add(self, stats: CycleStats) -> None:
+        self.cycles += 1
+        self.pages += stats.pages
+        self.published += stats.published
+        self.duplicates += stats.duplicates
+        self.dead_letters += stats.dead_letters
+
+    def fields(self, now: float) -> dict[str, float | int]:
+        return {
+            "seconds": round(now - self.since, 1),
+            "cycles": self.cycles,
+            "pages": self.pages,
+            "published": self.published,
+            "duplicates": self.duplicates,
+            "dead_letters": self.dead_letters,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +145,7 @@ class SourceRunner:
         self._clock = clock
         # What stopped the source, when ``run`` returned EXIT_FATAL.
         self.fatal: FatalError | None = None
+        self._summary = _Summary(clock())
 
     def run(self) -> int:
         pace = self._pace
@@ -212,8 +245,8 @@ class SourceRunner:
         self._health.registry(True)
         if self._options.on_cycle is not None:
             self._options.on_cycle(stats)
-        if stats.published or stats.dead_letters:
-            log.info(
+        if (stats.published or stats.dead_letters) and log.isEnabledFor(logging.DEBUG):
+            log.debug(
                 "cycle",
                 extra={
                     "pages": stats.pages,
@@ -222,6 +255,13 @@ class SourceRunner:
                     "dead_letters": stats.dead_letters,
                 },
             )
+        self._summary.add(stats)
+        now = self._clock()
+        if now - self._summary.since >= SUMMARY_EVERY_S:
+            if self._summary.published or self._summary.dead_letters:
+                log.info("summary", extra={"source_id": self._source_id,
+                                           **self._summary.fields(now)})  # fmt: skip
+            self._summary = _Summary(now)
 
     def _recreate_producer(self) -> None:
         try:

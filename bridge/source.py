@@ -90,6 +90,7 @@ class Source:
             metrics,
             transactional_id=transactional_id(source_id),
             hold_s=br.debug_txn_hold_s,
+            every_delivery=tracing.active,
         )
         self.checkpoints = CheckpointStore(client_conf, br.state_topic, source_id)
         self._metrics = metrics

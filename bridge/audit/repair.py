@@ -246,4 +246,4 @@ class Repairer:
                 self.totals.published += count
 
     def _tagged(self, record: OutRecord) -> OutRecord:
-        return dataclasses.replace(record, headers=[*record.headers, self._tag])
+        return msgspec.structs.replace(record, headers=[*record.headers, self._tag])

@@ -21,11 +21,15 @@ from bridge.avro.schemas import VersionedSchema
 from bridge.avro.wire import BRANCH_1, NULL, long_bytes, opt_long, opt_str, str_bytes
 from bridge.enrich import Enriched
 from bridge.passentry.models import PassResource, ReaderResource
+from bridge.passentry.pages import ValidScan
 
 __all__ = ["HEAD_FIELDS", "Encoder", "to_millis", "type_shape"]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
+_STRINGS_MAX = 10_000
+# As many as the client's memo of included items holds.
+_OBJECTS_MAX = 4096
 
 # The top-level fields this module writes by hand, in schema order, with the shape of the
 # Avro type each writer in ``_body`` produces (logical types aside). A schema version that
@@ -85,6 +89,13 @@ class Encoder:
         # their Avro bytes by their JSON, which is cheap to make and exact as a key.
         self._seen: OrderedDict[bytes, bytes] = OrderedDict()
         self._seen_max = 20_000
+        # The fast path's: Avro bytes by the resource object itself (the client's memo
+        # hands out one object per distinct JSON), kept with it so its id stays its own.
+        self._by_object: dict[int, tuple[PassResource | ReaderResource, bytes]] = {}
+        # Strings that repeat from scan to scan and their Avro bytes: types, statuses and
+        # reader ids, and (as the non-null branch of a union) status details and pass ids.
+        self._strings: dict[str, bytes] = {}
+        self._options: dict[str, bytes] = {}
 
     def encode(self, items: list[Enriched]) -> list[bytes | Exception]:
         """Avro bodies for ``items``, in order, without a framing prefix; an item that cannot
@@ -135,6 +146,75 @@ class Encoder:
                 reader_bytes,
             )
         )
+
+    def pass_bytes(self, p: PassResource) -> bytes:
+        """The ``pass`` union's bytes for ``p`` (raises, caching nothing, if it cannot be
+        encoded)."""
+        known = self._by_object.get(id(p))
+        if known is None:
+            known = self._keep(p, self._remembered(p, self._pass))
+        return known[1]
+
+    def reader_bytes(self, r: ReaderResource) -> bytes:
+        known = self._by_object.get(id(r))
+        if known is None:
+            known = self._keep(r, self._remembered(r, self._reader))
+        return known[1]
+
+    def scan_body(
+        self, scan: ValidScan, reader_id: str, pass_id: str | None, pass_bytes: bytes,
+        reader_bytes: bytes,
+    ) -> bytes:  # fmt: skip
+        """One scan's Avro body, as :meth:`encode` writes it, with the strings that repeat
+        from scan to scan encoded once. Raises what :meth:`encode` would return."""
+        resource = scan.resource
+        attrs = resource.attributes
+        strings, options = self._strings, self._options
+        scanned_at, detail = attrs.scanned_at, attrs.status_detail
+        if scanned_at is None:
+            scanned = NULL
+        elif scanned_at.tzinfo is UTC:  # as PassEntry writes times: to_millis' short way
+            scanned = BRANCH_1 + long_bytes((scanned_at - _EPOCH) // _MS)
+        else:
+            scanned = opt_long(to_millis(scanned_at))
+        return b"".join(
+            (
+                str_bytes(resource.id),
+                long_bytes(scan.id_int >> 80),
+                scanned,
+                strings.get(attrs.scan_type) or self._string(attrs.scan_type),
+                opt_str(attrs.scan_value),
+                strings.get(attrs.validation_type) or self._string(attrs.validation_type),
+                strings.get(attrs.status) or self._string(attrs.status),
+                NULL if detail is None else options.get(detail) or self._option(detail),
+                strings.get(reader_id) or self._string(reader_id),
+                NULL if pass_id is None else options.get(pass_id) or self._option(pass_id),
+                self._source,
+                pass_bytes,
+                reader_bytes,
+            )
+        )
+
+    def _string(self, text: str) -> bytes:
+        if len(self._strings) >= _STRINGS_MAX:
+            self._strings.clear()  # a flood of distinct values: start over
+        value = self._strings[text] = str_bytes(text)
+        return value
+
+    def _option(self, text: str) -> bytes:
+        """``text`` as the string branch of a ``["null", "string"]`` union."""
+        if len(self._options) >= _STRINGS_MAX:
+            self._options.clear()
+        value = self._options[text] = opt_str(text)
+        return value
+
+    def _keep(
+        self, resource: PassResource | ReaderResource, value: bytes
+    ) -> tuple[PassResource | ReaderResource, bytes]:
+        if len(self._by_object) >= _OBJECTS_MAX:
+            del self._by_object[next(iter(self._by_object))]
+        known = self._by_object[id(resource)] = (resource, value)
+        return known
 
     def _remembered(self, resource: Any, encode: Callable[[Any], bytes]) -> bytes:
         key = _json(resource)

@@ -20,6 +20,19 @@ def long_bytes(n: int) -> bytes:
     if -64 <= n < 64:
         return _SMALL[n + 64]
     z = (n << 1) ^ (n >> 63)
+    if 1 << 35 <= z < 1 << 42:
+        # Six bytes, unrolled: every Unix millisecond from mid-1970 to 2039 (createdAt,
+        # scannedAt), two on each scan record.
+        return bytes(
+            (
+                (z & 0x7F) | 0x80,
+                ((z >> 7) & 0x7F) | 0x80,
+                ((z >> 14) & 0x7F) | 0x80,
+                ((z >> 21) & 0x7F) | 0x80,
+                ((z >> 28) & 0x7F) | 0x80,
+                z >> 35,
+            )
+        )
     out = bytearray()
     while z > 0x7F:
         out.append((z & 0x7F) | 0x80)

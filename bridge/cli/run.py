@@ -11,6 +11,7 @@ import click
 from bridge.cli._common import config_option, load, parse_time, refuse_if_owned
 from bridge.config import Config
 from bridge.errors import BridgeError, ConfigError
+from bridge.ops.gc_policy import tune_for_streaming
 from bridge.ops.logs import setup_logging
 from bridge.runner import EXIT_FATAL, EXIT_GAVE_UP, RunOptions
 
@@ -59,6 +60,8 @@ def serve(config: Config, options: RunOptions) -> int:
         log.error("cannot start", extra={"error": str(exc)})
         return 2 if isinstance(exc, ConfigError) else 1
     service.install_signal_handlers()
+    # Start-up is done: from here the process streams.
+    tune_for_streaming()
     code = service.run()
     # --once that gave up could not run, like a fatal error; 2 is for bad configuration.
     return EXIT_FATAL if code == EXIT_GAVE_UP else code

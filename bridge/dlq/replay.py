@@ -53,7 +53,15 @@ from bridge.kafka.checkpoint import Checkpoint, CheckpointStore
 from bridge.ops.metrics import Metrics
 from bridge.ops.progress import Progress, ProgressFactory
 from bridge.passentry.client import PassEntryClient
-from bridge.passentry.pages import DecodedPage, Listed, ListedReject, Rejected, ValidScan, add_scan
+from bridge.passentry.pages import (
+    DecodedPage,
+    Listed,
+    ListedReject,
+    PageBody,
+    Rejected,
+    ValidScan,
+    add_scan,
+)
 from bridge.passentry.ratelimit import RequestBudget
 
 __all__ = ["ReplayRequest", "Replayer"]
@@ -185,7 +193,8 @@ class Replayer:
         rejects: list[ListedReject] = []
         for history in chosen:
             page = DecodedPage()
-            add_scan(msgspec.Raw(history.latest.raw), page)
+            raw = msgspec.Raw(history.latest.raw)
+            add_scan(raw, page, PageBody(raws=[raw]), 0)
             if page.rejected:
                 rejects += self._failed(history, page.rejected[0], report)
             elif behind_live and (horizon_ms is None or page.scans[0].created_ms >= horizon_ms):

@@ -17,7 +17,7 @@ once per topic and batch; per record only ``scan-id``, ``scan-created-ms``, ``ce
 from __future__ import annotations
 
 from bridge import __version__, cloudevents
-from bridge.avro.framing import Framer, Framing
+from bridge.avro.framing import Framer
 from bridge.enrich import Enriched
 from bridge.kafka.producer import Headers, OutRecord
 from bridge.kafka.routing import Router
@@ -36,11 +36,15 @@ class RecordBuilder:
         self._source_uri = cloudevents.source_uri(source_id)
         self._ce_time = cloudevents.TimeFormatter()
 
-    def scans(self, items: list[Enriched], bodies: list[bytes | Exception]) -> list[OutRecord]:
+    def scans(
+        self, items: list[Enriched], bodies: list[bytes | Exception],
+        framings: dict[str, tuple[bytes, Headers]] | None = None,
+    ) -> list[OutRecord]:  # fmt: skip
         """One record per item: its framed Avro body, or a dead letter where encoding failed.
         The framing is looked up once per topic and batch (a registry framer may raise a
-        RetriableError while the registry is unreachable)."""
-        framings: dict[str, tuple[bytes, Headers]] = {}
+        RetriableError while the registry is unreachable); ``framings`` holds the batch's."""
+        if framings is None:
+            framings = {}
         out: list[OutRecord] = []
         for item, body in zip(items, bodies, strict=True):
             resource = item.scan.resource
@@ -55,7 +59,7 @@ class RecordBuilder:
             topic = self._router.topic(attrs.status, attrs.scan_type)
             framed = framings.get(topic)
             if framed is None:
-                framed = framings[topic] = self._framed(self._framer.framing(topic))
+                framed = framings[topic] = self.framed(topic)
             prefix, headers = framed
             created_ms = item.scan.created_ms
             record_headers = [
@@ -95,7 +99,13 @@ class RecordBuilder:
         key = rejected.reader_id.encode() if rejected.reader_id else None
         return OutRecord(self.dlq_topic, key, rejected.raw, headers, dlq_reason=rejected.reason)
 
-    def _framed(self, framing: Framing) -> tuple[bytes, Headers]:
+    def topic(self, status: str, scan_type: str) -> str:
+        return self._router.topic(status, scan_type)
+
+    def framed(self, topic: str) -> tuple[bytes, Headers]:
+        """The prefix of ``topic``'s values, and the headers every scan record on it
+        carries."""
+        framing = self._framer.framing(topic)
         headers: Headers = [
             ("content-type", framing.content_type),
             ("schema-version", framing.schema_version),

@@ -8,6 +8,7 @@ one source carries its ``source_id``.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import copy
 import time
@@ -20,7 +21,15 @@ from prometheus_client.registry import Collector
 
 from bridge import __version__
 
-__all__ = ["CounterView", "GaugeView", "HistogramView", "Metrics", "status_class"]
+__all__ = [
+    "CounterView",
+    "GaugeView",
+    "HistogramView",
+    "LatencyHistogram",
+    "LatencyView",
+    "Metrics",
+    "status_class",
+]
 
 PREFIX = "passentry_bridge"
 
@@ -29,6 +38,37 @@ _API_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 _E2E_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10, 30, 60, 300)
 _TAKEOVER_BUCKETS = (0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 60, 120)
 _CYCLE_BUCKETS = (0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+
+class LatencyHistogram(Histogram):
+    """A histogram of how long ago things were created, updated once per chunk of them.
+
+    ``observe_created`` gives the buckets and the count the same values as one ``observe``
+    per item (each item's seconds are computed exactly as that would), from a few binary
+    searches on the sorted creation times instead of a call per item; the sum is the
+    same up to float rounding."""
+
+    def observe_created(self, created_ms: list[int], now_ms: float) -> None:
+        """Observe ``max(0, now_ms - c) / 1000`` seconds for every ``c`` in ``created_ms``."""
+        self._raise_if_not_observable()  # type: ignore[no-untyped-call]
+        if not created_ms:
+            return
+        created = sorted(created_ms)  # oldest first: the longest latency first
+
+        def minus_seconds(c: int) -> float:
+            return -max(0.0, (now_ms - c) / 1000)
+
+        below = 0  # items counted in the buckets so far
+        for bucket, bound in zip(self._buckets, self._upper_bounds, strict=True):
+            # Seconds fall as creation times rise: the items within ``bound`` are a suffix.
+            within = len(created) - bisect.bisect_left(created, -bound, key=minus_seconds)
+            if within > below:
+                bucket.inc(within - below)
+                below = within
+        past = bisect.bisect_left(created, now_ms)  # created before now: the rest count 0
+        # Whole milliseconds in integers, so that nothing cancels out in a float.
+        whole = int(now_ms)
+        self._sum.inc((past * whole - sum(created[:past]) + past * (now_ms - whole)) / 1000)
 
 
 def status_class(status: int | None) -> str:
@@ -50,6 +90,10 @@ class _Set(Protocol):
     def set(self, value: float) -> None: ...
 
 
+class _ObserveCreated(Protocol):
+    def observe_created(self, created_ms: list[int], now_ms: float) -> None: ...
+
+
 class CounterView(Protocol):
     """A counter as the stages use it: ``.labels(...).inc()`` or ``.inc()``."""
 
@@ -62,6 +106,10 @@ class HistogramView(Protocol):
     def labels(self, *labelvalues: str) -> _Observe: ...
 
     def observe(self, amount: float) -> None: ...
+
+
+class LatencyView(Protocol):
+    def labels(self, *labelvalues: str) -> _ObserveCreated: ...
 
 
 class GaugeView(Protocol):
@@ -126,7 +174,7 @@ class Metrics:
     late_scans: CounterView
     poll_cycles: CounterView
     poll_cycle_duration: HistogramView
-    end_to_end_latency: HistogramView
+    end_to_end_latency: LatencyView
     webhook_events: CounterView
     webhook_deferred: CounterView
     takeover_duration: HistogramView
@@ -241,7 +289,7 @@ class Metrics:
             buckets=_CYCLE_BUCKETS,
             registry=r,
         )
-        self.end_to_end_latency = Histogram(
+        self.end_to_end_latency = LatencyHistogram(
             f"{p}_end_to_end_latency_seconds",
             "Commit time (when read_committed consumers see the record) minus the scan's"
             " creation time (from its UUIDv7), by the path that brought it (poll, webhook).",

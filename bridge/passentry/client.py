@@ -42,7 +42,14 @@ from bridge.passentry.models import (
     WebhookSubscriptionDocument,
     WebhookSubscriptionList,
 )
-from bridge.passentry.pages import DecodedPage, add_included, add_scan, decode_page
+from bridge.passentry.pages import (
+    DecodedPage,
+    IncludedMemo,
+    PageBody,
+    add_included,
+    add_scan,
+    decode_page,
+)
 from bridge.passentry.ratelimit import RequestBudget
 from bridge.tracing.hooks import NO_TRACING, Tracing
 
@@ -152,6 +159,8 @@ class PassEntryClient:
         self._metrics = metrics
         self._tracing = tracing
         self._budget = budget
+        # Passes and readers repeat across pages: each distinct one is decoded once.
+        self._included = IncludedMemo()
         self._deadline = retry_deadline_s
         self._sleep = sleep
         # Measures the retry deadline; tests pass a clock that their ``sleep`` moves on.
@@ -184,7 +193,7 @@ class PassEntryClient:
         def attempt() -> FetchedPage:
             response = self._send(_PATHS["scans"], "scans", params)
             try:
-                page = decode_page(response.content)
+                page = decode_page(response.content, self._included)
             except MalformedPageError as exc:
                 reason = "html" if b"<html" in response.content[:512].lower() else "undecodable"
                 self._metrics.malformed_pages.labels(reason).inc()
@@ -218,7 +227,7 @@ class PassEntryClient:
                 self._metrics.malformed_pages.labels("undecodable").inc()
                 raise MalformedPageError(f"GET {_PATHS['scan']}: {exc}") from None
             page = DecodedPage()
-            add_scan(document.data, page)
+            add_scan(document.data, page, PageBody(raws=[document.data]), 0)
             for raw in document.included or ():
                 add_included(raw, page)
             return page
@@ -399,6 +408,21 @@ class PassEntryClient:
             # tenacity's stop_after_delay, on our clock: stop once the deadline has passed.
             return self._clock() - started >= self._deadline
 
+        # Most calls succeed at once: tenacity (tens of microseconds a call) is only set up
+        # once the first attempt failed, and is handed that failure as its first attempt,
+        # so the waits, the deadline and the log are as if it had run it.
+        try:
+            return attempt()
+        except RetriableError as exc:
+            first: RetriableError | None = exc
+
+        def again() -> T:
+            nonlocal first
+            if first is not None:
+                failed, first = first, None
+                raise failed
+            return attempt()
+
         retrying = Retrying(
             retry=retry_if_exception_type(RetriableError),
             wait=wait,
@@ -407,7 +431,7 @@ class PassEntryClient:
             before_sleep=before_sleep,
             reraise=True,
         )
-        return retrying(attempt)
+        return retrying(again)
 
 
 def _retry_reason(exc: BaseException | None) -> str:

@@ -4,6 +4,9 @@ Only what the docs show is modelled. Every attribute the docs do not promise is 
 unknown keys are ignored, so PassEntry can add fields without breaking the bridge. A scan's
 required attributes (type, validation type, status) are required here too: a scan without
 them goes to the dead-letter topic rather than being published half-empty.
+
+The resources a page holds are never tracked by the cyclic garbage collector (``gc=False``):
+a backfill holds tens of thousands of them at once, and decoded JSON cannot form a cycle.
 """
 
 from __future__ import annotations
@@ -37,22 +40,22 @@ __all__ = [
 ]
 
 
-class ResourceId(msgspec.Struct, frozen=True):
+class ResourceId(msgspec.Struct, frozen=True, gc=False):
     id: str
     type: str
 
 
-class Relationship(msgspec.Struct, frozen=True):
+class Relationship(msgspec.Struct, frozen=True, gc=False):
     # ``data: null`` is how the API says "no pass" for third-party logged scans.
     data: ResourceId | None = None
 
 
-class ScanRelationships(msgspec.Struct, frozen=True):
+class ScanRelationships(msgspec.Struct, frozen=True, gc=False):
     pass_: Relationship | None = msgspec.field(default=None, name="pass")
     reader: Relationship | None = None
 
 
-class ScanAttributes(msgspec.Struct, frozen=True, rename="camel"):
+class ScanAttributes(msgspec.Struct, frozen=True, gc=False, rename="camel"):
     scan_type: str
     validation_type: str
     status: str
@@ -62,7 +65,7 @@ class ScanAttributes(msgspec.Struct, frozen=True, rename="camel"):
     scanned_at: datetime | None = None
 
 
-class ScanResource(msgspec.Struct, frozen=True):
+class ScanResource(msgspec.Struct, frozen=True, gc=False):
     id: str
     type: str
     attributes: ScanAttributes
@@ -79,7 +82,7 @@ class ScanResource(msgspec.Struct, frozen=True):
         return rel.data.id if rel is not None and rel.data is not None else None
 
 
-class Barcode(msgspec.Struct, frozen=True, rename="camel"):
+class Barcode(msgspec.Struct, frozen=True, gc=False, rename="camel"):
     enabled: bool | None = None
     type: str | None = None
     source: str | None = None
@@ -87,7 +90,7 @@ class Barcode(msgspec.Struct, frozen=True, rename="camel"):
     display_text: bool | None = None
 
 
-class PassAttributes(msgspec.Struct, frozen=True, rename="camel"):
+class PassAttributes(msgspec.Struct, frozen=True, gc=False, rename="camel"):
     download_url: str | None = None
     pass_type: str | None = None
     device_type: str | None = None
@@ -104,12 +107,12 @@ class PassAttributes(msgspec.Struct, frozen=True, rename="camel"):
     deactivated_at: datetime | None = None
 
 
-class PassResource(msgspec.Struct, frozen=True, tag_field="type", tag="pass"):
+class PassResource(msgspec.Struct, frozen=True, gc=False, tag_field="type", tag="pass"):
     id: str
     attributes: PassAttributes = PassAttributes()
 
 
-class ReaderAttributes(msgspec.Struct, frozen=True, rename="camel"):
+class ReaderAttributes(msgspec.Struct, frozen=True, gc=False, rename="camel"):
     name: str | None = None
     reader_type: str | None = None
     logged_in: bool | None = None
@@ -122,19 +125,19 @@ class ReaderAttributes(msgspec.Struct, frozen=True, rename="camel"):
     last_seen_at: datetime | None = None
 
 
-class ReaderResource(msgspec.Struct, frozen=True, tag_field="type", tag="reader"):
+class ReaderResource(msgspec.Struct, frozen=True, gc=False, tag_field="type", tag="reader"):
     id: str
     attributes: ReaderAttributes = ReaderAttributes()
 
 
-class ResourceHead(msgspec.Struct, frozen=True):
+class ResourceHead(msgspec.Struct, frozen=True, gc=False):
     """Just enough of an ``included`` item to know which model decodes the rest."""
 
     id: str
     type: str
 
 
-class PageMeta(msgspec.Struct, frozen=True, rename="camel"):
+class PageMeta(msgspec.Struct, frozen=True, gc=False, rename="camel"):
     total_scans: int | None = None
     successful_scans: int | None = None
     failed_scans: int | None = None
@@ -145,7 +148,7 @@ class PageMeta(msgspec.Struct, frozen=True, rename="camel"):
     total_pages: int | None = None
 
 
-class PageLinks(msgspec.Struct, frozen=True):
+class PageLinks(msgspec.Struct, frozen=True, gc=False):
     first: str | None = None
     prev: str | None = None
     next: str | None = None

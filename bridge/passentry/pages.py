@@ -4,10 +4,21 @@ A page that is not a JSON:API document at all (truncated, HTML, bad JSON) raises
 :class:`MalformedPageError`, which the client retries: skipping it would lose scans. One bad
 scan inside a good page becomes a :class:`Rejected` item for the dead-letter topic, and the
 rest of the page goes on.
+
+A page is decoded in one typed call. Only when that call refuses the page (one scan lacks a
+required attribute, say) are its scans decoded one by one, so that the bad one becomes a
+dead letter and the rest are kept. Either way a valid scan is the same :class:`ValidScan`;
+its own JSON, which only a dead letter needs, is split out of the page body on demand.
+
+``included`` items repeat from page to page (a reader, a regular's pass), so their decoded
+form is remembered by their exact bytes (:class:`IncludedMemo`): the same bytes always
+decode to the same resource, and the encoder reuses the Avro it made of it.
 """
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import msgspec
@@ -27,17 +38,31 @@ from bridge.uuid7 import parse_uuid7_int
 
 __all__ = [
     "DecodedPage",
+    "IncludedMemo",
     "Listed",
     "ListedReject",
+    "PageBody",
     "Rejected",
     "ValidScan",
     "add_included",
     "add_scan",
+    "decode_by_item",
     "decode_page",
     "resource_head",
     "short_error",
 ]
 
+
+class _PageRows(msgspec.Struct, frozen=True, gc=False):
+    """A list page with every scan typed: the one decode call of a well-formed page."""
+
+    data: list[ScanResource]
+    included: list[msgspec.Raw] | None = None
+    meta: PageMeta | None = None
+    links: PageLinks | None = None
+
+
+_rows = msgspec.json.Decoder(_PageRows)
 _envelope = msgspec.json.Decoder(PageEnvelope)
 _scan = msgspec.json.Decoder(ScanResource)
 _head = msgspec.json.Decoder(ResourceHead)
@@ -45,19 +70,43 @@ _head = msgspec.json.Decoder(ResourceHead)
 _included = msgspec.json.Decoder(PassResource | ReaderResource)
 
 
-@dataclass(slots=True, frozen=True)
-class ValidScan:
+class PageBody:
+    """Where the scans of one page came from, to give a scan's own JSON back (a dead
+    letter carries it). A page decoded in one typed call keeps its body and splits the
+    items out only when first asked; a page decoded item by item has them already."""
+
+    __slots__ = ("_body", "_raws")
+
+    def __init__(self, body: bytes = b"", raws: list[msgspec.Raw] | None = None) -> None:
+        self._body = body
+        self._raws = raws
+
+    def raw(self, index: int) -> bytes:
+        if self._raws is None:
+            # The body decoded as a page already, so it decodes as an envelope too.
+            self._raws = _envelope.decode(self._body).data
+        return bytes(self._raws[index])
+
+
+class ValidScan(msgspec.Struct, frozen=True, gc=False):
     """A decoded scan whose id is a valid UUIDv7."""
 
     id_int: int
-    created_ms: int
     resource: ScanResource
-    # The scan's own JSON, a view into the page body; bytes(raw) for a dead letter.
-    raw: msgspec.Raw
+    # Item ``index`` of ``body``'s data: the scan's own JSON.
+    body: PageBody
+    index: int
+
+    @property
+    def created_ms(self) -> int:
+        return self.id_int >> 80
+
+    @property
+    def raw(self) -> bytes:
+        return self.body.raw(self.index)
 
 
-@dataclass(slots=True, frozen=True)
-class Rejected:
+class Rejected(msgspec.Struct, frozen=True, gc=False):
     """A scan that cannot be published; it goes to the dead-letter topic as ``raw``."""
 
     reason: str
@@ -84,8 +133,7 @@ class DecodedPage:
         return len(self.scans) + len(self.rejected)
 
 
-@dataclass(slots=True, frozen=True)
-class Listed:
+class Listed(msgspec.Struct, frozen=True, gc=False):
     """A scan as PassEntry listed it: with the page it came on (whose ``included`` holds its
     pass and reader) and the URL of that page (named in dead letters)."""
 
@@ -94,29 +142,93 @@ class Listed:
     url: str
 
 
-@dataclass(slots=True, frozen=True)
-class ListedReject:
+class ListedReject(msgspec.Struct, frozen=True, gc=False):
     """A scan that did not decode, with the URL of the page it came on."""
 
     rejected: Rejected
     url: str
 
 
-def decode_page(body: bytes) -> DecodedPage:
+class IncludedMemo:
+    """``included`` items decoded before, by their exact JSON bytes (at most ``size``,
+    least recently used dropped first). Fetch threads share it, hence the lock."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self._size = size
+        self._items: OrderedDict[bytes, PassResource | ReaderResource | None] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def decode(self, raw: msgspec.Raw) -> PassResource | ReaderResource | None:
+        key = bytes(raw)
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+        item = _decode_included(raw)
+        with self._lock:
+            self._items[key] = item
+            if len(self._items) > self._size:
+                self._items.popitem(last=False)
+        return item
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+def decode_page(body: bytes, memo: IncludedMemo | None = None) -> DecodedPage:
+    try:
+        rows = _rows.decode(body)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return decode_by_item(body, memo)
+    page = DecodedPage(meta=rows.meta, links=rows.links)
+    source = PageBody(body)
+    scans = page.scans
+    for index, scan in enumerate(rows.data):
+        # What add_scan checks after decoding, inlined: a scan that fails any of it goes
+        # through add_scan itself, which says why.
+        rel = scan.relationships.reader
+        reader = rel.data if rel is not None else None
+        if scan.type == "scan" and reader is not None and reader.id:
+            try:
+                scans.append(ValidScan(parse_uuid7_int(scan.id), scan, source, index))
+                continue
+            except InvalidUUIDv7Error:
+                pass
+        add_scan(msgspec.Raw(source.raw(index)), page, source, index)
+    _add_all_included(rows.included, page, memo)
+    return page
+
+
+def decode_by_item(body: bytes, memo: IncludedMemo | None = None) -> DecodedPage:
+    """The page item by item: what :func:`decode_page` does with a page its typed call
+    refused, so that one bad scan is one dead letter (and a body that is not a page at all
+    is MalformedPageError)."""
     try:
         envelope = _envelope.decode(body)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise MalformedPageError(f"not a scans page: {short_error(exc)}") from None
     page = DecodedPage(meta=envelope.meta, links=envelope.links)
-    for raw in envelope.data:
-        add_scan(raw, page)
-    for raw in envelope.included or ():
-        add_included(raw, page)
+    source = PageBody(body, envelope.data)
+    for index, raw in enumerate(envelope.data):
+        add_scan(raw, page, source, index)
+    _add_all_included(envelope.included, page, memo)
     return page
 
 
-def add_scan(raw: msgspec.Raw, page: DecodedPage) -> None:
-    """Decode one scan resource into ``page``: a valid scan, or a rejected one."""
+def _add_all_included(
+    items: list[msgspec.Raw] | None, page: DecodedPage, memo: IncludedMemo | None
+) -> None:
+    if memo is None:
+        for raw in items or ():
+            add_included(raw, page)
+        return
+    for raw in items or ():
+        _file(memo.decode(raw), page)
+
+
+def add_scan(raw: msgspec.Raw, page: DecodedPage, source: PageBody, index: int) -> None:
+    """Decode one scan resource into ``page``: a valid scan, or a rejected one. ``raw`` is
+    item ``index`` of ``source``."""
     try:
         scan = _scan.decode(raw)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
@@ -145,20 +257,27 @@ def add_scan(raw: msgspec.Raw, page: DecodedPage) -> None:
     except InvalidUUIDv7Error as exc:
         page.rejected.append(Rejected("invalid_id", str(exc), bytes(raw), scan.id, reader_id))
         return
-    page.scans.append(ValidScan(id_int, id_int >> 80, scan, raw))
+    page.scans.append(ValidScan(id_int, scan, source, index))
 
 
 def add_included(raw: msgspec.Raw, page: DecodedPage) -> None:
     """Decode one ``included`` item into ``page``'s passes or readers."""
+    _file(_decode_included(raw), page)
+
+
+def _decode_included(raw: msgspec.Raw) -> PassResource | ReaderResource | None:
     try:
-        item = _included.decode(raw)
+        return _included.decode(raw)
     except (msgspec.DecodeError, msgspec.ValidationError):
         # Another type of resource, or a pass or reader that does not decode: enrichment
         # treats it as missing (fetches the pass, counts the reader miss).
-        return
+        return None
+
+
+def _file(item: PassResource | ReaderResource | None, page: DecodedPage) -> None:
     if isinstance(item, PassResource):
         page.passes[item.id] = item
-    else:
+    elif item is not None:
         page.readers[item.id] = item
 
 

@@ -38,7 +38,7 @@ from datetime import UTC, datetime
 from typing import Protocol, TypeVar
 
 from bridge.passentry.client import FetchedPage, PassEntryClient
-from bridge.passentry.pages import Listed, ListedReject
+from bridge.passentry.pages import DecodedPage, Listed, ListedReject
 
 __all__ = [
     "ReadStats",
@@ -88,11 +88,15 @@ class Slice:
     scans: dict[int, Listed] = field(default_factory=dict)
     rejected: dict[bytes, ListedReject] = field(default_factory=dict)
     total: int | None = None
+    # Every page read, in order: their readers are remembered for webhooks.
+    pages: list[DecodedPage] = field(default_factory=list)
 
     def add(self, fetched: FetchedPage) -> None:
-        page = fetched.page
+        page, url, scans = fetched.page, fetched.url, self.scans
+        self.pages.append(page)
         for scan in page.scans:
-            self.scans.setdefault(scan.id_int, Listed(scan, page, fetched.url))
+            if scan.id_int not in scans:
+                scans[scan.id_int] = Listed(scan, page, url)
         for rejected in page.rejected:
             self.rejected.setdefault(rejected.raw, ListedReject(rejected, fetched.url))
         meta = page.meta

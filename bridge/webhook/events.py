@@ -18,6 +18,7 @@ import msgspec
 from bridge.errors import InvalidWebhookError
 from bridge.passentry.pages import (
     DecodedPage,
+    PageBody,
     add_included,
     add_scan,
     resource_head,
@@ -78,7 +79,7 @@ def decode_event(body: bytes) -> WebhookEvent:
             raise InvalidWebhookError("an included item is not a resource with a type")
         if head.type == "scan":
             scans += 1
-            add_scan(raw, page)
+            add_scan(raw, page, PageBody(raws=[raw]), 0)
         elif head.type == "pass":
             add_included(raw, page)
     if scans != 1:

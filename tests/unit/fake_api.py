@@ -66,6 +66,8 @@ class FakeApi:
         self.requests: list[httpx.Request] = []
         self.include_passes = True
         self.include_readers = False
+        # Passes PassEntry answers 404 for.
+        self.missing_passes: set[str] = set()
 
     def add(self, at_ms: int, reader: str = "gate-1", pass_id: str | None = "p-1") -> str:
         value = UUIDv7Minter().mint(at_ms=at_ms) if at_ms else self.minter.mint()
@@ -84,6 +86,8 @@ class FakeApi:
             self.on_request(self)
         if request.url.path.startswith("/api/v1/passes/"):
             pid = request.url.path.rsplit("/", 1)[1]
+            if pid in self.missing_passes:
+                return httpx.Response(404, json={"errors": ["Pass not found"]})
             return httpx.Response(
                 200, json={"data": {"id": pid, "type": "pass", "attributes": {"status": "fetched"}}}
             )

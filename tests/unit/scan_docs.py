@@ -12,7 +12,6 @@ does, and pairs each scan (as the encoder's input) with its expected record.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import random
 import uuid
@@ -359,19 +358,23 @@ def decoded(page: dict[str, Any], source_id: str, url: str = "https://api.test/p
 def with_scan_attrs(item: Enriched, **changes: Any) -> Enriched:
     resource = item.scan.resource
     attrs = msgspec.structs.replace(resource.attributes, **changes)
-    scan = dataclasses.replace(
+    scan = msgspec.structs.replace(
         item.scan, resource=msgspec.structs.replace(resource, attributes=attrs)
     )
-    return dataclasses.replace(item, scan=scan)
+    return msgspec.structs.replace(item, scan=scan)
 
 
 def with_pass_attrs(item: Enriched, **changes: Any) -> Enriched:
     assert item.pass_ is not None
     attrs = msgspec.structs.replace(item.pass_.attributes, **changes)
-    return dataclasses.replace(item, pass_=msgspec.structs.replace(item.pass_, attributes=attrs))
+    return msgspec.structs.replace(
+        item, pass_=msgspec.structs.replace(item.pass_, attributes=attrs)
+    )
 
 
 def with_reader_attrs(item: Enriched, **changes: Any) -> Enriched:
     assert item.reader is not None
     attrs = msgspec.structs.replace(item.reader.attributes, **changes)
-    return dataclasses.replace(item, reader=msgspec.structs.replace(item.reader, attributes=attrs))
+    return msgspec.structs.replace(
+        item, reader=msgspec.structs.replace(item.reader, attributes=attrs)
+    )

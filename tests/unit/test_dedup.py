@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 
 from bridge.dedup import BOUNDARY_MARGIN_MS, DedupWindow, RejectMemory, Verdict
@@ -92,3 +93,32 @@ def test_reject_memory_dead_letters_a_bad_scan_once_per_ttl() -> None:
     assert memory.first_time(Bad("other", b'{"id":"other"}'))
     now[0] = 11.0
     assert memory.first_time(bad)
+
+
+def test_sorting_out_a_slice_judges_each_id_as_classify_does() -> None:
+    rng = random.Random(3)
+    minter = UUIDv7Minter(rng=rng)
+    base = 1_700_000_000_000
+    ids = [minter.mint(at_ms=base + rng.randrange(0, 600_000)).int for _ in range(400)]
+    w = DedupWindow(lookback_ms=60_000)
+    w.add_all(ids[:150])  # published already: the newest is the watermark
+    items = {i: f"item-{i}" for i in reversed(ids)}  # a slice lists newest first
+    new, late, duplicates = w.sort_out(items)
+    verdicts = {i: w.classify(i) for i in items}
+    assert new == [items[i] for i in sorted(i for i, v in verdicts.items() if v is Verdict.NEW)]
+    assert late == [items[i] for i in items if verdicts[i] is Verdict.LATE]
+    assert duplicates == sum(1 for v in verdicts.values() if v is Verdict.DUPLICATE)
+    assert new
+    assert late
+    assert duplicates
+
+
+def test_adding_ids_out_of_order_and_twice_keeps_the_window_sorted() -> None:
+    w = DedupWindow(lookback_ms=10**12)
+    minter = UUIDv7Minter(rng=random.Random(5))
+    ids = [minter.mint(at_ms=1_700_000_000_000 + n).int for n in range(100)]
+    w.add_all(ids[50:])
+    w.add_all([*ids[:50], ids[60], ids[10]])  # older ids, and ids known already
+    assert w.snapshot() == (ids[-1], ids)
+    assert len(w) == 100
+    assert w.count_between(1_700_000_000_000 + 9, 1_700_000_000_000 + 20) == 10

@@ -364,3 +364,37 @@ def test_idle_polls_slow_down_and_the_wait_between_them_is_sliced() -> None:
     assert run() == EXIT_OK
     assert run.source.waited == [1.0] * (2 + 4 + 8)
     assert run.cycles("ok") == 4
+
+
+def test_cycles_log_at_debug_and_a_summary_at_info_once_a_minute(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # 70 cycles a second apart (the pace after finding scans): one summary after a minute,
+    # then the last ten cycles wait for the next one.
+    cycles: list[Step] = [found(n) for n in range(1, 70)]
+    cycles.append(then_stop(found(70)))
+    run = Run(ScriptedSource(*cycles))
+    caplog.set_level("DEBUG", logger="bridge.runner")
+    assert run() == EXIT_OK
+    records = [r for r in caplog.records if r.name == "bridge.runner"]
+    assert [r.getMessage() for r in records if r.levelname == "DEBUG"] == ["cycle"] * 70
+    summaries = [r for r in records if r.levelname == "INFO" and r.getMessage() == "summary"]
+    assert len(summaries) == 1
+    summary = summaries[0].__dict__
+    assert summary["source_id"] == "src"
+    assert summary["cycles"] == 61  # the first cycle, then one a second for a minute
+    assert summary["published"] == sum(range(1, 62))
+    assert summary["pages"] == 61
+    assert summary["seconds"] == 60.0
+
+
+def test_a_minute_with_nothing_published_logs_no_summary(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    quiet = [CycleStats(pages=1) for _ in range(20)]
+    run = Run(ScriptedSource(*quiet, then_stop(CycleStats(pages=1))))
+    caplog.set_level("DEBUG", logger="bridge.runner")
+    assert run() == EXIT_OK
+    assert run.clock() > 60  # idle cycles back off to the 8 s maximum: well past a minute
+    messages = [r.getMessage() for r in caplog.records if r.name == "bridge.runner"]
+    assert messages == ["no checkpoint: starting fresh"]

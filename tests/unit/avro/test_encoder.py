@@ -5,7 +5,6 @@ differ from what the encoder writes, in name, type or order, is refused at start
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import re
 from collections.abc import Callable
@@ -13,6 +12,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import fastavro
+import msgspec
 import pytest
 
 from bridge.avro.encoder import Encoder
@@ -121,7 +121,9 @@ def _reader_field(attr: str, field: str) -> Change:
 
 
 def _reader_id(case: Case, value: Any) -> Case:
-    return Case(dataclasses.replace(case.item, reader_id=value), {**case.record, "readerId": value})
+    return Case(
+        msgspec.structs.replace(case.item, reader_id=value), {**case.record, "readerId": value}
+    )
 
 
 def _pass_content_key(case: Case, value: Any) -> Case:

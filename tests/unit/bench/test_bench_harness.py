@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bench.profile import summarise
-from bench.run import check_targets
+from bench.run import check_targets, markdown
 from bench.scenarios import quantile
 
 
@@ -31,3 +31,37 @@ def test_summarise_counts_own_and_inclusive_samples(tmp_path: Path) -> None:
     assert "4 samples" in text
     assert " 75.0%  work (a.py:5)" in text
     assert "100.0%  main (a.py:1)" in text
+
+
+def test_the_cpu_table_puts_a_baseline_beside_the_bridge() -> None:
+    per_cpu = {"bridge": 12_000, "baseline": 8_000, "naive": 5_000, "floor": 30_000}
+    results = {
+        "mode": "quick",
+        "duration_s": 60.0,
+        "bridge_log_level": "WARNING",
+        "targets": [],
+        "cpu": {
+            "scans": 30_000,
+            "repetitions": 3,
+            "scans_per_cpu_second": per_cpu,
+            "fixed_cpu_s": dict.fromkeys(per_cpu, 0.5),
+            "scans_per_cpu_second_net_of_startup": per_cpu,
+            "ratio_vs_naive": 2.4,
+            "ratio_vs_floor": 0.4,
+            "baseline": {
+                "checkout": "/work/base",
+                "ratio_vs_naive": 1.6,
+                "ratio_vs_floor": 0.27,
+                "bridge_vs_baseline": 1.5,
+            },
+        },
+    }
+    memory = {"scans": 200_000, "early_scans": 20_000, "rss_early_mb": 100.0}
+    memory |= {"rss_end_mb": 104.0, "rss_peak_mb": 105.0, "rss_growth_mb": 4.0}
+    results["memory"] = memory | {"baseline": memory | {"rss_growth_mb": 6.5}}
+    text = markdown(results)
+    assert "Memory (bridge): RSS 100.0 MiB" in text
+    assert "growth 6.5 MiB" in text
+    assert "| baseline | 8,000 | 0.5 | 8,000 |" in text
+    assert "baseline (/work/base): ratio_vs_naive 1.6, ratio_vs_floor 0.27" in text
+    assert "bridge / baseline 1.5" in text

@@ -80,6 +80,8 @@ class FakeProducer:
     def __init__(self, conf: dict[str, Any], clock: FakeClock) -> None:
         self.conf = conf
         self._on_delivery = conf["on_delivery"]
+        # As confluent-kafka's: with delivery.report.only.error, only failures are reported.
+        self._errors_only = conf.get("delivery.report.only.error", False)
         self._clock = clock
         self._failures: dict[str, list[_Failure]] = defaultdict(list)
         self._spared: dict[str, int] = defaultdict(int)
@@ -206,7 +208,10 @@ class FakeProducer:
     def _deliver(self) -> int:
         served, self._undelivered = self._undelivered, []
         for record in served:
-            report = self._callbacks.pop(id(record), self._on_delivery)
+            err = self.delivery_errors.get(record.topic)
             offset = self._offsets.pop(id(record), 0)
-            report(self.delivery_errors.get(record.topic), FakeMessage(record, offset))
+            report = self._callbacks.pop(id(record), self._on_delivery)
+            if err is None and self._errors_only:
+                continue
+            report(err, FakeMessage(record, offset))
         return len(served)

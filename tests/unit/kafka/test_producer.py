@@ -29,7 +29,7 @@ TIMED_OUT = KafkaError._TIMED_OUT
 class Bench:
     """A Publisher on fake producers (one per create or recreate) and a fake clock."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, every_delivery: bool = False) -> None:
         self.clock = FakeClock()
         self.metrics = Metrics()
         self.producers: list[FakeProducer] = []
@@ -37,6 +37,7 @@ class Bench:
             {"transactional.id": "passentry-bridge.t"},
             self.metrics,
             call_timeout_s=CALL_TIMEOUT_S,
+            every_delivery=every_delivery,
             producer_factory=self._make,
             clock=self.clock,
         )
@@ -108,9 +109,15 @@ def test_a_send_commits_records_and_checkpoint_together_and_counts_acks_per_topi
     assert bench.transactions("committed") == 2
 
 
-def test_delivered_is_told_where_each_record_landed_and_acks_are_still_counted(
-    bench: Bench,
-) -> None:
+def test_successful_deliveries_are_not_reported_unless_asked() -> None:
+    # A committed transaction proves its records delivered: no callback per record.
+    assert Bench().producer.conf["delivery.report.only.error"] is True
+    assert Bench(every_delivery=True).producer.conf["delivery.report.only.error"] is False
+
+
+def test_delivered_is_told_where_each_record_landed_and_acks_are_still_counted() -> None:
+    bench = Bench(every_delivery=True)
+    bench.publisher.init()
     landed: dict[int, tuple[int, int]] = {}
     records = [scan(n) for n in range(3)] + [dead_letter(1)]
     acked = bench.publisher.send(

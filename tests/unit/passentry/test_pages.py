@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 
 from bridge.errors import MalformedPageError
-from bridge.passentry.pages import decode_page
+from bridge.passentry.pages import IncludedMemo, decode_page
 
 
 def test_example_page_decodes_to_three_scans_with_pass_and_reader(
@@ -84,3 +84,23 @@ def test_scan_without_pass_is_valid_and_unknown_fields_are_ignored(
     assert set(page.passes) == {
         i["id"] for i in example_page["included"] if i["type"] == "pass"
     } - {5}
+
+
+def test_included_items_are_decoded_once_per_distinct_json_within_a_bound(
+    example_page: dict[str, Any],
+) -> None:
+    memo = IncludedMemo(size=3)
+    body = json.dumps(example_page).encode()
+    first, second = decode_page(body, memo), decode_page(body, memo)
+    assert first.passes == decode_page(body).passes
+    assert first.readers == decode_page(body).readers
+    # The same bytes: the same objects, which the encoder's cache knows by identity.
+    for pass_id, found in first.passes.items():
+        assert second.passes[pass_id] is found
+    # A pass that changed state is other bytes: decoded anew.
+    example_page["included"][0]["attributes"]["status"] = "removed"
+    changed = decode_page(json.dumps(example_page).encode(), memo)
+    pass_id = example_page["included"][0]["id"]
+    assert changed.passes[pass_id] is not first.passes[pass_id]
+    assert changed.passes[pass_id].attributes.status == "removed"
+    assert len(memo) <= 3

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from types import FrameType
 from typing import Any, TypeVar
 
 import click
@@ -93,6 +96,21 @@ def refuse_if_owned(config: Config, source_ids: list[str], *, force: bool, doing
             err=True,
         )
         sys.exit(EXIT_OWNED)
+
+
+def stop_on_signals(exit_code: int) -> threading.Event:
+    """SIGTERM and SIGINT set the returned event and leave with ``exit_code``, through the
+    finally blocks, so a transaction a writing command holds open is aborted, not left to
+    the broker's timeout."""
+    stop = threading.Event()
+
+    def interrupted(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+        raise SystemExit(exit_code)
+
+    signal.signal(signal.SIGTERM, interrupted)
+    signal.signal(signal.SIGINT, interrupted)
+    return stop
 
 
 def pick_source(config: Config, source_id: str | None) -> str:

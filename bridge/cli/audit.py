@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import logging
-import signal
 import sys
-import threading
 from pathlib import Path
-from types import FrameType
 from typing import TYPE_CHECKING
 
 import click
 
-from bridge.cli._common import config_option, load, parse_time, pick_source
+from bridge.cli._common import config_option, load, parse_time, pick_source, stop_on_signals
 from bridge.errors import BridgeError, ConfigError
 from bridge.ops.logs import setup_logging
 from bridge.ops.progress import progress_factory
@@ -119,15 +116,7 @@ def _run(config: Config, request: AuditRequest, as_json: bool, pushgateway: str 
     from bridge.audit.auditor import Auditor
     from bridge.audit.report import EXIT_FAILED, EXIT_USAGE
 
-    stop = threading.Event()
-
-    def interrupted(signum: int, frame: FrameType | None) -> None:
-        # Leave through the finally blocks: an open repair transaction is aborted.
-        stop.set()
-        raise SystemExit(EXIT_FAILED)
-
-    signal.signal(signal.SIGTERM, interrupted)
-    signal.signal(signal.SIGINT, interrupted)
+    stop = stop_on_signals(EXIT_FAILED)
     report: AuditReport | None = None
     try:
         auditor = Auditor(config, request, progress=progress_factory(), stop=stop)

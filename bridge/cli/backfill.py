@@ -12,16 +12,14 @@ bar on a terminal (log lines otherwise).
 from __future__ import annotations
 
 import logging
-import signal
 import sys
 import threading
 import time
 from pathlib import Path
-from types import FrameType
 
 import click
 
-from bridge.cli._common import config_option, load, parse_time, pick_source
+from bridge.cli._common import config_option, load, parse_time, pick_source, stop_on_signals
 from bridge.config import Config
 from bridge.errors import BridgeError, ConfigError
 from bridge.ops.logs import setup_logging
@@ -96,15 +94,7 @@ def backfill(
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
     ids = [s.id for s in config.sources] if source_id is None else [pick_source(config, source_id)]
-    stop = threading.Event()
-
-    def interrupted(signum: int, frame: FrameType | None) -> None:
-        # Leave through the finally blocks: an open transaction is aborted.
-        stop.set()
-        raise SystemExit(EXIT_FAILED)
-
-    signal.signal(signal.SIGTERM, interrupted)
-    signal.signal(signal.SIGINT, interrupted)
+    stop = stop_on_signals(EXIT_FAILED)
     code = EXIT_DONE
     for sid in ids:
         code = max(code, _one(config, sid, (since_ms, until_ms), bucket_ms, batch, budget,

@@ -13,17 +13,14 @@ no dead letter has that id.
 from __future__ import annotations
 
 import logging
-import signal
 import sys
-import threading
 from collections.abc import Callable
 from pathlib import Path
-from types import FrameType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from bridge.cli._common import config_option, load, parse_time, pick_source
+from bridge.cli._common import config_option, load, parse_time, pick_source, stop_on_signals
 from bridge.errors import BridgeError, ConfigError
 from bridge.ops.logs import setup_logging
 from bridge.ops.progress import progress_factory
@@ -225,15 +222,7 @@ def replay(
 def _replay(config: Config, request: ReplayRequest, as_json: bool, pushgateway: str | None) -> int:
     from bridge.dlq.replay import Replayer
 
-    stop = threading.Event()
-
-    def interrupted(signum: int, frame: FrameType | None) -> None:
-        # Leave through the finally blocks: an open transaction is aborted.
-        stop.set()
-        raise SystemExit(EXIT_FAILED)
-
-    signal.signal(signal.SIGTERM, interrupted)
-    signal.signal(signal.SIGINT, interrupted)
+    stop = stop_on_signals(EXIT_FAILED)
     report: ReplayReport | None = None
     try:
         replayer = Replayer(config, request, progress=progress_factory(), stop=stop)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -192,6 +193,7 @@ class Publisher:
         every_delivery: bool = False,
         producer_factory: Callable[[dict[str, Any]], Producer] = new_producer,
         clock: Callable[[], float] = time.monotonic,
+        hung_after_s: float = 5.0,
     ) -> None:
         """``every_delivery``: librdkafka reports each record's delivery, for ``send``'s
         ``delivered`` (tracing); otherwise failures only."""
@@ -206,6 +208,9 @@ class Publisher:
         # Seams for unit tests: a fake producer, and a clock its blocking calls move on.
         self._new_producer = producer_factory
         self._clock = clock
+        # How long past its own timeout a librdkafka call is waited for before its producer
+        # is given up as hung (see _send_offsets).
+        self._hung_after_s = hung_after_s
         self._metrics = metrics
         self._timeout = call_timeout_s
         self._errors: list[KafkaError] = []
@@ -213,6 +218,8 @@ class Publisher:
         self._hold_s = hold_s
         self._producer = self._new_producer(self._conf)
         self._initialised = False
+        # A call on this producer never returned; it is left to its thread (see _send_offsets).
+        self._hung = False
         # The topics of the transaction in hand, to name the one an ACL refused.
         self._txn_topics: set[str] = set()
 
@@ -258,8 +265,10 @@ class Publisher:
     def recreate(self) -> None:
         """A fresh producer with the same transactional.id, after an unknown commit outcome;
         the restore that follows calls :meth:`init`, which settles it."""
-        with contextlib.suppress(KafkaException):
-            self._producer.flush(0)
+        if not self._hung:
+            with contextlib.suppress(KafkaException):
+                self._producer.flush(0)
+        self._hung = False
         self._producer = self._new_producer(self._conf)
         self._initialised = False
 
@@ -290,13 +299,13 @@ class Publisher:
                 self._produce_reporting([*records, checkpoint], delivered)
             self._metrics.producer_queue.set(len(self._producer))
             if offsets is not None:
-                self._producer.send_offsets_to_transaction(
-                    offsets.partitions, offsets.group_metadata, self._timeout
-                )
+                self._send_offsets(offsets)
             if self._hold_s:
                 time.sleep(self._hold_s)
         except KafkaException as exc:
             self._abort_or_raise(exc, "produce")
+        except CommitOutcomeUnknownError:
+            raise  # the producer is hung: nothing more can be asked of it
         except KafkaRetriableError as exc:
             # The local queue stayed full. Left open, the transaction would make every
             # later begin_transaction fail until the broker timed it out.
@@ -316,6 +325,40 @@ class Publisher:
         with contextlib.suppress(KafkaException):
             self._producer.poll(0)
         return len(self._producer)
+
+    def _send_offsets(self, offsets: TxnOffsets) -> None:
+        """``send_offsets_to_transaction``, bounded by our own clock.
+
+        librdkafka can block in it long past its timeout when the group coordinator goes
+        away (librdkafka issues 5456 and 5511: the coordinator request's deadline is never
+        checked), which stalled a source for minutes after a broker was killed. The call runs
+        on its own thread; one that does not return in time leaves its producer to that
+        thread, and the commit's outcome unknown: the caller recreates the producer, whose
+        ``init_transactions`` fences the hung one and aborts its transaction.
+        """
+        producer, outcome = self._producer, list[BaseException]()
+
+        def call() -> None:
+            try:
+                producer.send_offsets_to_transaction(
+                    offsets.partitions, offsets.group_metadata, self._timeout
+                )
+            except BaseException as exc:  # handed to the waiting thread, raised there
+                outcome.append(exc)
+
+        worker = threading.Thread(target=call, name="send-offsets", daemon=True)
+        worker.start()
+        worker.join(self._timeout + self._hung_after_s)
+        if worker.is_alive():
+            self._hung = True
+            self._metrics.producer_errors.labels("retriable").inc()
+            raise CommitOutcomeUnknownError(
+                f"send_offsets_to_transaction did not return in {self._timeout:.0f}s"
+                f" (+{self._hung_after_s:.0f}s); is the inbox group's coordinator gone? The"
+                " producer is replaced; the transaction aborts when the new one starts"
+            )
+        if outcome:
+            raise outcome[0]
 
     def _produce_all(self, batch: list[OutRecord]) -> None:
         produce, poll = self._producer.produce, self._producer.poll

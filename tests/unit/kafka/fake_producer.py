@@ -12,6 +12,7 @@ blocks until its timeout when the broker does not answer.
 from __future__ import annotations
 
 import math
+import threading
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
@@ -105,6 +106,8 @@ class FakeProducer:
         self._callbacks: dict[int, Any] = {}
         self._offsets: dict[int, int] = {}
         self._next_offset: dict[str, int] = defaultdict(int)
+        # Call -> a gate it blocks on until set, past any timeout: librdkafka can hang so.
+        self.hangs: dict[str, threading.Event] = {}
 
     def fail(self, call: str, *excs: BaseException, takes: float = 0.0, after: int = 0) -> None:
         """After ``after`` more calls of ``call`` succeed, the next ones raise ``excs``, one
@@ -114,6 +117,8 @@ class FakeProducer:
 
     def _enter(self, call: str, timeout: float | None = None) -> None:
         self.calls.append(call)
+        if (gate := self.hangs.get(call)) is not None:
+            gate.wait()
         scripted = self._failures[call]
         if not scripted:
             return

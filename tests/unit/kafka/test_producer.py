@@ -5,6 +5,7 @@ classes (retriable, abortable, fenced, fatal) and in each call of a transaction.
 from __future__ import annotations
 
 import json
+import threading
 
 import pytest
 from confluent_kafka import KafkaError, TopicPartition
@@ -29,17 +30,24 @@ TIMED_OUT = KafkaError._TIMED_OUT
 class Bench:
     """A Publisher on fake producers (one per create or recreate) and a fake clock."""
 
-    def __init__(self, *, every_delivery: bool = False) -> None:
+    def __init__(
+        self,
+        *,
+        every_delivery: bool = False,
+        call_timeout_s: float = CALL_TIMEOUT_S,
+        hung_after_s: float = 5.0,
+    ) -> None:
         self.clock = FakeClock()
         self.metrics = Metrics()
         self.producers: list[FakeProducer] = []
         self.publisher = Publisher(
             {"transactional.id": "passentry-bridge.t"},
             self.metrics,
-            call_timeout_s=CALL_TIMEOUT_S,
+            call_timeout_s=call_timeout_s,
             every_delivery=every_delivery,
             producer_factory=self._make,
             clock=self.clock,
+            hung_after_s=hung_after_s,
         )
 
     def _make(self, conf: dict[str, object]) -> FakeProducer:
@@ -358,6 +366,31 @@ def test_consumer_positions_commit_with_the_transaction_or_not_at_all(bench: Ben
         bench.send([scan(2)], 2, later)
     assert bench.producer.committed_offsets == [("group-gen-7", positions.partitions[0])]
     assert values(bench.producer.visible) == [b"avro-1", checkpoint(1).value]
+
+
+def test_a_hung_send_offsets_gives_up_its_producer_and_a_new_one_carries_on() -> None:
+    """librdkafka 2.x can block in send_offsets_to_transaction past its timeout when the
+    group coordinator is gone (librdkafka issues 5456, 5511); the source must not block
+    with it."""
+    bench = Bench(call_timeout_s=0.05, hung_after_s=0.05)
+    bench.publisher.init()
+    hung = bench.producer
+    gate = hung.hangs["send_offsets_to_transaction"] = threading.Event()
+    positions = TxnOffsets([TopicPartition("inbox", 0, 41)], group_metadata="group-gen-7")
+    try:
+        with pytest.raises(CommitOutcomeUnknownError, match="did not return in"):
+            bench.send([scan(1)], 1, positions)
+        assert hung.calls[-1] == "send_offsets_to_transaction"  # nothing asked of it since
+        bench.publisher.recreate()
+        bench.publisher.init()
+        assert bench.producer is not hung
+        assert bench.send([scan(2)], 2, positions) == {"scans": 1}
+        assert values(bench.producer.visible) == [b"avro-2", checkpoint(2).value]
+        assert hung.visible == []
+        assert hung.committed_offsets == []
+        assert bench.producer_errors("retriable") == 1
+    finally:
+        gate.set()
 
 
 def test_a_second_init_starts_over_with_a_fresh_producer(bench: Bench) -> None:

@@ -17,6 +17,7 @@ backstop interval.
 from __future__ import annotations
 
 import logging
+import random
 import threading
 import time
 from collections.abc import Callable
@@ -129,10 +130,13 @@ class SourceRunner:
         clock: Callable[[], float] = time.monotonic,
         on_restored: Callable[[], None] | None = None,
         kafka: KafkaAccess | None = None,
+        rng: random.Random | None = None,
     ) -> None:
         """``on_restored`` is called each time the source has been restored (and may
         publish): a takeover is measured to the first. ``kafka`` collects what the source's
-        Kafka clients report, to tell a refusal from an outage."""
+        Kafka clients report, to tell a refusal from an outage. ``rng`` draws the retry
+        backoff's jitter (a test's own, to know the waits)."""
+        self._rng = rng
         self._on_restored = on_restored
         self._kafka = kafka
         self._source = source
@@ -149,7 +153,9 @@ class SourceRunner:
 
     def run(self) -> int:
         pace = self._pace
-        schedule = PollSchedule(pace.interval_min_s, pace.interval_max_s, pace.interval_backstop_s)
+        schedule = PollSchedule(
+            pace.interval_min_s, pace.interval_max_s, pace.interval_backstop_s, rng=self._rng
+        )
         failing_since: float | None = None
         restored = False
         next_poll = self._clock()

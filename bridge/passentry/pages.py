@@ -34,7 +34,7 @@ from bridge.passentry.models import (
     ScanResource,
 )
 from bridge.tracecontext import TraceHeaders
-from bridge.uuid7 import parse_uuid7_int
+from bridge.uuid7 import int_millis, parse_uuid7_int
 
 __all__ = [
     "DecodedPage",
@@ -99,7 +99,7 @@ class ValidScan(msgspec.Struct, frozen=True, gc=False):
 
     @property
     def created_ms(self) -> int:
-        return self.id_int >> 80
+        return int_millis(self.id_int)
 
     @property
     def raw(self) -> bytes:

@@ -219,17 +219,11 @@ class SourceRunner:
 
     def _failed(self, exc: RetriableError, failed_for: float) -> bool:
         """Count and report a failed cycle; True when ``--once`` should give up."""
-        kafka_error = isinstance(exc, KafkaRetriableError)
-        registry_error = isinstance(exc, RegistryUnavailableError)
-        outcome = "api_error"
-        if kafka_error:
-            outcome = "kafka_error"
-        elif registry_error:
-            outcome = "registry_error"
+        outcome = exc.cycle_outcome
         self._metrics.poll_cycles.labels(outcome).inc()
         self._health.cycle_failed(str(exc))
-        self._health.registry(not registry_error)
-        self._health.kafka(not kafka_error)
+        self._health.registry(outcome != RegistryUnavailableError.cycle_outcome)
+        self._health.kafka(outcome != KafkaRetriableError.cycle_outcome)
         log.warning(
             "poll cycle failed; nothing was committed, the cycle will be retried",
             extra={"error": str(exc), "failing_for_s": round(failed_for, 1)},

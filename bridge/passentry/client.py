@@ -392,7 +392,8 @@ class PassEntryClient:
 
         def before_sleep(state: RetryCallState) -> None:
             exc = state.outcome.exception() if state.outcome is not None else None
-            self._metrics.api_retries.labels(endpoint, _retry_reason(exc)).inc()
+            reason = exc.retry_reason if isinstance(exc, RetriableError) else "other"
+            self._metrics.api_retries.labels(endpoint, reason).inc()
             log.warning(
                 "retrying PassEntry request",
                 extra={"endpoint": endpoint, "attempt": state.attempt_number, "error": str(exc)},
@@ -430,11 +431,3 @@ class PassEntryClient:
             reraise=True,
         )
         return retrying(again)
-
-
-def _retry_reason(exc: BaseException | None) -> str:
-    if isinstance(exc, MalformedPageError):
-        return "malformed"
-    if isinstance(exc, ApiUnavailableError):
-        return exc.reason
-    return "other"

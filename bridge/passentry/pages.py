@@ -255,7 +255,7 @@ def add_scan(raw: msgspec.Raw, page: DecodedPage, source: PageBody, index: int) 
     try:
         id_int = parse_uuid7_int(scan.id)
     except InvalidUUIDv7Error as exc:
-        page.rejected.append(Rejected("invalid_id", str(exc), bytes(raw), scan.id, reader_id))
+        page.rejected.append(Rejected(exc.dlq_reason, str(exc), bytes(raw), scan.id, reader_id))
         return
     page.scans.append(ValidScan(id_int, scan, source, index))
 

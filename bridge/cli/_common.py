@@ -27,6 +27,8 @@ __all__ = [
     "config_file_option",
     "config_option",
     "load",
+    "parse_duration",
+    "parse_span",
     "parse_time",
     "pick_source",
     "refuse_if_owned",
@@ -56,6 +58,24 @@ def parse_time(value: str, name: str) -> int:
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
     return int(parsed.timestamp() * 1000)
+
+
+def parse_span(since: str, until: str) -> tuple[int, int]:
+    """``--since`` and ``--until`` (as :func:`parse_time`), the second later than the first."""
+    since_ms, until_ms = parse_time(since, "--since"), parse_time(until, "--until")
+    if until_ms <= since_ms:
+        raise click.BadParameter("must be later than --since", param_hint="--until")
+    return since_ms, until_ms
+
+
+def parse_duration(value: str, name: str) -> int:
+    """A duration option (``90s``, ``15m``, ``1h``, ``1d``) in ms."""
+    from bridge.audit.buckets import parse_duration_ms
+
+    try:
+        return parse_duration_ms(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint=name) from None
 
 
 def load(path: Path | None, **overrides: dict[str, Any]) -> Config:

@@ -26,11 +26,13 @@ __all__ = [
     "api_client",
     "config_file_option",
     "config_option",
+    "live_margin_option",
     "load",
     "parse_duration",
     "parse_span",
     "parse_time",
     "pick_source",
+    "pushgateway_option",
     "refuse_if_owned",
 ]
 
@@ -76,6 +78,22 @@ def parse_duration(value: str, name: str) -> int:
         return parse_duration_ms(value)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint=name) from None
+
+
+def live_margin_option(who: str) -> Callable[[FC], FC]:
+    """``--live-margin``: how far behind a live bridge's cursor ``who`` (a repair, a
+    backfill, a replay) keeps (parse it with :func:`parse_duration`)."""
+    return click.option(
+        "--live-margin", default="60s", show_default=True,
+        help=f"Beside a live bridge: how much further than lookback + late sweep behind its"
+        f" cursor {who} stays.",
+    )  # fmt: skip
+
+
+pushgateway_option = click.option(
+    "--pushgateway", envvar="PUSHGATEWAY_URL",
+    help="Push the result to this Prometheus Pushgateway (env PUSHGATEWAY_URL).",
+)  # fmt: skip
 
 
 def load(path: Path | None, **overrides: dict[str, Any]) -> Config:

@@ -11,10 +11,12 @@ import click
 
 from bridge.cli._common import (
     config_option,
+    live_margin_option,
     load,
     parse_duration,
     parse_span,
     pick_source,
+    pushgateway_option,
     stop_on_signals,
 )
 from bridge.errors import BridgeError, ConfigError
@@ -68,17 +70,8 @@ log = logging.getLogger("bridge")
     help="PassEntry requests per second (capped by PASSENTRY_REQUEST_BUDGET); the live "
     "bridge shares PassEntry's 10/s.",
 )
-@click.option(
-    "--live-margin",
-    default="60s",
-    show_default=True,
-    help="How much further than lookback + late sweep behind the live cursor a repair stays.",
-)
-@click.option(
-    "--pushgateway",
-    envvar="PUSHGATEWAY_URL",
-    help="Push the result to this Prometheus Pushgateway (env PUSHGATEWAY_URL).",
-)
+@live_margin_option("a repair")
+@pushgateway_option
 def audit(
     config_path: Path | None, since: str, until: str, bucket: str, source_id: str | None,
     as_json: bool, repair: bool, force: bool, repair_batch: int, budget: float,

@@ -21,6 +21,7 @@ import click
 
 from bridge.cli._common import (
     config_option,
+    live_margin_option,
     load,
     parse_duration,
     parse_span,
@@ -66,13 +67,7 @@ EXIT_USAGE = 2
     type=click.FloatRange(0.1, 100),
     help="PassEntry requests per second. Default: PASSENTRY_REQUEST_BUDGET.",
 )
-@click.option(
-    "--live-margin",
-    default="60s",
-    show_default=True,
-    help="Beside a live bridge: how much further than lookback + late sweep behind its "
-    "cursor the backfill stays.",
-)
+@live_margin_option("the backfill")
 @click.option(
     "--force",
     is_flag=True,

@@ -22,10 +22,12 @@ import click
 
 from bridge.cli._common import (
     config_option,
+    live_margin_option,
     load,
     parse_duration,
     parse_time,
     pick_source,
+    pushgateway_option,
     stop_on_signals,
 )
 from bridge.errors import BridgeError, ConfigError
@@ -180,19 +182,13 @@ def show(
     help="PassEntry requests per second (capped by PASSENTRY_REQUEST_BUDGET): one per scan"
     " published, for its pass and reader.",
 )  # fmt: skip
-@click.option(
-    "--live-margin", default="60s", show_default=True,
-    help="How much further than lookback + late sweep behind the live cursor it stays.",
-)  # fmt: skip
+@live_margin_option("the replay")
 @click.option(
     "--force", is_flag=True,
     help="Write as the source even while a live member owns it, fencing it (it restarts"
     " and resumes from its checkpoint).",
 )  # fmt: skip
-@click.option(
-    "--pushgateway", envvar="PUSHGATEWAY_URL",
-    help="Push the result to this Prometheus Pushgateway (env PUSHGATEWAY_URL).",
-)  # fmt: skip
+@pushgateway_option
 def replay(
     config_path: Path | None, source_id: str | None, since: str | None, until: str | None,
     as_json: bool, reasons: tuple[str, ...], dry_run: bool, batch: int, budget: float,

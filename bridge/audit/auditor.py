@@ -31,6 +31,7 @@ from bridge.audit.repair import Repairer, Writer, pick_writer, repaired_topics
 from bridge.audit.report import AuditReport
 from bridge.config import Config
 from bridge.dedup import BOUNDARY_MARGIN_MS
+from bridge.kafka.access import KafkaAccess
 from bridge.kafka.checkpoint import Checkpoint
 from bridge.ops.metrics import Metrics
 from bridge.ops.progress import Progress, ProgressFactory
@@ -79,13 +80,15 @@ class Auditor:
     def __init__(
         self, config: Config, request: AuditRequest, *, metrics: Metrics | None = None,
         progress: ProgressFactory | None = None, stop: threading.Event | None = None,
-        client: PassEntryClient | None = None,
+        client: PassEntryClient | None = None, access: KafkaAccess | None = None,
     ) -> None:  # fmt: skip
         self._spec = config.source(request.source_id)
         self._config = config
         self._request = request
         self.metrics = metrics if metrics is not None else Metrics()
-        self._wiring = wiring = Wiring.of(config, request.source_id, metrics=self.metrics)
+        self._wiring = wiring = Wiring.of(
+            config, request.source_id, metrics=self.metrics, access=access
+        )
         self._progress = progress
         self._stop = stop if stop is not None else threading.Event()
         self._client = client or wiring.api_client(requests_per_s=request.request_budget)

@@ -46,6 +46,7 @@ from bridge.config import Config
 from bridge.dedup import BOUNDARY_MARGIN_MS
 from bridge.dlq.letters import DeadLetterReader, History
 from bridge.dlq.report import Outcome, ReplayItem, ReplayReport
+from bridge.kafka.access import KafkaAccess
 from bridge.kafka.checkpoint import Checkpoint
 from bridge.ops.metrics import Metrics
 from bridge.ops.progress import Progress, ProgressFactory
@@ -97,13 +98,15 @@ class Replayer:
     def __init__(
         self, config: Config, request: ReplayRequest, *, metrics: Metrics | None = None,
         progress: ProgressFactory | None = None, stop: threading.Event | None = None,
-        client: PassEntryClient | None = None,
+        client: PassEntryClient | None = None, access: KafkaAccess | None = None,
     ) -> None:  # fmt: skip
         self._config = config
         self._request = request
         self._spec = config.source(request.source_id)
         self.metrics = metrics if metrics is not None else Metrics()
-        self._wiring = wiring = Wiring.of(config, request.source_id, metrics=self.metrics)
+        self._wiring = wiring = Wiring.of(
+            config, request.source_id, metrics=self.metrics, access=access
+        )
         self._progress = progress
         self._stop = stop if stop is not None else threading.Event()
         self._client = client or wiring.api_client(requests_per_s=request.request_budget)

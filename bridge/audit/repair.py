@@ -39,7 +39,8 @@ import msgspec
 from bridge import __version__
 from bridge.kafka.checkpoint import CheckpointStore, RepairProgress, repair_key
 from bridge.kafka.owners import Owners, find_owners
-from bridge.kafka.producer import OutRecord, fence, transactional_id
+from bridge.kafka.producer import fence, transactional_id
+from bridge.kafka.records import OutRecord
 from bridge.passentry.client import PassEntryClient
 from bridge.passentry.pages import Listed, ListedReject
 from bridge.wiring import Wiring

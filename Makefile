@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install lock tools lint fmt examples jaeger asyncapi test test-unit test-integration test-image test-testcontainers test-k8s soak image kafka-image image-archive demo check-deploy chart-docs bench bench-quick profile kafka-start kafka-stop registry-start registry-stop k8s-up k8s-down clean
+.PHONY: install lock tools lint fmt examples jaeger asyncapi test test-fast test-unit test-integration test-image test-testcontainers test-k8s soak image kafka-image image-archive demo check-deploy chart-docs bench bench-quick profile kafka-start kafka-stop registry-start registry-stop k8s-up k8s-down clean
 
 install: $(STAMP)
 
@@ -71,6 +71,11 @@ test: install tools
 
 test-unit: install
 	$(BIN)/pytest tests/unit
+
+# The quick loop (under two minutes): unit tests and the deploy checks' chart and alert
+# rendering, no broker. (A bare `pytest` runs tests/unit.)
+test-fast: install tools
+	$(BIN)/pytest tests/unit tests/deploy
 
 test-integration: install
 	$(BIN)/pytest tests/integration

@@ -31,10 +31,14 @@ lock: install
 	$(UV_COMPILE) pyproject.toml --constraint requirements/dev.lock -o requirements/runtime.lock
 	$(UV_COMPILE) requirements/build.in --upgrade -o requirements/build.lock
 
+# Every shell script of the repository (by its first line).
+SHELL_SCRIPTS = $(shell grep -lE '^\#!(/usr/bin/env (ba)?sh|/bin/(ba)?sh)' scripts/* .ci/run kafka/image/entrypoint)
+
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/shellcheck $(SHELL_SCRIPTS)
 	$(BIN)/passentry-bridge config lint examples/bridge.yaml
 
 fmt: install

@@ -32,13 +32,13 @@ lock: install
 	$(UV_COMPILE) requirements/build.in --upgrade -o requirements/build.lock
 
 # Every shell script of the repository (by its first line).
-SHELL_SCRIPTS = $(shell grep -lE '^\#!(/usr/bin/env (ba)?sh|/bin/(ba)?sh)' scripts/* .ci/run kafka/image/entrypoint)
+SHELL_SCRIPTS = $(shell grep -lsE '^\#!(/usr/bin/env (ba)?sh|/bin/(ba)?sh)' scripts/* .ci/run kafka/image/entrypoint) scripts/lib/*.sh
 
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
-	$(BIN)/shellcheck $(SHELL_SCRIPTS)
+	$(BIN)/shellcheck -x $(SHELL_SCRIPTS)
 	$(BIN)/passentry-bridge config lint examples/bridge.yaml
 
 fmt: install

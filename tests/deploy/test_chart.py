@@ -456,7 +456,7 @@ def test_sources_from_values_with_tokens_from_secrets(render: Render, tmp_path: 
     assert "source-eu-events-webhook-secret" in one(docs, "Secret")["data"]
 
 
-# --- env names match bridge/config.py ----------------------------------------------------
+# --- env names match bridge/config ------------------------------------------------------
 
 _GROUPS: dict[str, type[BaseSettings]] = {
     "PASSENTRY_": PassEntrySettings,

@@ -1,22 +1,16 @@
-"""Settings, read from the environment and optionally a YAML file, validated at start-up.
-
-Three groups, each with its own environment prefix so the names read naturally in a pod
-spec: ``PASSENTRY_*`` (the source), ``KAFKA_*`` (the sink) and ``BRIDGE_*`` (the bridge
-itself). Nested fields use ``__`` (``PASSENTRY_FILTERS__STATUS=failed``). An environment
-variable wins over the YAML file, so a secret injected as env overrides a ConfigMap.
-A bad value stops start-up with the setting's name in the message; the API token is a
-``SecretStr`` and never appears in a message or log line.
+"""The settings' models: each group (``PASSENTRY_*``, ``KAFKA_*``, ``BRIDGE_*``,
+``SCHEMA_REGISTRY_*``) with its fields, limits and defaults, a source, and the whole config.
+How they are read and merged is ``bridge.config.loading``'s.
 """
 
 from __future__ import annotations
 
-import contextvars
 import logging
-import os
 import re
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar, cast
 
 from pydantic import (
     BaseModel,
@@ -24,7 +18,7 @@ from pydantic import (
     Field,
     HttpUrl,
     SecretStr,
-    ValidationError,
+    StringConstraints,
     field_validator,
     model_validator,
 )
@@ -32,7 +26,6 @@ from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
-    SettingsError,
 )
 
 from bridge.errors import ConfigError
@@ -41,6 +34,9 @@ if TYPE_CHECKING:
     from bridge.passentry.client import SettingNames
 
 __all__ = [
+    "SOURCE_ID_PATTERN",
+    "TOPIC_PATTERN",
+    "WEBHOOK_SECRET_MIN_BYTES",
     "BridgeSettings",
     "Config",
     "KafkaSettings",
@@ -48,13 +44,20 @@ __all__ = [
     "RegistrySettings",
     "ScanFilters",
     "SourceConfig",
-    "load_config",
-    "load_file",
-    "load_registry_settings",
+    "SourceId",
+    "TopicName",
+    "from_values",
 ]
 
 
 _G = TypeVar("_G", bound=BaseSettings)
+
+# Kafka's rule for a topic name, and the bridge's for a source id (it is part of topic names
+# and transactional ids).
+TOPIC_PATTERN = r"^[A-Za-z0-9._-]{1,249}$"
+SOURCE_ID_PATTERN = r"^[A-Za-z0-9._-]{1,100}$"
+TopicName = Annotated[str, StringConstraints(pattern=TOPIC_PATTERN)]
+SourceId = Annotated[str, StringConstraints(pattern=SOURCE_ID_PATTERN)]
 
 
 class ScanFilters(BaseModel):
@@ -105,11 +108,6 @@ def _tls(
     return conf
 
 
-# Off while settings that are already complete are merged (a source's own over the shared
-# ones, CLI overrides): the environment has had its say in those.
-_READ_ENV: contextvars.ContextVar[bool] = contextvars.ContextVar("_READ_ENV", default=True)
-
-
 class _Group(BaseSettings):
     @classmethod
     def settings_customise_sources(
@@ -121,19 +119,36 @@ class _Group(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # The YAML file arrives as init kwargs; the environment must win over it.
-        if not _READ_ENV.get():
-            return (init_settings,)
         return env_settings, init_settings
 
 
-def _merged(cls: type[_G], values: dict[str, Any]) -> _G:
-    """``values`` validated as ``cls`` without reading the environment again: they are
-    settings already merged with it, plus what must win over it."""
-    token = _READ_ENV.set(False)
-    try:
-        return cls(**values)
-    finally:
-        _READ_ENV.reset(token)
+def from_values(cls: type[_G], values: dict[str, Any]) -> _G:
+    """``values`` validated as ``cls`` without reading the environment: settings already
+    merged with it (a source's own over the shared ones, CLI overrides), or a YAML file
+    checked alone (``config lint``)."""
+    validated = _values_only(cls)(**values)
+    # The class itself, not the values-only one: built from what was just validated.
+    return cast(_G, cls.model_construct(validated.model_fields_set, **dict(validated)))
+
+
+@cache
+def _values_only(cls: type[_G]) -> type[_G]:
+    """``cls`` with the values it is given as its only settings source."""
+
+    class ValuesOnly(cls):  # type: ignore[valid-type,misc]
+        @classmethod
+        def settings_customise_sources(
+            cls,
+            settings_cls: type[BaseSettings],
+            init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            return (init_settings,)
+
+    ValuesOnly.__name__ = cls.__name__
+    return ValuesOnly
 
 
 class PassEntrySettings(_Group):
@@ -368,10 +383,10 @@ class BridgeSettings(_Group):
         env_prefix="BRIDGE_", env_nested_delimiter="__", extra="forbid", frozen=True
     )
 
-    source_id: str = Field("default", pattern=r"^[A-Za-z0-9._-]{1,100}$")
-    scans_topic: str = Field("passentry.scans", pattern=r"^[A-Za-z0-9._-]{1,249}$")
-    dlq_topic: str = Field("passentry.scans.dlq", pattern=r"^[A-Za-z0-9._-]{1,249}$")
-    state_topic: str = Field("passentry.bridge.state", pattern=r"^[A-Za-z0-9._-]{1,249}$")
+    source_id: SourceId = "default"
+    scans_topic: TopicName = "passentry.scans"
+    dlq_topic: TopicName = "passentry.scans.dlq"
+    state_topic: TopicName = "passentry.bridge.state"
     # Optional routing, e.g. "passentry.scans.{status}" or "passentry.{scan_type}.scans".
     topic_template: str | None = None
     create_topics: bool = True
@@ -382,7 +397,7 @@ class BridgeSettings(_Group):
     # The webhook receiver listens apart from /metrics, so only it is exposed to PassEntry.
     webhook_port: int = Field(8080, ge=0, le=65535)
     # Accepted webhooks are made durable here (keyed by source id) before the 200.
-    webhook_topic: str = Field("passentry.bridge.webhooks", pattern=r"^[A-Za-z0-9._-]{1,249}$")
+    webhook_topic: TopicName = "passentry.bridge.webhooks"
     # How long the owner of a source gathers inbox events before one transaction.
     webhook_batch_ms: int = Field(20, ge=0, le=5000)
     # Verified webhook requests waiting on Kafka at once; more are answered 503 (PassEntry
@@ -407,9 +422,7 @@ class BridgeSettings(_Group):
     # source's partition of the coordination topic runs it. Empty: no group; every source
     # of the config runs in this process (one replica only).
     group_id: str = Field("passentry-bridge", pattern=r"^([A-Za-z0-9._-]{1,249})?$")
-    coordination_topic: str = Field(
-        "passentry.bridge.coordination", pattern=r"^[A-Za-z0-9._-]{1,249}$"
-    )
+    coordination_topic: TopicName = "passentry.bridge.coordination"
     # Sources hash onto this many partitions; more partitions, fewer sources that share one.
     coordination_partitions: int = Field(32, ge=1, le=10_000)
     # A member silent this long is dropped and its sources move: the failover time after a
@@ -568,9 +581,9 @@ class SourceConfig:
     """One PassEntry source: its id (the checkpoint key and the transactional id), its
     PassEntry settings (token, filters, pace, webhook secret) and where its scans go."""
 
-    id: str
+    id: SourceId
     passentry: PassEntrySettings
-    scans_topic: str
+    scans_topic: TopicName
     topic_template: str | None
     # ``sources[<id>]`` for an entry of the YAML file's list (None: the one source the
     # environment describes), and the settings that entry gives itself: messages name a
@@ -632,264 +645,3 @@ class Config:
             if source.id == source_id:
                 return source
         raise ConfigError(f"no source {source_id!r} in the configuration")
-
-
-log = logging.getLogger(__name__)
-
-_PREFIXES = {
-    "passentry": "PASSENTRY_",
-    "kafka": "KAFKA_",
-    "bridge": "BRIDGE_",
-    "schema_registry": "SCHEMA_REGISTRY_",
-}
-
-
-_GROUPS: dict[str, type[BaseSettings]] = {
-    "passentry": PassEntrySettings,
-    "kafka": KafkaSettings,
-    "bridge": BridgeSettings,
-    "schema_registry": RegistrySettings,
-}
-
-
-def load_config(path: Path | None = None, **overrides: dict[str, Any]) -> Config:
-    """Build the config from the environment, a YAML file and CLI overrides.
-
-    CLI overrides (``overrides["bridge"] = {...}``) beat the environment, which beats the
-    file. Raises :class:`ConfigError` naming the first bad setting as the user wrote it: its
-    variable (``KAFKA_LINGER_MS``) or its place in the file (``kafka.linger_ms``,
-    ``sources[eu].api_token``).
-    """
-    _check_env_names()
-    return _load(path, overrides)
-
-
-def load_file(path: Path) -> Config:
-    """The config a YAML file gives alone, without the environment (``config lint``)."""
-    token = _READ_ENV.set(False)
-    try:
-        return _load(path, {})
-    finally:
-        _READ_ENV.reset(token)
-
-
-def _load(path: Path | None, overrides: dict[str, dict[str, Any]]) -> Config:
-    sections = _read_yaml(path) if path is not None else {}
-    groups = {
-        name: _load_group(name, sections.get(name, {}), overrides.get(name)) for name in _GROUPS
-    }
-    sources = _sources(sections.get(_SOURCES), groups["passentry"], groups["bridge"], path)
-    return Config(**groups, sources=sources)
-
-
-_SOURCES = "sources"
-_SOURCE_ID = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
-_TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
-
-
-def _sources(
-    listed: Any, base: PassEntrySettings, bridge: BridgeSettings, path: Path | None
-) -> tuple[SourceConfig, ...]:
-    """The ``sources:`` list, each entry over the PassEntry settings of the environment and
-    the file's ``passentry:`` section; without one, the single source the environment
-    names."""
-    if listed is None:
-        return (SourceConfig(bridge.source_id, base, bridge.scans_topic, bridge.topic_template),)
-    if "source_id" in bridge.model_fields_set:
-        raise ConfigError(
-            f"--config: {path} lists sources, and BRIDGE_SOURCE_ID names one too; use one"
-        )
-    if not isinstance(listed, list) or not listed:
-        raise ConfigError(f"--config: 'sources' in {path} must be a non-empty list")
-    out = [_source(n, entry, base, bridge) for n, entry in enumerate(listed)]
-    ids = [s.id for s in out]
-    twice = sorted({i for i in ids if ids.count(i) > 1})
-    if twice:
-        raise ConfigError(f"--config: source id(s) {twice} listed more than once")
-    return tuple(out)
-
-
-def _source(n: int, entry: Any, base: PassEntrySettings, bridge: BridgeSettings) -> SourceConfig:
-    if not isinstance(entry, dict):
-        raise ConfigError(f"--config: sources[{n}] must be a mapping")
-    fields = dict(entry)
-    source_id = fields.pop("id", None)
-    if not isinstance(source_id, str) or not _SOURCE_ID.match(source_id):
-        raise ConfigError(f"--config: sources[{n}].id must be 1-100 of A-Z a-z 0-9 . _ -")
-    where = f"sources[{source_id}]"
-    topic = fields.pop("topic", bridge.scans_topic)
-    if not isinstance(topic, str) or not _TOPIC.match(topic):
-        raise ConfigError(f"--config: {where}.topic is not a valid topic name")
-    template = fields.pop("topic_template", bridge.topic_template)
-    shared = base.model_dump()
-    if {"api_token", "api_token_file"} & set(fields):
-        # A source's own token replaces the shared one: not both at once.
-        shared.pop("api_token", None)
-        shared.pop("api_token_file", None)
-    try:
-        if template is not None:
-            template = _merged(BridgeSettings, {"topic_template": template}).topic_template
-        passentry = _merged(PassEntrySettings, {**shared, **fields})
-    except ValidationError as exc:
-        known = [*PassEntrySettings.model_fields, *_SOURCE_KEYS]
-        raise ConfigError(_describe_yaml(exc, where, known)) from None
-    return SourceConfig(source_id, passentry, topic, template, where, frozenset(fields))
-
-
-# What an entry of ``sources:`` takes besides the PassEntry settings.
-_SOURCE_KEYS = ("id", "topic", "topic_template")
-
-
-def load_registry_settings(path: Path | None = None) -> RegistrySettings:
-    """Only ``SCHEMA_REGISTRY_*`` (over the file's ``schema_registry`` section), for the
-    schema commands, which need nothing else."""
-    sections = _read_yaml(path) if path is not None else {}
-    settings: RegistrySettings = _load_group(
-        "schema_registry", sections.get("schema_registry", {}), None
-    )
-    return settings
-
-
-def _load_group(name: str, section: dict[str, Any], override: dict[str, Any] | None) -> Any:
-    cls = _GROUPS[name]
-    try:
-        group = cls(**section)
-        if override:
-            group = _merged(cls, {**group.model_dump(), **override})
-    except ValidationError as exc:
-        raise ConfigError(_describe_group(exc, name, section)) from None
-    except SettingsError as exc:
-        # A variable pydantic-settings parses as JSON (a mapping: KAFKA_PROPERTIES) is not.
-        found = re.search(r'field "([^"]+)"', str(exc))
-        variable = _PREFIXES[name] + (found.group(1).upper() if found else "")
-        raise ConfigError(
-            f"invalid setting {variable}: not valid JSON; give a JSON object, e.g."
-            ' {"client.rack": "eu-1a"}'
-        ) from None
-    return group
-
-
-def _check_env_names() -> None:
-    """A misspelt ``BRIDGE_*`` or ``PASSENTRY_*`` variable would be silently ignored by
-    pydantic-settings; refuse it instead. ``KAFKA_*`` is shared with other tools (the JVM
-    scripts read KAFKA_HEAP_OPTS, for one), so an unknown name there is only logged."""
-    for group, cls in _GROUPS.items():
-        prefix = _PREFIXES[group]
-        known = [prefix + field.upper() for field in cls.model_fields]
-        for name in os.environ:
-            if not name.startswith(prefix):
-                continue
-            top = name.split("__", 1)[0]
-            if top in known:
-                continue
-            import difflib  # only to word the error
-
-            hint = difflib.get_close_matches(top, known, n=1)
-            message = f"{name}: not a setting" + (f"; did you mean {hint[0]}?" if hint else "")
-            if prefix == "KAFKA_":
-                log.warning("ignoring unknown environment variable %s", name)
-            else:
-                raise ConfigError("invalid setting " + message)
-
-
-def _read_yaml(path: Path) -> dict[str, Any]:
-    # Imported here: a bridge configured by its environment alone never needs a YAML parser.
-    import yaml
-
-    try:
-        loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except OSError as exc:
-        raise ConfigError(f"--config: cannot read {path}: {exc.strerror}") from exc
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(f"--config: {path} is not valid YAML{where}: {problem}") from exc
-    if not isinstance(loaded, dict):
-        raise ConfigError(f"--config: {path} must be a mapping with sections {sorted(_PREFIXES)}")
-    unknown = set(loaded) - set(_PREFIXES) - {_SOURCES}
-    if unknown:
-        raise ConfigError(
-            f"--config: unknown section(s) {sorted(unknown)} in {path}; "
-            f"expected {sorted([*_PREFIXES, _SOURCES])}"
-        )
-    out: dict[str, Any] = {}
-    for name, section in loaded.items():
-        if name == _SOURCES:
-            out[name] = section
-            continue
-        if section is None:
-            section = {}
-        if not isinstance(section, dict):
-            raise ConfigError(f"--config: section {name!r} in {path} must be a mapping")
-        out[name] = section
-    return out
-
-
-def _describe_group(exc: ValidationError, group: str, section: dict[str, Any]) -> str:
-    """Each problem named as the user set it: the environment variable
-    (``PASSENTRY_LOOKBACK_S``) when one is set or nothing else is, else the key in the YAML
-    file (``passentry.lookback_s``). A key that is not a setting gets the nearest one."""
-    prefix = _PREFIXES[group]
-    problems = []
-    for err in exc.errors(include_input=False, include_url=False):
-        loc = [str(part) for part in err["loc"]]
-        if not loc:
-            problems.append(f"{prefix.rstrip('_')}: {err['msg']}")
-            continue
-        variable = prefix + "__".join(loc).upper()
-        top = prefix + loc[0].upper()
-        from_env = _READ_ENV.get() and (variable in os.environ or top in os.environ)
-        if from_env or not _in_section(section, loc):
-            name = variable
-            known = [prefix + "__".join(p).upper() for p in _field_paths(_GROUPS[group], loc)]
-        else:
-            name = f"{group}." + ".".join(loc)
-            known = [f"{group}." + ".".join(p) for p in _field_paths(_GROUPS[group], loc)]
-        problems.append(_problem(name, err, known))
-    return "invalid setting " + "; ".join(problems)
-
-
-def _describe_yaml(exc: ValidationError, where: str, known_top: list[str]) -> str:
-    """``sources[eu].lookback_s: ...``: a problem of an entry of the ``sources:`` list."""
-    problems = []
-    for err in exc.errors(include_input=False, include_url=False):
-        loc = [str(part) for part in err["loc"]]
-        name = f"{where}." + ".".join(loc) if loc else where
-        if len(loc) == 1:
-            known = [f"{where}.{k}" for k in known_top]
-        else:
-            known = [f"{where}." + ".".join(p) for p in _field_paths(PassEntrySettings, loc)]
-        problems.append(_problem(name, err, known))
-    return "invalid setting " + "; ".join(problems)
-
-
-def _problem(name: str, err: Any, known: list[str]) -> str:
-    if err["type"] != "extra_forbidden":
-        return f"{name}: {err['msg']}"
-    import difflib  # only to word the error
-
-    hint = difflib.get_close_matches(name, known, n=1)
-    return f"{name}: not a setting" + (f"; did you mean {hint[0]}?" if hint else "")
-
-
-def _in_section(section: dict[str, Any], loc: list[str]) -> bool:
-    """Whether the YAML section sets the value at ``loc``."""
-    here: Any = section
-    for part in loc:
-        if not isinstance(here, dict) or part not in here:
-            return False
-        here = here[part]
-    return True
-
-
-def _field_paths(cls: type[BaseModel], loc: list[str]) -> list[list[str]]:
-    """The settings beside the one at ``loc`` (its siblings in the model), as paths."""
-    model: type[BaseModel] = cls
-    for part in loc[:-1]:
-        field = model.model_fields.get(part)
-        inner = field.annotation if field is not None else None
-        if not (isinstance(inner, type) and issubclass(inner, BaseModel)):
-            return []
-        model = inner
-    return [[*loc[:-1], name] for name in model.model_fields]

@@ -1,0 +1,296 @@
+"""Reading the config: the environment, a YAML file and CLI overrides, merged and checked.
+
+An environment variable wins over the YAML file (a secret injected as env overrides a
+ConfigMap), and a CLI override over both. A source of the file's ``sources:`` list is its
+own settings over the shared ones. A bad value stops start-up naming the setting the way
+the user wrote it: its variable, or its place in the file.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+from pydantic_settings import BaseSettings, SettingsError
+
+from bridge.config.models import (
+    SOURCE_ID_PATTERN,
+    TOPIC_PATTERN,
+    BridgeSettings,
+    Config,
+    KafkaSettings,
+    PassEntrySettings,
+    RegistrySettings,
+    SourceConfig,
+    from_values,
+)
+from bridge.errors import ConfigError
+
+__all__ = ["load_config", "load_file", "load_registry_settings"]
+
+log = logging.getLogger(__name__)
+
+_PREFIXES = {
+    "passentry": "PASSENTRY_",
+    "kafka": "KAFKA_",
+    "bridge": "BRIDGE_",
+    "schema_registry": "SCHEMA_REGISTRY_",
+}
+
+
+_GROUPS: dict[str, type[BaseSettings]] = {
+    "passentry": PassEntrySettings,
+    "kafka": KafkaSettings,
+    "bridge": BridgeSettings,
+    "schema_registry": RegistrySettings,
+}
+
+
+def load_config(path: Path | None = None, **overrides: dict[str, Any]) -> Config:
+    """Build the config from the environment, a YAML file and CLI overrides.
+
+    CLI overrides (``overrides["bridge"] = {...}``) beat the environment, which beats the
+    file. Raises :class:`ConfigError` naming the first bad setting as the user wrote it: its
+    variable (``KAFKA_LINGER_MS``) or its place in the file (``kafka.linger_ms``,
+    ``sources[eu].api_token``).
+    """
+    _check_env_names()
+    return _load(path, overrides)
+
+
+def load_file(path: Path) -> Config:
+    """The config a YAML file gives alone, without the environment (``config lint``)."""
+    return _load(path, {}, with_env=False)
+
+
+def _load(
+    path: Path | None, overrides: dict[str, dict[str, Any]], *, with_env: bool = True
+) -> Config:
+    sections = _read_yaml(path) if path is not None else {}
+    groups = {
+        name: _load_group(name, sections.get(name, {}), overrides.get(name), with_env=with_env)
+        for name in _GROUPS
+    }
+    sources = _sources(sections.get(_SOURCES), groups["passentry"], groups["bridge"], path)
+    return Config(**groups, sources=sources)
+
+
+_SOURCES = "sources"
+_SOURCE_ID = re.compile(SOURCE_ID_PATTERN)
+_TOPIC = re.compile(TOPIC_PATTERN)
+
+
+def _sources(
+    listed: Any, base: PassEntrySettings, bridge: BridgeSettings, path: Path | None
+) -> tuple[SourceConfig, ...]:
+    """The ``sources:`` list, each entry over the PassEntry settings of the environment and
+    the file's ``passentry:`` section; without one, the single source the environment
+    names."""
+    if listed is None:
+        return (SourceConfig(bridge.source_id, base, bridge.scans_topic, bridge.topic_template),)
+    if "source_id" in bridge.model_fields_set:
+        raise ConfigError(
+            f"--config: {path} lists sources, and BRIDGE_SOURCE_ID names one too; use one"
+        )
+    if not isinstance(listed, list) or not listed:
+        raise ConfigError(f"--config: 'sources' in {path} must be a non-empty list")
+    out = [_source(n, entry, base, bridge) for n, entry in enumerate(listed)]
+    ids = [s.id for s in out]
+    twice = sorted({i for i in ids if ids.count(i) > 1})
+    if twice:
+        raise ConfigError(f"--config: source id(s) {twice} listed more than once")
+    return tuple(out)
+
+
+def _source(n: int, entry: Any, base: PassEntrySettings, bridge: BridgeSettings) -> SourceConfig:
+    if not isinstance(entry, dict):
+        raise ConfigError(f"--config: sources[{n}] must be a mapping")
+    fields = dict(entry)
+    source_id = fields.pop("id", None)
+    if not isinstance(source_id, str) or not _SOURCE_ID.match(source_id):
+        raise ConfigError(f"--config: sources[{n}].id must be 1-100 of A-Z a-z 0-9 . _ -")
+    where = f"sources[{source_id}]"
+    topic = fields.pop("topic", bridge.scans_topic)
+    if not isinstance(topic, str) or not _TOPIC.match(topic):
+        raise ConfigError(f"--config: {where}.topic is not a valid topic name")
+    template = fields.pop("topic_template", bridge.topic_template)
+    shared = base.model_dump()
+    if {"api_token", "api_token_file"} & set(fields):
+        # A source's own token replaces the shared one: not both at once.
+        shared.pop("api_token", None)
+        shared.pop("api_token_file", None)
+    try:
+        if template is not None:
+            template = from_values(BridgeSettings, {"topic_template": template}).topic_template
+        passentry = from_values(PassEntrySettings, {**shared, **fields})
+    except ValidationError as exc:
+        known = [*PassEntrySettings.model_fields, *_SOURCE_KEYS]
+        raise ConfigError(_describe_yaml(exc, where, known)) from None
+    return SourceConfig(source_id, passentry, topic, template, where, frozenset(fields))
+
+
+# What an entry of ``sources:`` takes besides the PassEntry settings.
+_SOURCE_KEYS = ("id", "topic", "topic_template")
+
+
+def load_registry_settings(path: Path | None = None) -> RegistrySettings:
+    """Only ``SCHEMA_REGISTRY_*`` (over the file's ``schema_registry`` section), for the
+    schema commands, which need nothing else."""
+    sections = _read_yaml(path) if path is not None else {}
+    settings: RegistrySettings = _load_group(
+        "schema_registry", sections.get("schema_registry", {}), None
+    )
+    return settings
+
+
+def _load_group(
+    name: str, section: dict[str, Any], override: dict[str, Any] | None, *, with_env: bool = True
+) -> Any:
+    cls = _GROUPS[name]
+    try:
+        group = cls(**section) if with_env else from_values(cls, section)
+        if override:
+            group = from_values(cls, {**group.model_dump(), **override})
+    except ValidationError as exc:
+        raise ConfigError(_describe_group(exc, name, section, with_env=with_env)) from None
+    except SettingsError as exc:
+        # A variable pydantic-settings parses as JSON (a mapping: KAFKA_PROPERTIES) is not.
+        found = re.search(r'field "([^"]+)"', str(exc))
+        variable = _PREFIXES[name] + (found.group(1).upper() if found else "")
+        raise ConfigError(
+            f"invalid setting {variable}: not valid JSON; give a JSON object, e.g."
+            ' {"client.rack": "eu-1a"}'
+        ) from None
+    return group
+
+
+def _check_env_names() -> None:
+    """A misspelt ``BRIDGE_*`` or ``PASSENTRY_*`` variable would be silently ignored by
+    pydantic-settings; refuse it instead. ``KAFKA_*`` is shared with other tools (the JVM
+    scripts read KAFKA_HEAP_OPTS, for one), so an unknown name there is only logged."""
+    for group, cls in _GROUPS.items():
+        prefix = _PREFIXES[group]
+        known = [prefix + field.upper() for field in cls.model_fields]
+        for name in os.environ:
+            if not name.startswith(prefix):
+                continue
+            top = name.split("__", 1)[0]
+            if top in known:
+                continue
+            import difflib  # only to word the error
+
+            hint = difflib.get_close_matches(top, known, n=1)
+            message = f"{name}: not a setting" + (f"; did you mean {hint[0]}?" if hint else "")
+            if prefix == "KAFKA_":
+                log.warning("ignoring unknown environment variable %s", name)
+            else:
+                raise ConfigError("invalid setting " + message)
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    # Imported here: a bridge configured by its environment alone never needs a YAML parser.
+    import yaml
+
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except OSError as exc:
+        raise ConfigError(f"--config: cannot read {path}: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"--config: {path} is not valid YAML{where}: {problem}") from exc
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"--config: {path} must be a mapping with sections {sorted(_PREFIXES)}")
+    unknown = set(loaded) - set(_PREFIXES) - {_SOURCES}
+    if unknown:
+        raise ConfigError(
+            f"--config: unknown section(s) {sorted(unknown)} in {path}; "
+            f"expected {sorted([*_PREFIXES, _SOURCES])}"
+        )
+    out: dict[str, Any] = {}
+    for name, section in loaded.items():
+        if name == _SOURCES:
+            out[name] = section
+            continue
+        if section is None:
+            section = {}
+        if not isinstance(section, dict):
+            raise ConfigError(f"--config: section {name!r} in {path} must be a mapping")
+        out[name] = section
+    return out
+
+
+def _describe_group(
+    exc: ValidationError, group: str, section: dict[str, Any], *, with_env: bool = True
+) -> str:
+    """Each problem named as the user set it: the environment variable
+    (``PASSENTRY_LOOKBACK_S``) when one is set or nothing else is, else the key in the YAML
+    file (``passentry.lookback_s``). A key that is not a setting gets the nearest one."""
+    prefix = _PREFIXES[group]
+    problems = []
+    for err in exc.errors(include_input=False, include_url=False):
+        loc = [str(part) for part in err["loc"]]
+        if not loc:
+            problems.append(f"{prefix.rstrip('_')}: {err['msg']}")
+            continue
+        variable = prefix + "__".join(loc).upper()
+        top = prefix + loc[0].upper()
+        from_env = with_env and (variable in os.environ or top in os.environ)
+        if from_env or not _in_section(section, loc):
+            name = variable
+            known = [prefix + "__".join(p).upper() for p in _field_paths(_GROUPS[group], loc)]
+        else:
+            name = f"{group}." + ".".join(loc)
+            known = [f"{group}." + ".".join(p) for p in _field_paths(_GROUPS[group], loc)]
+        problems.append(_problem(name, err, known))
+    return "invalid setting " + "; ".join(problems)
+
+
+def _describe_yaml(exc: ValidationError, where: str, known_top: list[str]) -> str:
+    """``sources[eu].lookback_s: ...``: a problem of an entry of the ``sources:`` list."""
+    problems = []
+    for err in exc.errors(include_input=False, include_url=False):
+        loc = [str(part) for part in err["loc"]]
+        name = f"{where}." + ".".join(loc) if loc else where
+        if len(loc) == 1:
+            known = [f"{where}.{k}" for k in known_top]
+        else:
+            known = [f"{where}." + ".".join(p) for p in _field_paths(PassEntrySettings, loc)]
+        problems.append(_problem(name, err, known))
+    return "invalid setting " + "; ".join(problems)
+
+
+def _problem(name: str, err: Any, known: list[str]) -> str:
+    if err["type"] != "extra_forbidden":
+        return f"{name}: {err['msg']}"
+    import difflib  # only to word the error
+
+    hint = difflib.get_close_matches(name, known, n=1)
+    return f"{name}: not a setting" + (f"; did you mean {hint[0]}?" if hint else "")
+
+
+def _in_section(section: dict[str, Any], loc: list[str]) -> bool:
+    """Whether the YAML section sets the value at ``loc``."""
+    here: Any = section
+    for part in loc:
+        if not isinstance(here, dict) or part not in here:
+            return False
+        here = here[part]
+    return True
+
+
+def _field_paths(cls: type[BaseModel], loc: list[str]) -> list[list[str]]:
+    """The settings beside the one at ``loc`` (its siblings in the model), as paths."""
+    model: type[BaseModel] = cls
+    for part in loc[:-1]:
+        field = model.model_fields.get(part)
+        inner = field.annotation if field is not None else None
+        if not (isinstance(inner, type) and issubclass(inner, BaseModel)):
+            return []
+        model = inner
+    return [[*loc[:-1], name] for name in model.model_fields]

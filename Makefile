@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install lock tools lint fmt examples asyncapi test test-unit test-integration test-image test-testcontainers test-k8s soak image kafka-image image-archive demo check-deploy bench bench-quick profile kafka-start kafka-stop registry-start registry-stop k8s-up k8s-down clean
+.PHONY: install lock tools lint fmt examples jaeger asyncapi test test-unit test-integration test-image test-testcontainers test-k8s soak image kafka-image image-archive demo check-deploy chart-docs bench bench-quick profile kafka-start kafka-stop registry-start registry-stop k8s-up k8s-down clean
 
 install: $(STAMP)
 
@@ -15,7 +15,10 @@ LOCKS := requirements/dev.lock requirements/build.lock
 $(STAMP): pyproject.toml $(LOCKS)
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH" >&2; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --require-hashes -r requirements/dev.lock -r requirements/build.lock
+	@echo "install: the locked dependencies into $(VENV) (about a minute the first time)"
+	set -o pipefail; $(BIN)/pip install --progress-bar off --require-hashes \
+		-r requirements/dev.lock -r requirements/build.lock \
+		| { grep --line-buffered -E '^(Collecting|Successfully installed)' || true; } | cut -c1-100
 	$(BIN)/pip install -q --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
@@ -32,6 +35,7 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/passentry-bridge config lint examples/bridge.yaml
 
 fmt: install
 	$(BIN)/ruff format .
@@ -46,6 +50,11 @@ tools: install
 # into .local/examples/; the consumer tests build them too.
 examples:
 	scripts/build-examples
+
+# Jaeger (tools/jaeger/go.mod) into .local/bin/jaeger, for the tracing test; cached, quick
+# when built already.
+jaeger:
+	scripts/build-jaeger
 
 # Regenerate schemas/asyncapi.yaml from the default configuration and validate it with the
 # official AsyncAPI CLI (installed from asyncapi/package-lock.json into .local/asyncapi).
@@ -107,6 +116,11 @@ demo: install
 # hadolint, helm lint/template + Kubernetes schemas, promtool checks and rule tests.
 check-deploy: tools
 	scripts/check-deploy
+
+# The chart's README values table and values.schema.json's descriptions, from values.yaml's
+# "# --" comments (helm-docs); check-deploy fails when they drift.
+chart-docs: tools
+	scripts/chart-docs
 
 # Benchmarks against the real broker and the simulator (bench/README.md).
 bench: install

@@ -17,7 +17,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import yaml
 from pydantic import (
@@ -30,9 +30,17 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
 
 from bridge.errors import ConfigError
+
+if TYPE_CHECKING:
+    from bridge.passentry.client import SettingNames
 
 __all__ = [
     "BridgeSettings",
@@ -43,6 +51,7 @@ __all__ = [
     "ScanFilters",
     "SourceConfig",
     "load_config",
+    "load_file",
     "load_registry_settings",
 ]
 
@@ -565,6 +574,48 @@ class SourceConfig:
     passentry: PassEntrySettings
     scans_topic: str
     topic_template: str | None
+    # ``sources[<id>]`` for an entry of the YAML file's list (None: the one source the
+    # environment describes), and the settings that entry gives itself: messages name a
+    # setting the way the user wrote it.
+    path: str | None = None
+    own: frozenset[str] = frozenset()
+
+    def setting(self, name: str) -> str:
+        """How the user spells this source's PassEntry setting ``name`` (``api_url``):
+        ``sources[eu].api_url`` where its entry sets it, else the shared variable."""
+        if self.path is not None and name in self.own:
+            return f"{self.path}.{name}"
+        return "PASSENTRY_" + name.upper()
+
+    def token_setting(self) -> str:
+        """Where the API token comes from, as the user wrote it."""
+        for name in ("api_token_file", "api_token"):
+            if self.path is not None and name in self.own:
+                return f"{self.path}.{name}"
+        return "PASSENTRY_API_TOKEN (or PASSENTRY_API_TOKEN_FILE)"
+
+    def setting_names(self) -> SettingNames:
+        """How messages about PassEntry's answers name this source's settings."""
+        from bridge.passentry.client import SettingNames
+
+        return SettingNames(self.setting("api_url"), self.token_setting())
+
+    def token(self) -> str:
+        """The source's API token. Raises ConfigError naming the setting as the user wrote
+        it (``sources[eu].api_token_file: cannot read ...``)."""
+        try:
+            return self.passentry.token()
+        except ConfigError as exc:
+            if self.path is None:
+                raise
+            own = [n for n in ("api_token_file", "api_token") if n in self.own]
+            if own:
+                detail = str(exc).split(": ", 1)[-1]
+                raise ConfigError(f"{self.path}.{own[0]}: {detail}") from None
+            raise ConfigError(
+                f"{self.path} has no api_token (or api_token_file), and no shared"
+                " PASSENTRY_API_TOKEN (or PASSENTRY_API_TOKEN_FILE, passentry.api_token) is set"
+            ) from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -607,9 +658,24 @@ def load_config(path: Path | None = None, **overrides: dict[str, Any]) -> Config
     """Build the config from the environment, a YAML file and CLI overrides.
 
     CLI overrides (``overrides["bridge"] = {...}``) beat the environment, which beats the
-    file. Raises :class:`ConfigError` naming the first bad setting by its env var name.
+    file. Raises :class:`ConfigError` naming the first bad setting as the user wrote it: its
+    variable (``KAFKA_LINGER_MS``) or its place in the file (``kafka.linger_ms``,
+    ``sources[eu].api_token``).
     """
     _check_env_names()
+    return _load(path, overrides)
+
+
+def load_file(path: Path) -> Config:
+    """The config a YAML file gives alone, without the environment (``config lint``)."""
+    token = _READ_ENV.set(False)
+    try:
+        return _load(path, {})
+    finally:
+        _READ_ENV.reset(token)
+
+
+def _load(path: Path | None, overrides: dict[str, dict[str, Any]]) -> Config:
     sections = _read_yaml(path) if path is not None else {}
     groups = {
         name: _load_group(name, sections.get(name, {}), overrides.get(name)) for name in _GROUPS
@@ -667,8 +733,13 @@ def _source(n: int, entry: Any, base: PassEntrySettings, bridge: BridgeSettings)
             template = _merged(BridgeSettings, {"topic_template": template}).topic_template
         passentry = _merged(PassEntrySettings, {**shared, **fields})
     except ValidationError as exc:
-        raise ConfigError(_describe(exc, f"{where}.")) from None
-    return SourceConfig(source_id, passentry, topic, template)
+        known = [*PassEntrySettings.model_fields, *_SOURCE_KEYS]
+        raise ConfigError(_describe_yaml(exc, where, known)) from None
+    return SourceConfig(source_id, passentry, topic, template, where, frozenset(fields))
+
+
+# What an entry of ``sources:`` takes besides the PassEntry settings.
+_SOURCE_KEYS = ("id", "topic", "topic_template")
 
 
 def load_registry_settings(path: Path | None = None) -> RegistrySettings:
@@ -688,7 +759,15 @@ def _load_group(name: str, section: dict[str, Any], override: dict[str, Any] | N
         if override:
             group = _merged(cls, {**group.model_dump(), **override})
     except ValidationError as exc:
-        raise ConfigError(_describe(exc, _PREFIXES[name])) from None
+        raise ConfigError(_describe_group(exc, name, section)) from None
+    except SettingsError as exc:
+        # A variable pydantic-settings parses as JSON (a mapping: KAFKA_PROPERTIES) is not.
+        found = re.search(r'field "([^"]+)"', str(exc))
+        variable = _PREFIXES[name] + (found.group(1).upper() if found else "")
+        raise ConfigError(
+            f"invalid setting {variable}: not valid JSON; give a JSON object, e.g."
+            ' {"client.rack": "eu-1a"}'
+        ) from None
     return group
 
 
@@ -719,7 +798,10 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     except OSError as exc:
         raise ConfigError(f"--config: cannot read {path}: {exc.strerror}") from exc
     except yaml.YAMLError as exc:
-        raise ConfigError(f"--config: {path} is not valid YAML: {exc}") from exc
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"--config: {path} is not valid YAML{where}: {problem}") from exc
     if not isinstance(loaded, dict):
         raise ConfigError(f"--config: {path} must be a mapping with sections {sorted(_PREFIXES)}")
     unknown = set(loaded) - set(_PREFIXES) - {_SOURCES}
@@ -741,14 +823,68 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return out
 
 
-def _describe(exc: ValidationError, prefix: str) -> str:
-    """``PASSENTRY_LOOKBACK_S: ...`` for an env prefix, ``sources[eu].lookback_s: ...`` for
-    a source of the YAML file."""
+def _describe_group(exc: ValidationError, group: str, section: dict[str, Any]) -> str:
+    """Each problem named as the user set it: the environment variable
+    (``PASSENTRY_LOOKBACK_S``) when one is set or nothing else is, else the key in the YAML
+    file (``passentry.lookback_s``). A key that is not a setting gets the nearest one."""
+    prefix = _PREFIXES[group]
     problems = []
-    yaml_path = prefix.endswith(".")
     for err in exc.errors(include_input=False, include_url=False):
         loc = [str(part) for part in err["loc"]]
-        joined = ".".join(loc) if yaml_path else "__".join(loc).upper()
-        name = prefix + joined if loc else prefix.rstrip("_.")
-        problems.append(f"{name}: {err['msg']}")
+        if not loc:
+            problems.append(f"{prefix.rstrip('_')}: {err['msg']}")
+            continue
+        variable = prefix + "__".join(loc).upper()
+        top = prefix + loc[0].upper()
+        from_env = _READ_ENV.get() and (variable in os.environ or top in os.environ)
+        if from_env or not _in_section(section, loc):
+            name = variable
+            known = [prefix + "__".join(p).upper() for p in _field_paths(_GROUPS[group], loc)]
+        else:
+            name = f"{group}." + ".".join(loc)
+            known = [f"{group}." + ".".join(p) for p in _field_paths(_GROUPS[group], loc)]
+        problems.append(_problem(name, err, known))
     return "invalid setting " + "; ".join(problems)
+
+
+def _describe_yaml(exc: ValidationError, where: str, known_top: list[str]) -> str:
+    """``sources[eu].lookback_s: ...``: a problem of an entry of the ``sources:`` list."""
+    problems = []
+    for err in exc.errors(include_input=False, include_url=False):
+        loc = [str(part) for part in err["loc"]]
+        name = f"{where}." + ".".join(loc) if loc else where
+        if len(loc) == 1:
+            known = [f"{where}.{k}" for k in known_top]
+        else:
+            known = [f"{where}." + ".".join(p) for p in _field_paths(PassEntrySettings, loc)]
+        problems.append(_problem(name, err, known))
+    return "invalid setting " + "; ".join(problems)
+
+
+def _problem(name: str, err: Any, known: list[str]) -> str:
+    if err["type"] != "extra_forbidden":
+        return f"{name}: {err['msg']}"
+    hint = difflib.get_close_matches(name, known, n=1)
+    return f"{name}: not a setting" + (f"; did you mean {hint[0]}?" if hint else "")
+
+
+def _in_section(section: dict[str, Any], loc: list[str]) -> bool:
+    """Whether the YAML section sets the value at ``loc``."""
+    here: Any = section
+    for part in loc:
+        if not isinstance(here, dict) or part not in here:
+            return False
+        here = here[part]
+    return True
+
+
+def _field_paths(cls: type[BaseModel], loc: list[str]) -> list[list[str]]:
+    """The settings beside the one at ``loc`` (its siblings in the model), as paths."""
+    model: type[BaseModel] = cls
+    for part in loc[:-1]:
+        field = model.model_fields.get(part)
+        inner = field.annotation if field is not None else None
+        if not (isinstance(inner, type) and issubclass(inner, BaseModel)):
+            return []
+        model = inner
+    return [[*loc[:-1], name] for name in model.model_fields]

@@ -20,6 +20,7 @@
     │   │   ├── KafkaTlsError             the broker's certificate could not be verified
     │   │   └── KafkaAuthorizationError   an ACL is missing: names the resource and the grant
     │   ├── TopicMissingError         a topic is missing and creating topics is switched off
+    │   ├── ListenError               a port to listen on is taken or not allowed: names the setting
     │   ├── RegistryAuthError         401/403 from the schema registry
     │   ├── RegistryRequestError      another 4xx from the registry
     │   └── SchemaMismatchError       the registered schema is not the bridge's own
@@ -31,6 +32,8 @@ stop, so a retry loop never delays a shutdown.
 """
 
 from __future__ import annotations
+
+import errno
 
 __all__ = [
     "ApiAuthError",
@@ -48,6 +51,7 @@ __all__ = [
     "KafkaFatalError",
     "KafkaRetriableError",
     "KafkaTlsError",
+    "ListenError",
     "MalformedPageError",
     "RegistryAuthError",
     "RegistryRequestError",
@@ -157,6 +161,22 @@ class KafkaAuthorizationError(KafkaAccessError):
 
 class TopicMissingError(FatalError):
     """A topic the bridge writes to does not exist and topic creation is disabled."""
+
+
+class ListenError(FatalError):
+    """A port the bridge is told to listen on cannot be had: in use, privileged, or an
+    address this machine does not have. The message names the setting."""
+
+    def __init__(self, setting: str, host: str, port: int, exc: OSError) -> None:
+        reasons = {
+            errno.EADDRINUSE: "the port is in use (by another bridge or program): stop it, or"
+            f" set {setting} to a free port",
+            errno.EACCES: f"permission denied (ports below 1024 need privileges): set {setting}"
+            " to a port above 1023",
+            errno.EADDRNOTAVAIL: "this machine has no such address",
+        }
+        reason = reasons.get(exc.errno or 0, exc.strerror or str(exc))
+        super().__init__(f"{setting}: cannot listen on {host}:{port}: {reason}")
 
 
 class RegistryAuthError(FatalError):

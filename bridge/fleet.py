@@ -39,6 +39,7 @@ from bridge.ops.health import Health, ProcessHealth
 from bridge.ops.metrics import Metrics
 from bridge.runner import EXIT_FATAL, EXIT_OK, Pace, RunOptions, SourceRunner
 from bridge.source import Source
+from bridge.tracing.hooks import NO_TRACING, Tracing
 
 __all__ = ["Fleet"]
 
@@ -76,8 +77,10 @@ class Fleet:
         framer: Framer | None = None,
         kafka: KafkaAccess | None = None,
         fencer: Callable[[str], bool] | None = None,
+        tracing: Tracing = NO_TRACING,
     ) -> None:
         self._config = config
+        self._tracing = tracing
         self._kafka = kafka
         self._options = options
         self._metrics = metrics
@@ -205,7 +208,7 @@ class Fleet:
             # A run stopped meanwhile must not take its successor's place in readiness.
             if self._runs.get(spec.id) is run:
                 self._health.add(spec.id, health)
-        metrics = self._metrics
+        metrics = self._metrics.for_source(spec.id)
 
         def sleep(seconds: float) -> None:
             if stop.wait(seconds):
@@ -221,6 +224,7 @@ class Fleet:
                 transport=self._transport,
                 framer=self._framer,
                 kafka_access=self._kafka,
+                tracing=self._tracing,
             )
         except BridgeError as exc:
             # A setting only this source has (its token file, say) is wrong.

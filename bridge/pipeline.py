@@ -38,6 +38,7 @@ from bridge.kafka.records import RecordBuilder
 from bridge.ops.metrics import Metrics
 from bridge.passentry.pages import Listed, Rejected
 from bridge.passentry.slices import ReadStats, Slice, SliceReader
+from bridge.tracing.hooks import NO_TRACING, Tracing
 from bridge.webhook.events import decode_event
 from bridge.webhook.inbox import InboxBatch, InboxEvent
 
@@ -130,6 +131,7 @@ class Pipeline:
         metrics: Metrics,
         settings: PipelineSettings,
         ensure_topics: Callable[[list[str]], None],
+        tracing: Tracing = NO_TRACING,
     ) -> None:
         self._reader = reader
         self._enricher = enricher
@@ -141,6 +143,7 @@ class Pipeline:
         self._metrics = metrics
         self._settings = settings
         self._ensure_topics = ensure_topics
+        self._tracing = tracing
         self._start_ms: int | None = settings.start_ms
         # Every topic this source wrote to: restore reads them back to rebuild the window.
         self.topics_written: set[str] = set()
@@ -352,6 +355,7 @@ class Pipeline:
         page = decoded.page
         if page is None:
             return []
+        page.trace = event.trace  # its scans continue the webhook request's trace
         for _ in page.rejected:
             self._defer(stats, "invalid_scan")
         found = []
@@ -406,8 +410,10 @@ class Pipeline:
             self.topics_written | topics,
             polled_until_ms=polled_until,
         )
-        acked = self._publisher.send(
+        acked = self._tracing.publish(
+            self._publisher,
             records,
+            chunk.scans,
             self._checkpoints.record(checkpoint),
             self._settings.delivery_timeout_s,
             offsets,

@@ -8,8 +8,9 @@ again. A fatal one (bad token, fenced producer, a missing ACL) turns readiness f
 why, and returns non-zero: the fleet then stops the process, or under a consumer group tries
 the source again later. So does a Kafka failure that ``KafkaAccess`` traces to refused
 credentials or an unverifiable certificate lasting past its grace: librdkafka only ever lets
-those time out, like a broker that is down. ``--once`` gives up, with its own exit code,
-when no cycle completes for three retry deadlines. While webhooks flow, polling runs at the
+those time out, like a broker that is down. ``--once`` gives up, with its own exit code and
+the last error, when no cycle completes for one retry deadline (counted from the start of
+the first failed attempt, whose own retries count). While webhooks flow, polling runs at the
 backstop interval.
 """
 
@@ -76,7 +77,7 @@ class Runnable(Protocol):
 class Pace:
     interval_min_s: float
     interval_max_s: float
-    # How long one API call retries; ``--once`` gives up after three of these.
+    # How long one API call retries; ``--once`` gives up after failing this long.
     retry_deadline_s: float
     # The poll interval while webhooks flow.
     interval_backstop_s: float = 5.0
@@ -121,6 +122,8 @@ class SourceRunner:
         next_poll = self._clock()
         while not self._stop.is_set():
             self._health.beat()
+            # A failure counts from when the failed attempt began: its own retries took time.
+            attempt = self._clock()
             try:
                 if not restored:
                     self._log_restored(self._source.prepare())
@@ -150,7 +153,7 @@ class SourceRunner:
                     # the checkpoint read back says where we are.
                     self._recreate_producer()
                     restored = False
-                failing_since = failing_since or self._clock()
+                failing_since = failing_since or attempt
                 if self._failed(exc, self._clock() - failing_since):
                     return EXIT_GAVE_UP
                 self._stop.wait(schedule.after_failure())
@@ -185,14 +188,17 @@ class SourceRunner:
         elif registry_error:
             outcome = "registry_error"
         self._metrics.poll_cycles.labels(outcome).inc()
+        self._health.cycle_failed(str(exc))
         self._health.registry(not registry_error)
         self._health.kafka(not kafka_error)
         log.warning(
             "poll cycle failed; nothing was committed, the cycle will be retried",
             extra={"error": str(exc), "failing_for_s": round(failed_for, 1)},
         )
-        if self._options.once and failed_for > self._pace.retry_deadline_s * 3:
-            log.error("giving up: --once could not complete a cycle")
+        if self._options.once and failed_for >= self._pace.retry_deadline_s:
+            reason = f"--once could not complete a cycle for {failed_for:.0f}s: {exc}"
+            self._health.fatal(reason)
+            log.error("giving up", extra={"error": reason})
             return True
         return False
 

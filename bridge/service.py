@@ -22,7 +22,7 @@ import httpx
 
 from bridge.avro.framing import Framer
 from bridge.config import Config
-from bridge.errors import FatalError, RetriableError
+from bridge.errors import FatalError, ListenError, RetriableError
 from bridge.fleet import Fleet
 from bridge.kafka.access import KafkaAccess, check_tls_files
 from bridge.kafka.membership import GroupSettings, Membership
@@ -30,7 +30,9 @@ from bridge.kafka.topics import TopicManager
 from bridge.ops.health import MemberHealth, ProcessHealth
 from bridge.ops.metrics import Metrics
 from bridge.ops.status_server import StatusServer
-from bridge.runner import EXIT_OK, RunOptions
+from bridge.runner import EXIT_FATAL, EXIT_OK, RunOptions
+from bridge.tracing.env import tracing_from_env
+from bridge.tracing.hooks import Tracing
 
 if TYPE_CHECKING:
     from bridge.webhook.receiver import WebhookReceiver
@@ -49,6 +51,7 @@ class Service:
         metrics: Metrics | None = None,
         transport: httpx.BaseTransport | None = None,
         framer: Framer | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self.config = config
         self.options = options
@@ -57,6 +60,8 @@ class Service:
         br = config.bridge
         # A TLS file that cannot be read is a configuration error, said before any client.
         check_tls_files(config.kafka)
+        # OTEL_*: off unless an endpoint is set; a wrong value is a configuration error.
+        self.tracing = tracing if tracing is not None else tracing_from_env()
         self.kafka = KafkaAccess(config.kafka)
         # A run that ends by itself (--once, backfill) owns its sources outright.
         self.grouped = bool(br.group_id) and not options.once
@@ -71,13 +76,14 @@ class Service:
             transport=transport,
             framer=framer,
             kafka=self.kafka,
+            tracing=self.tracing,
         )
         self.http: StatusServer | None = None
         if options.serve_http:
             self.http = StatusServer(br.http_host, br.http_port, self.metrics, self.health)
         self.webhooks: WebhookReceiver | None = None
         if options.serve_http and any(s.passentry.webhooks_enabled for s in config.sources):
-            self.webhooks = _receiver(config, self.kafka, self.metrics)
+            self.webhooks = _receiver(config, self.kafka, self.metrics, self.tracing)
 
     def install_signal_handlers(self) -> None:
         def handle(signum: int, frame: FrameType | None) -> None:
@@ -96,11 +102,19 @@ class Service:
         signal.signal(signal.SIGINT, handle)
 
     def run(self) -> int:
+        if self.webhooks is not None:
+            # Bound first: a port in use stops the start with that one line.
+            try:
+                self.webhooks.start()
+            except ListenError as exc:
+                log.error("cannot start", extra={"error": str(exc)})
+                if self.http is not None:
+                    self.http.stop()
+                return EXIT_FATAL
         if self.http is not None:
             self.http.start()
             log.info("serving /metrics /healthz /readyz", extra={"port": self.http.port})
         if self.webhooks is not None:
-            self.webhooks.start()
             log.info(
                 "receiving webhooks at /webhooks/passentry/<source id>",
                 extra={"port": self.webhooks.port},
@@ -109,9 +123,15 @@ class Service:
             if self.grouped:
                 return self._run_as_member()
             self.fleet.start(s.id for s in self.config.sources)
-            return self.fleet.wait(self.stop)
+            code = self.fleet.wait(self.stop)
         finally:
             self._shutdown()
+        if code != EXIT_OK:
+            # Without a group a source's failure is the process's: its last line says why.
+            reports = self.health.reports().items()
+            why = "; ".join(f"source {sid}: {r.error}" for sid, r in reports if r.error)
+            log.error("exiting", extra={"exit_code": code, "error": why or "see above"})
+        return code
 
     def _run_as_member(self) -> int:
         br = self.config.bridge
@@ -186,9 +206,13 @@ class Service:
         self.fleet.stop_all(self.config.bridge.shutdown_grace_s / 2)
         if self.http is not None:
             self.http.stop()
+        # Export the spans of what was committed, before the process leaves.
+        self.tracing.shutdown()
 
 
-def _receiver(config: Config, kafka: KafkaAccess, metrics: Metrics) -> WebhookReceiver:
+def _receiver(
+    config: Config, kafka: KafkaAccess, metrics: Metrics, tracing: Tracing
+) -> WebhookReceiver:
     """The webhook receiver for every source that takes webhooks. Raises ConfigError for a
     bad or shared secret, or a connection cap the file limit cannot hold."""
     from bridge.webhook.inbox import InboxWriter
@@ -199,10 +223,11 @@ def _receiver(config: Config, kafka: KafkaAccess, metrics: Metrics) -> WebhookRe
         WebhookReceiver,
         WebhookSource,
     )
-    from bridge.webhook.server import ServerLimits, ensure_file_limit
+    from bridge.webhook.server import ServerLimits, ensure_file_limit, ensure_port_free
 
     br = config.bridge
     ensure_file_limit(br.webhook_max_connections)
+    ensure_port_free(br.http_host, br.webhook_port, "BRIDGE_WEBHOOK_PORT")
     keys = signing_keys(config.sources)
     sources = {
         s.id: WebhookSource(
@@ -230,6 +255,7 @@ def _receiver(config: Config, kafka: KafkaAccess, metrics: Metrics) -> WebhookRe
         sources,
         InboxWriter(kafka.client_conf(config.kafka.librdkafka()), br.webhook_topic),
         metrics,
+        tracing=tracing,
     )
 
 

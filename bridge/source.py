@@ -34,6 +34,7 @@ from bridge.passentry.client import PassEntryClient
 from bridge.passentry.ratelimit import RequestBudget
 from bridge.passentry.slices import SlicePlan, SliceReader
 from bridge.pipeline import CycleStats, Pipeline, PipelineSettings, Restored
+from bridge.tracing.hooks import NO_TRACING, Tracing
 from bridge.webhook.inbox import InboxReader
 from bridge.webhook.pump import InboxPump
 
@@ -55,6 +56,7 @@ class Source:
         framer: Framer | None = None,
         clock: Callable[[], float] = time.monotonic,
         kafka_access: KafkaAccess | None = None,
+        tracing: Tracing = NO_TRACING,
     ) -> None:
         self.config = config
         self.spec = spec
@@ -62,13 +64,15 @@ class Source:
         pe, kafka, br = spec.passentry, config.kafka, config.bridge
         self.client = PassEntryClient(
             str(pe.api_url),
-            pe.token(),
+            spec.token(),
             metrics=metrics,
             budget=RequestBudget(pe.request_budget),
             timeout_s=pe.timeout_s,
             retry_deadline_s=pe.retry_deadline_s,
             transport=transport,
             sleep=sleep,
+            tracing=tracing,
+            names=spec.setting_names(),
         )
         client_conf = kafka.librdkafka()
         if kafka_access is not None:
@@ -136,6 +140,7 @@ class Source:
                 start_ms=start_ms,
             ),
             ensure_topics=self.topics.ensure,
+            tracing=tracing,
         )
         self._pump: InboxPump | None = None
         if self.inbox is not None:

@@ -25,21 +25,20 @@ from dataclasses import dataclass
 from bridge.audit.buckets import Bucket, split_range
 from bridge.audit.census import Census
 from bridge.audit.compare import BucketResult, compare_bucket
-from bridge.audit.horizon import LiveHorizon, live_horizon
+from bridge.audit.horizon import LiveHorizon, source_horizon
 from bridge.audit.inventory import InventoryReader, KafkaScope
-from bridge.audit.repair import Repairer, Writer, choose_writer, repaired_topics
+from bridge.audit.repair import Repairer, Writer, pick_writer, repaired_topics
 from bridge.audit.report import AuditReport
 from bridge.config import Config
 from bridge.dedup import BOUNDARY_MARGIN_MS
 from bridge.kafka.checkpoint import Checkpoint, CheckpointStore
-from bridge.kafka.owners import find_owners
 from bridge.ops.metrics import Metrics
 from bridge.ops.progress import Progress, ProgressFactory
 from bridge.passentry.client import PassEntryClient
 from bridge.passentry.ratelimit import RequestBudget
 from bridge.passentry.slices import SlicePlan
 
-__all__ = ["AuditRequest", "Auditor", "api_requests"]
+__all__ = ["AuditRequest", "Auditor", "api_requests", "kafka_scope"]
 
 log = logging.getLogger(__name__)
 
@@ -92,11 +91,12 @@ class Auditor:
         self._stop = stop if stop is not None else threading.Event()
         self._client = client or PassEntryClient(
             str(pe.api_url),
-            pe.token(),
+            spec.token(),
             metrics=self.metrics,
             budget=RequestBudget(min(request.request_budget, pe.request_budget)),
             timeout_s=pe.timeout_s,
             retry_deadline_s=pe.retry_deadline_s,
+            names=spec.setting_names(),
         )
         self._census = Census(
             self._client,
@@ -149,19 +149,14 @@ class Auditor:
         return report
 
     def _open_writer(self, report: AuditReport) -> Repairer:
-        req, br = self._request, self._config.bridge
-        owners = find_owners(self._conf, br.group_id, br.coordination_topic, [req.source_id])
-        has_checkpoint = owners.known or (
-            self._checkpoints.read(self._timeout_s, topic_may_be_missing=True) is not None
-        )
-        writer = choose_writer(owners, req.source_id, force=req.force,
-                               has_checkpoint=has_checkpoint)  # fmt: skip
-        owner = owners.owner(req.source_id)
-        report.writer = writer
-        report.owner = str(owner) if owner is not None else None
-        report.owners_unknown = None if owners.known else owners.why
+        req = self._request
+        choice = pick_writer(self._config, req.source_id, self._checkpoints, force=req.force,
+                             timeout_s=self._timeout_s)  # fmt: skip
+        report.writer = choice.writer
+        report.owner = choice.owner
+        report.owners_unknown = choice.owners_unknown
         self._repairer = Repairer(
-            self._config, req.source_id, self._client, self.metrics, writer=writer,
+            self._config, req.source_id, self._client, self.metrics, writer=choice.writer,
             since_ms=req.since_ms, until_ms=req.until_ms, command=req.command,
             chunk=req.repair_batch,
         )  # fmt: skip
@@ -169,26 +164,10 @@ class Auditor:
         return self._repairer
 
     def _horizon(self, checkpoint: Checkpoint | None) -> LiveHorizon:
-        pe = self._spec.passentry
-        lookback_ms = int(pe.lookback_s * 1000)
-        sweep_ms = lookback_ms if pe.late_sweep_s is None else int(pe.late_sweep_s * 1000)
-        return live_horizon(
-            checkpoint,
-            lookback_ms=lookback_ms,
-            late_sweep_ms=sweep_ms,
-            margin_ms=self._request.live_margin_ms,
-        )
+        return source_horizon(self._spec.passentry, checkpoint, self._request.live_margin_ms)
 
     def _scope(self, checkpoint: Checkpoint | None, repaired: list[str] | None) -> KafkaScope:
-        br = self._config.bridge
-        if repaired is None:
-            repaired = repaired_topics(self._conf, br.state_topic, self._request.source_id)
-        topics = set(checkpoint.topics) if checkpoint is not None else set()
-        topics.update(repaired)
-        if self._spec.topic_template is None:
-            topics.add(self._spec.scans_topic)
-        topics.discard(br.dlq_topic)
-        return KafkaScope(self._request.source_id, tuple(sorted(topics)), br.dlq_topic)
+        return kafka_scope(self._config, self._request.source_id, checkpoint, repaired)
 
     def _bar(self, label: str, unit: str, total: int | None) -> Progress | None:
         return self._progress(label, unit, total) if self._progress is not None else None
@@ -204,6 +183,7 @@ class Auditor:
             if bar is not None:
                 bar.advance(1)
         if bar is not None:
+            bar.finish()
             bar.close()
         inventory = InventoryReader(self._conf, scope, self._timeout_s).read(
             buckets, self._progress
@@ -227,6 +207,8 @@ class Auditor:
         if repairer is not None and not self._stop.is_set():
             repairer.flush()
         if bar is not None:
+            if not self._stop.is_set():
+                bar.finish()
             bar.close()
         return results
 
@@ -244,3 +226,21 @@ class Auditor:
             result.published = before[first + offset].published
             merged[first + offset] = result
         return merged
+
+
+def kafka_scope(
+    config: Config, source_id: str, checkpoint: Checkpoint | None, repaired: list[str] | None,
+    *, with_dlq: bool = True,
+) -> KafkaScope:  # fmt: skip
+    """Where the source's records are: the topics its checkpoint and its repairs name, its
+    scans topic (unless routed), and the DLQ (``with_dlq``). ``repaired`` None: read them."""
+    br = config.bridge
+    spec = config.source(source_id)
+    if repaired is None:
+        repaired = repaired_topics(config.kafka.librdkafka(), br.state_topic, source_id)
+    topics = set(checkpoint.topics) if checkpoint is not None else set()
+    topics.update(repaired)
+    if spec.topic_template is None:
+        topics.add(spec.scans_topic)
+    topics.discard(br.dlq_topic)
+    return KafkaScope(source_id, tuple(sorted(topics)), br.dlq_topic if with_dlq else None)

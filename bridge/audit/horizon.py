@@ -28,9 +28,10 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
+from bridge.config import PassEntrySettings
 from bridge.kafka.checkpoint import Checkpoint
 
-__all__ = ["LiveHorizon", "live_horizon"]
+__all__ = ["LiveHorizon", "live_horizon", "source_horizon"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +41,17 @@ class LiveHorizon:
     ms: int | None
     watermark: str | None
     why: str
+
+
+def source_horizon(
+    pe: PassEntrySettings, checkpoint: Checkpoint | None, margin_ms: int
+) -> LiveHorizon:
+    """The horizon of a live bridge run with the source's settings ``pe``."""
+    lookback_ms = int(pe.lookback_s * 1000)
+    sweep_ms = lookback_ms if pe.late_sweep_s is None else int(pe.late_sweep_s * 1000)
+    return live_horizon(
+        checkpoint, lookback_ms=lookback_ms, late_sweep_ms=sweep_ms, margin_ms=margin_ms
+    )
 
 
 def live_horizon(

@@ -55,7 +55,8 @@ class KafkaScope:
 
     source_id: str
     main_topics: tuple[str, ...]
-    dlq_topic: str
+    # None: only the main topics are read (a replay knows the dead letters already).
+    dlq_topic: str | None
 
 
 @dataclass(slots=True)
@@ -142,6 +143,10 @@ class InventoryReader:
             except ValueError:
                 continue
         if bar is not None:
+            # Read to the end. The planned total counted offsets, transaction markers and
+            # aborted records included: the true one is the records there were.
+            bar.set_total(inv.records_read)
+            bar.finish()
             bar.close()
         inv.settle()
         inv.seconds = time.monotonic() - started
@@ -179,7 +184,8 @@ class InventoryReader:
             wanted = []
             # A negative time would be one of ListOffsets' special values (-1 latest, ...).
             at = max(0, since - BOUNDARY_MARGIN_MS)
-            for topic in (*self._scope.main_topics, self._scope.dlq_topic):
+            dlq = self._scope.dlq_topic
+            for topic in (*self._scope.main_topics, *([dlq] if dlq is not None else [])):
                 if topic not in metadata.topics:
                     continue
                 wanted += [TopicPartition(topic, p, at) for p in metadata.topics[topic].partitions]

@@ -51,10 +51,10 @@ def audit_registry(report: AuditReport | None, *, succeeded: bool) -> CollectorR
 
 def push(
     url: str, source_id: str, registry: CollectorRegistry, *, replace: bool,
-    timeout_s: float = 10.0,
+    timeout_s: float = 10.0, job: str = JOB,
 ) -> None:  # fmt: skip
     """A finished run replaces this source's group on the Pushgateway (PUT); a failed one
     only adds its failure time (POST), keeping the last result and success time."""
     send = push_to_gateway if replace else pushadd_to_gateway
-    send(url, job=JOB, grouping_key={"source_id": source_id}, registry=registry,
+    send(url, job=job, grouping_key={"source_id": source_id}, registry=registry,
          timeout=timeout_s)  # fmt: skip

@@ -44,7 +44,7 @@ from bridge.avro.schemas import latest
 from bridge.config import Config
 from bridge.enrich import Enricher, PassCache
 from bridge.kafka.checkpoint import CheckpointStore, RepairProgress, repair_key
-from bridge.kafka.owners import Owners
+from bridge.kafka.owners import Owners, find_owners
 from bridge.kafka.producer import OutRecord, Publisher, fence, transactional_id
 from bridge.kafka.records import RecordBuilder
 from bridge.kafka.routing import Router
@@ -57,7 +57,9 @@ __all__ = [
     "RepairTotals",
     "Repairer",
     "Writer",
+    "WriterChoice",
     "choose_writer",
+    "pick_writer",
     "repair_transactional_id",
     "repaired_topics",
 ]
@@ -83,6 +85,33 @@ def choose_writer(owners: Owners, source_id: str, *, force: bool, has_checkpoint
     if owners.known:
         return Writer.AS_SOURCE if owners.owner(source_id) is None else Writer.BEHIND_LIVE
     return Writer.BEHIND_LIVE if has_checkpoint else Writer.AS_SOURCE
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class WriterChoice:
+    """How a run writes, and why: the live owner, or why owners could not be asked."""
+
+    writer: Writer
+    owner: str | None
+    owners_unknown: str | None
+
+
+def pick_writer(
+    config: Config, source_id: str, checkpoints: CheckpointStore, *, force: bool, timeout_s: float
+) -> WriterChoice:
+    """Ask Kafka who owns the source (and, without a group, whether it has a checkpoint),
+    then :func:`choose_writer`."""
+    br = config.bridge
+    conf = config.kafka.librdkafka()
+    owners = find_owners(conf, br.group_id, br.coordination_topic, [source_id])
+    has_checkpoint = owners.known or (
+        checkpoints.read(timeout_s, topic_may_be_missing=True) is not None
+    )
+    writer = choose_writer(owners, source_id, force=force, has_checkpoint=has_checkpoint)
+    owner = owners.owner(source_id)
+    return WriterChoice(
+        writer, str(owner) if owner is not None else None, None if owners.known else owners.why
+    )
 
 
 def repair_transactional_id(source_id: str) -> str:

@@ -15,6 +15,7 @@ from fastavro.schema import SchemaParseException, fingerprint, to_parsing_canoni
 __all__ = [
     "SCAN_SCHEMA_NAME",
     "VERSION_FILE",
+    "UnknownSchemaVersionError",
     "VersionedSchema",
     "from_text",
     "latest",
@@ -59,10 +60,22 @@ def versions(name: str = SCAN_SCHEMA_NAME) -> list[int]:
 
 @cache
 def load(name: str = SCAN_SCHEMA_NAME, version: int | None = None) -> VersionedSchema:
+    """A bundled version (the latest without one). Raises ``UnknownSchemaVersionError``,
+    naming the versions there are, for one that is not bundled."""
+    known = versions(name)
     if version is None:
-        version = versions(name)[-1]
+        version = known[-1]
+    if version not in known:
+        raise UnknownSchemaVersionError(
+            f"schema {name} has no version {version}; the released ones are"
+            f" {', '.join(str(v) for v in known)}"
+        )
     text = _folder(name).joinpath(f"v{version}.avsc").read_text(encoding="utf-8")
     return from_text(text, name, version)
+
+
+class UnknownSchemaVersionError(LookupError):
+    """A schema version that is not among the bundled ones."""
 
 
 def from_text(text: str, name: str = SCAN_SCHEMA_NAME, version: int = 0) -> VersionedSchema:

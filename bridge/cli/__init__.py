@@ -7,6 +7,7 @@ should be back at work at once.
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import signal
 import sys
@@ -16,6 +17,7 @@ from typing import ClassVar
 import click
 
 from bridge import __version__
+from bridge.cli._errors import quiet_libraries, run_guarded, take_debug
 
 __all__ = ["cli", "main"]
 
@@ -25,9 +27,12 @@ class _Commands(click.Group):
         "run": ("bridge.cli.run", "run"),
         "backfill": ("bridge.cli.backfill", "backfill"),
         "audit": ("bridge.cli.audit", "audit"),
+        "dlq": ("bridge.cli.dlq", "dlq"),
         "check": ("bridge.cli.check", "check"),
+        "config": ("bridge.cli.config", "config"),
         "tail": ("bridge.cli.tail", "tail"),
         "state": ("bridge.cli.state", "state"),
+        "status": ("bridge.cli.status", "status"),
         "schema": ("bridge.cli.schema", "schema"),
         "simulate": ("bridge.simulator.command", "simulate"),
         "webhooks": ("bridge.cli.webhooks", "webhooks"),
@@ -35,6 +40,15 @@ class _Commands(click.Group):
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(self._lazy)
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        name = args[0] if args else ""
+        if name and not name.startswith("-") and name not in self._lazy:
+            hint = difflib.get_close_matches(name, list(self._lazy), n=1)
+            ctx.fail(f"no command {name!r}" + (f"; did you mean {hint[0]!r}?" if hint else ""))
+        return super().resolve_command(ctx, args)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name not in self._lazy:
@@ -46,8 +60,22 @@ class _Commands(click.Group):
 
 @click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="passentry-bridge")
-def cli() -> None:
-    """Stream PassEntry pass scans into Kafka as Avro."""
+@click.option(
+    "--debug",
+    is_flag=True,
+    help="On an error, print the traceback; show every log line, librdkafka's included."
+    " Accepted anywhere on the command line.",
+)
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """Stream PassEntry pass scans into Kafka as Avro.
+
+    Exit status: 0 done; 2 bad usage or configuration; 1 could not run; some commands say
+    more in their --help."""
+    ctx.ensure_object(dict)["debug"] = debug
+    if ctx.invoked_subcommand not in ("run", "simulate"):
+        # Services log as services; a command run by a person sums up in one line.
+        quiet_libraries(debug=debug)
 
 
 def main() -> None:
@@ -55,7 +83,16 @@ def main() -> None:
     stopped right after it started) ends the process cleanly with exit 0: nothing has been
     read or written yet. ``run`` installs its graceful handler once it is built."""
     signal.signal(signal.SIGTERM, _exit_before_start)
-    cli()
+    args = sys.argv[1:]
+    debug = take_debug(args)
+    if debug:
+        args.insert(0, "--debug")
+    sys.exit(
+        run_guarded(
+            lambda: cli.main(args=args, prog_name="passentry-bridge", standalone_mode=False),
+            debug=debug,
+        )
+    )
 
 
 def _exit_before_start(signum: int, frame: FrameType | None) -> None:

@@ -11,10 +11,11 @@ from typing import Any, TypeVar
 
 import click
 
-from bridge.config import Config, load_config
+from bridge.cli._errors import one_line
+from bridge.config import Config, SourceConfig, load_config
 from bridge.errors import ConfigError
 from bridge.ops.metrics import Metrics
-from bridge.passentry.client import PassEntryClient
+from bridge.passentry.client import PassEntryClient, SettingNames
 from bridge.passentry.ratelimit import RequestBudget
 
 __all__ = [
@@ -59,7 +60,7 @@ def load(path: Path | None, **overrides: dict[str, Any]) -> Config:
     try:
         return load_config(path, **overrides)
     except ConfigError as exc:
-        click.echo(f"passentry-bridge: configuration error: {exc}", err=True)
+        click.echo(f"passentry-bridge: configuration error: {one_line(str(exc))}", err=True)
         sys.exit(2)
 
 
@@ -125,14 +126,18 @@ config_option = config_file_option(
 )
 
 
-def api_client(config: Config, token: str | None = None) -> PassEntryClient:
-    """A PassEntry client for a command (not the bridge): short retries, its own metrics."""
-    pe = config.passentry
+def api_client(
+    config: Config, source: SourceConfig | None = None, *, retry_deadline_s: float = 10.0
+) -> PassEntryClient:
+    """A PassEntry client for a command (not the bridge): short retries, its own metrics;
+    with the source's settings and token (the shared ones without a source)."""
+    pe = config.passentry if source is None else source.passentry
     return PassEntryClient(
         str(pe.api_url),
-        token or pe.token(),
+        pe.token() if source is None else source.token(),
         metrics=Metrics(),
         budget=RequestBudget(pe.request_budget),
         timeout_s=pe.timeout_s,
-        retry_deadline_s=min(pe.retry_deadline_s, 10.0),
+        retry_deadline_s=min(pe.retry_deadline_s, retry_deadline_s),
+        names=SettingNames() if source is None else source.setting_names(),
     )

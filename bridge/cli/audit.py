@@ -145,8 +145,16 @@ def _run(config: Config, request: AuditRequest, as_json: bool, pushgateway: str 
             _push(pushgateway, request.source_id, report)
     if report is None:
         return EXIT_FAILED
+    remember(config, report)
     click.echo(report.json_text() if as_json else report.table())
     return report.exit_code()
+
+
+def remember(config: Config, report: AuditReport) -> None:
+    """Keep the result in Kafka, where ``passentry-bridge status`` finds it."""
+    from bridge.audit.record import record_summary, summary
+
+    record_summary(config.kafka.librdkafka(), config.bridge.state_topic, summary(report))
 
 
 def _push(url: str, source: str, report: AuditReport | None) -> None:

@@ -136,6 +136,9 @@ def _one(
     except BridgeError as exc:
         log.error("backfill could not run", extra={"source_id": source_id, "error": str(exc)})
         return EXIT_FAILED
+    from bridge.cli.audit import remember
+
+    remember(config, report)
     for line in [*report.summary(), *_retention(config, source_id)]:
         click.echo(f"backfill: {line}", err=True)
     return EXIT_DONE

@@ -123,10 +123,9 @@ def _named(result: CheckResult, source: SourceConfig, several: bool) -> CheckRes
 def _check_api(config: Config, source: SourceConfig) -> CheckResult:
     pe = source.passentry
     try:
-        token = pe.token()
+        client = api_client(config, source)
     except BridgeError as exc:
         return CheckResult("passentry", False, str(exc))
-    client = api_client(config, token)
     try:
         fetched = client.list_scans({**pe.filters.as_query(), "perPage": "1", "page": "1"})
     except BridgeError as exc:
@@ -340,7 +339,7 @@ def _check_webhooks(config: Config, source: SourceConfig) -> CheckResult:
         secrets = pe.webhook_secrets()
         # As the bridge starts: every source's secret long enough, none shared.
         signing_keys(config.sources)
-        token = pe.token()
+        source.token()
     except BridgeError as exc:
         return CheckResult("webhooks", False, str(exc))
     detail = (
@@ -348,7 +347,7 @@ def _check_webhooks(config: Config, source: SourceConfig) -> CheckResult:
         f" {br.webhook_topic}, {len(secrets)} secret(s) accepted"
     )
     try:
-        with api_client(config, token) as client:
+        with api_client(config, source) as client:
             subs = client.webhook_subscriptions()
     except BridgeError as exc:
         return CheckResult("webhooks", False, f"{detail}; cannot list subscriptions: {exc}")

@@ -12,7 +12,7 @@ from bridge.cli._common import config_option, load, parse_time, refuse_if_owned
 from bridge.config import Config
 from bridge.errors import BridgeError, ConfigError
 from bridge.ops.logs import setup_logging
-from bridge.runner import RunOptions
+from bridge.runner import EXIT_FATAL, EXIT_GAVE_UP, RunOptions
 
 __all__ = ["run"]
 
@@ -49,7 +49,8 @@ def run(config_path: Path | None, once: bool, since: str | None, force: bool) ->
 
 
 def serve(config: Config, options: RunOptions) -> int:
-    """Build the service and run it to its exit code (2: bad config, 1: cannot start)."""
+    """Build the service and run it to its exit code (2: bad config; 1: cannot start, a
+    fatal error, or --once could not complete a cycle)."""
     from bridge.service import Service
 
     try:
@@ -58,4 +59,6 @@ def serve(config: Config, options: RunOptions) -> int:
         log.error("cannot start", extra={"error": str(exc)})
         return 2 if isinstance(exc, ConfigError) else 1
     service.install_signal_handlers()
-    return service.run()
+    code = service.run()
+    # --once that gave up could not run, like a fatal error; 2 is for bad configuration.
+    return EXIT_FATAL if code == EXIT_GAVE_UP else code

@@ -21,7 +21,7 @@ from bridge.avro.compat import (
 )
 from bridge.avro.lock import bundled_schemas, lock_problems, read_lock
 from bridge.avro.registry import RegistryFramer, canonical
-from bridge.avro.schemas import SCAN_SCHEMA_NAME, load
+from bridge.avro.schemas import SCAN_SCHEMA_NAME, UnknownSchemaVersionError, VersionedSchema, load
 from bridge.cli._common import config_file_option
 from bridge.cli._common import load as load_bridge_config
 from bridge.config import load_registry_settings
@@ -89,7 +89,7 @@ def schema() -> None:
 @click.option("--fields", is_flag=True, help="Print a Markdown table of every field.")
 def show(version: int | None, fingerprint: bool, fields: bool) -> None:
     """Print the schema the bridge publishes with."""
-    s = load(SCAN_SCHEMA_NAME, version)
+    s = _bundled(version, "--version")
     if fingerprint:
         click.echo(s.fingerprint.hex())
     elif fields:
@@ -232,7 +232,14 @@ def _resolve_spec(
     number = spec.removeprefix("v")
     if spec != "latest" and not number.isdigit():
         raise click.BadParameter(f"{spec!r}: expected N, vN, latest, registry or registry@N")
-    return load(SCAN_SCHEMA_NAME, None if spec == "latest" else int(number)).definition
+    return _bundled(None if spec == "latest" else int(number), "OLD/NEW").definition
+
+
+def _bundled(version: int | None, hint: str) -> VersionedSchema:
+    try:
+        return load(SCAN_SCHEMA_NAME, version)
+    except UnknownSchemaVersionError as exc:
+        raise click.BadParameter(str(exc), param_hint=hint) from None
 
 
 @schema.command("asyncapi")

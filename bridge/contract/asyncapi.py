@@ -324,20 +324,35 @@ def _scan_headers(registry: RegistrySettings, schema: VersionedSchema) -> dict[s
         ),
         "source-id": _string("The bridge source that published the record."),
         "repaired-by": _string(
-            "Only on records a backfill or an audit's repair published: the command and its run."
+            "Only on records a backfill, an audit's repair or a dlq replay published: the"
+            " command and its run."
         ),
         "schema-version": _string(
             "The version of schemas/passentry_scan the value was written with.",
             const=str(schema.version),
         ),
+        **_trace_headers(),
     }
     properties["ce_id"] = _string("The scan id, as scan-id and the value's scanId.")
+    optional = {"ce_time", "repaired-by", "traceparent", "tracestate"}
     return {
         "type": "object",
-        "description": "Every scan record has all of these but repaired-by (ce_time: unless"
-        " the id's time is past the year 9999, which RFC 3339 cannot write).",
-        "required": [name for name in properties if name not in ("ce_time", "repaired-by")],
+        "description": "Every scan record has all of these but repaired-by and the trace"
+        " context (ce_time: unless the id's time is past the year 9999, which RFC 3339 cannot"
+        " write).",
+        "required": [name for name in properties if name not in optional],
         "properties": properties,
+    }
+
+
+def _trace_headers() -> dict[str, Any]:
+    return {
+        "traceparent": _string(
+            "W3C Trace Context of the record's create span, when the bridge traces"
+            " (README: Traces): continue it to follow the scan.",
+            pattern="^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$",
+        ),
+        "tracestate": _string("W3C tracestate, with traceparent, when the trace has one."),
     }
 
 
@@ -355,6 +370,11 @@ def _dead_letter_headers() -> dict[str, Any]:
         "source-id": _string("The bridge source that read the scan."),
         "source-url": _string("The PassEntry request the scan came from."),
         "bridge-version": _string("The version of the bridge that wrote the record."),
+        "repaired-by": _string(
+            "Only on dead letters a repair or a dlq replay wrote (a replay: the scan's new"
+            " reason): the command and its run."
+        ),
+        **_trace_headers(),
     }
     properties["ce_id"] = _string(
         "<dlq-reason>:<scan id>, or <dlq-reason>:sha256:<digest> for a scan without an id."
@@ -362,7 +382,7 @@ def _dead_letter_headers() -> dict[str, Any]:
     properties["ce_time"] = _string(
         "The scan's creation time, when its id is a UUIDv7.", format="date-time"
     )
-    optional = {"scan-id", "ce_time"}
+    optional = {"scan-id", "ce_time", "repaired-by", "traceparent", "tracestate"}
     return {
         "type": "object",
         "required": [name for name in properties if name not in optional],

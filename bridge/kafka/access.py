@@ -323,6 +323,15 @@ class KafkaAccess:
         text = _normalised(text)
         if "supported mechanisms" in text:
             offered = text.split("supported mechanisms:", 1)[-1].strip(" )")
+            if not offered:
+                # A listener without SASL (PLAINTEXT or SSL) answers the handshake with an
+                # empty list: the protocol is wrong, not the mechanism.
+                return KafkaAuthenticationError(
+                    f"the Kafka listener at {k.bootstrap_servers} offers no SASL mechanism: it"
+                    f" does not speak SASL, so KAFKA_SECURITY_PROTOCOL={k.security_protocol}"
+                    " is likely wrong (PLAINTEXT or SSL there?): check KAFKA_SECURITY_PROTOCOL"
+                    " and KAFKA_BOOTSTRAP_SERVERS"
+                )
             return KafkaAuthenticationError(
                 f"the Kafka brokers do not offer SASL mechanism {mechanism} (they offer"
                 f" {offered}): check KAFKA_SASL_MECHANISM"

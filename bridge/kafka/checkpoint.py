@@ -232,7 +232,7 @@ class CheckpointStore:
         try:
             found = consumer.list_topics(self.topic, timeout=timeout_s).topics.get(self.topic)
         except KafkaException as exc:
-            raise KafkaRetriableError(f"cannot describe {self.topic}: {exc}") from exc
+            raise KafkaRetriableError(f"cannot describe {self.topic}: {exc.args[0].str()}") from exc
         finally:
             consumer.close()
         if found is None or found.error is None:

@@ -81,15 +81,17 @@ def find_owners(
     """Ask Kafka which member owns each source."""
     if not group_id:
         return Owners(False, {}, group_id, why="no consumer group (BRIDGE_GROUP_ID is empty)")
+    admin = AdminClient(client_conf)
     try:
-        admin = AdminClient(client_conf)
         topic = admin.list_topics(coordination_topic, timeout=timeout_s).topics[coordination_topic]
         if topic.error is not None or not topic.partitions:
             # No replica ever ran: nothing owns anything.
             return Owners(True, dict.fromkeys(source_ids), group_id, state="none")
         group = describe_group(admin, group_id, timeout_s)
     except KafkaException as exc:
-        why = f"cannot ask consumer group {group_id}: {exc.args[0]}"
+        admin.poll(0)  # an error_cb in client_conf hears why (a refused login, say)
+        err = exc.args[0]
+        why = f"cannot ask consumer group {group_id}: {err.str() if hasattr(err, 'str') else err}"
         return Owners(False, {}, group_id, why=why)
     by_partition: dict[int, Owner] = {}
     for member in group.members:

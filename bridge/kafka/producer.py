@@ -48,6 +48,7 @@ from bridge.kafka.permissions import admin_conf, topic_operations
 from bridge.ops.metrics import Metrics
 
 __all__ = [
+    "Delivered",
     "Headers",
     "OutRecord",
     "Publisher",
@@ -93,6 +94,10 @@ class TxnOffsets:
     group_metadata: Any
 
 
+# Told where each record landed once the broker has it: (index in records, partition, offset).
+Delivered = Callable[[int, int, int], None]
+
+
 class Sink(Protocol):
     """Where the pipeline's records go; ``Publisher`` in production, a list in unit tests."""
 
@@ -104,6 +109,8 @@ class Sink(Protocol):
         checkpoint: OutRecord,
         timeout_s: float,
         offsets: TxnOffsets | None = None,
+        *,
+        delivered: Delivered | None = None,
     ) -> dict[str, int]: ...
 
 
@@ -247,9 +254,11 @@ class Publisher:
         checkpoint: OutRecord,
         timeout_s: float,
         offsets: TxnOffsets | None = None,
+        *,
+        delivered: Delivered | None = None,
     ) -> dict[str, int]:
         """Produce ``records`` and ``checkpoint`` in one transaction, with ``offsets`` if
-        given, and commit it.
+        given, and commit it; ``delivered`` (tracing) is told where each record landed.
 
         Returns acknowledged counts per topic (the checkpoint excluded). Raises
         TransactionAbortedError (nothing visible; rewind), CommitOutcomeUnknownError
@@ -261,7 +270,7 @@ class Publisher:
         self._call(self._producer.begin_transaction, "begin_transaction")
         try:
             for n, record in enumerate((*records, checkpoint)):
-                self._produce(record)
+                self._produce(record, None if delivered is None else self._report(delivered, n))
                 # Serve delivery reports now and then, not after every record.
                 if n % 100 == 99:
                     self._producer.poll(0)
@@ -295,17 +304,36 @@ class Publisher:
             self._producer.poll(0)
         return len(self._producer)
 
-    def _produce(self, record: OutRecord) -> None:
+    def _produce(
+        self, record: OutRecord, report: Callable[[KafkaError | None, Message], None] | None = None
+    ) -> None:
         produce, poll = self._producer.produce, self._producer.poll
         for attempt in range(_BUFFER_FULL_RETRIES):
             try:
-                produce(record.topic, record.value, record.key, headers=record.headers)
+                if report is None:
+                    produce(record.topic, record.value, record.key, headers=record.headers)
+                else:
+                    produce(record.topic, record.value, record.key, headers=record.headers,
+                            on_delivery=report)  # fmt: skip
                 break
             except BufferError:
                 # The local queue is full: serve delivery reports to make room.
                 poll(0.1 if attempt else 0)
         else:
             raise KafkaRetriableError("producer queue stayed full; is the broker reachable?")
+
+    def _report(
+        self, delivered: Delivered, index: int
+    ) -> Callable[[KafkaError | None, Message], None]:
+        """A record's own delivery callback, which librdkafka calls instead of the default:
+        it counts the record as the default does, then says where it landed."""
+
+        def report(err: KafkaError | None, msg: Message) -> None:
+            self._on_delivery(err, msg)
+            if err is None:
+                delivered(index, msg.partition() or 0, msg.offset() or 0)
+
+        return report
 
     def _commit(self, timeout_s: float) -> None:
         deadline = self._clock() + timeout_s

@@ -77,7 +77,9 @@ class TopicManager:
                 metadata = self._admin.list_topics(topic, timeout=self._timeout)
             except KafkaException as exc:
                 self._serve_callbacks()
-                raise KafkaRetriableError(f"cannot describe topic {topic}: {exc.args[0]}") from exc
+                raise KafkaRetriableError(
+                    f"cannot describe topic {topic}: {exc.args[0].str()}"
+                ) from exc
             found = metadata.topics.get(topic)
             if found is not None and found.error is None and found.partitions:
                 return len(found.partitions)
@@ -128,7 +130,9 @@ class TopicManager:
             except KafkaException as exc:
                 self._serve_callbacks()
                 if time.monotonic() >= deadline:
-                    raise KafkaRetriableError(f"cannot list Kafka topics: {exc.args[0]}") from exc
+                    raise KafkaRetriableError(
+                        f"cannot list Kafka topics: {exc.args[0].str()}"
+                    ) from exc
 
     def _serve_callbacks(self) -> None:
         """After a failed call: librdkafka queues what it reports about the connection (a

@@ -7,13 +7,25 @@ import threading
 import time
 from dataclasses import dataclass
 
-__all__ = ["Health", "MemberHealth", "Probe", "ProcessHealth"]
+__all__ = ["Health", "MemberHealth", "Probe", "ProcessHealth", "SourceReport"]
 
 
 @dataclass(frozen=True, slots=True)
 class Probe:
     ok: bool
     reasons: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SourceReport:
+    """What this process knows of a source it runs (``GET /status``, read by
+    ``passentry-bridge status``): running, failing (its cycles fail, with the last error) or
+    stopped (on a fatal error, retried later under a group)."""
+
+    state: str
+    error: str | None
+    last_poll_age_s: float | None
+    failing_for_s: float | None
 
 
 class Health:
@@ -28,6 +40,8 @@ class Health:
         self._kafka_tried = False
         self._registry_ok = True
         self._fatal: str | None = None
+        # The last failed cycle's error, and since when cycles fail; cleared by a success.
+        self._failing: tuple[str, float] | None = None
 
     def beat(self) -> None:
         """The loop is alive (called every iteration, also while sleeping between polls)."""
@@ -37,6 +51,24 @@ class Health:
     def poll_succeeded(self) -> None:
         with self._lock:
             self._last_poll_ok = time.monotonic()
+            self._failing = None
+
+    def cycle_failed(self, reason: str) -> None:
+        """A cycle failed and will be retried: the error stays until one succeeds."""
+        with self._lock:
+            since = self._failing[1] if self._failing is not None else time.monotonic()
+            self._failing = (reason, since)
+
+    def report(self) -> SourceReport:
+        now = time.monotonic()
+        with self._lock:
+            age = None if self._last_poll_ok is None else round(now - self._last_poll_ok, 1)
+            if self._fatal is not None:
+                return SourceReport("stopped", self._fatal, age, None)
+            if self._failing is not None:
+                reason, since = self._failing
+                return SourceReport("failing", reason, age, round(now - since, 1))
+            return SourceReport("running", None, age, None)
 
     def kafka(self, reachable: bool) -> None:
         with self._lock:
@@ -162,6 +194,12 @@ class ProcessHealth:
     def source(self, source_id: str) -> Health | None:
         with self._lock:
             return self._sources.get(source_id)
+
+    def reports(self) -> dict[str, SourceReport]:
+        """Each source this process runs (or that stopped here and says why)."""
+        with self._lock:
+            sources = dict(self._sources)
+        return {sid: health.report() for sid, health in sources.items()}
 
     def liveness(self) -> Probe:
         with self._lock:

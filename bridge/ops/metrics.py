@@ -2,14 +2,17 @@
 
 Names follow Prometheus conventions: prefix ``passentry_bridge_``, base units, ``_total`` on
 counters. Label values come from small fixed sets (endpoint names, status classes, reasons,
-configured topics), never from ids.
+configured topics and source ids), never from scan, pass or reader ids. Every series about
+one source carries its ``source_id``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import time
 from collections.abc import Iterator
+from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from prometheus_client.core import GaugeMetricFamily
@@ -17,7 +20,7 @@ from prometheus_client.registry import Collector
 
 from bridge import __version__
 
-__all__ = ["Metrics", "status_class"]
+__all__ = ["CounterView", "GaugeView", "HistogramView", "Metrics", "status_class"]
 
 PREFIX = "passentry_bridge"
 
@@ -35,7 +38,102 @@ def status_class(status: int | None) -> str:
     return f"{status // 100}xx"
 
 
+class _Count(Protocol):
+    def inc(self, amount: float = ...) -> None: ...
+
+
+class _Observe(Protocol):
+    def observe(self, amount: float) -> None: ...
+
+
+class _Set(Protocol):
+    def set(self, value: float) -> None: ...
+
+
+class CounterView(Protocol):
+    """A counter as the stages use it: ``.labels(...).inc()`` or ``.inc()``."""
+
+    def labels(self, *labelvalues: str) -> _Count: ...
+
+    def inc(self, amount: float = ...) -> None: ...
+
+
+class HistogramView(Protocol):
+    def labels(self, *labelvalues: str) -> _Observe: ...
+
+    def observe(self, amount: float) -> None: ...
+
+
+class GaugeView(Protocol):
+    def labels(self, *labelvalues: str) -> _Set: ...
+
+    def set(self, value: float) -> None: ...
+
+
+class _Bound:
+    """A metric family with its ``source_id`` label given: the stages name their other
+    labels (or none) as before, and every series says which source it is about."""
+
+    __slots__ = ("_family", "_source")
+
+    def __init__(self, family: Any, source_id: str) -> None:
+        self._family = family
+        self._source = source_id
+
+    def labels(self, *labelvalues: str) -> Any:
+        return self._family.labels(self._source, *labelvalues)
+
+    def inc(self, amount: float = 1) -> None:
+        self._family.labels(self._source).inc(amount)
+
+    def observe(self, amount: float) -> None:
+        self._family.labels(self._source).observe(amount)
+
+    def set(self, value: float) -> None:
+        self._family.labels(self._source).set(value)
+
+
+# The series each source has of its own, labelled source_id (``Metrics.for_source``): a
+# process runs several sources, and a failing one must not hide behind the others.
+_PER_SOURCE = (
+    "api_requests", "api_request_duration", "api_retries", "api_rate_limited",
+    "rate_limit_wait_seconds", "api_auth_failures", "pages_fetched", "malformed_pages",
+    "scans_fetched", "scans_duplicate", "scans_published", "dlq_records", "enrichment_misses",
+    "late_scans", "poll_cycles", "poll_cycle_duration", "end_to_end_latency", "webhook_events",
+    "webhook_deferred", "takeover_duration", "producer_queue", "producer_errors",
+    "transactions",
+)  # fmt: skip
+
+
 class Metrics:
+    """Every metric of the bridge. The per-source ones are bound to one source: the
+    process's own ``Metrics`` to none (``source_id=""``, for the commands), and each running
+    source gets ``for_source(id)``, a view sharing the same registry."""
+
+    api_requests: CounterView
+    api_request_duration: HistogramView
+    api_retries: CounterView
+    api_rate_limited: CounterView
+    rate_limit_wait_seconds: CounterView
+    api_auth_failures: CounterView
+    pages_fetched: CounterView
+    malformed_pages: CounterView
+    scans_fetched: CounterView
+    scans_duplicate: CounterView
+    scans_published: CounterView
+    dlq_records: CounterView
+    enrichment_misses: CounterView
+    late_scans: CounterView
+    poll_cycles: CounterView
+    poll_cycle_duration: HistogramView
+    end_to_end_latency: HistogramView
+    webhook_events: CounterView
+    webhook_deferred: CounterView
+    takeover_duration: HistogramView
+    producer_queue: GaugeView
+    producer_errors: CounterView
+    transactions: CounterView
+
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
@@ -46,13 +144,13 @@ class Metrics:
         self.api_requests = Counter(
             f"{p}_api_requests_total",
             "PassEntry API requests by endpoint and HTTP status class (error = no response).",
-            ["endpoint", "status_class"],
+            ["source_id", "endpoint", "status_class"],
             registry=r,
         )
         self.api_request_duration = Histogram(
             f"{p}_api_request_duration_seconds",
             "PassEntry API request latency, including body download.",
-            ["endpoint"],
+            ["source_id", "endpoint"],
             buckets=_API_BUCKETS,
             registry=r,
         )
@@ -60,75 +158,86 @@ class Metrics:
             f"{p}_api_retries_total",
             "API requests retried, by reason (timeout, connection, rate_limited, server_error,"
             " malformed).",
-            ["endpoint", "reason"],
+            ["source_id", "endpoint", "reason"],
             registry=r,
         )
         self.api_rate_limited = Counter(
             f"{p}_api_rate_limited_total",
             "429 Too Many Requests answers from PassEntry.",
-            ["endpoint"],
+            ["source_id", "endpoint"],
             registry=r,
         )
         self.rate_limit_wait_seconds = Counter(
             f"{p}_rate_limit_wait_seconds_total",
             "Time spent waiting for the client's own request budget or PassEntry's reset.",
+            ["source_id"],
             registry=r,
         )
         self.api_auth_failures = Counter(
             f"{p}_api_auth_failures_total",
             "401/403 answers from PassEntry: the bridge stops on these.",
+            ["source_id"],
             registry=r,
         )
         self.pages_fetched = Counter(
-            f"{p}_pages_fetched_total", "Scan list pages fetched and decoded.", registry=r
+            f"{p}_pages_fetched_total",
+            "Scan list pages fetched and decoded.",
+            ["source_id"],
+            registry=r,
         )
         self.malformed_pages = Counter(
             f"{p}_malformed_pages_total",
             "2xx answers that were not a decodable page, by reason; they are retried.",
-            ["reason"],
+            ["source_id", "reason"],
             registry=r,
         )
         self.scans_fetched = Counter(
-            f"{p}_scans_fetched_total", "Scans read from the API, duplicates included.", registry=r
+            f"{p}_scans_fetched_total",
+            "Scans read from the API, duplicates included.",
+            ["source_id"],
+            registry=r,
         )
         self.scans_duplicate = Counter(
             f"{p}_scans_duplicate_total",
             "Scans skipped because they were already published (dedup window hits).",
+            ["source_id"],
             registry=r,
         )
         self.scans_published = Counter(
             f"{p}_scans_published_total",
             "Scans whose records the broker has acknowledged (committed in EOS mode), by topic.",
-            ["topic"],
+            ["source_id", "topic"],
             registry=r,
         )
         self.dlq_records = Counter(
             f"{p}_dlq_records_total",
             "Records sent to the dead-letter topic, by reason.",
-            ["reason"],
+            ["source_id", "reason"],
             registry=r,
         )
         self.enrichment_misses = Counter(
             f"{p}_enrichment_misses_total",
             "Scans whose pass or reader was not in the page's included array, by kind"
             " (pass_fetched, pass_not_found, reader).",
-            ["kind"],
+            ["source_id", "kind"],
             registry=r,
         )
         self.late_scans = Counter(
             f"{p}_late_scans_total",
             "Scans first seen older than the lookback window, behind the watermark.",
+            ["source_id"],
             registry=r,
         )
         self.poll_cycles = Counter(
             f"{p}_poll_cycles_total",
             "Poll cycles by outcome (ok, api_error, kafka_error, registry_error, fatal).",
-            ["outcome"],
+            ["source_id", "outcome"],
             registry=r,
         )
         self.poll_cycle_duration = Histogram(
             f"{p}_poll_cycle_duration_seconds",
             "Duration of one poll cycle: fetch every page, publish, commit.",
+            ["source_id"],
             buckets=_CYCLE_BUCKETS,
             registry=r,
         )
@@ -136,7 +245,7 @@ class Metrics:
             f"{p}_end_to_end_latency_seconds",
             "Commit time (when read_committed consumers see the record) minus the scan's"
             " creation time (from its UUIDv7), by the path that brought it (poll, webhook).",
-            ["path"],
+            ["source_id", "path"],
             buckets=_E2E_BUCKETS,
             registry=r,
         )
@@ -145,8 +254,9 @@ class Metrics:
             "Webhook requests by outcome (accepted, replayed, ignored, unauthorized,"
             " unknown_source, malformed, stale, future, too_large, unsupported_encoding,"
             " timeout, bad_request, method_not_allowed, not_found, too_many_connections,"
-            " unavailable).",
-            ["outcome"],
+            " unavailable); source_id is empty where the request named no source this"
+            " deployment runs.",
+            ["source_id", "outcome"],
             registry=r,
         )
         self.webhook_connections = Gauge(
@@ -158,14 +268,14 @@ class Metrics:
             f"{p}_webhook_events_total",
             "Inbox events taken by the owner of their source, by outcome (published,"
             " duplicate: already published by either path, deferred: left to polling).",
-            ["outcome"],
+            ["source_id", "outcome"],
             registry=r,
         )
         self.webhook_deferred = Counter(
             f"{p}_webhook_deferred_total",
             "Webhook scans left to polling, by reason (unknown_reader, late, invalid_scan,"
             " invalid_event).",
-            ["reason"],
+            ["source_id", "reason"],
             registry=r,
         )
         self.webhook_inbox_lag = Gauge(
@@ -210,27 +320,49 @@ class Metrics:
         self.takeover_duration = Histogram(
             f"{p}_takeover_duration_seconds",
             "From a source's assignment to this member until it is restored and publishing.",
+            ["source_id"],
             buckets=_TAKEOVER_BUCKETS,
             registry=r,
         )
         self.producer_queue = Gauge(
             f"{p}_producer_queue_messages",
             "Messages in the producer's queue, not yet acknowledged by the broker.",
+            ["source_id"],
             registry=r,
         )
         self.producer_errors = Counter(
             f"{p}_producer_errors_total",
             "Kafka delivery and producer errors, by class (retriable, abortable, fatal).",
-            ["kind"],
+            ["source_id", "kind"],
             registry=r,
         )
         self.transactions = Counter(
             f"{p}_transactions_total",
             "Kafka transactions by outcome (committed, aborted).",
-            ["outcome"],
+            ["source_id", "outcome"],
             registry=r,
         )
         self.ready = Gauge(f"{p}_ready", "1 when /readyz answers ready, else 0.", registry=r)
+        self._families: dict[str, Any] = {name: getattr(self, name) for name in _PER_SOURCE}
+        self.source_id = ""
+        self._bind("")
+
+    def for_source(self, source_id: str) -> Metrics:
+        """This process's metrics, with the per-source ones labelled ``source_id``."""
+        view = copy.copy(self)  # the registry, the families and the lag's dict are shared
+        view.source_id = source_id
+        view._bind(source_id)
+        for family in self._families.values():
+            # A series appears on its first use; one that only has the source's label is made
+            # now instead, at 0, so that increase() and the alerts see its first event and the
+            # panels have data before anything happened.
+            if tuple(family._labelnames) == ("source_id",):
+                family.labels(source_id)
+        return view
+
+    def _bind(self, source_id: str) -> None:
+        for name, family in self._families.items():
+            setattr(self, name, _Bound(family, source_id))
 
     def published_up_to(self, source_id: str, created_s: float) -> None:
         if created_s > self._newest_published_s.get(source_id, 0.0):

@@ -23,6 +23,11 @@ class Progress(Protocol):
 
     def set_total(self, total: int) -> None: ...
 
+    def finish(self) -> None:
+        """The work is done: the count reaches its total. A total known up front may be an
+        estimate (offsets to read count transaction markers, records do not), so a task
+        that completes says so rather than stopping short of 100 %."""
+
     def close(self) -> None: ...
 
 
@@ -34,9 +39,10 @@ class TerminalProgress:
     def __init__(self, label: str, unit: str, total: int | None, stream: IO[str]) -> None:
         from tqdm import tqdm  # only on a terminal: a pod never imports it
 
+        # Whole counts ("2/11 buckets"): unit_scale would print 2.00/11.0 for small ones.
         self._bar = tqdm(
-            total=total, desc=label, unit=f" {unit}", unit_scale=True, file=stream, leave=True,
-            dynamic_ncols=True, smoothing=0.1,
+            total=total, desc=label, unit=f" {unit}", unit_scale=False, file=stream,
+            leave=True, dynamic_ncols=True, smoothing=0.1,
         )  # fmt: skip
 
     def advance(self, n: int) -> None:
@@ -44,6 +50,14 @@ class TerminalProgress:
 
     def set_total(self, total: int) -> None:
         self._bar.total = total
+        self._bar.refresh()
+
+    def finish(self) -> None:
+        total = self._bar.total
+        if total is None:
+            self._bar.total = self._bar.n
+        elif self._bar.n != total:
+            self._bar.n = total
         self._bar.refresh()
 
     def close(self) -> None:
@@ -70,6 +84,12 @@ class LogProgress:
 
     def set_total(self, total: int) -> None:
         self.total = total
+
+    def finish(self) -> None:
+        if self.total is not None:
+            self.done = self.total
+        else:
+            self.total = self.done
 
     def close(self) -> None:
         self._emit("done")

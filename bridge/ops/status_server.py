@@ -1,13 +1,15 @@
-"""/metrics, /healthz and /readyz on a small threaded HTTP server."""
+"""/metrics, /healthz, /readyz and /status on a small threaded HTTP server."""
 
 from __future__ import annotations
 
 import json
 import threading
+from dataclasses import asdict
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from bridge.errors import ListenError
 from bridge.ops.health import Probe, ProcessHealth
 from bridge.ops.metrics import Metrics
 
@@ -28,6 +30,11 @@ class StatusServer:
                     self._verdict(health.liveness())
                 elif path == "/readyz":
                     self._verdict(health.readiness())
+                elif path == "/status":
+                    # For `passentry-bridge status`: what this process knows of its sources.
+                    sources = {sid: asdict(r) for sid, r in health.reports().items()}
+                    body = json.dumps({"sources": sources}).encode()
+                    self._send(200, body, "application/json")
                 else:
                     self._send(404, b"not found\n", "text/plain")
 
@@ -47,7 +54,10 @@ class StatusServer:
             def log_message(self, format: str, *args: object) -> None:
                 pass  # probes every few seconds would drown the real log
 
-        self._server = ThreadingHTTPServer((host, port), Handler)
+        try:
+            self._server = ThreadingHTTPServer((host, port), Handler)
+        except OSError as exc:
+            raise ListenError("BRIDGE_HTTP_PORT", host, port, exc) from None
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name="http", daemon=True)
 
@@ -59,5 +69,7 @@ class StatusServer:
         self._thread.start()
 
     def stop(self) -> None:
-        self._server.shutdown()
+        if self._thread.ident is not None:
+            # shutdown() waits for serve_forever: only once it ran.
+            self._server.shutdown()
         self._server.server_close()

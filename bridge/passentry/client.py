@@ -37,22 +37,26 @@ from bridge.ops.metrics import Metrics, status_class
 from bridge.passentry.models import (
     PassDocument,
     PassResource,
+    ScanDocument,
     WebhookSubscription,
     WebhookSubscriptionDocument,
     WebhookSubscriptionList,
 )
-from bridge.passentry.pages import DecodedPage, decode_page
+from bridge.passentry.pages import DecodedPage, add_included, add_scan, decode_page
 from bridge.passentry.ratelimit import RequestBudget
+from bridge.tracing.hooks import NO_TRACING, Tracing
 
-__all__ = ["PassEntryClient", "classify"]
+__all__ = ["PassEntryClient", "SettingNames", "classify"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _pass_doc = msgspec.json.Decoder(PassDocument)
+_scan_doc = msgspec.json.Decoder(ScanDocument)
 # Each endpoint the client calls (a metric label) and its path, as errors name it.
 _PATHS = {
     "scans": "/api/v1/scans",
+    "scan": "/api/v1/scans/{id}",
     "pass": "/api/v1/passes/{id}",
     "webhook_subscriptions": "/api/v1/webhook-subscriptions",
 }
@@ -61,7 +65,19 @@ _subscription_list = msgspec.json.Decoder(WebhookSubscriptionList)
 _jitter = wait_random_exponential(multiplier=0.25, max=20)
 
 
-def classify(response: httpx.Response, endpoint: str, method: str = "GET") -> None:
+@dataclass(frozen=True, slots=True)
+class SettingNames:
+    """How the user spells the settings an answer points at, for one source: the shared
+    variables, or the source's keys in the YAML file (``sources[eu].api_token``)."""
+
+    url: str = "PASSENTRY_API_URL"
+    token: str = "PASSENTRY_API_TOKEN (or PASSENTRY_API_TOKEN_FILE)"  # noqa: S105 (a name)
+
+
+def classify(
+    response: httpx.Response, endpoint: str, method: str = "GET",
+    names: SettingNames = SettingNames(),
+) -> None:  # fmt: skip
     """Raise the error that says how to handle a non-2xx answer; return on 2xx."""
     code = response.status_code
     if 200 <= code < 300:
@@ -69,13 +85,22 @@ def classify(response: httpx.Response, endpoint: str, method: str = "GET") -> No
     where = f"{method} {endpoint} answered {code}"
     if code in (401, 403):
         raise ApiAuthError(
-            f"{where}: PassEntry refused the API token; check PASSENTRY_API_TOKEN"
-            " (or PASSENTRY_API_TOKEN_FILE) and that the key may list scans"
+            f"{where}: PassEntry refused the API token; check {names.token} and that the key"
+            " may list scans"
         )
     if code in (408, 429) or code >= 500:
         reason = "rate_limited" if code == 429 else "server_error"
         raise ApiUnavailableError(where, reason=reason, retry_after=_retry_after(response.headers))
-    raise ApiRequestError(f"{where}: {_error_summary(response)}", status=code)
+    detail = _error_summary(response)
+    path = response.request.url.path
+    base = path[: path.find(endpoint)] if endpoint in path else ""
+    if code == 404 and base.strip("/"):
+        # PASSENTRY_API_URL=https://api.passentry.com/api/v1 asks for /api/v1/api/v1/scans.
+        detail += (
+            f"; {names.url} has a path ({base}): give the API's base URL alone, e.g."
+            " https://api.passentry.com (the bridge adds /api/v1/...)"
+        )
+    raise ApiRequestError(f"{where}: {detail}", status=code)
 
 
 def _retry_after(headers: Mapping[str, str]) -> float | None:
@@ -118,8 +143,14 @@ class PassEntryClient:
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
+        tracing: Tracing = NO_TRACING,
+        names: SettingNames = SettingNames(),
     ) -> None:
+        """``names``: how errors name the URL and token settings of this source."""
+        self._names = names
+        self._base = base_url.rstrip("/")
         self._metrics = metrics
+        self._tracing = tracing
         self._budget = budget
         self._deadline = retry_deadline_s
         self._sleep = sleep
@@ -163,7 +194,36 @@ class PassEntryClient:
             self._metrics.pages_fetched.inc()
             return FetchedPage(page, str(response.url))
 
-        return self._retrying(attempt, "scans")
+        # A polled page is where its scans' traces start (tracing on).
+        with self._tracing.page() as span:
+            fetched = self._retrying(attempt, "scans")
+            span.fetched(fetched.url, fetched.page)
+        return fetched
+
+    def get_scan(self, scan_id: str) -> DecodedPage | None:
+        """``GET /api/v1/scans/{id}`` as a page of one scan with its pass and reader (a scan
+        that does not decode is in ``rejected``); ``None`` when PassEntry says 404."""
+
+        def attempt() -> DecodedPage | None:
+            path = _PATHS["scan"].format(id=quote(scan_id, safe=""))
+            try:
+                response = self._send(path, "scan", {})
+            except ApiRequestError as exc:
+                if exc.status == 404:
+                    return None
+                raise
+            try:
+                document = _scan_doc.decode(response.content)
+            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                self._metrics.malformed_pages.labels("undecodable").inc()
+                raise MalformedPageError(f"GET {_PATHS['scan']}: {exc}") from None
+            page = DecodedPage()
+            add_scan(document.data, page)
+            for raw in document.included or ():
+                add_included(raw, page)
+            return page
+
+        return self._retrying(attempt, "scan")
 
     def get_pass(self, pass_id: str) -> PassResource | None:
         """``GET /api/v1/passes/{id}``; ``None`` when PassEntry says 404."""
@@ -201,6 +261,42 @@ class PassEntryClient:
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             raise MalformedPageError(f"POST {path}: {exc}") from None
 
+    def update_webhook_subscription(
+        self, sub_id: str, *, enabled: bool | None = None, events: list[str] | None = None
+    ) -> WebhookSubscription:
+        """``PATCH /api/v1/webhook-subscriptions/{id}``: its state or events (a URL and a
+        scope cannot change)."""
+        fields: dict[str, object] = {}
+        if enabled is not None:
+            fields["enabled"] = enabled
+        if events is not None:
+            fields["subscribedEvents"] = events
+        return self._subscription(
+            "PATCH", f"{_PATHS['webhook_subscriptions']}/{quote(sub_id, safe='')}",
+            {"webhookSubscription": fields},
+        )  # fmt: skip
+
+    def rotate_webhook_secret(self, sub_id: str) -> WebhookSubscription:
+        """``PATCH .../{id}/rotate-secret``: a new secret, in the answer only; the old one
+        stops being valid at once."""
+        path = f"{_PATHS['webhook_subscriptions']}/{quote(sub_id, safe='')}/rotate-secret"
+        return self._subscription("PATCH", path, {})
+
+    def delete_webhook_subscription(self, sub_id: str) -> None:
+        """``DELETE /api/v1/webhook-subscriptions/{id}`` (the guide says subscriptions can
+        be deleted; this path is REST's, not confirmed by PassEntry's reference)."""
+        path = f"{_PATHS['webhook_subscriptions']}/{quote(sub_id, safe='')}"
+        self._send(path, "webhook_subscriptions", {}, method="DELETE")
+
+    def _subscription(self, method: str, path: str, body: object) -> WebhookSubscription:
+        # Not retried: a change must not be sent twice on a lost answer (a second rotation
+        # would invalidate the secret the first one handed out).
+        response = self._send(path, "webhook_subscriptions", {}, body=body, method=method)
+        try:
+            return _subscription_doc.decode(response.content).data
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise MalformedPageError(f"{method} {path}: {exc}") from None
+
     def webhook_subscriptions(self) -> list[WebhookSubscription]:
         """Every subscription the token can see, all pages."""
         path, found, page = _PATHS["webhook_subscriptions"], [], 1
@@ -227,18 +323,21 @@ class PassEntryClient:
         endpoint: str,
         params: Mapping[str, str],
         body: object | None = None,
+        method: str | None = None,
     ) -> httpx.Response:
-        """One request (a POST of ``body`` as JSON when given), inside the budget."""
-        method = "GET" if body is None else "POST"
+        """One request (``body`` as JSON when given: a POST unless ``method`` says
+        otherwise), inside the budget."""
+        method = method or ("GET" if body is None else "POST")
         waited = self._budget.acquire()
         if waited:
             self._metrics.rate_limit_wait_seconds.inc(waited)
         started = time.perf_counter()
         try:
             if body is None:
-                response = self._http.get(path, params=params)
+                response = self._http.request(method, path, params=params)
             else:
-                response = self._http.post(
+                response = self._http.request(
+                    method,
                     path,
                     params=params,
                     content=msgspec.json.encode(body),
@@ -247,12 +346,15 @@ class PassEntryClient:
         except httpx.TimeoutException as exc:
             self._count(endpoint, None, started)
             raise ApiUnavailableError(
-                f"{method} {path}: timed out ({type(exc).__name__})", reason="timeout"
+                f"{method} {self._base}{path}: timed out ({type(exc).__name__})",
+                reason="timeout",
             ) from exc
         except httpx.TransportError as exc:
             self._count(endpoint, None, started)
             raise ApiUnavailableError(
-                f"{method} {path}: {type(exc).__name__}: {exc}", reason="connection"
+                f"{method} {self._base}{path}: {type(exc).__name__}: {exc}"
+                f" (check {self._names.url})",
+                reason="connection",
             ) from exc
         self._count(endpoint, response.status_code, started)
         headers = response.headers
@@ -269,7 +371,7 @@ class PassEntryClient:
         if response.status_code in (401, 403):
             self._metrics.api_auth_failures.inc()
         # Name the endpoint, not the pass id, in the error.
-        classify(response, _PATHS[endpoint], method)
+        classify(response, _PATHS[endpoint], method, self._names)
         return response
 
     def _count(self, endpoint: str, status: int | None, started: float) -> None:

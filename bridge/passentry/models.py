@@ -27,6 +27,7 @@ __all__ = [
     "ResourceHead",
     "ResourceId",
     "ScanAttributes",
+    "ScanDocument",
     "ScanRelationships",
     "ScanResource",
     "WebhookSubscription",
@@ -162,6 +163,13 @@ class PageEnvelope(msgspec.Struct, frozen=True):
     included: list[msgspec.Raw] | None = None
     meta: PageMeta | None = None
     links: PageLinks | None = None
+
+
+class ScanDocument(msgspec.Struct, frozen=True):
+    """``GET /api/v1/scans/{id}``: one scan, its pass and reader in ``included``."""
+
+    data: msgspec.Raw
+    included: list[msgspec.Raw] | None = None
 
 
 class PassDocument(msgspec.Struct, frozen=True):

@@ -22,6 +22,7 @@ from bridge.passentry.models import (
     ResourceHead,
     ScanResource,
 )
+from bridge.tracecontext import TraceHeaders
 from bridge.uuid7 import parse_uuid7_int
 
 __all__ = [
@@ -74,6 +75,9 @@ class DecodedPage:
     readers: dict[str, ReaderResource] = field(default_factory=dict)
     meta: PageMeta | None = None
     links: PageLinks | None = None
+    # The trace its scans' records continue: the request that fetched the page, or the
+    # webhook that brought it (``bridge.tracing``); None with tracing off.
+    trace: TraceHeaders | None = None
 
     @property
     def size(self) -> int:

@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 import click
 from aiohttp import web
 
+from bridge.errors import ListenError
 from bridge.simulator.app import Simulator, SimulatorConfig, build_app
 from bridge.simulator.faults import Faults
 from bridge.simulator.store import WorldConfig
@@ -28,6 +29,9 @@ from bridge.simulator.webhooks import SIGNATURE_FORMATS, SignatureFormat, Webhoo
 __all__ = ["simulate"]
 
 log = logging.getLogger(__name__)
+
+# Beside a bridge on the same machine: its webhook receiver has 8080, /metrics 9108.
+DEFAULT_PORT = 8070
 
 _rate = click.FloatRange(0.0, 1.0)
 _FAULT_FLAGS = {  # CLI option -> Faults field, where the names differ
@@ -63,7 +67,11 @@ def _webhook_options(func: click.decorators.FC) -> click.decorators.FC:
             "or --webhook-secret-file.",
         ),
         click.option(
-            "--webhook-secret", help="Key of the HMAC-SHA256 in X-Webhook-Signature (UTF-8)."
+            "--webhook-secret",
+            envvar="SIMULATOR_WEBHOOK_SECRET",
+            help="Key of the HMAC-SHA256 in X-Webhook-Signature (UTF-8). Better from the "
+            "environment (SIMULATOR_WEBHOOK_SECRET) or --webhook-secret-file: a command "
+            "line shows in ps.",
         ),
         click.option(
             "--webhook-secret-file",
@@ -231,9 +239,9 @@ def _anchor_ms(text: str | None) -> int | None:
 @click.option(
     "--port",
     type=click.IntRange(0, 65535),
-    default=8080,
+    default=DEFAULT_PORT,
     show_default=True,
-    help="0 picks a free port.",
+    help="0 picks a free port. The default is not the bridge's webhook port (8080).",
 )
 @click.option("--token", default="sim-token", show_default=True, help="Accepted Bearer token.")
 @click.option(
@@ -382,7 +390,10 @@ def simulate(
     )
     if webhook_url is not None:
         log.info("sending passScanned webhooks for live scans to %s", webhook_url)
-    asyncio.run(_serve(sim, host, port))
+    try:
+        asyncio.run(_serve(sim, host, port))
+    except OSError as exc:
+        raise ListenError("--port", host, port, exc) from None
 
 
 def _faults(settings: dict[str, float | int | None], seed: int | None) -> Faults:

@@ -15,6 +15,7 @@ alike.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import secrets
 import threading
@@ -162,6 +163,51 @@ class Subscriptions:
             self._all = (*self._all, sub)
         return sub
 
+    def update(self, sub_id: str, body: Any) -> Subscription | None:
+        """PATCH: ``enabled`` and ``subscribedEvents`` (the URL and scope stay, as
+        PassEntry's are immutable); None when there is no such subscription."""
+        raw = body.get("webhookSubscription") if isinstance(body, dict) else None
+        if not isinstance(raw, dict):
+            raise SubscriptionError(
+                ["body must be a JSON object with a 'webhookSubscription' object"]
+            )
+        changes: dict[str, Any] = {}
+        if "enabled" in raw:
+            if not isinstance(raw["enabled"], bool):
+                raise SubscriptionError(["webhookSubscription.enabled must be a boolean"])
+            changes["enabled"] = raw["enabled"]
+        if "subscribedEvents" in raw:
+            events = raw["subscribedEvents"]
+            if not isinstance(events, list) or not events or not all(e in EVENTS for e in events):
+                raise SubscriptionError([
+                    f"webhookSubscription.subscribedEvents must be a non-empty list of"
+                    f" {', '.join(EVENTS)}"
+                ])  # fmt: skip
+            changes["events"] = tuple(dict.fromkeys(events))
+        if "url" in raw and raw["url"] is not None:
+            raise SubscriptionError(["webhookSubscription.url cannot be changed"])
+        return self._replace(sub_id, **changes)
+
+    def rotate(self, sub_id: str) -> Subscription | None:
+        """A new secret; the old one stops being valid at once."""
+        return self._replace(sub_id, secret=secrets.token_hex(32))
+
+    def remove(self, sub_id: str) -> bool:
+        with self._lock:
+            kept = tuple(s for s in self._all if s.id != sub_id)
+            found = len(kept) != len(self._all)
+            self._all = kept
+        return found
+
+    def _replace(self, sub_id: str, **changes: Any) -> Subscription | None:
+        with self._lock:
+            old = next((s for s in self._all if s.id == sub_id), None)
+            if old is None:
+                return None
+            new = dataclasses.replace(old, **changes)
+            self._all = tuple(new if s.id == sub_id else s for s in self._all)
+        return new
+
     def create(self, body: Any) -> Subscription:
         """Check a POST body field by field (problems collected), then ``add``."""
         raw = body.get("webhookSubscription") if isinstance(body, dict) else None
@@ -201,7 +247,7 @@ class Subscriptions:
 
 
 def subscription_routes(router: web.UrlDispatcher, subs: Subscriptions) -> None:
-    """The three subscription endpoints; auth and the rate limit come from the middlewares."""
+    """The subscription endpoints; auth and the rate limit come from the middlewares."""
 
     def unprocessable(problems: list[str]) -> web.Response:
         return web.json_response({"errors": problems}, status=422)
@@ -248,6 +294,33 @@ def subscription_routes(router: web.UrlDispatcher, subs: Subscriptions) -> None:
             return web.json_response({"errors": ["Not Found"]}, status=404)
         return web.json_response({"data": sub.resource()})
 
+    def not_found() -> web.Response:
+        return web.json_response({"errors": ["Not Found"]}, status=404)
+
+    async def update(request: web.Request) -> web.Response:
+        try:
+            body = msgspec.json.decode(await request.read())
+        except msgspec.DecodeError:
+            body = None
+        try:
+            sub = subs.update(request.match_info["id"], body)
+        except SubscriptionError as exc:
+            return unprocessable(exc.problems)
+        return not_found() if sub is None else web.json_response({"data": sub.resource()})
+
+    async def rotate(request: web.Request) -> web.Response:
+        sub = subs.rotate(request.match_info["id"])
+        return not_found() if sub is None else web.json_response({"data": sub.resource()})
+
+    async def delete(request: web.Request) -> web.Response:
+        # The guide says subscriptions can be deleted; the path is REST's, not confirmed.
+        if not subs.remove(request.match_info["id"]):
+            return not_found()
+        return web.Response(status=204)
+
     router.add_post(_PATH, create)
     router.add_get(_PATH, list_)
     router.add_get(_PATH + "/{id}", show)
+    router.add_patch(_PATH + "/{id}", update)
+    router.add_patch(_PATH + "/{id}/rotate-secret", rotate)
+    router.add_delete(_PATH + "/{id}", delete)

@@ -7,6 +7,9 @@ commits its position inside the same Kafka transaction as the records the events
 (``send_offsets_to_transaction``), so an event is published exactly once whoever accepted
 it and whenever the owner crashes. The inbox's partition count must not change once events
 flow: a source's events would then land in another partition than its owner reads.
+
+An event's record carries the webhook request's trace context (``traceparent``,
+``tracestate``): the records its scans become continue that trace.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from bridge.errors import KafkaRetriableError
 from bridge.kafka.acl import INBOX_GROUPS, reading_error
 from bridge.kafka.routing import stable_partition
+from bridge.tracecontext import TraceHeaders
 
 __all__ = ["InboxBatch", "InboxEvent", "InboxReader", "InboxWriter"]
 
@@ -65,17 +69,31 @@ class InboxWriter:
             try:
                 metadata = self._producer.list_topics(self.topic, timeout=5)
             except KafkaException as exc:
-                raise KafkaRetriableError(f"cannot describe {self.topic}: {exc}") from exc
+                raise KafkaRetriableError(
+                    f"cannot describe {self.topic}: {exc.args[0].str()}"
+                ) from exc
             found = metadata.topics.get(self.topic)
             if found is None or found.error is not None or not found.partitions:
                 raise KafkaRetriableError(f"topic {self.topic} is not available")
             self._partitions = len(found.partitions)
         return self._partitions
 
-    def write(self, source_id: str, body: bytes, done: Callable[[KafkaError | None], None]) -> None:
-        """Produce one event; ``done(None)`` once the broker has it, ``done(error)`` if not.
-        Raises KafkaRetriableError when it cannot even be queued."""
+    def write(
+        self,
+        source_id: str,
+        body: bytes,
+        done: Callable[[KafkaError | None], None],
+        trace: TraceHeaders | None = None,
+    ) -> None:
+        """Produce one event, with the request's trace context if any; ``done(None)`` once
+        the broker has it, ``done(error)`` if not. Raises KafkaRetriableError when it cannot
+        even be queued."""
         partition = stable_partition(source_id, self.partitions())
+        headers: list[tuple[str, str | bytes | None]] = [
+            (RECEIVED_AT, str(int(time.time() * 1000)))
+        ]
+        if trace is not None:
+            headers += trace.kafka_headers()
 
         def delivered(err: KafkaError | None, msg: Message) -> None:
             done(err)
@@ -86,7 +104,7 @@ class InboxWriter:
                 body,
                 source_id.encode(),
                 partition=partition,
-                headers=[(RECEIVED_AT, str(int(time.time() * 1000)))],
+                headers=headers,
                 on_delivery=delivered,
             )
         except (BufferError, KafkaException) as exc:
@@ -101,6 +119,8 @@ class InboxWriter:
 class InboxEvent:
     body: bytes
     received_ms: int
+    # The webhook request's trace context: its scans' records continue it.
+    trace: TraceHeaders | None = None
 
 
 @dataclass(slots=True)
@@ -186,9 +206,7 @@ class InboxReader:
         deadline = time.monotonic() + gather_s
         while (left := deadline - time.monotonic()) > 0 and len(messages) < 5000:
             messages.extend(self._consume(consumer, left))
-        events = [
-            InboxEvent(m.value() or b"", _received_ms(m)) for m in messages if m.key() == self._key
-        ]
+        events = [_event(m) for m in messages if m.key() == self._key]
         last = max((m.offset() or 0) for m in messages)
         tp = self._partition
         return InboxBatch(events, [TopicPartition(tp.topic, tp.partition, last + 1)])
@@ -240,8 +258,9 @@ class InboxReader:
         return good
 
 
-def _received_ms(msg: Message) -> int:
-    value = dict(msg.headers() or {}).get(RECEIVED_AT)
-    if value:
-        return int(value)
-    return int(msg.timestamp()[1])
+def _event(msg: Message) -> InboxEvent:
+    raw = msg.headers() or []
+    headers = list(raw.items()) if isinstance(raw, dict) else raw
+    received = dict(headers).get(RECEIVED_AT)
+    received_ms = int(received) if received else int(msg.timestamp()[1])
+    return InboxEvent(msg.value() or b"", received_ms, TraceHeaders.from_kafka(headers))

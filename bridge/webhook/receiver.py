@@ -21,6 +21,10 @@ what a request is worth, in this order, each step cheaper than the next:
 
 Only a verified request keeps its connection alive. Refusals are counted by outcome and
 401s logged at most every few seconds, with a count (``bridge.webhook.refusals``).
+
+A verified request continues the caller's W3C ``traceparent`` (sent in any case): with
+tracing on, as a server span whose context the inbox record carries; with tracing off, the
+caller's context goes into the inbox record as it came, if well-formed (``bridge.tracing``).
 """
 
 from __future__ import annotations
@@ -37,8 +41,10 @@ from typing import Protocol
 
 from confluent_kafka import KafkaError
 
-from bridge.errors import InvalidWebhookError, KafkaRetriableError
+from bridge.errors import InvalidWebhookError, KafkaRetriableError, ListenError
 from bridge.ops.metrics import Metrics
+from bridge.tracecontext import TraceHeaders
+from bridge.tracing.hooks import NO_TRACING, Tracing, WebhookSpan
 from bridge.webhook.events import PASS_SCANNED, decode_event
 from bridge.webhook.keys import SigningKeys
 from bridge.webhook.refusals import RefusalLog
@@ -72,7 +78,11 @@ class EventWriter(Protocol):
     def close(self, timeout_s: float) -> int: ...
 
     def write(
-        self, source_id: str, body: bytes, done: Callable[[KafkaError | None], None]
+        self,
+        source_id: str,
+        body: bytes,
+        done: Callable[[KafkaError | None], None],
+        trace: TraceHeaders | None = None,
     ) -> None: ...
 
 
@@ -103,8 +113,10 @@ class WebhookReceiver:
         metrics: Metrics,
         *,
         clock: Callable[[], float] = time.time,
+        tracing: Tracing = NO_TRACING,
     ) -> None:
         """``sources`` holds each source this deployment takes webhooks for."""
+        self._tracing = tracing
         self._settings = settings
         self._sources = dict(sources)
         self._inbox = inbox
@@ -156,6 +168,10 @@ class WebhookReceiver:
         try:
             try:
                 self._port = self._loop.run_until_complete(self._server.start())
+            except OSError as exc:
+                s = self._settings
+                self._error = ListenError("BRIDGE_WEBHOOK_PORT", s.host, s.port, exc)
+                return
             except BaseException as exc:  # handed to start(), which raises it in its thread
                 self._error = exc
                 return
@@ -180,6 +196,7 @@ class WebhookReceiver:
         return None
 
     async def handle(self, head: RequestHead, body: bytes) -> Answer:
+        started_ns = time.time_ns()
         match = _ROUTE.match(head.path)
         source_id = match.group(1) if match else ""
         source = self._sources.get(source_id)
@@ -190,42 +207,75 @@ class WebhookReceiver:
             return self._answer("unknown_source", 401, *_UNAUTHORIZED)
         if not signature_matches(body, signature, source.keys.current()):
             self._refusals.refused(source_id, head.remote)
-            return self._answer("unauthorized", 401, *_UNAUTHORIZED)
-        # Verified: whatever the answer, this sender may keep its connection.
+            return self._answer("unauthorized", 401, *_UNAUTHORIZED, source_id=source_id)
+        # Verified: whatever the answer, this sender may keep its connection. Only now is
+        # the request traced: an unsigned flood never reaches the trace backend.
+        with self._tracing.webhook(head.headers, head.path, head.remote, started_ns) as span:
+            return await self._verified(source_id, source, body, span)
+
+    async def _verified(
+        self, source_id: str, source: WebhookSource, body: bytes, span: WebhookSpan
+    ) -> Answer:
         try:
             event = decode_event(body)
         except InvalidWebhookError as exc:
-            return self._answer("malformed", 400, str(exc), keep=True)
+            return self._answer(
+                "malformed", 400, str(exc), keep=True, span=span, source_id=source_id
+            )
         if event.webhook_type != PASS_SCANNED:
-            return self._answer("ignored", 200, keep=True)
+            return self._answer("ignored", 200, keep=True, span=span, source_id=source_id)
         now = self._clock()
         stamped = event.timestamp_ms / 1000
         if now - stamped > source.max_age_s:
             age = now - stamped
             return self._answer(
-                "stale", 400, f"event is {age:.0f}s old; polling covers it", keep=True
+                "stale",
+                400,
+                f"event is {age:.0f}s old; polling covers it",
+                keep=True,
+                span=span,
+                source_id=source_id,
             )
         if stamped - now > source.max_future_s:
             ahead = stamped - now
             return self._answer(
-                "future", 400, f"event is stamped {ahead:.0f}s in the future", keep=True
+                "future",
+                400,
+                f"event is stamped {ahead:.0f}s in the future",
+                keep=True,
+                span=span,
+                source_id=source_id,
             )
         key = (source_id, event.event_id)
         if self._replays.seen(source_id, event.event_id, now):
-            return self._answer("replayed", 200, keep=True)
+            return self._answer("replayed", 200, keep=True, span=span, source_id=source_id)
         writing = self._writing.get(key)
         if writing is not None:
             if await asyncio.shield(writing):
-                return self._answer("replayed", 200, keep=True)
-            return self._answer("unavailable", 503, "Kafka cannot take the event now", keep=True)
+                return self._answer("replayed", 200, keep=True, span=span, source_id=source_id)
+            return self._answer(
+                "unavailable",
+                503,
+                "Kafka cannot take the event now",
+                keep=True,
+                span=span,
+                source_id=source_id,
+            )
         if self._inflight >= self._settings.max_inflight:
-            return self._answer("unavailable", 503, "too many webhook requests in hand", keep=True)
+            return self._answer(
+                "unavailable",
+                503,
+                "too many webhook requests in hand",
+                keep=True,
+                span=span,
+                source_id=source_id,
+            )
         done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._writing[key] = done
         self._inflight += 1
         durable = False
         try:
-            durable = await self._durable(source_id, body)
+            durable = await self._durable(source_id, body, span.headers)
             if durable:
                 # Until the age check would refuse it anyway.
                 self._replays.add(source_id, event.event_id, stamped + source.max_age_s)
@@ -234,10 +284,17 @@ class WebhookReceiver:
             del self._writing[key]
             done.set_result(durable)
         if not durable:
-            return self._answer("unavailable", 503, "Kafka cannot take the event now", keep=True)
-        return self._answer("accepted", 200, keep=True)
+            return self._answer(
+                "unavailable",
+                503,
+                "Kafka cannot take the event now",
+                keep=True,
+                span=span,
+                source_id=source_id,
+            )
+        return self._answer("accepted", 200, keep=True, span=span, source_id=source_id)
 
-    async def _durable(self, source_id: str, body: bytes) -> bool:
+    async def _durable(self, source_id: str, body: bytes, trace: TraceHeaders | None) -> bool:
         loop = asyncio.get_running_loop()
         done: asyncio.Future[KafkaError | None] = loop.create_future()
 
@@ -245,7 +302,7 @@ class WebhookReceiver:
             loop.call_soon_threadsafe(_settle, done, err)
 
         try:
-            self._inbox.write(source_id, body, report)
+            self._inbox.write(source_id, body, report, trace)
         except KafkaRetriableError as exc:
             log.warning("webhook event not written", extra={"error": str(exc)})
             return False
@@ -258,13 +315,18 @@ class WebhookReceiver:
         return err is None
 
     def _answer(
-        self, outcome: str, status: int, error: str | None = None, *, keep: bool = False
-    ) -> Answer:
-        self._count(outcome)
+        self, outcome: str, status: int, error: str | None = None, *, keep: bool = False,
+        span: WebhookSpan | None = None,
+        source_id: str = "",
+    ) -> Answer:  # fmt: skip
+        self._count(outcome, source_id)
+        if span is not None:
+            span.answered(outcome, status)
         return Answer(status, (error,) if error else (), keep_alive=keep)
 
-    def _count(self, outcome: str) -> None:
-        self._metrics.webhook_requests.labels(outcome).inc()
+    def _count(self, outcome: str, source_id: str = "") -> None:
+        # Only a source this deployment runs names a series: ids from paths are anyone's.
+        self._metrics.webhook_requests.labels(source_id, outcome).inc()
 
 
 def _settle(future: asyncio.Future[KafkaError | None], err: KafkaError | None) -> None:

@@ -25,6 +25,7 @@ import contextlib
 import json
 import logging
 import resource
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -32,7 +33,7 @@ from typing import Protocol
 
 import h11
 
-from bridge.errors import ConfigError
+from bridge.errors import ConfigError, ListenError
 
 __all__ = ["Answer", "Handler", "HttpServer", "RequestHead", "ServerLimits", "ensure_file_limit"]
 
@@ -345,3 +346,18 @@ def ensure_file_limit(max_connections: int) -> None:
         f" {_RESERVED_FDS} file descriptors kept for Kafka and the rest need {needed}, but"
         f" this process may open only {hard} (ulimit -n): lower it or raise the limit"
     )
+
+
+def ensure_port_free(host: str, port: int, setting: str) -> None:
+    """Fail before any Kafka client is made when the port cannot be had, naming the setting.
+    The real bind still reports a port taken in between; asyncio binds with SO_REUSEADDR
+    too, so this asks the same question. Raises ListenError."""
+    if port == 0:
+        return
+    for family, kind, proto, _, address in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM):
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(address)
+            except OSError as exc:
+                raise ListenError(setting, host, port, exc) from None

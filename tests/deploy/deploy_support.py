@@ -126,3 +126,21 @@ def exported_metric_names() -> set[str]:
 
 def metric_names_in(expr: str) -> set[str]:
     return set(re.findall(r"\bpassentry_bridge_[a-z0-9_]+", expr))
+
+
+def per_source_metric_names() -> set[str]:
+    """The series names whose every sample is about one source (a source_id label): the
+    bridge's own, and the audit's (grouped by source_id on the Pushgateway)."""
+    metrics = Metrics(CollectorRegistry())
+    metrics.published_up_to("s", 1.0)  # the lag, computed at scrape time, shows its label
+    names: set[str] = set()
+    collectors = metrics.registry._collector_to_names  # test code: private is fine here
+    for collector in collectors:
+        labelled = "source_id" in getattr(collector, "_labelnames", ())
+        for family in collector.collect():
+            if labelled or any("source_id" in sample.labels for sample in family.samples):
+                names.update(family.name + suffix for suffix in _SUFFIXES.get(family.type, ("",)))
+    audit = audit_registry(AuditReport("s", 0, 1, 1, LiveHorizon(None, None, "")), succeeded=True)
+    for family in audit.collect():
+        names.add(family.name)
+    return names

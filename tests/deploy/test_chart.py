@@ -30,6 +30,8 @@ from bridge.config import (
     RegistrySettings,
     load_config,
 )
+from bridge.tracing.env import check as check_tracing
+from bridge.tracing.env import tracing_enabled
 
 DEFAULT = CHART / "ci" / "default-values.yaml"
 WEBHOOK_SECRET = "whsec-chart-0123456789abcdef0123456789abcdef"
@@ -48,6 +50,7 @@ def test_the_value_combinations_are_all_there() -> None:
         "webhook",
         "sources",
         "audit",
+        "tracing",
     } <= set(ids)
 
 
@@ -242,6 +245,8 @@ BAD_VALUES = {
     "bad audit bucket": ["audit.bucket=hourly"],
     "bad audit schedule": ["audit.schedule=daily"],
     "unknown audit key": ["audit.since=yesterday"],
+    "a tracing endpoint that is not a URL": ["tracing.endpoint=collector:4318"],
+    "a sampling ratio above 1": ["tracing.endpoint=http://c:4318", "tracing.samplingRatio=2"],
 }
 
 
@@ -466,7 +471,13 @@ def test_env_is_what_the_bridge_reads(
     render: Render, values: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     env = _env(render(values))
+    # The standard OpenTelemetry variables: the bridge checks them as it starts.
+    otel = {n: v for n, v in env.items() if n.startswith("OTEL_")}
+    if tracing_enabled(otel):
+        check_tracing(otel)
     for name, value in env.items():
+        if name.startswith("OTEL_"):
+            continue
         prefix = next((p for p in _GROUPS if name.startswith(p)), None)
         assert prefix is not None, f"unknown setting {name}"
         field = name.removeprefix(prefix).split("__")[0].lower()
@@ -595,6 +606,8 @@ def test_kafka_credentials_ca_and_client_certificate_from_existing_secrets(
     assert kafka.ssl_key_password_file == key_password
 
 
+# The bridge's pods of release "rel" (deploy_support.render_chart).
+SELECTOR = {"app.kubernetes.io/name": "passentry-bridge", "app.kubernetes.io/instance": "rel"}
 PROMETHEUS = {
     "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
     "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}},
@@ -606,12 +619,16 @@ def test_network_policy_is_on_by_default_and_open_to_no_one_in_particular(
 ) -> None:
     policy = one(render(DEFAULT), "NetworkPolicy")["spec"]
     assert policy["policyTypes"] == ["Ingress", "Egress"]
-    # Only Prometheus may scrape; no webhook port without webhooks.
+    # Only Prometheus may scrape, and the release's own pods ask each other GET /status
+    # (passentry-bridge status); no webhook port without webhooks.
+    own = {"podSelector": {"matchLabels": SELECTOR}}
     assert policy["ingress"] == [
-        {"ports": [{"port": "http", "protocol": "TCP"}], "from": [PROMETHEUS]}
+        {"ports": [{"port": "http", "protocol": "TCP"}], "from": [PROMETHEUS]},
+        {"ports": [{"port": "http", "protocol": "TCP"}], "from": [own]},
     ]
     egress = {p["port"]: rule.get("to") for rule in policy["egress"] for p in rule["ports"]}
-    assert set(egress) == {53, 9092, 9093, 443}
+    assert set(egress) == {9108, 53, 9092, 9093, 443}
+    assert egress[9108] == [own]
     assert egress[443] == [{"ipBlock": {"cidr": "0.0.0.0/0"}}]
     registry = one(render(CHART / "ci" / "schema-registry-values.yaml"), "NetworkPolicy")["spec"]
     assert 8081 in {p["port"] for rule in registry["egress"] for p in rule["ports"]}
@@ -620,6 +637,33 @@ def test_network_policy_is_on_by_default_and_open_to_no_one_in_particular(
     (dns_rule,) = [r for r in pinned["spec"]["egress"] if r["ports"][0]["port"] == 53]
     assert dns_rule["to"] == [dns]
     assert not by_kind(render(DEFAULT, "networkPolicy.enabled=false"), "NetworkPolicy")
+
+
+def test_tracing_is_off_by_default_and_its_values_become_the_otel_variables(
+    render: Render,
+) -> None:
+    assert not [n for n in _env(render(DEFAULT)) if n.startswith("OTEL_")]
+    docs = render(CHART / "ci" / "tracing-values.yaml")
+    otel = {n: v for n, v in _env(docs).items() if n.startswith("OTEL_")}
+    assert otel == {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": "http://otel-collector.observability:4318",
+        "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+        "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+        "OTEL_TRACES_SAMPLER_ARG": "0.25",
+        "OTEL_SERVICE_NAME": "rel-passentry-bridge",
+    }
+    assert tracing_enabled(otel)
+    named = _env(render(DEFAULT, "tracing.endpoint=http://c:4318", "tracing.serviceName=gates"))
+    assert named["OTEL_SERVICE_NAME"] == "gates"
+    assert named["OTEL_TRACES_SAMPLER_ARG"] == "0.1"
+    # The collector is reachable through the NetworkPolicy, only when tracing is on.
+    egress = one(docs, "NetworkPolicy")["spec"]["egress"]
+    (rule,) = [r for r in egress if r["ports"] == [{"port": 4318, "protocol": "TCP"}]]
+    assert rule["to"] == [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "observability"}}}
+    ]
+    default = one(render(DEFAULT), "NetworkPolicy")["spec"]["egress"]
+    assert 4318 not in {p["port"] for r in default for p in r["ports"]}
 
 
 def test_webhooks_receive_on_their_own_port_with_the_secret_as_a_file(render: Render) -> None:
@@ -686,10 +730,12 @@ def test_network_policy_admits_only_the_webhook_and_metrics_ports(render: Render
     ingress = one(docs, "NetworkPolicy")["spec"]["ingress"]
     assert [r["ports"] for r in ingress] == [
         [{"port": "http", "protocol": "TCP"}],
+        [{"port": "http", "protocol": "TCP"}],
         [{"port": "webhook", "protocol": "TCP"}],
     ]
     assert ingress[0]["from"] == [PROMETHEUS]
-    assert ingress[1]["from"] == [
+    assert ingress[1]["from"] == [{"podSelector": {"matchLabels": SELECTOR}}]
+    assert ingress[2]["from"] == [
         {
             "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}},
             "podSelector": {"matchLabels": {"app.kubernetes.io/component": "controller"}},
@@ -699,7 +745,7 @@ def test_network_policy_admits_only_the_webhook_and_metrics_ports(render: Render
     default = one(
         render(DEFAULT, "webhook.enabled=true", f"webhook.secret={WEBHOOK_SECRET}"), "NetworkPolicy"
     )
-    assert default["spec"]["ingress"][1]["from"] == [
+    assert default["spec"]["ingress"][2]["from"] == [
         {
             "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}},
             "podSelector": {"matchLabels": {"app.kubernetes.io/name": "ingress-nginx"}},
@@ -764,8 +810,16 @@ def test_dashboard_configmap(render: Render) -> None:
     (cm,) = [d for d in by_kind(docs, "ConfigMap") if d["metadata"]["name"].endswith("-dashboard")]
     assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
     assert cm["metadata"]["namespace"] == "monitoring"
-    shipped = json.loads((CHART / "files" / "dashboard.json").read_text(encoding="utf-8"))
-    assert json.loads(cm["data"]["passentry-bridge.json"]) == shipped
+    shipped_text = (CHART / "files" / "dashboard.json").read_text(encoding="utf-8")
+    default = "https://github.com/passentry/passentry-bridge/blob/main/docs/operations.md"
+    base = "https://runbooks.example.com/passentry-bridge.md"
+    docs = render(CHART / "ci" / "monitoring-values.yaml", f"prometheusRule.runbookBaseUrl={base}")
+    (cm,) = [d for d in by_kind(docs, "ConfigMap") if d["metadata"]["name"].endswith("-dashboard")]
+    # The panels' runbook links follow the rules' base URL; nothing else changes.
+    assert json.loads(cm["data"]["passentry-bridge.json"]) == json.loads(
+        shipped_text.replace(default, base)
+    )
+    assert base + "#passentrybridgepollstale" in cm["data"]["passentry-bridge.json"]
     assert not [
         d
         for d in by_kind(render(DEFAULT), "ConfigMap")

@@ -1,11 +1,21 @@
-"""The Grafana dashboard: recent schema, datasource variable, required panels, real metrics."""
+"""The Grafana dashboard: recent schema, datasource and source variables, required panels,
+real metrics, every per-source series filtered by source, runbook links on the panels the
+alerts watch."""
 
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
-from deploy_support import DASHBOARD, exported_metric_names, metric_names_in
+import yaml
+from deploy_support import (
+    ALERTS,
+    DASHBOARD,
+    exported_metric_names,
+    metric_names_in,
+    per_source_metric_names,
+)
 
 
 def _dashboard() -> dict[str, Any]:
@@ -43,8 +53,56 @@ def test_required_panels() -> None:
         "producer queue",
         "producer errors",
         "transactions",
+        "webhooks accepted",
+        "webhooks refused by reason",
+        "webhook inbox lag",
+        "latency by path",
+        "active sources per pod",
+        "rebalances",
+        "takeover time",
+        "last audit: scans missing",
+        "last audit: scans duplicated",
+        "last audit finished",
     ):
         assert topic in titles, topic
+    rows = {p["title"] for p in _dashboard()["panels"] if p["type"] == "row"}
+    assert {"Webhooks", "Ownership", "Audit"} <= rows
+
+
+def test_a_source_variable_filters_every_per_source_series() -> None:
+    """A stuck source must be visible on its own: every query of a per-source series selects
+    source_id=~"$source_id"."""
+    variables = {v["name"]: v for v in _dashboard()["templating"]["list"]}
+    source = variables["source_id"]
+    assert "source_id" in source["query"]["query"]
+    assert source["multi"] is True
+    assert source["includeAll"] is True
+    per_source = per_source_metric_names()
+    for panel in _panels():
+        for target in panel["targets"]:
+            expr = target["expr"]
+            for name in metric_names_in(expr) & per_source:
+                for selector in re.findall(rf"{name}\{{([^}}]*)\}}", expr) or [""]:
+                    assert 'source_id=~"$source_id"' in selector, (panel["title"], name, expr)
+
+
+def test_the_freshest_poll_cannot_hide_a_stale_source() -> None:
+    (panel,) = [p for p in _panels() if p["title"].startswith("Last successful poll")]
+    assert "time() - min(" in panel["targets"][0]["expr"]
+
+
+def test_every_alert_links_its_runbook_from_a_panel() -> None:
+    doc = yaml.safe_load(ALERTS.read_text(encoding="utf-8"))
+    runbooks = {
+        rule["alert"]: rule["annotations"]["runbook_url"]
+        for group in doc["groups"]
+        for rule in group["rules"]
+    }
+    linked = {link["url"]: panel["title"] for panel in _panels() for link in panel.get("links", [])}
+    for alert, url in runbooks.items():
+        assert url in linked, f"no panel links the runbook of {alert}"
+    for url, title in linked.items():
+        assert url in runbooks.values(), f"{title} links {url}, which no alert names"
 
 
 def test_panels_do_not_overlap() -> None:

@@ -1,9 +1,11 @@
 """A real Prometheus scrapes a real bridge; every dashboard query and alert rule must work.
 
-The simulator runs in-process, the bridge runs as ``passentry-bridge run`` (a subprocess, as in
-production) against the session's Kafka, and Debian's ``prometheus`` binary scrapes it every
-second with the alert rules from deploy/prometheus/alerts.yaml loaded. Then, through the HTTP
-API:
+The simulator runs in-process and pushes signed webhooks for its live scans; the bridge runs
+as ``passentry-bridge run`` (a subprocess, as in production) against the session's Kafka, in a
+consumer group, with webhooks on; a forged webhook is refused; ``passentry-bridge audit
+--pushgateway`` pushes its result to Debian's Pushgateway. Debian's ``prometheus`` binary
+scrapes the bridge and the Pushgateway (``honor_labels``) every second with the alert rules
+from deploy/prometheus/alerts.yaml loaded. Then, through the HTTP API:
 
 - every panel query of deploy/grafana/passentry-bridge.json (template variables filled in as
   Grafana would) must succeed and return data;
@@ -38,13 +40,22 @@ import yaml
 from bridge.simulator.app import SimulatorConfig
 from bridge.simulator.server import SimulatorServer
 from bridge.simulator.store import WorldConfig
+from bridge.simulator.webhooks import WebhookConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 ALERTS = ROOT / "deploy" / "prometheus" / "alerts.yaml"
 DASHBOARD = ROOT / "deploy" / "grafana" / "passentry-bridge.json"
 JOB = "passentry-bridge"
-# What Grafana substitutes: one job, all instances, a rate window several scrapes wide.
-VARIABLES = {"$__rate_interval": "1m", "$instance": ".*", "$job": JOB}
+# What Grafana substitutes: one job, all instances and sources, a rate window several scrapes
+# wide, a short dashboard range.
+VARIABLES = {
+    "$__rate_interval": "1m",
+    "$__range": "5m",
+    "$instance": ".*",
+    "$job": JOB,
+    "$source_id": ".*",
+}
+WEBHOOK_SECRET = "p" * 40
 # A healthy bridge must never raise these.
 MUST_STAY_SILENT = {
     "PassEntryBridgeDown",
@@ -135,18 +146,52 @@ def prometheus_binary() -> str:
 
 
 @pytest.fixture
-def simulator() -> Iterator[SimulatorServer]:
-    config = SimulatorConfig(world=WorldConfig(backlog=500, seed=1), rate=20.0)
+def plan() -> dict[str, str]:
+    """The bridge's ports and source id, which the simulator's webhooks need first."""
+    return {
+        "metrics_port": str(_free_port()),
+        "webhook_port": str(_free_port()),
+        "source_id": str(uuid.uuid4()),
+    }
+
+
+@pytest.fixture
+def simulator(plan: dict[str, str]) -> Iterator[SimulatorServer]:
+    url = f"http://127.0.0.1:{plan['webhook_port']}/webhooks/passentry/{plan['source_id']}"
+    config = SimulatorConfig(
+        world=WorldConfig(backlog=500, seed=1),
+        rate=20.0,
+        webhooks=WebhookConfig(url=url, secret=WEBHOOK_SECRET),
+    )
     with SimulatorServer(config) as sim:
         yield sim
 
 
 @pytest.fixture
-def bridge(
-    simulator: SimulatorServer, kafka_bootstrap: str, tmp_path: Path
-) -> Iterator[tuple[int, Path]]:
-    """``passentry-bridge run`` as a subprocess: (metrics port, log file)."""
+def pushgateway(tmp_path: Path) -> Iterator[str]:
+    """Debian's Pushgateway on a free port: the audit's results go there."""
+    found = shutil.which("prometheus-pushgateway")
+    if found is None:
+        message = "prometheus-pushgateway is missing; run scripts/install-deploy-tools"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
     port = _free_port()
+    log = tmp_path / "pushgateway.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [found, f"--web.listen-address=127.0.0.1:{port}"], stdout=out, stderr=subprocess.STDOUT
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait("the Pushgateway to answer", 60, lambda: True if PromAPI(url).ready() else None,
+              lambda: _tail(log))  # fmt: skip
+        yield url
+    finally:
+        _stop(proc)
+
+
+def _bridge_env(plan: dict[str, str], simulator: SimulatorServer, kafka: str) -> dict[str, str]:
     env = {
         k: v for k, v in os.environ.items() if not k.startswith(("PASSENTRY_", "KAFKA_", "BRIDGE_"))
     }
@@ -155,16 +200,32 @@ def bridge(
             "PASSENTRY_API_URL": simulator.url,
             "PASSENTRY_API_TOKEN": simulator.token,
             "PASSENTRY_POLL_INTERVAL_MAX_S": "1",
-            "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+            "PASSENTRY_WEBHOOK_SECRET": WEBHOOK_SECRET,
+            "KAFKA_BOOTSTRAP_SERVERS": kafka,
             "BRIDGE_HTTP_HOST": "127.0.0.1",
-            "BRIDGE_HTTP_PORT": str(port),
-            "BRIDGE_SCANS_TOPIC": f"test-scans-{uuid.uuid4()}",
-            "BRIDGE_DLQ_TOPIC": f"test-dlq-{uuid.uuid4()}",
-            "BRIDGE_SOURCE_ID": str(uuid.uuid4()),
+            "BRIDGE_HTTP_PORT": plan["metrics_port"],
+            "BRIDGE_WEBHOOK_PORT": plan["webhook_port"],
+            "BRIDGE_SCANS_TOPIC": f"test-scans-{plan['source_id']}",
+            "BRIDGE_DLQ_TOPIC": f"test-dlq-{plan['source_id']}",
+            "BRIDGE_STATE_TOPIC": f"test-state-{plan['source_id']}",
+            "BRIDGE_WEBHOOK_TOPIC": f"test-inbox-{plan['source_id']}",
+            "BRIDGE_GROUP_ID": f"test-group-{plan['source_id']}",
+            "BRIDGE_COORDINATION_TOPIC": f"test-coordination-{plan['source_id']}",
+            "BRIDGE_SOURCE_ID": plan["source_id"],
             "BRIDGE_TOPIC_PARTITIONS": "3",
             "BRIDGE_LOG_FORMAT": "text",
         }
     )
+    return env
+
+
+@pytest.fixture
+def bridge(
+    plan: dict[str, str], simulator: SimulatorServer, kafka_bootstrap: str, tmp_path: Path
+) -> Iterator[tuple[int, Path]]:
+    """``passentry-bridge run`` as a subprocess: (metrics port, log file)."""
+    port = int(plan["metrics_port"])
+    env = _bridge_env(plan, simulator, kafka_bootstrap)
     log = tmp_path / "bridge.log"
     exe = Path(sys.executable).parent / "passentry-bridge"
     with log.open("wb") as out:
@@ -179,7 +240,7 @@ def bridge(
 
 @pytest.fixture
 def prometheus(
-    prometheus_binary: str, bridge: tuple[int, Path], tmp_path: Path
+    prometheus_binary: str, bridge: tuple[int, Path], pushgateway: str, tmp_path: Path
 ) -> Iterator[tuple[PromAPI, Path]]:
     bridge_port, _ = bridge
     port = _free_port()
@@ -187,7 +248,13 @@ def prometheus(
         "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
         "rule_files": [str(ALERTS.resolve())],
         "scrape_configs": [
-            {"job_name": JOB, "static_configs": [{"targets": [f"127.0.0.1:{bridge_port}"]}]}
+            {"job_name": JOB, "static_configs": [{"targets": [f"127.0.0.1:{bridge_port}"]}]},
+            {
+                # As docs/operations.md says: the pushed job and source_id labels stay.
+                "job_name": "pushgateway",
+                "honor_labels": True,
+                "static_configs": [{"targets": [pushgateway.removeprefix("http://")]}],
+            },
         ],
     }
     config_file = tmp_path / "prometheus.yml"
@@ -240,8 +307,41 @@ def _alert_rules() -> list[dict[str, Any]]:
     return [rule for group in doc["groups"] for rule in group["rules"]]
 
 
+def _forge_a_webhook(plan: dict[str, str]) -> None:
+    """An unsigned POST: refused as unauthorized, which the refusals panel shows."""
+    url = f"http://127.0.0.1:{plan['webhook_port']}/webhooks/passentry/{plan['source_id']}"
+    request = urllib.request.Request(url, data=b"{}", method="POST")
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=10)
+    refused.value.close()
+    assert refused.value.code == 401
+
+
+def _audit(plan: dict[str, str], simulator: SimulatorServer, kafka: str, pushgateway: str) -> None:
+    """A real audit of a minute the bridge has published (it started polling one lookback
+    before it started), its result pushed to the Pushgateway."""
+    env = _bridge_env(plan, simulator, kafka)
+    exe = Path(sys.executable).parent / "passentry-bridge"
+    now = int(time.time())
+    done = subprocess.run(
+        [str(exe), "audit", "--since", _iso(now - 120), "--until", _iso(now - 60),
+         "--bucket", "1m", "--pushgateway", pushgateway],
+        env=env, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def _iso(seconds: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
+
+
 def test_dashboard_and_alerts_against_a_live_bridge(
-    prometheus: tuple[PromAPI, Path], bridge: tuple[int, Path]
+    prometheus: tuple[PromAPI, Path],
+    bridge: tuple[int, Path],
+    plan: dict[str, str],
+    simulator: SimulatorServer,
+    kafka_bootstrap: str,
+    pushgateway: str,
 ) -> None:
     api, prom_log = prometheus
     _, bridge_log = bridge
@@ -260,6 +360,15 @@ def test_dashboard_and_alerts_against_a_live_bridge(
         return True if result["status"] == "success" and result["data"]["result"] else None
 
     _wait("a scrape with passentry_bridge_scans_published_total > 0", 180, published, diagnostics)
+
+    def pushed_in() -> bool | None:
+        query = f'sum(passentry_bridge_webhook_events_total{{job="{JOB}",outcome="published"}})'
+        result = api.query(query + " > 0")
+        return True if result["status"] == "success" and result["data"]["result"] else None
+
+    _wait("a scan brought by a webhook", 120, pushed_in, diagnostics)
+    _forge_a_webhook(plan)
+    _audit(plan, simulator, kafka_bootstrap, pushgateway)
 
     # Every panel query: valid PromQL, and data. Rates need a few scrapes after the first
     # publish, so queries without data yet are retried until one shared deadline.

@@ -4,6 +4,7 @@ Before, it assigned no partition and printed nothing, ever."""
 
 from __future__ import annotations
 
+import sys
 import threading
 import uuid
 
@@ -13,6 +14,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from bridge.avro.decoder import RecordDecoder
 from bridge.cli.tail import tail_lines
+from bridge.kafka.tailing import StartAt, TailSpec
 from tests.integration.harness import wait_for
 
 
@@ -24,14 +26,13 @@ def test_tail_waits_for_a_topic_made_after_it_started(
     lines: list[str] = []
 
     def run() -> None:
+        spec = TailSpec(topic, StartAt("earliest"), max_records=2, wait_for_topic_s=120)
         for line in tail_lines(
             {"bootstrap.servers": kafka_bootstrap},
-            topic,
-            decoder=RecordDecoder(),
-            from_beginning=True,
-            reader=None,
-            max_records=2,
+            spec,
+            RecordDecoder(),
             should_stop=stop.is_set,
+            on_wait=lambda text: print(text, file=sys.stderr),
         ):
             lines.append(line)
 

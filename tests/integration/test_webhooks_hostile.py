@@ -144,8 +144,9 @@ def test_valid_webhooks_get_through_a_hostile_mix_exactly_once(
     assert len(answers) >= VALID_PER_S * ATTACK_S * 0.5
     assert p99 <= P99_TARGET_S
     assert too_many == 0
-    # The captured request, replayed thousands of times: one inbox record.
-    assert outcomes["replay"].get("200", 0) > 1000
+    # The captured request, replayed more often than PassEntry sent webhooks (how often
+    # depends on how busy the machine is): one inbox record.
+    assert outcomes["replay"].get("200", 0) > len(answers)
     assert len(replays) == 1
     # The bomb was refused from its head and cost next to nothing.
     assert outcomes["bomb"].get("415", 0) >= 5
@@ -157,7 +158,9 @@ def test_valid_webhooks_get_through_a_hostile_mix_exactly_once(
     assert outcomes["held_upload"].get("408", 0) >= mix.held_uploads
     assert outcomes["slow_headers"].get("408", 0) >= mix.slow_headers
     assert outcomes["oversize"].get("413", 0) >= 10
-    assert outcomes["flood"].get("401", 0) > 2000
+    # The forged flood outnumbered PassEntry's own webhooks (its rate depends on how busy
+    # the machine is: about 1,400 refusals on a machine at load 24, 24,000 on a quiet one).
+    assert outcomes["flood"].get("401", 0) > len(answers)
     # One line when the flood starts, then one per 5 s with a count (and the last one).
     assert 1 <= len(refusal_lines) <= attack_s / 5 + 2
 

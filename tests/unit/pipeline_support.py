@@ -16,7 +16,7 @@ from bridge.dedup import DedupWindow
 from bridge.enrich import Enricher
 from bridge.errors import KafkaRetriableError
 from bridge.kafka.checkpoint import CheckpointStore
-from bridge.kafka.producer import OutRecord, TxnOffsets
+from bridge.kafka.producer import Delivered, OutRecord, TxnOffsets
 from bridge.kafka.records import RecordBuilder
 from bridge.kafka.routing import Router
 from bridge.ops.metrics import Metrics
@@ -24,6 +24,7 @@ from bridge.passentry.client import PassEntryClient
 from bridge.passentry.ratelimit import RequestBudget
 from bridge.passentry.slices import SlicePlan, SliceReader
 from bridge.pipeline import Pipeline, PipelineSettings
+from bridge.tracing.hooks import NO_TRACING, Tracing
 from tests.unit.fake_api import FakeApi
 
 
@@ -49,10 +50,16 @@ class ListSink:
         checkpoint: OutRecord,
         timeout_s: float,
         offsets: TxnOffsets | None = None,
+        *,
+        delivered: Delivered | None = None,
     ) -> dict[str, int]:
         if self.fail_next:
             self.fail_next = False
             raise KafkaRetriableError("broker went away")
+        if delivered is not None:
+            # One partition; offsets go on from what was sent before.
+            for index in range(len(records)):
+                delivered(index, 0, len(self.records) + index)
         self.records.extend(records)
         self.checkpoints.append(json.loads(checkpoint.value))
         self.offsets.append(offsets)
@@ -78,6 +85,7 @@ def build(
     overlap_ms: int = 10_000,
     start_ms: int | None = None,
     encoder: Encoder | None = None,
+    tracing: Tracing = NO_TRACING,
 ) -> Pipeline:
     client = PassEntryClient(
         "https://api.example.test",
@@ -85,6 +93,7 @@ def build(
         metrics=metrics,
         budget=RequestBudget(10_000),
         transport=api.transport(),
+        tracing=tracing,
     )
     schema = latest()
     reader = SliceReader(
@@ -115,6 +124,7 @@ def build(
             start_ms=now_ms() - 3_600_000 if start_ms is None else start_ms,
         ),
         ensure_topics=lambda topics: None,
+        tracing=tracing,
     )
 
 

@@ -85,8 +85,8 @@ def test_yaml_file_with_env_winning(monkeypatch: pytest.MonkeyPatch, tmp_path: P
     [
         ("kafka: [1, 2]\n", "section 'kafka'"),
         ("nope: {}\n", "unknown section"),
-        ("bridge: {http_port: -1}\n", "BRIDGE_HTTP_PORT"),
-        ("bridge: {typo_field: 1}\n", "BRIDGE_TYPO_FIELD"),
+        ("bridge: {http_port: -1}\n", "bridge.http_port"),
+        ("bridge: {typo_field: 1}\n", "bridge.typo_field: not a setting"),
         ("a: [\n", "not valid YAML"),
     ],
 )

@@ -213,26 +213,26 @@ def test_once_ends_with_0_at_the_first_cycle_that_is_not_busy() -> None:
     assert run.cycles("ok") == 3
 
 
-def test_once_gives_up_with_2_after_three_retry_deadlines_of_failures() -> None:
+def test_once_gives_up_with_2_after_a_retry_deadline_of_failures() -> None:
     run = Run(ScriptedSource(*[api_down() for _ in range(20)]), once=True)
     assert run() == EXIT_GAVE_UP
-    # Failures at 0, 2, 6, 14, 22, 30 s keep trying (30 s is not past 3 x 10 s); the one
-    # at 38 s gives up.
-    assert run.stop.waits == [2, 4, 8, 8, 8, 8]
-    assert run.cycles("api_error") == 7
+    # Failures at 0, 2, 6 s keep trying (6 s is short of the 10 s deadline); the one at
+    # 14 s gives up.
+    assert run.stop.waits == [2, 4, 8]
+    assert run.cycles("api_error") == 4
     assert run.completed == []
 
 
 def test_once_counts_the_give_up_time_from_the_last_cycle_that_completed() -> None:
     source = ScriptedSource(
-        *[api_down() for _ in range(4)],
-        found(100, busy=True),  # completes at 22 s: the failures start counting again
+        *[api_down() for _ in range(3)],
+        found(100, busy=True),  # completes at 14 s: the failures start counting again
         *[api_down() for _ in range(20)],
     )
     run = Run(source, once=True)
     assert run() == EXIT_GAVE_UP
-    assert run.source.journal.count("cycle") == 4 + 1 + 7
-    assert run.clock() - 1_000 == 22 + 38
+    assert run.source.journal.count("cycle") == 3 + 1 + 4
+    assert run.clock() - 1_000 == 14 + 14
 
 
 @pytest.mark.parametrize(

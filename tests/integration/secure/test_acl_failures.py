@@ -24,6 +24,7 @@ from confluent_kafka.admin import AclOperation, AdminClient, NewTopic
 
 from bridge.avro.decoder import RecordDecoder
 from bridge.cli.tail import tail_lines
+from bridge.kafka.tailing import StartAt, TailSpec
 from tests.integration.secure.secure_kafka import (
     AclAdmin,
     Grant,
@@ -229,13 +230,8 @@ def test_tail_needs_read_and_the_prefixed_tail_group(acls: AclAdmin, setup: Setu
     lines = list(
         tail_lines(
             setup.conf(),
-            setup.scans,
-            decoder=RecordDecoder(),
-            from_beginning=True,
-            reader=None,
-            max_records=1,
-            should_stop=lambda: False,
-            idle_exit_s=20,
+            TailSpec(setup.scans, StartAt("earliest"), max_records=1, idle_exit_s=20),
+            RecordDecoder(),
         )
     )
     assert len(lines) == 1

@@ -170,8 +170,42 @@ def test_a_terminal_gets_a_bar_with_total_rate_and_eta() -> None:
     bar.close()
     last = screen.getvalue().rstrip("\n").split("\r")[-1]
     assert last.startswith("backfill: 100%")
-    assert "1.00k/1.00k" in last
+    assert "1000/1000" in last
     assert "scans/s" in last
+
+
+def test_a_finished_bar_counts_whole_units_and_reaches_its_total() -> None:
+    """The Kafka read's total counts offsets (transaction markers too), its count records:
+    a finished read still ends at 100 %, and small counts are whole numbers."""
+    import io
+
+    from bridge.ops.progress import progress_factory
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    screen = Terminal()
+    buckets = progress_factory(screen)("passentry", "buckets", 11)
+    buckets.advance(2)
+    buckets.close()
+    assert "| 2/11 [" in screen.getvalue()
+    assert "2.00" not in screen.getvalue()
+    screen = Terminal()
+    records = progress_factory(screen)("kafka", "records", 1812)
+    records.advance(1664)
+    records.finish()
+    records.close()
+    last = screen.getvalue().rstrip("\n").split("\r")[-1]
+    assert last.startswith("kafka: 100%"), last
+    assert "1812/1812" in last
+
+
+def test_a_finished_log_progress_reports_its_total() -> None:
+    p = LogProgress("kafka", "records", 1812, every_s=10, clock=lambda: 0.0)
+    p.advance(1664)
+    p.finish()
+    assert (p.done, p.total) == (1812, 1812)
 
 
 def test_who_writes_a_repair_or_backfill() -> None:

@@ -49,14 +49,21 @@ class Produced:
 
 
 class FakeMessage:
-    def __init__(self, record: Produced) -> None:
+    def __init__(self, record: Produced, offset: int = 0) -> None:
         self._record = record
+        self._offset = offset
 
     def topic(self) -> str:
         return self._record.topic
 
     def value(self) -> bytes:
         return self._record.value
+
+    def partition(self) -> int:
+        return 0
+
+    def offset(self) -> int:
+        return self._offset
 
 
 # ``takes``: the whole timeout the call was given.
@@ -91,6 +98,11 @@ class FakeProducer:
         # produce() raises BufferError this many times (the local queue is full) until a
         # poll serves delivery reports.
         self.queue_full_for = 0
+        # A record's own delivery callback (produce's on_delivery), and its offset: records
+        # are numbered per topic as produced, in partition 0.
+        self._callbacks: dict[int, Any] = {}
+        self._offsets: dict[int, int] = {}
+        self._next_offset: dict[str, int] = defaultdict(int)
 
     def fail(self, call: str, *excs: BaseException, takes: float = 0.0, after: int = 0) -> None:
         """After ``after`` more calls of ``call`` succeed, the next ones raise ``excs``, one
@@ -128,6 +140,7 @@ class FakeProducer:
         *,
         headers: list[tuple[str, Any]] | None = None,
         timestamp: int = 0,
+        on_delivery: Any = None,
     ) -> None:
         if self.queue_full_for:
             self.calls.append("produce:queue-full")
@@ -138,6 +151,10 @@ class FakeProducer:
         record = Produced(topic, value, key, list(headers or []), timestamp)
         self._open.append(record)
         self._undelivered.append(record)
+        self._offsets[id(record)] = self._next_offset[topic]
+        self._next_offset[topic] += 1
+        if on_delivery is not None:
+            self._callbacks[id(record)] = on_delivery
 
     def send_offsets_to_transaction(
         self, positions: list[Any], group_metadata: Any, timeout: float
@@ -189,5 +206,7 @@ class FakeProducer:
     def _deliver(self) -> int:
         served, self._undelivered = self._undelivered, []
         for record in served:
-            self._on_delivery(self.delivery_errors.get(record.topic), FakeMessage(record))
+            report = self._callbacks.pop(id(record), self._on_delivery)
+            offset = self._offsets.pop(id(record), 0)
+            report(self.delivery_errors.get(record.topic), FakeMessage(record, offset))
         return len(served)

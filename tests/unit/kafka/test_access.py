@@ -119,6 +119,23 @@ def test_a_mechanism_the_broker_does_not_offer() -> None:
     )
 
 
+def test_sasl_against_a_listener_without_sasl_blames_the_protocol() -> None:
+    """A PLAINTEXT listener answers the SASL handshake with no mechanism at all (the text
+    is librdkafka's, from a SASL_PLAINTEXT client against scripts/kafka-local)."""
+    access = KafkaAccess(settings(), grace_s=0)
+    access.report(
+        KafkaError(
+            KafkaError._AUTHENTICATION,
+            "sasl_plaintext://127.0.0.1:39677/bootstrap: SASL SCRAM-SHA-512 mechanism"
+            " handshake failed: Broker: Request not valid in current SASL state:"
+            " broker's supported mechanisms:  (after 1ms in state AUTH_HANDSHAKE)",
+        )
+    )
+    message = str(access.failure())
+    assert "check KAFKA_SECURITY_PROTOCOL" in message
+    assert "KAFKA_SASL_MECHANISM" not in message
+
+
 def test_a_certificate_failure_is_diagnosed_at_the_broker_librdkafka_names() -> None:
     asked: list[str] = []
 

@@ -108,6 +108,20 @@ def test_a_send_commits_records_and_checkpoint_together_and_counts_acks_per_topi
     assert bench.transactions("committed") == 2
 
 
+def test_delivered_is_told_where_each_record_landed_and_acks_are_still_counted(
+    bench: Bench,
+) -> None:
+    landed: dict[int, tuple[int, int]] = {}
+    records = [scan(n) for n in range(3)] + [dead_letter(1)]
+    acked = bench.publisher.send(
+        records, checkpoint(), COMMIT_TIMEOUT_S,
+        delivered=lambda index, partition, offset: landed.update({index: (partition, offset)}),
+    )  # fmt: skip
+    assert acked == {"scans": 3, "dlq": 1}
+    # Offsets per topic, in the order produced; the checkpoint is index len(records).
+    assert {i: landed[i] for i in range(4)} == {0: (0, 0), 1: (0, 1), 2: (0, 2), 3: (0, 0)}
+
+
 def test_a_retriable_commit_error_is_retried_within_the_deadline(bench: Bench) -> None:
     # The first commit hangs for most of the deadline, then times out.
     bench.producer.fail("commit_transaction", error(TIMED_OUT, retriable=True), takes=19.5)

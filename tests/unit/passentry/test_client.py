@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import httpx
 import pytest
@@ -161,6 +162,29 @@ def test_missing_pass_is_none_on_404(metrics: Metrics) -> None:
     assert found is not None
     assert found.attributes.status == "active"
     assert script.requests[1].url.raw_path == b"/api/v1/passes/p%201%2Fx"
+
+
+def test_one_scan_comes_with_its_pass_and_reader_and_is_none_on_404(
+    example_page: dict[str, Any], metrics: Metrics
+) -> None:
+    scan = example_page["data"][0]
+    one = {"data": scan, "included": example_page["included"]}
+    script = Script(
+        httpx.Response(200, content=json.dumps(one).encode()),
+        httpx.Response(404, json={"errors": ["Not Found"]}),
+    )
+    client = make(script, metrics, [])
+    page = client.get_scan(scan["id"])
+    assert page is not None
+    assert [s.resource.id for s in page.scans] == [scan["id"]]
+    assert not page.rejected
+    assert scan["relationships"]["pass"]["data"]["id"] in page.passes
+    assert "south-gate-1" in page.readers
+    assert client.get_scan("gone/1") is None
+    assert script.requests[0].url.raw_path == f"/api/v1/scans/{scan['id']}".encode()
+    assert script.requests[1].url.raw_path == b"/api/v1/scans/gone%2F1"
+    assert sample(metrics, "passentry_bridge_api_requests_total", endpoint="scan",
+                  status_class="4xx") == 1  # fmt: skip
 
 
 def test_budget_pauses_everyone_when_the_server_says_none_remain() -> None:

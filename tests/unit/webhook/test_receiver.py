@@ -10,6 +10,7 @@ from collections.abc import Callable
 import httpx
 import pytest
 
+from bridge.tracecontext import TraceHeaders
 from bridge.webhook.receiver import WebhookReceiver
 from tests.support import sample
 from tests.unit.webhook.webhook_support import (
@@ -47,6 +48,29 @@ def test_a_signed_event_is_written_to_the_inbox_before_the_200(
     assert answer.json() == {"status": "ok"}
     assert writer.events == [("gates", body)]
     assert outcome(receiver, "accepted") == 1
+
+
+@pytest.mark.parametrize("name", ["traceparent", "TraceParent", "TRACEPARENT"])
+def test_the_callers_trace_context_goes_into_the_inbox_whatever_the_header_case(
+    receiver: WebhookReceiver, writer: ListWriter, name: str
+) -> None:
+    parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    body = event_body()
+    headers = {"X-Webhook-Signature": sign(body), name: parent, "TraceState": "vendor=x"}
+    url = f"http://127.0.0.1:{receiver.port}/webhooks/passentry/gates"
+    assert httpx.post(url, content=body, headers=headers, timeout=10).status_code == 200
+    # Tracing off (the default): the caller's context passes through, checked.
+    assert writer.traces == [TraceHeaders(parent, "vendor=x")]
+
+
+def test_a_malformed_traceparent_is_not_written(
+    receiver: WebhookReceiver, writer: ListWriter
+) -> None:
+    body = event_body()
+    headers = {"X-Webhook-Signature": sign(body), "traceparent": "00-zz-01", "tracestate": "a=b"}
+    url = f"http://127.0.0.1:{receiver.port}/webhooks/passentry/gates"
+    assert httpx.post(url, content=body, headers=headers, timeout=10).status_code == 200
+    assert writer.traces == [None]
 
 
 def test_the_previous_secret_is_accepted_during_a_rotation(
@@ -113,6 +137,23 @@ def test_an_unknown_source_gets_the_answer_a_bad_signature_gets(
     assert unknown.headers.keys() == forged.headers.keys()
     assert writer.events == []
     assert outcome(receiver, "unknown_source") == 1
+
+
+def test_requests_are_counted_by_the_source_they_name_only_when_it_runs_here(
+    receiver: WebhookReceiver, writer: ListWriter
+) -> None:
+    """The dashboard's per-source refusals; an id from a path nobody runs names no series,
+    or anyone could mint them."""
+    body = event_body()
+    post(receiver, body, sign(body))
+    post(receiver, body, "sha256=" + "0" * 64)
+    post(receiver, body, sign(body), source="made-up-by-anyone")
+    requests = "passentry_bridge_webhook_requests_total"
+    metrics = receiver._metrics
+    assert sample(metrics, requests, source_id="gates", outcome="accepted") == 1
+    assert sample(metrics, requests, source_id="gates", outcome="unauthorized") == 1
+    assert sample(metrics, requests, source_id="", outcome="unknown_source") == 1
+    assert sample(metrics, requests, source_id="made-up-by-anyone") == 0
 
 
 def test_other_routes_are_404(receiver: WebhookReceiver) -> None:
@@ -236,7 +277,7 @@ def test_a_replay_while_the_first_is_written_waits_for_that_write() -> None:
     release = threading.Event()
 
     class SlowWriter(ListWriter):
-        def write(self, source_id, body, done):  # type: ignore[no-untyped-def]
+        def write(self, source_id, body, done, trace=None):  # type: ignore[no-untyped-def]
             self.events.append((source_id, body))
             threading.Thread(target=lambda: (release.wait(10), done(None)), daemon=True).start()
 
@@ -286,7 +327,7 @@ def test_requests_beyond_the_bound_are_503_not_queued() -> None:
     release = threading.Event()
 
     class SlowWriter(ListWriter):
-        def write(self, source_id, body, done):  # type: ignore[no-untyped-def]
+        def write(self, source_id, body, done, trace=None):  # type: ignore[no-untyped-def]
             # The broker answers only when the test says so: requests pile up in hand.
             threading.Thread(target=lambda: (release.wait(10), done(None)), daemon=True).start()
 
@@ -326,7 +367,7 @@ def test_stopping_lets_an_event_on_its_way_to_kafka_get_its_answer() -> None:
     writing = threading.Event()
 
     class SlowWriter(ListWriter):
-        def write(self, source_id, body, done):  # type: ignore[no-untyped-def]
+        def write(self, source_id, body, done, trace=None):  # type: ignore[no-untyped-def]
             writing.set()
             # The broker acknowledges half a second later, while the receiver stops.
             threading.Timer(0.5, done, args=(None,)).start()

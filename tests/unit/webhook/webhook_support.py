@@ -14,6 +14,7 @@ from typing import Any
 from confluent_kafka import KafkaError
 
 from bridge.ops.metrics import Metrics
+from bridge.tracecontext import TraceHeaders
 from bridge.uuid7 import UUIDv7Minter
 from bridge.webhook.keys import SigningKeys
 from bridge.webhook.receiver import (
@@ -102,6 +103,8 @@ class ListWriter:
 
     def __init__(self) -> None:
         self.events: list[tuple[str, bytes]] = []
+        # The trace context each event was written with, in order.
+        self.traces: list[TraceHeaders | None] = []
         self.fail = False
 
     def start(self) -> None:
@@ -110,11 +113,18 @@ class ListWriter:
     def close(self, timeout_s: float) -> int:
         return 0
 
-    def write(self, source_id: str, body: bytes, done: Callable[[KafkaError | None], None]) -> None:
+    def write(
+        self,
+        source_id: str,
+        body: bytes,
+        done: Callable[[KafkaError | None], None],
+        trace: TraceHeaders | None = None,
+    ) -> None:
         if self.fail:
             done(KafkaError(KafkaError._MSG_TIMED_OUT, "broker gone"))
             return
         self.events.append((source_id, body))
+        self.traces.append(trace)
         done(None)
 
 

@@ -127,7 +127,8 @@ def test_running_needs_a_member_owning_each_source(
         [source],
         start=owned.update,
         stop=owned.difference_update,
-        lose=owned.difference_update,
+        hold=lambda ids: None,
+        release=owned.difference_update,
         metrics=Metrics(),
         health=MemberHealth(),
     )

@@ -145,7 +145,11 @@ class Service:
         membership = Membership(
             self.config.kafka.librdkafka(),
             GroupSettings(
-                br.group_id, br.coordination_topic, partitions, br.group_session_timeout_ms
+                br.group_id,
+                br.coordination_topic,
+                partitions,
+                br.group_session_timeout_ms,
+                br.group_protocol,
             ),
             [s.id for s in self.config.sources],
             start=self.fleet.start,

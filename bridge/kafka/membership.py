@@ -53,8 +53,9 @@ log = logging.getLogger(__name__)
 _BACKOFF_MIN_S = 0.5
 _BACKOFF_MAX_S = 5.0
 # Sources held through a lost ownership are released if no assignment came this long after
-# (the group could not be joined again meanwhile). A held source another member took is
-# fenced at its next commit anyway; this only ends one left idle.
+# (the group could not be joined again meanwhile, or, under the consumer protocol, an empty
+# assignment was not announced). A held source another member took is fenced at its next
+# commit anyway; this only ends one left idle.
 _HOLD_LIMIT_S = 60.0
 
 
@@ -64,6 +65,7 @@ class GroupSettings:
     topic: str
     partitions: int
     session_timeout_ms: int
+    protocol: str = "classic"
 
 
 def sources_by_partition(source_ids: Iterable[str], partitions: int) -> dict[int, list[str]]:
@@ -115,23 +117,32 @@ class Membership:
 
     def _new_consumer(self) -> Consumer:
         settings = self._settings
-        return Consumer(
-            {
-                **self._conf,
-                "group.id": settings.group_id,
-                # How the member is named to whoever asks who owns a source (``check``, and
-                # the commands that refuse to fence a live bridge): the pod's name.
-                "client.id": f"passentry-bridge@{socket.gethostname()}",
-                "partition.assignment.strategy": "cooperative-sticky",
-                "session.timeout.ms": settings.session_timeout_ms,
-                # A member learns of a rebalance (a peer left or died) at its next heartbeat:
-                # beat every second, so a takeover waits on that as little as possible.
-                "heartbeat.interval.ms": max(300, min(1000, settings.session_timeout_ms // 3)),
-                "enable.auto.commit": False,
-                "auto.offset.reset": "latest",
-                "error_cb": self._on_error,
-            }
-        )
+        conf = {
+            **self._conf,
+            "group.id": settings.group_id,
+            # How the member is named to whoever asks who owns a source (``check``, and
+            # the commands that refuse to fence a live bridge): the pod's name.
+            "client.id": f"passentry-bridge@{socket.gethostname()}",
+            "enable.auto.commit": False,
+            "auto.offset.reset": "latest",
+            "error_cb": self._on_error,
+        }
+        if settings.protocol == "consumer":
+            # KIP-848: the brokers own the session, the heartbeat and the assignment;
+            # librdkafka refuses the classic settings for them.
+            conf["group.protocol"] = "consumer"
+        else:
+            conf.update(
+                {
+                    "partition.assignment.strategy": "cooperative-sticky",
+                    "session.timeout.ms": settings.session_timeout_ms,
+                    # A member learns of a rebalance (a peer left or died) at its next
+                    # heartbeat: beat every second, so a takeover waits on that as little as
+                    # possible.
+                    "heartbeat.interval.ms": max(300, min(1000, settings.session_timeout_ms // 3)),
+                }
+            )
+        return Consumer(conf)
 
     def run(self, stop: threading.Event) -> None:
         """Be a member until ``stop`` is set, then leave the group (which revokes all)."""
@@ -180,7 +191,7 @@ class Membership:
         """The first assignment after a lost one decides what was held: what it gives back
         runs on, the rest belongs to other members now. (An assignment after a lost one
         starts from nothing, so it is the whole assignment; librdkafka announces an empty
-        one too.)"""
+        one too, under the classic protocol.)"""
         if not self._held:
             return
         released = sorted(self._held - kept)

@@ -66,11 +66,11 @@ def member(monkeypatch: pytest.MonkeyPatch) -> Callable[..., tuple[Membership, C
     monkeypatch.setattr(membership_module, "Consumer", FakeConsumer)
     FakeConsumer.made.clear()
 
-    def make() -> tuple[Membership, Calls]:
+    def make(protocol: str = "classic") -> tuple[Membership, Calls]:
         calls = Calls()
         m = Membership(
             {"bootstrap.servers": "127.0.0.1:1"},
-            GroupSettings("bridges", TOPIC, PARTITIONS, 10_000),
+            GroupSettings("bridges", TOPIC, PARTITIONS, 10_000, protocol),
             SOURCES,
             start=calls.recorder("start"),
             stop=calls.recorder("stop"),
@@ -151,3 +151,37 @@ def test_held_sources_are_released_when_no_assignment_comes(
         time.sleep(0.02)
     stop.set()
     thread.join(5)
+
+
+def test_the_client_settings_follow_the_group_protocol(
+    member: Callable[..., tuple[Membership, Calls]],
+) -> None:
+    member("classic")
+    classic = FakeConsumer.made[-1].conf
+    assert classic["partition.assignment.strategy"] == "cooperative-sticky"
+    assert classic["session.timeout.ms"] == 10_000
+    assert classic["heartbeat.interval.ms"] == 1000
+    assert "group.protocol" not in classic
+    member("consumer")
+    consumer = FakeConsumer.made[-1].conf
+    # Under KIP-848 the session, the heartbeat and the assignor are the brokers'.
+    assert consumer["group.protocol"] == "consumer"
+    for name in ("partition.assignment.strategy", "session.timeout.ms", "heartbeat.interval.ms"):
+        assert name not in consumer
+
+
+def test_the_consumer_protocol_settings_are_ones_librdkafka_takes() -> None:
+    """The real client, no broker: librdkafka refuses a classic-only setting under
+    ``group.protocol=consumer`` as it is made, so this fails if one slips in."""
+    m = Membership(
+        {"bootstrap.servers": "127.0.0.1:1"},
+        GroupSettings("bridges", TOPIC, PARTITIONS, 10_000, "consumer"),
+        SOURCES,
+        start=lambda ids: None,
+        stop=lambda ids: None,
+        hold=lambda ids: None,
+        release=lambda ids: None,
+        metrics=Metrics(),
+        health=MemberHealth(),
+    )
+    m._consumer.close()

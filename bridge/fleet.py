@@ -10,11 +10,13 @@ returns, as a fenced writer that can no longer commit.
 
 A source whose ownership was lost (the group dropped this member: most often because the
 group's coordinator died with a broker, not because this member did) keeps running, held,
-until the group assigns the sources again: taken back, it goes on as if nothing happened;
-given to another member, it is released, stopped without fencing (the new owner's start
-fences it, and fencing it again would abort the new owner's transaction). Meanwhile its
-transactional id keeps it from ever being a second writer: once another member starts it,
-its next commit fails as fenced, and a held source that fails is not started again.
+until the group assigns the sources again. Taken back, it goes on as if nothing happened,
+unless its loop did not move while held: stuck in a call to a broker that went away, it is
+started afresh. Given to another member, it is released, stopped without fencing (the new
+owner's start fences it, and fencing it again would abort the new owner's transaction).
+Meanwhile its transactional id keeps it from ever being a second writer: once another
+member starts it, its next commit fails as fenced, and a held source that fails is not
+started again.
 
 Under a consumer group a source that stopped on a fatal error is started again after a
 pause while this member still owns it: a short one when its producer was fenced (a broker
@@ -66,8 +68,11 @@ class _Run:
     stop: threading.Event
     assigned_at: float
     exit_code: int | None = None
-    # Ownership lost, still running until the group says who owns it now.
+    # Ownership lost, still running until the group says who owns it now; since when.
     held: bool = False
+    held_at: float = 0.0
+    # The run's loop health, once its source is built: whether it still moves.
+    health: Health | None = None
 
 
 class Fleet:
@@ -103,15 +108,27 @@ class Fleet:
             metrics.source_active.labels(spec.id).set(0)
 
     def start(self, source_ids: Iterable[str]) -> None:
-        """Run these sources; one held since a lost ownership goes on, owned again."""
+        """Run these sources. One held since a lost ownership goes on, owned again, if its
+        loop moved since it was held; one that did not is most likely stuck in a call to the
+        broker that went away, and is started afresh: the new run's ``init_transactions``
+        fences the old one, whose call then fails."""
         with self._lock:
             for source_id in source_ids:
                 run = self._runs.get(source_id)
                 if run is not None and run.thread.is_alive():
-                    if run.held:
-                        run.held = False
+                    if not run.held:
+                        continue
+                    run.held = False
+                    if run.health is not None and run.health.last_beat() > run.held_at:
                         log.info("source kept: assigned again", extra={"source_id": source_id})
-                    continue
+                        continue
+                    del self._runs[source_id]
+                    run.stop.set()
+                    self._changed.notify_all()
+                    log.warning(
+                        "held source did not move while held: started afresh, which fences"
+                        " the stuck run", extra={"source_id": source_id},
+                    )  # fmt: skip
                 self._launch(self._config.source(source_id))
 
     def _launch(self, spec: SourceConfig) -> None:
@@ -151,8 +168,8 @@ class Fleet:
         with self._lock:
             for source_id in source_ids:
                 run = self._runs.get(source_id)
-                if run is not None:
-                    run.held = True
+                if run is not None and not run.held:
+                    run.held, run.held_at = True, time.monotonic()
 
     def release(self, source_ids: Iterable[str]) -> None:
         """Let go of sources another member owns now: each is told to stop, not fenced (that
@@ -237,6 +254,7 @@ class Fleet:
             )
         )
         with self._lock:
+            run.health = health
             # A run stopped meanwhile must not take its successor's place in readiness.
             if self._runs.get(spec.id) is run:
                 self._health.add(spec.id, health)

@@ -169,22 +169,69 @@ def test_a_source_released_to_another_member_is_not_fenced_nor_waited_for(
     _wait_until(lambda: fleet.running() == set())
 
 
-def test_a_held_source_runs_on_and_is_taken_back_without_a_restart(
+def _beating_fleet(
+    monkeypatch: pytest.MonkeyPatch, runs: list[threading.Event], beating: threading.Event
+) -> tuple[Fleet, list[str]]:
+    """A fleet whose runs beat their health while ``beating`` is set (a loop that moves) and
+    stop when told; a run that stops beating is one stuck in a call."""
+
+    class Beating(_Runner):
+        def __init__(self, *args: Any, stop: threading.Event, health: Any, **kwargs: Any) -> None:
+            self.stop, self.health = stop, health
+            runs.append(stop)
+
+        def run(self) -> int:
+            while not self.stop.wait(0.02):
+                if beating.is_set():
+                    self.health.beat()
+            return EXIT_OK
+
+    monkeypatch.setattr(fleet_module, "Source", _Source)
+    monkeypatch.setattr(fleet_module, "SourceRunner", Beating)
+    config = load_config()
+    fleet = Fleet(config, RunOptions(serve_http=False), Metrics(), ProcessHealth(),
+                  restart_fatal=True, fencer=lambda txn_id: True)  # fmt: skip
+    return fleet, [source.id for source in config.sources]
+
+
+def test_a_held_source_that_moves_is_taken_back_without_a_restart(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    release, runs, fenced = threading.Event(), [], []
-    fleet, ids = _stuck_fleet(monkeypatch, release, runs, fenced)
+    runs: list[threading.Event] = []
+    beating = threading.Event()
+    beating.set()
+    fleet, ids = _beating_fleet(monkeypatch, runs, beating)
     fleet.start(ids)
     _wait_until(lambda: len(runs) == 1)
     fleet.hold(ids)
     assert fleet.running() == set(ids)
+    time.sleep(0.1)  # its loop beats meanwhile
     fleet.start(ids)  # assigned again after the rejoin
     time.sleep(0.2)
     assert len(runs) == 1  # the same run, never stopped
     assert not runs[0].is_set()
-    release.set()  # it ends when told, from here on
     fleet.stop_all(5)
-    assert fenced == []
+
+
+def test_a_held_source_stuck_in_a_call_is_started_afresh_when_assigned_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    runs: list[threading.Event] = []
+    beating = threading.Event()
+    beating.set()
+    fleet, ids = _beating_fleet(monkeypatch, runs, beating)
+    fleet.start(ids)
+    _wait_until(lambda: len(runs) == 1)
+    time.sleep(0.1)
+    beating.clear()  # a call that does not return: the loop stops beating
+    time.sleep(0.1)
+    fleet.hold(ids)
+    time.sleep(0.1)
+    fleet.start(ids)
+    assert runs[0].is_set()  # the stuck run was told to stop, and left behind
+    _wait_until(lambda: len(runs) == 2 and fleet.running() == set(ids))
+    assert not runs[1].is_set()
+    fleet.stop_all(5)
 
 
 def test_a_held_source_that_fails_is_not_started_again_until_assigned(

@@ -10,6 +10,7 @@ fix. Secrets appear nowhere: not in the log, not in /readyz.
 from __future__ import annotations
 
 import logging
+import re
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -61,9 +62,13 @@ def run_until_exit(config: Config, timeout_s: float = 120) -> tuple[RunningBridg
 
 
 def assert_said_once(caplog: pytest.LogCaptureFixture, message: str, secret: str) -> None:
-    """One error line of the bridge's, carrying ``message``; the secret in no line at all."""
+    """One error line of the bridge's, carrying ``message``, then the process's last line
+    naming the source it came from; the secret in no line at all."""
     errors = [r for r in caplog.records if r.name.startswith("bridge") and r.levelno >= 40]
-    assert [getattr(r, "error", r.getMessage()) for r in errors] == [message]
+    said = [getattr(r, "error", r.getMessage()) for r in errors]
+    assert said[:-1] == [message], said
+    assert errors[-1].getMessage() == "exiting", said
+    assert re.fullmatch(rf"source [\w.-]+: {re.escape(message)}", said[-1]), said
     for r in caplog.records:
         assert secret not in r.getMessage()
         assert secret not in str(r.__dict__)

@@ -10,7 +10,8 @@ class PollSchedule:
     after a cycle that found scans; doubling up to the maximum while nothing arrives, and
     while cycles fail. While webhooks flow, polling is the backstop and runs every
     ``backstop_s``. Intervals run from one poll's start to the next, so a new scan waits at
-    most one interval plus one cycle."""
+    most one interval plus one cycle. A cycle Kafka failed is tried again after the minimum
+    interval."""
 
     def __init__(self, min_s: float, max_s: float, backstop_s: float | None = None) -> None:
         self.min_s = min_s
@@ -35,3 +36,10 @@ class PollSchedule:
         """Seconds to wait before retrying a failed cycle: the whole interval, doubled."""
         self.interval_s = min(max(self.interval_s * 2, self.min_s), self.max_s)
         return self.interval_s
+
+    def after_kafka_failure(self) -> float:
+        """Seconds to wait before retrying a cycle Kafka failed: the minimum interval, never
+        doubled. Kafka's calls wait out an outage themselves (a delivery up to its timeout,
+        a coordinator until it is found), so a growing pause would only hold back the first
+        try after the brokers are back: a broker failover would cost that much more."""
+        return self.min_s

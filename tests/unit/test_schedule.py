@@ -32,3 +32,9 @@ def test_failures_back_off_the_whole_interval_up_to_the_maximum() -> None:
     schedule = PollSchedule(1, 10)
     assert [schedule.after_failure() for _ in range(5)] == [2, 4, 8, 10, 10]
     assert schedule.after_cycle(busy=False, found=True, took_s=0.0) == 1
+
+
+def test_a_kafka_failure_is_tried_again_after_the_minimum_interval() -> None:
+    schedule = PollSchedule(1, 10)
+    assert [schedule.after_failure() for _ in range(3)] == [2, 4, 8]
+    assert [schedule.after_kafka_failure() for _ in range(3)] == [1, 1, 1]

@@ -24,6 +24,8 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from typing import Protocol, TypeVar
 
+from bridge.uuid7 import int_millis, millis_floor
+
 __all__ = ["DedupWindow", "RejectMemory", "Verdict"]
 
 T = TypeVar("T")
@@ -74,7 +76,7 @@ class DedupWindow:
         or behind ``read_until_ms`` if polling has read less far. None before any scan."""
         if self._watermark == 0:
             return None
-        reference = self._watermark >> 80
+        reference = int_millis(self._watermark)
         if self.read_until_ms is not None:
             reference = min(reference, self.read_until_ms)
         return max(0, reference - self.lookback_ms)
@@ -88,7 +90,7 @@ class DedupWindow:
         if id_int in self._ids:
             return Verdict.DUPLICATE
         cursor = self.cursor_ms()
-        if cursor is not None and (id_int >> 80) < cursor:
+        if cursor is not None and int_millis(id_int) < cursor:
             return Verdict.LATE
         return Verdict.NEW
 
@@ -102,7 +104,7 @@ class DedupWindow:
         for id_int, item in items.items():
             if id_int in known:
                 duplicates += 1
-            elif cursor is not None and (id_int >> 80) < cursor:
+            elif cursor is not None and int_millis(id_int) < cursor:
                 late.append(item)
             else:
                 new.append(id_int)
@@ -139,7 +141,7 @@ class DedupWindow:
         retention = self.retention_ms()
         if retention is None:
             return 0
-        cut = bisect.bisect_left(self._sorted, retention << 80)
+        cut = bisect.bisect_left(self._sorted, millis_floor(retention))
         if cut:
             self._ids.difference_update(self._sorted[:cut])
             del self._sorted[:cut]
@@ -148,8 +150,8 @@ class DedupWindow:
     def count_between(self, after_ms: int, before_ms: int) -> int:
         """How many known ids were created strictly after ``after_ms`` and before
         ``before_ms``: PassEntry's createdAfter/createdBefore, counted on our side."""
-        lo = bisect.bisect_left(self._sorted, (after_ms + 1) << 80)
-        hi = bisect.bisect_left(self._sorted, before_ms << 80)
+        lo = bisect.bisect_left(self._sorted, millis_floor(after_ms + 1))
+        hi = bisect.bisect_left(self._sorted, millis_floor(before_ms))
         return max(0, hi - lo)
 
     def snapshot(self) -> tuple[int, list[int]]:

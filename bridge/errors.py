@@ -34,6 +34,7 @@ stop, so a retry loop never delays a shutdown.
 from __future__ import annotations
 
 import errno
+from typing import ClassVar
 
 __all__ = [
     "ApiAuthError",
@@ -75,6 +76,11 @@ class ConfigError(BridgeError):
 class RetriableError(BridgeError):
     """A transient failure: the same call may succeed later."""
 
+    # What a poll cycle that failed on it counts as (poll_cycles_total{outcome}).
+    cycle_outcome: ClassVar[str] = "api_error"
+    # Why a PassEntry request was retried (api_retries_total{reason}).
+    retry_reason: str = "other"
+
 
 class ApiUnavailableError(RetriableError):
     """PassEntry did not answer usefully: transport error, 408, 429 or 5xx."""
@@ -82,20 +88,26 @@ class ApiUnavailableError(RetriableError):
     def __init__(self, message: str, *, reason: str, retry_after: float | None = None) -> None:
         super().__init__(message)
         # One of: timeout, connection, rate_limited, server_error (a metric label).
-        self.reason = reason
+        self.retry_reason = reason
         self.retry_after = retry_after
 
 
 class MalformedPageError(RetriableError):
     """The answer was 2xx but not a decodable page (truncated body, HTML, bad JSON)."""
 
+    retry_reason = "malformed"
+
 
 class RegistryUnavailableError(RetriableError):
     """The registry did not answer usefully (transport error, timeout, 408, 429, 5xx)."""
 
+    cycle_outcome = "registry_error"
+
 
 class KafkaRetriableError(RetriableError):
     """librdkafka flagged the error retriable, or the broker could not be reached in time."""
+
+    cycle_outcome = "kafka_error"
 
 
 class TransactionAbortedError(KafkaRetriableError):
@@ -197,6 +209,9 @@ class SchemaMismatchError(FatalError):
 
 class InvalidUUIDv7Error(BridgeError, ValueError):
     """The text is not a UUID, or is a UUID of another version or variant."""
+
+    # The dead letter of a scan with such an id (its dlq-reason header).
+    dlq_reason: ClassVar[str] = "invalid_id"
 
 
 class InvalidWebhookError(BridgeError):

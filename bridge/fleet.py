@@ -28,7 +28,6 @@ process's.
 from __future__ import annotations
 
 import logging
-import random
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -37,6 +36,7 @@ from dataclasses import dataclass
 import httpx
 
 from bridge.avro.framing import Framer
+from bridge.backoff import Backoff
 from bridge.config import Config, SourceConfig
 from bridge.errors import BridgeError, KafkaFatalError, ShutdownRequested
 from bridge.kafka.access import KafkaAccess
@@ -51,11 +51,11 @@ __all__ = ["Fleet"]
 
 log = logging.getLogger(__name__)
 
-# A source stopped on a fatal error (a revoked token, say) tries again after this long,
-# as an orchestrator restarting a crashed pod would.
-_RESTART_AFTER_S = 30.0
-# ... and after this long when its producer was fenced: the source itself is fine.
-_RESTART_FENCED_AFTER_S = 3.0
+# A source stopped on a fatal error (a revoked token, say) tries again after 30 s and up to
+# 5 min, as an orchestrator restarting a crashed pod would; after 3 s and up to 30 s when its
+# producer was fenced: the source itself is fine.
+_RESTART_AFTER_S = (30.0, 300.0)
+_RESTART_FENCED_AFTER_S = (3.0, 30.0)
 # How long fencing a stuck source's producer may take.
 _FENCE_TIMEOUT_S = 10.0
 
@@ -215,8 +215,10 @@ class Fleet:
 
     def _run(self, spec: SourceConfig, run: _Run) -> None:
         code = EXIT_OK
+        after_fatal, after_fenced = Backoff(*_RESTART_AFTER_S), Backoff(*_RESTART_FENCED_AFTER_S)
         try:
             while not run.stop.is_set():
+                started = time.monotonic()
                 code, fatal = self._run_once(spec, run)
                 if code != EXIT_FATAL or not self._restart_fatal:
                     break
@@ -234,8 +236,10 @@ class Fleet:
                     )  # fmt: skip
                     break
                 fenced = isinstance(fatal, KafkaFatalError) and fatal.fenced
-                pause = _RESTART_FENCED_AFTER_S if fenced else _RESTART_AFTER_S
-                pause *= random.uniform(1.0, 1.5)  # replicas do not retry in step
+                backoff = after_fenced if fenced else after_fatal
+                if time.monotonic() - started > backoff.cap_s:
+                    backoff.reset()  # it ran a while: this failure is a new one
+                pause = backoff.next()
                 log.warning(
                     "source stopped on a fatal error; trying again while this member owns it",
                     extra={"source_id": spec.id, "after_s": round(pause, 1)},

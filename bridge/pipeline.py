@@ -40,6 +40,7 @@ from bridge.ops.metrics import Metrics
 from bridge.passentry.pages import Listed, Rejected
 from bridge.passentry.slices import ReadStats, Slice, SliceReader
 from bridge.tracing.hooks import NO_TRACING, Tracing
+from bridge.uuid7 import int_millis
 from bridge.webhook.events import decode_event
 from bridge.webhook.inbox import InboxBatch, InboxEvent
 
@@ -438,5 +439,5 @@ class Pipeline:
     def _watermark_metrics(self) -> None:
         if self.window.watermark:
             self._metrics.published_up_to(
-                self._settings.source_id, (self.window.watermark >> 80) / 1000
+                self._settings.source_id, int_millis(self.window.watermark) / 1000
             )

@@ -18,6 +18,7 @@ backstop interval.
 from __future__ import annotations
 
 import logging
+import random
 import threading
 import time
 from collections.abc import Callable
@@ -130,10 +131,13 @@ class SourceRunner:
         clock: Callable[[], float] = time.monotonic,
         on_restored: Callable[[], None] | None = None,
         kafka: KafkaAccess | None = None,
+        rng: random.Random | None = None,
     ) -> None:
         """``on_restored`` is called each time the source has been restored (and may
         publish): a takeover is measured to the first. ``kafka`` collects what the source's
-        Kafka clients report, to tell a refusal from an outage."""
+        Kafka clients report, to tell a refusal from an outage. ``rng`` draws the retry
+        backoff's jitter (a test's own, to know the waits)."""
+        self._rng = rng
         self._on_restored = on_restored
         self._kafka = kafka
         self._source = source
@@ -150,7 +154,9 @@ class SourceRunner:
 
     def run(self) -> int:
         pace = self._pace
-        schedule = PollSchedule(pace.interval_min_s, pace.interval_max_s, pace.interval_backstop_s)
+        schedule = PollSchedule(
+            pace.interval_min_s, pace.interval_max_s, pace.interval_backstop_s, rng=self._rng
+        )
         failing_since: float | None = None
         restored = False
         next_poll = self._clock()
@@ -217,17 +223,11 @@ class SourceRunner:
 
     def _failed(self, exc: RetriableError, failed_for: float) -> bool:
         """Count and report a failed cycle; True when ``--once`` should give up."""
-        kafka_error = isinstance(exc, KafkaRetriableError)
-        registry_error = isinstance(exc, RegistryUnavailableError)
-        outcome = "api_error"
-        if kafka_error:
-            outcome = "kafka_error"
-        elif registry_error:
-            outcome = "registry_error"
+        outcome = exc.cycle_outcome
         self._metrics.poll_cycles.labels(outcome).inc()
         self._health.cycle_failed(str(exc))
-        self._health.registry(not registry_error)
-        self._health.kafka(not kafka_error)
+        self._health.registry(outcome != RegistryUnavailableError.cycle_outcome)
+        self._health.kafka(outcome != KafkaRetriableError.cycle_outcome)
         log.warning(
             "poll cycle failed; nothing was committed, the cycle will be retried",
             extra={"error": str(exc), "failing_for_s": round(failed_for, 1)},

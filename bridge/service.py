@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 import httpx
 
 from bridge.avro.framing import Framer
+from bridge.backoff import Backoff
 from bridge.config import Config
 from bridge.errors import FatalError, ListenError, RetriableError
 from bridge.fleet import Fleet
@@ -177,7 +178,7 @@ class Service:
             partitions=br.coordination_partitions,
             replication_factor=br.topic_replication_factor,
         )
-        wait = 1.0
+        backoff = Backoff(1.0, 30.0)
         said: str | None = None
         while not self.stop.is_set():
             if self.member is not None:
@@ -200,8 +201,7 @@ class Service:
                 elif reason != said:
                     log.error("Kafka refuses this member; retrying", extra={"error": reason})
                 said = reason if refused is not None else None
-                self.stop.wait(wait)
-                wait = min(wait * 2, 30.0)
+                self.stop.wait(backoff.next())
         return None
 
     def _shutdown(self) -> None:

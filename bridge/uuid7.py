@@ -19,7 +19,9 @@ from bridge.errors import InvalidUUIDv7Error
 
 __all__ = [
     "UUIDv7Minter",
+    "int_millis",
     "max_for_millis",
+    "millis_floor",
     "min_for_millis",
     "parse_uuid7",
     "parse_uuid7_int",
@@ -27,6 +29,8 @@ __all__ = [
     "uuid7_millis",
 ]
 
+# A UUIDv7's top 48 bits are its creation time in Unix milliseconds.
+_MILLIS_SHIFT = 80
 _VERSION_SHIFT = 76
 _VARIANT_SHIFT = 62
 
@@ -63,9 +67,20 @@ def parse_uuid7_int(text: str) -> int:
     return int(text.replace("-", ""), 16)
 
 
+def int_millis(id_int: int) -> int:
+    """Creation time, in Unix milliseconds, of a UUIDv7 held as an int: its top 48 bits."""
+    return id_int >> _MILLIS_SHIFT
+
+
+def millis_floor(millis: int) -> int:
+    """An int below every UUIDv7 of this millisecond and above every earlier one: a bound
+    for bisecting sorted ids by time."""
+    return millis << _MILLIS_SHIFT
+
+
 def uuid7_millis(value: uuid.UUID) -> int:
     """Creation time of a UUIDv7 in Unix milliseconds."""
-    return value.int >> 80
+    return value.int >> _MILLIS_SHIFT
 
 
 def uuid7_datetime(value: uuid.UUID) -> datetime:
@@ -75,7 +90,7 @@ def uuid7_datetime(value: uuid.UUID) -> datetime:
 
 def min_for_millis(millis: int) -> uuid.UUID:
     """The smallest UUIDv7 value with this timestamp: a lower bound for range checks."""
-    return uuid.UUID(int=(millis << 80) | (7 << _VERSION_SHIFT) | (2 << _VARIANT_SHIFT))
+    return uuid.UUID(int=(millis << _MILLIS_SHIFT) | (7 << _VERSION_SHIFT) | (2 << _VARIANT_SHIFT))
 
 
 def max_for_millis(millis: int) -> uuid.UUID:
@@ -83,7 +98,11 @@ def max_for_millis(millis: int) -> uuid.UUID:
     rand_a = (1 << 12) - 1
     rand_b = (1 << 62) - 1
     return uuid.UUID(
-        int=(millis << 80) | (7 << _VERSION_SHIFT) | (rand_a << 64) | (2 << _VARIANT_SHIFT) | rand_b
+        int=(millis << _MILLIS_SHIFT)
+        | (7 << _VERSION_SHIFT)
+        | (rand_a << 64)
+        | (2 << _VARIANT_SHIFT)
+        | rand_b
     )
 
 
@@ -117,7 +136,7 @@ class UUIDv7Minter:
             ms, counter = self._last_ms, self._counter
             rand_b = self._bits(62)
         return uuid.UUID(
-            int=(ms << 80)
+            int=(ms << _MILLIS_SHIFT)
             | (7 << _VERSION_SHIFT)
             | (counter << 64)
             | (2 << _VARIANT_SHIFT)

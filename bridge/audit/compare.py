@@ -36,6 +36,7 @@ from bridge.audit.buckets import Bucket
 from bridge.audit.census import Census, differences
 from bridge.audit.inventory import Inventory
 from bridge.passentry.pages import Listed, ListedReject
+from bridge.uuid7 import int_millis, millis_floor
 
 __all__ = ["BucketResult", "Ids", "RepairSink", "compare_bucket"]
 
@@ -106,7 +107,7 @@ def compare_bucket(
     # Publishable dead letters the repair will take: count them as absent, so they are listed.
     absent = {
         i for i, reason in dead_only.items()
-        if sink is not None and reason == "late_scan" and (i >> 80) < safe_ms
+        if sink is not None and reason == "late_scan" and int_millis(i) < safe_ms
     }  # fmt: skip
     result = BucketResult(
         bucket, total, inv.distinct[index],
@@ -124,7 +125,8 @@ def compare_bucket(
     have = sorted((main | set(dead_only)) - absent)
 
     def known(lo: int, hi: int) -> int:
-        return bisect.bisect_left(have, hi << 80) - bisect.bisect_left(have, lo << 80)
+        upto = bisect.bisect_left(have, millis_floor(hi))
+        return upto - bisect.bisect_left(have, millis_floor(lo))
 
     accounted = 0
     for leaf in differences(census, bucket.start_ms, bucket.end_ms, total, known, stop):
@@ -132,14 +134,14 @@ def compare_bucket(
         for found in census.listing(leaf.start_ms, leaf.end_ms, stop):
             scans: list[Listed] = []
             for i, item in sorted(found.scans.items()):
-                if not leaf.start_ms <= (i >> 80) < leaf.end_ms or i in listed:
+                if not leaf.start_ms <= int_millis(i) < leaf.end_ms or i in listed:
                     continue
                 listed.add(i)
                 if i in main:
                     continue
                 if i not in dead_only:
                     result.missing.add(id_text(i))
-                if (i not in dead_only or i in absent) and (i >> 80) < safe_ms:
+                if (i not in dead_only or i in absent) and int_millis(i) < safe_ms:
                     scans.append(item)
             rejects = [r for r in found.rejected.values() if _missing_reject(r, inv)]
             for reject in rejects:
@@ -152,8 +154,8 @@ def compare_bucket(
             if progress is not None:
                 progress(len(found.scans) + len(found.rejected))
             accounted += len(found.scans) + len(found.rejected)
-        lo = bisect.bisect_left(have, leaf.start_ms << 80)
-        hi = bisect.bisect_left(have, leaf.end_ms << 80)
+        lo = bisect.bisect_left(have, millis_floor(leaf.start_ms))
+        hi = bisect.bisect_left(have, millis_floor(leaf.end_ms))
         for i in have[lo:hi]:
             if i in main and i not in listed:
                 result.unknown.add(id_text(i))

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 from bridge.config import PassEntrySettings
 from bridge.kafka.checkpoint import Checkpoint
+from bridge.uuid7 import int_millis
 
 __all__ = ["LiveHorizon", "live_horizon", "source_horizon"]
 
@@ -64,7 +65,7 @@ def live_horizon(
         return LiveHorizon(
             start - margin_ms, None, "the checkpoint was reset: the live bridge starts again there"
         )
-    reference = uuid.UUID(checkpoint.watermark).int >> 80
+    reference = int_millis(uuid.UUID(checkpoint.watermark).int)
     if checkpoint.polled_until_ms is not None:
         reference = min(reference, checkpoint.polled_until_ms)
     cursor = reference - lookback_ms

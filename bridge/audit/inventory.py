@@ -40,7 +40,7 @@ from bridge.errors import InvalidUUIDv7Error, KafkaRetriableError
 from bridge.kafka.acl import AUDIT_GROUP_PREFIX
 from bridge.kafka.readback import ReadPlan, plan_reads, read_committed, reader
 from bridge.ops.progress import ProgressFactory
-from bridge.uuid7 import parse_uuid7_int
+from bridge.uuid7 import int_millis, parse_uuid7_int
 
 __all__ = ["DeadLetters", "Inventory", "InventoryReader", "KafkaScope"]
 
@@ -167,7 +167,7 @@ class InventoryReader:
             # No creation time to place it by: remember its content, as RejectMemory does.
             inv.reject_digests.add(hashlib.blake2b(msg.value() or b"", digest_size=16).digest())
             return
-        created = id_int >> 80
+        created = int_millis(id_int)
         if since <= created < until:
             reason = headers.get("dlq-reason")
             text = reason.decode(errors="replace") if isinstance(reason, bytes) else "unknown"

@@ -24,6 +24,8 @@ __all__ = [
     "EXIT_GAPS_AND_DUPLICATED",
     "EXIT_USAGE",
     "AuditReport",
+    "iso",
+    "writer_line",
 ]
 
 EXIT_COMPLETE = 0
@@ -40,6 +42,17 @@ _NO_HORIZON = LiveHorizon(None, None, "not read")
 
 def iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat().replace("+00:00", "Z")
+
+
+def writer_line(verb: str, writer: Writer, owner: str | None, owners_unknown: str | None) -> str:
+    """How a repair, backfill or replay writes, and whom it found owning the source."""
+    if owner:
+        whose = f"{owner} owns it"
+    elif owners_unknown:
+        whose = f"owner unknown: {owners_unknown}"
+    else:
+        whose = "no live member owns it"
+    return f"{verb} {writer.value} ({whose})"
 
 
 @dataclass(slots=True)
@@ -228,14 +241,7 @@ class AuditReport:
             f" {self.seconds:.1f}s"
         ]
         if self.writer is not None:
-            how = f"written {self.writer.value}"
-            if self.owner:
-                how += f" ({self.owner} owns it)"
-            elif self.owners_unknown:
-                how += f" (owner unknown: {self.owners_unknown})"
-            else:
-                how += " (no live member owns it)"
-            out.append(how)
+            out.append(writer_line("written", self.writer, self.owner, self.owners_unknown))
         note = self.cut_note()
         if note is not None:
             out.append(note)

@@ -22,6 +22,7 @@ from bridge.avro.wire import BRANCH_1, NULL, long_bytes, opt_long, opt_str, str_
 from bridge.enrich import Enriched
 from bridge.passentry.models import PassResource, ReaderResource
 from bridge.passentry.pages import ValidScan
+from bridge.uuid7 import int_millis
 
 __all__ = ["HEAD_FIELDS", "Encoder", "to_millis", "type_shape"]
 
@@ -180,7 +181,7 @@ class Encoder:
         return b"".join(
             (
                 str_bytes(resource.id),
-                long_bytes(scan.id_int >> 80),
+                long_bytes(int_millis(scan.id_int)),
                 scanned,
                 strings.get(attrs.scan_type) or self._string(attrs.scan_type),
                 opt_str(attrs.scan_value),

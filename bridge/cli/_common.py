@@ -26,9 +26,13 @@ __all__ = [
     "api_client",
     "config_file_option",
     "config_option",
+    "live_margin_option",
     "load",
+    "parse_duration",
+    "parse_span",
     "parse_time",
     "pick_source",
+    "pushgateway_option",
     "refuse_if_owned",
 ]
 
@@ -56,6 +60,40 @@ def parse_time(value: str, name: str) -> int:
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
     return int(parsed.timestamp() * 1000)
+
+
+def parse_span(since: str, until: str) -> tuple[int, int]:
+    """``--since`` and ``--until`` (as :func:`parse_time`), the second later than the first."""
+    since_ms, until_ms = parse_time(since, "--since"), parse_time(until, "--until")
+    if until_ms <= since_ms:
+        raise click.BadParameter("must be later than --since", param_hint="--until")
+    return since_ms, until_ms
+
+
+def parse_duration(value: str, name: str) -> int:
+    """A duration option (``90s``, ``15m``, ``1h``, ``1d``) in ms."""
+    from bridge.audit.buckets import parse_duration_ms
+
+    try:
+        return parse_duration_ms(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint=name) from None
+
+
+def live_margin_option(who: str) -> Callable[[FC], FC]:
+    """``--live-margin``: how far behind a live bridge's cursor ``who`` (a repair, a
+    backfill, a replay) keeps (parse it with :func:`parse_duration`)."""
+    return click.option(
+        "--live-margin", default="60s", show_default=True,
+        help=f"Beside a live bridge: how much further than lookback + late sweep behind its"
+        f" cursor {who} stays.",
+    )  # fmt: skip
+
+
+pushgateway_option = click.option(
+    "--pushgateway", envvar="PUSHGATEWAY_URL",
+    help="Push the result to this Prometheus Pushgateway (env PUSHGATEWAY_URL).",
+)  # fmt: skip
 
 
 def load(path: Path | None, **overrides: dict[str, Any]) -> Config:

@@ -9,7 +9,16 @@ from typing import TYPE_CHECKING
 
 import click
 
-from bridge.cli._common import config_option, load, parse_time, pick_source, stop_on_signals
+from bridge.cli._common import (
+    config_option,
+    live_margin_option,
+    load,
+    parse_duration,
+    parse_span,
+    pick_source,
+    pushgateway_option,
+    stop_on_signals,
+)
 from bridge.errors import BridgeError, ConfigError
 from bridge.ops.logs import setup_logging
 from bridge.ops.progress import progress_factory
@@ -61,17 +70,8 @@ log = logging.getLogger("bridge")
     help="PassEntry requests per second (capped by PASSENTRY_REQUEST_BUDGET); the live "
     "bridge shares PassEntry's 10/s.",
 )
-@click.option(
-    "--live-margin",
-    default="60s",
-    show_default=True,
-    help="How much further than lookback + late sweep behind the live cursor a repair stays.",
-)
-@click.option(
-    "--pushgateway",
-    envvar="PUSHGATEWAY_URL",
-    help="Push the result to this Prometheus Pushgateway (env PUSHGATEWAY_URL).",
-)
+@live_margin_option("a repair")
+@pushgateway_option
 def audit(
     config_path: Path | None, since: str, until: str, bucket: str, source_id: str | None,
     as_json: bool, repair: bool, force: bool, repair_batch: int, budget: float,
@@ -82,18 +82,11 @@ def audit(
     Exit 0: complete; 4: scans missing; 5: scans there more than once; 6: both; 2: bad
     usage or configuration; 1: could not run.
     """
-    from bridge.audit.buckets import parse_duration_ms
-
     config = load(config_path)
     setup_logging(config.bridge.log_format, config.bridge.log_level)
-    since_ms, until_ms = parse_time(since, "--since"), parse_time(until, "--until")
-    if until_ms <= since_ms:
-        raise click.BadParameter("must be later than --since", param_hint="--until")
-    try:
-        bucket_ms = parse_duration_ms(bucket)
-        margin_ms = parse_duration_ms(live_margin)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
+    since_ms, until_ms = parse_span(since, until)
+    bucket_ms = parse_duration(bucket, "--bucket")
+    margin_ms = parse_duration(live_margin, "--live-margin")
     if force and not repair:
         raise click.BadParameter("is only for --repair", param_hint="--force")
     from bridge.audit.auditor import AuditRequest

@@ -19,7 +19,15 @@ from pathlib import Path
 
 import click
 
-from bridge.cli._common import config_option, load, parse_time, pick_source, stop_on_signals
+from bridge.cli._common import (
+    config_option,
+    live_margin_option,
+    load,
+    parse_duration,
+    parse_span,
+    pick_source,
+    stop_on_signals,
+)
 from bridge.config import Config
 from bridge.errors import BridgeError, ConfigError
 from bridge.ops.logs import setup_logging
@@ -59,13 +67,7 @@ EXIT_USAGE = 2
     type=click.FloatRange(0.1, 100),
     help="PassEntry requests per second. Default: PASSENTRY_REQUEST_BUDGET.",
 )
-@click.option(
-    "--live-margin",
-    default="60s",
-    show_default=True,
-    help="Beside a live bridge: how much further than lookback + late sweep behind its "
-    "cursor the backfill stays.",
-)
+@live_margin_option("the backfill")
 @click.option(
     "--force",
     is_flag=True,
@@ -81,18 +83,11 @@ def backfill(
 
     Exit 0: done; 1: could not run; 2: bad usage or configuration.
     """
-    from bridge.audit.buckets import parse_duration_ms
-
     config = load(config_path)
     setup_logging(config.bridge.log_format, config.bridge.log_level)
-    since_ms, until_ms = parse_time(since, "--since"), parse_time(until, "--until")
-    if until_ms <= since_ms:
-        raise click.BadParameter("must be later than --since", param_hint="--until")
-    try:
-        bucket_ms = parse_duration_ms(bucket)
-        margin_ms = parse_duration_ms(live_margin)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
+    since_ms, until_ms = parse_span(since, until)
+    bucket_ms = parse_duration(bucket, "--bucket")
+    margin_ms = parse_duration(live_margin, "--live-margin")
     ids = [s.id for s in config.sources] if source_id is None else [pick_source(config, source_id)]
     stop = stop_on_signals(EXIT_FAILED)
     code = EXIT_DONE

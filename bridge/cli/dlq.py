@@ -20,7 +20,16 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from bridge.cli._common import config_option, load, parse_time, pick_source, stop_on_signals
+from bridge.cli._common import (
+    config_option,
+    live_margin_option,
+    load,
+    parse_duration,
+    parse_time,
+    pick_source,
+    pushgateway_option,
+    stop_on_signals,
+)
 from bridge.errors import BridgeError, ConfigError
 from bridge.ops.logs import setup_logging
 from bridge.ops.progress import progress_factory
@@ -77,6 +86,12 @@ def _reader(config: Config) -> DeadLetterReader:
     return DeadLetterReader(config.kafka.librdkafka(), config.bridge.dlq_topic, timeout_s)
 
 
+_reasons = click.option(
+    "--reason", "reasons", multiple=True,
+    help="Only scans whose reason now is this (repeat for several). Default: all.",
+)  # fmt: skip
+
+
 @click.group()
 def dlq() -> None:
     """Dead letters: list them by reason, show one, replay what now passes."""
@@ -84,10 +99,7 @@ def dlq() -> None:
 
 @dlq.command("list")
 @_selection
-@click.option(
-    "--reason", "reasons", multiple=True,
-    help="Only scans whose reason now is this (repeat for several).",
-)  # fmt: skip
+@_reasons
 @click.option(
     "--limit", type=click.IntRange(0), default=50, show_default=True,
     help="Scans listed, newest first (0: all); the counts cover all of them.",
@@ -156,10 +168,7 @@ def show(
 
 @dlq.command("replay")
 @_selection
-@click.option(
-    "--reason", "reasons", multiple=True,
-    help="Only scans whose reason now is this (repeat for several). Default: all.",
-)  # fmt: skip
+@_reasons
 @click.option(
     "--dry-run", is_flag=True,
     help="Judge and report what would be published; fence nothing, write nothing.",
@@ -173,19 +182,13 @@ def show(
     help="PassEntry requests per second (capped by PASSENTRY_REQUEST_BUDGET): one per scan"
     " published, for its pass and reader.",
 )  # fmt: skip
-@click.option(
-    "--live-margin", default="60s", show_default=True,
-    help="How much further than lookback + late sweep behind the live cursor it stays.",
-)  # fmt: skip
+@live_margin_option("the replay")
 @click.option(
     "--force", is_flag=True,
     help="Write as the source even while a live member owns it, fencing it (it restarts"
     " and resumes from its checkpoint).",
 )  # fmt: skip
-@click.option(
-    "--pushgateway", envvar="PUSHGATEWAY_URL",
-    help="Push the result to this Prometheus Pushgateway (env PUSHGATEWAY_URL).",
-)  # fmt: skip
+@pushgateway_option
 def replay(
     config_path: Path | None, source_id: str | None, since: str | None, until: str | None,
     as_json: bool, reasons: tuple[str, ...], dry_run: bool, batch: int, budget: float,
@@ -199,17 +202,13 @@ def replay(
     reason if it changed). Killed and run again, or run twice, it publishes each scan once.
 
     Exit 0: done; 1: could not run; 2: bad usage or configuration."""
-    from bridge.audit.buckets import parse_duration_ms
     from bridge.dlq.replay import ReplayRequest
 
     config = load(config_path)
     setup_logging(config.bridge.log_format, config.bridge.log_level)
     source = pick_source(config, source_id)
     since_ms, until_ms = _range(since, until)
-    try:
-        margin_ms = parse_duration_ms(live_margin)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--live-margin") from None
+    margin_ms = parse_duration(live_margin, "--live-margin")
     if force and dry_run:
         raise click.BadParameter("a dry run fences nothing", param_hint="--force")
     request = ReplayRequest(

@@ -23,6 +23,8 @@ import heapq
 import uuid
 from datetime import timedelta
 
+from bridge.uuid7 import int_millis
+
 __all__ = ["ScanDeduper"]
 
 
@@ -82,4 +84,4 @@ def _uuid7_ms(scan_id: str) -> int:
         raise ValueError(f"scan id {scan_id[:64]!r} is not a UUID") from None
     if value.version != 7:
         raise ValueError(f"scan id {scan_id} is not a UUIDv7")
-    return value.int >> 80
+    return int_millis(value.int)

@@ -32,7 +32,7 @@ from bridge.errors import InvalidUUIDv7Error, KafkaRetriableError
 from bridge.kafka.acl import AUDIT_GROUP_PREFIX
 from bridge.kafka.readback import ReadPlan, plan_reads, read_committed, reader
 from bridge.ops.progress import ProgressFactory
-from bridge.uuid7 import parse_uuid7_int
+from bridge.uuid7 import int_millis, parse_uuid7_int
 
 __all__ = ["DeadLetter", "DeadLetterReader", "History", "letter_id"]
 
@@ -71,7 +71,7 @@ class DeadLetter:
         if self.scan_id is None:
             return None
         try:
-            return parse_uuid7_int(self.scan_id) >> 80
+            return int_millis(parse_uuid7_int(self.scan_id))
         except InvalidUUIDv7Error:
             return None
 

@@ -13,7 +13,7 @@ import msgspec
 
 from bridge.audit.horizon import LiveHorizon
 from bridge.audit.repair import Writer
-from bridge.audit.report import iso
+from bridge.audit.report import iso, writer_line
 from bridge.dlq.letters import DeadLetter, History
 
 __all__ = [
@@ -159,14 +159,8 @@ class ReplayReport:
             f" {self.seconds:.1f}s"
         ]
         if self.writer is not None:
-            how = f"{'would write' if self.dry_run else 'written'} {self.writer.value}"
-            if self.owner:
-                how += f" ({self.owner} owns it)"
-            elif self.owners_unknown:
-                how += f" (owner unknown: {self.owners_unknown})"
-            else:
-                how += " (no live member owns it)"
-            out.append(how)
+            writes = "would write" if self.dry_run else "written"
+            out.append(writer_line(writes, self.writer, self.owner, self.owners_unknown))
         ahead = self.outcomes().get(Outcome.AHEAD_OF_HORIZON, 0)
         if ahead:
             if self.horizon.ms is None:

@@ -37,7 +37,7 @@ from bridge.errors import ConfigError, InvalidUUIDv7Error, KafkaRetriableError
 from bridge.kafka.acl import RESTORE_GROUP_PREFIX, AclGrant, is_authorization, reading_error
 from bridge.kafka.producer import OutRecord
 from bridge.kafka.readback import plan_reads, read_committed, reader
-from bridge.uuid7 import parse_uuid7
+from bridge.uuid7 import int_millis, parse_uuid7
 
 __all__ = [
     "Checkpoint",
@@ -220,7 +220,7 @@ class CheckpointStore:
             except (InvalidUUIDv7Error, UnicodeDecodeError):
                 continue  # an invalid id, dead-lettered: remembered above by content
             # Older scans published lately (a backfill) are read too, but not kept.
-            if id_int >> 80 >= since:
+            if int_millis(id_int) >= since:
                 ids.append(id_int)
         window.add_all(ids)
         stats.ids = len(window)

@@ -37,6 +37,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
+from bridge.backoff import Backoff
 from bridge.errors import ConfigError
 from bridge.kafka.access import KafkaAccess
 from bridge.kafka.acl import AclGrant, denied, topics_grant
@@ -48,7 +49,7 @@ __all__ = ["GroupSettings", "Membership", "sources_by_partition"]
 
 log = logging.getLogger(__name__)
 
-# After a refusal, poll this much less eagerly (doubling up to the cap): nothing is lost by
+# After a refusal, poll less eagerly (growing from 0.5 s up to 5 s): nothing is lost by
 # waiting, and librdkafka keeps the session alive on its own thread.
 _BACKOFF_MIN_S = 0.5
 _BACKOFF_MAX_S = 5.0
@@ -99,7 +100,9 @@ class Membership:
         self._access = access
         self._conf = access.client_conf(client_conf) if access is not None else dict(client_conf)
         self._problem: str | None = None
-        self._backoff = 0.0
+        self._backoff = Backoff(_BACKOFF_MIN_S, _BACKOFF_MAX_S)
+        # The pause before the next poll: nothing while the group accepts this member.
+        self._pause_s = 0.0
         self._by_partition = sources_by_partition(source_ids, settings.partitions)
         self._start = start
         self._stop = stop
@@ -167,8 +170,8 @@ class Membership:
                 self._check_access()
                 if self._held and time.monotonic() - self._held_since > _HOLD_LIMIT_S:
                     self._settle(kept=set())
-                if self._backoff:
-                    stop.wait(self._backoff)
+                if self._pause_s:
+                    stop.wait(self._pause_s)
         finally:
             log.info("leaving the consumer group", extra={"group_id": self._settings.group_id})
             self._consumer.close()
@@ -271,12 +274,13 @@ class Membership:
             log.error("the consumer group refuses this member", extra={"error": reason})
             self._problem = reason
         self._health.error(reason)
-        self._backoff = min(max(self._backoff * 2, _BACKOFF_MIN_S), _BACKOFF_MAX_S)
+        self._pause_s = self._backoff.next()
 
     def _cleared(self) -> None:
         if self._problem is not None:
             log.info("the consumer group accepts this member again")
         self._problem = None
-        self._backoff = 0.0
+        self._pause_s = 0.0
+        self._backoff.reset()
         if self._access is not None:
             self._access.succeeded()

@@ -22,7 +22,7 @@ from bridge.enrich import Enriched
 from bridge.kafka.producer import Headers, OutRecord
 from bridge.kafka.routing import Router
 from bridge.passentry.pages import Rejected
-from bridge.uuid7 import parse_uuid7_int
+from bridge.uuid7 import int_millis, parse_uuid7_int
 
 __all__ = ["RecordBuilder"]
 
@@ -124,6 +124,6 @@ def _created_ms(scan_id: str | None) -> int | None:
     if not scan_id:
         return None
     try:
-        return parse_uuid7_int(scan_id) >> 80
+        return int_millis(parse_uuid7_int(scan_id))
     except ValueError:
         return None

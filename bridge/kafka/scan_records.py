@@ -25,6 +25,7 @@ from bridge.enrich import Enricher
 from bridge.kafka.producer import Headers, OutRecord
 from bridge.kafka.records import RecordBuilder
 from bridge.passentry.pages import Listed
+from bridge.uuid7 import int_millis
 
 __all__ = ["ScanRecords"]
 
@@ -82,7 +83,7 @@ class ScanRecords:
                     framed = framings[topic] = builder.framed(topic)
                 route = routes[route_key] = (topic, *framed)
             topic, prefix, headers = route
-            created_ms = scan.id_int >> 80
+            created_ms = int_millis(scan.id_int)
             scan_id = resource.id
             record_headers = [
                 *headers,

@@ -18,14 +18,10 @@ from urllib.parse import quote
 
 import httpx
 import msgspec
-from tenacity import (
-    RetryCallState,
-    Retrying,
-    retry_if_exception_type,
-    wait_random_exponential,
-)
+from tenacity import RetryCallState, Retrying, retry_if_exception_type
 
 from bridge import __version__
+from bridge.backoff import Backoff
 from bridge.errors import (
     ApiAuthError,
     ApiRequestError,
@@ -69,7 +65,8 @@ _PATHS = {
 }
 _subscription_doc = msgspec.json.Decoder(WebhookSubscriptionDocument)
 _subscription_list = msgspec.json.Decoder(WebhookSubscriptionList)
-_jitter = wait_random_exponential(multiplier=0.25, max=20)
+# Retry waits: from 0.25 s, jittered, up to 20 s; never sooner than the server asks.
+_BACKOFF_S = (0.25, 20.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -389,14 +386,14 @@ class PassEntryClient:
 
     def _retrying(self, attempt: Callable[[], T], endpoint: str) -> T:
         def wait(state: RetryCallState) -> float:
-            backoff = _jitter(state)
             exc = state.outcome.exception() if state.outcome is not None else None
             server = exc.retry_after if isinstance(exc, ApiUnavailableError) else None
-            return max(backoff, server or 0.0)
+            return max(backoff.next(), server or 0.0)
 
         def before_sleep(state: RetryCallState) -> None:
             exc = state.outcome.exception() if state.outcome is not None else None
-            self._metrics.api_retries.labels(endpoint, _retry_reason(exc)).inc()
+            reason = exc.retry_reason if isinstance(exc, RetriableError) else "other"
+            self._metrics.api_retries.labels(endpoint, reason).inc()
             log.warning(
                 "retrying PassEntry request",
                 extra={"endpoint": endpoint, "attempt": state.attempt_number, "error": str(exc)},
@@ -416,6 +413,8 @@ class PassEntryClient:
         except RetriableError as exc:
             first: RetriableError | None = exc
 
+        backoff = Backoff(*_BACKOFF_S)
+
         def again() -> T:
             nonlocal first
             if first is not None:
@@ -432,11 +431,3 @@ class PassEntryClient:
             reraise=True,
         )
         return retrying(again)
-
-
-def _retry_reason(exc: BaseException | None) -> str:
-    if isinstance(exc, MalformedPageError):
-        return "malformed"
-    if isinstance(exc, ApiUnavailableError):
-        return exc.reason
-    return "other"

@@ -34,7 +34,7 @@ from bridge.passentry.models import (
     ScanResource,
 )
 from bridge.tracecontext import TraceHeaders
-from bridge.uuid7 import parse_uuid7_int
+from bridge.uuid7 import int_millis, parse_uuid7_int
 
 __all__ = [
     "DecodedPage",
@@ -99,7 +99,7 @@ class ValidScan(msgspec.Struct, frozen=True, gc=False):
 
     @property
     def created_ms(self) -> int:
-        return self.id_int >> 80
+        return int_millis(self.id_int)
 
     @property
     def raw(self) -> bytes:
@@ -255,7 +255,7 @@ def add_scan(raw: msgspec.Raw, page: DecodedPage, source: PageBody, index: int) 
     try:
         id_int = parse_uuid7_int(scan.id)
     except InvalidUUIDv7Error as exc:
-        page.rejected.append(Rejected("invalid_id", str(exc), bytes(raw), scan.id, reader_id))
+        page.rejected.append(Rejected(exc.dlq_reason, str(exc), bytes(raw), scan.id, reader_id))
         return
     page.scans.append(ValidScan(id_int, scan, source, index))
 

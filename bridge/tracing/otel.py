@@ -27,7 +27,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 from urllib.parse import urlsplit
 
 from opentelemetry import trace
@@ -319,11 +319,13 @@ class _Created:
         self.span.end()
 
 
-class _PageSpan:
+class _Scoped:
+    """A span as a context manager: ended on leaving, marked failed if an error left it."""
+
     def __init__(self, span: Span) -> None:
         self._span = span
 
-    def __enter__(self) -> _PageSpan:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(
@@ -333,6 +335,8 @@ class _PageSpan:
             _failed(self._span, exc)
         self._span.end()
 
+
+class _PageSpan(_Scoped):
     def fetched(self, url: str, page: DecodedPage) -> None:
         span = self._span
         parts = urlsplit(url)
@@ -346,20 +350,10 @@ class _PageSpan:
         page.trace = _headers(span.get_span_context())
 
 
-class _ServerSpan:
+class _ServerSpan(_Scoped):
     def __init__(self, span: Span) -> None:
-        self._span = span
+        super().__init__(span)
         self.headers: TraceHeaders | None = _headers(span.get_span_context())
-
-    def __enter__(self) -> _ServerSpan:
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        if exc is not None:
-            _failed(self._span, exc)
-        self._span.end()
 
     def answered(self, outcome: str, status: int) -> None:
         self._span.set_attribute(sc.HTTP_RESPONSE_STATUS_CODE, status)

@@ -254,23 +254,9 @@ class WebhookReceiver:
         if writing is not None:
             if await asyncio.shield(writing):
                 return self._answer("replayed", 200, keep=True, span=span, source_id=source_id)
-            return self._answer(
-                "unavailable",
-                503,
-                "Kafka cannot take the event now",
-                keep=True,
-                span=span,
-                source_id=source_id,
-            )
+            return self._unavailable("Kafka cannot take the event now", span, source_id)
         if self._inflight >= self._settings.max_inflight:
-            return self._answer(
-                "unavailable",
-                503,
-                "too many webhook requests in hand",
-                keep=True,
-                span=span,
-                source_id=source_id,
-            )
+            return self._unavailable("too many webhook requests in hand", span, source_id)
         done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._writing[key] = done
         self._inflight += 1
@@ -285,14 +271,7 @@ class WebhookReceiver:
             del self._writing[key]
             done.set_result(durable)
         if not durable:
-            return self._answer(
-                "unavailable",
-                503,
-                "Kafka cannot take the event now",
-                keep=True,
-                span=span,
-                source_id=source_id,
-            )
+            return self._unavailable("Kafka cannot take the event now", span, source_id)
         return self._answer("accepted", 200, keep=True, span=span, source_id=source_id)
 
     async def _durable(self, source_id: str, body: bytes, trace: TraceHeaders | None) -> bool:
@@ -327,6 +306,10 @@ class WebhookReceiver:
         if span is not None:
             span.answered(outcome, status)
         return Answer(status, (error,) if error else (), keep_alive=keep)
+
+    def _unavailable(self, why: str, span: WebhookSpan, source_id: str) -> Answer:
+        """503: the sender retries later, on the same connection."""
+        return self._answer("unavailable", 503, why, keep=True, span=span, source_id=source_id)
 
     def _count(self, outcome: str, source_id: str = "") -> None:
         # Only a source this deployment runs names a series: ids from paths are anyone's.

@@ -4,6 +4,7 @@ source waits between polls on that event too, in slices of at most a second."""
 
 from __future__ import annotations
 
+import random
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,6 +29,15 @@ from bridge.runner import EXIT_FATAL, EXIT_GAVE_UP, EXIT_OK, Pace, RunOptions, S
 from tests.support import FakeClock, sample
 
 PACE = Pace(interval_min_s=1, interval_max_s=8, retry_deadline_s=10)
+
+
+class Longest(random.Random):
+    """Jitter that always draws the longest wait it may: the backoff then grows from 1.5
+    times the minimum by threes (1.5, 4.5, 8 s capped), and the waits are known."""
+
+    def uniform(self, a: float, b: float) -> float:
+        return b
+
 
 # A step of the script: what one call returns or raises; a callable gets the stop event.
 Step = CycleStats | BaseException | Callable[[threading.Event], CycleStats]
@@ -154,6 +164,7 @@ class Run:
             metrics=self.metrics,
             stop=self.stop,
             clock=self.clock,
+            rng=Longest(),
         )
 
     def __call__(self) -> int:
@@ -163,11 +174,11 @@ class Run:
         return sample(self.metrics, "passentry_bridge_poll_cycles_total", outcome=outcome)
 
 
-def test_retriable_failures_back_off_doubling_to_the_max_then_the_pace_recovers() -> None:
+def test_retriable_failures_back_off_growing_to_the_max_then_the_pace_recovers() -> None:
     run = Run(ScriptedSource(*[api_down() for _ in range(5)], found(), then_stop(found())))
     assert run() == EXIT_OK
-    # 2, 4, 8 s, then the 8 s maximum; after a cycle that found scans, the 1 s minimum.
-    assert run.stop.waits == [2, 4, 8, 8, 8, 1]
+    # 1.5, 4.5 s, then the 8 s maximum; after a cycle that found scans, the 1 s minimum.
+    assert run.stop.waits == [1.5, 4.5, 8, 8, 8, 1]
     assert run.source.waited == [1]  # the pause between polls; the backoffs are the runner's
     assert run.cycles("api_error") == 5
     assert run.cycles("ok") == 2
@@ -216,9 +227,9 @@ def test_once_ends_with_0_at_the_first_cycle_that_is_not_busy() -> None:
 def test_once_gives_up_with_2_after_a_retry_deadline_of_failures() -> None:
     run = Run(ScriptedSource(*[api_down() for _ in range(20)]), once=True)
     assert run() == EXIT_GAVE_UP
-    # Failures at 0, 2, 6 s keep trying (6 s is short of the 10 s deadline); the one at
+    # Failures at 0, 1.5, 6 s keep trying (6 s is short of the 10 s deadline); the one at
     # 14 s gives up.
-    assert run.stop.waits == [2, 4, 8]
+    assert run.stop.waits == [1.5, 4.5, 8]
     assert run.cycles("api_error") == 4
     assert run.completed == []
 
@@ -314,7 +325,7 @@ def test_a_stop_during_a_backoff_ends_the_loop_with_0() -> None:
     run.stop.on_wait = run.stop.set  # SIGTERM arrives while it waits to retry
     assert run() == EXIT_OK
     assert run.source.journal == ["prepare", "cycle"]
-    assert run.stop.waits == [2]
+    assert run.stop.waits == [1.5]
 
 
 def test_a_stop_that_interrupts_a_cycle_ends_the_loop_with_0_and_counts_nothing() -> None:

@@ -9,7 +9,9 @@ import pytest
 from bridge.uuid7 import (
     InvalidUUIDv7Error,
     UUIDv7Minter,
+    int_millis,
     max_for_millis,
+    millis_floor,
     min_for_millis,
     parse_uuid7,
     uuid7_datetime,
@@ -64,3 +66,11 @@ def test_bounds_bracket_every_id_of_a_millisecond() -> None:
     value = UUIDv7Minter().mint(at_ms=ms)
     assert min_for_millis(ms) <= value <= max_for_millis(ms)
     assert max_for_millis(ms - 1) < value < min_for_millis(ms + 1)
+
+
+def test_int_helpers_agree_with_the_uuid_ones() -> None:
+    ms = 1_700_000_000_123
+    value = UUIDv7Minter().mint(at_ms=ms)
+    assert int_millis(value.int) == uuid7_millis(value) == ms
+    assert millis_floor(ms) <= min_for_millis(ms).int
+    assert max_for_millis(ms - 1).int < millis_floor(ms) <= value.int < millis_floor(ms + 1)

@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install lock tools lint fmt examples jaeger asyncapi test test-unit test-integration test-cluster test-image test-testcontainers test-k8s soak image kafka-image image-archive demo check-deploy chart-docs bench bench-quick profile kafka-start kafka-stop kafka-cluster-up kafka-cluster-down registry-start registry-stop k8s-up k8s-down clean
+.PHONY: install lock tools lint fmt examples jaeger asyncapi test test-fast test-unit test-integration test-cluster test-image test-testcontainers test-k8s soak image kafka-image image-archive demo check-deploy chart-docs bench bench-quick profile kafka-start kafka-stop kafka-cluster-up kafka-cluster-down registry-start registry-stop k8s-up k8s-down clean
 
 install: $(STAMP)
 
@@ -31,10 +31,14 @@ lock: install
 	$(UV_COMPILE) pyproject.toml --constraint requirements/dev.lock -o requirements/runtime.lock
 	$(UV_COMPILE) requirements/build.in --upgrade -o requirements/build.lock
 
+# Every shell script of the repository (by its first line).
+SHELL_SCRIPTS = $(shell grep -lsE '^\#!(/usr/bin/env (ba)?sh|/bin/(ba)?sh)' scripts/* .ci/run kafka/image/entrypoint) scripts/lib/*.sh
+
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/shellcheck -x $(SHELL_SCRIPTS)
 	$(BIN)/passentry-bridge config lint examples/bridge.yaml
 
 fmt: install
@@ -71,6 +75,11 @@ test: install tools
 
 test-unit: install
 	$(BIN)/pytest tests/unit
+
+# The quick loop (under two minutes): unit tests and the deploy checks' chart and alert
+# rendering, no broker. (A bare `pytest` runs tests/unit.)
+test-fast: install tools
+	$(BIN)/pytest tests/unit tests/deploy
 
 test-integration: install
 	$(BIN)/pytest tests/integration

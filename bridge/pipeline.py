@@ -33,8 +33,8 @@ from bridge.dedup import DedupWindow, RejectMemory, Verdict
 from bridge.enrich import Enricher
 from bridge.errors import InvalidWebhookError
 from bridge.kafka.checkpoint import CheckpointStore, WindowRebuild, make_checkpoint
-from bridge.kafka.producer import OutRecord, Sink, TxnOffsets
-from bridge.kafka.records import RecordBuilder
+from bridge.kafka.producer import Sink, TxnOffsets
+from bridge.kafka.records import OutRecord, RecordBuilder
 from bridge.kafka.scan_records import ScanRecords
 from bridge.ops.metrics import Metrics
 from bridge.passentry.pages import Listed, Rejected

@@ -16,27 +16,19 @@ from collections.abc import Callable
 
 import httpx
 
-from bridge.avro.encoder import Encoder
-from bridge.avro.framing import Framer, SingleObjectFramer
+from bridge.avro.framing import Framer
 from bridge.avro.registry import RegistryFramer
-from bridge.avro.schemas import latest
 from bridge.config import Config, SourceConfig
 from bridge.dedup import DedupWindow
-from bridge.enrich import Enricher, PassCache
 from bridge.kafka.access import KafkaAccess
-from bridge.kafka.checkpoint import CheckpointStore
-from bridge.kafka.producer import Publisher, transactional_id
-from bridge.kafka.records import RecordBuilder
-from bridge.kafka.routing import Router
-from bridge.kafka.topics import TopicManager
+from bridge.kafka.producer import transactional_id
 from bridge.ops.metrics import Metrics
-from bridge.passentry.client import PassEntryClient
-from bridge.passentry.ratelimit import RequestBudget
-from bridge.passentry.slices import SlicePlan, SliceReader
+from bridge.passentry.slices import SliceReader
 from bridge.pipeline import CycleStats, Pipeline, PipelineSettings, Restored
 from bridge.tracing.hooks import NO_TRACING, Tracing
 from bridge.webhook.inbox import InboxReader
 from bridge.webhook.pump import InboxPump
+from bridge.wiring import Wiring
 
 __all__ = ["Source"]
 
@@ -62,70 +54,37 @@ class Source:
         self.spec = spec
         self.source_id = source_id = spec.id
         pe, kafka, br = spec.passentry, config.kafka, config.bridge
-        self.client = PassEntryClient(
-            str(pe.api_url),
-            spec.token(),
-            metrics=metrics,
-            budget=RequestBudget(pe.request_budget),
-            timeout_s=pe.timeout_s,
-            retry_deadline_s=pe.retry_deadline_s,
-            transport=transport,
-            sleep=sleep,
-            tracing=tracing,
-            names=spec.setting_names(),
-        )
-        client_conf = kafka.librdkafka()
-        if kafka_access is not None:
-            # Its clients' errors tell a refused login or certificate from an outage.
-            client_conf = kafka_access.client_conf(client_conf)
-        self.topics = TopicManager(
-            client_conf,
-            create=br.create_topics,
-            partitions=br.topic_partitions,
-            replication_factor=br.topic_replication_factor,
-        )
-        self.publisher = Publisher.for_settings(
-            client_conf,
-            kafka,
+        wiring = Wiring(
+            config,
+            spec,
             metrics,
-            transactional_id=transactional_id(source_id),
-            hold_s=br.debug_txn_hold_s,
-            every_delivery=tracing.active,
+            kafka_access if kafka_access is not None else KafkaAccess(config.kafka),
+            tracing,
         )
-        self.checkpoints = CheckpointStore(client_conf, br.state_topic, source_id)
+        self.client = wiring.api_client(transport=transport, sleep=sleep)
+        self.topics = wiring.topics()
+        self.publisher = wiring.publisher(transactional_id(source_id))
+        self.checkpoints = wiring.checkpoints()
         self._metrics = metrics
         self._clock = clock
         # The webhook inbox of this source, read while this process owns it.
         self.inbox: InboxReader | None = None
         if pe.webhooks_enabled:
-            self.inbox = InboxReader(client_conf, br.webhook_topic, source_id)
-        schema = latest()
-        # Registry mode when SCHEMA_REGISTRY_URL is set: the Confluent wire format, ids
-        # from the registry; otherwise Avro single-object encoding.
+            self.inbox = InboxReader(wiring.kafka_conf(), br.webhook_topic, source_id)
         self.registry: RegistryFramer | None = None
         if framer is None:
-            framer = SingleObjectFramer(schema)
-            if config.schema_registry.enabled:
-                framer = self.registry = RegistryFramer(config.schema_registry, schema)
+            framing = wiring.framing()
+            framer, self.registry = framing.framer, framing.registry
         lookback_ms = int(pe.lookback_s * 1000)
         reader = SliceReader(
             self.client,
-            SlicePlan(
-                filters=pe.filters.as_query(),
-                per_page=pe.per_page,
-                concurrency=pe.backfill_concurrency,
-                max_scans=pe.max_cycle_scans,
-                overlap_ms=min(int(pe.poll_overlap_s * 1000), lookback_ms),
-                sweep_interval_s=pe.sweep_interval_s,
-            ),
+            wiring.slice_plan(overlap_ms=min(int(pe.poll_overlap_s * 1000), lookback_ms)),
         )
         self.pipeline = Pipeline(
             reader=reader,
-            enricher=Enricher(self.client.get_pass, metrics, PassCache(pe.pass_cache_size)),
-            encoder=Encoder(schema, spec.id),
-            records=RecordBuilder(
-                source_id, br.dlq_topic, Router(spec.scans_topic, spec.topic_template), framer
-            ),
+            enricher=wiring.enricher(self.client),
+            encoder=wiring.encoder(),
+            records=wiring.records(framer),
             publisher=self.publisher,
             checkpoints=self.checkpoints,
             window=DedupWindow(

@@ -42,6 +42,7 @@ from tests import kafka_broker
 
 ROOT = Path(__file__).resolve().parent.parent
 INTEGRATION_DIRS = (ROOT / "tests" / "integration", ROOT / "tests" / "cluster")
+SECURE_DIR = ROOT / "tests" / "integration" / "secure"
 
 SESSION_ENV: dict[str, str] = dict(os.environ)  # captured before any test touches os.environ
 _RESET_PREFIXES = ("PASSENTRY_", "BRIDGE_", "KAFKA_", "SCHEMA_REGISTRY_")
@@ -91,10 +92,24 @@ def pytest_report_header(config: pytest.Config) -> str:
     return "kafka: local broker from scripts/kafka-local (started on first use if not running)"
 
 
+# Suites that take minutes each (failover under load, kills, hostile traffic, builds of the
+# other languages' consumers): marked slow, for -m "not slow".
+SLOW_MODULES = frozenset({
+    "test_failover.py", "test_exactly_once.py", "test_exactly_once_webhooks.py",
+    "test_webhooks_hostile.py", "test_registry_local.py", "test_backfill_retention.py",
+    "test_consumer_java.py", "test_consumer_go.py", "test_schema_evolution.py",
+    "test_tracing_jaeger.py",
+})  # fmt: skip
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         if any(d in item.path.parents for d in INTEGRATION_DIRS):
             item.add_marker(pytest.mark.integration)
+        if SECURE_DIR in item.path.parents:
+            item.add_marker(pytest.mark.secure)
+        if item.path.name in SLOW_MODULES:
+            item.add_marker(pytest.mark.slow)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

@@ -31,12 +31,12 @@ from bridge.audit.repair import Repairer, Writer, pick_writer, repaired_topics
 from bridge.audit.report import AuditReport
 from bridge.config import Config
 from bridge.dedup import BOUNDARY_MARGIN_MS
-from bridge.kafka.checkpoint import Checkpoint, CheckpointStore
+from bridge.kafka.access import KafkaAccess
+from bridge.kafka.checkpoint import Checkpoint
 from bridge.ops.metrics import Metrics
 from bridge.ops.progress import Progress, ProgressFactory
 from bridge.passentry.client import PassEntryClient
-from bridge.passentry.ratelimit import RequestBudget
-from bridge.passentry.slices import SlicePlan
+from bridge.wiring import Wiring
 
 __all__ = ["AuditRequest", "Auditor", "api_requests", "kafka_scope"]
 
@@ -80,38 +80,22 @@ class Auditor:
     def __init__(
         self, config: Config, request: AuditRequest, *, metrics: Metrics | None = None,
         progress: ProgressFactory | None = None, stop: threading.Event | None = None,
-        client: PassEntryClient | None = None,
+        client: PassEntryClient | None = None, access: KafkaAccess | None = None,
     ) -> None:  # fmt: skip
-        self._spec = spec = config.source(request.source_id)
-        pe, kafka, br = spec.passentry, config.kafka, config.bridge
+        self._spec = config.source(request.source_id)
         self._config = config
         self._request = request
         self.metrics = metrics if metrics is not None else Metrics()
+        self._wiring = wiring = Wiring.of(
+            config, request.source_id, metrics=self.metrics, access=access
+        )
         self._progress = progress
         self._stop = stop if stop is not None else threading.Event()
-        self._client = client or PassEntryClient(
-            str(pe.api_url),
-            spec.token(),
-            metrics=self.metrics,
-            budget=RequestBudget(min(request.request_budget, pe.request_budget)),
-            timeout_s=pe.timeout_s,
-            retry_deadline_s=pe.retry_deadline_s,
-            names=spec.setting_names(),
-        )
-        self._census = Census(
-            self._client,
-            SlicePlan(
-                filters=pe.filters.as_query(),
-                per_page=pe.per_page,
-                concurrency=pe.backfill_concurrency,
-                max_scans=pe.max_cycle_scans,
-                overlap_ms=0,
-                sweep_interval_s=pe.sweep_interval_s,
-            ),
-        )
-        self._conf = kafka.librdkafka()
-        self._checkpoints = CheckpointStore(self._conf, br.state_topic, request.source_id)
-        self._timeout_s = kafka.transaction_timeout_ms / 1000 + 30
+        self._client = client or wiring.api_client(requests_per_s=request.request_budget)
+        self._census = Census(self._client, wiring.slice_plan(overlap_ms=0))
+        self._conf = wiring.kafka_conf()
+        self._checkpoints = wiring.checkpoints()
+        self._timeout_s = config.kafka.transaction_timeout_ms / 1000 + 30
         self._repairer: Repairer | None = None
 
     def close(self) -> None:
@@ -150,13 +134,13 @@ class Auditor:
 
     def _open_writer(self, report: AuditReport) -> Repairer:
         req = self._request
-        choice = pick_writer(self._config, req.source_id, self._checkpoints, force=req.force,
+        choice = pick_writer(self._wiring, self._checkpoints, force=req.force,
                              timeout_s=self._timeout_s)  # fmt: skip
         report.writer = choice.writer
         report.owner = choice.owner
         report.owners_unknown = choice.owners_unknown
         self._repairer = Repairer(
-            self._config, req.source_id, self._client, self.metrics, writer=choice.writer,
+            self._wiring, self._client, writer=choice.writer,
             since_ms=req.since_ms, until_ms=req.until_ms, command=req.command,
             chunk=req.repair_batch,
         )  # fmt: skip
@@ -167,7 +151,7 @@ class Auditor:
         return source_horizon(self._spec.passentry, checkpoint, self._request.live_margin_ms)
 
     def _scope(self, checkpoint: Checkpoint | None, repaired: list[str] | None) -> KafkaScope:
-        return kafka_scope(self._config, self._request.source_id, checkpoint, repaired)
+        return kafka_scope(self._wiring, checkpoint, repaired)
 
     def _bar(self, label: str, unit: str, total: int | None) -> Progress | None:
         return self._progress(label, unit, total) if self._progress is not None else None
@@ -229,15 +213,14 @@ class Auditor:
 
 
 def kafka_scope(
-    config: Config, source_id: str, checkpoint: Checkpoint | None, repaired: list[str] | None,
+    wiring: Wiring, checkpoint: Checkpoint | None, repaired: list[str] | None,
     *, with_dlq: bool = True,
 ) -> KafkaScope:  # fmt: skip
     """Where the source's records are: the topics its checkpoint and its repairs name, its
     scans topic (unless routed), and the DLQ (``with_dlq``). ``repaired`` None: read them."""
-    br = config.bridge
-    spec = config.source(source_id)
+    br, spec, source_id = wiring.config.bridge, wiring.spec, wiring.source_id
     if repaired is None:
-        repaired = repaired_topics(config.kafka.librdkafka(), br.state_topic, source_id)
+        repaired = repaired_topics(wiring.kafka_conf(), br.state_topic, source_id)
     topics = set(checkpoint.topics) if checkpoint is not None else set()
     topics.update(repaired)
     if spec.topic_template is None:

@@ -21,14 +21,10 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from bridge.config import PassEntrySettings
-from bridge.errors import BridgeError
-from bridge.ops.metrics import Metrics
 from bridge.passentry.client import PassEntryClient
-from bridge.passentry.ratelimit import RequestBudget
 from bridge.passentry.slices import Slice, SlicePlan, SliceReader, iso_millis
 
-__all__ = ["Census", "KnownCount", "Leaf", "differences", "range_count"]
+__all__ = ["Census", "KnownCount", "Leaf", "differences"]
 
 # Kafka's count for ``[start, end)``: what PassEntry's count is compared with.
 KnownCount = Callable[[int, int], int]
@@ -112,27 +108,3 @@ def differences(
         mid = start_ms + span // 2
     for lo, hi in ((start_ms, mid), (mid, end_ms)):
         yield from differences(census, lo, hi, census.count(lo, hi), known, stop, depth + 1)
-
-
-def range_count(pe: PassEntrySettings, start_ms: int, end_ms: int) -> int | None:
-    """PassEntry's count for ``[start, end)`` with a source's filters, or None when it
-    cannot be had: one request, for a progress bar's total."""
-    plan = SlicePlan(
-        filters=pe.filters.as_query(), per_page=1, concurrency=1, max_scans=1, overlap_ms=0,
-        sweep_interval_s=pe.sweep_interval_s,
-    )  # fmt: skip
-    try:
-        client = PassEntryClient(
-            str(pe.api_url), pe.token(), metrics=Metrics(), budget=RequestBudget(1.0),
-            timeout_s=pe.timeout_s, retry_deadline_s=min(pe.retry_deadline_s, 10.0),
-        )  # fmt: skip
-    except BridgeError:
-        return None
-    census = Census(client, plan)
-    try:
-        return census.count(start_ms, end_ms)
-    except BridgeError:
-        return None
-    finally:
-        census.close()
-        client.close()

@@ -37,21 +37,13 @@ from typing import Any
 import msgspec
 
 from bridge import __version__
-from bridge.avro.encoder import Encoder
-from bridge.avro.framing import Framer, SingleObjectFramer
-from bridge.avro.registry import RegistryFramer
-from bridge.avro.schemas import latest
-from bridge.config import Config
-from bridge.enrich import Enricher, PassCache
 from bridge.kafka.checkpoint import CheckpointStore, RepairProgress, repair_key
 from bridge.kafka.owners import Owners, find_owners
-from bridge.kafka.producer import OutRecord, Publisher, fence, transactional_id
-from bridge.kafka.records import RecordBuilder
-from bridge.kafka.routing import Router
-from bridge.kafka.topics import TopicManager
-from bridge.ops.metrics import Metrics
+from bridge.kafka.producer import fence, transactional_id
+from bridge.kafka.records import OutRecord
 from bridge.passentry.client import PassEntryClient
 from bridge.passentry.pages import Listed, ListedReject
+from bridge.wiring import Wiring
 
 __all__ = [
     "RepairTotals",
@@ -97,13 +89,12 @@ class WriterChoice:
 
 
 def pick_writer(
-    config: Config, source_id: str, checkpoints: CheckpointStore, *, force: bool, timeout_s: float
+    wiring: Wiring, checkpoints: CheckpointStore, *, force: bool, timeout_s: float
 ) -> WriterChoice:
     """Ask Kafka who owns the source (and, without a group, whether it has a checkpoint),
     then :func:`choose_writer`."""
-    br = config.bridge
-    conf = config.kafka.librdkafka()
-    owners = find_owners(conf, br.group_id, br.coordination_topic, [source_id])
+    br, source_id = wiring.config.bridge, wiring.source_id
+    owners = find_owners(wiring.kafka_conf(), br.group_id, br.coordination_topic, [source_id])
     has_checkpoint = owners.known or (
         checkpoints.read(timeout_s, topic_may_be_missing=True) is not None
     )
@@ -141,46 +132,32 @@ class Repairer:
     order given; :meth:`flush` commits the rest."""
 
     def __init__(
-        self, config: Config, source_id: str, client: PassEntryClient, metrics: Metrics,
+        self, wiring: Wiring, client: PassEntryClient,
         *, writer: Writer, since_ms: int, until_ms: int, command: str, chunk: int = 500,
     ) -> None:  # fmt: skip
-        spec, kafka, br = config.source(source_id), config.kafka, config.bridge
-        conf = kafka.librdkafka()
-        self.source_id = source_id
+        kafka, br = wiring.config.kafka, wiring.config.bridge
+        self.source_id = source_id = wiring.source_id
         self.writer = writer
         self.run_id = uuid.uuid4().hex[:12]
         self.totals = RepairTotals()
         self.topics: set[str] = set()
         self._state_topic = br.state_topic
-        self._conf = conf
+        self._conf = wiring.kafka_conf()
         self._chunk = chunk
         self._range = (since_ms, until_ms)
         self._timeout_s = kafka.message_timeout_ms / 1000 + 5
-        self._topics = TopicManager(
-            conf,
-            create=br.create_topics,
-            partitions=br.topic_partitions,
-            replication_factor=br.topic_replication_factor,
-        )
+        self._topics = wiring.topics()
         self._txn_id = (
             transactional_id(source_id)
             if writer is Writer.AS_SOURCE
             else repair_transactional_id(source_id)
         )
-        self._publisher = Publisher.for_settings(
-            conf, kafka, metrics, transactional_id=self._txn_id, hold_s=br.debug_txn_hold_s
-        )
-        schema = latest()
-        framer: Framer = SingleObjectFramer(schema)
-        self._registry: RegistryFramer | None = None
-        if config.schema_registry.enabled:
-            framer = self._registry = RegistryFramer(config.schema_registry, schema)
-        cache = PassCache(spec.passentry.pass_cache_size)
-        self._enricher = Enricher(client.get_pass, metrics, cache)
-        self._encoder = Encoder(schema, source_id)
-        self._records = RecordBuilder(
-            source_id, br.dlq_topic, Router(spec.scans_topic, spec.topic_template), framer
-        )
+        self._publisher = wiring.publisher(self._txn_id)
+        framing = wiring.framing()
+        self._registry = framing.registry
+        self._enricher = wiring.enricher(client)
+        self._encoder = wiring.encoder()
+        self._records = wiring.records(framing.framer)
         self._tag = ("repaired-by", f"passentry-bridge {command} {__version__} run {self.run_id}")
         self._scans: list[Listed] = []
         self._dead: list[OutRecord] = []

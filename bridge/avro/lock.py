@@ -78,7 +78,7 @@ def render_lock(root: Path) -> str:
         entries.setdefault(name, digest)
     header = (
         "# Released Avro schema versions and their sha256. Never edit a released .avsc:\n"
-        "# add a new version instead. Checked by tests/unit/schema/test_schema_lock.py\n"
+        "# add a new version instead. Checked by tests/unit/avro/test_schema_lock.py\n"
         "# and `passentry-bridge schema check`; new entries are added by scripts/schema-lock.\n"
     )
     return header + "".join(f"{name} {digest}\n" for name, digest in sorted(entries.items()))

@@ -18,8 +18,7 @@ from bridge.cli._errors import one_line
 from bridge.config import Config, SourceConfig, load_config
 from bridge.errors import ConfigError
 from bridge.ops.metrics import Metrics
-from bridge.passentry.client import PassEntryClient, SettingNames
-from bridge.passentry.ratelimit import RequestBudget
+from bridge.passentry.client import PassEntryClient
 
 __all__ = [
     "EXIT_OWNED",
@@ -183,17 +182,15 @@ config_option = config_file_option(
 
 
 def api_client(
-    config: Config, source: SourceConfig | None = None, *, retry_deadline_s: float = 10.0
+    config: Config, source: SourceConfig, *, retry_deadline_s: float = 10.0
 ) -> PassEntryClient:
-    """A PassEntry client for a command (not the bridge): short retries, its own metrics;
-    with the source's settings and token (the shared ones without a source)."""
-    pe = config.passentry if source is None else source.passentry
-    return PassEntryClient(
-        str(pe.api_url),
-        pe.token() if source is None else source.token(),
-        metrics=Metrics(),
-        budget=RequestBudget(pe.request_budget),
-        timeout_s=pe.timeout_s,
-        retry_deadline_s=min(pe.retry_deadline_s, retry_deadline_s),
-        names=SettingNames() if source is None else source.setting_names(),
+    """A PassEntry client for a command (not the bridge): short retries, its own metrics,
+    the source's settings and token."""
+    # Here, not at the top: every command imports this module, most need no Kafka client.
+    from bridge.kafka.access import KafkaAccess
+    from bridge.wiring import Wiring
+
+    wiring = Wiring(config, source, Metrics(), KafkaAccess(config.kafka, grace_s=0.0))
+    return wiring.api_client(
+        retry_deadline_s=min(source.passentry.retry_deadline_s, retry_deadline_s)
     )

@@ -108,11 +108,13 @@ def audit(
 def _run(config: Config, request: AuditRequest, as_json: bool, pushgateway: str | None) -> int:
     from bridge.audit.auditor import Auditor
     from bridge.audit.report import EXIT_FAILED, EXIT_USAGE
+    from bridge.kafka.access import KafkaAccess
 
     stop = stop_on_signals(EXIT_FAILED)
     report: AuditReport | None = None
+    access = KafkaAccess(config.kafka, grace_s=0.0)
     try:
-        auditor = Auditor(config, request, progress=progress_factory(), stop=stop)
+        auditor = Auditor(config, request, progress=progress_factory(), stop=stop, access=access)
         try:
             report = auditor.run()
         finally:
@@ -121,7 +123,8 @@ def _run(config: Config, request: AuditRequest, as_json: bool, pushgateway: str 
         log.error("cannot audit", extra={"error": str(exc)})
         return EXIT_USAGE
     except BridgeError as exc:
-        log.error("audit could not run", extra={"error": str(exc)})
+        # A refused login or certificate looks like a broker that is down: say which.
+        log.error("audit could not run", extra={"error": str(access.failure() or exc)})
     finally:
         if pushgateway:
             _push(pushgateway, request.source_id, report)

@@ -102,6 +102,7 @@ def _one(
     budget: float | None, margin_ms: int, force: bool, stop: threading.Event,
 ) -> int:  # fmt: skip
     from bridge.audit.auditor import Auditor, AuditRequest
+    from bridge.kafka.access import KafkaAccess
 
     pe = config.source(source_id).passentry
     request = AuditRequest(
@@ -109,8 +110,9 @@ def _one(
         force=force, keep_ids=False, recheck=False, repair_batch=batch, live_margin_ms=margin_ms,
         request_budget=budget if budget is not None else pe.request_budget,
     )  # fmt: skip
+    access = KafkaAccess(config.kafka, grace_s=0.0)
     try:
-        auditor = Auditor(config, request, progress=progress_factory(), stop=stop)
+        auditor = Auditor(config, request, progress=progress_factory(), stop=stop, access=access)
         try:
             report = auditor.run()
         finally:
@@ -119,7 +121,9 @@ def _one(
         log.error("cannot backfill", extra={"source_id": source_id, "error": str(exc)})
         return EXIT_USAGE
     except BridgeError as exc:
-        log.error("backfill could not run", extra={"source_id": source_id, "error": str(exc)})
+        # A refused login or certificate looks like a broker that is down: say which.
+        error = str(access.failure() or exc)
+        log.error("backfill could not run", extra={"source_id": source_id, "error": error})
         return EXIT_FAILED
     from bridge.cli.audit import remember
 

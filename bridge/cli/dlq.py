@@ -220,11 +220,13 @@ def replay(
 
 def _replay(config: Config, request: ReplayRequest, as_json: bool, pushgateway: str | None) -> int:
     from bridge.dlq.replay import Replayer
+    from bridge.kafka.access import KafkaAccess
 
     stop = stop_on_signals(EXIT_FAILED)
     report: ReplayReport | None = None
+    access = KafkaAccess(config.kafka, grace_s=0.0)
     try:
-        replayer = Replayer(config, request, progress=progress_factory(), stop=stop)
+        replayer = Replayer(config, request, progress=progress_factory(), stop=stop, access=access)
         try:
             report = replayer.run()
         finally:
@@ -233,7 +235,8 @@ def _replay(config: Config, request: ReplayRequest, as_json: bool, pushgateway: 
         log.error("cannot replay", extra={"error": str(exc)})
         return EXIT_USAGE
     except BridgeError as exc:
-        log.error("replay could not run", extra={"error": str(exc)})
+        # A refused login or certificate looks like a broker that is down: say which.
+        log.error("replay could not run", extra={"error": str(access.failure() or exc)})
     finally:
         if pushgateway:
             _push(pushgateway, request.source_id, report)

@@ -7,18 +7,17 @@ import sys
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import NoReturn
 
 import click
 import msgspec
 
 from bridge.cli._common import config_option, load, parse_time, pick_source, refuse_if_owned
-from bridge.config import Config
 from bridge.errors import BridgeError
-from bridge.kafka.checkpoint import CheckpointStore, make_checkpoint
-from bridge.kafka.producer import Publisher, transactional_id
-from bridge.kafka.topics import TopicManager
-from bridge.ops.metrics import Metrics
+from bridge.kafka.checkpoint import make_checkpoint
+from bridge.kafka.producer import transactional_id
 from bridge.uuid7 import uuid7_datetime
+from bridge.wiring import Wiring
 
 __all__ = ["reset", "show", "state"]
 
@@ -39,11 +38,11 @@ _SOURCE = click.option(
 def state_show(config_path: Path | None, source_id: str | None) -> None:
     """Print the committed checkpoint of a source as JSON."""
     config = load(config_path)
+    wiring = Wiring.of(config, pick_source(config, source_id))
     try:
-        click.echo(show(config, pick_source(config, source_id)))
+        click.echo(show(wiring))
     except BridgeError as exc:
-        click.echo(f"passentry-bridge: {exc}", err=True)
-        sys.exit(1)
+        _failed(wiring, exc)
 
 
 @state.command("reset")
@@ -75,18 +74,22 @@ def state_reset(
             " again; scans after it that were already published are published again.",
             abort=True,
         )
+    wiring = Wiring.of(config, sid)
     try:
-        click.echo(reset(config, sid, to_ms))
+        click.echo(reset(wiring, to_ms))
     except BridgeError as exc:
-        click.echo(f"passentry-bridge: {exc}", err=True)
-        sys.exit(1)
+        _failed(wiring, exc)
 
 
-def show(config: Config, source_id: str) -> str:
-    br = config.bridge
-    pe = config.source(source_id).passentry
-    store = CheckpointStore(config.kafka.librdkafka(), br.state_topic, source_id)
-    checkpoint = store.read(topic_may_be_missing=True)
+def _failed(wiring: Wiring, exc: BridgeError) -> NoReturn:
+    # A refused login or certificate looks like a broker that is down: say which.
+    click.echo(f"passentry-bridge: {wiring.access.failure() or exc}", err=True)
+    sys.exit(1)
+
+
+def show(wiring: Wiring) -> str:
+    source_id, pe = wiring.source_id, wiring.spec.passentry
+    checkpoint = wiring.checkpoints().read(topic_may_be_missing=True)
     if checkpoint is None:
         return json.dumps({"sourceId": source_id, "checkpoint": None})
     out = json.loads(msgspec.json.encode(checkpoint))
@@ -103,18 +106,13 @@ def show(config: Config, source_id: str) -> str:
     return json.dumps(out, indent=2)
 
 
-def reset(config: Config, source_id: str, since_ms: int) -> str:
+def reset(wiring: Wiring, since_ms: int) -> str:
     """Commit a checkpoint that says "start at ``since_ms``" with the source's
     transactional id: a running bridge of the same source is fenced and restarts from it."""
-    br, kafka = config.bridge, config.kafka
-    conf = kafka.librdkafka()
-    TopicManager(
-        conf, create=br.create_topics, partitions=1, replication_factor=br.topic_replication_factor
-    ).ensure([br.state_topic], compacted=True)
-    store = CheckpointStore(conf, br.state_topic, source_id)
-    publisher = Publisher.for_settings(
-        conf, kafka, Metrics(), transactional_id=transactional_id(source_id)
-    )
+    source_id = wiring.source_id
+    wiring.topics().ensure([wiring.config.bridge.state_topic], compacted=True)
+    store = wiring.checkpoints()
+    publisher = wiring.publisher(transactional_id(source_id))
     publisher.init()
     previous = store.read()
     topics = previous.topics if previous is not None else []

@@ -42,14 +42,12 @@ from bridge.audit.buckets import split_range
 from bridge.audit.horizon import source_horizon
 from bridge.audit.inventory import Inventory, InventoryReader
 from bridge.audit.repair import Repairer, Writer, WriterChoice, pick_writer
-from bridge.avro.encoder import Encoder
-from bridge.avro.schemas import latest
 from bridge.config import Config
 from bridge.dedup import BOUNDARY_MARGIN_MS
 from bridge.dlq.letters import DeadLetterReader, History
 from bridge.dlq.report import Outcome, ReplayItem, ReplayReport
-from bridge.enrich import Enricher, PassCache
-from bridge.kafka.checkpoint import Checkpoint, CheckpointStore
+from bridge.kafka.access import KafkaAccess
+from bridge.kafka.checkpoint import Checkpoint
 from bridge.ops.metrics import Metrics
 from bridge.ops.progress import Progress, ProgressFactory
 from bridge.passentry.client import PassEntryClient
@@ -62,7 +60,7 @@ from bridge.passentry.pages import (
     ValidScan,
     add_scan,
 )
-from bridge.passentry.ratelimit import RequestBudget
+from bridge.wiring import Wiring
 
 __all__ = ["ReplayRequest", "Replayer"]
 
@@ -100,31 +98,25 @@ class Replayer:
     def __init__(
         self, config: Config, request: ReplayRequest, *, metrics: Metrics | None = None,
         progress: ProgressFactory | None = None, stop: threading.Event | None = None,
-        client: PassEntryClient | None = None,
+        client: PassEntryClient | None = None, access: KafkaAccess | None = None,
     ) -> None:  # fmt: skip
         self._config = config
         self._request = request
-        self._spec = spec = config.source(request.source_id)
-        pe, kafka, br = spec.passentry, config.kafka, config.bridge
+        self._spec = config.source(request.source_id)
         self.metrics = metrics if metrics is not None else Metrics()
+        self._wiring = wiring = Wiring.of(
+            config, request.source_id, metrics=self.metrics, access=access
+        )
         self._progress = progress
         self._stop = stop if stop is not None else threading.Event()
-        self._client = client or PassEntryClient(
-            str(pe.api_url),
-            pe.token(),
-            metrics=self.metrics,
-            budget=RequestBudget(min(request.request_budget, pe.request_budget)),
-            timeout_s=pe.timeout_s,
-            retry_deadline_s=pe.retry_deadline_s,
-        )
-        self._conf = kafka.librdkafka()
-        self._timeout_s = kafka.transaction_timeout_ms / 1000 + 30
-        self._checkpoints = CheckpointStore(self._conf, br.state_topic, request.source_id)
-        self._letters = DeadLetterReader(self._conf, br.dlq_topic, self._timeout_s)
+        self._client = client or wiring.api_client(requests_per_s=request.request_budget)
+        self._conf = wiring.kafka_conf()
+        self._timeout_s = config.kafka.transaction_timeout_ms / 1000 + 30
+        self._checkpoints = wiring.checkpoints()
+        self._letters = DeadLetterReader(self._conf, config.bridge.dlq_topic, self._timeout_s)
         # Today's code: the encoder and enrichment the live bridge runs.
-        self._encoder = Encoder(latest(), request.source_id)
-        self._enricher = Enricher(self._client.get_pass, self.metrics,
-                                  PassCache(pe.pass_cache_size))  # fmt: skip
+        self._encoder = wiring.encoder()
+        self._enricher = wiring.enricher(self._client)
         self._repairer: Repairer | None = None
 
     def close(self) -> None:
@@ -137,7 +129,7 @@ class Replayer:
         req, br = self._request, self._config.bridge
         report = ReplayReport(req.source_id, br.dlq_topic, req.since_ms, req.until_ms,
                               sorted(req.reasons), dry_run=req.dry_run)  # fmt: skip
-        choice = pick_writer(self._config, req.source_id, self._checkpoints, force=req.force,
+        choice = pick_writer(self._wiring, self._checkpoints, force=req.force,
                              timeout_s=self._timeout_s)  # fmt: skip
         report.writer, report.owner = choice.writer, choice.owner
         report.owners_unknown = choice.owners_unknown
@@ -176,7 +168,7 @@ class Replayer:
     def _open(self, choice: WriterChoice) -> Repairer:
         req = self._request
         repairer = Repairer(
-            self._config, req.source_id, self._client, self.metrics, writer=choice.writer,
+            self._wiring, self._client, writer=choice.writer,
             since_ms=req.since_ms or 0, until_ms=req.until_ms or int(time.time() * 1000),
             command="dlq replay", chunk=req.batch,
         )  # fmt: skip
@@ -218,9 +210,7 @@ class Replayer:
         created = [p.scan.created_ms for p in passing]
         buckets = split_range(min(created), max(created) + 1, _BUCKET_MS)
         repaired = sorted(self._repairer.topics) if self._repairer is not None else None
-        scope = kafka_scope(
-            self._config, self._request.source_id, checkpoint, repaired, with_dlq=False
-        )
+        scope = kafka_scope(self._wiring, checkpoint, repaired, with_dlq=False)
         inventory = InventoryReader(self._conf, scope, self._timeout_s).read(
             buckets, self._progress
         )

@@ -35,8 +35,8 @@ from bridge import __version__
 from bridge.dedup import BOUNDARY_MARGIN_MS, DedupWindow, RejectMemory
 from bridge.errors import ConfigError, InvalidUUIDv7Error, KafkaRetriableError
 from bridge.kafka.acl import RESTORE_GROUP_PREFIX, AclGrant, is_authorization, reading_error
-from bridge.kafka.producer import OutRecord
 from bridge.kafka.readback import plan_reads, read_committed, reader
+from bridge.kafka.records import OutRecord
 from bridge.uuid7 import int_millis, parse_uuid7
 
 __all__ = [

@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from operator import attrgetter
 from typing import Any, NoReturn, Protocol, TypeVar
 
-import msgspec
 from confluent_kafka import KafkaError, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
@@ -49,12 +48,11 @@ from bridge.kafka.acl import (
     transactional_id_grant,
 )
 from bridge.kafka.permissions import admin_conf, topic_operations
+from bridge.kafka.records import OutRecord
 from bridge.ops.metrics import Metrics
 
 __all__ = [
     "Delivered",
-    "Headers",
-    "OutRecord",
     "Publisher",
     "Sink",
     "TxnOffsets",
@@ -68,26 +66,6 @@ T = TypeVar("T")
 
 _BUFFER_FULL_RETRIES = 100
 _FENCED = {KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH}
-
-
-Headers = list[tuple[str, str | bytes | None]]
-
-
-class OutRecord(msgspec.Struct, frozen=True, gc=False):
-    """One record to produce. Its Kafka timestamp is the time it is produced (librdkafka
-    stamps it): a timestamp as old as the scan would let time-based retention delete a
-    backfilled scan the moment it is written. One per record on the hot path: a struct
-    costs a tenth of a frozen dataclass to make, and the collector never scans it."""
-
-    topic: str
-    key: bytes | None
-    value: bytes
-    headers: Headers
-    # The scan's creation time (from its UUIDv7 id), for the end-to-end latency; None for
-    # dead letters and checkpoints.
-    created_ms: int | None = None
-    # Set on dead letters: why the scan could not be published (a metric label).
-    dlq_reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,8 +22,7 @@ from bridge import cloudevents
 from bridge.avro.encoder import Encoder
 from bridge.avro.wire import NULL
 from bridge.enrich import Enricher
-from bridge.kafka.producer import Headers, OutRecord
-from bridge.kafka.records import RecordBuilder
+from bridge.kafka.records import Headers, OutRecord, RecordBuilder
 from bridge.passentry.pages import Listed
 from bridge.uuid7 import int_millis
 

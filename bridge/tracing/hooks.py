@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING, Protocol
 from bridge.tracecontext import TraceHeaders
 
 if TYPE_CHECKING:
-    from bridge.kafka.producer import OutRecord, Sink, TxnOffsets
+    from bridge.kafka.producer import Sink, TxnOffsets
+    from bridge.kafka.records import OutRecord
     from bridge.passentry.pages import DecodedPage, Listed
 
 __all__ = ["NO_TRACING", "PageSpan", "Tracing", "WebhookSpan"]

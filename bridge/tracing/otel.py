@@ -49,7 +49,7 @@ from opentelemetry.trace import (
 )
 
 from bridge import __version__
-from bridge.kafka.producer import OutRecord
+from bridge.kafka.records import OutRecord
 from bridge.tracecontext import TraceHeaders
 from bridge.tracing import semconv as sc
 from bridge.tracing.hooks import Tracing

@@ -11,7 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from deploy_support import (
+
+from tests.deploy.deploy_support import (
     ROOT,
     Render,
     find_tool,

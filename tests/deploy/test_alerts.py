@@ -6,7 +6,8 @@ import re
 from typing import Any
 
 import yaml
-from deploy_support import (
+
+from tests.deploy.deploy_support import (
     ALERTS,
     ALERTS_TEST,
     CHART,

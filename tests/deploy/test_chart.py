@@ -10,17 +10,6 @@ from typing import Any
 
 import pytest
 import yaml
-from deploy_support import (
-    CHART,
-    CI_VALUES,
-    HELM_KUBE_VERSION,
-    K8S_VERSIONS,
-    Render,
-    by_kind,
-    helm_args,
-    one,
-    run,
-)
 from pydantic_settings import BaseSettings
 
 from bridge.config import (
@@ -32,6 +21,17 @@ from bridge.config import (
 )
 from bridge.tracing.env import check as check_tracing
 from bridge.tracing.env import tracing_enabled
+from tests.deploy.deploy_support import (
+    CHART,
+    CI_VALUES,
+    HELM_KUBE_VERSION,
+    K8S_VERSIONS,
+    Render,
+    by_kind,
+    helm_args,
+    one,
+    run,
+)
 
 DEFAULT = CHART / "ci" / "default-values.yaml"
 WEBHOOK_SECRET = "whsec-chart-0123456789abcdef0123456789abcdef"

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from deploy_support import CHART, ROOT, find_tool
+from tests.deploy.deploy_support import CHART, ROOT, find_tool
 
 SCRIPT = ROOT / "scripts" / "chart-docs"
 

@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 import yaml
-from deploy_support import CHART, CI_VALUES, HELM_KUBE_VERSION, Doc, run
+
+from tests.deploy.deploy_support import CHART, CI_VALUES, HELM_KUBE_VERSION, Doc, run
 
 PROBE = """apiVersion: v1
 kind: ConfigMap

@@ -9,7 +9,8 @@ import re
 from typing import Any
 
 import yaml
-from deploy_support import (
+
+from tests.deploy.deploy_support import (
     ALERTS,
     DASHBOARD,
     exported_metric_names,

@@ -9,7 +9,8 @@ import re
 from pathlib import Path
 
 import pytest
-from deploy_support import ROOT, run
+
+from tests.deploy.deploy_support import ROOT, run
 
 DOCKERFILE = ROOT / "Dockerfile"
 KAFKA_DOCKERFILE = ROOT / "kafka" / "image" / "Dockerfile"

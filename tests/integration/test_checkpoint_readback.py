@@ -18,7 +18,8 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from bridge.dedup import DedupWindow, RejectMemory
 from bridge.errors import KafkaRetriableError
 from bridge.kafka.checkpoint import CheckpointStore, make_checkpoint
-from bridge.kafka.producer import Headers, OutRecord, Publisher, producer_config, transactional_id
+from bridge.kafka.producer import Publisher, producer_config, transactional_id
+from bridge.kafka.records import Headers, OutRecord
 from bridge.ops.metrics import Metrics
 from bridge.uuid7 import UUIDv7Minter
 

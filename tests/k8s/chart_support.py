@@ -28,7 +28,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
-from k8s_support import ROOT, Cluster
+from tests.k8s.k8s_support import ROOT, Cluster
 
 AGENT = Path(__file__).resolve().parent / "netns_agent.py"
 HELM = ROOT / ".local" / "bin" / "helm"

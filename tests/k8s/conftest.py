@@ -41,8 +41,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from chart_support import NetnsAgent, Simulator
-from k8s_support import K8S_LOCAL, ROOT, Cluster
+
+from tests.k8s.chart_support import NetnsAgent, Simulator
+from tests.k8s.k8s_support import K8S_LOCAL, ROOT, Cluster
 
 PROBE_SRC = Path(__file__).resolve().parent / "probe"
 DEFAULT_NETNS = "passentry-k8s"

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from chart_support import (
+
+from tests.k8s.chart_support import (
     LogFollower,
     NetnsAgent,
     PodWatch,
@@ -32,7 +33,7 @@ from chart_support import (
     terminated_state,
     wait_until,
 )
-from k8s_support import Cluster
+from tests.k8s.k8s_support import Cluster
 
 READY_TIMEOUT = 180
 ARRIVAL_TIMEOUT = 120

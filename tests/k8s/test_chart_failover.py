@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from chart_support import (
+
+from tests.k8s.chart_support import (
     NetnsAgent,
     Release,
     Simulator,
@@ -37,7 +38,7 @@ from chart_support import (
     sigkill,
     wait_until,
 )
-from k8s_support import Cluster
+from tests.k8s.k8s_support import Cluster
 
 READY_TIMEOUT = 180
 ARRIVAL_TIMEOUT = 120

@@ -27,8 +27,9 @@ from typing import Any
 
 import pytest
 import yaml
-from chart_support import CHART, helm, wait_until
-from k8s_support import Cluster
+
+from tests.k8s.chart_support import CHART, helm, wait_until
+from tests.k8s.k8s_support import Cluster
 
 CI_VALUES = sorted((CHART / "ci").glob("*-values.yaml"))
 IMAGE_OVERRIDES = (

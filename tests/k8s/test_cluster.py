@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from k8s_support import Cluster, Format, image_archive
+
+from tests.k8s.k8s_support import Cluster, Format, image_archive
 
 POD_READY_TIMEOUT = "120s"
 # prints the body of a GET of the URL that follows

@@ -16,8 +16,8 @@ from bridge.dedup import DedupWindow
 from bridge.enrich import Enricher
 from bridge.errors import KafkaRetriableError
 from bridge.kafka.checkpoint import CheckpointStore
-from bridge.kafka.producer import Delivered, OutRecord, TxnOffsets
-from bridge.kafka.records import RecordBuilder
+from bridge.kafka.producer import Delivered, TxnOffsets
+from bridge.kafka.records import OutRecord, RecordBuilder
 from bridge.kafka.routing import Router
 from bridge.ops.metrics import Metrics
 from bridge.passentry.client import PassEntryClient

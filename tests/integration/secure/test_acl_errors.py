@@ -23,7 +23,8 @@ from bridge.dedup import DedupWindow, RejectMemory
 from bridge.errors import KafkaAuthorizationError, TopicMissingError
 from bridge.kafka.checkpoint import CheckpointStore
 from bridge.kafka.membership import GroupSettings, Membership
-from bridge.kafka.producer import OutRecord, Publisher, TxnOffsets, producer_config
+from bridge.kafka.producer import Publisher, TxnOffsets, producer_config
+from bridge.kafka.records import OutRecord
 from bridge.kafka.topics import TopicManager
 from bridge.ops.health import MemberHealth
 from bridge.ops.metrics import Metrics

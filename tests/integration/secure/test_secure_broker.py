@@ -28,6 +28,7 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from tests.integration.harness import wait_for
 from tests.integration.secure.secure_kafka import AclAdmin, Grant, SecureKafka
 
 
@@ -50,7 +51,9 @@ def test_admin_is_a_super_user(secure_kafka: SecureKafka, secure_admin: AdminCli
     name = f"secure-admin-{uuid.uuid4().hex[:8]}"
     secure_admin.create_topics([NewTopic(name, 1, 1)])[name].result(timeout=30)
     try:
-        assert name in secure_admin.list_topics(timeout=10).topics
+        # A topic created a moment ago can take a while to show in the metadata (a busy
+        # broker): created is proven by the listing, which may lag.
+        wait_for(lambda: name in secure_admin.list_topics(timeout=10).topics, 30, f"{name} listed")
         assert secure_admin.describe_cluster().result(timeout=10).cluster_id
     finally:
         secure_admin.delete_topics([name])[name].result(timeout=30)

@@ -1,5 +1,5 @@
-"""Fixtures for the encoder tests: the bridge's schema, and schemas that differ from it in
-one top-level field, built from it so they follow its later versions."""
+"""Fixtures for the Avro tests: schemas that differ from the bridge's in one top-level
+field, built from it so they follow its later versions."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 import fastavro
 import pytest
 
-from bridge.avro.schemas import VersionedSchema, latest
+from bridge.avro.schemas import VersionedSchema
 
 
 def versioned(definition: dict[str, Any], version: int = 99) -> VersionedSchema:
@@ -21,11 +21,6 @@ def versioned(definition: dict[str, Any], version: int = 99) -> VersionedSchema:
     return VersionedSchema(
         "passentry_scan", version, json.dumps(definition), definition, parsed, canonical, b"\0" * 8
     )
-
-
-@pytest.fixture
-def scan_schema() -> VersionedSchema:
-    return latest()
 
 
 @pytest.fixture

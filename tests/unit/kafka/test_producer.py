@@ -16,7 +16,8 @@ from bridge.errors import (
     KafkaRetriableError,
     TransactionAbortedError,
 )
-from bridge.kafka.producer import OutRecord, Publisher, TxnOffsets
+from bridge.kafka.producer import Publisher, TxnOffsets
+from bridge.kafka.records import OutRecord
 from bridge.ops.metrics import Metrics
 from tests.support import FakeClock, sample
 from tests.unit.kafka.fake_producer import WHOLE_TIMEOUT, FakeProducer, Produced, error

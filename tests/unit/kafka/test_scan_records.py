@@ -34,7 +34,8 @@ import httpx
 import msgspec
 import pytest
 
-from bridge.kafka.producer import OutRecord, Publisher
+from bridge.kafka.producer import Publisher
+from bridge.kafka.records import OutRecord
 from bridge.kafka.scan_records import ScanRecords
 from bridge.ops.metrics import Metrics
 from bridge.passentry import pages

@@ -17,7 +17,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 
 from bridge.errors import KafkaRetriableError
-from bridge.kafka.producer import OutRecord
+from bridge.kafka.records import OutRecord
 from bridge.ops.metrics import Metrics
 from bridge.tracecontext import TraceHeaders
 from bridge.tracing import NO_TRACING

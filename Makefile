@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install lock tools lint fmt examples jaeger asyncapi test test-fast test-unit test-integration test-image test-testcontainers test-k8s soak image kafka-image image-archive demo check-deploy chart-docs bench bench-quick profile kafka-start kafka-stop registry-start registry-stop k8s-up k8s-down clean
+.PHONY: install lock tools lint fmt examples jaeger asyncapi test test-fast test-unit test-integration test-cluster test-image test-testcontainers test-k8s soak image kafka-image image-archive demo check-deploy chart-docs bench bench-quick profile kafka-start kafka-stop kafka-cluster-up kafka-cluster-down registry-start registry-stop k8s-up k8s-down clean
 
 install: $(STAMP)
 
@@ -84,6 +84,11 @@ test-fast: install tools
 test-integration: install
 	$(BIN)/pytest tests/integration
 
+# Only tests/cluster: broker faults on the three-node cluster (scripts/kafka-cluster), each
+# under live traffic with two replicas, checked exactly once. Not yet part of `make test`.
+test-cluster: install
+	$(BIN)/pytest tests/cluster
+
 # The failover and exactly-once suites SOAK_RUNS times (10) beside a CPU hog on every core;
 # prints each run's outcome and the slowest takeover (scripts/soak).
 soak: install
@@ -153,6 +158,13 @@ kafka-start:
 
 kafka-stop:
 	scripts/kafka-local stop
+
+# Three combined broker+controller nodes, RF 3, min.insync.replicas 2 (scripts/kafka-cluster).
+kafka-cluster-up:
+	scripts/kafka-cluster up
+
+kafka-cluster-down:
+	scripts/kafka-cluster down
 
 # A local single-node Kubernetes cluster; `scripts/k8s-local up --netns NAME` for pod networking.
 k8s-up:

@@ -44,6 +44,9 @@ class Context:
     log_level: str = "WARNING"
     # Another checkout's ``passentry-bridge`` (``--baseline``), measured beside this one.
     baseline: Path | None = None
+    # ``--group-protocol``: the consumer group protocol of the replicas in ``failover`` and
+    # ``broker_faults``; None: classic in ``failover``, both in ``broker_faults``.
+    group_protocol: str | None = None
 
 
 def bridge_executable(checkout: Path | None = None) -> Path:

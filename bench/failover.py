@@ -43,6 +43,7 @@ def failover(ctx: Context, sizes: Sizes) -> dict[str, Any]:
         "BRIDGE_GROUP_ID": f"{source}-group",
         "BRIDGE_COORDINATION_TOPIC": f"bench.{source}.coordination",
         "BRIDGE_GROUP_SESSION_TIMEOUT_MS": str(SESSION_TIMEOUT_MS),
+        "BRIDGE_GROUP_PROTOCOL": ctx.group_protocol or "classic",
         "PASSENTRY_POLL_INTERVAL_MIN_S": "0.2",
         "PASSENTRY_POLL_INTERVAL_MAX_S": "0.2",
     }
@@ -79,6 +80,7 @@ def failover(ctx: Context, sizes: Sizes) -> dict[str, Any]:
                 child.stop()
     return {
         "rate_per_s": RATE,
+        "group_protocol": env["BRIDGE_GROUP_PROTOCOL"],
         "session_timeout_s": SESSION_TIMEOUT_MS / 1000,
         "rounds": rounds,
         **{

@@ -60,10 +60,11 @@ class Sizes:
     memory_early: int
     failover_rounds: int
     many_sources_scans: int
+    broker_fault_rounds: int
 
 
-FULL = Sizes("full", 30_000, 200_000, 3, 60.0, 1_000_000, 100_000, 10, 100_000)
-QUICK = Sizes("quick", 5_000, 30_000, 3, 20.0, 200_000, 20_000, 3, 30_000)
+FULL = Sizes("full", 30_000, 200_000, 3, 60.0, 1_000_000, 100_000, 10, 100_000, 5)
+QUICK = Sizes("quick", 5_000, 30_000, 3, 20.0, 200_000, 20_000, 3, 30_000, 2)
 
 
 def say(text: str) -> None:

@@ -8,9 +8,15 @@ aborts the transaction it holds open at once, so that no other source's restore 
 consumer waits on it, and the source may run again at once. Its thread ends when its call
 returns, as a fenced writer that can no longer commit.
 
-A source that lost its ownership to another member (the group dropped this one) is stopped
-without fencing: the new owner fenced it already, and fencing again would abort the new
-owner's transaction.
+A source whose ownership was lost (the group dropped this member: most often because the
+group's coordinator died with a broker, not because this member did) keeps running, held,
+until the group assigns the sources again. Taken back, it goes on as if nothing happened,
+unless its loop did not move while held: stuck in a call to a broker that went away, it is
+started afresh. Given to another member, it is released, stopped without fencing (the new
+owner's start fences it, and fencing it again would abort the new owner's transaction).
+Meanwhile its transactional id keeps it from ever being a second writer: once another
+member starts it, its next commit fails as fenced, and a held source that fails is not
+started again.
 
 Under a consumer group a source that stopped on a fatal error is started again after a
 pause while this member still owns it: a short one when its producer was fenced (a broker
@@ -62,6 +68,11 @@ class _Run:
     stop: threading.Event
     assigned_at: float
     exit_code: int | None = None
+    # Ownership lost, still running until the group says who owns it now; since when.
+    held: bool = False
+    held_at: float = 0.0
+    # The run's loop health, once its source is built: whether it still moves.
+    health: Health | None = None
 
 
 class Fleet:
@@ -97,10 +108,28 @@ class Fleet:
             metrics.source_active.labels(spec.id).set(0)
 
     def start(self, source_ids: Iterable[str]) -> None:
+        """Run these sources. One held since a lost ownership goes on, owned again, if its
+        loop moved since it was held; one that did not is most likely stuck in a call to the
+        broker that went away, and is started afresh: the new run's ``init_transactions``
+        fences the old one, whose call then fails."""
         with self._lock:
             for source_id in source_ids:
-                if source_id not in self._runs:
-                    self._launch(self._config.source(source_id))
+                run = self._runs.get(source_id)
+                if run is not None and run.thread.is_alive():
+                    if not run.held:
+                        continue
+                    run.held = False
+                    if run.health is not None and run.health.last_beat() > run.held_at:
+                        log.info("source kept: assigned again", extra={"source_id": source_id})
+                        continue
+                    del self._runs[source_id]
+                    run.stop.set()
+                    self._changed.notify_all()
+                    log.warning(
+                        "held source did not move while held: started afresh, which fences"
+                        " the stuck run", extra={"source_id": source_id},
+                    )  # fmt: skip
+                self._launch(self._config.source(source_id))
 
     def _launch(self, spec: SourceConfig) -> None:
         """Start the source's thread; the caller holds the lock."""
@@ -133,16 +162,23 @@ class Fleet:
             else:
                 log.info("stopped source", extra={"source_id": source_id})
 
-    def lose(self, source_ids: Iterable[str], timeout_s: float) -> None:
-        """Stop sources another member owns already: not fenced (that would abort the new
-        owner's transaction; its start fenced these already)."""
-        deadline = time.monotonic() + timeout_s
+    def hold(self, source_ids: Iterable[str]) -> None:
+        """Ownership of these sources was lost: keep them running until :meth:`start` takes
+        them back or :meth:`release` lets them go. Returns at once."""
+        with self._lock:
+            for source_id in source_ids:
+                run = self._runs.get(source_id)
+                if run is not None and not run.held:
+                    run.held, run.held_at = True, time.monotonic()
+
+    def release(self, source_ids: Iterable[str]) -> None:
+        """Let go of sources another member owns now: each is told to stop, not fenced (that
+        would abort the new owner's transaction) and not waited for (its new owner's start
+        fences whatever it still has in hand). Returns at once."""
         for source_id, run in self._detach(source_ids):
-            run.thread.join(max(0.0, deadline - time.monotonic()))
             log.info(
-                "stopped source" if not run.thread.is_alive() else
-                "source still ending its last call (fenced by its new owner)",
-                extra={"source_id": source_id},
+                "released source: another member owns it" if run.thread.is_alive()
+                else "stopped source", extra={"source_id": source_id},
             )  # fmt: skip
 
     def _detach(self, source_ids: Iterable[str]) -> list[tuple[str, _Run]]:
@@ -186,6 +222,19 @@ class Fleet:
                 code, fatal = self._run_once(spec, run)
                 if code != EXIT_FATAL or not self._restart_fatal:
                     break
+                with self._lock:
+                    held = run.held
+                    if held and self._runs.get(spec.id) is run:
+                        # Forgotten here, under the lock, so that an assignment from now on
+                        # starts the source afresh rather than taking back a run that ends.
+                        del self._runs[spec.id]
+                if held:
+                    # Fenced, most likely, by the member that owns it now.
+                    log.warning(
+                        "held source stopped on a fatal error; it runs again only if assigned"
+                        " to this member again", extra={"source_id": spec.id},
+                    )  # fmt: skip
+                    break
                 fenced = isinstance(fatal, KafkaFatalError) and fatal.fenced
                 backoff = after_fenced if fenced else after_fatal
                 if time.monotonic() - started > backoff.cap_s:
@@ -209,6 +258,7 @@ class Fleet:
             )
         )
         with self._lock:
+            run.health = health
             # A run stopped meanwhile must not take its successor's place in readiness.
             if self._runs.get(spec.id) is run:
                 self._health.add(spec.id, health)

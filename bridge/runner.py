@@ -3,10 +3,11 @@
 The pace adapts (``bridge.schedule``): at once while a cycle had to stop short, at the
 minimum interval while scans arrive, doubling up to the maximum while idle. A retriable
 failure (API down, 429 storm, broker unreachable) keeps the cursor where it was and tries
-again with backoff; a commit whose outcome is unknown recreates the producer and restores
-again. A fatal one (bad token, fenced producer, a missing ACL) turns readiness false, logs
-why, and returns non-zero: the fleet then stops the process, or under a consumer group tries
-the source again later. So does a Kafka failure that ``KafkaAccess`` traces to refused
+again: after a doubling backoff, or after the minimum interval when Kafka failed (its calls
+wait out an outage themselves); a commit whose outcome is unknown recreates the producer and
+restores again. A fatal one (bad token, fenced producer, a missing ACL) turns readiness
+false, logs why, and returns non-zero: the fleet then stops the process, or under a consumer
+group tries the source again later. So does a Kafka failure that ``KafkaAccess`` traces to refused
 credentials or an unverifiable certificate lasting past its grace: librdkafka only ever lets
 those time out, like a broker that is down. ``--once`` gives up, with its own exit code and
 the last error, when no cycle completes for one retry deadline (counted from the start of
@@ -195,7 +196,10 @@ class SourceRunner:
                 failing_since = failing_since or attempt
                 if self._failed(exc, self._clock() - failing_since):
                     return EXIT_GAVE_UP
-                self._stop.wait(schedule.after_failure())
+                if isinstance(exc, KafkaRetriableError):
+                    self._stop.wait(schedule.after_kafka_failure())
+                else:
+                    self._stop.wait(schedule.after_failure())
                 next_poll = self._clock()
                 continue
             failing_since = None

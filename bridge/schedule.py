@@ -15,7 +15,8 @@ class PollSchedule:
     while cycles fail (jittered, so that replicas failing together do not retry together).
     While webhooks flow, polling is the backstop and runs every
     ``backstop_s``. Intervals run from one poll's start to the next, so a new scan waits at
-    most one interval plus one cycle."""
+    most one interval plus one cycle. A cycle Kafka failed is tried again after the minimum
+    interval."""
 
     def __init__(
         self,
@@ -49,3 +50,10 @@ class PollSchedule:
         """Seconds to wait before retrying a failed cycle: at least the minimum interval,
         growing with each failure in a row up to the maximum."""
         return self._failures.next()
+
+    def after_kafka_failure(self) -> float:
+        """Seconds to wait before retrying a cycle Kafka failed: the minimum interval, never
+        doubled. Kafka's calls wait out an outage themselves (a delivery up to its timeout,
+        a coordinator until it is found), so a growing pause would only hold back the first
+        try after the brokers are back: a broker failover would cost that much more."""
+        return self.min_s

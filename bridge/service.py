@@ -146,12 +146,17 @@ class Service:
         membership = Membership(
             self.config.kafka.librdkafka(),
             GroupSettings(
-                br.group_id, br.coordination_topic, partitions, br.group_session_timeout_ms
+                br.group_id,
+                br.coordination_topic,
+                partitions,
+                br.group_session_timeout_ms,
+                br.group_protocol,
             ),
             [s.id for s in self.config.sources],
             start=self.fleet.start,
             stop=lambda ids: self.fleet.stop(ids, grace),
-            lose=lambda ids: self.fleet.lose(ids, grace),
+            hold=self.fleet.hold,
+            release=self.fleet.release,
             metrics=self.metrics,
             health=member,
             access=self.kafka,

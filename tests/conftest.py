@@ -1,6 +1,8 @@
 """Project-wide pytest setup.
 
-- Tests under tests/integration/ are marked ``integration`` automatically.
+- Tests under tests/integration/ and tests/cluster/ are marked ``integration``
+  automatically. tests/cluster/ runs on the three-node cluster of ``scripts/kafka-cluster``
+  (its own session fixture, tests/cluster/conftest.py).
 - Every test runs with ``PASSENTRY_*``, ``BRIDGE_*``, ``KAFKA_*`` and ``SCHEMA_REGISTRY_*``
   variables removed; the environment as it was when pytest started is kept in
   ``SESSION_ENV`` (fixture ``session_environ``), e.g. for ``KAFKA_BOOTSTRAP_SERVERS``.
@@ -39,8 +41,8 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from tests import kafka_broker
 
 ROOT = Path(__file__).resolve().parent.parent
-INTEGRATION_DIR = ROOT / "tests" / "integration"
-SECURE_DIR = INTEGRATION_DIR / "secure"
+INTEGRATION_DIRS = (ROOT / "tests" / "integration", ROOT / "tests" / "cluster")
+SECURE_DIR = ROOT / "tests" / "integration" / "secure"
 
 SESSION_ENV: dict[str, str] = dict(os.environ)  # captured before any test touches os.environ
 _RESET_PREFIXES = ("PASSENTRY_", "BRIDGE_", "KAFKA_", "SCHEMA_REGISTRY_")
@@ -102,7 +104,7 @@ SLOW_MODULES = frozenset({
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
-        if INTEGRATION_DIR in item.path.parents:
+        if any(d in item.path.parents for d in INTEGRATION_DIRS):
             item.add_marker(pytest.mark.integration)
         if SECURE_DIR in item.path.parents:
             item.add_marker(pytest.mark.secure)

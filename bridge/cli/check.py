@@ -48,6 +48,7 @@ from bridge.kafka.permissions import (
     topic_operations,
 )
 from bridge.kafka.producer import transactional_id
+from bridge.kafka.replication import TRANSACTION_LOG, topic_durability
 from bridge.kafka.retention import topic_retention
 from bridge.kafka.routing import Router
 from bridge.webhook.keys import signing_keys
@@ -64,6 +65,8 @@ class CheckResult:
     name: str
     ok: bool
     detail: str
+    # ok, but said as a warning (WARN): it works, and may fail you later.
+    warning: bool = False
 
 
 @click.command()
@@ -85,7 +88,8 @@ def check(config_path: Path | None, running: bool) -> None:
     results = run_checks(config, running=running)
     width = max(len(r.name) for r in results)
     for result in results:
-        click.echo(f"{'ok  ' if result.ok else 'FAIL'}  {result.name:<{width}}  {result.detail}")
+        mark = "FAIL" if not result.ok else "WARN" if result.warning else "ok  "
+        click.echo(f"{mark}  {result.name:<{width}}  {result.detail}")
     sys.exit(0 if all(r.ok for r in results) else 1)
 
 
@@ -105,6 +109,7 @@ def run_checks(config: Config, *, running: bool = False) -> list[CheckResult]:
     results += kafka
     if any(r.name == "kafka" and r.ok for r in kafka):
         results += _check_retention(config)
+        results += _check_replication(config)
         results += _check_owners(config)
     for source in config.sources:
         results.append(_named(_check_webhooks(config, source), source, several))
@@ -417,6 +422,33 @@ def _check_retention(config: Config) -> list[CheckResult]:
         if found.compacted:
             detail += ": one scan per reader would be kept; set cleanup.policy=delete"
         rows.append(CheckResult("retention", not found.compacted, detail))
+    return rows
+
+
+def _check_replication(config: Config) -> list[CheckResult]:
+    """Whether each topic the bridge writes, and the transaction log, keeps exactly once
+    through the loss of a broker (``bridge.kafka.replication``): a warning where it does not,
+    since a single broker is fine for trying the bridge out; a failure where Kafka would take
+    no write at all. (Topics named by a template are many, and not known in advance.)"""
+    br = config.bridge
+    topics = [s.scans_topic for s in config.sources if s.topic_template is None]
+    topics += [br.dlq_topic, br.state_topic]
+    if any(s.passentry.webhooks_enabled for s in config.sources):
+        topics.append(br.webhook_topic)
+    topics = [*dict.fromkeys(topics), TRANSACTION_LOG]
+    rows = []
+    for found in topic_durability(config.kafka.librdkafka(), topics, _TIMEOUT_S):
+        if found.missing and found.topic == TRANSACTION_LOG:
+            continue  # made by the first transactional producer
+        detail = found.describe()
+        if found.missing:
+            detail += (
+                f": the bridge makes it with BRIDGE_TOPIC_REPLICATION_FACTOR"
+                f" ({br.topic_replication_factor}; -1: the broker's default) replicas and the"
+                " broker's min.insync.replicas"
+            )
+        ok = found.refused() is None
+        rows.append(CheckResult("replication", ok, detail, warning=ok and bool(found.risks())))
     return rows
 
 

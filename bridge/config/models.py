@@ -428,6 +428,9 @@ class BridgeSettings(_Group):
     # A member silent this long is dropped and its sources move: the failover time after a
     # crash is this plus a restore.
     group_session_timeout_ms: int = Field(10_000, ge=1_000, le=300_000)
+    # The consumer group protocol: classic (the session above, cooperative-sticky), or
+    # consumer (KIP-848: the session, the heartbeat and the assignor are the brokers').
+    group_protocol: Literal["classic", "consumer"] = "classic"
     shutdown_grace_s: float = Field(25.0, gt=0, le=3600)
     # /readyz turns false when no poll succeeded for this long.
     ready_max_poll_age_s: float = Field(120.0, gt=0)

@@ -10,7 +10,15 @@ topic: its partitions are only the units the group hands out.
 - Revoked partitions are let go only once their sources have settled their transactions
   and closed their producers (the callback returns after that).
 - A new owner's ``init_transactions`` fences the previous one, even one that is only
-  frozen, not dead; lost partitions (this member was dropped) are stopped at once.
+  frozen, not dead.
+- Lost partitions (the group dropped this member) are held, not stopped: their sources keep
+  running while the member rejoins, and the first assignment after that decides, keeping
+  those it gives back and releasing the others. The member is most often dropped because
+  the group's coordinator died with its broker, not because the member did: librdkafka
+  counts the session from its last answered heartbeat, and a broker takes about as long to
+  be declared dead (~9 s) as the session lasts. Stopping the sources then would stall every
+  source for the rejoin and a restore; holding them costs nothing, because the
+  transactional id fences a held source the moment another member starts it.
 - Closing the consumer leaves the group, so a graceful shutdown hands over at once.
 - A member Kafka refuses (its credentials, the broker's certificate, Read on the group or
   on its topic) stays up and unready, saying why in /readyz and in one log line, and keeps
@@ -22,6 +30,7 @@ from __future__ import annotations
 import logging
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -44,6 +53,11 @@ log = logging.getLogger(__name__)
 # waiting, and librdkafka keeps the session alive on its own thread.
 _BACKOFF_MIN_S = 0.5
 _BACKOFF_MAX_S = 5.0
+# Sources held through a lost ownership are released if no assignment came this long after
+# (the group could not be joined again meanwhile, or, under the consumer protocol, an empty
+# assignment was not announced). A held source another member took is fenced at its next
+# commit anyway; this only ends one left idle.
+_HOLD_LIMIT_S = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +66,7 @@ class GroupSettings:
     topic: str
     partitions: int
     session_timeout_ms: int
+    protocol: str = "classic"
 
 
 def sources_by_partition(source_ids: Iterable[str], partitions: int) -> dict[int, list[str]]:
@@ -64,7 +79,8 @@ def sources_by_partition(source_ids: Iterable[str], partitions: int) -> dict[int
 class Membership:
     """The group member. ``start(ids)`` and ``stop(ids)`` run the sources it is given and
     take back; ``stop`` must return only once those sources have let go (or were fenced).
-    ``lose(ids)`` stops sources another member may own already."""
+    ``hold(ids)`` keeps running the sources of a lost assignment, ``start`` takes them back
+    and ``release(ids)`` lets go of those another member owns now; both return at once."""
 
     def __init__(
         self,
@@ -74,7 +90,8 @@ class Membership:
         *,
         start: Callable[[list[str]], None],
         stop: Callable[[list[str]], None],
-        lose: Callable[[list[str]], None],
+        hold: Callable[[list[str]], None],
+        release: Callable[[list[str]], None],
         metrics: Metrics,
         health: MemberHealth,
         access: KafkaAccess | None = None,
@@ -89,7 +106,11 @@ class Membership:
         self._by_partition = sources_by_partition(source_ids, settings.partitions)
         self._start = start
         self._stop = stop
-        self._lose = lose
+        self._hold = hold
+        self._release = release
+        # Sources of a lost assignment, still running until the next assignment decides.
+        self._held: set[str] = set()
+        self._held_since = 0.0
         self._metrics = metrics
         self._health = health
         try:
@@ -99,23 +120,32 @@ class Membership:
 
     def _new_consumer(self) -> Consumer:
         settings = self._settings
-        return Consumer(
-            {
-                **self._conf,
-                "group.id": settings.group_id,
-                # How the member is named to whoever asks who owns a source (``check``, and
-                # the commands that refuse to fence a live bridge): the pod's name.
-                "client.id": f"passentry-bridge@{socket.gethostname()}",
-                "partition.assignment.strategy": "cooperative-sticky",
-                "session.timeout.ms": settings.session_timeout_ms,
-                # A member learns of a rebalance (a peer left or died) at its next heartbeat:
-                # beat every second, so a takeover waits on that as little as possible.
-                "heartbeat.interval.ms": max(300, min(1000, settings.session_timeout_ms // 3)),
-                "enable.auto.commit": False,
-                "auto.offset.reset": "latest",
-                "error_cb": self._on_error,
-            }
-        )
+        conf = {
+            **self._conf,
+            "group.id": settings.group_id,
+            # How the member is named to whoever asks who owns a source (``check``, and
+            # the commands that refuse to fence a live bridge): the pod's name.
+            "client.id": f"passentry-bridge@{socket.gethostname()}",
+            "enable.auto.commit": False,
+            "auto.offset.reset": "latest",
+            "error_cb": self._on_error,
+        }
+        if settings.protocol == "consumer":
+            # KIP-848: the brokers own the session, the heartbeat and the assignment;
+            # librdkafka refuses the classic settings for them.
+            conf["group.protocol"] = "consumer"
+        else:
+            conf.update(
+                {
+                    "partition.assignment.strategy": "cooperative-sticky",
+                    "session.timeout.ms": settings.session_timeout_ms,
+                    # A member learns of a rebalance (a peer left or died) at its next
+                    # heartbeat: beat every second, so a takeover waits on that as little as
+                    # possible.
+                    "heartbeat.interval.ms": max(300, min(1000, settings.session_timeout_ms // 3)),
+                }
+            )
+        return Consumer(conf)
 
     def run(self, stop: threading.Event) -> None:
         """Be a member until ``stop`` is set, then leave the group (which revokes all)."""
@@ -138,6 +168,8 @@ class Membership:
                 if err is not None:
                     self._on_error(err)
                 self._check_access()
+                if self._held and time.monotonic() - self._held_since > _HOLD_LIMIT_S:
+                    self._settle(kept=set())
                 if self._pause_s:
                     stop.wait(self._pause_s)
         finally:
@@ -155,7 +187,21 @@ class Membership:
         sources = self._sources(partitions)
         numbers = [p.partition for p in partitions]
         log.info("assigned", extra={"partitions": numbers, "sources": sources})
-        self._start(sources)
+        self._start(sources)  # takes back the held ones among them
+        self._settle(kept=set(sources))
+
+    def _settle(self, kept: set[str]) -> None:
+        """The first assignment after a lost one decides what was held: what it gives back
+        runs on, the rest belongs to other members now. (An assignment after a lost one
+        starts from nothing, so it is the whole assignment; librdkafka announces an empty
+        one too, under the classic protocol.)"""
+        if not self._held:
+            return
+        released = sorted(self._held - kept)
+        self._held.clear()
+        if released:
+            log.info("releasing held sources: assigned elsewhere", extra={"sources": released})
+            self._release(released)
 
     def _revoked(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._metrics.rebalances.labels("revoked").inc()
@@ -164,13 +210,22 @@ class Membership:
         self._stop(sources)
 
     def _lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        # This member was dropped (it was silent past the session timeout): another may
-        # own these sources already. Stop them; fencing keeps them from writing anyway.
+        # No heartbeat was answered for a session (the coordinator died, or this member was
+        # frozen): the group may have given these sources to others already. Hold them
+        # until the next assignment; fencing keeps a held one from writing once another
+        # member starts it.
         self._metrics.rebalances.labels("lost").inc()
         self._health.joined(False)
         sources = self._sources(partitions)
-        log.warning("partitions lost: this member was dropped", extra={"sources": sources})
-        self._lose(sources)
+        log.warning(
+            "partitions lost: this member was dropped; its sources keep running until the"
+            " group assigns them again", extra={"sources": sources},
+        )  # fmt: skip
+        if sources:
+            if not self._held:
+                self._held_since = time.monotonic()
+            self._held.update(sources)
+            self._hold(sources)
 
     def _on_error(self, err: KafkaError) -> None:
         """The consumer's ``error_cb``, and errors ``poll`` returns: librdkafka's reports go

@@ -11,6 +11,7 @@ name the topic a commit was refused for.
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -28,6 +29,15 @@ __all__ = [
 ]
 
 Operations = frozenset[str]
+# A group coordinator still being set up (the first group on a young cluster) or moving (its
+# broker went away): ask again.
+_COORDINATOR_MOVING = frozenset(
+    {
+        KafkaError.NOT_COORDINATOR,
+        KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+        KafkaError.COORDINATOR_NOT_AVAILABLE,
+    }
+)
 
 # Properties of a producer or consumer that an admin client has no use for (and would warn
 # about, or, for a transactional id, act on).
@@ -94,20 +104,28 @@ def group_operations(
     admin: AdminClient, groups: Iterable[str], timeout_s: float
 ) -> dict[str, Operations | KafkaError]:
     """What the principal may do on each consumer group (one that does not exist yet is
-    described as empty, with the operations its ACLs allow)."""
+    described as empty, with the operations its ACLs allow). A group whose coordinator is
+    loading or moving is asked again until ``timeout_s``: on a cluster that just lost a
+    broker, or a new one, that is an answer to wait for, not one to report."""
     names = sorted(set(groups))
-    if not names:
-        return {}
-    futures = admin.describe_consumer_groups(
-        names, include_authorized_operations=True, request_timeout=timeout_s
-    )
     out: dict[str, Operations | KafkaError] = {}
-    for name, future in futures.items():
-        try:
-            described = future.result(timeout=timeout_s)
-            out[name] = frozenset(_spelt(op) for op in described.authorized_operations or ())
-        except Exception as exc:
-            out[name] = _error(exc)
+    deadline = time.monotonic() + timeout_s
+    while names:
+        futures = admin.describe_consumer_groups(
+            names, include_authorized_operations=True, request_timeout=timeout_s
+        )
+        again = []
+        for name, future in futures.items():
+            try:
+                described = future.result(timeout=timeout_s)
+                out[name] = frozenset(_spelt(op) for op in described.authorized_operations or ())
+            except Exception as exc:
+                err = out[name] = _error(exc)
+                if err.code() in _COORDINATOR_MOVING and time.monotonic() < deadline:
+                    again.append(name)
+        names = again
+        if names:
+            time.sleep(0.5)
     return out
 
 

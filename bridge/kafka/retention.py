@@ -6,7 +6,7 @@ as live scans are, not deleted the moment it is written; ``check`` and ``backfil
 long that is. A scans topic with ``cleanup.policy=compact`` would keep one scan per reader
 (the key): ``check`` refuses it.
 
-DescribeConfigs is not among the ACLs the bridge needs; without it the answer is "unknown".
+The settings come from ``topic_config``; without DescribeConfigs the answer is "unknown".
 """
 
 from __future__ import annotations
@@ -14,8 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType  # type: ignore[attr-defined]
+from bridge.kafka.topic_config import describe_topics
 
 __all__ = ["Retention", "describe_ms", "topic_retention"]
 
@@ -53,31 +52,18 @@ def topic_retention(
     client_conf: dict[str, Any], topics: list[str], timeout_s: float = 10.0
 ) -> list[Retention]:
     """Each topic's retention, as the cluster has it configured (topic or broker default)."""
-    try:
-        admin = AdminClient(client_conf)
-        resources = [ConfigResource(ResourceType.TOPIC, t) for t in topics]
-        futures = admin.describe_configs(resources, request_timeout=timeout_s)
-    except KafkaException as exc:
-        return [Retention(t, error=exc.args[0].str()) for t in topics]
     out = []
-    for resource, future in futures.items():
-        try:
-            entries = future.result(timeout=timeout_s)
-        except KafkaException as exc:
-            err = exc.args[0]
-            why = err.str()
-            if "AUTHORIZATION" in err.name():
-                why = "DescribeConfigs is not granted on it; the bridge does not need it"
-            out.append(Retention(resource.name, error=why))
+    for found in describe_topics(client_conf, topics, timeout_s):
+        if found.error is not None:
+            out.append(Retention(found.topic, error=found.error))
             continue
-        retention = int(entries["retention.ms"].value)
-        policy = entries["cleanup.policy"].value
+        retention = int(found.get("retention.ms") or -1)
         out.append(
             Retention(
-                resource.name,
+                found.topic,
                 retention_ms=None if retention < 0 else retention,
                 # compact,delete too: older scans of a reader (the key) would go.
-                compacted="compact" in policy,
+                compacted="compact" in (found.get("cleanup.policy") or ""),
             )
         )
-    return sorted(out, key=lambda r: topics.index(r.topic))
+    return out

@@ -48,6 +48,11 @@ class Health:
         with self._lock:
             self._heartbeat = time.monotonic()
 
+    def last_beat(self) -> float:
+        """When the loop last said it was alive (``time.monotonic``)."""
+        with self._lock:
+            return self._heartbeat
+
     def poll_succeeded(self) -> None:
         with self._lock:
             self._last_poll_ok = time.monotonic()

@@ -92,6 +92,9 @@ COUNTERS = (
     "queueFull",  # deliveries refused because the outbox was full
 )
 OUTCOMES = ("delivered", "droppedByFault", "queueFull", "gaveUp")
+# Besides the outcomes, the ids whose first attempt failed: delivered late, if at all, so
+# possibly after newer events (what an order check must allow for).
+ID_LOGS = (*OUTCOMES, "retried")
 
 
 @dataclass(frozen=True)
@@ -199,7 +202,7 @@ class _Ledger:
 
     counts: Counter[str] = field(default_factory=Counter)
     ids: dict[str, _IdLog] = field(
-        default_factory=lambda: {name: _IdLog(ID_LOG_CAP) for name in OUTCOMES}
+        default_factory=lambda: {name: _IdLog(ID_LOG_CAP) for name in ID_LOGS}
     )
 
     def record(self, outcome: str, scan_id: str) -> None:
@@ -387,6 +390,8 @@ class WebhookSender:
         now = asyncio.get_running_loop().time()
         wait = self._backoff(d.attempts)
         too_old = now + wait - d.admitted > self.config.max_age_s
+        if d.attempts == 1:
+            ledger.ids["retried"].add(d.scan_id)  # later, if ever: whatever comes next
         if d.attempts >= self.config.max_attempts or too_old:
             ledger.record("gaveUp", d.scan_id)
             log.debug("webhook for scan %s given up after %d attempts", d.scan_id, d.attempts)
@@ -435,7 +440,8 @@ class WebhookSender:
 
 def webhook_routes(router: web.UrlDispatcher, sender: WebhookSender) -> None:
     """``GET /_sim/webhooks``: settings, totals and per-subscription counters.
-    ``GET /_sim/webhooks/scans``: per subscription id, the scan ids of each outcome."""
+    ``GET /_sim/webhooks/scans``: per subscription id, the scan ids of each outcome, and
+    those whose first attempt failed (``retried``)."""
 
     async def show(request: web.Request) -> web.Response:
         return web.json_response(sender.view())

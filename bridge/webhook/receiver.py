@@ -30,6 +30,7 @@ caller's context goes into the inbox record as it came, if well-formed (``bridge
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import secrets
@@ -278,7 +279,10 @@ class WebhookReceiver:
         done: asyncio.Future[KafkaError | None] = loop.create_future()
 
         def report(err: KafkaError | None) -> None:
-            loop.call_soon_threadsafe(_settle, done, err)
+            # A delivery reported while the receiver shuts down (the last flush) finds its
+            # request gone with the loop: nobody waits for the answer any more.
+            with contextlib.suppress(RuntimeError):  # "Event loop is closed"
+                loop.call_soon_threadsafe(_settle, done, err)
 
         try:
             self._inbox.write(source_id, body, report, trace)

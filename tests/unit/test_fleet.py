@@ -152,15 +152,125 @@ def test_a_source_assigned_again_while_its_stuck_run_ends_runs_again_at_once(
     assert fenced == ["passentry-bridge.default"]  # the second run stopped in time
 
 
-def test_a_source_lost_to_another_member_is_not_fenced(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_source_released_to_another_member_is_not_fenced_nor_waited_for(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     release, runs, fenced = threading.Event(), [], []
     fleet, ids = _stuck_fleet(monkeypatch, release, runs, fenced)
     fleet.start(ids)
     _wait_until(lambda: len(runs) == 1)
-    fleet.lose(ids, timeout_s=0.1)
+    started = time.monotonic()
+    fleet.hold(ids)
+    fleet.release(ids)
+    assert time.monotonic() - started < 1
+    assert runs[0].is_set()  # told to stop
     assert fenced == []
-    assert fleet.running() == set()
     release.set()
+    _wait_until(lambda: fleet.running() == set())
+
+
+def _beating_fleet(
+    monkeypatch: pytest.MonkeyPatch, runs: list[threading.Event], beating: threading.Event
+) -> tuple[Fleet, list[str]]:
+    """A fleet whose runs beat their health while ``beating`` is set (a loop that moves) and
+    stop when told; a run that stops beating is one stuck in a call."""
+
+    class Beating(_Runner):
+        def __init__(self, *args: Any, stop: threading.Event, health: Any, **kwargs: Any) -> None:
+            self.stop, self.health = stop, health
+            runs.append(stop)
+
+        def run(self) -> int:
+            while not self.stop.wait(0.02):
+                if beating.is_set():
+                    self.health.beat()
+            return EXIT_OK
+
+    monkeypatch.setattr(fleet_module, "Source", _Source)
+    monkeypatch.setattr(fleet_module, "SourceRunner", Beating)
+    config = load_config()
+    fleet = Fleet(config, RunOptions(serve_http=False), Metrics(), ProcessHealth(),
+                  restart_fatal=True, fencer=lambda txn_id: True)  # fmt: skip
+    return fleet, [source.id for source in config.sources]
+
+
+def test_a_held_source_that_moves_is_taken_back_without_a_restart(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    runs: list[threading.Event] = []
+    beating = threading.Event()
+    beating.set()
+    fleet, ids = _beating_fleet(monkeypatch, runs, beating)
+    fleet.start(ids)
+    _wait_until(lambda: len(runs) == 1)
+    fleet.hold(ids)
+    assert fleet.running() == set(ids)
+    time.sleep(0.1)  # its loop beats meanwhile
+    fleet.start(ids)  # assigned again after the rejoin
+    time.sleep(0.2)
+    assert len(runs) == 1  # the same run, never stopped
+    assert not runs[0].is_set()
+    fleet.stop_all(5)
+
+
+def test_a_held_source_stuck_in_a_call_is_started_afresh_when_assigned_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    runs: list[threading.Event] = []
+    beating = threading.Event()
+    beating.set()
+    fleet, ids = _beating_fleet(monkeypatch, runs, beating)
+    fleet.start(ids)
+    _wait_until(lambda: len(runs) == 1)
+    time.sleep(0.1)
+    beating.clear()  # a call that does not return: the loop stops beating
+    time.sleep(0.1)
+    fleet.hold(ids)
+    time.sleep(0.1)
+    fleet.start(ids)
+    assert runs[0].is_set()  # the stuck run was told to stop, and left behind
+    _wait_until(lambda: len(runs) == 2 and fleet.running() == set(ids))
+    assert not runs[1].is_set()
+    fleet.stop_all(5)
+
+
+def test_a_held_source_that_fails_is_not_started_again_until_assigned(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Fenced while held: the member that fenced it owns it now."""
+    runs: list[threading.Event] = []
+    go_on = threading.Event()
+
+    class Fenced(_Runner):
+        def __init__(self, *args: Any, stop: threading.Event, **kwargs: Any) -> None:
+            self.stop = stop
+            self.fatal: BridgeError | None = None
+            runs.append(stop)
+
+        def run(self) -> int:
+            if len(runs) > 1:
+                self.stop.wait()
+                return EXIT_OK
+            go_on.wait(10)
+            self.fatal = KafkaFatalError("fenced", fenced=True)
+            return EXIT_FATAL
+
+    monkeypatch.setattr(fleet_module, "Source", _Source)
+    monkeypatch.setattr(fleet_module, "SourceRunner", Fenced)
+    config = load_config()
+    ids = [source.id for source in config.sources]
+    fleet = Fleet(config, RunOptions(serve_http=False), Metrics(), ProcessHealth(),
+                  restart_fatal=True, fencer=lambda txn_id: True)  # fmt: skip
+    fleet.start(ids)
+    _wait_until(lambda: len(runs) == 1)
+    fleet.hold(ids)
+    go_on.set()
+    _wait_until(lambda: fleet.running() == set())
+    time.sleep(0.2)
+    assert len(runs) == 1  # no restart after the fenced pause
+    fleet.start(ids)
+    _wait_until(lambda: len(runs) == 2 and fleet.running() == set(ids))
+    fleet.stop_all(5)
 
 
 def test_a_fenced_source_runs_again_soon_and_another_fatal_one_later(

@@ -37,3 +37,10 @@ def test_failures_back_off_from_the_minimum_to_the_maximum_and_a_cycle_starts_ov
     assert max(waits) == 10  # failures in a row reach the cap
     assert schedule.after_cycle(busy=False, found=True, took_s=0.0) == 1
     assert schedule.after_failure() <= 1.5  # the next failure starts from the minimum again
+
+
+def test_a_kafka_failure_is_tried_again_after_the_minimum_interval() -> None:
+    schedule = PollSchedule(1, 10)
+    for _ in range(3):
+        schedule.after_failure()
+    assert [schedule.after_kafka_failure() for _ in range(3)] == [1, 1, 1]

@@ -170,7 +170,8 @@ def test_no_read_on_the_consumer_group_leaves_the_member_unready(
         ["src"],
         start=lambda ids: None,
         stop=lambda ids: None,
-        lose=lambda ids: None,
+        hold=lambda ids: None,
+        release=lambda ids: None,
         metrics=Metrics(),
         health=health,
     )
@@ -208,7 +209,8 @@ def test_no_read_on_the_coordination_topic_leaves_the_member_unready(
         ["src"],
         start=lambda ids: None,
         stop=lambda ids: None,
-        lose=lambda ids: None,
+        hold=lambda ids: None,
+        release=lambda ids: None,
         metrics=Metrics(),
         health=health,
     )

@@ -84,6 +84,7 @@ def test_live_scans_are_delivered_signed_and_the_backlog_is_not(
     totals = httpx.get(f"{server.url}/_sim/stats").json()["webhooks"]
     assert (totals["events"], totals["attempted"], totals["delivered"]) == (9, 9, 9)
     assert sorted(_outcomes(server)["delivered"]) == sorted(live)
+    assert _outcomes(server)["retried"] == []  # every one at its first attempt
 
 
 def test_included_scan_and_pass_are_those_the_scans_list_serves(
@@ -165,7 +166,10 @@ def test_non_2xx_is_retried_with_growing_backoff_until_delivered(
     totals = server.sim.webhooks.totals()
     assert (totals["attempted"], totals["retried"], totals["delivered"]) == (9, 6, 3)
     assert totals["gaveUp"] == 0
-    assert sorted(_outcomes(server)["delivered"]) == sorted(ids)
+    outcomes = _outcomes(server)
+    assert sorted(outcomes["delivered"]) == sorted(ids)
+    # Each failed its first attempt: named once among the retried, however many retries.
+    assert sorted(outcomes["retried"]) == sorted(ids)
 
 
 def _closed_port() -> int:
@@ -197,6 +201,7 @@ def test_unreachable_receiver_is_retried_then_given_up(
         assert 2 * 2 <= totals["attempted"] < 2 * 100
     assert totals["retried"] == totals["attempted"] - 2
     assert sorted(_outcomes(server)["gaveUp"]) == sorted(ids)
+    assert sorted(_outcomes(server)["retried"]) == sorted(ids)
 
 
 def _faulty_run(

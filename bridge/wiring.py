@@ -35,7 +35,7 @@ from bridge.passentry.ratelimit import RequestBudget
 from bridge.passentry.slices import SlicePlan
 from bridge.tracing.hooks import NO_TRACING, Tracing
 
-__all__ = ["Framing", "Wiring"]
+__all__ = ["Framing", "Wiring", "command_api_client"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,3 +162,13 @@ class Wiring:
     def records(self, framer: Framer) -> RecordBuilder:
         router = Router(self.spec.scans_topic, self.spec.topic_template)
         return RecordBuilder(self.source_id, self.config.bridge.dlq_topic, router, framer)
+
+
+def command_api_client(
+    config: Config, source: SourceConfig, *, retry_deadline_s: float = 10.0
+) -> PassEntryClient:
+    """A PassEntry client for a command (not the bridge): short retries, its own metrics,
+    the source's settings and token."""
+    wiring = Wiring(config, source, Metrics(), KafkaAccess(config.kafka, grace_s=0.0))
+    deadline = min(source.passentry.retry_deadline_s, retry_deadline_s)
+    return wiring.api_client(retry_deadline_s=deadline)

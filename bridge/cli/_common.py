@@ -15,14 +15,11 @@ from typing import Any, TypeVar
 import click
 
 from bridge.cli._errors import one_line
-from bridge.config import Config, SourceConfig, load_config
+from bridge.config import Config, load_config
 from bridge.errors import ConfigError
-from bridge.ops.metrics import Metrics
-from bridge.passentry.client import PassEntryClient
 
 __all__ = [
     "EXIT_OWNED",
-    "api_client",
     "config_file_option",
     "config_option",
     "live_margin_option",
@@ -179,18 +176,3 @@ config_option = config_file_option(
     "YAML file with passentry/kafka/bridge sections and optionally a sources list;"
     " environment variables win over its sections."
 )
-
-
-def api_client(
-    config: Config, source: SourceConfig, *, retry_deadline_s: float = 10.0
-) -> PassEntryClient:
-    """A PassEntry client for a command (not the bridge): short retries, its own metrics,
-    the source's settings and token."""
-    # Here, not at the top: every command imports this module, most need no Kafka client.
-    from bridge.kafka.access import KafkaAccess
-    from bridge.wiring import Wiring
-
-    wiring = Wiring(config, source, Metrics(), KafkaAccess(config.kafka, grace_s=0.0))
-    return wiring.api_client(
-        retry_deadline_s=min(source.passentry.retry_deadline_s, retry_deadline_s)
-    )

@@ -9,11 +9,12 @@ from pathlib import Path
 
 import click
 
-from bridge.cli._common import api_client, config_option, load, pick_source
+from bridge.cli._common import config_option, load, pick_source
 from bridge.config import Config
 from bridge.errors import BridgeError
 from bridge.passentry.client import PassEntryClient
 from bridge.passentry.models import WebhookSubscription
+from bridge.wiring import command_api_client
 
 __all__ = ["webhooks"]
 
@@ -33,7 +34,7 @@ _SOURCE = click.option(
 
 
 def _client(config: Config, source_id: str | None) -> PassEntryClient:
-    return api_client(config, config.source(pick_source(config, source_id)))
+    return command_api_client(config, config.source(pick_source(config, source_id)))
 
 
 def _fail(exc: BridgeError) -> None:

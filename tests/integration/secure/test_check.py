@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from bridge.cli.check import CheckResult, run_checks
+from bridge.checks import CheckResult, run_checks
 from bridge.config import Config
 from bridge.simulator.app import SimulatorConfig
 from bridge.simulator.server import SimulatorServer

@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bridge.cli.check import CheckResult, run_checks
+from bridge.checks import CheckResult, run_checks
 from bridge.config import Config
 from bridge.service import RunOptions
 from bridge.simulator.app import SimulatorConfig

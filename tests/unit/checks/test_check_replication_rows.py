@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-import bridge.cli.check as check_module
-from bridge.cli.check import _check_replication
+import bridge.checks.kafka as check_module
+from bridge.checks.kafka import check_replication
 from bridge.config import load_config
 from bridge.kafka.replication import TRANSACTION_LOG, Durability
 
@@ -32,7 +32,7 @@ def _rows(
     monkeypatch.setattr(check_module, "topic_durability", durability)
     config_file = tmp_path / "bridge.yaml"
     config_file.write_text(yaml)
-    return asked, _check_replication(load_config(config_file))
+    return asked, check_replication(load_config(config_file))
 
 
 def test_each_topic_the_bridge_writes_and_the_transaction_log(

@@ -25,8 +25,9 @@ from bridge.backoff import Backoff
 from bridge.config import Config
 from bridge.errors import FatalError, ListenError, RetriableError
 from bridge.fleet import Fleet
-from bridge.kafka.access import KafkaAccess, check_tls_files
+from bridge.kafka.access import KafkaAccess
 from bridge.kafka.membership import GroupSettings, Membership
+from bridge.kafka.tls import check_tls_files
 from bridge.kafka.topics import TopicManager
 from bridge.ops.health import MemberHealth, ProcessHealth
 from bridge.ops.metrics import Metrics

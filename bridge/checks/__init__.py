@@ -21,7 +21,7 @@ from bridge.checks.passentry import check_api, check_webhooks
 from bridge.checks.result import CheckResult
 from bridge.config import Config, SourceConfig
 from bridge.errors import BridgeError
-from bridge.kafka.access import check_tls_files
+from bridge.kafka.tls import check_tls_files
 
 __all__ = ["CheckResult", "run_checks"]
 

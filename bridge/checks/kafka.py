@@ -16,7 +16,7 @@ from confluent_kafka.admin import AdminClient
 
 from bridge.checks.result import CheckResult
 from bridge.config import Config
-from bridge.kafka.access import KafkaAccess, tls_verdict
+from bridge.kafka.access import KafkaAccess
 from bridge.kafka.acl import (
     INBOX_GROUP_PREFIX,
     INBOX_GROUPS,
@@ -37,6 +37,7 @@ from bridge.kafka.producer import transactional_id
 from bridge.kafka.replication import TRANSACTION_LOG, topic_durability
 from bridge.kafka.retention import topic_retention
 from bridge.kafka.routing import Router
+from bridge.kafka.tls import tls_verdict
 
 __all__ = ["check_kafka", "check_owners", "check_replication", "check_retention", "check_running"]
 

@@ -1,16 +1,70 @@
-"""Logging: JSON lines when stderr is not a terminal (collectors parse them), text on one."""
+"""Logging: JSON lines when stderr is not a terminal (collectors parse them), text on one;
+and a filter that holds back a line repeated within a minute, counting what it held."""
 
 from __future__ import annotations
 
 import json
 import logging
 import sys
+import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
-__all__ = ["setup_logging"]
+__all__ = ["RepeatFilter", "Repeats", "setup_logging"]
 
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+
+
+# Lines held back as repeats are let through again after this long, with their count.
+_REPEAT_INTERVAL_S = 60.0
+
+
+class Repeats:
+    """Lets the first of each distinct message through, then one per interval with the
+    number held back meanwhile."""
+
+    def __init__(self, interval_s: float = _REPEAT_INTERVAL_S, *, max_keys: int = 1000) -> None:
+        self._interval = interval_s
+        self._max_keys = max_keys
+        self._lock = threading.Lock()
+        # key -> (when it was last let through, how many were held back since)
+        self._seen: dict[tuple[Any, ...], tuple[float, int]] = {}
+
+    def admit(self, key: tuple[Any, ...], now: float | None = None) -> int | None:
+        """None: hold this one back. Otherwise let it through; the number is how many were
+        held back since the last one that was."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            last = self._seen.get(key)
+            if last is not None and now - last[0] < self._interval:
+                self._seen[key] = (last[0], last[1] + 1)
+                return None
+            if last is None and len(self._seen) >= self._max_keys:
+                # Forget what has been quiet longest; a flood of distinct texts stays bounded.
+                oldest = sorted(self._seen, key=lambda k: self._seen[k][0])
+                for old in oldest[: self._max_keys // 2]:
+                    del self._seen[old]
+            self._seen[key] = (now, 0)
+            return last[1] if last is not None else 0
+
+
+class RepeatFilter(logging.Filter):
+    """Holds back a line ``key`` says was logged within the interval; the next one let
+    through carries ``repeated``, the count held back."""
+
+    def __init__(self, key: Callable[[logging.LogRecord], tuple[Any, ...]]) -> None:
+        super().__init__()
+        self.repeats = Repeats()
+        self._key = key
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        held = self.repeats.admit(self._key(record))
+        if held is None:
+            return False
+        if held:
+            record.repeated = held
+        return True
 
 
 class JsonFormatter(logging.Formatter):

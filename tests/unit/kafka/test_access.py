@@ -20,9 +20,11 @@ from bridge.errors import (
     KafkaRetriableError,
     KafkaTlsError,
 )
-from bridge.kafka.access import KafkaAccess, Repeats, TlsVerdict, librdkafka_logger
+from bridge.kafka.access import KafkaAccess, librdkafka_logger
 from bridge.kafka.acl import AclGrant, denied, principal, transactional_id_grant
+from bridge.kafka.tls import TlsVerdict
 from bridge.ops.health import Health
+from bridge.ops.logs import Repeats
 from bridge.ops.metrics import Metrics
 from bridge.pipeline import CycleStats, Restored
 from bridge.runner import EXIT_FATAL, Pace, RunOptions, SourceRunner

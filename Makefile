@@ -12,14 +12,14 @@ install: $(STAMP)
 # Every dependency comes from a lock file, with its hash: the versions the tests passed with.
 # The package itself goes in editable, built from the locked build tools, resolving nothing.
 LOCKS := requirements/dev.lock requirements/build.lock
-$(STAMP): pyproject.toml $(LOCKS)
+$(STAMP): pyproject.toml simulator/pyproject.toml $(LOCKS)
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH" >&2; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@echo "install: the locked dependencies into $(VENV) (about a minute the first time)"
 	set -o pipefail; $(BIN)/pip install --progress-bar off --require-hashes \
 		-r requirements/dev.lock -r requirements/build.lock \
 		| { grep --line-buffered -E '^(Collecting|Successfully installed)' || true; } | cut -c1-100
-	$(BIN)/pip install -q --no-deps --no-build-isolation -e .
+	$(BIN)/pip install -q --no-deps --no-build-isolation -e . -e ./simulator
 	touch $(STAMP)
 
 # Re-resolve within pyproject.toml's ranges and rewrite the lock files: runtime.lock (what the

@@ -36,9 +36,9 @@ from confluent_kafka import Producer
 
 from bench._procs import REPO, Exit, Kafka
 from bridge.kafka.checkpoint import CheckpointStore, make_checkpoint
-from bridge.simulator.app import SimulatorConfig
-from bridge.simulator.server import SimulatorServer
-from bridge.simulator.store import Scan, Store, WorldConfig
+from passentry_simulator.app import SimulatorConfig
+from passentry_simulator.server import SimulatorServer
+from passentry_simulator.store import Scan, Store, WorldConfig
 
 DAY_MS = 86_400_000
 # Values about the size of a real record, cut from random bytes so that lz4 does not shrink

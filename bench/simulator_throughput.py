@@ -18,7 +18,7 @@ import time
 import httpx
 import msgspec
 
-from bridge.simulator.server import SimulatorProcess
+from passentry_simulator.server import SimulatorProcess
 
 
 class _Meta(msgspec.Struct):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import importlib.util
 import signal
 import sys
 from types import FrameType
@@ -34,12 +35,14 @@ class _Commands(click.Group):
         "state": ("bridge.cli.state", "state"),
         "status": ("bridge.cli.status", "status"),
         "schema": ("bridge.cli.schema", "schema"),
-        "simulate": ("bridge.simulator.command", "simulate"),
+        # The PassEntry stand-in, its own distribution (simulator/): not in the image.
+        "simulate": ("passentry_simulator.command", "simulate"),
         "webhooks": ("bridge.cli.webhooks", "webhooks"),
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(self._lazy)
+        # Only what this install can run: the image has no simulator.
+        return sorted(n for n, (module, _) in self._lazy.items() if _installed(module))
 
     def resolve_command(
         self, ctx: click.Context, args: list[str]
@@ -54,7 +57,18 @@ class _Commands(click.Group):
         if cmd_name not in self._lazy:
             return None
         module, name = self._lazy[cmd_name]
-        command: click.Command = getattr(importlib.import_module(module), name)
+        try:
+            loaded = importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name is None or not module.startswith(exc.name):
+                raise
+            # The simulator is a distribution of its own: a production install (the image)
+            # has none.
+            raise click.UsageError(
+                f"{cmd_name!r} is not installed here: it comes with passentry-simulator"
+                " (pip install ./simulator from a checkout; make install does)"
+            ) from None
+        command: click.Command = getattr(loaded, name)
         return command
 
 
@@ -76,6 +90,10 @@ def cli(ctx: click.Context, debug: bool) -> None:
     if ctx.invoked_subcommand not in ("run", "simulate"):
         # Services log as services; a command run by a person sums up in one line.
         quiet_libraries(debug=debug)
+
+
+def _installed(module: str) -> bool:
+    return importlib.util.find_spec(module.split(".", 1)[0]) is not None
 
 
 def main() -> None:

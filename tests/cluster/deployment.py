@@ -30,10 +30,10 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from prometheus_client.parser import text_string_to_metric_families
 
 from bridge.kafka.producer import transactional_id
-from bridge.simulator.app import SimulatorConfig
-from bridge.simulator.server import SimulatorServer
-from bridge.simulator.store import WorldConfig
-from bridge.simulator.webhooks import WebhookConfig
+from passentry_simulator.app import SimulatorConfig
+from passentry_simulator.server import SimulatorServer
+from passentry_simulator.store import WorldConfig
+from passentry_simulator.webhooks import WebhookConfig
 from tests.integration.eos_harness import BridgeProcess, Topics, Traffic, bridge_env, free_port
 from tests.integration.harness import Record, drain, wait_for
 

@@ -41,8 +41,13 @@ def test_version_and_help(engine: Engine, bridge_image: BuiltImage) -> None:
     assert version.stdout.strip() == f"passentry-bridge, version {bridge_image.version}"
 
     help_text = engine.run(bridge_image.ref, "--help").stdout
-    for command in ("run", "backfill", "check", "tail", "state", "schema", "simulate"):
+    for command in ("run", "backfill", "audit", "dlq", "check", "tail", "state", "schema"):
         assert re.search(rf"^\s+{command}\b", help_text, re.MULTILINE), (command, help_text)
+    # The simulator is a distribution of its own, for the demo and the tests: not here.
+    assert not re.search(r"^\s+simulate\b", help_text, re.MULTILINE), help_text
+    refused = engine.run(bridge_image.ref, "simulate", check=False)
+    assert refused.returncode == 2
+    assert "passentry-simulator" in refused.stderr
 
 
 def test_runs_as_uid_10001_from_the_venv(engine: Engine, bridge_image: BuiltImage) -> None:

@@ -1,7 +1,7 @@
 """The image doing its job, read-only with no tmpfs at all, on the host network: a real
 ``run --once`` against the PassEntry simulator and the test broker, and a clean SIGTERM.
 
-The simulator is the in-process one (``bridge.simulator``) on 127.0.0.1; with the host's
+The simulator is the in-process one (``passentry_simulator``) on 127.0.0.1; with the host's
 network the container reaches it and the broker at the same addresses as the tests do.
 """
 
@@ -16,7 +16,7 @@ import httpx
 import pytest
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
-from bridge.simulator import SimulatorConfig, SimulatorServer, WorldConfig
+from passentry_simulator import SimulatorConfig, SimulatorServer, WorldConfig
 from tests.image.engine import BuiltImage, Engine
 
 SINCE = "2000-01-01T00:00:00Z"

@@ -28,7 +28,7 @@ from confluent_kafka import IsolationLevel, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
 from prometheus_client.parser import text_string_to_metric_families
 
-from bridge.simulator.server import SimulatorServer
+from passentry_simulator.server import SimulatorServer
 from tests.integration.harness import Record, drain, wait_for
 
 BRIDGE = str(Path(sys.executable).with_name("passentry-bridge"))

@@ -22,7 +22,7 @@ from bridge.avro.schemas import latest
 from bridge.config import Config, load_config
 from bridge.ops.metrics import Metrics
 from bridge.service import RunOptions, Service
-from bridge.simulator.store import Scan
+from passentry_simulator.store import Scan
 from tests.support import sample
 
 

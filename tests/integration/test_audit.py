@@ -23,10 +23,10 @@ import pytest
 from confluent_kafka import OFFSET_END, Consumer, TopicPartition
 
 from bridge.service import RunOptions
-from bridge.simulator.app import SimulatorConfig
-from bridge.simulator.faults import Faults
-from bridge.simulator.server import SimulatorServer
-from bridge.simulator.store import WorldConfig
+from passentry_simulator.app import SimulatorConfig
+from passentry_simulator.faults import Faults
+from passentry_simulator.server import SimulatorServer
+from passentry_simulator.store import WorldConfig
 from tests.integration.eos_harness import Topics, Traffic, bridge_env, free_port
 from tests.integration.harness import RunningBridge, bridge_config, drain, wait_for
 from tests.support import sample

@@ -26,9 +26,9 @@ from bridge.avro.registry import RegistryFramer
 from bridge.avro.schemas import latest
 from bridge.config import RegistrySettings
 from bridge.service import RunOptions, Service
-from bridge.simulator.app import SimulatorConfig
-from bridge.simulator.server import SimulatorServer
-from bridge.simulator.store import Scan, WorldConfig
+from passentry_simulator.app import SimulatorConfig
+from passentry_simulator.server import SimulatorServer
+from passentry_simulator.store import Scan, WorldConfig
 from tests.integration.harness import (
     Record,
     assert_matches_source,

@@ -9,9 +9,9 @@ import sys
 import time
 from pathlib import Path
 
-from bridge.simulator.app import SimulatorConfig
-from bridge.simulator.server import SimulatorServer
-from bridge.simulator.store import WorldConfig
+from passentry_simulator.app import SimulatorConfig
+from passentry_simulator.server import SimulatorServer
+from passentry_simulator.store import WorldConfig
 from tests.integration.eos_harness import Topics, bridge_env
 
 BRIDGE = str(Path(sys.executable).with_name("passentry-bridge"))

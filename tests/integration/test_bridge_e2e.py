@@ -12,10 +12,10 @@ import httpx
 import pytest
 
 from bridge.service import RunOptions, Service
-from bridge.simulator.app import SimulatorConfig
-from bridge.simulator.faults import Faults
-from bridge.simulator.server import SimulatorServer
-from bridge.simulator.store import WorldConfig
+from passentry_simulator.app import SimulatorConfig
+from passentry_simulator.faults import Faults
+from passentry_simulator.server import SimulatorServer
+from passentry_simulator.store import WorldConfig
 from tests.integration.harness import (
     Record,
     RunningBridge,

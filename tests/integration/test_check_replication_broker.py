@@ -13,9 +13,9 @@ import pytest
 from click.testing import CliRunner
 
 from bridge.cli.check import check
-from bridge.simulator.app import SimulatorConfig
-from bridge.simulator.server import SimulatorServer
-from bridge.simulator.store import WorldConfig
+from passentry_simulator.app import SimulatorConfig
+from passentry_simulator.server import SimulatorServer
+from passentry_simulator.store import WorldConfig
 
 
 @pytest.fixture

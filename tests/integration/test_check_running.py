@@ -18,9 +18,9 @@ from bridge.config import load_config
 from bridge.kafka.membership import GroupSettings, Membership
 from bridge.ops.health import MemberHealth
 from bridge.ops.metrics import Metrics
-from bridge.simulator.app import SimulatorConfig
-from bridge.simulator.server import SimulatorServer
-from bridge.simulator.store import WorldConfig
+from passentry_simulator.app import SimulatorConfig
+from passentry_simulator.server import SimulatorServer
+from passentry_simulator.store import WorldConfig
 from tests.integration.harness import wait_for
 
 

@@ -28,11 +28,11 @@ import pytest
 from confluent_kafka import OFFSET_END, Consumer, Producer, TopicPartition
 
 from bridge.service import RunOptions
-from bridge.simulator.app import SimulatorConfig
-from bridge.simulator.faults import Faults
-from bridge.simulator.server import SimulatorServer
-from bridge.simulator.store import WorldConfig
 from bridge.uuid7 import UUIDv7Minter
+from passentry_simulator.app import SimulatorConfig
+from passentry_simulator.faults import Faults
+from passentry_simulator.server import SimulatorServer
+from passentry_simulator.store import WorldConfig
 from tests.integration.eos_harness import BRIDGE, Topics, Traffic, bridge_env
 from tests.integration.harness import RunningBridge, bridge_config, drain, wait_for
 from tests.support import sample

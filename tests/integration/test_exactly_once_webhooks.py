@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from bridge.simulator.app import SimulatorConfig
-from bridge.simulator.server import SimulatorServer
-from bridge.simulator.store import WorldConfig
-from bridge.simulator.webhooks import WebhookConfig
+from passentry_simulator.app import SimulatorConfig
+from passentry_simulator.server import SimulatorServer
+from passentry_simulator.store import WorldConfig
+from passentry_simulator.webhooks import WebhookConfig
 from tests.integration.eos_harness import (
     BridgeProcess,
     Topics,

@@ -17,9 +17,9 @@ import httpx
 import pytest
 import yaml
 
-from bridge.simulator.app import SimulatorConfig
-from bridge.simulator.server import SimulatorServer
-from bridge.simulator.store import WorldConfig
+from passentry_simulator.app import SimulatorConfig
+from passentry_simulator.server import SimulatorServer
+from passentry_simulator.store import WorldConfig
 from tests.integration.eos_harness import (
     BridgeProcess,
     LocalBroker,

@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Producer
 
-from bridge.simulator.app import SimulatorConfig
-from bridge.simulator.server import SimulatorServer
-from bridge.simulator.store import WorldConfig
-from bridge.simulator.webhooks import WebhookConfig
+from passentry_simulator.app import SimulatorConfig
+from passentry_simulator.server import SimulatorServer
+from passentry_simulator.store import WorldConfig
+from passentry_simulator.webhooks import WebhookConfig
 from tests.integration.eos_harness import BridgeProcess, Topics, Traffic, bridge_env, free_port
 from tests.integration.harness import Record, drain, wait_for
 

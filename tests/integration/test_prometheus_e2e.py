@@ -37,10 +37,10 @@ from typing import Any, TypeVar
 import pytest
 import yaml
 
-from bridge.simulator.app import SimulatorConfig
-from bridge.simulator.server import SimulatorServer
-from bridge.simulator.store import WorldConfig
-from bridge.simulator.webhooks import WebhookConfig
+from passentry_simulator.app import SimulatorConfig
+from passentry_simulator.server import SimulatorServer
+from passentry_simulator.store import WorldConfig
+from passentry_simulator.webhooks import WebhookConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 ALERTS = ROOT / "deploy" / "prometheus" / "alerts.yaml"

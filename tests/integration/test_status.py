@@ -23,9 +23,9 @@ import pytest
 from click.testing import CliRunner
 
 from bridge.cli import cli
-from bridge.simulator.app import SimulatorConfig
-from bridge.simulator.server import SimulatorServer
-from bridge.simulator.store import WorldConfig
+from passentry_simulator.app import SimulatorConfig
+from passentry_simulator.server import SimulatorServer
+from passentry_simulator.store import WorldConfig
 from tests.integration.harness import wait_for
 
 SECRET = "w" * 40

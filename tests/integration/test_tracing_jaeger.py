@@ -23,11 +23,11 @@ from typing import Any
 import httpx
 import pytest
 
-from bridge.simulator.app import SimulatorConfig
-from bridge.simulator.server import SimulatorServer
-from bridge.simulator.store import WorldConfig
-from bridge.simulator.webhooks import render_event, sign
 from bridge.tracing import semconv
+from passentry_simulator.app import SimulatorConfig
+from passentry_simulator.server import SimulatorServer
+from passentry_simulator.store import WorldConfig
+from passentry_simulator.webhooks import render_event, sign
 from tests.integration.eos_harness import BridgeProcess, Topics, bridge_env, free_port
 from tests.integration.harness import Record, drain
 from tests.integration.jaeger_support import (

@@ -14,11 +14,11 @@ import httpx
 import pytest
 
 from bridge.runner import RunOptions
-from bridge.simulator.app import SimulatorConfig
-from bridge.simulator.faults import Faults
-from bridge.simulator.server import SimulatorServer
-from bridge.simulator.store import WorldConfig
-from bridge.simulator.webhooks import WebhookConfig, sign
+from passentry_simulator.app import SimulatorConfig
+from passentry_simulator.faults import Faults
+from passentry_simulator.server import SimulatorServer
+from passentry_simulator.store import WorldConfig
+from passentry_simulator.webhooks import WebhookConfig, sign
 from tests.integration.eos_harness import free_port
 from tests.integration.harness import RunningBridge, bridge_config, drain, wait_for
 from tests.support import sample
@@ -239,7 +239,7 @@ def test_a_flood_of_forged_requests_does_not_stop_the_stream(kafka_bootstrap: st
 
 
 def _event_body(sim: SimulatorServer) -> bytes:
-    from bridge.simulator.webhooks import render_event
+    from passentry_simulator.webhooks import render_event
 
     (scan,) = sim.store.generate(1)
     return render_event(str(uuid.uuid4()), scan.created_ms or 0, scan)

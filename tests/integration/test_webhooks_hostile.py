@@ -23,10 +23,10 @@ import pytest
 
 from bench._procs import cpu_seconds, rss_mb
 from bench.hostile import HostileClients, HostileMix, Target, gzip_bomb
-from bridge.simulator.app import SimulatorConfig
-from bridge.simulator.server import SimulatorServer
-from bridge.simulator.store import WorldConfig
-from bridge.simulator.webhooks import render_event, sign
+from passentry_simulator.app import SimulatorConfig
+from passentry_simulator.server import SimulatorServer
+from passentry_simulator.store import WorldConfig
+from passentry_simulator.webhooks import render_event, sign
 from tests.integration.eos_harness import BridgeProcess, Topics, bridge_env, free_port
 from tests.integration.harness import drain, wait_for
 

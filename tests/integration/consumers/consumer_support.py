@@ -23,10 +23,10 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from bridge.config import RegistrySettings
 from bridge.service import RunOptions, Service
-from bridge.simulator.app import SimulatorConfig
-from bridge.simulator.faults import Faults
-from bridge.simulator.server import SimulatorServer
-from bridge.simulator.store import WorldConfig
+from passentry_simulator.app import SimulatorConfig
+from passentry_simulator.faults import Faults
+from passentry_simulator.server import SimulatorServer
+from passentry_simulator.store import WorldConfig
 from tests.integration.harness import Record, bridge_config, drain
 
 ROOT = Path(__file__).resolve().parents[3]

@@ -18,9 +18,9 @@ import pytest
 
 from bridge.checks import CheckResult, run_checks
 from bridge.config import Config
-from bridge.simulator.app import SimulatorConfig
-from bridge.simulator.server import SimulatorServer
-from bridge.simulator.store import WorldConfig
+from passentry_simulator.app import SimulatorConfig
+from passentry_simulator.server import SimulatorServer
+from passentry_simulator.store import WorldConfig
 from tests.integration.harness import bridge_config
 from tests.integration.secure.secure_kafka import (
     DEFAULT_GROUP,

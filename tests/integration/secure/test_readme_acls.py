@@ -22,10 +22,10 @@ import pytest
 from bridge.checks import CheckResult, run_checks
 from bridge.config import Config
 from bridge.service import RunOptions
-from bridge.simulator.app import SimulatorConfig
-from bridge.simulator.server import SimulatorServer
-from bridge.simulator.store import WorldConfig
-from bridge.simulator.webhooks import render_event, sign
+from passentry_simulator.app import SimulatorConfig
+from passentry_simulator.server import SimulatorServer
+from passentry_simulator.store import WorldConfig
+from passentry_simulator.webhooks import render_event, sign
 from tests.integration.eos_harness import free_port
 from tests.integration.harness import RunningBridge, bridge_config, wait_for
 from tests.integration.secure.secure_kafka import (

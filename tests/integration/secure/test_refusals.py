@@ -19,9 +19,9 @@ import pytest
 
 from bridge.config import Config
 from bridge.service import RunOptions
-from bridge.simulator.app import SimulatorConfig
-from bridge.simulator.server import SimulatorServer
-from bridge.simulator.store import WorldConfig
+from passentry_simulator.app import SimulatorConfig
+from passentry_simulator.server import SimulatorServer
+from passentry_simulator.store import WorldConfig
 from tests.integration.harness import RunningBridge, bridge_config, wait_for
 from tests.integration.secure.secure_kafka import AclAdmin, Grant, SecureKafka, read_committed
 

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from bridge.cli.webhooks import webhooks
-from bridge.simulator import SimulatorConfig, SimulatorServer, WorldConfig
+from passentry_simulator import SimulatorConfig, SimulatorServer, WorldConfig
 
 URL = "https://bridge.example.com/webhooks/passentry/default"
 

@@ -43,7 +43,7 @@ from bridge.passentry.client import FetchedPage
 from bridge.passentry.pages import DecodedPage, IncludedMemo, ValidScan
 from bridge.passentry.slices import Slice
 from bridge.pipeline import CycleStats, Pipeline
-from bridge.simulator import Faults, SimulatorConfig, SimulatorServer, WorldConfig
+from passentry_simulator import Faults, SimulatorConfig, SimulatorServer, WorldConfig
 from tests.support import FakeClock, java_partition, sample
 from tests.unit.fake_api import FakeApi
 from tests.unit.kafka.fake_producer import FakeProducer, Produced

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 import httpx
 import pytest
 
-from bridge.simulator import Faults, SimulatorConfig, SimulatorServer, WorldConfig
+from passentry_simulator import Faults, SimulatorConfig, SimulatorServer, WorldConfig
 from tests.unit.simulator.receiver import Receiver
 
 MakeServer = Callable[..., SimulatorServer]

@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import httpx
 
-from bridge.simulator import SimulatorProcess, SimulatorServer
+from passentry_simulator import SimulatorProcess, SimulatorServer
 
 Make = Callable[..., SimulatorServer]
 

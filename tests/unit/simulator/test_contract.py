@@ -18,7 +18,7 @@ from bridge.passentry.models import (
     ResourceHead,
     ScanResource,
 )
-from bridge.simulator import SimulatorServer
+from passentry_simulator import SimulatorServer
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "fixtures" / "passentry_get_scans_example.json"
 

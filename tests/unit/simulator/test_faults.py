@@ -10,8 +10,8 @@ import httpx
 import pytest
 
 from bridge.errors import InvalidUUIDv7Error
-from bridge.simulator import Faults, SimulatorServer
 from bridge.uuid7 import parse_uuid7
+from passentry_simulator import Faults, SimulatorServer
 
 Make = Callable[..., SimulatorServer]
 ClientFor = Callable[..., httpx.Client]

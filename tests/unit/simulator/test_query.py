@@ -9,9 +9,9 @@ from typing import Any
 import httpx
 import pytest
 
-from bridge.simulator import Faults, SimulatorServer
-from bridge.simulator.store import Scan
 from bridge.uuid7 import parse_uuid7
+from passentry_simulator import Faults, SimulatorServer
+from passentry_simulator.store import Scan
 
 Make = Callable[..., SimulatorServer]
 ClientFor = Callable[..., httpx.Client]

@@ -8,7 +8,7 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from bridge.simulator import SimulatorServer, SlidingWindowLimiter
+from passentry_simulator import SimulatorServer, SlidingWindowLimiter
 from tests.support import FakeClock
 
 Make = Callable[..., SimulatorServer]

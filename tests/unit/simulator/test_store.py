@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 
-from bridge.simulator import SimulatorServer
+from passentry_simulator import SimulatorServer
 
 Make = Callable[..., SimulatorServer]
 

@@ -9,8 +9,8 @@ from typing import Any
 import httpx
 import pytest
 
-from bridge.simulator import SimulatorServer
-from bridge.simulator.subscriptions import MAX_PER_SCOPE
+from passentry_simulator import SimulatorServer
+from passentry_simulator.subscriptions import MAX_PER_SCOPE
 from tests.unit.simulator.receiver import Receiver, wait_until
 
 Make = Callable[..., SimulatorServer]

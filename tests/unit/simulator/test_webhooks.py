@@ -15,9 +15,9 @@ import pytest
 from click.testing import CliRunner
 
 from bridge.passentry.models import ScanResource
-from bridge.simulator import Faults, SimulatorProcess, SimulatorServer
-from bridge.simulator.command import simulate
-from bridge.simulator.webhooks import WebhookConfig
+from passentry_simulator import Faults, SimulatorProcess, SimulatorServer
+from passentry_simulator.command import simulate
+from passentry_simulator.webhooks import WebhookConfig
 from tests.unit.simulator.receiver import Receiver, wait_until
 
 Make = Callable[..., SimulatorServer]

@@ -23,12 +23,12 @@ import msgspec
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
-from bridge.simulator.faults import API_PREFIX, Faults, fault_middleware, faults_routes
-from bridge.simulator.params import QueryError, positive_int
-from bridge.simulator.ratelimit import EndpointStats, SlidingWindowLimiter, ratelimit_middleware
-from bridge.simulator.store import EXTERNAL, Scan, ScanQuery, ScanSpec, Store, WorldConfig, iso
-from bridge.simulator.subscriptions import Subscriptions, subscription_routes
-from bridge.simulator.webhooks import WebhookConfig, WebhookSender, webhook_routes
+from passentry_simulator.faults import API_PREFIX, Faults, fault_middleware, faults_routes
+from passentry_simulator.params import QueryError, positive_int
+from passentry_simulator.ratelimit import EndpointStats, SlidingWindowLimiter, ratelimit_middleware
+from passentry_simulator.store import EXTERNAL, Scan, ScanQuery, ScanSpec, Store, WorldConfig, iso
+from passentry_simulator.subscriptions import Subscriptions, subscription_routes
+from passentry_simulator.webhooks import WebhookConfig, WebhookSender, webhook_routes
 
 __all__ = ["Simulator", "SimulatorConfig", "build_app", "errors"]
 

@@ -22,9 +22,9 @@ from typing import IO, Self
 
 from aiohttp import web
 
-from bridge.simulator.app import Simulator, SimulatorConfig, build_app
-from bridge.simulator.faults import Faults
-from bridge.simulator.store import Store
+from passentry_simulator.app import Simulator, SimulatorConfig, build_app
+from passentry_simulator.faults import Faults
+from passentry_simulator.store import Store
 
 __all__ = ["SimulatorProcess", "SimulatorServer"]
 

@@ -27,8 +27,8 @@ from urllib.parse import urlsplit
 import msgspec
 from aiohttp import web
 
-from bridge.simulator.params import QueryError, positive_int
-from bridge.simulator.store import Scan
+from passentry_simulator.params import QueryError, positive_int
+from passentry_simulator.store import Scan
 
 __all__ = [
     "EVENTS",

@@ -13,13 +13,13 @@ or :class:`SimulatorProcess` (a child process). Modules, in the order a request 
 - ``server`` / ``command``: the test runners and the CLI command
 """
 
-from bridge.simulator.app import Simulator, SimulatorConfig, build_app
-from bridge.simulator.faults import Faults, FaultsError
-from bridge.simulator.ratelimit import SlidingWindowLimiter
-from bridge.simulator.server import SimulatorProcess, SimulatorServer
-from bridge.simulator.store import Scan, Store, WorldConfig
-from bridge.simulator.subscriptions import Subscription, Subscriptions
-from bridge.simulator.webhooks import WebhookConfig, WebhookSender
+from passentry_simulator.app import Simulator, SimulatorConfig, build_app
+from passentry_simulator.faults import Faults, FaultsError
+from passentry_simulator.ratelimit import SlidingWindowLimiter
+from passentry_simulator.server import SimulatorProcess, SimulatorServer
+from passentry_simulator.store import Scan, Store, WorldConfig
+from passentry_simulator.subscriptions import Subscription, Subscriptions
+from passentry_simulator.webhooks import WebhookConfig, WebhookSender
 
 __all__ = [
     "Faults",

@@ -21,10 +21,10 @@ import click
 from aiohttp import web
 
 from bridge.errors import ListenError
-from bridge.simulator.app import Simulator, SimulatorConfig, build_app
-from bridge.simulator.faults import Faults
-from bridge.simulator.store import WorldConfig
-from bridge.simulator.webhooks import SIGNATURE_FORMATS, SignatureFormat, WebhookConfig
+from passentry_simulator.app import Simulator, SimulatorConfig, build_app
+from passentry_simulator.faults import Faults
+from passentry_simulator.store import WorldConfig
+from passentry_simulator.webhooks import SIGNATURE_FORMATS, SignatureFormat, WebhookConfig
 
 __all__ = ["simulate"]
 

@@ -28,8 +28,8 @@ from dataclasses import dataclass
 
 import msgspec
 
-from bridge.simulator.faults import Faults
 from bridge.uuid7 import UUIDv7Minter, min_for_millis, uuid7_millis
+from passentry_simulator.faults import Faults
 
 __all__ = ["Pass", "QueryResult", "Reader", "Scan", "ScanQuery", "ScanSpec", "Store", "World"]
 __all__ += ["ScanListener", "WorldConfig", "iso", "random_uuid4"]

@@ -54,9 +54,9 @@ import aiohttp
 import msgspec
 from aiohttp import web
 
-from bridge.simulator.faults import Faults
-from bridge.simulator.store import Scan, random_uuid4
-from bridge.simulator.subscriptions import Subscription, Subscriptions
+from passentry_simulator.faults import Faults
+from passentry_simulator.store import Scan, random_uuid4
+from passentry_simulator.subscriptions import Subscription, Subscriptions
 
 __all__ = [
     "ID_LOG_CAP",

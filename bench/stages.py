@@ -94,13 +94,14 @@ def run(bodies: list[bytes], bootstrap: str, api_url: str, since_ms: int) -> dic
     from bridge.passentry.slices import Slice
     from bridge.pipeline import CycleStats
     from bridge.source import Source
+    from bridge.wiring import Wiring
 
     names = fresh_names("stages")
     os.environ.update({"PASSENTRY_API_URL": api_url, "PASSENTRY_API_TOKEN": "sim-token",
                        "KAFKA_BOOTSTRAP_SERVERS": bootstrap, **names})  # fmt: skip
     config = load_config()
-    source = Source(config, config.sources[0], start_ms=since_ms, metrics=Metrics(),
-                    sleep=time.sleep)  # fmt: skip
+    source = Source(Wiring.of(config, config.sources[0].id, metrics=Metrics()),
+                    start_ms=since_ms, sleep=time.sleep)  # fmt: skip
     source.prepare()
     pipeline = source.pipeline
     stages = Stages()

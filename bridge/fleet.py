@@ -46,6 +46,7 @@ from bridge.ops.metrics import Metrics
 from bridge.runner import EXIT_FATAL, EXIT_OK, Pace, RunOptions, SourceRunner
 from bridge.source import Source
 from bridge.tracing.hooks import NO_TRACING, Tracing
+from bridge.wiring import Wiring
 
 __all__ = ["Fleet"]
 
@@ -269,16 +270,13 @@ class Fleet:
                 raise ShutdownRequested
 
         try:
+            access = self._kafka if self._kafka is not None else KafkaAccess(self._config.kafka)
             source = Source(
-                self._config,
-                spec,
+                Wiring(self._config, spec, metrics, access, self._tracing),
                 start_ms=self._start_ms(spec),
-                metrics=metrics,
                 sleep=sleep,
                 transport=self._transport,
                 framer=self._framer,
-                kafka_access=self._kafka,
-                tracing=self._tracing,
             )
         except BridgeError as exc:
             # A setting only this source has (its token file, say) is wrong.

@@ -18,14 +18,10 @@ import httpx
 
 from bridge.avro.framing import Framer
 from bridge.avro.registry import RegistryFramer
-from bridge.config import Config, SourceConfig
 from bridge.dedup import DedupWindow
-from bridge.kafka.access import KafkaAccess
 from bridge.kafka.producer import transactional_id
-from bridge.ops.metrics import Metrics
 from bridge.passentry.slices import SliceReader
 from bridge.pipeline import CycleStats, Pipeline, PipelineSettings, Restored
-from bridge.tracing.hooks import NO_TRACING, Tracing
 from bridge.webhook.inbox import InboxReader
 from bridge.webhook.pump import InboxPump
 from bridge.wiring import Wiring
@@ -38,29 +34,21 @@ log = logging.getLogger(__name__)
 class Source:
     def __init__(
         self,
-        config: Config,
-        spec: SourceConfig,
+        wiring: Wiring,
         *,
         start_ms: int,
-        metrics: Metrics,
         sleep: Callable[[float], None],
         transport: httpx.BaseTransport | None = None,
         framer: Framer | None = None,
         clock: Callable[[], float] = time.monotonic,
-        kafka_access: KafkaAccess | None = None,
-        tracing: Tracing = NO_TRACING,
     ) -> None:
-        self.config = config
-        self.spec = spec
+        """``wiring``: the source's parts, as every command builds them (its metrics, its
+        KafkaAccess and its tracing come with it)."""
+        self.config = config = wiring.config
+        self.spec = spec = wiring.spec
         self.source_id = source_id = spec.id
         pe, kafka, br = spec.passentry, config.kafka, config.bridge
-        wiring = Wiring(
-            config,
-            spec,
-            metrics,
-            kafka_access if kafka_access is not None else KafkaAccess(config.kafka),
-            tracing,
-        )
+        metrics, tracing = wiring.metrics, wiring.tracing
         self.client = wiring.api_client(transport=transport, sleep=sleep)
         self.topics = wiring.topics()
         self.publisher = wiring.publisher(transactional_id(source_id))

@@ -30,6 +30,7 @@ lock: install
 	$(UV_COMPILE) pyproject.toml --extra dev --extra bench --upgrade -o requirements/dev.lock
 	$(UV_COMPILE) pyproject.toml --constraint requirements/dev.lock -o requirements/runtime.lock
 	$(UV_COMPILE) requirements/build.in --upgrade -o requirements/build.lock
+	$(UV_COMPILE) requirements/deploy-tools.in --constraint requirements/dev.lock -o requirements/deploy-tools.lock
 
 # Every shell script of the repository (by its first line).
 SHELL_SCRIPTS = $(shell grep -lsE '^\#!(/usr/bin/env (ba)?sh|/bin/(ba)?sh)' scripts/* .ci/run kafka/image/entrypoint) scripts/lib/*.sh

@@ -31,7 +31,7 @@ from typing import Any
 from bridge.avro.encoder import Encoder
 from bridge.dedup import DedupWindow, RejectMemory, Verdict
 from bridge.enrich import Enricher
-from bridge.errors import InvalidWebhookError
+from bridge.errors import InvalidWebhookError, KafkaRetriableError
 from bridge.kafka.checkpoint import CheckpointStore, WindowRebuild, make_checkpoint
 from bridge.kafka.producer import Sink, TxnOffsets
 from bridge.kafka.records import OutRecord, RecordBuilder
@@ -119,6 +119,11 @@ class _Chunk:
     slice_end: int | None
 
 
+# How long restores may keep missing the checkpoint's own last scan before the source goes on
+# without it (Pipeline._check_rebuilt): far longer than a restarting broker's moment.
+_WATERMARK_GRACE_S = 120.0
+
+
 class Pipeline:
     def __init__(
         self,
@@ -150,6 +155,8 @@ class Pipeline:
         # Every topic this source wrote to: restore reads them back to rebuild the window.
         self.topics_written: set[str] = set()
         self.rejects = RejectMemory(ttl_s=window.lookback_ms / 1000 + 120)
+        # Since when restores have not found the checkpoint's own last scan (see restore).
+        self._watermark_missing_since: float | None = None
 
     @property
     def reader(self) -> SliceReader:
@@ -190,10 +197,38 @@ class Pipeline:
         rebuilt = self._checkpoints.rebuild(
             self.window, self.rejects, [*checkpoint.topics, *topics], dlq
         )
+        self._check_rebuilt(checkpoint.watermark_int(), rebuilt)
         self.topics_written = set(checkpoint.topics)
         self._reader.reset(checkpoint.polled_until_ms)
         self._watermark_metrics()
         return Restored(False, None, checkpoint.watermark, rebuilt)
+
+    def _check_rebuilt(self, watermark: int, rebuilt: WindowRebuild) -> None:
+        """The checkpoint's last scan (published, or dead-lettered) must be among what the
+        window was rebuilt from. A broker that has just restarted can answer, for a moment,
+        that no record is newer than the window's start (ListOffsets by time gives -1 for
+        every partition): an empty window then, and the lookback published again, every
+        scan of it twice. Such a restore is failed and tried again; only if the scan stays
+        missing for ``_WATERMARK_GRACE_S`` (deleted by the topic's retention after a long
+        stop, say) does the source go on with the window it could read."""
+        if watermark in self.window:
+            self._watermark_missing_since = None
+            return
+        now = time.monotonic()
+        if self._watermark_missing_since is None:
+            self._watermark_missing_since = now
+        if now - self._watermark_missing_since < _WATERMARK_GRACE_S:
+            raise KafkaRetriableError(
+                f"the window rebuilt from {', '.join(rebuilt.topics)} lacks the checkpoint's"
+                f" own last scan ({rebuilt.records} records read): a broker that has just"
+                " restarted answers before its logs are ready; restoring again"
+            )
+        log.warning(
+            "the checkpoint's last scan is not in Kafka any more (retention?): going on with"
+            " the window that could be read",
+            extra={"source_id": self._settings.source_id, "records_read": rebuilt.records},
+        )
+        self._watermark_missing_since = None
 
     def cycle(
         self, stop: threading.Event, *, until_ms: int | None = None, settle_ms: int | None = None

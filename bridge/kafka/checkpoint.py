@@ -274,7 +274,15 @@ class CheckpointStore:
             ) from exc
         finally:
             consumer.close()
-        # -1 (OFFSET_END) means no record at or after the time: nothing to read there.
+        for tp in found:
+            if tp.error is not None:
+                raise KafkaRetriableError(
+                    f"cannot look up offsets to rebuild the window: {tp.topic} [{tp.partition}]:"
+                    f" {tp.error.str()}"
+                )
+        # -1 (OFFSET_END) means no record at or after the time: nothing to read there. (A
+        # broker that has just restarted says so for a moment of every partition: the
+        # pipeline's restore checks that the checkpoint's last scan was read.)
         return [tp for tp in found if tp.offset >= 0]
 
     def _read_to_end(self, partitions: list[TopicPartition], timeout_s: float) -> Iterable[Any]:

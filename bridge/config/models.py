@@ -354,6 +354,15 @@ class KafkaSettings(_Group):
             "security.protocol": self.security_protocol,
             # librdkafka's own log lines go through our logging (JSON in a pod), not stderr.
             "logger": logging.getLogger("librdkafka"),
+            # A broker that hangs without closing its sockets (frozen, or cut off by a
+            # partition) holds every request on them this long before librdkafka tries the
+            # partition's new leader or coordinator: 60 s by default, the whole stall of a
+            # frozen node in the cluster tests. A healthy broker answers in milliseconds.
+            "socket.timeout.ms": 10_000,
+            "socket.connection.setup.timeout.ms": 10_000,
+            # After an outage the brokers come back at once, but a client that backed off up
+            # to librdkafka's 10 s would wait that long to notice.
+            "reconnect.backoff.max.ms": 1_000,
         }
         if self.sasl_mechanism is not None:
             conf["sasl.mechanism"] = self.sasl_mechanism

@@ -157,6 +157,11 @@ def producer_config(
             "transaction.timeout.ms": transaction_timeout_ms,
         }
     )
+    # librdkafka refuses a socket timeout within 100 ms of the transaction's.
+    if "socket.timeout.ms" in conf:
+        conf["socket.timeout.ms"] = min(
+            int(conf["socket.timeout.ms"]), transaction_timeout_ms - 100
+        )
     return conf
 
 
@@ -171,7 +176,8 @@ class Publisher:
         every_delivery: bool = False,
         producer_factory: Callable[[dict[str, Any]], Producer] = new_producer,
         clock: Callable[[], float] = time.monotonic,
-        hung_after_s: float = 5.0,
+        offsets_timeout_s: float = 10.0,
+        hung_after_s: float = 2.0,
     ) -> None:
         """``every_delivery``: librdkafka reports each record's delivery, for ``send``'s
         ``delivered`` (tracing); otherwise failures only."""
@@ -186,8 +192,11 @@ class Publisher:
         # Seams for unit tests: a fake producer, and a clock its blocking calls move on.
         self._new_producer = producer_factory
         self._clock = clock
-        # How long past its own timeout a librdkafka call is waited for before its producer
-        # is given up as hung (see _send_offsets).
+        # send_offsets_to_transaction's own timeout, and how long past it the call is waited
+        # for before its producer is given up as hung (see _send_offsets). Shorter than the
+        # other calls': it needs only the group's coordinator, found again within a broker's
+        # failover (about 9 s), and past that the call is more likely hung than slow.
+        self._offsets_timeout_s = min(offsets_timeout_s, call_timeout_s)
         self._hung_after_s = hung_after_s
         self._metrics = metrics
         self._timeout = call_timeout_s
@@ -319,19 +328,19 @@ class Publisher:
         def call() -> None:
             try:
                 producer.send_offsets_to_transaction(
-                    offsets.partitions, offsets.group_metadata, self._timeout
+                    offsets.partitions, offsets.group_metadata, self._offsets_timeout_s
                 )
             except BaseException as exc:  # handed to the waiting thread, raised there
                 outcome.append(exc)
 
         worker = threading.Thread(target=call, name="send-offsets", daemon=True)
         worker.start()
-        worker.join(self._timeout + self._hung_after_s)
+        worker.join(self._offsets_timeout_s + self._hung_after_s)
         if worker.is_alive():
             self._hung = True
             self._metrics.producer_errors.labels("retriable").inc()
             raise CommitOutcomeUnknownError(
-                f"send_offsets_to_transaction did not return in {self._timeout:.0f}s"
+                f"send_offsets_to_transaction did not return in {self._offsets_timeout_s:.0f}s"
                 f" (+{self._hung_after_s:.0f}s); is the inbox group's coordinator gone? The"
                 " producer is replaced; the transaction aborts when the new one starts"
             )

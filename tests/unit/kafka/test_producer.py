@@ -48,6 +48,7 @@ class Bench:
             every_delivery=every_delivery,
             producer_factory=self._make,
             clock=self.clock,
+            offsets_timeout_s=call_timeout_s,
             hung_after_s=hung_after_s,
         )
 
@@ -403,3 +404,26 @@ def test_a_second_init_starts_over_with_a_fresh_producer(bench: Bench) -> None:
     assert bench.producer.initialized
     assert bench.send([scan(1)]) == {"scans": 1}
     assert first.visible == []
+
+
+@pytest.mark.parametrize("transaction_timeout_ms", [1_000, 30_000])
+def test_the_hung_broker_timeouts_are_ones_librdkafka_takes(transaction_timeout_ms: int) -> None:
+    """The client's socket timeout (a hung broker's cost) stays under the transaction's, as
+    librdkafka requires, and a real producer is made from the result."""
+    from confluent_kafka import Producer
+
+    from bridge.config.models import KafkaSettings
+    from bridge.kafka.producer import producer_config
+
+    base = KafkaSettings().librdkafka()
+    assert base["socket.timeout.ms"] == 10_000
+    conf = producer_config(
+        base,
+        transactional_id="t",
+        compression="lz4",
+        linger_ms=5,
+        message_timeout_ms=transaction_timeout_ms - 500,
+        transaction_timeout_ms=transaction_timeout_ms,
+    )
+    assert conf["socket.timeout.ms"] == min(10_000, transaction_timeout_ms - 100)
+    Producer(conf).flush(0)

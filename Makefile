@@ -86,7 +86,7 @@ test-integration: install
 	$(BIN)/pytest tests/integration
 
 # Only tests/cluster: broker faults on the three-node cluster (scripts/kafka-cluster), each
-# under live traffic with two replicas, checked exactly once. Not yet part of `make test`.
+# under live traffic with two replicas, checked exactly once (make test runs it too).
 test-cluster: install
 	$(BIN)/pytest tests/cluster
 

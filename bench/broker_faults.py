@@ -135,7 +135,7 @@ def _kill(dep: Deployment, cluster: KafkaCluster, kind: str) -> tuple[float, str
     note = _roles_of(dep, cluster, node)
     struck = time.time()
     cluster.kill(node)
-    dep.wait_progress(struck, timeout_s=180)
+    dep.wait_past_fault(struck, timeout_s=180)
     assert dep.watcher is not None
     stall = dep.watcher.stall(dep.source_ids, struck, time.time())
     cluster.start(node)

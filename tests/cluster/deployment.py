@@ -53,6 +53,10 @@ def simulator(seed: int) -> SimulatorServer:
     return SimulatorServer(SimulatorConfig(world=world, rate_limit=None, webhooks=hooks))
 
 
+# How late a record committed just before a fault can still reach the watcher.
+IN_FLIGHT_S = 2.0
+
+
 class Watcher:
     """A read_committed consumer of the scans topic on a thread of its own: the arrival
     time of each record, per source."""
@@ -197,6 +201,13 @@ class Deployment:
                 f"{exc}: {silent} did not; owners {dict(self.owners())}\n{self.log_text()}"
                 f"\n{self.stacks()}"
             ) from None
+
+    def wait_past_fault(self, struck: float, timeout_s: float = 180) -> None:
+        """Until every source has published again after a fault struck at ``struck``: a
+        record that arrives within ``IN_FLIGHT_S`` of it may have been committed before it
+        (the watcher's fetch, a loaded machine), and would end the wait before the stall
+        the fault causes has even begun."""
+        self.wait_progress(struck + IN_FLIGHT_S, timeout_s)
 
     def stacks(self) -> str:
         """Where each replica's threads are (py-spy, where it is installed): what a source

@@ -85,7 +85,7 @@ def test_sigkill_of_a_role_loses_and_doubles_nothing(
     node = _victim(dep, cluster, role)
     struck = time.time()
     cluster.kill(node)
-    dep.wait_progress(struck, timeout_s=120)
+    dep.wait_past_fault(struck, timeout_s=120)
     assert dep.watcher is not None
     record_property("stall_s", round(dep.watcher.stall(dep.source_ids, struck, time.time()), 2))
     _finish(dep, cluster)
@@ -140,7 +140,7 @@ def test_a_node_frozen_past_the_session_and_transaction_timeouts(
     struck = time.time()
     cluster.freeze(node)
     # The others declare it dead and take its partitions; the sources go on without it.
-    dep.wait_progress(struck + 1.0, timeout_s=120)
+    dep.wait_past_fault(struck, timeout_s=120)
     record_property("stall_s", round(dep.watcher.stall(dep.source_ids, struck, time.time()), 2))
     pause_for_fault(max(0.0, FROZEN_S - (time.time() - struck)))
     cluster.thaw(node)

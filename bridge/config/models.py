@@ -356,9 +356,13 @@ class KafkaSettings(_Group):
             "logger": logging.getLogger("librdkafka"),
             # A broker that hangs without closing its sockets (frozen, or cut off by a
             # partition) holds every request on them this long before librdkafka tries the
-            # partition's new leader or coordinator: 60 s by default, the whole stall of a
-            # frozen node in the cluster tests. A healthy broker answers in milliseconds.
-            "socket.timeout.ms": 10_000,
+            # partition's new leader or coordinator: 60 s by default for consumers and the
+            # admin client (the transactional producer's is already its transaction timeout).
+            # Not lower: a live broker may rightly hold a write until a dead follower leaves
+            # the in-sync replicas (the brokers' ~9 s session timeout, more on a busy
+            # machine), and a transactional request that timed out then left producers in
+            # INVALID_TXN_STATE on the three-node cluster when this was 10 s.
+            "socket.timeout.ms": 30_000,
             "socket.connection.setup.timeout.ms": 10_000,
             # After an outage the brokers come back at once, but a client that backed off up
             # to librdkafka's 10 s would wait that long to notice.

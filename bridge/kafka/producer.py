@@ -176,7 +176,7 @@ class Publisher:
         every_delivery: bool = False,
         producer_factory: Callable[[dict[str, Any]], Producer] = new_producer,
         clock: Callable[[], float] = time.monotonic,
-        offsets_timeout_s: float = 10.0,
+        offsets_timeout_s: float = 15.0,
         hung_after_s: float = 2.0,
     ) -> None:
         """``every_delivery``: librdkafka reports each record's delivery, for ``send``'s
@@ -194,8 +194,9 @@ class Publisher:
         self._clock = clock
         # send_offsets_to_transaction's own timeout, and how long past it the call is waited
         # for before its producer is given up as hung (see _send_offsets). Shorter than the
-        # other calls': it needs only the group's coordinator, found again within a broker's
-        # failover (about 9 s), and past that the call is more likely hung than slow.
+        # other calls': it needs the coordinators, found again within a broker's failover
+        # (about 9 s, until a dead follower leaves the in-sync replicas), and past that the
+        # call is more likely hung than slow.
         self._offsets_timeout_s = min(offsets_timeout_s, call_timeout_s)
         self._hung_after_s = hung_after_s
         self._metrics = metrics

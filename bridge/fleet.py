@@ -270,9 +270,8 @@ class Fleet:
                 raise ShutdownRequested
 
         try:
-            access = self._kafka if self._kafka is not None else KafkaAccess(self._config.kafka)
             source = Source(
-                Wiring(self._config, spec, metrics, access, self._tracing),
+                Wiring(self._config, spec, metrics, self._access(), self._tracing),
                 start_ms=self._start_ms(spec),
                 sleep=sleep,
                 transport=self._transport,
@@ -345,10 +344,12 @@ class Fleet:
             return self._options.since_ms
         return int(time.time() * 1000) - int(spec.passentry.lookback_s * 1000)
 
+    def _access(self) -> KafkaAccess:
+        """The process's, or (tests) one of the fleet's own."""
+        return self._kafka if self._kafka is not None else KafkaAccess(self._config.kafka)
+
     def _fence_producer(self, txn_id: str) -> bool:
-        conf = self._config.kafka.librdkafka()
-        if self._kafka is not None:
-            conf = self._kafka.client_conf(conf)
+        conf = self._access().conf()
         try:
             return fence(conf, txn_id, _FENCE_TIMEOUT_S)
         except BridgeError as exc:

@@ -145,7 +145,7 @@ class Service:
         if member is None:
             raise RuntimeError("a group member needs its health")
         membership = Membership(
-            self.config.kafka.librdkafka(),
+            self.kafka.conf(),
             GroupSettings(
                 br.group_id,
                 br.coordination_topic,
@@ -174,7 +174,7 @@ class Service:
         come from the cluster's side."""
         br = self.config.bridge
         topics = TopicManager(
-            self.kafka.client_conf(self.config.kafka.librdkafka()),
+            self.kafka.conf(),
             create=br.create_topics,
             partitions=br.coordination_partitions,
             replication_factor=br.topic_replication_factor,
@@ -259,7 +259,7 @@ def _receiver(
             br.webhook_replay_cache_size,
         ),
         sources,
-        InboxWriter(kafka.client_conf(config.kafka.librdkafka()), br.webhook_topic),
+        InboxWriter(kafka.conf(), br.webhook_topic),
         metrics,
         tracing=tracing,
     )

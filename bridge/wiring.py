@@ -71,7 +71,7 @@ class Wiring:
             config,
             config.source(source_id),
             metrics if metrics is not None else Metrics(),
-            access if access is not None else KafkaAccess(config.kafka, grace_s=0.0),
+            access if access is not None else KafkaAccess.for_command(config.kafka),
             tracing,
         )
 
@@ -81,7 +81,7 @@ class Wiring:
 
     def kafka_conf(self) -> dict[str, Any]:
         """librdkafka's settings for any client of this source, errors going to ``access``."""
-        return self.access.client_conf(self.config.kafka.librdkafka())
+        return self.access.conf()
 
     def api_client(
         self,

@@ -95,7 +95,7 @@ class Auditor:
         self._census = Census(self._client, wiring.slice_plan(overlap_ms=0))
         self._conf = wiring.kafka_conf()
         self._checkpoints = wiring.checkpoints()
-        self._timeout_s = config.kafka.transaction_timeout_ms / 1000 + 30
+        self._timeout_s = config.kafka.read_committed_timeout_s
         self._repairer: Repairer | None = None
 
     def close(self) -> None:

@@ -72,7 +72,7 @@ def check_kafka(config: Config) -> list[CheckResult]:
 def _check_transactional_ids(config: Config, who: str) -> list[CheckResult]:
     """Each source's id, tried under ``<id>.check``: the same grant covers it, and a running
     bridge of the source is not fenced."""
-    conf = KafkaAccess(config.kafka).client_conf(config.kafka.librdkafka())
+    conf = KafkaAccess(config.kafka).conf()
     rows = []
     for source in config.sources:
         txn_id = transactional_id(source.id)
@@ -94,9 +94,9 @@ def _connect(config: Config) -> tuple[CheckResult, AdminClient | None]:
     """Log in and fetch the metadata, stopping at the first refusal rather than waiting for
     a timeout (librdkafka reports refusals only through ``error_cb``)."""
     k = config.kafka
-    access = KafkaAccess(k, grace_s=0.0)
+    access = KafkaAccess.for_command(k)
     try:
-        admin = AdminClient(access.client_conf(k.librdkafka()))
+        admin = AdminClient(access.conf())
     except KafkaException as exc:
         return CheckResult("kafka", False, f"client settings (KAFKA_*): {exc.args[0].str()}"), None
     deadline = time.monotonic() + _TIMEOUT_S
@@ -285,7 +285,7 @@ def check_retention(config: Config) -> list[CheckResult]:
     topics = [s.scans_topic for s in config.sources if s.topic_template is None]
     topics = [*dict.fromkeys([*topics, config.bridge.dlq_topic])]
     rows = []
-    for found in topic_retention(config.kafka.librdkafka(), topics, _TIMEOUT_S):
+    for found in topic_retention(KafkaAccess.for_command(config.kafka).conf(), topics, _TIMEOUT_S):
         detail = found.describe()
         if found.compacted:
             detail += ": one scan per reader would be kept; set cleanup.policy=delete"
@@ -305,7 +305,8 @@ def check_replication(config: Config) -> list[CheckResult]:
         topics.append(br.webhook_topic)
     topics = [*dict.fromkeys(topics), TRANSACTION_LOG]
     rows = []
-    for found in topic_durability(config.kafka.librdkafka(), topics, _TIMEOUT_S):
+    conf = KafkaAccess.for_command(config.kafka).conf()
+    for found in topic_durability(conf, topics, _TIMEOUT_S):
         if found.missing and found.topic == TRANSACTION_LOG:
             continue  # made by the first transactional producer
         detail = found.describe()
@@ -323,6 +324,6 @@ def check_replication(config: Config) -> list[CheckResult]:
 def _owners(config: Config) -> Owners:
     br = config.bridge
     return find_owners(
-        config.kafka.librdkafka(), br.group_id, br.coordination_topic,
+        KafkaAccess.for_command(config.kafka).conf(), br.group_id, br.coordination_topic,
         [s.id for s in config.sources], _TIMEOUT_S,
     )  # fmt: skip

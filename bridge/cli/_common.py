@@ -108,10 +108,12 @@ EXIT_OWNED = 3
 def refuse_if_owned(config: Config, source_ids: list[str], *, force: bool, doing: str) -> None:
     """Exit 3, naming the owner, when a live member owns one of these sources: ``doing``
     (writing as the source) would fence it. ``force`` says so and goes on."""
+    from bridge.kafka.access import KafkaAccess
     from bridge.kafka.owners import find_owners
 
     br = config.bridge
-    owners = find_owners(config.kafka.librdkafka(), br.group_id, br.coordination_topic, source_ids)
+    conf = KafkaAccess.for_command(config.kafka).conf()
+    owners = find_owners(conf, br.group_id, br.coordination_topic, source_ids)
     for source_id in source_ids:
         owner = owners.owner(source_id)
         if owner is None:

@@ -138,8 +138,10 @@ def _run(config: Config, request: AuditRequest, as_json: bool, pushgateway: str 
 def remember(config: Config, report: AuditReport) -> None:
     """Keep the result in Kafka, where ``passentry-bridge status`` finds it."""
     from bridge.audit.record import record_summary, summary
+    from bridge.kafka.access import KafkaAccess
 
-    record_summary(config.kafka.librdkafka(), config.bridge.state_topic, summary(report))
+    conf = KafkaAccess.for_command(config.kafka).conf()
+    record_summary(conf, config.bridge.state_topic, summary(report))
 
 
 def _push(url: str, source: str, report: AuditReport | None) -> None:

@@ -135,6 +135,7 @@ def _one(
 
 def _retention(config: Config, source_id: str) -> list[str]:
     """How long the topics keep what was published, said once the records are in."""
+    from bridge.kafka.access import KafkaAccess
     from bridge.kafka.retention import topic_retention
 
     spec = config.source(source_id)
@@ -143,7 +144,7 @@ def _retention(config: Config, source_id: str) -> list[str]:
         topics.insert(0, spec.scans_topic)
     now = time.time()
     lines = []
-    for found in topic_retention(config.kafka.librdkafka(), topics):
+    for found in topic_retention(KafkaAccess.for_command(config.kafka).conf(), topics):
         line = found.describe()
         if found.retention_ms is not None and found.error is None and not found.compacted:
             until = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(now + found.retention_ms / 1e3))

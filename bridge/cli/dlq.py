@@ -81,9 +81,10 @@ def _range(since: str | None, until: str | None) -> tuple[int | None, int | None
 
 def _reader(config: Config) -> DeadLetterReader:
     from bridge.dlq.letters import DeadLetterReader
+    from bridge.kafka.access import KafkaAccess
 
-    timeout_s = config.kafka.transaction_timeout_ms / 1000 + 30
-    return DeadLetterReader(config.kafka.librdkafka(), config.bridge.dlq_topic, timeout_s)
+    conf = KafkaAccess.for_command(config.kafka).conf()
+    return DeadLetterReader(conf, config.bridge.dlq_topic, config.kafka.read_committed_timeout_s)
 
 
 _reasons = click.option(

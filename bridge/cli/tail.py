@@ -108,12 +108,12 @@ def tail(
         topic or default_topic, start_at, tuple(partitions) or None, exit_at_end, reader,
         source_id, max_records, wait_for_topic,
     )  # fmt: skip
-    access = KafkaAccess(config.kafka, grace_s=0.0)
+    access = KafkaAccess.for_command(config.kafka)
     # A long wait was asked for (a bridge about to create the topic): say what tail waits on.
     patient = wait_for_topic > _QUIET_WAIT_S
     try:
         for line in tail_lines(
-            access.client_conf(config.kafka.librdkafka()), spec, RecordDecoder(registry), fmt,
+            access.conf(), spec, RecordDecoder(registry), fmt,
             on_wait=(lambda text: click.echo(f"tail: {text}", err=True)) if patient else None,
         ):  # fmt: skip
             click.echo(line)

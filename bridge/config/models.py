@@ -385,6 +385,12 @@ class KafkaSettings(_Group):
         conf.update(self.properties)
         return conf
 
+    @property
+    def read_committed_timeout_s(self) -> float:
+        """How long a read_committed read to the end of a partition may wait: a transaction
+        left open holds it back until its timeout, and then a while for the broker's abort."""
+        return self.transaction_timeout_ms / 1000 + 30
+
     def key_password(self) -> str | None:
         """The TLS client key's password, read from its file if one is set. Raises
         ConfigError."""

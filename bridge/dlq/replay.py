@@ -111,7 +111,7 @@ class Replayer:
         self._stop = stop if stop is not None else threading.Event()
         self._client = client or wiring.api_client(requests_per_s=request.request_budget)
         self._conf = wiring.kafka_conf()
-        self._timeout_s = config.kafka.transaction_timeout_ms / 1000 + 30
+        self._timeout_s = config.kafka.read_committed_timeout_s
         self._checkpoints = wiring.checkpoints()
         self._letters = DeadLetterReader(self._conf, config.bridge.dlq_topic, self._timeout_s)
         # Today's code: the encoder and enrichment the live bridge runs.

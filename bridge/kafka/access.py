@@ -115,6 +115,17 @@ class KafkaAccess:
         self._streak: _Streak | None = None
         self._repeats = Repeats()
 
+    @classmethod
+    def for_command(cls, settings: KafkaSettings) -> KafkaAccess:
+        """A command's: it diagnoses a refusal at once (no grace: a command does not wait a
+        refusal out the way a running bridge does)."""
+        return cls(settings, grace_s=0.0)
+
+    def conf(self) -> dict[str, Any]:
+        """The settings' librdkafka properties, errors coming here (what every client of the
+        bridge is made with)."""
+        return self.client_conf(self._settings.librdkafka())
+
     def client_conf(self, conf: dict[str, Any]) -> dict[str, Any]:
         """``conf`` with this collector as its ``error_cb`` and librdkafka's log de-duplicated."""
         return {**conf, "error_cb": self.report, "logger": librdkafka_logger()}

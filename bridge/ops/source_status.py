@@ -110,8 +110,8 @@ class SourceStatus:
 
 def gather(config: Config, source_ids: list[str]) -> list[SourceStatus]:
     """The status of each source. Raises BridgeError when Kafka cannot be read at all."""
-    access = KafkaAccess(config.kafka, grace_s=0.0)
-    conf = access.client_conf(config.kafka.librdkafka())
+    access = KafkaAccess.for_command(config.kafka)
+    conf = access.conf()
     br = config.bridge
     owners = find_owners(conf, br.group_id, br.coordination_topic, source_ids, _KAFKA_TIMEOUT_S)
     if not owners.known and br.group_id:
@@ -172,7 +172,7 @@ def _inbox_lags(
     if not pushed:
         return
     topic = config.bridge.webhook_topic
-    conf = config.kafka.librdkafka()
+    conf = KafkaAccess.for_command(config.kafka).conf()
     for source in pushed:
         status = found[source.id]
         consumer = Consumer(

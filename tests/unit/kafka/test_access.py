@@ -287,3 +287,43 @@ def test_the_runner_stops_on_a_refusal_it_would_otherwise_retry(
     assert any(message in reason for reason in health.readiness().reasons)
     said = [r.getMessage() for r in caplog.records if r.name == "bridge.runner"]
     assert said == ["stopping on a fatal error"]
+
+
+def test_a_commands_clients_report_refusals_at_once() -> None:
+    """What every client the bridge makes is given: the settings, this collector as its
+    ``error_cb`` and the de-duplicating logger; a command's diagnoses the first refusal."""
+    settings = KafkaSettings(bootstrap_servers="kafka-1:9092,kafka-2:9092")
+    access = KafkaAccess.for_command(settings)
+    conf = access.conf()
+    assert conf["bootstrap.servers"] == "kafka-1:9092,kafka-2:9092"
+    assert conf["error_cb"] == access.report
+    assert conf["logger"] is librdkafka_logger()
+    access.report(KafkaError(KafkaError._AUTHENTICATION, REFUSED.format(ms=3)))
+    assert isinstance(access.failure(), KafkaAuthenticationError)
+
+
+def test_no_client_is_made_without_the_access() -> None:
+    """The librdkafka properties come from ``KafkaAccess.conf`` alone (``check`` reads the
+    principal from them too, and makes no client of that): a client made from
+    ``KafkaSettings.librdkafka()`` directly would hide a refused login behind timeouts."""
+    from pathlib import Path
+
+    import bridge
+
+    allowed = {
+        ("kafka/access.py", "self._settings.librdkafka()"),
+        ("checks/kafka.py", "principal(k.librdkafka())"),
+    }
+    root = Path(bridge.__file__).parent
+    found = {
+        (str(path.relative_to(root)), line.strip())
+        for path in root.rglob("*.py")
+        for line in path.read_text().splitlines()
+        if ".librdkafka()" in line and "def librdkafka" not in line
+    }
+    strays = {
+        (where, line) for where, line in found
+        if not any(where == a and text in line for a, text in allowed)
+    }  # fmt: skip
+    assert not strays
+    assert found  # the search looks where the code is

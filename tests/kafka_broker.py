@@ -16,13 +16,11 @@ by a process that no longer exists (a killed run).
 
 from __future__ import annotations
 
-import base64
 import os
 import re
 import socket
 import subprocess
 import time
-import uuid
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,6 +28,8 @@ from typing import Any
 
 import pytest
 from confluent_kafka.admin import AdminClient
+
+from scripts.lib.kafka_storage import cluster_id
 
 ROOT = Path(__file__).resolve().parents[1]
 KAFKA_LOCAL = ROOT / "scripts" / "kafka-local"
@@ -118,15 +118,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def cluster_id() -> str:
-    """16 random bytes as URL-safe base64, drawn again when the text begins with "-": the
-    storage tool's argument parser would take it for an option (1 draw in 64)."""
-    while True:
-        text = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-        if not text.startswith("-"):
-            return text
 
 
 def broker_env(port: int) -> dict[str, str]:

@@ -158,34 +158,3 @@ def test_idempotent_producer(kafka_bootstrap: str, new_topic: Any) -> None:
         assert [off for off, _ in mine] == list(range(len(mine)))
         assert [v for _, v in mine] == _by_partition(batch)[partition]
     assert _read_all(kafka_bootstrap, topic, "read_committed") == _by_partition(batch)
-
-
-def test_cluster_ids_never_begin_with_a_dash() -> None:
-    """One URL-safe base64 id in 64 begins with "-", which kafka-storage takes for an option
-    ("expected one argument"): a fresh broker then fails to format, a flaky test bed. Both
-    draws (the test fixtures' and scripts/kafka-local's) are made to meet such an id first."""
-    import base64
-    import re
-    import subprocess
-    import uuid
-    from pathlib import Path
-    from unittest import mock
-
-    from tests.kafka_broker import cluster_id
-
-    dash = next(u for u in iter(uuid.uuid4, None) if base64.urlsafe_b64encode(u.bytes)[:1] == b"-")
-    plain = uuid.UUID(int=1)
-    with mock.patch("uuid.uuid4", side_effect=[dash, plain]):
-        assert cluster_id() == base64.urlsafe_b64encode(plain.bytes).decode().rstrip("=")
-    script = (Path(__file__).parents[2] / "scripts" / "kafka-local").read_text()
-    body = re.search(r"random_id\(\) \{\n  python3 -c '(.*?)'\n\}", script, re.S)
-    assert body is not None, "random_id in scripts/kafka-local"
-    with mock.patch("uuid.uuid4", side_effect=[dash, plain]), mock.patch("builtins.print") as out:
-        exec(body.group(1), {})
-    assert out.call_args.args[0] == base64.urlsafe_b64encode(plain.bytes).decode().rstrip("=")
-    # ... and the function runs as bash calls it.
-    ran = subprocess.run(
-        ["bash", "-c", 'source <(sed -n "/^random_id()/,/^}/p" scripts/kafka-local); random_id'],
-        cwd=Path(__file__).parents[2], capture_output=True, text=True, check=True,
-    )  # fmt: skip
-    assert len(ran.stdout.strip()) == 22

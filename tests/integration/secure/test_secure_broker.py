@@ -240,3 +240,26 @@ def test_passwords_never_appear_in_librdkafka_logs(secure_kafka: SecureKafka) ->
     assert lines
     assert not [line for line in lines if password in line]
     assert not [str(e) for e in errors if password in str(e)]
+
+
+def test_the_test_beds_probe_logs_in_and_checks_the_certificate(
+    secure_kafka: SecureKafka,
+) -> None:
+    """scripts/lib/kafka_wire.py, the readiness probe of scripts/kafka-local (stdlib only):
+    its SCRAM-SHA-512 login and TLS verification against the real broker, each refusal a
+    probe that fails rather than one that passes."""
+    from scripts.lib.kafka_wire import Login, metadata, probe
+
+    admin = secure_kafka.super_user
+    good = Login(str(secure_kafka.ca), admin, secure_kafka.users[admin])
+    assert probe(secure_kafka.bootstrap_servers, good)
+    assert metadata(secure_kafka.bootstrap_servers, login=good).brokers == [1]
+    assert Login.from_client_json(str(secure_kafka.client_config)) == good
+    wrong_password = Login(good.ca_file, admin, good.password + "x")
+    with pytest.raises(OSError, match="SaslAuthenticate refused"):
+        metadata(secure_kafka.bootstrap_servers, login=wrong_password)
+    assert not probe(secure_kafka.bootstrap_servers, wrong_password)
+    assert not probe(secure_kafka.wrong_host_bootstrap_servers, good)
+    assert not probe(
+        secure_kafka.bootstrap_servers, Login(str(secure_kafka.wrong_ca), admin, good.password)
+    )

@@ -169,6 +169,6 @@ def command_api_client(
 ) -> PassEntryClient:
     """A PassEntry client for a command (not the bridge): short retries, its own metrics,
     the source's settings and token."""
-    wiring = Wiring(config, source, Metrics(), KafkaAccess(config.kafka, grace_s=0.0))
+    wiring = Wiring(config, source, Metrics(), KafkaAccess.for_command(config.kafka))
     deadline = min(source.passentry.retry_deadline_s, retry_deadline_s)
     return wiring.api_client(retry_deadline_s=deadline)

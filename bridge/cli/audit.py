@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from bridge.audit.auditor import AuditRequest
     from bridge.audit.report import AuditReport
     from bridge.config import Config
+    from bridge.kafka.access import KafkaAccess
 
 __all__ = ["audit"]
 
@@ -112,7 +113,7 @@ def _run(config: Config, request: AuditRequest, as_json: bool, pushgateway: str 
 
     stop = stop_on_signals(EXIT_FAILED)
     report: AuditReport | None = None
-    access = KafkaAccess(config.kafka, grace_s=0.0)
+    access = KafkaAccess.for_command(config.kafka)
     try:
         auditor = Auditor(config, request, progress=progress_factory(), stop=stop, access=access)
         try:
@@ -130,18 +131,16 @@ def _run(config: Config, request: AuditRequest, as_json: bool, pushgateway: str 
             _push(pushgateway, request.source_id, report)
     if report is None:
         return EXIT_FAILED
-    remember(config, report)
+    remember(config, report, access)
     click.echo(report.json_text() if as_json else report.table())
     return report.exit_code()
 
 
-def remember(config: Config, report: AuditReport) -> None:
+def remember(config: Config, report: AuditReport, access: KafkaAccess) -> None:
     """Keep the result in Kafka, where ``passentry-bridge status`` finds it."""
     from bridge.audit.record import record_summary, summary
-    from bridge.kafka.access import KafkaAccess
 
-    conf = KafkaAccess.for_command(config.kafka).conf()
-    record_summary(conf, config.bridge.state_topic, summary(report))
+    record_summary(access.conf(), config.bridge.state_topic, summary(report))
 
 
 def _push(url: str, source: str, report: AuditReport | None) -> None:

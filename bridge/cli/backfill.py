@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -32,6 +33,9 @@ from bridge.config import Config
 from bridge.errors import BridgeError, ConfigError
 from bridge.ops.logs import setup_logging
 from bridge.ops.progress import progress_factory
+
+if TYPE_CHECKING:
+    from bridge.kafka.access import KafkaAccess
 
 __all__ = ["backfill"]
 
@@ -110,7 +114,7 @@ def _one(
         force=force, keep_ids=False, recheck=False, repair_batch=batch, live_margin_ms=margin_ms,
         request_budget=budget if budget is not None else pe.request_budget,
     )  # fmt: skip
-    access = KafkaAccess(config.kafka, grace_s=0.0)
+    access = KafkaAccess.for_command(config.kafka)
     try:
         auditor = Auditor(config, request, progress=progress_factory(), stop=stop, access=access)
         try:
@@ -127,15 +131,14 @@ def _one(
         return EXIT_FAILED
     from bridge.cli.audit import remember
 
-    remember(config, report)
-    for line in [*report.summary(), *_retention(config, source_id)]:
+    remember(config, report, access)
+    for line in [*report.summary(), *_retention(config, source_id, access)]:
         click.echo(f"backfill: {line}", err=True)
     return EXIT_DONE
 
 
-def _retention(config: Config, source_id: str) -> list[str]:
+def _retention(config: Config, source_id: str, access: KafkaAccess) -> list[str]:
     """How long the topics keep what was published, said once the records are in."""
-    from bridge.kafka.access import KafkaAccess
     from bridge.kafka.retention import topic_retention
 
     spec = config.source(source_id)
@@ -144,7 +147,7 @@ def _retention(config: Config, source_id: str) -> list[str]:
         topics.insert(0, spec.scans_topic)
     now = time.time()
     lines = []
-    for found in topic_retention(KafkaAccess.for_command(config.kafka).conf(), topics):
+    for found in topic_retention(access.conf(), topics):
         line = found.describe()
         if found.retention_ms is not None and found.error is None and not found.compacted:
             until = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(now + found.retention_ms / 1e3))

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from bridge.dlq.letters import DeadLetterReader
     from bridge.dlq.replay import ReplayRequest
     from bridge.dlq.report import ReplayReport
+    from bridge.kafka.access import KafkaAccess
 
 __all__ = ["dlq"]
 
@@ -79,12 +80,17 @@ def _range(since: str | None, until: str | None) -> tuple[int | None, int | None
     return since_ms, until_ms
 
 
-def _reader(config: Config) -> DeadLetterReader:
-    from bridge.dlq.letters import DeadLetterReader
+def _access(config: Config) -> KafkaAccess:
     from bridge.kafka.access import KafkaAccess
 
-    conf = KafkaAccess.for_command(config.kafka).conf()
-    return DeadLetterReader(conf, config.bridge.dlq_topic, config.kafka.read_committed_timeout_s)
+    return KafkaAccess.for_command(config.kafka)
+
+
+def _reader(config: Config, access: KafkaAccess) -> DeadLetterReader:
+    from bridge.dlq.letters import DeadLetterReader
+
+    timeout_s = config.kafka.read_committed_timeout_s
+    return DeadLetterReader(access.conf(), config.bridge.dlq_topic, timeout_s)
 
 
 _reasons = click.option(
@@ -118,12 +124,14 @@ def list_(
     setup_logging(config.bridge.log_format, config.bridge.log_level)
     source = pick_source(config, source_id)
     since_ms, until_ms = _range(since, until)
+    access = _access(config)
     try:
-        found = _reader(config).histories(
+        found = _reader(config, access).histories(
             source, since_ms=since_ms, until_ms=until_ms, progress=progress_factory()
         )
     except BridgeError as exc:
-        log.error("cannot read the dead letters", extra={"error": str(exc)})
+        # A refused login or certificate looks like a broker that is down: say which.
+        log.error("cannot read the dead letters", extra={"error": str(access.failure() or exc)})
         sys.exit(EXIT_FAILED)
     histories = [h for h in found.values() if not reasons or h.reason in reasons]
     report = ListReport(source, config.bridge.dlq_topic, since_ms, until_ms, sorted(reasons),
@@ -148,13 +156,14 @@ def show(
     setup_logging(config.bridge.log_format, config.bridge.log_level)
     source = pick_source(config, source_id)
     since_ms, until_ms = _range(since, until)
+    access = _access(config)
     try:
-        found = _reader(config).histories(
+        found = _reader(config, access).histories(
             source, since_ms=since_ms, until_ms=until_ms, only_id=letter_id.strip(),
             progress=progress_factory(),
         )  # fmt: skip
     except BridgeError as exc:
-        log.error("cannot read the dead letters", extra={"error": str(exc)})
+        log.error("cannot read the dead letters", extra={"error": str(access.failure() or exc)})
         sys.exit(EXIT_FAILED)
     if not found:
         click.echo(
@@ -221,11 +230,10 @@ def replay(
 
 def _replay(config: Config, request: ReplayRequest, as_json: bool, pushgateway: str | None) -> int:
     from bridge.dlq.replay import Replayer
-    from bridge.kafka.access import KafkaAccess
 
     stop = stop_on_signals(EXIT_FAILED)
     report: ReplayReport | None = None
-    access = KafkaAccess(config.kafka, grace_s=0.0)
+    access = _access(config)
     try:
         replayer = Replayer(config, request, progress=progress_factory(), stop=stop, access=access)
         try:

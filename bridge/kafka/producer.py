@@ -176,7 +176,7 @@ class Publisher:
         every_delivery: bool = False,
         producer_factory: Callable[[dict[str, Any]], Producer] = new_producer,
         clock: Callable[[], float] = time.monotonic,
-        offsets_timeout_s: float = 5.0,
+        offsets_timeout_s: float = 10.0,
         hung_after_s: float = 1.0,
     ) -> None:
         """``every_delivery``: librdkafka reports each record's delivery, for ``send``'s
@@ -193,12 +193,12 @@ class Publisher:
         self._new_producer = producer_factory
         self._clock = clock
         # send_offsets_to_transaction's own timeout, and how long past it the call is waited
-        # for before its producer is given up as hung (see _send_offsets). Far shorter than
-        # the other calls': on the three-node cluster it hung after most broker faults (22
-        # times in 12 minutes of them), and each hang held its source for the whole wait.
-        # Giving up on a call that was only slow (a coordinator waiting for a dead follower
-        # to leave the in-sync replicas, about 9 s) costs little more: the new producer's
-        # init_transactions waits for the same coordinator, then the restore reads back.
+        # for before its producer is given up as hung (see _send_offsets). Shorter than the
+        # other calls': on the three-node cluster it hung after most broker faults (22 times
+        # in 12 minutes of them), and each hang held its source for the whole wait. Not much
+        # shorter: after a broker's crash the call is rightly slow until the dead follower
+        # leaves the in-sync replicas (about 9 s), and giving it up then made things worse
+        # (at 5 s, a SIGKILL's median stall went from 11-13 s to 16-22 s, broker_faults).
         self._offsets_timeout_s = min(offsets_timeout_s, call_timeout_s)
         self._hung_after_s = hung_after_s
         self._metrics = metrics

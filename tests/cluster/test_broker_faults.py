@@ -10,6 +10,9 @@ node frozen (SIGSTOP) past the group session and the transaction timeout. Then e
 of every source is on the topic exactly once, read_committed, in id order as the consumer
 contract defines it. How long each source stalled is recorded (``record_property``) for
 the report; the tests assert exactly once, not the availability targets.
+
+The bridges run the default consumer group protocol; ``TEST_GROUP_PROTOCOL=consumer`` runs
+them under Kafka 4's (KIP-848) instead (``make test-cluster`` passes the environment on).
 """
 
 from __future__ import annotations
@@ -36,13 +39,16 @@ Record = Callable[[str, object], None]
 
 
 @pytest.fixture
-def running(cluster: KafkaCluster, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[
-    Deployment
-]:  # fmt: skip
+def running(
+    cluster: KafkaCluster, tmp_path: Path, request: pytest.FixtureRequest,
+    session_environ: dict[str, str],
+) -> Iterator[Deployment]:  # fmt: skip
     """Two replicas at work on the cluster: every source owned and publishing."""
     seed = sum(map(ord, request.node.name)) % 1000
     with simulator(seed) as sim:
-        dep = deploy(sim, cluster.bootstrap, tmp_path, rate=RATE)
+        protocol = session_environ.get("TEST_GROUP_PROTOCOL")
+        extra = {"BRIDGE_GROUP_PROTOCOL": protocol} if protocol else {}
+        dep = deploy(sim, cluster.bootstrap, tmp_path, rate=RATE, **extra)
         dep.start()
         try:
             dep.wait_flowing()

@@ -69,8 +69,9 @@ asyncapi: install
 
 # All tests. Integration tests start the local Kafka broker themselves (scripts/kafka-local)
 # unless KAFKA_BOOTSTRAP_SERVERS points at one; tests/k8s start the local Kubernetes cluster
-# (scripts/k8s-local, as root) and build the image. They and tests/integration/secure mostly
-# wait, so they run in a second pytest beside the first (scripts/test-all).
+# (scripts/k8s-local, as root) and build the image. They, tests/integration/secure and
+# tests/cluster (the three-node cluster, scripts/kafka-cluster) mostly wait, so they run in a
+# lane beside the rest (scripts/test-all).
 test: install tools
 	@PYTEST=$(BIN)/pytest scripts/test-all --durations=15
 

@@ -52,6 +52,9 @@ log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 # The readers never join their group or commit: Describe (for the coordinator lookup) is all.
+# One try of a restore's offsets lookup (``_partitions_at``), and the pause between tries.
+_LOOKUP_TRY_S = 10.0
+_LOOKUP_PAUSE_S = 0.5
 _RESTORE_GROUPS = AclGrant("group", (RESTORE_GROUP_PREFIX,), ("Describe",), prefixed=True)
 
 
@@ -253,6 +256,23 @@ class CheckpointStore:
     def _partitions_at(
         self, topics: list[str], since_ms: int, timeout_s: float
     ) -> list[TopicPartition]:
+        """Where each partition's records reach ``since_ms``, tried again on a new consumer
+        until ``timeout_s``: a lookup asks each partition's leader as its consumer's
+        metadata had it, and librdkafka does not follow a leader that moves meanwhile (a
+        broker killed as a restore began held one lookup for its whole two minutes, in the
+        cluster suite). So each try is short, and the next starts from fresh metadata."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            left = deadline - time.monotonic()
+            try:
+                return self._lookup(topics, since_ms, min(_LOOKUP_TRY_S, max(left, 0.1)))
+            except KafkaRetriableError as exc:
+                if left <= _LOOKUP_TRY_S:
+                    raise
+                log.debug("offsets lookup failed; trying again", extra={"error": str(exc)})
+                time.sleep(_LOOKUP_PAUSE_S)
+
+    def _lookup(self, topics: list[str], since_ms: int, timeout_s: float) -> list[TopicPartition]:
         consumer = self._consumer()
         try:
             metadata = consumer.list_topics(timeout=timeout_s)

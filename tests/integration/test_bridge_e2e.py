@@ -148,7 +148,11 @@ def test_every_simulator_fault_at_once_loses_nothing_and_dead_letters_bad_scans(
         sample(metrics, "passentry_bridge_malformed_pages_total", reason=r)
         for r in ("html", "undecodable")
     )
-    assert malformed > 0
+    # A garbled 200 (the simulator's "malformed") is a malformed page wherever it came from,
+    # a page of scans or a pass. Whether one was sent depends on how many requests the run
+    # made, as below (one CI run counted no malformed page at all).
+    if fired.get("malformed", 0):
+        assert malformed > 0, fired
     # Each transport fault the simulator fired shows up as a retry of its kind. Which
     # ones fire depends on how many requests the run made (hangs are rare), so the check
     # follows the simulator's own count; most kinds fire in every run.

@@ -32,6 +32,7 @@ import msgspec
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
 from bridge import __version__
+from bridge.backoff import Backoff
 from bridge.dedup import BOUNDARY_MARGIN_MS, DedupWindow, RejectMemory
 from bridge.errors import ConfigError, InvalidUUIDv7Error, KafkaRetriableError
 from bridge.kafka.acl import RESTORE_GROUP_PREFIX, AclGrant, is_authorization, reading_error
@@ -52,10 +53,10 @@ log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 # The readers never join their group or commit: Describe (for the coordinator lookup) is all.
-# One try of a restore's offsets lookup (``_partitions_at``), and the pause between tries.
-_LOOKUP_TRY_S = 10.0
-_LOOKUP_PAUSE_S = 0.5
 _RESTORE_GROUPS = AclGrant("group", (RESTORE_GROUP_PREFIX,), ("Describe",), prefixed=True)
+# One try of a restore's offsets lookup (``_partitions_at``), and the backoff between tries.
+_LOOKUP_TRY_S = 10.0
+_LOOKUP_PAUSE_S = (0.5, 2.0)
 
 
 class Checkpoint(msgspec.Struct, frozen=True, rename="camel"):
@@ -262,6 +263,7 @@ class CheckpointStore:
         broker killed as a restore began held one lookup for its whole two minutes, in the
         cluster suite). So each try is short, and the next starts from fresh metadata."""
         deadline = time.monotonic() + timeout_s
+        pause = Backoff(*_LOOKUP_PAUSE_S)
         while True:
             left = deadline - time.monotonic()
             try:
@@ -270,7 +272,7 @@ class CheckpointStore:
                 if left <= _LOOKUP_TRY_S:
                     raise
                 log.debug("offsets lookup failed; trying again", extra={"error": str(exc)})
-                time.sleep(_LOOKUP_PAUSE_S)
+                time.sleep(pause.next())
 
     def _lookup(self, topics: list[str], since_ms: int, timeout_s: float) -> list[TopicPartition]:
         consumer = self._consumer()

@@ -61,7 +61,7 @@ class Store(CheckpointStore):
 
 @pytest.fixture(autouse=True)
 def _no_pause(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(checkpoint, "_LOOKUP_PAUSE_S", 0.0)
+    monkeypatch.setattr(checkpoint, "_LOOKUP_PAUSE_S", (0.001, 0.001))
 
 
 def test_a_lookup_that_times_out_is_tried_again_on_a_new_consumer() -> None:

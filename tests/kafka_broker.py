@@ -19,7 +19,6 @@ from __future__ import annotations
 import os
 import re
 import socket
-import subprocess
 import time
 import warnings
 from collections.abc import Iterator
@@ -27,12 +26,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka.admin import AdminClient
 
-from scripts.lib.kafka_storage import cluster_id
+from scripts.lib import kraft
+from scripts.lib.jvm_service import free_ports, running
+from scripts.lib.kafka_local import Broker
+from scripts.lib.kafka_wire import probe
 
 ROOT = Path(__file__).resolve().parents[1]
-KAFKA_LOCAL = ROOT / "scripts" / "kafka-local"
 
 OWNER_LABEL = "io.passentry.test.owner"
 KIND_LABEL = "io.passentry.test.kind"
@@ -54,31 +54,10 @@ def default_kafka_image() -> str:
 
 
 def local_kafka(env: dict[str, str]) -> Iterator[str]:
-    """``scripts/kafka-local``'s broker; stopped at the end only if this session started it."""
-
-    def run(cmd: str, timeout: float) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [str(KAFKA_LOCAL), cmd],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-
-    already_running = run("status", 30).returncode == 0
-    started = run("start", 600)
-    lines = started.stdout.strip().splitlines()
-    if started.returncode != 0 or not lines:
-        pytest.fail(
-            f"scripts/kafka-local start failed (exit {started.returncode}):\n{started.stderr}",
-            pytrace=False,
-        )
-    try:
-        yield lines[-1]
-    finally:
-        if not already_running:
-            run("stop", 90)
+    """``scripts/kafka-local``'s broker (the same code, in-process); stopped at the end only if
+    this session started it."""
+    with running(Broker(env)) as bootstrap:
+        yield bootstrap
 
 
 def _process_start(pid: int) -> str | None:
@@ -114,48 +93,23 @@ def remove_orphans(client: Any) -> list[str]:
     return removed
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def broker_env(port: int) -> dict[str, str]:
-    """A standalone KRaft broker+controller advertising 127.0.0.1:<port>."""
-    return {
-        "CLUSTER_ID": cluster_id(),
-        "KAFKA_NODE_ID": "1",
-        "KAFKA_PROCESS_ROLES": "broker,controller",
-        "KAFKA_LISTENERS": (
-            "PLAINTEXT://0.0.0.0:9092,INTERNAL://127.0.0.1:9094,CONTROLLER://127.0.0.1:9093"
-        ),
-        "KAFKA_ADVERTISED_LISTENERS": f"PLAINTEXT://127.0.0.1:{port},INTERNAL://127.0.0.1:9094",
-        "KAFKA_LISTENER_SECURITY_PROTOCOL_MAP": (
-            "PLAINTEXT:PLAINTEXT,INTERNAL:PLAINTEXT,CONTROLLER:PLAINTEXT"
-        ),
-        "KAFKA_INTER_BROKER_LISTENER_NAME": "INTERNAL",
-        "KAFKA_CONTROLLER_LISTENER_NAMES": "CONTROLLER",
-        "KAFKA_CONTROLLER_QUORUM_VOTERS": "1@127.0.0.1:9093",
-        "KAFKA_NUM_PARTITIONS": "3",
-        "KAFKA_DEFAULT_REPLICATION_FACTOR": "1",
-        "KAFKA_MIN_INSYNC_REPLICAS": "1",
-        "KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR": "1",
-        "KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR": "1",
-        "KAFKA_TRANSACTION_STATE_LOG_MIN_ISR": "1",
-        "KAFKA_SHARE_COORDINATOR_STATE_TOPIC_REPLICATION_FACTOR": "1",
-        "KAFKA_SHARE_COORDINATOR_STATE_TOPIC_MIN_ISR": "1",
-        "KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS": "0",
-        "KAFKA_AUTO_CREATE_TOPICS_ENABLE": "false",
-    }
-
-
-def broker_answers(bootstrap: str) -> bool:
-    """A real Metadata request that lists at least one live broker."""
-    admin = AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": 2000})
-    try:
-        return bool(admin.list_topics(timeout=2).brokers)
-    except Exception:
-        return False
+    """kafka-local's single-node settings, as the image's ``KAFKA_*`` variables, advertising
+    127.0.0.1:<port>. Broker-to-broker traffic (transaction markers) goes through a listener
+    inside the container: the host's port does not exist in there."""
+    settings = kraft.node_settings(
+        node_id=1,
+        listeners=[
+            kraft.Listener("PLAINTEXT", "PLAINTEXT", "0.0.0.0:9092", f"127.0.0.1:{port}"),
+            kraft.Listener("INTERNAL", "PLAINTEXT", "127.0.0.1:9094", "127.0.0.1:9094"),
+            kraft.Listener("CONTROLLER", "PLAINTEXT", "127.0.0.1:9093"),
+        ],
+        inter_broker="INTERNAL",
+        quorum={"controller.quorum.voters": "1@127.0.0.1:9093"},
+        replicas=1,
+        log_dirs=None,  # the image's own
+    )
+    return {"CLUSTER_ID": kraft.cluster_id(), **kraft.container_env(settings)}
 
 
 def testcontainers_kafka(env: dict[str, str]) -> Iterator[str]:
@@ -178,7 +132,7 @@ def testcontainers_kafka(env: dict[str, str]) -> Iterator[str]:
                 pytrace=False,
             )
     remove_orphans(client)
-    port = free_port()
+    (port,) = free_ports(1)
     container = (
         DockerContainer(image)
         .with_envs(**broker_env(port))
@@ -191,7 +145,7 @@ def testcontainers_kafka(env: dict[str, str]) -> Iterator[str]:
     container.start()
     try:
         deadline = started + START_TIMEOUT_S
-        while not broker_answers(bootstrap):
+        while not probe(bootstrap):  # the local broker's readiness check
             container.reload()
             if container.status not in {"created", "running"}:
                 out, err = container.get_logs()

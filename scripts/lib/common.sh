@@ -1,6 +1,7 @@
 # shellcheck shell=bash
-# What the scripts share: their messages, the pid files of what they start, readiness waits
-# and free ports. Sourced, never run: `. "$(dirname "$0")/lib/common.sh"`.
+# What the bash scripts share: their messages, the pid files of what they start, and free
+# ports (the Python test beds share scripts/lib/jvm_service.py).
+# Sourced, never run: `. "$(dirname "$0")/lib/common.sh"`.
 
 # The script's name, for its messages.
 PROG=${PROG:-$(basename "$0")}
@@ -19,19 +20,6 @@ runs_as() {
   # No pipe into grep -q: under pipefail, tr killed by SIGPIPE would fail the check.
   cmdline=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || return 1
   [[ $cmdline == *"$pattern"* ]]
-}
-
-# wait_ready PID TIMEOUT_S PROBE...: until the command PROBE... succeeds (0), PID exits (2)
-# or TIMEOUT_S passes (1).
-wait_ready() {
-  local pid=$1 deadline=$((SECONDS + $2))
-  shift 2
-  while ((SECONDS < deadline)); do
-    kill -0 "$pid" 2>/dev/null || return 2
-    "$@" && return 0
-    sleep 0.25
-  done
-  return 1
 }
 
 # free_ports N [HOST]: N TCP ports free on HOST (127.0.0.1 by default), and on 127.0.0.1 too

@@ -29,6 +29,7 @@ from confluent_kafka.admin import AdminClient, OffsetSpec
 from prometheus_client.parser import text_string_to_metric_families
 
 from passentry_simulator.server import SimulatorServer
+from scripts.lib.kafka_local import Broker
 from tests.integration.harness import Record, drain, wait_for
 
 BRIDGE = str(Path(sys.executable).with_name("passentry-bridge"))
@@ -399,41 +400,27 @@ def verify_exactly_once(
 
 
 class LocalBroker:
-    """A broker of this test's own (KAFKA_LOCAL_DIR), so killing it disturbs no other test."""
+    """A broker of this test's own (its own KAFKA_LOCAL_DIR), so killing it disturbs no other
+    test: scripts/kafka-local's code, called in-process."""
 
     def __init__(self, directory: Path) -> None:
-        self.env = {**os.environ, "KAFKA_LOCAL_DIR": str(directory)}
-        self.dir = directory
+        self.broker = Broker({**os.environ, "KAFKA_LOCAL_DIR": str(directory)})
         self.bootstrap = ""
 
-    def _run(self, command: str, timeout: float = 300) -> str:
-        done = subprocess.run(
-            [str(ROOT / "scripts" / "kafka-local"), command],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-        if done.returncode != 0:
-            raise AssertionError(f"kafka-local {command} failed:\n{done.stderr}")
-        return done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""
-
     def start(self) -> str:
-        self.bootstrap = self._run("start")
+        self.bootstrap = self.broker.start()
         return self.bootstrap
 
     def restart(self) -> None:
-        assert self._run("restart") == self.bootstrap
-
-    def pid(self) -> int:
-        return int((self.dir / "broker.pid").read_text().strip())
+        assert self.broker.restart() == self.bootstrap
 
     def signal(self, sig: int) -> None:
-        os.kill(self.pid(), sig)
+        pid = self.broker.pid()
+        assert pid is not None, "the test's broker is not running"
+        os.kill(pid, sig)
 
     def stop(self) -> None:
-        self._run("stop", 120)
+        self.broker.stop()
 
 
 __all__ = [

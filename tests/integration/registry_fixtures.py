@@ -15,43 +15,16 @@ Subjects are not cleaned up: use unique subject names.
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from scripts.lib.jvm_service import running
+from scripts.lib.registry_local import Registry
+
 REGISTRY_LOCAL = Path(__file__).resolve().parents[2] / "scripts" / "registry-local"
 ENV_URL = "SCHEMA_REGISTRY_TEST_URL"
-# A cold start resolves ~160 MB from Maven Central once (about 30 s here); leave room for a
-# slow mirror.
-START_TIMEOUT = 900
-
-
-def _local_registry(env: dict[str, str]) -> Iterator[str]:
-    def run(cmd: str, timeout: float) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [str(REGISTRY_LOCAL), cmd],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-
-    already_running = run("status", 30).returncode == 0
-    started = run("start", START_TIMEOUT)
-    lines = started.stdout.strip().splitlines()
-    if started.returncode != 0 or not lines:
-        pytest.fail(
-            f"scripts/registry-local start failed (exit {started.returncode}):\n{started.stderr}",
-            pytrace=False,
-        )
-    try:
-        yield lines[-1]
-    finally:
-        if not already_running:
-            run("stop", 90)
 
 
 def registry_source(env: dict[str, str]) -> str:
@@ -64,4 +37,6 @@ def schema_registry_url(session_environ: dict[str, str]) -> Iterator[str]:
     if registry_source(session_environ) == "env":
         yield session_environ[ENV_URL].rstrip("/")
     else:
-        yield from _local_registry(session_environ)
+        # scripts/registry-local's code, in-process; stopped at the end only if started here
+        with running(Registry(session_environ)) as url:
+            yield url

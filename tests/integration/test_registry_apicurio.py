@@ -17,7 +17,6 @@ import contextlib
 import dataclasses
 import json
 import socket
-import subprocess
 import threading
 import time
 import uuid
@@ -36,6 +35,7 @@ from bridge.service import RunOptions, Service
 from passentry_simulator.app import SimulatorConfig
 from passentry_simulator.server import SimulatorServer
 from passentry_simulator.store import Scan, WorldConfig
+from scripts.lib.registry_local import Registry
 from tests.integration.harness import (
     Record,
     RunningBridge,
@@ -46,7 +46,6 @@ from tests.integration.harness import (
     wait_for_cycles,
 )
 from tests.integration.registry_fixtures import (
-    REGISTRY_LOCAL,
     schema_registry_url,  # noqa: F401
 )
 
@@ -279,27 +278,15 @@ class Instance:
     """A registry of its own (REGISTRY_LOCAL_DIR), not the session's shared one."""
 
     def __init__(self, env: dict[str, str], directory: Path) -> None:
-        self.env = {**env, "REGISTRY_LOCAL_DIR": str(directory)}
-        self.env.pop("SCHEMA_REGISTRY_TEST_URL", None)
-
-    def _run(self, cmd: str) -> str:
-        proc = subprocess.run(
-            [str(REGISTRY_LOCAL), cmd],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
-        if proc.returncode != 0:
-            raise AssertionError(f"registry-local {cmd}: {proc.stderr[-2000:]}")
-        return proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ""
+        own = {**env, "REGISTRY_LOCAL_DIR": str(directory)}
+        own.pop("SCHEMA_REGISTRY_TEST_URL", None)
+        self.registry = Registry(own)
 
     def start(self) -> str:
-        return self._run("start")
+        return self.registry.start()
 
     def stop(self) -> None:
-        self._run("stop")
+        self.registry.stop()
 
 
 def _port(url: str) -> int:

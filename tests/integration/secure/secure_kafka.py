@@ -20,7 +20,6 @@ import json
 import logging
 import re
 import shlex
-import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -49,6 +48,9 @@ from confluent_kafka.admin import (
     ScramMechanism,
     UserScramCredentialUpsertion,
 )
+
+from scripts.lib.jvm_service import running
+from scripts.lib.kafka_local import Broker
 
 ROOT = Path(__file__).resolve().parents[3]
 _LIBRDKAFKA_LOG = logging.getLogger("librdkafka")
@@ -398,36 +400,12 @@ def read_committed(kafka: SecureKafka, topic: str, timeout_s: float = 60.0) -> l
 # --- the broker process ---------------------------------------------------------------------
 
 
-def kafka_local(
-    *args: str, env: dict[str, str], timeout: float
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(KAFKA_LOCAL), *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-
-
 @contextlib.contextmanager
 def running_secure_kafka(env: dict[str, str]) -> Iterator[SecureKafka]:
-    """``scripts/kafka-local --secure start``; stopped at the end only if it started it."""
-    already_running = kafka_local("--secure", "status", env=env, timeout=30).returncode == 0
-    started = kafka_local("--secure", "start", env=env, timeout=600)
-    lines = started.stdout.strip().splitlines()
-    if started.returncode != 0 or not lines:
-        raise RuntimeError(
-            f"scripts/kafka-local --secure start failed (exit {started.returncode}):\n"
-            f"{started.stderr}"
-        )
-    summary = json.loads(lines[-1])
-    try:
-        yield SecureKafka.load(Path(summary["client_config"]))
-    finally:
-        if not already_running:
-            kafka_local("--secure", "stop", env=env, timeout=90)
+    """``scripts/kafka-local --secure start`` (its code, in-process); stopped at the end only
+    if it started it."""
+    with running(Broker(env, secure=True)) as summary:
+        yield SecureKafka.load(Path(json.loads(summary)["client_config"]))
 
 
 # The README's ACL section: the bridge's grants, as its kafka-acls.sh commands.

@@ -27,14 +27,15 @@ from bridge.audit.census import Census
 from bridge.audit.compare import BucketResult, compare_bucket
 from bridge.audit.horizon import LiveHorizon, source_horizon
 from bridge.audit.inventory import InventoryReader, KafkaScope
-from bridge.audit.repair import Repairer, Writer, pick_writer, repaired_topics
+from bridge.audit.job import SourceJob
+from bridge.audit.repair import Repairer, Writer, repaired_topics
 from bridge.audit.report import AuditReport
 from bridge.config import Config
 from bridge.dedup import BOUNDARY_MARGIN_MS
 from bridge.kafka.access import KafkaAccess
 from bridge.kafka.checkpoint import Checkpoint
 from bridge.ops.metrics import Metrics
-from bridge.ops.progress import Progress, ProgressFactory
+from bridge.ops.progress import ProgressFactory
 from bridge.passentry.client import PassEntryClient
 from bridge.wiring import Wiring
 
@@ -76,33 +77,22 @@ def api_requests(metrics: Metrics) -> int:
     return int(total)
 
 
-class Auditor:
+class Auditor(SourceJob):
     def __init__(
         self, config: Config, request: AuditRequest, *, metrics: Metrics | None = None,
         progress: ProgressFactory | None = None, stop: threading.Event | None = None,
         client: PassEntryClient | None = None, access: KafkaAccess | None = None,
     ) -> None:  # fmt: skip
-        self._spec = config.source(request.source_id)
-        self._config = config
+        super().__init__(
+            config, request.source_id, request_budget=request.request_budget, metrics=metrics,
+            progress=progress, stop=stop, client=client, access=access,
+        )  # fmt: skip
         self._request = request
-        self.metrics = metrics if metrics is not None else Metrics()
-        self._wiring = wiring = Wiring.of(
-            config, request.source_id, metrics=self.metrics, access=access
-        )
-        self._progress = progress
-        self._stop = stop if stop is not None else threading.Event()
-        self._client = client or wiring.api_client(requests_per_s=request.request_budget)
-        self._census = Census(self._client, wiring.slice_plan(overlap_ms=0))
-        self._conf = wiring.kafka_conf()
-        self._checkpoints = wiring.checkpoints()
-        self._timeout_s = config.kafka.read_committed_timeout_s
-        self._repairer: Repairer | None = None
+        self._census = Census(self._client, self._wiring.slice_plan(overlap_ms=0))
 
     def close(self) -> None:
-        if self._repairer is not None:
-            self._repairer.close()
-        self._census.close()
-        self._client.close()
+        self._census.close()  # its threads use the client
+        super().close()
 
     def run(self) -> AuditReport:
         started = time.monotonic()
@@ -134,27 +124,20 @@ class Auditor:
 
     def _open_writer(self, report: AuditReport) -> Repairer:
         req = self._request
-        choice = pick_writer(self._wiring, self._checkpoints, force=req.force,
-                             timeout_s=self._timeout_s)  # fmt: skip
+        choice = self._choose_writer(force=req.force)
         report.writer = choice.writer
         report.owner = choice.owner
         report.owners_unknown = choice.owners_unknown
-        self._repairer = Repairer(
-            self._wiring, self._client, writer=choice.writer,
-            since_ms=req.since_ms, until_ms=req.until_ms, command=req.command,
+        return self._open_repairer(
+            choice, since_ms=req.since_ms, until_ms=req.until_ms, command=req.command,
             chunk=req.repair_batch,
         )  # fmt: skip
-        self._repairer.open()
-        return self._repairer
 
     def _horizon(self, checkpoint: Checkpoint | None) -> LiveHorizon:
         return source_horizon(self._spec.passentry, checkpoint, self._request.live_margin_ms)
 
     def _scope(self, checkpoint: Checkpoint | None, repaired: list[str] | None) -> KafkaScope:
         return kafka_scope(self._wiring, checkpoint, repaired)
-
-    def _bar(self, label: str, unit: str, total: int | None) -> Progress | None:
-        return self._progress(label, unit, total) if self._progress is not None else None
 
     def _audit(
         self, buckets: list[Bucket], scope: KafkaScope, report: AuditReport,

@@ -41,7 +41,8 @@ from bridge.audit.auditor import api_requests, kafka_scope
 from bridge.audit.buckets import split_range
 from bridge.audit.horizon import source_horizon
 from bridge.audit.inventory import Inventory, InventoryReader
-from bridge.audit.repair import Repairer, Writer, WriterChoice, pick_writer
+from bridge.audit.job import SourceJob
+from bridge.audit.repair import Repairer, Writer, WriterChoice
 from bridge.config import Config
 from bridge.dedup import BOUNDARY_MARGIN_MS
 from bridge.dlq.letters import DeadLetterReader, History
@@ -60,7 +61,6 @@ from bridge.passentry.pages import (
     ValidScan,
     add_scan,
 )
-from bridge.wiring import Wiring
 
 __all__ = ["ReplayRequest", "Replayer"]
 
@@ -94,43 +94,28 @@ class _Passing:
     scan: ValidScan
 
 
-class Replayer:
+class Replayer(SourceJob):
     def __init__(
         self, config: Config, request: ReplayRequest, *, metrics: Metrics | None = None,
         progress: ProgressFactory | None = None, stop: threading.Event | None = None,
         client: PassEntryClient | None = None, access: KafkaAccess | None = None,
     ) -> None:  # fmt: skip
-        self._config = config
+        super().__init__(
+            config, request.source_id, request_budget=request.request_budget, metrics=metrics,
+            progress=progress, stop=stop, client=client, access=access,
+        )  # fmt: skip
         self._request = request
-        self._spec = config.source(request.source_id)
-        self.metrics = metrics if metrics is not None else Metrics()
-        self._wiring = wiring = Wiring.of(
-            config, request.source_id, metrics=self.metrics, access=access
-        )
-        self._progress = progress
-        self._stop = stop if stop is not None else threading.Event()
-        self._client = client or wiring.api_client(requests_per_s=request.request_budget)
-        self._conf = wiring.kafka_conf()
-        self._timeout_s = config.kafka.read_committed_timeout_s
-        self._checkpoints = wiring.checkpoints()
         self._letters = DeadLetterReader(self._conf, config.bridge.dlq_topic, self._timeout_s)
         # Today's code: the encoder and enrichment the live bridge runs.
-        self._encoder = wiring.encoder()
-        self._enricher = wiring.enricher(self._client)
-        self._repairer: Repairer | None = None
-
-    def close(self) -> None:
-        if self._repairer is not None:
-            self._repairer.close()
-        self._client.close()
+        self._encoder = self._wiring.encoder()
+        self._enricher = self._wiring.enricher(self._client)
 
     def run(self) -> ReplayReport:
         started = time.monotonic()
         req, br = self._request, self._config.bridge
         report = ReplayReport(req.source_id, br.dlq_topic, req.since_ms, req.until_ms,
                               sorted(req.reasons), dry_run=req.dry_run)  # fmt: skip
-        choice = pick_writer(self._wiring, self._checkpoints, force=req.force,
-                             timeout_s=self._timeout_s)  # fmt: skip
+        choice = self._choose_writer(force=req.force)
         report.writer, report.owner = choice.writer, choice.owner
         report.owners_unknown = choice.owners_unknown
         if not req.dry_run:
@@ -148,7 +133,7 @@ class Replayer:
         )  # fmt: skip
         report.letters_read = sum(h.count for h in histories.values())
         chosen = [h for h in histories.values() if not req.reasons or h.reason in req.reasons]
-        bar = self._progress("replay", "scans", len(chosen)) if self._progress else None
+        bar = self._bar("replay", "scans", len(chosen))
         try:
             passing = self._decode(chosen, report, behind_live, horizon.ms, bar)
             absent = self._absent(passing, checkpoint, report, bar)
@@ -167,14 +152,10 @@ class Replayer:
 
     def _open(self, choice: WriterChoice) -> Repairer:
         req = self._request
-        repairer = Repairer(
-            self._wiring, self._client, writer=choice.writer,
-            since_ms=req.since_ms or 0, until_ms=req.until_ms or int(time.time() * 1000),
+        return self._open_repairer(
+            choice, since_ms=req.since_ms or 0, until_ms=req.until_ms or int(time.time() * 1000),
             command="dlq replay", chunk=req.batch,
         )  # fmt: skip
-        self._repairer = repairer
-        repairer.open()
-        return repairer
 
     def _decode(
         self, chosen: list[History], report: ReplayReport, behind_live: bool,

@@ -5,10 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 from bridge.ops.metrics import Metrics
+from scripts.lib.jvm_service import free_ports
 
 # Test data: the documented example page, schema pairs for the compatibility gate.
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 SCHEMA_FIXTURES = FIXTURES / "schemas"
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 (the test beds' own draw)."""
+    return free_ports(1)[0]
 
 
 def sample(metrics: Metrics, name: str, **labels: str) -> float:

@@ -34,8 +34,9 @@ from passentry_simulator.app import SimulatorConfig
 from passentry_simulator.server import SimulatorServer
 from passentry_simulator.store import WorldConfig
 from passentry_simulator.webhooks import WebhookConfig
-from tests.integration.eos_harness import BridgeProcess, Topics, Traffic, bridge_env, free_port
+from tests.integration.eos_harness import BridgeProcess, Topics, Traffic, bridge_env
 from tests.integration.harness import Record, drain, wait_for
+from tests.support import free_port
 
 PARTITIONS = 6
 _ACTIVE = re.compile(r'^passentry_bridge_source_active\{source_id="([^"]+)"\} 1\.0$', re.M)

@@ -7,7 +7,6 @@ network the container reaches it and the broker at the same addresses as the tes
 
 from __future__ import annotations
 
-import socket
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -18,15 +17,10 @@ from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from passentry_simulator import SimulatorConfig, SimulatorServer, WorldConfig
 from tests.image.engine import BuiltImage, Engine
+from tests.support import free_port
 
 SINCE = "2000-01-01T00:00:00Z"
 GRACE_S = 10
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def committed_scan_ids(bootstrap: str, topic: str, timeout_s: float = 60) -> list[str]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -31,15 +30,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from passentry_simulator.server import SimulatorServer
 from scripts.lib.kafka_local import Broker
 from tests.integration.harness import Record, drain, wait_for
+from tests.support import free_port
 
 BRIDGE = str(Path(sys.executable).with_name("passentry-bridge"))
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -431,7 +425,6 @@ __all__ = [
     "Traffic",
     "bridge_env",
     "committed_checkpoints",
-    "free_port",
     "open_transaction",
     "pause_for_fault",
     "signal",

@@ -16,8 +16,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.integration.eos_harness import ROOT, free_port
+from tests.integration.eos_harness import ROOT
 from tests.integration.harness import wait_for
+from tests.support import free_port
 
 # A cold build on 2 busy cores: CI starts it in the background first (.ci/run).
 BUILD_TIMEOUT_S = 1500

@@ -27,9 +27,9 @@ from passentry_simulator.app import SimulatorConfig
 from passentry_simulator.faults import Faults
 from passentry_simulator.server import SimulatorServer
 from passentry_simulator.store import WorldConfig
-from tests.integration.eos_harness import Topics, Traffic, bridge_env, free_port
+from tests.integration.eos_harness import Topics, Traffic, bridge_env
 from tests.integration.harness import RunningBridge, bridge_config, drain, wait_for
-from tests.support import sample
+from tests.support import free_port, sample
 
 BRIDGE = str(Path(sys.executable).with_name("passentry-bridge"))
 LOOKBACK_S, LATE_SWEEP_S, MARGIN_S = 2, 2, 2

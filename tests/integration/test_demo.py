@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -18,15 +17,9 @@ import pytest
 from click.testing import CliRunner
 
 from bridge.cli import cli
+from tests.support import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def test_demo_says_how_to_reach_it_and_stops_cleanly(
@@ -37,7 +30,7 @@ def test_demo_says_how_to_reach_it_and_stops_cleanly(
     env = {
         k: v for k, v in os.environ.items() if not k.startswith(("PASSENTRY_", "KAFKA_", "BRIDGE_"))
     }
-    env.update(DEMO_METRICS_PORT=str(_free_port()), DEMO_WEBHOOK_PORT=str(_free_port()))
+    env.update(DEMO_METRICS_PORT=str(free_port()), DEMO_WEBHOOK_PORT=str(free_port()))
     proc = subprocess.Popen(
         ["scripts/demo"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         text=True, start_new_session=True,

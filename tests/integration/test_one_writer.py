@@ -20,8 +20,9 @@ from passentry_simulator.app import SimulatorConfig
 from passentry_simulator.server import SimulatorServer
 from passentry_simulator.store import WorldConfig
 from passentry_simulator.webhooks import WebhookConfig
-from tests.integration.eos_harness import BridgeProcess, Topics, Traffic, bridge_env, free_port
+from tests.integration.eos_harness import BridgeProcess, Topics, Traffic, bridge_env
 from tests.integration.harness import Record, drain, wait_for
+from tests.support import free_port
 
 BRIDGE = str(Path(sys.executable).with_name("passentry-bridge"))
 SECRET = "whsec-one-writer-0123456789abcdef0123"

@@ -22,7 +22,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -41,6 +40,7 @@ from passentry_simulator.app import SimulatorConfig
 from passentry_simulator.server import SimulatorServer
 from passentry_simulator.store import WorldConfig
 from passentry_simulator.webhooks import WebhookConfig
+from tests.support import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 ALERTS = ROOT / "deploy" / "prometheus" / "alerts.yaml"
@@ -65,13 +65,6 @@ MUST_STAY_SILENT = {
 }
 
 T = TypeVar("T")
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def _wait(
@@ -149,8 +142,8 @@ def prometheus_binary() -> str:
 def plan() -> dict[str, str]:
     """The bridge's ports and source id, which the simulator's webhooks need first."""
     return {
-        "metrics_port": str(_free_port()),
-        "webhook_port": str(_free_port()),
+        "metrics_port": str(free_port()),
+        "webhook_port": str(free_port()),
         "source_id": str(uuid.uuid4()),
     }
 
@@ -176,7 +169,7 @@ def pushgateway(tmp_path: Path) -> Iterator[str]:
         if os.environ.get("CI") == "true":
             pytest.fail(message, pytrace=False)
         pytest.skip(message)
-    port = _free_port()
+    port = free_port()
     log = tmp_path / "pushgateway.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
@@ -243,7 +236,7 @@ def prometheus(
     prometheus_binary: str, bridge: tuple[int, Path], pushgateway: str, tmp_path: Path
 ) -> Iterator[tuple[PromAPI, Path]]:
     bridge_port, _ = bridge
-    port = _free_port()
+    port = free_port()
     config = {
         "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
         "rule_files": [str(ALERTS.resolve())],

@@ -9,7 +9,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import uuid
@@ -27,15 +26,9 @@ from passentry_simulator.app import SimulatorConfig
 from passentry_simulator.server import SimulatorServer
 from passentry_simulator.store import WorldConfig
 from tests.integration.harness import wait_for
+from tests.support import free_port
 
 SECRET = "w" * 40
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @pytest.fixture
@@ -49,8 +42,8 @@ def setting(kafka_bootstrap: str) -> Iterator[dict[str, str]]:
             "PASSENTRY_WEBHOOK_SECRET": SECRET,
             "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
             "BRIDGE_HTTP_HOST": "127.0.0.1",
-            "BRIDGE_HTTP_PORT": str(_free_port()),
-            "BRIDGE_WEBHOOK_PORT": str(_free_port()),
+            "BRIDGE_HTTP_PORT": str(free_port()),
+            "BRIDGE_WEBHOOK_PORT": str(free_port()),
             "BRIDGE_SOURCE_ID": f"status-{uuid.uuid4().hex[:8]}",
             "BRIDGE_GROUP_ID": f"status-{uuid.uuid4().hex[:8]}",
             "BRIDGE_COORDINATION_TOPIC": f"status-coord-{uuid.uuid4().hex[:8]}",

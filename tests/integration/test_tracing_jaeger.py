@@ -28,7 +28,7 @@ from passentry_simulator.app import SimulatorConfig
 from passentry_simulator.server import SimulatorServer
 from passentry_simulator.store import WorldConfig
 from passentry_simulator.webhooks import render_event, sign
-from tests.integration.eos_harness import BridgeProcess, Topics, bridge_env, free_port
+from tests.integration.eos_harness import BridgeProcess, Topics, bridge_env
 from tests.integration.harness import Record, drain
 from tests.integration.jaeger_support import (
     BUILD_TIMEOUT_S,
@@ -39,6 +39,7 @@ from tests.integration.jaeger_support import (
     start_jaeger,
     tags,
 )
+from tests.support import free_port
 
 # A cold build of Jaeger may be part of the first test.
 pytestmark = pytest.mark.timeout(BUILD_TIMEOUT_S + 300)

@@ -19,9 +19,8 @@ from passentry_simulator.faults import Faults
 from passentry_simulator.server import SimulatorServer
 from passentry_simulator.store import WorldConfig
 from passentry_simulator.webhooks import WebhookConfig, sign
-from tests.integration.eos_harness import free_port
 from tests.integration.harness import RunningBridge, bridge_config, drain, wait_for
-from tests.support import sample
+from tests.support import free_port, sample
 
 SECRET = "whsec-integration-0123456789abcdef0123"
 

@@ -27,8 +27,9 @@ from passentry_simulator.app import SimulatorConfig
 from passentry_simulator.server import SimulatorServer
 from passentry_simulator.store import WorldConfig
 from passentry_simulator.webhooks import render_event, sign
-from tests.integration.eos_harness import BridgeProcess, Topics, bridge_env, free_port
+from tests.integration.eos_harness import BridgeProcess, Topics, bridge_env
 from tests.integration.harness import drain, wait_for
+from tests.support import free_port
 
 SECRET = "whsec-hostile-" + "5f0c9a" * 6
 VALID_PER_S = 20

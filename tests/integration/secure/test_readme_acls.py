@@ -26,7 +26,6 @@ from passentry_simulator.app import SimulatorConfig
 from passentry_simulator.server import SimulatorServer
 from passentry_simulator.store import WorldConfig
 from passentry_simulator.webhooks import render_event, sign
-from tests.integration.eos_harness import free_port
 from tests.integration.harness import RunningBridge, bridge_config, wait_for
 from tests.integration.secure.secure_kafka import (
     DEFAULT_GROUP,
@@ -39,7 +38,7 @@ from tests.integration.secure.secure_kafka import (
     read_committed,
     readme_acl_commands,
 )
-from tests.support import sample
+from tests.support import free_port, sample
 
 SECRET = "whsec-readme-0123456789abcdef0123456789"
 

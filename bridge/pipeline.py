@@ -26,14 +26,18 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from bridge.avro.encoder import Encoder
 from bridge.dedup import DedupWindow, RejectMemory, Verdict
 from bridge.enrich import Enricher
 from bridge.errors import InvalidWebhookError, KafkaRetriableError
-from bridge.kafka.checkpoint import CheckpointStore, WindowRebuild, make_checkpoint
-from bridge.kafka.producer import Sink, TxnOffsets
+from bridge.kafka.checkpoint import (
+    CheckpointStore,
+    InboxPosition,
+    WindowRebuild,
+    make_checkpoint,
+)
+from bridge.kafka.producer import Sink
 from bridge.kafka.records import OutRecord, RecordBuilder
 from bridge.kafka.scan_records import ScanRecords
 from bridge.ops.metrics import Metrics
@@ -154,6 +158,9 @@ class Pipeline:
         self._start_ms: int | None = settings.start_ms
         # Every topic this source wrote to: restore reads them back to rebuild the window.
         self.topics_written: set[str] = set()
+        # Where the source's webhook events continue in the inbox, as last committed: every
+        # checkpoint carries it (None until a transaction read the inbox).
+        self.inbox: InboxPosition | None = None
         self.rejects = RejectMemory(ttl_s=window.lookback_ms / 1000 + 120)
         # Since when restores have not found the checkpoint's own last scan (see restore).
         self._watermark_missing_since: float | None = None
@@ -170,6 +177,7 @@ class Pipeline:
         self._publisher.init()
         state = self._checkpoints.read_state()
         checkpoint = state.checkpoint
+        self.inbox = checkpoint.inbox if checkpoint is not None else None
         self.rejects.clear()
         self.window.reset()
         self._reader.reset(None)
@@ -346,7 +354,7 @@ class Pipeline:
         )
         return self._records.dead_letter(rejected, item.url)
 
-    def publish_pushed(self, batch: InboxBatch, group_metadata: Any) -> PushStats:
+    def publish_pushed(self, batch: InboxBatch) -> PushStats:
         """Publish the new scans of inbox events, in id order, in one transaction with the
         inbox position. A scan already published (by either path) is skipped; one whose
         reader the bridge has not seen in full lately, or that is older than the window, is
@@ -360,9 +368,8 @@ class Pipeline:
                 else:
                     fresh[item.scan.id_int] = item
         cycle = CycleStats()
-        offsets = TxnOffsets(batch.offsets, group_metadata)
         items = sorted(fresh.values(), key=lambda item: item.scan.id_int)
-        self._commit(_Chunk(items, [], [], None), cycle, offsets, path="webhook")
+        self._commit(_Chunk(items, [], [], None), cycle, batch.next, path="webhook")
         stats.published = cycle.published
         events = self._metrics.webhook_events
         events.labels("published").inc(stats.published)
@@ -410,7 +417,7 @@ class Pipeline:
         self,
         chunk: _Chunk,
         stats: CycleStats,
-        offsets: TxnOffsets | None = None,
+        inbox: InboxPosition | None = None,
         path: str = "poll",
     ) -> None:
         """Enrich, encode and publish one chunk in one transaction with its checkpoint (and
@@ -420,8 +427,10 @@ class Pipeline:
         plainly): the chunk's scans were judged new against the window as it is now."""
         records = self._scan_records.build(chunk.scans)
         records.extend(chunk.extra)
-        if not records and offsets is None:
+        if not records and inbox is None:
             return
+        if inbox is None:
+            inbox = self.inbox  # a poll's transaction carries the position on unchanged
         new_ids = [item.scan.id_int for item in chunk.scans]
         new_ids.extend(chunk.extra_ids)
         topics = {r.topic for r in records}
@@ -434,6 +443,7 @@ class Pipeline:
             watermark,
             self.topics_written | topics,
             polled_until_ms=polled_until,
+            inbox=inbox,
         )
         acked = self._tracing.publish(
             self._publisher,
@@ -441,9 +451,9 @@ class Pipeline:
             chunk.scans,
             self._checkpoints.record(checkpoint),
             self._settings.delivery_timeout_s,
-            offsets,
         )
         self.topics_written |= topics
+        self.inbox = inbox
         self._account(acked, records, stats, path)
         self.window.add_all(new_ids)
         self._metrics.dedup_window_ids.labels(self._settings.source_id).set(len(self.window))

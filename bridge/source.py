@@ -94,7 +94,7 @@ class Source:
         if self.inbox is not None:
             self._pump = InboxPump(
                 self.inbox,
-                lambda batch, group: self.pipeline.publish_pushed(batch, group).events,
+                lambda batch: self.pipeline.publish_pushed(batch).events,
                 gather_s=br.webhook_batch_ms / 1000,
                 on_lag=metrics.webhook_inbox_lag.labels(source_id).set,
                 clock=clock,
@@ -121,7 +121,7 @@ class Source:
             self.registry.check_startup([self.spec.scans_topic])
         restored = self.pipeline.restore()
         if self.inbox is not None:
-            self.inbox.open(self.topics.partition_count(br.webhook_topic))
+            self.inbox.open(self.topics.partition_count(br.webhook_topic), self.pipeline.inbox)
         return restored
 
     @property

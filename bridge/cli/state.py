@@ -116,6 +116,8 @@ def reset(wiring: Wiring, since_ms: int) -> str:
     publisher.init()
     previous = store.read()
     topics = previous.topics if previous is not None else []
-    checkpoint = make_checkpoint(source_id, 0, topics, since_ms=since_ms)
+    # Where the webhook events continue does not move: polling reads the range again.
+    inbox = previous.inbox if previous is not None else None
+    checkpoint = make_checkpoint(source_id, 0, topics, since_ms=since_ms, inbox=inbox)
     publisher.send([], store.record(checkpoint), 30)
     return msgspec.json.encode(checkpoint).decode()

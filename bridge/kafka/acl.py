@@ -93,8 +93,9 @@ def denied(
     )
 
 
-# The inbox groups are read from, and their positions committed in transactions.
-INBOX_GROUPS = AclGrant("group", (INBOX_GROUP_PREFIX,), ("Read", "Describe"), prefixed=True)
+# Where versions before positions rode in the checkpoint kept the inbox's position: it is
+# read (OffsetFetch: Describe) when a source's checkpoint has none, and never written.
+INBOX_GROUPS = AclGrant("group", (INBOX_GROUP_PREFIX,), ("Describe",), prefixed=True)
 
 
 def transactional_id_grant(transactional_id: str) -> AclGrant:

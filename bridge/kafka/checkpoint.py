@@ -1,8 +1,9 @@
 """The durable cursor: one small record per source in a compacted Kafka topic.
 
-The checkpoint holds only the watermark (the largest scan id committed) and the topics the
-window's records went to. It is written in the same Kafka transaction as the records it
-covers, so the two become visible together or not at all.
+The checkpoint holds only the watermark (the largest scan id committed), the topics the
+window's records went to, and where the source's webhook events continue in the inbox. It is
+written in the same Kafka transaction as the records it covers, so the two become visible
+together or not at all.
 
 The dedup window itself is not stored. On start-up it is rebuilt from the output topics:
 every record the bridge writes carries ``source-id`` and ``scan-id`` headers, and a record's
@@ -43,6 +44,7 @@ from bridge.uuid7 import int_millis, parse_uuid7
 __all__ = [
     "Checkpoint",
     "CheckpointStore",
+    "InboxPosition",
     "RepairProgress",
     "SourceState",
     "WindowRebuild",
@@ -59,6 +61,11 @@ _LOOKUP_TRY_S = 10.0
 _LOOKUP_PAUSE_S = (0.5, 2.0)
 
 
+class InboxPosition(msgspec.Struct, frozen=True, rename="camel"):
+    partition: int
+    offset: int
+
+
 class Checkpoint(msgspec.Struct, frozen=True, rename="camel"):
     format_version: int
     source_id: str
@@ -71,6 +78,10 @@ class Checkpoint(msgspec.Struct, frozen=True, rename="camel"):
     topics: list[str] = msgspec.field(default_factory=list)
     updated_at_ms: int = 0
     bridge_version: str = ""
+    # Where the source's events continue in the inbox: the offset after the last event
+    # committed, in this partition of it. None until a transaction of this version read the
+    # inbox: then the position older versions committed to the inbox group holds.
+    inbox: InboxPosition | None = None
 
     def watermark_int(self) -> int:
         return 0 if self.watermark is None else uuid.UUID(self.watermark).int
@@ -119,6 +130,7 @@ def make_checkpoint(
     *,
     since_ms: int | None = None,
     polled_until_ms: int | None = None,
+    inbox: InboxPosition | None = None,
 ) -> Checkpoint:
     return Checkpoint(
         FORMAT_VERSION,
@@ -129,6 +141,7 @@ def make_checkpoint(
         sorted(set(topics)),
         int(time.time() * 1000),
         __version__,
+        inbox,
     )
 
 

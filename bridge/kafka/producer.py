@@ -20,15 +20,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
 from operator import attrgetter
 from typing import Any, NoReturn, Protocol, TypeVar
 
-from confluent_kafka import KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from confluent_kafka.admin import AdminClient
 
 from bridge.config import KafkaSettings
@@ -41,8 +39,6 @@ from bridge.errors import (
     TransactionAbortedError,
 )
 from bridge.kafka.acl import (
-    INBOX_GROUP_PREFIX,
-    INBOX_GROUPS,
     denied,
     topics_grant,
     transactional_id_grant,
@@ -55,7 +51,6 @@ __all__ = [
     "Delivered",
     "Publisher",
     "Sink",
-    "TxnOffsets",
     "fence",
     "producer_config",
     "transactional_id",
@@ -66,14 +61,6 @@ T = TypeVar("T")
 
 _BUFFER_FULL_RETRIES = 100
 _FENCED = {KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH}
-
-
-@dataclass(frozen=True, slots=True)
-class TxnOffsets:
-    """Consumer positions committed inside the transaction (the webhook inbox's)."""
-
-    partitions: list[TopicPartition]
-    group_metadata: Any
 
 
 # Told where each record landed once the broker has it: (index in records, partition, offset).
@@ -90,7 +77,6 @@ class Sink(Protocol):
         records: list[OutRecord],
         checkpoint: OutRecord,
         timeout_s: float,
-        offsets: TxnOffsets | None = None,
         *,
         delivered: Delivered | None = None,
     ) -> dict[str, int]: ...
@@ -176,8 +162,6 @@ class Publisher:
         every_delivery: bool = False,
         producer_factory: Callable[[dict[str, Any]], Producer] = new_producer,
         clock: Callable[[], float] = time.monotonic,
-        offsets_timeout_s: float = 10.0,
-        hung_after_s: float = 1.0,
     ) -> None:
         """``every_delivery``: librdkafka reports each record's delivery, for ``send``'s
         ``delivered`` (tracing); otherwise failures only."""
@@ -192,15 +176,6 @@ class Publisher:
         # Seams for unit tests: a fake producer, and a clock its blocking calls move on.
         self._new_producer = producer_factory
         self._clock = clock
-        # send_offsets_to_transaction's own timeout, and how long past it the call is waited
-        # for before its producer is given up as hung (see _send_offsets). Shorter than the
-        # other calls': on the three-node cluster it hung after most broker faults (22 times
-        # in 12 minutes of them), and each hang held its source for the whole wait. Not much
-        # shorter: after a broker's crash the call is rightly slow until the dead follower
-        # leaves the in-sync replicas (about 9 s), and giving it up then made things worse
-        # (at 5 s, a SIGKILL's median stall went from 11-13 s to 16-22 s, broker_faults).
-        self._offsets_timeout_s = min(offsets_timeout_s, call_timeout_s)
-        self._hung_after_s = hung_after_s
         self._metrics = metrics
         self._timeout = call_timeout_s
         self._errors: list[KafkaError] = []
@@ -208,8 +183,6 @@ class Publisher:
         self._hold_s = hold_s
         self._producer = self._new_producer(self._conf)
         self._initialised = False
-        # A call on this producer never returned; it is left to its thread (see _send_offsets).
-        self._hung = False
         # The topics of the transaction in hand, to name the one an ACL refused.
         self._txn_topics: set[str] = set()
 
@@ -255,10 +228,8 @@ class Publisher:
     def recreate(self) -> None:
         """A fresh producer with the same transactional.id, after an unknown commit outcome;
         the restore that follows calls :meth:`init`, which settles it."""
-        if not self._hung:
-            with contextlib.suppress(KafkaException):
-                self._producer.flush(0)
-        self._hung = False
+        with contextlib.suppress(KafkaException):
+            self._producer.flush(0)
         self._producer = self._new_producer(self._conf)
         self._initialised = False
 
@@ -267,12 +238,11 @@ class Publisher:
         records: list[OutRecord],
         checkpoint: OutRecord,
         timeout_s: float,
-        offsets: TxnOffsets | None = None,
         *,
         delivered: Delivered | None = None,
     ) -> dict[str, int]:
-        """Produce ``records`` and ``checkpoint`` in one transaction, with ``offsets`` if
-        given, and commit it; ``delivered`` (tracing) is told where each record landed.
+        """Produce ``records`` and ``checkpoint`` in one transaction and commit it;
+        ``delivered`` (tracing) is told where each record landed.
 
         Returns acknowledged counts per topic (the checkpoint excluded). Raises
         TransactionAbortedError (nothing visible; rewind), CommitOutcomeUnknownError
@@ -288,14 +258,10 @@ class Publisher:
             else:
                 self._produce_reporting([*records, checkpoint], delivered)
             self._metrics.producer_queue.set(len(self._producer))
-            if offsets is not None:
-                self._send_offsets(offsets)
             if self._hold_s:
                 time.sleep(self._hold_s)
         except KafkaException as exc:
             self._abort_or_raise(exc, "produce")
-        except CommitOutcomeUnknownError:
-            raise  # the producer is hung: nothing more can be asked of it
         except KafkaRetriableError as exc:
             # The local queue stayed full. Left open, the transaction would make every
             # later begin_transaction fail until the broker timed it out.
@@ -315,40 +281,6 @@ class Publisher:
         with contextlib.suppress(KafkaException):
             self._producer.poll(0)
         return len(self._producer)
-
-    def _send_offsets(self, offsets: TxnOffsets) -> None:
-        """``send_offsets_to_transaction``, bounded by our own clock.
-
-        librdkafka can block in it long past its timeout when the group coordinator goes
-        away (librdkafka issues 5456 and 5511: the coordinator request's deadline is never
-        checked), which stalled a source for minutes after a broker was killed. The call runs
-        on its own thread; one that does not return in time leaves its producer to that
-        thread, and the commit's outcome unknown: the caller recreates the producer, whose
-        ``init_transactions`` fences the hung one and aborts its transaction.
-        """
-        producer, outcome = self._producer, list[BaseException]()
-
-        def call() -> None:
-            try:
-                producer.send_offsets_to_transaction(
-                    offsets.partitions, offsets.group_metadata, self._offsets_timeout_s
-                )
-            except BaseException as exc:  # handed to the waiting thread, raised there
-                outcome.append(exc)
-
-        worker = threading.Thread(target=call, name="send-offsets", daemon=True)
-        worker.start()
-        worker.join(self._offsets_timeout_s + self._hung_after_s)
-        if worker.is_alive():
-            self._hung = True
-            self._metrics.producer_errors.labels("retriable").inc()
-            raise CommitOutcomeUnknownError(
-                f"send_offsets_to_transaction did not return in {self._offsets_timeout_s:.0f}s"
-                f" (+{self._hung_after_s:.0f}s); is the inbox group's coordinator gone? The"
-                " producer is replaced; the transaction aborts when the new one starts"
-            )
-        if outcome:
-            raise outcome[0]
 
     def _produce_all(self, batch: list[OutRecord]) -> None:
         produce, poll = self._producer.produce, self._producer.poll
@@ -507,15 +439,6 @@ class Publisher:
                 topics_grant(topics, "Write", "Describe"),
                 err.name(),
                 "at commit; the transaction was aborted, nothing of it is visible",
-            )
-        if code == KafkaError.GROUP_AUTHORIZATION_FAILED:
-            # Only the webhook inbox's position is committed in a transaction.
-            group = INBOX_GROUP_PREFIX + txn_id.removeprefix(_PREFIX)
-            return denied(
-                conf,
-                f"commit the position of consumer group {group} in a transaction",
-                INBOX_GROUPS,
-                err.name(),
             )
         return None
 

@@ -28,7 +28,7 @@ from bridge.config import Config, SourceConfig
 from bridge.errors import BridgeError
 from bridge.kafka.access import KafkaAccess
 from bridge.kafka.acl import INBOX_GROUP_PREFIX
-from bridge.kafka.checkpoint import Checkpoint, CheckpointStore
+from bridge.kafka.checkpoint import Checkpoint, CheckpointStore, InboxPosition
 from bridge.kafka.owners import Owner, Owners, find_owners
 from bridge.kafka.routing import stable_partition
 from bridge.ops.metrics import Metrics
@@ -118,14 +118,18 @@ def gather(config: Config, source_ids: list[str]) -> list[SourceStatus]:
         # A refused login or certificate looks like a broker that is down: say which.
         raise access.failure() or BridgeError(owners.why)
     found = {sid: SourceStatus(sid, group=br.group_id) for sid in source_ids}
+    inbox_at: dict[str, InboxPosition] = {}
     for sid, status in found.items():
         _ownership(status, owners)
-        _checkpoint(status, CheckpointStore(conf, br.state_topic, sid).read(
+        checkpoint = CheckpointStore(conf, br.state_topic, sid).read(
             _KAFKA_TIMEOUT_S, topic_may_be_missing=True
-        ))  # fmt: skip
+        )
+        _checkpoint(status, checkpoint)
+        if checkpoint is not None and checkpoint.inbox is not None:
+            inbox_at[sid] = checkpoint.inbox
     for sid, audit in read_summaries(conf, br.state_topic, source_ids, _KAFKA_TIMEOUT_S).items():
         found[sid].last_audit = audit
-    _inbox_lags(config, [config.source(sid) for sid in source_ids], found)
+    _inbox_lags(config, [config.source(sid) for sid in source_ids], found, inbox_at)
     _ask_owners(config, found)
     with ThreadPoolExecutor(max_workers=4) as pool:
         # One request per source; they may well share PassEntry's budget with a live bridge.
@@ -165,9 +169,13 @@ def _checkpoint(status: SourceStatus, checkpoint: Checkpoint | None) -> None:
 
 
 def _inbox_lags(
-    config: Config, sources: list[SourceConfig], found: dict[str, SourceStatus]
+    config: Config,
+    sources: list[SourceConfig],
+    found: dict[str, SourceStatus],
+    inbox_at: dict[str, InboxPosition],
 ) -> None:
-    """Events after each inbox group's committed position in its partition of the inbox."""
+    """Events after each source's committed position in its partition of the inbox: the
+    checkpoint's, or (a checkpoint older than positions in checkpoints) the inbox group's."""
     pushed = [s for s in sources if s.passentry.webhooks_enabled]
     if not pushed:
         return
@@ -185,7 +193,11 @@ def _inbox_lags(
                 continue
             tp = TopicPartition(topic, stable_partition(source.id, len(meta.partitions)))
             low, high = consumer.get_watermark_offsets(tp, timeout=_KAFKA_TIMEOUT_S)
-            committed = consumer.committed([tp], timeout=_KAFKA_TIMEOUT_S)[0].offset
+            position = inbox_at.get(source.id)
+            if position is not None:
+                committed = position.offset
+            else:
+                committed = consumer.committed([tp], timeout=_KAFKA_TIMEOUT_S)[0].offset
             status.inbox_lag = max(0, high - (committed if committed >= 0 else low))
         except KafkaException as exc:
             status.notes.append(f"inbox lag unknown: {exc.args[0].str()}")

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Protocol
 from bridge.tracecontext import TraceHeaders
 
 if TYPE_CHECKING:
-    from bridge.kafka.producer import Sink, TxnOffsets
+    from bridge.kafka.producer import Sink
     from bridge.kafka.records import OutRecord
     from bridge.passentry.pages import DecodedPage, Listed
 
@@ -113,11 +113,10 @@ class Tracing:
         items: Sequence[Listed],
         checkpoint: OutRecord,
         timeout_s: float,
-        offsets: TxnOffsets | None = None,
     ) -> dict[str, int]:
         """Send ``records`` in one transaction. The first ``len(items)`` records are the
         items' own, in order (``RecordBuilder.scans``); the rest (dead letters) follow."""
-        return sink.send(records, checkpoint, timeout_s, offsets)
+        return sink.send(records, checkpoint, timeout_s)
 
     def shutdown(self) -> None:
         """Export what is buffered; nothing to do when off."""

@@ -55,7 +55,7 @@ from bridge.tracing import semconv as sc
 from bridge.tracing.hooks import Tracing
 
 if TYPE_CHECKING:
-    from bridge.kafka.producer import Sink, TxnOffsets
+    from bridge.kafka.producer import Sink
     from bridge.passentry.pages import DecodedPage, Listed
 
 __all__ = ["OtelTracing"]
@@ -169,7 +169,6 @@ class OtelTracing(Tracing):
         items: Sequence[Listed],
         checkpoint: OutRecord,
         timeout_s: float,
-        offsets: TxnOffsets | None = None,
     ) -> dict[str, int]:
         created = self._created(id(sink), records, items)
         traced = [
@@ -205,7 +204,7 @@ class OtelTracing(Tracing):
         # Where records landed is for recording spans only: a callback per record costs.
         recording = any(c.span is not None for c in created)
         try:
-            acked = sink.send(traced, checkpoint, timeout_s, offsets,
+            acked = sink.send(traced, checkpoint, timeout_s,
                               delivered=delivered if recording else None)  # fmt: skip
         except BaseException as exc:
             _failed(send, exc)

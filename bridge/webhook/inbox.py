@@ -2,11 +2,14 @@
 
 Any replica may accept a webhook for any source: it writes the raw body to the inbox with
 an idempotent producer (``acks=all``), keyed by source id, into the partition the source id
-hashes to. The replica that owns the source reads that partition with read_committed and
-commits its position inside the same Kafka transaction as the records the events became
-(``send_offsets_to_transaction``), so an event is published exactly once whoever accepted
-it and whenever the owner crashes. The inbox's partition count must not change once events
-flow: a source's events would then land in another partition than its owner reads.
+hashes to. The replica that owns the source reads that partition with read_committed, and
+the position it read up to rides in the source's checkpoint, in the same Kafka transaction
+as the records the events became, so an event is published exactly once whoever accepted it
+and whenever the owner crashes. (Not ``send_offsets_to_transaction``: after a broker fault
+that call often hung in librdkafka, issues 5456 and 5511, holding the source for seconds,
+and it made the inbox group's coordinator one more broker every transaction needed.) The
+inbox's partition count must not change once events flow: a source's events would then land
+in another partition than its owner reads.
 
 An event's record carries the webhook request's trace context (``traceparent``,
 ``tracestate``): the records its scans become continue that trace.
@@ -21,10 +24,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import (
+    OFFSET_STORED,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
 
-from bridge.errors import KafkaRetriableError
+from bridge.errors import ConfigError, KafkaRetriableError
 from bridge.kafka.acl import INBOX_GROUPS, reading_error
+from bridge.kafka.checkpoint import InboxPosition
 from bridge.kafka.routing import stable_partition
 from bridge.tracecontext import TraceHeaders
 
@@ -123,13 +135,14 @@ class InboxEvent:
     trace: TraceHeaders | None = None
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class InboxBatch:
-    """Events of one source taken from the inbox, and the positions to commit with them."""
+    """Events of one source taken from the inbox, and the position to commit with them."""
 
     events: list[InboxEvent]
-    # Next offset per partition read (including other sources' events that were skipped).
-    offsets: list[TopicPartition]
+    # Where the source's events continue once the batch is committed (other sources' events
+    # in the partition, skipped, included).
+    next: InboxPosition
 
 
 class InboxReader:
@@ -142,6 +155,8 @@ class InboxReader:
         self._key = source_id.encode()
         self._consumer: Consumer | None = None
         self._partition: TopicPartition | None = None
+        # Where the next consumer starts: the last committed position, or OFFSET_STORED.
+        self._next = OFFSET_STORED
 
     @property
     def group_id(self) -> str:
@@ -152,16 +167,33 @@ class InboxReader:
         """Opened for a restored source (the consumer itself may be reopened lazily)."""
         return self._partition is not None
 
-    def open(self, partitions: int) -> None:
-        """(Re)start at the committed position: after a restore, what the last transaction
-        committed is exactly where this source's events continue."""
+    def open(self, partitions: int, committed: InboxPosition | None) -> None:
+        """(Re)start where the restored checkpoint says the source's events continue. A
+        checkpoint without a position (written before positions rode in it) leaves the one
+        older versions committed to the inbox group, which is used once.
+
+        Raises ConfigError when the checkpoint's partition is not the source's any more: the
+        inbox's partition count changed, and its events since are in another partition."""
         self.close()
-        self._partition = TopicPartition(self.topic, stable_partition(self.source_id, partitions))
-        self._consumer = self._assigned(self._partition)
+        partition = stable_partition(self.source_id, partitions)
+        if committed is not None and committed.partition != partition:
+            raise ConfigError(
+                f"{self.topic} has {partitions} partitions now: source {self.source_id}'s"
+                f" webhook events go to partition {partition}, but its checkpoint says they"
+                f" continue at offset {committed.offset} of partition {committed.partition}."
+                " The inbox's partition count must not change once events flow (README,"
+                ' "Webhooks: the push path"); set it back'
+            )
+        self._partition = TopicPartition(self.topic, partition)
+        self._next = committed.offset if committed is not None else OFFSET_STORED
+
+    def committed(self, position: InboxPosition) -> None:
+        """A transaction carried ``position``: a failed one later reads again from here."""
+        self._next = position.offset
 
     def reopen(self) -> None:
         """Forget what was taken since the last commit: the next :meth:`take` reads again
-        from the position the last committed transaction left."""
+        from the position the last committed transaction carried."""
         if self._consumer is not None:
             self._consumer.close()
             self._consumer = None
@@ -170,6 +202,8 @@ class InboxReader:
         consumer = Consumer(
             {
                 **self._conf,
+                # Never joined or committed to: the group names where older versions kept
+                # the position (OFFSET_STORED), and the reader in the broker's logs.
                 "group.id": self.group_id,
                 "enable.auto.commit": False,
                 "isolation.level": "read_committed",
@@ -179,16 +213,11 @@ class InboxReader:
             }
         )
         try:
-            consumer.assign([partition])
+            consumer.assign([TopicPartition(partition.topic, partition.partition, self._next)])
         except KafkaException as exc:
             consumer.close()
             raise KafkaRetriableError(f"cannot read {self.topic}: {exc}") from exc
         return consumer
-
-    def group_metadata(self) -> Any:
-        if self._consumer is None:
-            raise KafkaRetriableError(f"{self.topic}: the inbox is not open")
-        return self._consumer.consumer_group_metadata()
 
     def take(self, wait_s: float, gather_s: float) -> InboxBatch | None:
         """Wait up to ``wait_s`` for the first event, then gather for ``gather_s`` more.
@@ -208,8 +237,7 @@ class InboxReader:
             messages.extend(self._consume(consumer, left))
         events = [_event(m) for m in messages if m.key() == self._key]
         last = max((m.offset() or 0) for m in messages)
-        tp = self._partition
-        return InboxBatch(events, [TopicPartition(tp.topic, tp.partition, last + 1)])
+        return InboxBatch(events, InboxPosition(self._partition.partition, last + 1))
 
     def lag(self) -> int:
         """Events in the partition after our position, from the last fetch's high mark."""

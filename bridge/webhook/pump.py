@@ -13,8 +13,8 @@ chunk is enriched) do not come here: an event served there could publish a scan 
 hand already judged new.
 
 A batch whose transaction fails is dropped from the consumer, which is reopened at the
-position the last committed transaction left (``send_offsets_to_transaction``); the failure
-is raised in the source loop, which handles it like a failed poll: retry with backoff,
+position the last committed transaction carried in its checkpoint; the failure is raised in
+the source loop, which handles it like a failed poll: retry with backoff,
 restore after a commit of unknown outcome, or stop when fatal.
 """
 
@@ -25,7 +25,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from bridge.webhook.inbox import InboxBatch, InboxReader
 
@@ -42,13 +42,13 @@ class InboxPump:
     def __init__(
         self,
         reader: InboxReader,
-        publish: Callable[[InboxBatch, Any], int],
+        publish: Callable[[InboxBatch], int],
         *,
         gather_s: float,
         on_lag: Callable[[int], None],
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        """``publish(batch, group_metadata)`` commits a batch and returns its event count."""
+        """``publish(batch)`` commits a batch with its position and returns its event count."""
         self._reader = reader
         self._publish = publish
         self._gather_s = gather_s
@@ -79,10 +79,11 @@ class InboxPump:
         if batch is None:
             return
         try:
-            events = self._publish(batch, self._reader.group_metadata())
+            events = self._publish(batch)
         except BaseException:
             # Nothing of the batch is visible: read it again from the committed position.
             self._reader.reopen()
             raise
+        self._reader.committed(batch.next)
         if events:
             self.last_events_at = self._clock()

@@ -16,7 +16,7 @@ from bridge.dedup import DedupWindow
 from bridge.enrich import Enricher
 from bridge.errors import KafkaRetriableError
 from bridge.kafka.checkpoint import CheckpointStore
-from bridge.kafka.producer import Delivered, TxnOffsets
+from bridge.kafka.producer import Delivered
 from bridge.kafka.records import OutRecord, RecordBuilder
 from bridge.kafka.routing import Router
 from bridge.ops.metrics import Metrics
@@ -39,7 +39,6 @@ class ListSink:
         self.records: list[OutRecord] = []
         self.fail_next = False
         self.checkpoints: list[dict[str, Any]] = []
-        self.offsets: list[TxnOffsets | None] = []
 
     def init(self) -> None:
         pass
@@ -49,7 +48,6 @@ class ListSink:
         records: list[OutRecord],
         checkpoint: OutRecord,
         timeout_s: float,
-        offsets: TxnOffsets | None = None,
         *,
         delivered: Delivered | None = None,
     ) -> dict[str, int]:
@@ -62,7 +60,6 @@ class ListSink:
                 delivered(index, 0, len(self.records) + index)
         self.records.extend(records)
         self.checkpoints.append(json.loads(checkpoint.value))
-        self.offsets.append(offsets)
         counts: dict[str, int] = {}
         for r in records:
             counts[r.topic] = counts.get(r.topic, 0) + 1

@@ -8,8 +8,10 @@ import threading
 from concurrent.futures import Future
 from typing import Any
 
-from confluent_kafka import TopicPartition
+import pytest
 
+from bridge.errors import KafkaRetriableError
+from bridge.kafka.checkpoint import InboxPosition
 from bridge.ops.metrics import Metrics
 from bridge.webhook.inbox import InboxBatch, InboxEvent
 from tests.support import sample
@@ -42,7 +44,7 @@ def webhook(scan: dict[str, Any]) -> bytes:
 def batch(*bodies: bytes, offset: int = 0) -> InboxBatch:
     events = [InboxEvent(body, 0) for body in bodies]
     end = offset + len(bodies)
-    return InboxBatch(events, [TopicPartition("inbox", 0, end)])
+    return InboxBatch(events, InboxPosition(0, end))
 
 
 def doc_of(api: FakeApi, scan_id: str) -> dict[str, Any]:
@@ -65,7 +67,7 @@ def test_a_pushed_scan_is_the_same_record_a_poll_gives() -> None:
     pushed, metrics = ListSink(), Metrics()
     p = build(api, pushed, metrics)
     p.cycle(threading.Event(), until_ms=now - 2_000)
-    stats = p.publish_pushed(batch(webhook(pushed_doc)), group_metadata="g")
+    stats = p.publish_pushed(batch(webhook(pushed_doc)))
     assert stats.published == 1
     (by_push,) = [r for r in pushed.records if dict(r.headers)["scan-id"] == pushed_id]
     assert by_push.value == by_poll.value
@@ -84,12 +86,34 @@ def test_the_push_transaction_carries_the_inbox_position_and_the_checkpoint() ->
     sink = ListSink()
     p = build(api, sink, Metrics())
     p.cycle(threading.Event())
+    assert sink.checkpoints[-1]["inbox"] is None  # no event read yet
     new = api.add(now - 100)
-    p.publish_pushed(batch(webhook(doc_of(api, new)), offset=41), group_metadata="group-meta")
-    (offsets,) = [o for o in sink.offsets if o is not None]
-    assert [(tp.topic, tp.partition, tp.offset) for tp in offsets.partitions] == [("inbox", 0, 42)]
-    assert offsets.group_metadata == "group-meta"
+    p.publish_pushed(batch(webhook(doc_of(api, new)), offset=41))
     assert sink.checkpoints[-1]["watermark"] == new
+    assert sink.checkpoints[-1]["inbox"] == {"partition": 0, "offset": 42}
+    assert p.inbox == InboxPosition(0, 42)
+    # A batch of nothing new still moves the position on, in a transaction of its own.
+    p.publish_pushed(batch(webhook(doc_of(api, new)), offset=42))
+    assert sink.checkpoints[-1]["inbox"] == {"partition": 0, "offset": 43}
+    # A poll's transaction carries it on unchanged.
+    api.add(now - 50)
+    p.cycle(threading.Event())
+    assert sink.checkpoints[-1]["inbox"] == {"partition": 0, "offset": 43}
+
+
+def test_a_failed_push_transaction_leaves_the_position_where_it_was() -> None:
+    now = now_ms()
+    api = FakeApi()
+    api.include_readers = True
+    api.add(now - 5_000)
+    sink = ListSink()
+    p = build(api, sink, Metrics())
+    p.cycle(threading.Event())
+    p.publish_pushed(batch(webhook(doc_of(api, api.add(now - 100))), offset=9))
+    sink.fail_next = True
+    with pytest.raises(KafkaRetriableError):
+        p.publish_pushed(batch(webhook(doc_of(api, api.add(now - 90))), offset=10))
+    assert p.inbox == InboxPosition(0, 10)
 
 
 def test_both_paths_and_redeliveries_give_one_record_per_scan() -> None:
@@ -103,8 +127,8 @@ def test_both_paths_and_redeliveries_give_one_record_per_scan() -> None:
     a, b = api.add(now - 300), api.add(now - 200)
     body_a, body_b = webhook(doc_of(api, a)), webhook(doc_of(api, b))
     # a twice in one batch (PassEntry redelivered it), then b, then a poll that sees both.
-    p.publish_pushed(batch(body_a, body_a), group_metadata="g")
-    p.publish_pushed(batch(body_b, body_a), group_metadata="g")
+    p.publish_pushed(batch(body_a, body_a))
+    p.publish_pushed(batch(body_b, body_a))
     p.cycle(threading.Event())
     ids = sink.scan_ids()
     assert sorted(ids) == sorted({*ids})
@@ -121,7 +145,7 @@ def test_a_scan_polled_first_is_a_duplicate_when_its_webhook_comes() -> None:
     sink, metrics = ListSink(), Metrics()
     p = build(api, sink, metrics)
     p.cycle(threading.Event())
-    stats = p.publish_pushed(batch(webhook(doc_of(api, first))), group_metadata="g")
+    stats = p.publish_pushed(batch(webhook(doc_of(api, first))))
     assert (stats.published, stats.duplicates) == (0, 1)
     assert sink.scan_ids() == [first]
 
@@ -134,7 +158,7 @@ def test_a_reader_never_seen_in_full_is_left_to_polling() -> None:
     p = build(api, sink, metrics)
     p.cycle(threading.Event())
     scan_id = api.add(now - 500, reader="new-gate")
-    stats = p.publish_pushed(batch(webhook(doc_of(api, scan_id))), group_metadata="g")
+    stats = p.publish_pushed(batch(webhook(doc_of(api, scan_id))))
     assert (stats.published, stats.deferred) == (0, 1)
     assert sample(metrics, "passentry_bridge_webhook_deferred_total", reason="unknown_reader") == 1
     assert sink.scan_ids() == []
@@ -152,7 +176,7 @@ def test_a_pushed_scan_older_than_the_window_is_left_to_the_sweep() -> None:
     p = build(api, sink, metrics, lookback_ms=10_000)
     p.cycle(threading.Event())
     old = scan_doc(str(api.minter.mint(at_ms=now - 60_000)))
-    stats = p.publish_pushed(batch(webhook(old)), group_metadata="g")
+    stats = p.publish_pushed(batch(webhook(old)))
     assert stats.deferred == 1
     assert sample(metrics, "passentry_bridge_webhook_deferred_total", reason="late") == 1
 
@@ -167,7 +191,7 @@ def test_while_webhooks_flow_a_poll_checks_new_time_by_count_in_one_request() ->
     p = build(api, sink, Metrics(), overlap_ms=0)
     p.cycle(threading.Event(), until_ms=now - 9_000)
     pushed = [api.add(now - 8_000 + i * 100) for i in range(30)]
-    p.publish_pushed(batch(*(webhook(doc_of(api, s)) for s in pushed)), group_metadata="g")
+    p.publish_pushed(batch(*(webhook(doc_of(api, s)) for s in pushed)))
     before = len(api.requests)
     stats = p.cycle(threading.Event(), settle_ms=1_000)
     # One count request for the new time; nothing to read or publish.
@@ -197,7 +221,7 @@ def test_a_webhook_published_while_a_poll_waits_is_not_published_again_by_that_p
         nonlocal waits
         waits += 1
         if waits == 1:
-            p.publish_pushed(batch(webhook(doc_of(api, raced))), group_metadata="g")
+            p.publish_pushed(batch(webhook(doc_of(api, raced))))
         return future.result()
 
     p.reader.wait = serve_inbox_meanwhile

@@ -12,7 +12,7 @@ import pytest
 from bridge import pipeline as pipeline_module
 from bridge.dedup import DedupWindow, RejectMemory
 from bridge.errors import KafkaRetriableError
-from bridge.kafka.checkpoint import SourceState, WindowRebuild, make_checkpoint
+from bridge.kafka.checkpoint import InboxPosition, SourceState, WindowRebuild, make_checkpoint
 from bridge.ops.metrics import Metrics
 from bridge.uuid7 import UUIDv7Minter
 from tests.unit.fake_api import FakeApi
@@ -27,9 +27,11 @@ class Store:
         self.watermark = watermark
         self.ready = False
         self.rebuilds = 0
+        self.inbox: InboxPosition | None = None
 
     def read_state(self, *args: Any, **kwargs: Any) -> SourceState:
-        return SourceState(make_checkpoint("src", self.watermark, ["scans"]), [])
+        checkpoint = make_checkpoint("src", self.watermark, ["scans"], inbox=self.inbox)
+        return SourceState(checkpoint, [])
 
     def rebuild(
         self, window: DedupWindow, rejects: RejectMemory, topics: list[str], dlq: str, **_: Any
@@ -71,3 +73,15 @@ def test_a_last_scan_gone_for_good_is_given_up_on_after_the_grace(
     pipeline.restore()
     assert store.rebuilds == 2
     assert store.watermark not in pipeline.window
+
+
+def test_the_inbox_position_comes_from_the_checkpoint(restoring: tuple[Any, Store]) -> None:
+    """Where the source's webhook events continue rides in its checkpoint; a checkpoint of
+    an older version has none (the inbox group's committed position is then used)."""
+    pipeline, store = restoring
+    store.ready = True
+    pipeline.restore()
+    assert pipeline.inbox is None
+    store.inbox = InboxPosition(2, 418)
+    pipeline.restore()
+    assert pipeline.inbox == InboxPosition(2, 418)

@@ -12,7 +12,6 @@ blocks until its timeout when the broker does not answer.
 from __future__ import annotations
 
 import math
-import threading
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
@@ -93,8 +92,6 @@ class FakeProducer:
         self._undelivered: list[Produced] = []
         self.visible: list[Produced] = []  # committed: what read_committed consumers see
         self.aborted: list[Produced] = []
-        self._open_offsets: list[Any] = []  # consumer positions sent in the open transaction
-        self.committed_offsets: list[Any] = []
         self.commit_timeouts: list[float] = []
         # Topic -> the error its deliveries fail with.
         self.delivery_errors: dict[str, KafkaError] = {}
@@ -106,8 +103,6 @@ class FakeProducer:
         self._callbacks: dict[int, Any] = {}
         self._offsets: dict[int, int] = {}
         self._next_offset: dict[str, int] = defaultdict(int)
-        # Call -> a gate it blocks on until set, past any timeout: librdkafka can hang so.
-        self.hangs: dict[str, threading.Event] = {}
 
     def fail(self, call: str, *excs: BaseException, takes: float = 0.0, after: int = 0) -> None:
         """After ``after`` more calls of ``call`` succeed, the next ones raise ``excs``, one
@@ -117,8 +112,6 @@ class FakeProducer:
 
     def _enter(self, call: str, timeout: float | None = None) -> None:
         self.calls.append(call)
-        if (gate := self.hangs.get(call)) is not None:
-            gate.wait()
         scripted = self._failures[call]
         if not scripted:
             return
@@ -163,14 +156,6 @@ class FakeProducer:
         if on_delivery is not None:
             self._callbacks[id(record)] = on_delivery
 
-    def send_offsets_to_transaction(
-        self, positions: list[Any], group_metadata: Any, timeout: float
-    ) -> None:
-        self._enter("send_offsets_to_transaction", timeout)
-        if not self.in_transaction:
-            raise error(KafkaError._STATE)
-        self._open_offsets += [(group_metadata, p) for p in positions]
-
     def poll(self, timeout: float = 0) -> int:
         """Serves delivery reports; with none to serve it blocks for its timeout."""
         self.calls.append("poll")
@@ -198,8 +183,7 @@ class FakeProducer:
         if failed:  # librdkafka: a failed delivery makes the commit fail, abortable
             raise error(self.delivery_errors[failed[0].topic].code(), txn_requires_abort=True)
         self.visible += self._open
-        self.committed_offsets += self._open_offsets
-        self._open, self._open_offsets = [], []
+        self._open = []
         self.in_transaction = False
 
     def abort_transaction(self, timeout: float) -> None:
@@ -207,7 +191,7 @@ class FakeProducer:
         if not self.in_transaction:
             raise error(KafkaError._STATE)
         self.aborted += self._open
-        self._open, self._undelivered, self._open_offsets = [], [], []
+        self._open, self._undelivered = [], []
         self.in_transaction = False
 
     def _deliver(self) -> int:

@@ -5,10 +5,9 @@ classes (retriable, abortable, fenced, fatal) and in each call of a transaction.
 from __future__ import annotations
 
 import json
-import threading
 
 import pytest
-from confluent_kafka import KafkaError, TopicPartition
+from confluent_kafka import KafkaError
 
 from bridge.errors import (
     CommitOutcomeUnknownError,
@@ -16,7 +15,7 @@ from bridge.errors import (
     KafkaRetriableError,
     TransactionAbortedError,
 )
-from bridge.kafka.producer import Publisher, TxnOffsets
+from bridge.kafka.producer import Publisher
 from bridge.kafka.records import OutRecord
 from bridge.ops.metrics import Metrics
 from tests.support import FakeClock, sample
@@ -36,7 +35,6 @@ class Bench:
         *,
         every_delivery: bool = False,
         call_timeout_s: float = CALL_TIMEOUT_S,
-        hung_after_s: float = 5.0,
     ) -> None:
         self.clock = FakeClock()
         self.metrics = Metrics()
@@ -48,8 +46,6 @@ class Bench:
             every_delivery=every_delivery,
             producer_factory=self._make,
             clock=self.clock,
-            offsets_timeout_s=call_timeout_s,
-            hung_after_s=hung_after_s,
         )
 
     def _make(self, conf: dict[str, object]) -> FakeProducer:
@@ -61,10 +57,8 @@ class Bench:
     def producer(self) -> FakeProducer:
         return self.producers[-1]
 
-    def send(
-        self, records: list[OutRecord], n: int = 1, offsets: TxnOffsets | None = None
-    ) -> dict[str, int]:
-        return self.publisher.send(records, checkpoint(n), COMMIT_TIMEOUT_S, offsets)
+    def send(self, records: list[OutRecord], n: int = 1) -> dict[str, int]:
+        return self.publisher.send(records, checkpoint(n), COMMIT_TIMEOUT_S)
 
     def transactions(self, outcome: str) -> float:
         return sample(self.metrics, "passentry_bridge_transactions_total", outcome=outcome)
@@ -354,45 +348,6 @@ def test_an_abort_that_fails_after_the_queue_stayed_full_is_settled_by_a_new_pro
     with pytest.raises(CommitOutcomeUnknownError, match="abort failed after producer queue"):
         bench.send([scan(1)])
     assert bench.transactions("aborted") == 0
-
-
-def test_consumer_positions_commit_with_the_transaction_or_not_at_all(bench: Bench) -> None:
-    positions = TxnOffsets([TopicPartition("inbox", 0, 41)], group_metadata="group-gen-7")
-    assert bench.send([scan(1)], 1, positions) == {"scans": 1}
-    assert bench.producer.committed_offsets == [("group-gen-7", positions.partitions[0])]
-    later = TxnOffsets([TopicPartition("inbox", 0, 42)], group_metadata="group-gen-7")
-    bench.producer.fail(
-        "send_offsets_to_transaction", error(KafkaError._INCONSISTENT, txn_requires_abort=True)
-    )
-    with pytest.raises(TransactionAbortedError, match="transaction aborted"):
-        bench.send([scan(2)], 2, later)
-    assert bench.producer.committed_offsets == [("group-gen-7", positions.partitions[0])]
-    assert values(bench.producer.visible) == [b"avro-1", checkpoint(1).value]
-
-
-def test_a_hung_send_offsets_gives_up_its_producer_and_a_new_one_carries_on() -> None:
-    """librdkafka 2.x can block in send_offsets_to_transaction past its timeout when the
-    group coordinator is gone (librdkafka issues 5456, 5511); the source must not block
-    with it."""
-    bench = Bench(call_timeout_s=0.05, hung_after_s=0.05)
-    bench.publisher.init()
-    hung = bench.producer
-    gate = hung.hangs["send_offsets_to_transaction"] = threading.Event()
-    positions = TxnOffsets([TopicPartition("inbox", 0, 41)], group_metadata="group-gen-7")
-    try:
-        with pytest.raises(CommitOutcomeUnknownError, match="did not return in"):
-            bench.send([scan(1)], 1, positions)
-        assert hung.calls[-1] == "send_offsets_to_transaction"  # nothing asked of it since
-        bench.publisher.recreate()
-        bench.publisher.init()
-        assert bench.producer is not hung
-        assert bench.send([scan(2)], 2, positions) == {"scans": 1}
-        assert values(bench.producer.visible) == [b"avro-2", checkpoint(2).value]
-        assert hung.visible == []
-        assert hung.committed_offsets == []
-        assert bench.producer_errors("retriable") == 1
-    finally:
-        gate.set()
 
 
 def test_a_second_init_starts_over_with_a_fresh_producer(bench: Bench) -> None:

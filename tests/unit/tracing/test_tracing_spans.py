@@ -10,13 +10,13 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from confluent_kafka import TopicPartition
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
 from bridge.errors import KafkaRetriableError
+from bridge.kafka.checkpoint import InboxPosition
 from bridge.kafka.records import OutRecord
 from bridge.ops.metrics import Metrics
 from bridge.tracecontext import TraceHeaders
@@ -108,7 +108,7 @@ def test_a_pushed_scan_continues_the_inbox_records_trace(
     p.cycle(threading.Event())
     new = api.add(now - 100, reader="gate-7")
     event = InboxEvent(webhook(doc_of(api, new)), 0, TraceHeaders(CALLER, "vendor=x"))
-    p.publish_pushed(InboxBatch([event], [TopicPartition("inbox", 0, 1)]), "group")
+    p.publish_pushed(InboxBatch([event], InboxPosition(0, 1)))
     (record,) = [r for r in sink.records if dict(r.headers)["scan-id"] == new]
     header = traceparent(record)
     assert header.trace_id == "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -136,7 +136,7 @@ def test_a_scan_whose_trace_is_not_sampled_carries_its_context_and_records_nothi
     exported.clear()
     new = api.add(now - 100, reader="gate-7")
     event = InboxEvent(webhook(doc_of(api, new)), 0, TraceHeaders(unsampled, "vendor=x"))
-    p.publish_pushed(InboxBatch([event], [TopicPartition("inbox", 0, 1)]), "group")
+    p.publish_pushed(InboxBatch([event], InboxPosition(0, 1)))
     (record,) = [r for r in sink.records if dict(r.headers)["scan-id"] == new]
     header = traceparent(record)
     assert header.trace_id == "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -163,7 +163,7 @@ def test_a_retried_transaction_carries_the_same_traceparent_and_one_create_span(
     event = InboxEvent(webhook(doc_of(api, new)), 0, TraceHeaders(CALLER))
     sink.fail_next = True
     with pytest.raises(KafkaRetriableError):
-        p.publish_pushed(InboxBatch([event], [TopicPartition("inbox", 0, 1)]), "group")
+        p.publish_pushed(InboxBatch([event], InboxPosition(0, 1)))
     (failed,) = [s for s in named(exported.get_finished_spans(), "send") if s.status.is_ok is False]
     assert failed.status.status_code is StatusCode.ERROR
     # Not ended while its transaction is uncommitted: nothing exported for it yet.
@@ -172,7 +172,7 @@ def test_a_retried_transaction_carries_the_same_traceparent_and_one_create_span(
         if (s.attributes or {}).get("passentry.scan.id") == new
     ]  # fmt: skip
     # The inbox is read again: the same event, rebuilt records, the same context.
-    p.publish_pushed(InboxBatch([event], [TopicPartition("inbox", 0, 1)]), "group")
+    p.publish_pushed(InboxBatch([event], InboxPosition(0, 1)))
     (record,) = [r for r in sink.records if dict(r.headers)["scan-id"] == new]
     creates = [
         s for s in named(exported.get_finished_spans(), "create ")

@@ -9,9 +9,9 @@ from concurrent.futures import Future
 from typing import Any
 
 import pytest
-from confluent_kafka import TopicPartition
 
 from bridge.errors import KafkaFatalError, TransactionAbortedError
+from bridge.kafka.checkpoint import InboxPosition
 from bridge.webhook.inbox import InboxBatch, InboxEvent
 from bridge.webhook.pump import InboxPump
 from tests.support import FakeClock
@@ -25,7 +25,7 @@ class ScriptedInbox:
         self.clock = clock
         self.events: list[bytes] = []
         self.position = 0
-        self.committed = 0
+        self.committed_at = 0
         self.reopened = 0
         self.is_open = True
         self.on_take: list[Any] = []
@@ -38,28 +38,24 @@ class ScriptedInbox:
             return None
         taken = self.events[self.position :]
         self.position = len(self.events)
-        return InboxBatch(
-            [InboxEvent(body, 0) for body in taken],
-            [TopicPartition("inbox", 0, self.position)],
-        )
+        return InboxBatch([InboxEvent(body, 0) for body in taken], InboxPosition(0, self.position))
 
     def lag(self) -> int:
         return len(self.events) - self.position
 
-    def group_metadata(self) -> str:
-        return "group"
+    def committed(self, position: InboxPosition) -> None:
+        self.committed_at = position.offset
 
     def reopen(self) -> None:
         self.reopened += 1
-        self.position = self.committed
+        self.position = self.committed_at
 
 
 def pump_for(inbox: ScriptedInbox, published: list[bytes], fail: list[BaseException]) -> InboxPump:
-    def publish(batch: InboxBatch, group: Any) -> int:
+    def publish(batch: InboxBatch) -> int:
         if fail:
             raise fail.pop(0)
         published.extend(e.body for e in batch.events)
-        inbox.committed = batch.offsets[0].offset
         return len(batch.events)
 
     return InboxPump(
@@ -126,6 +122,7 @@ def test_a_failed_batch_is_read_again_from_the_committed_position() -> None:
     assert published == []
     pump.serve_for(1.0, threading.Event())
     assert published == [b"a", b"b"]
+    assert inbox.committed_at == 2  # the pump moved the reader's restart point on
 
 
 def test_a_fatal_failure_reaches_the_source_loop_and_loses_nothing() -> None:
@@ -136,7 +133,7 @@ def test_a_fatal_failure_reaches_the_source_loop_and_loses_nothing() -> None:
     pending: Future[str] = Future()
     with pytest.raises(KafkaFatalError):
         pump.wait(pending)
-    assert inbox.position == inbox.committed == 0
+    assert inbox.position == inbox.committed_at == 0
 
 
 def test_an_inbox_not_yet_open_is_not_polled() -> None:

@@ -1,6 +1,7 @@
 """The group member's callbacks, driven by a fake consumer as librdkafka would drive them: a
 lost assignment holds its sources, the next assignment keeps what it gives back and releases
-the rest, and a member given nothing after a lost one lets go after the hold limit.
+the rest, and after the hold limit with no assignment the group is asked who runs what was
+held: only what another member runs is let go.
 
 A coordinator that really dies with its broker needs the three-node cluster
 (scripts/kafka-cluster); tests/integration/test_failover.py covers frozen and killed members.
@@ -18,6 +19,7 @@ from confluent_kafka import TopicPartition
 
 import bridge.kafka.membership as membership_module
 from bridge.kafka.membership import GroupSettings, Membership, sources_by_partition
+from bridge.kafka.owners import Owner, Owners
 from bridge.ops.health import MemberHealth
 from bridge.ops.metrics import Metrics
 
@@ -46,6 +48,9 @@ class FakeConsumer:
     def close(self) -> None:
         self.closed = True
 
+    def memberid(self) -> str:
+        return "me"
+
     def drive(self, callback: str, sources: list[str]) -> None:
         by_source = {s: p for p, ids in sources_by_partition(SOURCES, PARTITIONS).items()
                      for s in ids}  # fmt: skip
@@ -66,7 +71,9 @@ def member(monkeypatch: pytest.MonkeyPatch) -> Callable[..., tuple[Membership, C
     monkeypatch.setattr(membership_module, "Consumer", FakeConsumer)
     FakeConsumer.made.clear()
 
-    def make(protocol: str = "classic") -> tuple[Membership, Calls]:
+    def make(
+        protocol: str = "classic", owners: Callable[[list[str]], Owners] | None = None
+    ) -> tuple[Membership, Calls]:
         calls = Calls()
         m = Membership(
             {"bootstrap.servers": "127.0.0.1:1"},
@@ -78,6 +85,7 @@ def member(monkeypatch: pytest.MonkeyPatch) -> Callable[..., tuple[Membership, C
             release=calls.recorder("release"),
             metrics=Metrics(),
             health=MemberHealth(),
+            owners=owners,
         )
         return m, calls
 
@@ -134,21 +142,71 @@ def test_an_empty_assignment_after_a_lost_one_releases_everything_held(
     thread.join(5)
 
 
-def test_held_sources_are_released_when_no_assignment_comes(
+class GroupSays:
+    """What the group answers when asked who owns the held sources."""
+
+    def __init__(self) -> None:
+        self.owner: dict[str, str | None] = {}
+        self.known = True
+        self.asked = 0
+
+    def __call__(self, ids: list[str]) -> Owners:
+        self.asked += 1
+        if not self.known:
+            return Owners(False, {}, "bridges", why="coordinator unreachable")
+        by_source = {
+            s: None if (m := self.owner.get(s)) is None else Owner("pod", "10.0.0.9", m)
+            for s in ids
+        }
+        return Owners(True, by_source, "bridges", state="stable")
+
+
+def _wait(until: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + 5
+    while not until():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.02)
+
+
+def test_held_sources_another_member_runs_are_released_when_no_assignment_comes(
     member: Callable[..., tuple[Membership, Calls]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """No assignment after a lost one (the group cannot be joined again): what was held is
-    let go after the hold limit."""
+    """No assignment after a lost one (the group could not be formed again): after the hold
+    limit the group is asked, and what another member runs is let go."""
     monkeypatch.setattr(membership_module, "_HOLD_LIMIT_S", 0.2)
-    m, calls = member()
+    group = GroupSays()
+    group.owner = {"asia": "another", "us": "me"}
+    m, calls = member(owners=group)
+    stop, thread = _running(m)
+    consumer = FakeConsumer.made[-1]
+    consumer.drive("on_assign", ["asia", "us"])
+    consumer.drive("on_lost", ["asia", "us"])
+    _wait(lambda: ("release", ["asia"]) in calls.log, "asia released")
+    stop.set()
+    thread.join(5)
+    assert ("release", ["us"]) not in calls.log  # the group says it is this member's
+
+
+def test_held_sources_nobody_runs_keep_running_until_someone_does(
+    member: Callable[..., tuple[Membership, Calls]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In a run of broker faults the group can take a minute or more to form again; a held
+    source nobody else runs is not stopped for it, whatever the clock says."""
+    monkeypatch.setattr(membership_module, "_HOLD_LIMIT_S", 0.1)
+    group = GroupSays()
+    group.known = False
+    m, calls = member(owners=group)
     stop, thread = _running(m)
     consumer = FakeConsumer.made[-1]
     consumer.drive("on_assign", ["asia"])
     consumer.drive("on_lost", ["asia"])
-    deadline = time.monotonic() + 5
-    while ("release", ["asia"]) not in calls.log:
-        assert time.monotonic() < deadline, calls.log
-        time.sleep(0.02)
+    _wait(lambda: group.asked >= 2, "asked twice (the group unreachable)")
+    group.known = True  # reachable, but nobody owns it yet
+    asked = group.asked
+    _wait(lambda: group.asked >= asked + 2, "asked twice more (nobody owns it)")
+    assert calls.log == [("start", ["asia"]), ("hold", ["asia"])]
+    group.owner = {"asia": "another"}
+    _wait(lambda: ("release", ["asia"]) in calls.log, "asia released once another runs it")
     stop.set()
     thread.join(5)
 

@@ -21,7 +21,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -35,10 +35,12 @@ __all__ = [
     "launch",
     "locked",
     "maven_fetch",
+    "positive",
     "read_pid",
     "running",
     "runs_as",
     "say",
+    "setting",
     "sha256_of",
     "stop",
     "stop_instance",
@@ -54,6 +56,23 @@ class Failure(Exception):
 
 def say(prog: str, text: str) -> None:
     print(f"{prog}: {text}", file=sys.stderr, flush=True)
+
+
+def setting(env: Mapping[str, str], name: str, default: str) -> str:
+    """An environment setting; unset or empty means the default (as bash's ``${X:-d}``)."""
+    return env.get(name) or default
+
+
+def positive(env: Mapping[str, str], name: str, default: float, unit: str) -> float:
+    """A numeric setting; anything but a positive number is refused, naming it."""
+    text = setting(env, name, str(default))
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise Failure(f"{name} must be a positive number ({unit}), not {text!r}")
+    return value
 
 
 # --- processes ------------------------------------------------------------------------------

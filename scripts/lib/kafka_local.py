@@ -155,11 +155,12 @@ def _resolve(dest: Path, jar_set: str, env: Mapping[str, str], *extra: str) -> P
 
 def resolve_libs(env: Mapping[str, str] = os.environ) -> Path:
     """The broker's jars, fetched on first use (shared by every instance and the cluster)."""
-    return _resolve(Path(env.get("KAFKA_LOCAL_LIBS", ROOT / ".local/kafka/libs")), "libs", env)
+    libs = svc.setting(env, "KAFKA_LOCAL_LIBS", str(ROOT / ".local/kafka/libs"))
+    return _resolve(Path(libs), "libs", env)
 
 
 def _resolve_tools(env: Mapping[str, str]) -> Path:
-    dest = Path(env.get("KAFKA_LOCAL_TOOLS", ROOT / ".local/kafka/tools"))
+    dest = Path(svc.setting(env, "KAFKA_LOCAL_TOOLS", str(ROOT / ".local/kafka/tools")))
     return _resolve(dest, "tools", env, "-P", "tools", "-DincludeArtifactIds=kafka-tools")
 
 
@@ -185,14 +186,14 @@ class Broker:
         self.secure = secure or env.get("KAFKA_LOCAL_SECURE") == "1"
         default = ROOT / ".local" / ("kafka-secure" if self.secure else "kafka")
         self.dir = Path(env.get("KAFKA_LOCAL_DIR") or default).absolute()
-        self.host = env.get("KAFKA_LOCAL_HOST", "127.0.0.1")
-        self.heap = env.get("KAFKA_HEAP_OPTS", "-Xms512m -Xmx512m").split()
-        self.jvm = env.get(
-            "KAFKA_JVM_PERFORMANCE_OPTS", "-XX:+UseSerialGC -XX:+ExitOnOutOfMemoryError"
+        self.host = svc.setting(env, "KAFKA_LOCAL_HOST", "127.0.0.1")
+        self.heap = svc.setting(env, "KAFKA_HEAP_OPTS", "-Xms512m -Xmx512m").split()
+        self.jvm = svc.setting(
+            env, "KAFKA_JVM_PERFORMANCE_OPTS", "-XX:+UseSerialGC -XX:+ExitOnOutOfMemoryError"
         ).split()
         self.timeouts = Timeouts(
-            start_s=float(env.get("KAFKA_LOCAL_START_TIMEOUT", "120")),
-            stop_s=float(env.get("KAFKA_LOCAL_STOP_TIMEOUT", "30")),
+            start_s=svc.positive(env, "KAFKA_LOCAL_START_TIMEOUT", 120, "seconds"),
+            stop_s=svc.positive(env, "KAFKA_LOCAL_STOP_TIMEOUT", 30, "seconds"),
         )
 
     # files of the instance
@@ -615,8 +616,8 @@ def main(argv: list[str]) -> int:
     ):
         print(usage, file=sys.stderr)
         return 2
-    broker = Broker(os.environ, secure=secure)
     try:
+        broker = Broker(os.environ, secure=secure)
         if command == "start":
             print(broker.start())
         elif command == "restart":

@@ -167,10 +167,10 @@ class Registry:
     def __init__(self, env: Mapping[str, str] = os.environ) -> None:
         self.env = env
         self.dir = Path(env.get("REGISTRY_LOCAL_DIR") or ROOT / ".local/registry").absolute()
-        self.java_opts = env.get("REGISTRY_LOCAL_JAVA_OPTS", DEFAULT_JAVA_OPTS).split()
-        self.min_java = int(env.get("REGISTRY_LOCAL_MIN_JAVA", "21"))
-        self.start_s = float(env.get("REGISTRY_LOCAL_START_TIMEOUT", "180"))
-        self.stop_s = float(env.get("REGISTRY_LOCAL_STOP_TIMEOUT", "30"))
+        self.java_opts = svc.setting(env, "REGISTRY_LOCAL_JAVA_OPTS", DEFAULT_JAVA_OPTS).split()
+        self.min_java = int(svc.positive(env, "REGISTRY_LOCAL_MIN_JAVA", 21, "a Java version"))
+        self.start_s = svc.positive(env, "REGISTRY_LOCAL_START_TIMEOUT", 180, "seconds")
+        self.stop_s = svc.positive(env, "REGISTRY_LOCAL_STOP_TIMEOUT", 30, "seconds")
 
     @property
     def pid_file(self) -> Path:
@@ -267,8 +267,8 @@ def main(argv: list[str]) -> int:
     if len(argv) != 1 or argv[0] not in ("start", "restart", "stop", "status"):
         print(f"usage: {PROG} start|restart|stop|status", file=sys.stderr)
         return 2
-    registry = Registry(os.environ)
     try:
+        registry = Registry(os.environ)
         if argv[0] in ("stop", "restart"):
             registry.stop()
         if argv[0] in ("start", "restart"):

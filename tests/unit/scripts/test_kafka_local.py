@@ -173,3 +173,21 @@ def test_a_secure_instance_keeps_its_secrets_to_itself(tmp_path: Path) -> None:
     assert "users" not in summary
     assert summary["client_config"] == str(tmp_path / "client.json")
     assert all(p not in json.dumps(summary) for p in users.values())
+
+
+def test_an_empty_setting_means_its_default(tmp_path: Path) -> None:
+    """As the bash scripts' ``${X:-default}``: KAFKA_LOCAL_HOST= is not an empty address."""
+    env = {"KAFKA_LOCAL_DIR": str(tmp_path), "KAFKA_LOCAL_HOST": "", "KAFKA_HEAP_OPTS": ""}
+    broker = Broker(env)
+    assert broker.host == "127.0.0.1"
+    assert broker.heap == ["-Xms512m", "-Xmx512m"]
+
+
+def test_a_bad_timeout_is_refused_by_name(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("KAFKA_LOCAL_START_TIMEOUT", "2m")
+    assert kafka_local.main(["status"]) == 1
+    err = capsys.readouterr().err
+    assert "KAFKA_LOCAL_START_TIMEOUT must be a positive number (seconds), not '2m'" in err
+    assert "Traceback" not in err

@@ -72,3 +72,13 @@ def test_the_cli_is_this_module() -> None:
     )
     assert done.returncode == 2
     assert "usage: registry-local start|restart|stop|status" in done.stderr
+
+
+def test_a_bad_java_version_is_refused_by_name(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("REGISTRY_LOCAL_MIN_JAVA", "twenty-one")
+    assert registry_local.main(["status"]) == 1
+    assert "REGISTRY_LOCAL_MIN_JAVA must be a positive number (a Java version)" in (
+        capsys.readouterr().err
+    )

@@ -93,8 +93,9 @@ def denied(
     )
 
 
-# Where versions before positions rode in the checkpoint kept the inbox's position: it is
-# read (OffsetFetch: Describe) when a source's checkpoint has none, and never written.
+# The inbox reader's consumer looks up its group's coordinator (FindCoordinator: Describe),
+# and reads the position versions before checkpoints carried it kept there when a source's
+# checkpoint has none (OffsetFetch: Describe). Nothing is committed to the group.
 INBOX_GROUPS = AclGrant("group", (INBOX_GROUP_PREFIX,), ("Describe",), prefixed=True)
 
 

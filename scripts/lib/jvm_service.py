@@ -42,6 +42,7 @@ __all__ = [
     "say",
     "setting",
     "sha256_of",
+    "start_answering",
     "stop",
     "stop_instance",
     "tail",
@@ -143,6 +144,38 @@ def wait_ready(pid: int, timeout_s: float, probe: Callable[[], bool]) -> Ready:
             return Ready.YES
         time.sleep(0.25)
     return Ready.TIMED_OUT
+
+
+def start_answering(
+    command: Sequence[str],
+    *,
+    instance: Path,
+    output: Path,
+    pid_file: Path,
+    address: str,
+    address_file: Path,
+    answers: Callable[[], bool],
+    timeout_s: float,
+    prog: str,
+    what: str,
+) -> int:
+    """``launch`` an instance's service, record its pid and ``address`` in the instance, and
+    wait until ``answers()``; its pid. A service that exits first, or does not answer in
+    time (it is killed), leaves no pid or address behind and raises ``Failure`` saying
+    which; the caller adds its logs."""
+    pid = launch(command, cwd=instance, output=output)
+    pid_file.write_text(f"{pid}\n")
+    address_file.write_text(address + "\n")
+    ready = wait_ready(pid, timeout_s, answers)
+    if ready is Ready.YES:
+        return pid
+    if ready is Ready.TIMED_OUT:
+        stop(pid, 0, prog, what)
+    pid_file.unlink(missing_ok=True)
+    address_file.unlink(missing_ok=True)
+    if ready is Ready.EXITED:
+        raise Failure(f"the {what} JVM exited during startup")
+    raise Failure(f"no answer on {address} within {timeout_s:.0f}s ({what} killed)")
 
 
 def wait_gone(pid: int, timeout_s: float) -> bool:

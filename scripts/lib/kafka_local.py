@@ -480,19 +480,21 @@ class Broker:
     def _launch(self, libs: Path, address: str) -> str:
         """Start the JVM on the instance's settings and data; wait until it answers."""
         command = kraft.server_command(libs, [*self.heap, *self.jvm], self.dir)
-        pid = svc.launch(command, cwd=self.dir, output=self.dir / "broker.out")
-        self.pid_file.write_text(f"{pid}\n")
-        (self.dir / "bootstrap").write_text(address + "\n")
-        ready = svc.wait_ready(pid, self.timeouts.start_s, lambda: self.answers(address))
-        if ready is not svc.Ready.YES:
-            if ready is svc.Ready.TIMED_OUT:
-                svc.stop(pid, 0, PROG, "broker")
-            self.pid_file.unlink(missing_ok=True)
-            self._fail(
-                "the broker JVM exited during startup"
-                if ready is svc.Ready.EXITED
-                else f"no answer on {address} within {self.timeouts.start_s:.0f}s (broker killed)"
+        try:
+            pid = svc.start_answering(
+                command,
+                instance=self.dir,
+                output=self.dir / "broker.out",
+                pid_file=self.pid_file,
+                address=address,
+                address_file=self.dir / "bootstrap",
+                answers=lambda: self.answers(address),
+                timeout_s=self.timeouts.start_s,
+                prog=PROG,
+                what="broker",
             )
+        except svc.Failure as exc:
+            self._fail(str(exc))
         say(f"broker pid {pid} ready at {address} (log: {self.dir}/broker.log)")
         if self.is_secure_instance():
             say(

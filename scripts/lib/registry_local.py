@@ -241,20 +241,21 @@ class Registry:
             "-Dquarkus.management.host=127.0.0.1", f"-Dquarkus.management.port={management}",
             "-jar", str(app / "quarkus-run.jar"),
         ]  # fmt: skip
-        pid = svc.launch(command, cwd=self.dir, output=self.dir / "registry.log")
-        self.pid_file.write_text(f"{pid}\n")
-        (self.dir / "url").write_text(url + "\n")
-        ready = svc.wait_ready(pid, self.start_s, lambda: answers(url))
-        if ready is not svc.Ready.YES:
-            if ready is svc.Ready.TIMED_OUT:
-                svc.stop(pid, 0, PROG, "registry")
-            self.pid_file.unlink(missing_ok=True)
-            (self.dir / "url").unlink(missing_ok=True)
-            self._fail(
-                f"the registry JVM exited during startup ({java})"
-                if ready is svc.Ready.EXITED
-                else f"no answer on {url} within {self.start_s:.0f}s (registry killed)"
+        try:
+            pid = svc.start_answering(
+                command,
+                instance=self.dir,
+                output=self.dir / "registry.log",
+                pid_file=self.pid_file,
+                address=url,
+                address_file=self.dir / "url",
+                answers=lambda: answers(url),
+                timeout_s=self.start_s,
+                prog=PROG,
+                what="registry",
             )
+        except svc.Failure as exc:
+            self._fail(f"{exc} (java: {java})")
         say(f"registry pid {pid} ready at {url} (log: {self.dir}/registry.log)")
         return url
 

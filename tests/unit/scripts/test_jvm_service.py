@@ -215,3 +215,36 @@ def test_a_session_stops_only_the_service_it_started() -> None:
     with svc.running(developers):
         pass
     assert developers.calls == ["start"]
+
+
+def test_a_service_that_exits_or_never_answers_leaves_nothing_behind(tmp_path: Path) -> None:
+    pid_file, address_file = tmp_path / "x.pid", tmp_path / "address"
+
+    def start(code: str, answers: bool, timeout_s: float) -> int:
+        return svc.start_answering(
+            [sys.executable, "-c", code],
+            instance=tmp_path,
+            output=tmp_path / "x.out",
+            pid_file=pid_file,
+            address="127.0.0.1:1",
+            address_file=address_file,
+            answers=lambda: answers,
+            timeout_s=timeout_s,
+            prog="test",
+            what="service",
+        )
+
+    with pytest.raises(svc.Failure, match="the service JVM exited during startup"):
+        start("pass", answers=False, timeout_s=10)
+    assert not pid_file.exists()
+    assert not address_file.exists()
+    with pytest.raises(svc.Failure, match=r"no answer on 127\.0\.0\.1:1 within 0s"):
+        start("import time; time.sleep(60)", answers=False, timeout_s=0.3)
+    assert not pid_file.exists()
+    assert not address_file.exists()
+    pid = start("import time; time.sleep(60)", answers=True, timeout_s=10)
+    try:
+        assert svc.read_pid(pid_file) == pid
+        assert address_file.read_text() == "127.0.0.1:1\n"
+    finally:
+        svc.stop(pid, 5, "test", "service")

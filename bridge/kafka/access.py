@@ -35,7 +35,7 @@ from bridge.errors import KafkaAccessError, KafkaAuthenticationError, KafkaTlsEr
 from bridge.kafka.tls import TlsVerdict, tls_verdict
 from bridge.ops.logs import RepeatFilter, Repeats
 
-__all__ = ["KafkaAccess", "librdkafka_logger"]
+__all__ = ["KafkaAccess", "librdkafka_logger", "refusal_kind"]
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +83,18 @@ def librdkafka_logger() -> logging.Logger:
 
 _Kind = Literal["auth", "tls"]
 _KINDS: dict[int, _Kind] = {KafkaError._AUTHENTICATION: "auth", KafkaError._SSL: "tls"}
+# librdkafka usually reports a failed handshake as _SSL, but when the failure surfaces on the
+# socket's read during the handshake it says _TRANSPORT with OpenSSL's own text. A plain
+# disconnect (a broker going away mid-handshake) has no such text and stays no refusal.
+_TLS_TEXT = re.compile(r"SSL routines|certificate verify failed")
+
+
+def refusal_kind(err: KafkaError) -> _Kind | None:
+    """Whether ``err`` is Kafka refusing the bridge's credentials or TLS (None: neither)."""
+    kind = _KINDS.get(err.code())
+    if kind is None and err.code() == KafkaError._TRANSPORT and _TLS_TEXT.search(err.str()):
+        return "tls"
+    return kind
 
 
 @dataclass(slots=True)
@@ -140,7 +152,7 @@ class KafkaAccess:
             if held:
                 extra["repeated"] = held
             log.warning("Kafka client error", extra=extra)
-        kind = _KINDS.get(code)
+        kind = refusal_kind(err)
         if kind is None:
             return
         now = self._clock()

@@ -20,7 +20,7 @@ from bridge.errors import (
     KafkaRetriableError,
     KafkaTlsError,
 )
-from bridge.kafka.access import KafkaAccess, librdkafka_logger
+from bridge.kafka.access import KafkaAccess, librdkafka_logger, refusal_kind
 from bridge.kafka.acl import AclGrant, denied, principal, transactional_id_grant
 from bridge.kafka.tls import TlsVerdict
 from bridge.ops.health import Health
@@ -154,6 +154,27 @@ def test_a_certificate_failure_is_diagnosed_at_the_broker_librdkafka_names() -> 
     )
     assert access.failure() is refused  # diagnosed once per streak
     assert asked == ["kafka-1.example.com:9093"]
+
+
+def test_a_certificate_failure_reported_as_a_transport_error_is_still_tls() -> None:
+    """The text is one CI's secure suite saw: librdkafka said _TRANSPORT for a failed
+    verification; a plain disconnect with the same code stays no refusal, even mid-handshake."""
+    seen = KafkaError(
+        KafkaError._TRANSPORT,
+        "sasl_ssl://127.0.0.1:47445/bootstrap: error:0A000086:SSL routines::certificate verify"
+        " failed (after 2ms in state SSL_HANDSHAKE)",
+    )
+    assert refusal_kind(seen) == "tls"
+    for other in (
+        "127.0.0.1:9092/1: Disconnected",
+        "ssl://127.0.0.1:9092/bootstrap: Disconnected (after 3ms in state SSL_HANDSHAKE)",
+    ):
+        assert refusal_kind(KafkaError(KafkaError._TRANSPORT, other)) is None
+    access = KafkaAccess(
+        settings(), grace_s=0, verdict=lambda a, s: TlsVerdict(a, False, f"{a} is not trusted")
+    )
+    access.report(seen)
+    assert str(access.failure()) == "Kafka TLS: 127.0.0.1:47445 is not trusted"
 
 
 def test_when_python_verifies_what_librdkafka_did_not_its_words_are_kept() -> None:

@@ -35,6 +35,7 @@ from typing import Any
 
 from bench._procs import REPO, Kafka, Simulator
 from bench._runs import Context, run_bridge
+from bench.run import compile_sources
 from bench.scenarios import WEEK_S, _backlog, _gap, say
 
 RESULTS = REPO / "bench" / "results"
@@ -106,8 +107,12 @@ def main() -> int:
     args = parser.parse_args()
     # A SIGTERM leaves through the context managers, which stop the children.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    base = base_tree(args.base)
+    # Both compiled: where PYTHONDONTWRITEBYTECODE is set, the unpacked base would otherwise
+    # compile its modules at every start (about 0.04 CPU s here, 3% of a 30,000-scan run).
+    compile_sources(Path(base))
     variants = [
-        Variant("base", {"PYTHONPATH": base_tree(args.base)}),
+        Variant("base", {"PYTHONPATH": base}),
         Variant("head", {}),
         *args.variant,
     ]

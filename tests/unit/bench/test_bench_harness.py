@@ -7,6 +7,8 @@ from pathlib import Path
 from bench.profile import summarise
 from bench.run import check_targets, markdown
 from bench.scenarios import quantile
+from bench.threads import dumped_names as python_names_from
+from bench.threads import table as threads_table
 
 
 def test_targets_compare_in_the_stated_direction() -> None:
@@ -65,3 +67,31 @@ def test_the_cpu_table_puts_a_baseline_beside_the_bridge() -> None:
     assert "| baseline | 8,000 | 0.5 | 8,000 |" in text
     assert "baseline (/work/base): ratio_vs_naive 1.6, ratio_vs_floor 0.27" in text
     assert "bridge / baseline 1.5" in text
+
+
+def test_the_thread_table_groups_pools_and_sources_by_their_python_names() -> None:
+    threads = {
+        100: ("passentry-bridg", 0.20, 0.02),
+        101: ("passentry-bridg", 0.30, 0.01),
+        102: ("passentry-bridg", 0.25, 0.03),
+        103: ("passentry-bridg", 0.60, 0.04),
+        104: ("rdk:broker1", 0.07, 0.03),
+    }
+    names = python_names_from(
+        'Thread 100 (idle): "MainThread"\nThread 101 (active): "fetch_0"\n'
+        'Thread 102 (idle): "fetch_3"\nThread 103 (active): "source-eu-events"\n'
+    )
+    assert names == {100: "MainThread", 101: "fetch_0", 102: "fetch_3", 103: "source-eu-events"}
+    rows = threads_table(threads, names, scans=10_000).splitlines()
+    # Busiest first; the two fetchers are one row (0.59 s), librdkafka's thread keeps its name.
+    assert rows[2] == "| source-<id> | 1 | 0.60 | 0.04 | 64.0 | 41% |"
+    assert rows[3] == "| fetch_N | 2 | 0.55 | 0.04 | 59.0 | 38% |"
+    assert rows[4] == "| MainThread | 1 | 0.20 | 0.02 | 22.0 | 14% |"
+    assert rows[-1] == "| **all** | | | | **155.0** | |"
+
+
+def test_the_thread_table_counts_what_ended_threads_spent() -> None:
+    threads = {100: ("passentry-bridg", 0.50, 0.10), 101: ("rdk:main", 0.10, 0.05)}
+    rows = threads_table(threads, {100: "MainThread"}, scans=10_000, process=(0.70, 0.20))
+    assert "| (threads that had ended) |  | 0.10 | 0.05 | 15.0 | 17% |" in rows
+    assert rows.splitlines()[-1] == "| **all** | | | | **90.0** | |"

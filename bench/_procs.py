@@ -34,17 +34,28 @@ __all__ = [
     "free_port",
     "rss_mb",
     "scrape_metrics",
+    "stat_cpu",
 ]
 
 REPO = Path(__file__).resolve().parent.parent
 _TICKS = os.sysconf("SC_CLK_TCK")
 
 
+def stat_cpu(path: str) -> tuple[str, float, float]:
+    """A ``/proc/<pid>/stat`` or ``/proc/<pid>/task/<tid>/stat`` file's name, user and
+    system CPU seconds (a process's include its ended threads, not its children)."""
+    with open(path) as f:
+        stat = f.read()
+    # The name is in parentheses and may hold spaces or parentheses of its own.
+    fields = stat[stat.rindex(")") + 2 :].split()
+    name = stat[stat.index("(") + 1 : stat.rindex(")")]
+    return name, int(fields[11]) / _TICKS, int(fields[12]) / _TICKS
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU seconds of a running process (its own threads, not its children)."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _TICKS
+    _, user, system = stat_cpu(f"/proc/{pid}/stat")
+    return user + system
 
 
 def rss_mb(pid: int) -> float:

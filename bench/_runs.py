@@ -148,6 +148,7 @@ def run_bridge(
     with child:
         first = _wait_first_request(sim, child, base_requests, 120)
         deadline = time.monotonic() + timeout
+        min_pages, fetched = -(-expected // MAX_PER_PAGE), False
         while True:
             if not child.alive():
                 raise RuntimeError(f"{name} exited early: see {child.log_path}")
@@ -168,7 +169,7 @@ def run_bridge(
             # Asking the simulator costs the bridge nothing: until it has served the pages
             # the backlog needs, look twice a second; from then on, every 0.1 s, so that the
             # moment the last scan is published is as precise as before.
-            fetched = sim.requests()[0] - base_requests >= -(-expected // MAX_PER_PAGE)
+            fetched = fetched or sim.requests()[0] - base_requests >= min_pages
             time.sleep(0.1 if fetched else 0.5)
         requests, limited = sim.requests()
     return RunResult(

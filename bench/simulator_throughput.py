@@ -18,6 +18,7 @@ import time
 import httpx
 import msgspec
 
+from bench._procs import cpu_seconds
 from passentry_simulator.server import SimulatorProcess
 
 
@@ -33,14 +34,6 @@ class _Page(msgspec.Struct):
 
 
 _PAGE_DECODER = msgspec.json.Decoder(_Page)
-
-
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process, from /proc (Linux)."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    ticks = os.sysconf("SC_CLK_TCK")
-    return (int(fields[11]) + int(fields[12])) / ticks
 
 
 def _pin(pid: int, cpu: int) -> None:
@@ -76,9 +69,9 @@ def main() -> None:
         headers = {"Authorization": f"Bearer {sim.token}"}
         with httpx.Client(base_url=sim.url, headers=headers, timeout=30.0) as client:
             _walk(client, args.per_page)  # warm-up: fills the query cache, JITs nothing
-            cpu0, t0 = _cpu_seconds(sim.pid), time.perf_counter()
+            cpu0, t0 = cpu_seconds(sim.pid), time.perf_counter()
             scans = sum(_walk(client, args.per_page) for _ in range(args.rounds))
-            wall, cpu = time.perf_counter() - t0, _cpu_seconds(sim.pid) - cpu0
+            wall, cpu = time.perf_counter() - t0, cpu_seconds(sim.pid) - cpu0
     print(f"scans served:        {scans} in {wall:.2f}s ({args.rounds} walks of {args.backlog})")
     print(f"client-seen rate:    {scans / wall:,.0f} scans/s")
     print(f"simulator CPU/scan:  {cpu / scans * 1e6:.2f} us  ({cpu:.2f} CPU s)")

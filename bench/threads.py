@@ -23,23 +23,15 @@ from collections import defaultdict
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench._procs import REPO, Child, Kafka, Simulator
+from bench._procs import REPO, Child, Kafka, Simulator, stat_cpu
 from bench._runs import Context, run_bridge
 from bench.run import compile_sources
 from bench.scenarios import WEEK_S, _backlog
 
-_TICKS = os.sysconf("SC_CLK_TCK")
 # ``Thread 1234 (idle): "fetch_2"`` in py-spy's dump.
 _DUMPED = re.compile(r'^Thread (\d+) \(\w+\): "([^"]+)"', re.MULTILINE)
 # Pool threads end in their index; sources' threads in their source id.
 _GROUPS = ((re.compile(r"_\d+$"), "_N"), (re.compile(r"^source-.*"), "source-<id>"))
-
-
-def process_cpu(pid: int) -> tuple[float, float]:
-    """User and system CPU seconds of the whole process, ended threads included."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return int(fields[11]) / _TICKS, int(fields[12]) / _TICKS
 
 
 def thread_cpu(pid: int) -> dict[int, tuple[str, float, float]]:
@@ -47,13 +39,9 @@ def thread_cpu(pid: int) -> dict[int, tuple[str, float, float]]:
     found = {}
     for tid in os.listdir(f"/proc/{pid}/task"):
         try:
-            with open(f"/proc/{pid}/task/{tid}/stat") as f:
-                stat = f.read()
+            found[int(tid)] = stat_cpu(f"/proc/{pid}/task/{tid}/stat")
         except OSError:
             continue  # ended meanwhile
-        name = stat[stat.index("(") + 1 : stat.rindex(")")]
-        fields = stat[stat.rindex(")") + 2 :].split()
-        found[int(tid)] = (name, int(fields[11]) / _TICKS, int(fields[12]) / _TICKS)
     return found
 
 
@@ -134,7 +122,7 @@ def main() -> int:
             names.update(python_names(args.py_spy, child.pid))
         if published >= args.scans and not threads:
             threads.update(thread_cpu(child.pid))
-            process.append(process_cpu(child.pid))
+            process.append(stat_cpu(f"/proc/{child.pid}/stat")[1:])
 
     compile_sources()
     sim_args, since = _backlog(args.scans, WEEK_S, 11, "--no-rate-limit")

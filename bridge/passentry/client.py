@@ -13,12 +13,11 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import quote
 
 import httpx
 import msgspec
-from tenacity import RetryCallState, Retrying, retry_if_exception_type
 
 from bridge import __version__
 from bridge.backoff import Backoff
@@ -48,6 +47,9 @@ from bridge.passentry.pages import (
 )
 from bridge.passentry.ratelimit import RequestBudget
 from bridge.tracing.hooks import NO_TRACING, Tracing
+
+if TYPE_CHECKING:
+    from tenacity import RetryCallState
 
 __all__ = ["PassEntryClient", "SettingNames", "classify"]
 
@@ -412,6 +414,10 @@ class PassEntryClient:
             return attempt()
         except RetriableError as exc:
             first: RetriableError | None = exc
+
+        # Imported here, at the first failure: most runs never retry, and every command that
+        # starts pays for what it imports.
+        from tenacity import Retrying, retry_if_exception_type
 
         backoff = Backoff(*_BACKOFF_S)
 

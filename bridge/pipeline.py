@@ -159,7 +159,8 @@ class Pipeline:
         # Every topic this source wrote to: restore reads them back to rebuild the window.
         self.topics_written: set[str] = set()
         # Where the source's webhook events continue in the inbox, as last committed: every
-        # checkpoint carries it (None until a transaction read the inbox).
+        # checkpoint carries it (None until a transaction read the inbox), and the inbox
+        # reader (re)starts there. The one record of it in the process.
         self.inbox: InboxPosition | None = None
         self.rejects = RejectMemory(ttl_s=window.lookback_ms / 1000 + 120)
         # Since when restores have not found the checkpoint's own last scan (see restore).

@@ -55,10 +55,6 @@ class Source:
         self.checkpoints = wiring.checkpoints()
         self._metrics = metrics
         self._clock = clock
-        # The webhook inbox of this source, read while this process owns it.
-        self.inbox: InboxReader | None = None
-        if pe.webhooks_enabled:
-            self.inbox = InboxReader(wiring.kafka_conf(), br.webhook_topic, source_id)
         self.registry: RegistryFramer | None = None
         if framer is None:
             framing = wiring.framing()
@@ -90,8 +86,14 @@ class Source:
             ensure_topics=self.topics.ensure,
             tracing=tracing,
         )
+        # The webhook inbox of this source, read while this process owns it, from the
+        # position the pipeline's last committed checkpoint carried.
+        self.inbox: InboxReader | None = None
         self._pump: InboxPump | None = None
-        if self.inbox is not None:
+        if pe.webhooks_enabled:
+            self.inbox = InboxReader(
+                wiring.kafka_conf(), br.webhook_topic, source_id, lambda: self.pipeline.inbox
+            )
             self._pump = InboxPump(
                 self.inbox,
                 lambda batch: self.pipeline.publish_pushed(batch).events,
@@ -121,7 +123,7 @@ class Source:
             self.registry.check_startup([self.spec.scans_topic])
         restored = self.pipeline.restore()
         if self.inbox is not None:
-            self.inbox.open(self.topics.partition_count(br.webhook_topic), self.pipeline.inbox)
+            self.inbox.open(self.topics.partition_count(br.webhook_topic))
         return restored
 
     @property

@@ -148,15 +148,23 @@ class InboxBatch:
 class InboxReader:
     """The owner's read_committed view of its source's inbox partition."""
 
-    def __init__(self, client_conf: dict[str, Any], topic: str, source_id: str) -> None:
+    def __init__(
+        self,
+        client_conf: dict[str, Any],
+        topic: str,
+        source_id: str,
+        committed: Callable[[], InboxPosition | None],
+    ) -> None:
+        """``committed()``: where the source's events continue as its last committed
+        transaction says (the pipeline's position, which every checkpoint carries). It is
+        the one record of it: a consumer (re)starts there."""
         self._conf = client_conf
         self.topic = topic
         self.source_id = source_id
         self._key = source_id.encode()
+        self._committed = committed
         self._consumer: Consumer | None = None
         self._partition: TopicPartition | None = None
-        # Where the next consumer starts: the last committed position, or OFFSET_STORED.
-        self._next = OFFSET_STORED
 
     @property
     def group_id(self) -> str:
@@ -167,7 +175,7 @@ class InboxReader:
         """Opened for a restored source (the consumer itself may be reopened lazily)."""
         return self._partition is not None
 
-    def open(self, partitions: int, committed: InboxPosition | None) -> None:
+    def open(self, partitions: int) -> None:
         """(Re)start where the restored checkpoint says the source's events continue. A
         checkpoint without a position (written before positions rode in it) leaves the one
         older versions committed to the inbox group, which is used once.
@@ -176,6 +184,7 @@ class InboxReader:
         inbox's partition count changed, and its events since are in another partition."""
         self.close()
         partition = stable_partition(self.source_id, partitions)
+        committed = self._committed()
         if committed is not None and committed.partition != partition:
             raise ConfigError(
                 f"{self.topic} has {partitions} partitions now: source {self.source_id}'s"
@@ -185,11 +194,6 @@ class InboxReader:
                 ' "Webhooks: the push path"); set it back'
             )
         self._partition = TopicPartition(self.topic, partition)
-        self._next = committed.offset if committed is not None else OFFSET_STORED
-
-    def committed(self, position: InboxPosition) -> None:
-        """A transaction carried ``position``: a failed one later reads again from here."""
-        self._next = position.offset
 
     def reopen(self) -> None:
         """Forget what was taken since the last commit: the next :meth:`take` reads again
@@ -212,8 +216,10 @@ class InboxReader:
                 "fetch.wait.max.ms": 10,
             }
         )
+        committed = self._committed()
+        start = committed.offset if committed is not None else OFFSET_STORED
         try:
-            consumer.assign([TopicPartition(partition.topic, partition.partition, self._next)])
+            consumer.assign([TopicPartition(partition.topic, partition.partition, start)])
         except KafkaException as exc:
             consumer.close()
             raise KafkaRetriableError(f"cannot read {self.topic}: {exc}") from exc

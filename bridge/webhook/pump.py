@@ -84,6 +84,5 @@ class InboxPump:
             # Nothing of the batch is visible: read it again from the committed position.
             self._reader.reopen()
             raise
-        self._reader.committed(batch.next)
         if events:
             self.last_events_at = self._clock()

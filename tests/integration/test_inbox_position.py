@@ -52,15 +52,19 @@ def test_the_checkpoints_position_is_where_reading_starts(
     kafka_bootstrap: str, inbox: tuple[str, int]
 ) -> None:
     topic, partition = inbox
-    reader = InboxReader({"bootstrap.servers": kafka_bootstrap}, topic, "src")
-    reader.open(PARTITIONS, InboxPosition(partition, 3))
+    # The pipeline's position, which its committed transactions move on.
+    committed = [InboxPosition(partition, 3)]
+    reader = InboxReader(
+        {"bootstrap.servers": kafka_bootstrap}, topic, "src", lambda: committed[-1]
+    )
+    reader.open(PARTITIONS)
     try:
         assert _bodies(reader, 2) == [b"event-3", b"event-4"]
         # A failed transaction: what was taken is read again from the last committed
         # position, which a committed one moves on.
         reader.reopen()
         assert _bodies(reader, 2) == [b"event-3", b"event-4"]
-        reader.committed(InboxPosition(partition, 4))
+        committed.append(InboxPosition(partition, 4))
         reader.reopen()
         assert _bodies(reader, 1) == [b"event-4"]
     finally:
@@ -72,7 +76,7 @@ def test_a_checkpoint_without_a_position_continues_where_the_inbox_group_left_of
 ) -> None:
     """After an upgrade: the old version committed the position to the group."""
     topic, partition = inbox
-    reader = InboxReader({"bootstrap.servers": kafka_bootstrap}, topic, "src")
+    reader = InboxReader({"bootstrap.servers": kafka_bootstrap}, topic, "src", lambda: None)
     old = Consumer(
         {
             "bootstrap.servers": kafka_bootstrap,
@@ -82,7 +86,7 @@ def test_a_checkpoint_without_a_position_continues_where_the_inbox_group_left_of
     )
     old.commit(offsets=[TopicPartition(topic, partition, 2)], asynchronous=False)
     old.close()
-    reader.open(PARTITIONS, None)
+    reader.open(PARTITIONS)
     try:
         assert _bodies(reader, 3) == [b"event-2", b"event-3", b"event-4"]
     finally:
@@ -93,8 +97,8 @@ def test_no_position_anywhere_reads_from_the_start(
     kafka_bootstrap: str, inbox: tuple[str, int]
 ) -> None:
     topic, _ = inbox
-    reader = InboxReader({"bootstrap.servers": kafka_bootstrap}, topic, "src")
-    reader.open(PARTITIONS, None)
+    reader = InboxReader({"bootstrap.servers": kafka_bootstrap}, topic, "src", lambda: None)
+    reader.open(PARTITIONS)
     try:
         assert _bodies(reader, 5) == [f"event-{n}".encode() for n in range(5)]
     finally:
@@ -105,6 +109,7 @@ def test_a_changed_partition_count_stops_the_source(
     kafka_bootstrap: str, inbox: tuple[str, int]
 ) -> None:
     topic, partition = inbox
-    reader = InboxReader({"bootstrap.servers": kafka_bootstrap}, topic, "src")
+    moved = InboxPosition(partition + 1, 3)
+    reader = InboxReader({"bootstrap.servers": kafka_bootstrap}, topic, "src", lambda: moved)
     with pytest.raises(ConfigError, match="partition count must not change"):
-        reader.open(PARTITIONS, InboxPosition(partition + 1, 3))
+        reader.open(PARTITIONS)

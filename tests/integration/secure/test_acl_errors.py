@@ -237,8 +237,8 @@ def test_no_read_on_the_inbox_topic(acls: AclAdmin, setup: Setup) -> None:
             Grant(p, "Topic", setup.scans, "LITERAL", "Describe"),
         ]
     )
-    reader = InboxReader(setup.conf(), setup.scans, "src")
-    reader.open(1, None)
+    reader = InboxReader(setup.conf(), setup.scans, "src", lambda: None)
+    reader.open(1)
     try:
         with pytest.raises(KafkaAuthorizationError) as raised:
             _take_until_refused(reader)
@@ -258,8 +258,8 @@ def test_no_describe_on_the_inbox_groups(acls: AclAdmin, setup: Setup) -> None:
     older versions kept there when a checkpoint holds none: Describe on the group."""
     p = f"User:{setup.user}"
     acls.grant([Grant(p, "Topic", setup.scans, "LITERAL", op) for op in ("Read", "Describe")])
-    reader = InboxReader(setup.conf(), setup.scans, "src")
-    reader.open(1, None)
+    reader = InboxReader(setup.conf(), setup.scans, "src", lambda: None)
+    reader.open(1)
     try:
         with pytest.raises(KafkaAuthorizationError) as raised:
             _take_until_refused(reader)

@@ -25,6 +25,7 @@ class ScriptedInbox:
         self.clock = clock
         self.events: list[bytes] = []
         self.position = 0
+        # The pipeline's committed position, where a reopened reader starts.
         self.committed_at = 0
         self.reopened = 0
         self.is_open = True
@@ -43,9 +44,6 @@ class ScriptedInbox:
     def lag(self) -> int:
         return len(self.events) - self.position
 
-    def committed(self, position: InboxPosition) -> None:
-        self.committed_at = position.offset
-
     def reopen(self) -> None:
         self.reopened += 1
         self.position = self.committed_at
@@ -56,6 +54,9 @@ def pump_for(inbox: ScriptedInbox, published: list[bytes], fail: list[BaseExcept
         if fail:
             raise fail.pop(0)
         published.extend(e.body for e in batch.events)
+        # As the pipeline does: the committed transaction carried the batch's position,
+        # which is where the reader restarts from now on.
+        inbox.committed_at = batch.next.offset
         return len(batch.events)
 
     return InboxPump(
@@ -122,7 +123,8 @@ def test_a_failed_batch_is_read_again_from_the_committed_position() -> None:
     assert published == []
     pump.serve_for(1.0, threading.Event())
     assert published == [b"a", b"b"]
-    assert inbox.committed_at == 2  # the pump moved the reader's restart point on
+    assert inbox.committed_at == 2  # the committed batch moved the restart point on
+    assert inbox.reopened == 1  # and the pump did not throw away what the consumer holds
 
 
 def test_a_fatal_failure_reaches_the_source_loop_and_loses_nothing() -> None:

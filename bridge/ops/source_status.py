@@ -61,6 +61,9 @@ class SourceStatus:
     watermark_created_ms: int | None = None
     # End of the last time slice the source read completely (its next poll starts there).
     polled_until_ms: int | None = None
+    # Where the checkpoint says the source's webhook events continue; None from a
+    # checkpoint older than positions in checkpoints (the inbox group's position holds).
+    inbox_position: InboxPosition | None = None
     # Scans PassEntry holds that are newer than what the source has read.
     behind: int | None = None
     behind_error: str | None = None
@@ -118,18 +121,15 @@ def gather(config: Config, source_ids: list[str]) -> list[SourceStatus]:
         # A refused login or certificate looks like a broker that is down: say which.
         raise access.failure() or BridgeError(owners.why)
     found = {sid: SourceStatus(sid, group=br.group_id) for sid in source_ids}
-    inbox_at: dict[str, InboxPosition] = {}
     for sid, status in found.items():
         _ownership(status, owners)
         checkpoint = CheckpointStore(conf, br.state_topic, sid).read(
             _KAFKA_TIMEOUT_S, topic_may_be_missing=True
         )
         _checkpoint(status, checkpoint)
-        if checkpoint is not None and checkpoint.inbox is not None:
-            inbox_at[sid] = checkpoint.inbox
     for sid, audit in read_summaries(conf, br.state_topic, source_ids, _KAFKA_TIMEOUT_S).items():
         found[sid].last_audit = audit
-    _inbox_lags(config, [config.source(sid) for sid in source_ids], found, inbox_at)
+    _inbox_lags(config, [config.source(sid) for sid in source_ids], found)
     _ask_owners(config, found)
     with ThreadPoolExecutor(max_workers=4) as pool:
         # One request per source; they may well share PassEntry's budget with a live bridge.
@@ -166,13 +166,11 @@ def _checkpoint(status: SourceStatus, checkpoint: Checkpoint | None) -> None:
     if checkpoint.watermark is not None:
         status.watermark_created_ms = uuid7_millis(uuid.UUID(checkpoint.watermark))
     status.polled_until_ms = checkpoint.polled_until_ms
+    status.inbox_position = checkpoint.inbox
 
 
 def _inbox_lags(
-    config: Config,
-    sources: list[SourceConfig],
-    found: dict[str, SourceStatus],
-    inbox_at: dict[str, InboxPosition],
+    config: Config, sources: list[SourceConfig], found: dict[str, SourceStatus]
 ) -> None:
     """Events after each source's committed position in its partition of the inbox: the
     checkpoint's, or (a checkpoint older than positions in checkpoints) the inbox group's."""
@@ -193,7 +191,7 @@ def _inbox_lags(
                 continue
             tp = TopicPartition(topic, stable_partition(source.id, len(meta.partitions)))
             low, high = consumer.get_watermark_offsets(tp, timeout=_KAFKA_TIMEOUT_S)
-            position = inbox_at.get(source.id)
+            position = status.inbox_position
             if position is not None:
                 committed = position.offset
             else:

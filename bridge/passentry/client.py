@@ -1,4 +1,5 @@
-"""The PassEntry API client: httpx, a request budget, and tenacity retries.
+"""The PassEntry API client: httpx (its transport, ``bridge.passentry.http``), a request
+budget, and tenacity retries.
 
 ``classify`` is the one place that decides what an HTTP outcome means. Transport errors,
 408, 429 and 5xx are retriable; 401 and 403 mean the token is wrong; any other 4xx is our
@@ -29,6 +30,7 @@ from bridge.errors import (
     RetriableError,
 )
 from bridge.ops.metrics import Metrics, status_class
+from bridge.passentry.http import ApiHttp
 from bridge.passentry.models import (
     PassDocument,
     PassResource,
@@ -164,17 +166,16 @@ class PassEntryClient:
         self._sleep = sleep
         # Measures the retry deadline; tests pass a clock that their ``sleep`` moves on.
         self._clock = clock
-        self._http = httpx.Client(
-            base_url=base_url.rstrip("/"),
-            headers={
+        self._http = ApiHttp(
+            base_url,
+            {
                 "Authorization": f"Bearer {token}",
                 "Accept": "application/json",
                 "User-Agent": f"passentry-bridge/{__version__}",
             },
-            timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 5.0)),
-            transport=transport,
+            httpx.Timeout(timeout_s, connect=min(timeout_s, 5.0)),
             limits=httpx.Limits(max_connections=32, max_keepalive_connections=16),
-            follow_redirects=False,
+            transport=transport,
         )
 
     def close(self) -> None:
@@ -342,12 +343,12 @@ class PassEntryClient:
         started = time.perf_counter()
         try:
             if body is None:
-                response = self._http.request(method, path, params=params)
+                response = self._http.request(method, path, params)
             else:
                 response = self._http.request(
                     method,
                     path,
-                    params=params,
+                    params,
                     content=msgspec.json.encode(body),
                     headers={"Content-Type": "application/json"},
                 )

@@ -1,0 +1,151 @@
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
+
+import httpx
+import pytest
+
+from bridge.passentry.http import ApiHttp, environment_proxy
+
+_PROXY_VARS = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
+
+
+@pytest.fixture
+def no_proxy_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    for name in _PROXY_VARS:
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+    return monkeypatch
+
+
+def make(transport: httpx.BaseTransport | None = None, base: str = "https://api.example.test/"):
+    return ApiHttp(
+        base,
+        {"Authorization": "Bearer tok", "Accept": "application/json"},
+        httpx.Timeout(7.0, connect=2.0),
+        limits=httpx.Limits(max_connections=4),
+        transport=transport,
+    )
+
+
+def test_asks_what_httpx_client_would() -> None:
+    seen: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, content=b'{"data": []}')
+
+    params = {"createdAfter": "2025-01-01T00:00:00.000+01:00", "page": "2", "q": "a b/c"}
+    response = make(httpx.MockTransport(answer)).request("GET", "/api/v1/scans", params)
+    assert response.content == b'{"data": []}'
+    assert response.request is seen[0]
+    client = httpx.Client(base_url="https://api.example.test/")
+    assert seen[0].url == client.build_request("GET", "/api/v1/scans", params=params).url
+    assert seen[0].headers["authorization"] == "Bearer tok"
+    assert seen[0].headers["accept-encoding"] == "gzip, deflate"
+    assert seen[0].extensions["timeout"] == {"connect": 2.0, "read": 7.0, "write": 7.0, "pool": 7.0}
+
+
+def test_a_body_and_its_headers_join_the_defaults() -> None:
+    seen: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(201, content=b"{}")
+
+    make(httpx.MockTransport(answer)).request(
+        "POST", "/api/v1/x", {}, content=b'{"a":1}', headers={"Content-Type": "application/json"}
+    )
+    assert seen[0].url == "https://api.example.test/api/v1/x"
+    assert seen[0].content == b'{"a":1}'
+    assert seen[0].headers["content-type"] == "application/json"
+    assert seen[0].headers["authorization"] == "Bearer tok"
+
+
+def test_gzip_answers_are_decoded() -> None:
+    import gzip
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(
+            200, content=gzip.compress(b'{"data": []}'), headers={"Content-Encoding": "gzip"}
+        )
+
+    assert make(httpx.MockTransport(answer)).request("GET", "/", {}).content == b'{"data": []}'
+
+
+@pytest.mark.parametrize(
+    ("env", "url", "expected"),
+    [
+        ({}, "https://api.example.test", None),
+        ({"HTTPS_PROXY": "http://proxy:3128"}, "https://api.example.test", "http://proxy:3128"),
+        ({"https_proxy": "http://proxy:3128"}, "http://api.example.test", None),
+        (
+            {"HTTP_PROXY": "http://p:1", "ALL_PROXY": "http://all:2"},
+            "https://a.test",
+            "http://all:2",
+        ),
+        (
+            {"HTTPS_PROXY": "http://p:1", "NO_PROXY": "example.test"},
+            "https://api.example.test",
+            None,
+        ),
+        (
+            {"HTTPS_PROXY": "http://p:1", "NO_PROXY": "other.test"},
+            "https://api.example.test",
+            "http://p:1",
+        ),
+    ],
+)
+def test_environment_proxy(
+    no_proxy_env: pytest.MonkeyPatch, env: dict[str, str], url: str, expected: str | None
+) -> None:
+    for name, value in env.items():
+        no_proxy_env.setenv(name, value)
+    proxy = environment_proxy(url)
+    assert (None if proxy is None else str(proxy.url)) == expected
+
+
+class _ForwardProxy(BaseHTTPRequestHandler):
+    """A plain-HTTP forward proxy that answers for every origin itself."""
+
+    seen: ClassVar[list[str]] = []
+
+    def do_GET(self) -> None:
+        self.seen.append(self.requestline)
+        body = b'{"data": [], "via": "proxy"}'
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def forward_proxy() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _ForwardProxy)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_requests_go_through_the_environments_proxy(
+    no_proxy_env: pytest.MonkeyPatch, forward_proxy: str
+) -> None:
+    # The origin does not exist: only the proxy can answer.
+    no_proxy_env.setenv("HTTP_PROXY", forward_proxy)
+    http = make(base="http://passentry.invalid")
+    try:
+        response = http.request("GET", "/api/v1/scans", {"page": "1"})
+    finally:
+        http.close()
+    assert response.status_code == 200
+    assert response.content == b'{"data": [], "via": "proxy"}'
+    assert _ForwardProxy.seen[-1] == "GET http://passentry.invalid/api/v1/scans?page=1 HTTP/1.1"

@@ -87,15 +87,20 @@ def read_pid(path: Path) -> int | None:
         return None
 
 
-def alive(pid: int | None) -> bool:
-    """Runs (or is stopped by a signal); a zombie has ended."""
-    if pid is None:
-        return False
+def state_code(pid: int) -> str | None:
+    """The one-letter state in ``/proc/<pid>/stat`` (``R``, ``S``, ``T`` stopped by a
+    signal, ``Z`` zombie, ...), or None when there is no such process."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+        return None
+    # The command name, in parentheses, may itself hold spaces and parentheses.
+    return stat.rsplit(")", 1)[1].split()[0]
+
+
+def alive(pid: int | None) -> bool:
+    """Runs (or is stopped by a signal); a zombie has ended."""
+    return pid is not None and state_code(pid) not in (None, "Z", "X")
 
 
 def runs_as(pid: int | None, pattern: str) -> bool:

@@ -42,6 +42,32 @@ def test_a_pid_file_counts_only_while_its_process_runs_as_itself(
     assert svc.read_pid(pid_file) is None
 
 
+def test_state_code_tells_stopped_zombie_and_gone(tmp_path: Path) -> None:
+    # A command name with a space and a parenthesis: the state follows the last ")".
+    odd = tmp_path / "odd) name"
+    odd.symlink_to(sys.executable)
+    proc = subprocess.Popen([str(odd), "-c", "import time; time.sleep(60)"])
+    try:
+        assert svc.state_code(proc.pid) in ("R", "S")
+        os.kill(proc.pid, signal.SIGSTOP)
+        deadline = time.monotonic() + 10
+        while svc.state_code(proc.pid) != "T" and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert svc.state_code(proc.pid) == "T"
+        assert svc.alive(proc.pid)  # stopped by a signal still counts
+        proc.kill()
+        deadline = time.monotonic() + 10
+        while svc.state_code(proc.pid) != "Z" and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert svc.state_code(proc.pid) == "Z"  # not reaped yet
+        assert not svc.alive(proc.pid)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert svc.state_code(proc.pid) is None
+    assert not svc.alive(proc.pid)
+
+
 def test_a_launched_service_outlives_its_starter_and_logs_to_its_file(tmp_path: Path) -> None:
     out = tmp_path / "service.out"
     out.write_text("before\n")

@@ -10,6 +10,8 @@ import pytest
 
 from bridge.passentry.http import ApiHttp, environment_proxy
 
+# What PassEntryClient gives: httpx.Client adds its own User-Agent when none is given.
+_HEADERS = {"Authorization": "Bearer tok", "Accept": "application/json", "User-Agent": "ua/1"}
 _PROXY_VARS = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
 
 
@@ -21,10 +23,12 @@ def no_proxy_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
     return monkeypatch
 
 
-def make(transport: httpx.BaseTransport | None = None, base: str = "https://api.example.test/"):
+def make(
+    transport: httpx.BaseTransport | None = None, base: str = "https://api.example.test/"
+) -> ApiHttp:
     return ApiHttp(
         base,
-        {"Authorization": "Bearer tok", "Accept": "application/json"},
+        _HEADERS,
         httpx.Timeout(7.0, connect=2.0),
         limits=httpx.Limits(max_connections=4),
         transport=transport,
@@ -42,9 +46,14 @@ def test_asks_what_httpx_client_would() -> None:
     response = make(httpx.MockTransport(answer)).request("GET", "/api/v1/scans", params)
     assert response.content == b'{"data": []}'
     assert response.request is seen[0]
-    client = httpx.Client(base_url="https://api.example.test/")
-    assert seen[0].url == client.build_request("GET", "/api/v1/scans", params=params).url
-    assert seen[0].headers["authorization"] == "Bearer tok"
+    # The same request line and headers, in the same order, as the client sent before.
+    client = httpx.Client(
+        base_url="https://api.example.test/",
+        headers=_HEADERS,
+    )
+    before = client.build_request("GET", "/api/v1/scans", params=params)
+    assert seen[0].url == before.url
+    assert seen[0].headers.raw == before.headers.raw
     assert seen[0].headers["accept-encoding"] == "gzip, deflate"
     assert seen[0].extensions["timeout"] == {"connect": 2.0, "read": 7.0, "write": 7.0, "pool": 7.0}
 

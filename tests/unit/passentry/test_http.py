@@ -1,14 +1,22 @@
 from __future__ import annotations
 
+import ipaddress
+import ssl
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import ClassVar
 
 import httpx
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
-from bridge.passentry.http import ApiHttp, environment_proxy
+from bridge.passentry.http import ApiHttp, environment_proxy, tls_context
 
 # What PassEntryClient gives: httpx.Client adds its own User-Agent when none is given.
 _HEADERS = {"Authorization": "Bearer tok", "Accept": "application/json", "User-Agent": "ua/1"}
@@ -158,3 +166,77 @@ def test_requests_go_through_the_environments_proxy(
     assert response.status_code == 200
     assert response.content == b'{"data": [], "via": "proxy"}'
     assert _ForwardProxy.seen[-1] == "GET http://passentry.invalid/api/v1/scans?page=1 HTTP/1.1"
+
+
+def _certificate(
+    subject: str, key: ec.EllipticCurvePrivateKey, issuer: tuple[str, ec.EllipticCurvePrivateKey]
+) -> x509.Certificate:
+    now = datetime.now(UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+        .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer[0])]))
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(hours=1))
+    )
+    if subject == issuer[0]:
+        builder = builder.add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+    else:
+        names = [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+        builder = builder.add_extension(x509.SubjectAlternativeName(names), False)
+    return builder.sign(issuer[1], hashes.SHA256())
+
+
+@pytest.fixture
+def https_origin(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """An HTTPS server on 127.0.0.1 whose certificate a CA of its own signed; the CA's
+    PEM file beside it."""
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca = _certificate("test CA", ca_key, ("test CA", ca_key))
+    cert = _certificate("127.0.0.1", key, ("test CA", ca_key))
+    ca_file, chain = tmp_path / "ca.pem", tmp_path / "server.pem"
+    ca_file.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    chain.write_bytes(
+        cert.public_bytes(serialization.Encoding.PEM)
+        + key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _ForwardProxy)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(chain)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"https://127.0.0.1:{server.server_address[1]}", ca_file
+    server.shutdown()
+    server.server_close()
+
+
+def test_tls_trusts_ssl_cert_file_and_otherwise_certifi(
+    no_proxy_env: pytest.MonkeyPatch, https_origin: tuple[str, Path]
+) -> None:
+    url, ca_file = https_origin
+    no_proxy_env.delenv("SSL_CERT_DIR", raising=False)
+    no_proxy_env.delenv("SSL_CERT_FILE", raising=False)
+    # certifi's bundle does not hold the test CA: the certificate is refused.
+    refused = make(base=url)
+    with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+        refused.request("GET", "/api/v1/scans", {})
+    refused.close()
+
+    no_proxy_env.setenv("SSL_CERT_FILE", str(ca_file))
+    trusted, again = make(base=url), make(base=url)
+    try:
+        assert trusted.request("GET", "/api/v1/scans", {}).status_code == 200
+        assert again.request("GET", "/api/v1/scans", {}).status_code == 200
+    finally:
+        trusted.close()
+        again.close()
+    # One context per setting, shared by every client.
+    assert tls_context() is tls_context()
+    assert [c["subject"] for c in tls_context().get_ca_certs()] == [((("commonName", "test CA"),),)]

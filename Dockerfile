@@ -18,6 +18,16 @@ ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
 WORKDIR /src
+# The bridge's native modules (bridge/*/*.c) are compiled here, with Debian's gcc, against the
+# base's Python headers (the official image has them; Debian's python3.11 needs its -dev).
+# Unpinned (DL3008): the versions are the base's Debian release's, and none of it reaches the
+# final stage.
+# hadolint ignore=DL3008
+RUN apt-get update -qq \
+    && apt-get install -y -qq --no-install-recommends gcc libc6-dev >/dev/null \
+    && { test -e "$(python3 -c 'import sysconfig; print(sysconfig.get_path("include"))')/Python.h" \
+         || apt-get install -y -qq --no-install-recommends python3.11-dev >/dev/null; } \
+    && rm -rf /var/lib/apt/lists/*
 # Every dependency comes from requirements/runtime.lock with its hash, as wheels
 # (--only-binary fails the build instead of compiling). The build tools go into a venv of
 # their own (/opt/build) from build.lock; the runtime venv (/opt/venv) gets no pip at all.
@@ -28,8 +38,8 @@ RUN python3 -m venv /opt/build \
     && python3 -m venv --without-pip /opt/venv \
     && /opt/build/bin/pip --python /opt/venv/bin/python install --require-hashes \
        --only-binary=:all: --no-compile -r requirements/runtime.lock
-# The wheel of the bridge itself, built from the locked setuptools and installed without
-# resolving anything again; then every module is compiled once, here.
+# The wheel of the bridge itself, built (native modules too) from the locked setuptools and
+# installed without resolving anything again; then every module is compiled once, here.
 COPY pyproject.toml README.md LICENSE ./
 COPY bridge ./bridge
 COPY schemas ./schemas

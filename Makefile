@@ -12,7 +12,10 @@ install: $(STAMP)
 # Every dependency comes from a lock file, with its hash: the versions the tests passed with.
 # The package itself goes in editable, built from the locked build tools, resolving nothing.
 LOCKS := requirements/dev.lock requirements/build.lock
-$(STAMP): pyproject.toml simulator/pyproject.toml $(LOCKS)
+# The native modules (bridge/**/*.c) are compiled by the editable install, so a change to
+# one reinstalls.
+NATIVE := $(wildcard bridge/*.c bridge/*/*.c)
+$(STAMP): pyproject.toml simulator/pyproject.toml $(LOCKS) $(NATIVE)
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH" >&2; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@echo "install: the locked dependencies into $(VENV) (about a minute the first time)"
@@ -177,3 +180,4 @@ k8s-down:
 
 clean:
 	rm -rf $(VENV) .local build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache
+	rm -f bridge/*.so bridge/*/*.so

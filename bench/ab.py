@@ -48,7 +48,8 @@ class Variant:
 
 
 def base_tree(rev: str) -> str:
-    """The bridge package (and the schemas it links to) of ``rev``, unpacked once."""
+    """The bridge package (and the schemas it links to) of ``rev``, unpacked once, with its
+    native modules built in place."""
     sha = subprocess.run(
         ["git", "rev-parse", "--short=12", rev], cwd=REPO, capture_output=True, text=True,
         check=True,
@@ -57,10 +58,13 @@ def base_tree(rev: str) -> str:
     if not (target / "bridge").is_dir():
         target.mkdir(parents=True, exist_ok=True)
         archive = subprocess.run(
-            ["git", "archive", sha, "bridge", "schemas"], cwd=REPO, capture_output=True,
-            check=True,
+            ["git", "archive", sha, "bridge", "schemas", "pyproject.toml", "README.md", "LICENSE"],
+            cwd=REPO, capture_output=True, check=True,
         ).stdout  # fmt: skip
         subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True)
+        if any((target / "bridge").rglob("*.c")):
+            build = [sys.executable, "-c", "from setuptools import setup; setup()"]
+            subprocess.run([*build, "-q", "build_ext", "--inplace"], cwd=target, check=True)
     return str(target)
 
 

@@ -17,6 +17,7 @@ from typing import Any
 import msgspec
 from fastavro import parse_schema, schemaless_writer
 
+from bridge.avro._scanbody import write as write_scan
 from bridge.avro.schemas import VersionedSchema
 from bridge.avro.wire import BRANCH_1, NULL, long_bytes, opt_long, opt_str, str_bytes
 from bridge.enrich import Enriched
@@ -28,7 +29,6 @@ __all__ = ["HEAD_FIELDS", "Encoder", "to_millis", "type_shape"]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
-_STRINGS_MAX = 10_000
 # As many as the client's memo of included items holds.
 _OBJECTS_MAX = 4096
 
@@ -83,7 +83,8 @@ class Encoder:
                 f" encoder's {list(HEAD_FIELDS)}; update bridge/avro/encoder.py with the schema"
             )
         self.schema = schema
-        self._source = str_bytes(source_id)
+        # The ``sourceId`` field's bytes.
+        self.source = str_bytes(source_id)
         self._pass_schema = parse_schema(_branch(schema.definition, "pass"))
         self._reader_schema = parse_schema(_branch(schema.definition, "reader"))
         # Passes and readers repeat across pages, but each page decodes them anew: remember
@@ -92,17 +93,14 @@ class Encoder:
         self._seen_max = 20_000
         # The fast path's: Avro bytes by the resource object itself (the client's memo
         # hands out one object per distinct JSON), kept with it so its id stays its own.
-        self._by_object: dict[int, tuple[PassResource | ReaderResource, bytes]] = {}
-        # Strings that repeat from scan to scan and their Avro bytes: types, statuses and
-        # reader ids, and (as the non-null branch of a union) status details and pass ids.
-        self._strings: dict[str, bytes] = {}
-        self._options: dict[str, bytes] = {}
+        # bridge/kafka/_scanrecord.c reads it; pass_bytes and reader_bytes fill it.
+        self.objects: dict[int, tuple[PassResource | ReaderResource, bytes]] = {}
 
     def encode(self, items: list[Enriched]) -> list[bytes | Exception]:
         """Avro bodies for ``items``, in order, without a framing prefix; an item that cannot
         be encoded (a lone surrogate in a string, a timestamp out of range) gets its
         exception instead."""
-        source = self._source
+        source = self.source
         passes: dict[int, bytes] = {}
         readers: dict[int, bytes] = {}
         out: list[bytes | Exception] = []
@@ -151,70 +149,54 @@ class Encoder:
     def pass_bytes(self, p: PassResource) -> bytes:
         """The ``pass`` union's bytes for ``p`` (raises, caching nothing, if it cannot be
         encoded)."""
-        known = self._by_object.get(id(p))
+        known = self.objects.get(id(p))
         if known is None:
             known = self._keep(p, self._remembered(p, self._pass))
         return known[1]
 
     def reader_bytes(self, r: ReaderResource) -> bytes:
-        known = self._by_object.get(id(r))
+        known = self.objects.get(id(r))
         if known is None:
             known = self._keep(r, self._remembered(r, self._reader))
         return known[1]
 
     def scan_body(
-        self, scan: ValidScan, reader_id: str, pass_id: str | None, pass_bytes: bytes,
-        reader_bytes: bytes,
+        self, prefix: bytes, scan: ValidScan, reader_id: str, pass_id: str | None,
+        pass_bytes: bytes, reader_bytes: bytes,
     ) -> bytes:  # fmt: skip
-        """One scan's Avro body, as :meth:`encode` writes it, with the strings that repeat
-        from scan to scan encoded once. Raises what :meth:`encode` would return."""
+        """``prefix`` (the framing) and one scan's Avro body, as :meth:`encode` writes it, in
+        one allocation (``bridge/avro/_scanbody.c``). Raises what :meth:`encode` would
+        return."""
         resource = scan.resource
         attrs = resource.attributes
-        strings, options = self._strings, self._options
-        scanned_at, detail = attrs.scanned_at, attrs.status_detail
-        if scanned_at is None:
-            scanned = NULL
-        elif scanned_at.tzinfo is UTC:  # as PassEntry writes times: to_millis' short way
-            scanned = BRANCH_1 + long_bytes((scanned_at - _EPOCH) // _MS)
-        else:
-            scanned = opt_long(to_millis(scanned_at))
-        return b"".join(
-            (
-                str_bytes(resource.id),
-                long_bytes(int_millis(scan.id_int)),
-                scanned,
-                strings.get(attrs.scan_type) or self._string(attrs.scan_type),
-                opt_str(attrs.scan_value),
-                strings.get(attrs.validation_type) or self._string(attrs.validation_type),
-                strings.get(attrs.status) or self._string(attrs.status),
-                NULL if detail is None else options.get(detail) or self._option(detail),
-                strings.get(reader_id) or self._string(reader_id),
-                NULL if pass_id is None else options.get(pass_id) or self._option(pass_id),
-                self._source,
-                pass_bytes,
-                reader_bytes,
-            )
+        scanned_at = attrs.scanned_at
+        if scanned_at is not None and scanned_at.tzinfo is not UTC:
+            scanned: datetime | int | None = to_millis(scanned_at)
+        else:  # None, or UTC as PassEntry writes times: the native writer's own
+            scanned = scanned_at
+        return write_scan(
+            prefix,
+            resource.id,
+            int_millis(scan.id_int),
+            scanned,
+            attrs.scan_type,
+            attrs.scan_value,
+            attrs.validation_type,
+            attrs.status,
+            attrs.status_detail,
+            reader_id,
+            pass_id,
+            self.source,
+            pass_bytes,
+            reader_bytes,
         )
-
-    def _string(self, text: str) -> bytes:
-        if len(self._strings) >= _STRINGS_MAX:
-            self._strings.clear()  # a flood of distinct values: start over
-        value = self._strings[text] = str_bytes(text)
-        return value
-
-    def _option(self, text: str) -> bytes:
-        """``text`` as the string branch of a ``["null", "string"]`` union."""
-        if len(self._options) >= _STRINGS_MAX:
-            self._options.clear()
-        value = self._options[text] = opt_str(text)
-        return value
 
     def _keep(
         self, resource: PassResource | ReaderResource, value: bytes
     ) -> tuple[PassResource | ReaderResource, bytes]:
-        if len(self._by_object) >= _OBJECTS_MAX:
-            del self._by_object[next(iter(self._by_object))]
-        known = self._by_object[id(resource)] = (resource, value)
+        if len(self.objects) >= _OBJECTS_MAX:
+            del self.objects[next(iter(self.objects))]
+        known = self.objects[id(resource)] = (resource, value)
         return known
 
     def _remembered(self, resource: Any, encode: Callable[[Any], bytes]) -> bytes:

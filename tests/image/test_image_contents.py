@@ -21,6 +21,8 @@ print(json.dumps({
     "pip_importable": importlib.util.find_spec("pip") is not None,
     "tools": {t: shutil.which(t) for t in ("pip", "pip3", "gcc", "cc", "c++", "make", "git")},
     "paths": {p: os.path.exists(p) for p in ("/src", "/wheels", "/opt/build")},
+    "native": {m: importlib.util.find_spec(m).origin.rsplit(".", 1)[-1]
+               for m in ("bridge.avro._scanbody", "bridge.kafka._scanrecord")},
     "dists": sorted(f"{d.metadata['Name']}=={d.version}" for d in md.distributions()),
 }))
 """
@@ -83,6 +85,8 @@ def test_no_pip_compilers_or_sources_and_exactly_the_locked_dependencies(
         else:
             assert path is None, f"{tool} at {path}"
     assert seen["paths"] == {"/src": False, "/wheels": False, "/opt/build": False}
+    # The native modules were compiled in the builder and came over in the venv.
+    assert seen["native"] == {"bridge.avro._scanbody": "so", "bridge.kafka._scanrecord": "so"}
     installed = {_normalize(d.split("==")[0]) + "==" + d.split("==")[1] for d in seen["dists"]}
     expected = _locked_pins() | {f"passentry-bridge=={bridge_image.version}"}
     assert installed == expected, {

@@ -14,6 +14,7 @@ from bridge.uuid7 import (
     millis_floor,
     min_for_millis,
     parse_uuid7,
+    parse_uuid7_int,
     uuid7_datetime,
     uuid7_millis,
 )
@@ -74,3 +75,40 @@ def test_int_helpers_agree_with_the_uuid_ones() -> None:
     assert int_millis(value.int) == uuid7_millis(value) == ms
     assert millis_floor(ms) <= min_for_millis(ms).int
     assert max_for_millis(ms - 1).int < millis_floor(ms) <= value.int < millis_floor(ms + 1)
+
+
+def _reference_int(text: str) -> int | None:
+    """What parse_uuid7_int must give: the uuid module's reading of a string that passes
+    parse_uuid7's rules, or None where they refuse it."""
+    try:
+        return parse_uuid7(text).int
+    except InvalidUUIDv7Error:
+        return None
+
+
+def _mutations(rng: random.Random, text: str) -> list[str]:
+    """``text`` with one character changed, dropped or added, in every position: hex of
+    either case, other ASCII, digits of other scripts that ``int()`` reads, a surrogate."""
+    odd = ["g", "G", "-", "_", " ", "+", "{", "\u0663", "\uff11", "\ud800", "7", "8", "c"]
+    out = []
+    for i in range(len(text)):
+        out.append(text[:i] + rng.choice("0123456789abcdefABCDEF") + text[i + 1 :])
+        out.append(text[:i] + rng.choice(odd) + text[i + 1 :])
+        out.append(text[:i] + text[i + 1 :])
+        out.append(text[:i] + rng.choice(odd) + text[i:])
+    return out
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_the_native_parse_agrees_with_the_uuid_module_on_every_near_miss(seed: int) -> None:
+    rng = random.Random(seed)
+    minter = UUIDv7Minter(rng=rng)
+    for _ in range(40):
+        valid = str(minter.mint())
+        for text in [valid, valid.upper(), *_mutations(rng, valid)]:
+            expected = _reference_int(text)
+            if expected is None:
+                with pytest.raises(InvalidUUIDv7Error):
+                    parse_uuid7_int(text)
+            else:
+                assert parse_uuid7_int(text) == expected, text

@@ -1,4 +1,4 @@
-"""The floor: the same page fetching as the naive bridge, producing pre-encoded fixed bytes.
+"""The floor: the bridge's page fetching, producing pre-encoded fixed bytes.
 
 No decode, no enrich, no encode. It counts the scans of a page with a byte search for
 ``"type":"scan"`` and reads ``totalPages`` with one regex on the page's tail, then produces
@@ -16,7 +16,7 @@ import re
 
 from confluent_kafka import Producer
 
-from bench._pages import add_source_args, client, get_page
+from bench._pages import BridgeHttp, add_source_args, get_page
 
 _TOTAL_PAGES = re.compile(rb'"totalPages":(\d+)')
 _SCAN = b'"type":"scan"'
@@ -34,7 +34,7 @@ def main() -> None:
         {"bootstrap.servers": args.bootstrap, "compression.type": "lz4", "acks": "all"}
     )
     published = pages = 0
-    with client(args) as http:
+    with BridgeHttp(args) as http:
         page, total_pages = 1, 1
         while page <= total_pages:
             body = get_page(http, args, page).content

@@ -174,7 +174,6 @@ class PassEntryClient:
                 "User-Agent": f"passentry-bridge/{__version__}",
             },
             httpx.Timeout(timeout_s, connect=min(timeout_s, 5.0)),
-            limits=httpx.Limits(max_connections=32, max_keepalive_connections=16),
             transport=transport,
         )
 

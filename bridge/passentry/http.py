@@ -1,27 +1,25 @@
-"""Requests to PassEntry, straight to an httpx transport.
+"""Requests to PassEntry, straight to a transport.
 
 A backfill asks for page after page of 100 scans, and ``httpx.Client`` spent about as much
 CPU on each request as the HTTP/1.1 exchange did: the URL parsed three times, cookies
 extracted, the auth and redirect flows, a logging call. The bridge needs none of that. It
 talks to one base URL, with the same headers every time, and it follows no redirects and
-keeps no cookies. So :class:`ApiHttp` builds the request once and hands it to the transport.
-What the client did that does matter is kept: the connection pool and timeouts, the CA
-settings of the environment (``SSL_CERT_FILE``, ``SSL_CERT_DIR``), and its proxy
+keeps no cookies. So :class:`ApiHttp` builds the request once and hands it to the transport:
+libcurl's (:mod:`bridge.passentry.curl`), with the environment's CA settings and its proxy
 (``HTTPS_PROXY``, ``HTTP_PROXY``, ``ALL_PROXY``, minus ``NO_PROXY``).
 """
 
 from __future__ import annotations
 
-import functools
-import os
-import ssl
 import urllib.request
 from collections.abc import Mapping
 from urllib.parse import urlencode
 
 import httpx
 
-__all__ = ["ApiHttp", "environment_proxy", "tls_context"]
+from bridge.passentry.curl import CurlTransport
+
+__all__ = ["ApiHttp", "environment_proxy"]
 
 
 class ApiHttp:
@@ -31,10 +29,9 @@ class ApiHttp:
         headers: Mapping[str, str],
         timeout: httpx.Timeout,
         *,
-        limits: httpx.Limits,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        """``transport``: tests pass an ``httpx.MockTransport``; otherwise a pool through
+        """``transport``: tests pass an ``httpx.MockTransport``; otherwise libcurl's, through
         the environment's proxy for ``base_url``, if it names one."""
         self._base = base_url.rstrip("/")
         # What httpx.Client sends by default, and the response decodes.
@@ -42,9 +39,7 @@ class ApiHttp:
             {"Accept-Encoding": "gzip, deflate", "Connection": "keep-alive", **headers}
         )
         self._extensions = {"timeout": timeout.as_dict()}
-        self._transport = transport or httpx.HTTPTransport(
-            verify=tls_context(), limits=limits, proxy=environment_proxy(self._base)
-        )
+        self._transport = transport or CurlTransport(environment_proxy(self._base))
 
     def request(
         self,
@@ -75,20 +70,6 @@ class ApiHttp:
 
     def close(self) -> None:
         self._transport.close()
-
-
-def tls_context() -> ssl.SSLContext:
-    """The context every source's connections verify PassEntry with: httpx's, which trusts
-    ``SSL_CERT_FILE`` or ``SSL_CERT_DIR`` when set, else certifi's bundle. Made once per
-    setting and shared: reading the bundle costs about 20 ms of CPU, once per source
-    otherwise, and one context serves any number of connections and threads."""
-    return _tls_context(os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))
-
-
-@functools.lru_cache(maxsize=4)
-def _tls_context(cert_file: str | None, cert_dir: str | None) -> ssl.SSLContext:
-    # The arguments key the cache; httpx reads the same two variables itself.
-    return httpx.create_ssl_context()
 
 
 def environment_proxy(url: str) -> httpx.Proxy | None:

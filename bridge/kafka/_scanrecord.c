@@ -43,8 +43,9 @@ static PyObject *related_id(PyObject *relationships, PyObject *name) {
     return id;
 }
 
-/* The Avro bytes the encoder keeps for ``resource`` (bridge.avro.encoder.Encoder._by_object:
- * id -> (resource, bytes)), or NULL without an error when it has none. Borrowed. */
+/* The Avro bytes the encoder keeps for ``resource`` (bridge.avro.encoder.Encoder.objects:
+ * id -> (resource, bytes)), or NULL without an error when it has none. A new reference:
+ * what allocates before its use may run the collector, and finalizers, meanwhile. */
 static PyObject *encoded(PyObject *objects, PyObject *resource) {
     PyObject *key = PyLong_FromVoidPtr(resource);
     if (key == NULL)
@@ -54,7 +55,7 @@ static PyObject *encoded(PyObject *objects, PyObject *resource) {
     if (known == NULL || !PyTuple_Check(known) || PyTuple_GET_SIZE(known) != 2 ||
         PyTuple_GET_ITEM(known, 0) != resource || !PyBytes_Check(PyTuple_GET_ITEM(known, 1)))
         return NULL;
-    return PyTuple_GET_ITEM(known, 1);
+    return Py_NewRef(PyTuple_GET_ITEM(known, 1));
 }
 
 /* ``width`` decimal digits of ``n`` (>= 0), zero-padded, ending just before ``end``. */
@@ -134,7 +135,8 @@ static PyObject *record(PyObject *module, PyObject *const *args, Py_ssize_t narg
              *attrs = NULL, *status = NULL, *scan_type = NULL, *route_key = NULL,
              *scanned_at = NULL, *id_int = NULL, *created = NULL, *scan_id = NULL,
              *scan_value = NULL, *validation_type = NULL, *detail = NULL, *value = NULL,
-             *headers = NULL, *shift = NULL;
+             *headers = NULL, *shift = NULL, *route = NULL, *key = NULL, *reader_bytes = NULL,
+             *pass_bytes = NULL;
 
 #define GET(target, owner, name)                     \
     if ((target = PyObject_GetAttr(owner, name)) == NULL) \
@@ -161,21 +163,22 @@ static PyObject *record(PyObject *module, PyObject *const *args, Py_ssize_t narg
     GET(passes, page, s_passes);
     if (!PyDict_Check(readers) || !PyDict_Check(passes))
         DECLINE();
-    /* Borrowed: the page's dicts hold them for as long as this call runs. */
+    /* Borrowed: only looked up in the encoder's objects, before anything allocates. */
     PyObject *reader = PyDict_GetItemWithError(readers, reader_id);
     if (reader == NULL) {
         if (PyErr_Occurred())
             goto done;
         DECLINE();
     }
-    PyObject *reader_bytes = encoded(objects, reader);
+    reader_bytes = encoded(objects, reader);
     if (reader_bytes == NULL) {
         if (PyErr_Occurred())
             goto done;
         DECLINE();
     }
-    PyObject *pass_bytes = null_union;
-    if (pass_id != Py_None) {
+    if (pass_id == Py_None) {
+        pass_bytes = Py_NewRef(null_union);
+    } else {
         PyObject *pass = PyDict_GetItemWithError(passes, pass_id);
         if (pass == NULL || (pass_bytes = encoded(objects, pass)) == NULL) {
             if (PyErr_Occurred())
@@ -188,7 +191,9 @@ static PyObject *record(PyObject *module, PyObject *const *args, Py_ssize_t narg
     GET(scan_type, attrs, s_scan_type);
     if ((route_key = PyTuple_Pack(2, status, scan_type)) == NULL)
         goto done;
-    PyObject *route = PyDict_GetItemWithError(routes, route_key);
+    /* Owned from here: making the headers below may run the collector, and with it any
+     * finalizer, before the route's topic is used. */
+    route = Py_XNewRef(PyDict_GetItemWithError(routes, route_key));
     if (route == NULL) {
         if (PyErr_Occurred())
             goto done;
@@ -258,7 +263,7 @@ static PyObject *record(PyObject *module, PyObject *const *args, Py_ssize_t narg
         PyList_SET_ITEM(headers, shared + 3, header);
     }
 
-    PyObject *key = PyDict_GetItemWithError(keys, reader_id);
+    key = Py_XNewRef(PyDict_GetItemWithError(keys, reader_id));
     if (key == NULL) {
         if (PyErr_Occurred())
             goto done;
@@ -272,13 +277,11 @@ static PyObject *record(PyObject *module, PyObject *const *args, Py_ssize_t narg
             }
             goto done;
         }
-        int stored = PyDict_SetItem(keys, reader_id, made);
-        Py_DECREF(made);
-        if (stored < 0)
+        if (PyDict_SetItem(keys, reader_id, made) < 0) {
+            Py_DECREF(made);
             goto done;
-        key = PyDict_GetItemWithError(keys, reader_id);
-        if (key == NULL)
-            goto done;
+        }
+        key = made;
     }
     PyObject *record_args[] = {PyTuple_GET_ITEM(route, 0), key, value, headers, created};
     result = PyObject_Vectorcall(out_record, record_args, 5, NULL);
@@ -306,6 +309,10 @@ done:
     Py_XDECREF(detail);
     Py_XDECREF(value);
     Py_XDECREF(headers);
+    Py_XDECREF(route);
+    Py_XDECREF(key);
+    Py_XDECREF(reader_bytes);
+    Py_XDECREF(pass_bytes);
     return result;
 #undef GET
 #undef DECLINE

@@ -17,8 +17,6 @@ from urllib.parse import urlencode
 
 import httpx
 
-from bridge.passentry.curl import CurlTransport
-
 __all__ = ["ApiHttp", "environment_proxy"]
 
 
@@ -39,7 +37,13 @@ class ApiHttp:
             {"Accept-Encoding": "gzip, deflate", "Connection": "keep-alive", **headers}
         )
         self._extensions = {"timeout": timeout.as_dict()}
-        self._transport = transport or CurlTransport(environment_proxy(self._base))
+        if transport is None:
+            # Imported here: loading libcurl and its libraries costs about 20 ms of CPU,
+            # which commands that never ask PassEntry need not pay.
+            from bridge.passentry.curl import CurlTransport
+
+            transport = CurlTransport(environment_proxy(self._base))
+        self._transport = transport
 
     def request(
         self,

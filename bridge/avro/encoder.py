@@ -2,8 +2,10 @@
 
 Avro binary is concatenative: a record is its fields' encodings back to back. So the pass
 and reader sub-records, shared by many scans of a page, are encoded once per batch and their
-bytes reused, and the flat top-level fields are written directly (``bridge.avro.wire``).
-What goes before the body on the wire is the framing's business (``bridge.avro.framing``).
+bytes reused, and the flat top-level fields are written directly: by ``bridge.avro.wire``'s
+primitives on the per-scan path, by ``bridge/avro/_scanbody.c`` on the fast path, and the
+tests hold the two to the same bytes. What goes before the body on the wire is the
+framing's business (``bridge.avro.framing``).
 """
 
 from __future__ import annotations

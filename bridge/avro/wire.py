@@ -1,4 +1,5 @@
-"""The few Avro binary primitives the hot path writes by hand (Avro spec, "Binary Encoding").
+"""The few Avro binary primitives the per-scan path writes by hand (Avro spec, "Binary
+Encoding"); ``bridge/avro/_scanbody.c`` writes the same bytes for the fast path.
 
 fastavro is exact but spends most of its time resolving unions field by field. The scan's
 top-level fields are flat and fixed, so writing them directly is several times cheaper; the

@@ -44,11 +44,15 @@ class CurlTransport(httpx.BaseTransport):
     libcurl read for them) instead of starting over."""
 
     def __init__(self, proxy: httpx.Proxy | None = None) -> None:
-        self._proxy = "" if proxy is None else str(proxy.url)  # "": not the environment's
+        # "": not the environment's. httpx.Proxy keeps a URL's user and password apart.
+        self._proxy = "" if proxy is None else str(proxy.url)
+        proxy_auth = None if proxy is None else proxy.auth
         # As httpx chooses: SSL_CERT_FILE, else SSL_CERT_DIR alone, else certifi's bundle.
         cert_file, cert_dir = os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR")
         ca_file = cert_file or (None if cert_dir else certifi.where())
-        self._handles = _handles(_Settings(self._proxy, ca_file, None if cert_file else cert_dir))
+        self._handles = _handles(
+            _Settings(self._proxy, proxy_auth, ca_file, None if cert_file else cert_dir)
+        )
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         body = io.BytesIO()
@@ -82,6 +86,7 @@ class CurlTransport(httpx.BaseTransport):
 @dataclass(frozen=True)
 class _Settings:
     proxy: str
+    proxy_auth: tuple[str, str] | None
     ca_file: str | None
     ca_dir: str | None
 
@@ -117,6 +122,9 @@ class _Handles:
         # The body as sent: httpx.Response decodes gzip by Content-Encoding.
         curl.setopt(pycurl.HTTP_CONTENT_DECODING, 0)
         curl.setopt(pycurl.PROXY, settings.proxy)
+        if settings.proxy_auth is not None:
+            curl.setopt(pycurl.PROXYUSERNAME, settings.proxy_auth[0])
+            curl.setopt(pycurl.PROXYPASSWORD, settings.proxy_auth[1])
         if settings.ca_file is None:
             curl.unsetopt(pycurl.CAINFO)  # no bundle: the directory alone
         else:

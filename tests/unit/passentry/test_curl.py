@@ -3,6 +3,7 @@ comes back as an httpx.Response, connections kept alive, and failures as httpx's
 
 from __future__ import annotations
 
+import base64
 import gzip
 import socket
 import threading
@@ -166,6 +167,53 @@ def test_connections_are_kept_alive_across_threads(origin: str, no_proxy: None) 
     assert all(body.startswith(b'{"data": []') for body in bodies)
     # Forty requests on at most four connections, one per request at a time.
     assert len({seen["port"] for seen in _Origin.seen}) <= 4
+
+
+class _AuthProxy(BaseHTTPRequestHandler):
+    """A forward proxy that answers for every origin, once the client has logged in."""
+
+    seen: ClassVar[list[str | None]] = []
+
+    def do_GET(self) -> None:
+        login = self.headers.get("Proxy-Authorization")
+        self.seen.append(login)
+        expected = "Basic " + base64.b64encode(b"us@er:p:ss").decode()
+        self.send_response(200 if login == expected else 407)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_a_proxy_urls_user_and_password_log_in_to_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _AuthProxy)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        for name in ("https_proxy", "all_proxy", "no_proxy"):
+            monkeypatch.delenv(name, raising=False)
+            monkeypatch.delenv(name.upper(), raising=False)
+        port = server.server_address[1]
+        monkeypatch.setenv("HTTP_PROXY", f"http://us%40er:p%3Ass@127.0.0.1:{port}")
+        http = make("http://passentry.invalid")
+        assert http.request("GET", "/api/v1/scans", {}).status_code == 200
+        assert _AuthProxy.seen[-1] is not None
+        # Without them, the proxy refuses.
+        monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{port}")
+        assert make("http://passentry.invalid").request("GET", "/", {}).status_code == 407
+    finally:
+        server.shutdown()
+        server.server_close()
+    # A proxy that is gone: the error names it, and not its password.
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        gone = f"127.0.0.1:{closed.getsockname()[1]}"
+    monkeypatch.setenv("HTTP_PROXY", f"http://us%40er:p%3Ass@{gone}")
+    with pytest.raises(httpx.ConnectError) as failed:
+        make("http://passentry.invalid").request("GET", "/", {})
+    assert f"through the proxy http://{gone} that the environment names" in str(failed.value)
+    assert "p:ss" not in str(failed.value)
+    assert "p%3Ass" not in str(failed.value)
 
 
 def test_failures_are_httpxs(origin: str, no_proxy: None) -> None:

@@ -104,3 +104,21 @@ def test_included_items_are_decoded_once_per_distinct_json_within_a_bound(
     assert changed.passes[pass_id] is not first.passes[pass_id]
     assert changed.passes[pass_id].attributes.status == "removed"
     assert len(memo) <= 3
+
+
+def test_a_page_with_more_included_items_than_the_memo_holds_keeps_every_one() -> None:
+    readers = [
+        {"type": "reader", "id": f"gate-{n}", "attributes": {"name": f"G{n}"}} for n in range(5)
+    ]
+    body = json.dumps({"data": [], "included": readers}).encode()
+    memo = IncludedMemo(size=2)
+    page = decode_page(body, memo)
+    assert sorted(page.readers) == [f"gate-{n}" for n in range(5)]
+    assert page.readers == decode_page(body).readers
+    # The oldest went first: the last two are the ones remembered.
+    assert len(memo) == 2
+    last = decode_page(json.dumps({"data": [], "included": readers[4:]}).encode(), memo)
+    assert last.readers["gate-4"] is page.readers["gate-4"]
+    first = decode_page(json.dumps({"data": [], "included": readers[:1]}).encode(), memo)
+    assert first.readers["gate-0"] is not page.readers["gate-0"]
+    assert first.readers["gate-0"] == page.readers["gate-0"]

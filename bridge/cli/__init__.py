@@ -19,6 +19,7 @@ import click
 
 from bridge import __version__
 from bridge.cli._errors import quiet_libraries, run_guarded, take_debug
+from bridge.ops import gc_policy
 
 __all__ = ["cli", "main"]
 
@@ -58,7 +59,8 @@ class _Commands(click.Group):
             return None
         module, name = self._lazy[cmd_name]
         try:
-            loaded = importlib.import_module(module)
+            with gc_policy.paused():
+                loaded = importlib.import_module(module)
         except ModuleNotFoundError as exc:
             if exc.name is None or not module.startswith(exc.name):
                 raise

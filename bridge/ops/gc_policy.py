@@ -17,8 +17,24 @@ and a 108 MiB peak with the defaults, for no CPU the benchmark could tell apart 
 from __future__ import annotations
 
 import gc
+from collections.abc import Iterator
+from contextlib import contextmanager
 
-__all__ = ["tune_for_streaming"]
+__all__ = ["paused", "tune_for_streaming"]
+
+
+@contextmanager
+def paused() -> Iterator[None]:
+    """No cyclic collection inside: for loading a command's modules. Each collection during
+    an import walks a heap that only grows (modules, classes, pydantic's schemas), and none
+    of it is garbage; the collections cost about 8 % of the ``run`` command's import."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def tune_for_streaming() -> None:

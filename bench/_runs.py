@@ -194,25 +194,29 @@ def run_comparator(
     expected: int,
     since: str,
     timeout: float = 900.0,
+    name: str | None = None,
+    extra: tuple[str, ...] = (),
 ) -> RunResult:
-    """Run ``bench.naive`` or ``bench.floor`` to the end of the backlog."""
-    topic = f"bench.{program}-{uuid.uuid4().hex[:8]}"
+    """Run ``bench.naive`` or ``bench.floor`` (with ``extra`` arguments, reported as
+    ``name``) to the end of the backlog."""
+    name = name or program
+    topic = f"bench.{name}-{uuid.uuid4().hex[:8]}"
     ctx.kafka.create_topics([topic])
     base_requests, base_429 = sim.requests()
     argv = [sys.executable, "-m", f"bench.{program}", "--api-url", sim.url]
-    argv += ["--bootstrap", ctx.kafka.bootstrap, "--topic", topic, "--since", since]
-    with Child(program, argv, log_dir=ctx.log_dir, capture_stdout=True) as child:
+    argv += ["--bootstrap", ctx.kafka.bootstrap, "--topic", topic, "--since", since, *extra]
+    with Child(name, argv, log_dir=ctx.log_dir, capture_stdout=True) as child:
         first = _wait_first_request(sim, child, base_requests, 60)
         result = child.wait(timeout)
         done = time.monotonic()
         if result.code != 0:
-            raise RuntimeError(f"{program} exited {result.code}: see {child.log_path}")
+            raise RuntimeError(f"{name} exited {result.code}: see {child.log_path}")
         summary = json.loads(child.read_line(5))
         requests, limited = sim.requests()
     if summary["published"] != expected:
-        raise RuntimeError(f"{program} published {summary['published']}, expected {expected}")
+        raise RuntimeError(f"{name} published {summary['published']}, expected {expected}")
     return RunResult(
-        program,
+        name,
         summary["published"],
         result.cpu_s,
         done - first,

@@ -138,6 +138,8 @@ def markdown(results: dict[str, Any]) -> str:
             )
         lines.append(
             f"\nratio_vs_naive {c['ratio_vs_naive']}, ratio_vs_floor {c['ratio_vs_floor']}"
+            f" (against the floor paced as the bridge is, not a target:"
+            f" {c['ratio_vs_paced_floor']})"
         )
         if "baseline" in c:
             base = c["baseline"]

@@ -37,6 +37,7 @@ def test_summarise_counts_own_and_inclusive_samples(tmp_path: Path) -> None:
 
 def test_the_cpu_table_puts_a_baseline_beside_the_bridge() -> None:
     per_cpu = {"bridge": 12_000, "baseline": 8_000, "naive": 5_000, "floor": 30_000}
+    per_cpu["floor_paced"] = 20_000
     results = {
         "mode": "quick",
         "duration_s": 60.0,
@@ -50,6 +51,7 @@ def test_the_cpu_table_puts_a_baseline_beside_the_bridge() -> None:
             "scans_per_cpu_second_net_of_startup": per_cpu,
             "ratio_vs_naive": 2.4,
             "ratio_vs_floor": 0.4,
+            "ratio_vs_paced_floor": 0.6,
             "baseline": {
                 "checkout": "/work/base",
                 "ratio_vs_naive": 1.6,
@@ -65,6 +67,8 @@ def test_the_cpu_table_puts_a_baseline_beside_the_bridge() -> None:
     assert "Memory (bridge): RSS 100.0 MiB" in text
     assert "growth 6.5 MiB" in text
     assert "| baseline | 8,000 | 0.5 | 8,000 |" in text
+    assert "| floor_paced | 20,000 | 0.5 | 20,000 |" in text
+    assert "paced as the bridge is, not a target: 0.6" in text
     assert "baseline (/work/base): ratio_vs_naive 1.6, ratio_vs_floor 0.27" in text
     assert "bridge / baseline 1.5" in text
 

@@ -4,10 +4,12 @@
     python -m bench.ab --base HEAD~3 --repetitions 7
     python -m bench.ab --base main --traced                 # and tracing on, into a real Jaeger
     python -m bench.ab --base main --variant big:KAFKA_LINGER_MS=50
+    python -m bench.ab --base main --passes 100000          # nearly every scan a new pass
 
-The ``cpu`` scenario's backlog (``--scans``, 30,000 over a week, no latency, no rate limit),
-read by each variant in turn, interleaved repetition by repetition so that a noisy
-neighbour on a shared machine hits all of them alike: ``base`` is the bridge package of
+The ``cpu`` scenario's backlog (``--scans``, 30,000 over a week, no latency, no rate limit;
+``--passes``, how many distinct passes its scans are of), read by each variant in turn,
+interleaved repetition by repetition so that a noisy neighbour on a shared machine hits all
+of them alike: ``base`` is the bridge package of
 ``--base`` (``git archive`` into .local/bench/, put first on the child's PYTHONPATH),
 ``head`` the worktree's, and each ``--variant NAME:VAR=VALUE,...`` the worktree's with
 those environment variables. ``--traced`` starts Jaeger (scripts/build-jaeger's binary, its
@@ -106,6 +108,9 @@ def main() -> int:
     parser.add_argument("--repetitions", type=int, default=5)
     parser.add_argument("--variant", type=parse_variant, action="append", default=[])
     parser.add_argument(
+        "--passes", type=int, help="distinct passes in the backlog (the simulator's default: 1000)"
+    )
+    parser.add_argument(
         "--traced", action="store_true", help="add tracing-on variants, exporting to Jaeger"
     )
     args = parser.parse_args()
@@ -128,7 +133,8 @@ def main() -> int:
 
 def compare(args: argparse.Namespace, variants: list[Variant]) -> int:
     n = args.scans
-    backlog, since = _backlog(n, WEEK_S, 11, "--no-rate-limit")
+    extra = ("--passes", str(args.passes)) if args.passes else ()
+    backlog, since = _backlog(n, WEEK_S, 11, "--no-rate-limit", *extra)
     log_dir = REPO / ".local" / "bench" / time.strftime("ab-%Y%m%dT%H%M%SZ", time.gmtime())
     per_cpu: dict[str, list[float]] = {v.name: [] for v in variants}
     with Kafka() as kafka:
@@ -147,7 +153,10 @@ def compare(args: argparse.Namespace, variants: list[Variant]) -> int:
             ctx.http.close()
     base = statistics.median(per_cpu["base"])
     out: dict[str, Any] = {"base": args.base, "scans": n, "repetitions": args.repetitions}
-    print(f"\nbridge scans per CPU second, median of {args.repetitions} (base: {args.base})\n")
+    out["passes"] = args.passes
+    passes = f", {args.passes:,} distinct passes" if args.passes else ""
+    print(f"\nbridge scans per CPU second, median of {args.repetitions} (base: {args.base}"
+          f"{passes})\n")  # fmt: skip
     print("| variant | median | min | max | ratio to base |")
     print("|---|---|---|---|---|")
     for v in variants:

@@ -325,3 +325,39 @@ def test_the_bundled_schema_is_accepted_and_a_control_change_is_too(
     cases = full_cases()
     assert_same_as_fastavro(schema, cases, Encoder(schema, SOURCE).encode([c.item for c in cases]))
     Encoder(scan_schema, SOURCE)
+
+
+def _pass_record(fields: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    (field,) = [f for f in fields if f["name"] == "pass"]
+    record: list[dict[str, Any]] = field["type"][1]["fields"]
+    return record
+
+
+def _pass_content_as_array(fields: list[dict[str, Any]]) -> None:
+    (content,) = [f for f in _pass_record(fields) if f["name"] == "passContent"]
+    content["type"] = {"type": "array", "items": "string"}
+    content["default"] = []
+
+
+def _pass_fields_swapped(fields: list[dict[str, Any]]) -> None:
+    record = _pass_record(fields)
+    record[1], record[2] = record[2], record[1]
+
+
+def _barcode_enabled_as_string(fields: list[dict[str, Any]]) -> None:
+    (barcode,) = [f for f in _pass_record(fields) if f["name"] == "barcode"]
+    barcode["type"][1]["fields"][0]["type"] = ["null", "string"]
+
+
+@pytest.mark.parametrize(
+    "change",
+    [_pass_content_as_array, _pass_fields_swapped, _barcode_enabled_as_string],
+    ids=["passContent-array", "reordered", "barcode-enabled-string"],
+)
+def test_a_schema_whose_pass_record_differs_is_refused(
+    change: SchemaChange, changed_schema: Callable[[SchemaChange], VersionedSchema]
+) -> None:
+    """The pass record is written by hand too: a schema that changes it needs the writer
+    changed with it, and says so instead of writing bytes its readers would misread."""
+    with pytest.raises(ValueError, match="the pass record's fields"):
+        Encoder(changed_schema(change), SOURCE)

@@ -3,10 +3,9 @@
 Avro binary is concatenative: a record is its fields' encodings back to back. So the pass
 and reader sub-records, shared by many scans of a page, are encoded once and their bytes
 reused (the pass record by hand, the reader's by fastavro), and the flat top-level fields
-are written directly: by ``bridge.avro.wire``'s
-primitives on the per-scan path, by ``bridge/avro/_scanbody.c`` on the fast path, and the
-tests hold the two to the same bytes. What goes before the body on the wire is the
-framing's business (``bridge.avro.framing``).
+are written directly: by ``bridge.avro.wire``'s primitives on the per-scan path, by
+``bridge/avro/_scanbody.c`` on the fast path, and the tests hold the two to the same bytes.
+What goes before the body on the wire is the framing's business (``bridge.avro.framing``).
 """
 
 from __future__ import annotations
@@ -118,7 +117,7 @@ def to_millis(value: datetime | None) -> int | None:
 
 class Encoder:
     def __init__(self, schema: VersionedSchema, source_id: str) -> None:
-        fields = tuple((f["name"], type_shape(f["type"])) for f in schema.definition["fields"])
+        fields = _shapes(schema.definition)
         if fields != HEAD_FIELDS:
             raise ValueError(
                 f"schema {schema.name} v{schema.version} fields {list(fields)} do not match the"
@@ -296,15 +295,16 @@ class Encoder:
 _json = msgspec.json.Encoder().encode
 
 
+def _shapes(record: dict[str, Any]) -> tuple[tuple[str, str], ...]:
+    """Each field of ``record``, in order: its name and :func:`type_shape`."""
+    return tuple((f["name"], type_shape(f["type"])) for f in record["fields"])
+
+
 def _check_pass_record(schema: VersionedSchema) -> None:
     record = _branch(schema.definition, "pass")
-    fields = tuple((f["name"], type_shape(f["type"])) for f in record["fields"])
-    barcode = next(f["type"] for f in record["fields"] if f["name"] == "barcode")
-    barcode_fields = (
-        tuple((f["name"], type_shape(f["type"])) for f in barcode[-1].get("fields", ()))
-        if isinstance(barcode, list) and isinstance(barcode[-1], dict)
-        else ()
-    )
+    fields = _shapes(record)
+    # Only a pass record of the expected shape has the barcode record to look into.
+    barcode_fields = _shapes(_branch(record, "barcode")) if fields == PASS_FIELDS else ()
     if fields != PASS_FIELDS or barcode_fields != BARCODE_FIELDS:
         raise ValueError(
             f"schema {schema.name} v{schema.version}: the pass record's fields"

@@ -349,10 +349,15 @@ def _barcode_enabled_as_string(fields: list[dict[str, Any]]) -> None:
     barcode["type"][1]["fields"][0]["type"] = ["null", "string"]
 
 
+def _barcode_dropped(fields: list[dict[str, Any]]) -> None:
+    record = _pass_record(fields)
+    record[:] = [f for f in record if f["name"] != "barcode"]
+
+
 @pytest.mark.parametrize(
     "change",
-    [_pass_content_as_array, _pass_fields_swapped, _barcode_enabled_as_string],
-    ids=["passContent-array", "reordered", "barcode-enabled-string"],
+    [_pass_content_as_array, _pass_fields_swapped, _barcode_enabled_as_string, _barcode_dropped],
+    ids=["passContent-array", "reordered", "barcode-enabled-string", "barcode-dropped"],
 )
 def test_a_schema_whose_pass_record_differs_is_refused(
     change: SchemaChange, changed_schema: Callable[[SchemaChange], VersionedSchema]

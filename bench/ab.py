@@ -78,6 +78,13 @@ def parse_variant(text: str) -> Variant:
     return Variant(name, env)
 
 
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+    return value
+
+
 @contextmanager
 def jaeger() -> Iterator[str]:
     """A Jaeger to export to, as the tracing test starts it: its OTLP/HTTP URL."""
@@ -108,7 +115,9 @@ def main() -> int:
     parser.add_argument("--repetitions", type=int, default=5)
     parser.add_argument("--variant", type=parse_variant, action="append", default=[])
     parser.add_argument(
-        "--passes", type=int, help="distinct passes in the backlog (the simulator's default: 1000)"
+        "--passes",
+        type=positive_int,
+        help="distinct passes in the backlog (the simulator's default: 1000)",
     )
     parser.add_argument(
         "--traced", action="store_true", help="add tracing-on variants, exporting to Jaeger"
@@ -133,7 +142,7 @@ def main() -> int:
 
 def compare(args: argparse.Namespace, variants: list[Variant]) -> int:
     n = args.scans
-    extra = ("--passes", str(args.passes)) if args.passes else ()
+    extra = ("--passes", str(args.passes)) if args.passes is not None else ()
     backlog, since = _backlog(n, WEEK_S, 11, "--no-rate-limit", *extra)
     log_dir = REPO / ".local" / "bench" / time.strftime("ab-%Y%m%dT%H%M%SZ", time.gmtime())
     per_cpu: dict[str, list[float]] = {v.name: [] for v in variants}
@@ -154,7 +163,7 @@ def compare(args: argparse.Namespace, variants: list[Variant]) -> int:
     base = statistics.median(per_cpu["base"])
     out: dict[str, Any] = {"base": args.base, "scans": n, "repetitions": args.repetitions}
     out["passes"] = args.passes
-    passes = f", {args.passes:,} distinct passes" if args.passes else ""
+    passes = f", {args.passes:,} distinct passes" if args.passes is not None else ""
     print(f"\nbridge scans per CPU second, median of {args.repetitions} (base: {args.base}"
           f"{passes})\n")  # fmt: skip
     print("| variant | median | min | max | ratio to base |")

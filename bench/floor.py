@@ -36,7 +36,9 @@ def main() -> None:
     parser.add_argument("--value-size", type=int, default=400, help="bytes per record")
     parser.add_argument("--budget", type=float, help="requests a second, paced (default: unpaced)")
     args = parser.parse_args()
-    budget = RequestBudget(args.budget) if args.budget else None
+    if args.budget is not None and args.budget <= 0:
+        parser.error(f"--budget must be above 0, got {args.budget}")
+    budget = RequestBudget(args.budget) if args.budget is not None else None
 
     value = b"\xc3\x01" + bytes(args.value_size - 2)
     producer = Producer(

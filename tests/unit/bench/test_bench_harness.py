@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
+import pytest
+
+from bench.ab import positive_int
 from bench.profile import summarise
 from bench.run import check_targets, markdown
 from bench.scenarios import quantile
@@ -99,3 +103,10 @@ def test_the_thread_table_counts_what_ended_threads_spent() -> None:
     rows = threads_table(threads, {100: "MainThread"}, scans=10_000, process=(0.70, 0.20))
     assert "| (threads that had ended) |  | 0.10 | 0.05 | 15.0 | 17% |" in rows
     assert rows.splitlines()[-1] == "| **all** | | | | **90.0** | |"
+
+
+def test_ab_takes_a_positive_count_of_passes() -> None:
+    assert positive_int("100000") == 100_000
+    for text in ("0", "-5"):
+        with pytest.raises(argparse.ArgumentTypeError, match="must be 1 or more"):
+            positive_int(text)

@@ -7,6 +7,7 @@ stage is timed in CPU seconds of the thread that runs it, the collector by its c
 the process's CPU over the same span includes librdkafka's threads, which compress and send.
 
     python -m bench.stages --scans 50000            # prints a Markdown table
+    python -m bench.stages --passes 50000           # nearly every scan a new pass
 """
 
 from __future__ import annotations
@@ -164,10 +165,18 @@ def table(result: dict[str, Any], scans: int) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scans", type=int, default=50_000)
+    parser.add_argument(
+        "--passes",
+        type=int,
+        help="distinct passes in the backlog (the simulator's default: 1000)",
+    )
     args = parser.parse_args()
+    if args.passes is not None and args.passes < 1:
+        parser.error(f"--passes must be at least 1, got {args.passes}")
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     log_dir = REPO / ".local" / "bench" / f"stages-{stamp}"
-    sim_args, since = _backlog(args.scans, WEEK_S, 11, "--no-rate-limit")
+    extra = ("--passes", str(args.passes)) if args.passes is not None else ()
+    sim_args, since = _backlog(args.scans, WEEK_S, 11, "--no-rate-limit", *extra)
     since_ms = int(datetime.fromisoformat(since.replace("Z", "+00:00")).timestamp() * 1000)
     with Kafka() as kafka, Simulator(sim_args, log_dir=log_dir) as sim:
         bodies = fetch_pages(sim.url, since, args.scans)
@@ -175,7 +184,9 @@ def main() -> int:
     if result["published"] != args.scans:
         print(f"published {result['published']} of {args.scans}", file=sys.stderr)
         return 1
-    print(f"{args.scans} scans in slices of {SLICE_PAGES * 100}, CPU {result['cpu_s']:.2f} s")
+    passes = f", {args.passes:,} distinct passes" if args.passes is not None else ""
+    cpu = result["cpu_s"]
+    print(f"{args.scans} scans{passes} in slices of {SLICE_PAGES * 100}, CPU {cpu:.2f} s")
     print(table(result, args.scans))
     return 0
 

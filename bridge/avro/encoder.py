@@ -20,6 +20,7 @@ import msgspec
 from fastavro import parse_schema, schemaless_writer
 
 from bridge.avro._scanbody import write as write_scan
+from bridge.avro._scanbody import write_pass
 from bridge.avro.schemas import VersionedSchema
 from bridge.avro.wire import (
     BRANCH_1,
@@ -29,7 +30,6 @@ from bridge.avro.wire import (
     opt_long,
     opt_str,
     str_bytes,
-    string_map,
 )
 from bridge.enrich import Enriched
 from bridge.passentry.models import Barcode, PassResource, ReaderResource
@@ -63,10 +63,11 @@ HEAD_FIELDS: tuple[tuple[str, str], ...] = (
 )
 
 
-# The pass record's fields, which ``_pass`` writes by hand in this order. Where each holder
-# scans once (an event's gates) nearly every scan brings a pass the encoder has not seen, and
-# fastavro took 17-28 µs to write one (it resolves each union by validating the value); by
-# hand it is 8-10 µs. The reader record, a few per site, stays with fastavro.
+# The pass record's fields, which ``bridge/avro/_scanbody.c`` writes in this order. Where
+# each holder scans once (an event's gates) nearly every scan brings a pass the encoder has
+# not seen: fastavro took 17-28 µs to write one (it resolves each union by validating the
+# value), Python by hand 7, the native writer under 1. The reader record, a few per site,
+# stays with fastavro.
 PASS_FIELDS: tuple[tuple[str, str], ...] = (
     ("id", "string"),
     ("extId", "null|string"),
@@ -128,8 +129,9 @@ class Encoder:
         # The ``sourceId`` field's bytes.
         self.source = str_bytes(source_id)
         self._reader_schema = parse_schema(_branch(schema.definition, "reader"))
-        # Passes and readers repeat across pages, but each page decodes them anew: remember
-        # their Avro bytes by their JSON, which is cheap to make and exact as a key.
+        # Readers repeat across pages, but each page decodes them anew: remember their Avro
+        # bytes by their JSON, which is cheap to make (beside fastavro) and exact as a key.
+        # A pass is written anew instead: its JSON key cost more than the native writer.
         self._seen: OrderedDict[bytes, bytes] = OrderedDict()
         self._seen_max = 20_000
         # The fast path's: Avro bytes by the resource object itself (the client's memo
@@ -154,9 +156,7 @@ class Encoder:
                 if p is None:
                     pass_bytes = NULL
                 else:
-                    pass_bytes = passes.get(id(p)) or passes.setdefault(
-                        id(p), self._remembered(p, self._pass)
-                    )
+                    pass_bytes = passes.get(id(p)) or passes.setdefault(id(p), _pass(p))
                 if r is None:
                     reader_bytes = NULL
                 else:
@@ -194,7 +194,7 @@ class Encoder:
         encoded)."""
         known = self.objects.get(id(p))
         if known is None:
-            known = self._keep(p, self._remembered(p, self._pass))
+            known = self._keep(p, _pass(p))
         return known[1]
 
     def reader_bytes(self, r: ReaderResource) -> bytes:
@@ -251,29 +251,6 @@ class Encoder:
                 self._seen.popitem(last=False)
         return value
 
-    def _pass(self, p: PassResource) -> bytes:
-        a = p.attributes
-        return b"".join(
-            (
-                BRANCH_1,
-                str_bytes(p.id),
-                opt_str(a.ext_id),
-                opt_str(a.pass_type),
-                opt_str(a.status),
-                opt_str(a.device_type),
-                opt_str(a.pass_template_uuid),
-                opt_str(a.pass_template_name),
-                opt_str(a.download_url),
-                opt_str(a.nfc),
-                _barcode(a.barcode),
-                string_map(_content(a.pass_content)),
-                opt_long(to_millis(a.created_at)),
-                opt_long(to_millis(a.added_at)),
-                opt_long(to_millis(a.removed_at)),
-                opt_long(to_millis(a.deactivated_at)),
-            )
-        )
-
     def _reader(self, r: ReaderResource) -> bytes:
         a = r.attributes
         record = {
@@ -314,6 +291,29 @@ def _check_pass_record(schema: VersionedSchema) -> None:
         )
 
 
+def _pass(p: PassResource) -> bytes:
+    a = p.attributes
+    return write_pass(
+        p.id,
+        a.ext_id,
+        a.pass_type,
+        a.status,
+        a.device_type,
+        a.pass_template_uuid,
+        a.pass_template_name,
+        a.download_url,
+        a.nfc,
+        _barcode(a.barcode),
+        a.pass_content,
+        a.created_at,
+        a.added_at,
+        a.removed_at,
+        a.deactivated_at,
+        _stringify,
+        to_millis,
+    )
+
+
 def _barcode(b: Barcode | None) -> bytes:
     # PassEntry's {} (every field absent) is published as null, as the schema says.
     if b is None or b == _NO_BARCODE:
@@ -333,13 +333,10 @@ def _barcode(b: Barcode | None) -> bytes:
 _NO_BARCODE = Barcode()
 
 
-def _content(content: dict[str, Any] | None) -> dict[str, str]:
-    if not content:
-        return {}
-    return {
-        str(k): v if isinstance(v, str) else msgspec.json.encode(v).decode()
-        for k, v in content.items()
-    }
+def _stringify(value: Any) -> str:
+    # A passContent value that is not a string (PassEntry's content is free-form JSON) is
+    # published as its JSON text: the schema's map holds strings.
+    return msgspec.json.encode(value).decode()
 
 
 def _write(schema: Any, record: dict[str, Any]) -> bytes:

@@ -1,6 +1,6 @@
-"""The few Avro binary primitives the per-scan path and the pass record write by hand (Avro
-spec, "Binary Encoding"); ``bridge/avro/_scanbody.c`` writes the same bytes for the fast
-path.
+"""The few Avro binary primitives the per-scan path and the pass's barcode record write by
+hand (Avro spec, "Binary Encoding"); ``bridge/avro/_scanbody.c`` writes the same bytes for
+the fast path, and the pass record.
 
 fastavro is exact but spends most of its time resolving unions field by field. The scan's
 top-level fields are flat and fixed, so writing them directly is several times cheaper; the
@@ -17,7 +17,6 @@ __all__ = [
     "opt_long",
     "opt_str",
     "str_bytes",
-    "string_map",
 ]
 
 # Union branch 0, the null in every ["null", T] union.
@@ -67,16 +66,3 @@ def opt_long(n: int | None) -> bytes:
 
 def opt_bool(value: bool | None) -> bytes:
     return NULL if value is None else (b"\x02\x01" if value else b"\x02\x00")
-
-
-def string_map(values: dict[str, str]) -> bytes:
-    """A map of strings as fastavro writes it: one block of all the entries, then the empty
-    block that ends the map (an empty map is that alone)."""
-    if not values:
-        return b"\x00"
-    parts = [long_bytes(len(values))]
-    for key, value in values.items():
-        parts.append(str_bytes(key))
-        parts.append(str_bytes(value))
-    parts.append(b"\x00")
-    return b"".join(parts)

@@ -4,11 +4,12 @@ field, over random and edge values: the per-scan path writes the same record wit
 from __future__ import annotations
 
 import random
+import sys
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from bridge.avro._scanbody import write
+from bridge.avro._scanbody import write, write_pass
 from bridge.avro.encoder import to_millis
 from bridge.avro.wire import long_bytes, opt_long, opt_str, str_bytes
 
@@ -127,3 +128,74 @@ def test_a_value_it_cannot_write_raises_what_the_fast_path_hands_to_the_per_scan
 def test_it_takes_its_fourteen_arguments_and_no_other_count() -> None:
     with pytest.raises(TypeError, match="takes 14 arguments"):
         write(b"")  # type: ignore[call-arg]
+
+
+# write_pass: its bytes are compared with fastavro's in test_encoder.py (every pass field,
+# hostile values included); here, what it refuses and what it calls.
+PASS_ARGS: list[object] = [
+    "pass-1", None, "storeCard", "active", None, None, None, None, None, b"\x00",
+    {"fullName": "Ada"}, None, None, None, None, str, to_millis,
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("position", "value"),
+    [
+        (0, None),  # the id is not optional
+        (1, b"ext"),
+        (9, None),  # the barcode comes encoded
+        (10, ["fullName", "Ada"]),
+        (10, {1: "Ada"}),
+        (11, "2026-01-01"),
+    ],
+)
+def test_a_pass_value_it_cannot_write_raises_type_error(position: int, value: object) -> None:
+    args = list(PASS_ARGS)
+    args[position] = value
+    with pytest.raises(TypeError):
+        write_pass(*args)  # type: ignore[arg-type]
+
+
+def test_a_pass_time_outside_utc_and_a_content_value_not_a_string_go_to_the_callables() -> None:
+    local = datetime(2026, 1, 1, 12, tzinfo=timezone(timedelta(hours=2)))
+    asked: list[object] = []
+
+    def millis(t: datetime) -> int:
+        asked.append(t)
+        return 42
+
+    def stringify(v: object) -> str:
+        asked.append(v)
+        return "[1]"
+
+    class Name(str):
+        pass
+
+    args = list(PASS_ARGS)
+    args[10] = {"seats": [1], "name": Name("Ada")}  # a str of a subclass is still a str
+    args[11:13] = [local, datetime(2026, 1, 1, tzinfo=UTC)]
+    args[15:17] = [stringify, millis]
+    written = write_pass(*args)  # type: ignore[arg-type]
+    assert asked == [local, [1]]  # the UTC time and the str value are written as they are
+    map_bytes = b"\x04" + str_bytes("seats") + str_bytes("[1]") + str_bytes("name")
+    assert map_bytes + str_bytes("Ada") + b"\x00" + opt_long(42) in written
+
+    args[16] = lambda t: "noon"
+    with pytest.raises(TypeError, match="must return int"):
+        write_pass(*args)  # type: ignore[arg-type]
+
+
+def test_write_pass_keeps_no_reference_to_what_it_reads() -> None:
+    value = "".join(["A", "da"])  # a str of its own, not an interned constant
+    content = {"a": value, "b": [1, 2]}
+    args = list(PASS_ARGS)
+    args[10] = content
+    before = sys.getrefcount(value), sys.getrefcount(content["b"])
+    for _ in range(1000):
+        write_pass(*args)  # type: ignore[arg-type]
+    assert (sys.getrefcount(value), sys.getrefcount(content["b"])) == before
+
+
+def test_write_pass_takes_its_seventeen_arguments_and_no_other_count() -> None:
+    with pytest.raises(TypeError, match="takes 17 arguments"):
+        write_pass("pass-1")  # type: ignore[call-arg]

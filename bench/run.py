@@ -141,6 +141,16 @@ def markdown(results: dict[str, Any]) -> str:
             f" (against the floor paced as the bridge is, not a target:"
             f" {c['ratio_vs_paced_floor']})"
         )
+        many = c.get("many_passes")  # results written before it was measured have none
+        if many is not None:
+            lines.append(
+                f"\nWith {many['passes']:,} passes in the backlog (not a target): "
+                + ", ".join(
+                    f"{p} {v:,} scans / CPU s ({many['ratio_vs_default_backlog'][p]} of its rate"
+                    " on the default backlog)"
+                    for p, v in many["scans_per_cpu_second"].items()
+                )
+            )
         if "baseline" in c:
             base = c["baseline"]
             lines.append(

@@ -56,6 +56,11 @@ def test_the_cpu_table_puts_a_baseline_beside_the_bridge() -> None:
             "ratio_vs_naive": 2.4,
             "ratio_vs_floor": 0.4,
             "ratio_vs_paced_floor": 0.6,
+            "many_passes": {
+                "passes": 30_000,
+                "scans_per_cpu_second": {"bridge": 9_000, "baseline": 4_000},
+                "ratio_vs_default_backlog": {"bridge": 0.75, "baseline": 0.5},
+            },
             "baseline": {
                 "checkout": "/work/base",
                 "ratio_vs_naive": 1.6,
@@ -73,6 +78,8 @@ def test_the_cpu_table_puts_a_baseline_beside_the_bridge() -> None:
     assert "| baseline | 8,000 | 0.5 | 8,000 |" in text
     assert "| floor_paced | 20,000 | 0.5 | 20,000 |" in text
     assert "paced as the bridge is, not a target: 0.6" in text
+    assert "With 30,000 passes in the backlog (not a target): bridge 9,000" in text
+    assert "baseline 4,000 scans / CPU s (0.5 of its rate on the default backlog)" in text
     assert "baseline (/work/base): ratio_vs_naive 1.6, ratio_vs_floor 0.27" in text
     assert "bridge / baseline 1.5" in text
 

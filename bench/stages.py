@@ -7,7 +7,7 @@ stage is timed in CPU seconds of the thread that runs it, the collector by its c
 the process's CPU over the same span includes librdkafka's threads, which compress and send.
 
     python -m bench.stages --scans 50000            # prints a Markdown table
-    python -m bench.stages --passes 50000           # nearly every scan a new pass
+    python -m bench.stages --passes 50000           # most scans bring a new pass
 """
 
 from __future__ import annotations

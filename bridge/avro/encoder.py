@@ -2,7 +2,7 @@
 
 Avro binary is concatenative: a record is its fields' encodings back to back. So the pass
 and reader sub-records, shared by many scans of a page, are encoded once and their bytes
-reused (the pass record by hand, the reader's by fastavro), and the flat top-level fields
+reused (the pass record natively, the reader's by fastavro), and the flat top-level fields
 are written directly: by ``bridge.avro.wire``'s primitives on the per-scan path, by
 ``bridge/avro/_scanbody.c`` on the fast path, and the tests hold the two to the same bytes.
 What goes before the body on the wire is the framing's business (``bridge.avro.framing``).
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import io
 from collections import OrderedDict
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -161,7 +160,7 @@ class Encoder:
                     reader_bytes = NULL
                 else:
                     reader_bytes = readers.get(id(r)) or readers.setdefault(
-                        id(r), self._remembered(r, self._reader)
+                        id(r), self._remembered_reader(r)
                     )
                 out.append(self._body(source, item, pass_bytes, reader_bytes))
             except (ValueError, TypeError, OverflowError) as exc:
@@ -200,7 +199,7 @@ class Encoder:
     def reader_bytes(self, r: ReaderResource) -> bytes:
         known = self.objects.get(id(r))
         if known is None:
-            known = self._keep(r, self._remembered(r, self._reader))
+            known = self._keep(r, self._remembered_reader(r))
         return known[1]
 
     def scan_body(
@@ -242,11 +241,11 @@ class Encoder:
         known = self.objects[id(resource)] = (resource, value)
         return known
 
-    def _remembered(self, resource: Any, encode: Callable[[Any], bytes]) -> bytes:
-        key = _json(resource)
+    def _remembered_reader(self, r: ReaderResource) -> bytes:
+        key = _json(r)
         value = self._seen.get(key)
         if value is None:
-            value = self._seen[key] = encode(resource)
+            value = self._seen[key] = self._reader(r)
             if len(self._seen) > self._seen_max:
                 self._seen.popitem(last=False)
         return value

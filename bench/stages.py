@@ -28,6 +28,7 @@ import httpx
 
 from bench._procs import REPO, Kafka, Simulator
 from bench._runs import fresh_names
+from bench.ab import positive_int
 from bench.scenarios import WEEK_S, _backlog
 
 SLICE_PAGES = 100  # 10,000 scans at 100 a page, as PASSENTRY_MAX_CYCLE_SCANS cuts them
@@ -167,12 +168,10 @@ def main() -> int:
     parser.add_argument("--scans", type=int, default=50_000)
     parser.add_argument(
         "--passes",
-        type=int,
+        type=positive_int,
         help="distinct passes in the backlog (the simulator's default: 1000)",
     )
     args = parser.parse_args()
-    if args.passes is not None and args.passes < 1:
-        parser.error(f"--passes must be at least 1, got {args.passes}")
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     log_dir = REPO / ".local" / "bench" / f"stages-{stamp}"
     extra = ("--passes", str(args.passes)) if args.passes is not None else ()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
@@ -71,6 +72,15 @@ _subscription_doc = msgspec.json.Decoder(WebhookSubscriptionDocument)
 _subscription_list = msgspec.json.Decoder(WebhookSubscriptionList)
 # Retry waits: from 0.25 s, jittered, up to 20 s; never sooner than the server asks.
 _BACKOFF_S = (0.25, 20.0)
+# The process's decoded passes and readers, which every client shares: sources that split
+# one API between them (by reader, say) list the same passes, and each kept its own copy of
+# each one (a full memo is about 6 MiB) and decoded it once more. The same bytes decode to
+# the same resource whichever source fetched them, and a source only ever looks up bytes
+# it was sent, so nothing passes from one source to another. Each open client adds its
+# share to the bound, so sources whose passes differ (other accounts) keep as many each as
+# they did with a memo of their own.
+_INCLUDED = IncludedMemo(size=0)
+_INCLUDED_PER_CLIENT = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,7 +171,11 @@ class PassEntryClient:
         self._tracing = tracing
         self._budget = budget
         # Passes and readers repeat across pages: each distinct one is decoded once.
-        self._included = IncludedMemo()
+        self._included = _INCLUDED
+        _INCLUDED.resize(_INCLUDED_PER_CLIENT)
+        # Given back on close, or when the client is collected unclosed (a source whose
+        # start-up failed after making it), so that the bound never outgrows the clients.
+        self._release = weakref.finalize(self, _INCLUDED.resize, -_INCLUDED_PER_CLIENT)
         self._deadline = retry_deadline_s
         self._sleep = sleep
         # Measures the retry deadline; tests pass a clock that their ``sleep`` moves on.
@@ -178,6 +192,7 @@ class PassEntryClient:
         )
 
     def close(self) -> None:
+        self._release()
         self._http.close()
 
     def __enter__(self) -> PassEntryClient:

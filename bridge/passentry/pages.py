@@ -180,9 +180,21 @@ class IncludedMemo:
         with self._lock:
             items = self._items
             items[key] = item
-            if len(items) > self._size:
+            while len(items) > self._size:
                 items.popitem(last=False)
         return item
+
+    def resize(self, by: int) -> None:
+        """Hold ``by`` items more (fewer, if negative), dropping the oldest to fit."""
+        with self._lock:
+            self._size = max(0, self._size + by)
+            items = self._items
+            while len(items) > self._size:
+                items.popitem(last=False)
+
+    @property
+    def bound(self) -> int:
+        return self._size
 
     def __len__(self) -> int:
         return len(self._items)

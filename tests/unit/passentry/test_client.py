@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import gc
 import json
 from typing import Any
 
@@ -55,6 +56,40 @@ def test_sends_bearer_token_and_decodes(example_page_bytes: bytes, metrics: Metr
         sample(metrics, "passentry_bridge_api_requests_total", endpoint="scans", status_class="2xx")
         == 1
     )
+
+
+def test_clients_share_the_passes_and_readers_they_decoded(
+    example_page_bytes: bytes, metrics: Metrics
+) -> None:
+    """Two sources of one process listing the same passes hold one copy of each."""
+    clients = [
+        make(Script(httpx.Response(200, content=example_page_bytes)), metrics, []) for _ in range(2)
+    ]
+    pages = [client.list_scans({"page": "1"}).page for client in clients]
+    assert pages[0].passes
+    assert pages[0].readers
+    for pass_id, found in pages[0].passes.items():
+        assert pages[1].passes[pass_id] is found
+    for reader_id, found in pages[0].readers.items():
+        assert pages[1].readers[reader_id] is found
+
+
+def test_each_open_client_adds_its_share_to_the_shared_memo(metrics: Metrics) -> None:
+    """Sources whose passes differ keep as many each as with a memo of their own; a client
+    closed, or dropped without closing, gives its share back."""
+    from bridge.passentry import client as client_module
+
+    memo = client_module._INCLUDED
+    share = client_module._INCLUDED_PER_CLIENT
+    gc.collect()  # other tests' clients, dropped unclosed
+    before = memo.bound
+    one, two = make(Script(), metrics, []), make(Script(), metrics, [])
+    assert memo.bound == before + 2 * share
+    one.close()
+    assert memo.bound == before + share
+    del two
+    gc.collect()
+    assert memo.bound == before
 
 
 def test_retries_429_5xx_timeouts_resets_and_malformed_then_succeeds(

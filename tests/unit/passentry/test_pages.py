@@ -122,3 +122,24 @@ def test_a_page_with_more_included_items_than_the_memo_holds_keeps_every_one() -
     first = decode_page(json.dumps({"data": [], "included": readers[:1]}).encode(), memo)
     assert first.readers["gate-0"] is not page.readers["gate-0"]
     assert first.readers["gate-0"] == page.readers["gate-0"]
+
+
+def test_a_memo_resized_down_drops_its_oldest_items_and_up_holds_more() -> None:
+    readers = [
+        {"type": "reader", "id": f"gate-{n}", "attributes": {"name": f"G{n}"}} for n in range(4)
+    ]
+    memo = IncludedMemo(size=4)
+    first = decode_page(json.dumps({"data": [], "included": readers}).encode(), memo)
+    assert len(memo) == 4
+    memo.resize(-3)
+    assert (memo.bound, len(memo)) == (1, 1)
+    # The newest stayed: decoding it again gives the same object; an older one is new.
+    newest = decode_page(json.dumps({"data": [], "included": readers[3:]}).encode(), memo)
+    assert newest.readers["gate-3"] is first.readers["gate-3"]
+    oldest = decode_page(json.dumps({"data": [], "included": readers[:1]}).encode(), memo)
+    assert oldest.readers["gate-0"] is not first.readers["gate-0"]
+    memo.resize(2)
+    decode_page(json.dumps({"data": [], "included": readers}).encode(), memo)
+    assert (memo.bound, len(memo)) == (3, 3)
+    memo.resize(-10)
+    assert (memo.bound, len(memo)) == (0, 0)

@@ -11,6 +11,8 @@ What goes before the body on the wire is the framing's business (``bridge.avro.f
 from __future__ import annotations
 
 import io
+import threading
+import weakref
 from collections import OrderedDict
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -115,6 +117,43 @@ def to_millis(value: datetime | None) -> int | None:
     return (value - _EPOCH) // _MS
 
 
+class _Encoded:
+    """Avro bytes by resource id, for the encoders of one schema: at most as many as their
+    shares add up to, the oldest first out (in O(1): with more distinct passes than it
+    holds, an event's attendees, every new pass evicts one)."""
+
+    def __init__(self) -> None:
+        self.objects: OrderedDict[int, tuple[PassResource | ReaderResource, bytes]] = OrderedDict()
+        self._bound = 0
+        self._lock = threading.Lock()
+
+    def keep(
+        self, resource: PassResource | ReaderResource, value: bytes
+    ) -> tuple[PassResource | ReaderResource, bytes]:
+        with self._lock:
+            objects = self.objects
+            while objects and len(objects) >= self._bound:
+                objects.popitem(last=False)
+            known = objects[id(resource)] = (resource, value)
+        return known
+
+    def resize(self, by: int) -> None:
+        with self._lock:
+            self._bound = max(0, self._bound + by)
+            while len(self.objects) > self._bound:
+                self.objects.popitem(last=False)
+
+
+_encoded: dict[str, _Encoded] = {}
+_encoded_lock = threading.Lock()
+
+
+def _encoded_for(schema: VersionedSchema) -> _Encoded:
+    # By the Parsing Canonical Form: it decides the bytes, whatever the schema's version.
+    with _encoded_lock:
+        return _encoded.setdefault(schema.canonical, _Encoded())
+
+
 class Encoder:
     def __init__(self, schema: VersionedSchema, source_id: str) -> None:
         fields = _shapes(schema.definition)
@@ -135,10 +174,14 @@ class Encoder:
         self._seen_max = 20_000
         # The fast path's: Avro bytes by the resource object itself (the client's memo
         # hands out one object per distinct JSON), kept with it so its id stays its own.
-        # bridge/kafka/_scanrecord.c reads it; pass_bytes and reader_bytes fill it.
-        # Oldest first out, in O(1): with more distinct passes than it holds (an event's
-        # attendees), every new pass evicts one.
-        self.objects: OrderedDict[int, tuple[PassResource | ReaderResource, bytes]] = OrderedDict()
+        # bridge/kafka/_scanrecord.c reads it; pass_bytes and reader_bytes fill it. Shared
+        # by the process's encoders of this schema: the memo is the process's too, so a pass
+        # one source encoded is known to the others. This encoder's share of its bound is
+        # given back when it is collected.
+        self._encoded = _encoded_for(schema)
+        self.objects = self._encoded.objects
+        self._encoded.resize(_OBJECTS_MAX)
+        weakref.finalize(self, self._encoded.resize, -_OBJECTS_MAX)
 
     def encode(self, items: list[Enriched]) -> list[bytes | Exception]:
         """Avro bodies for ``items``, in order, without a framing prefix; an item that cannot
@@ -236,10 +279,7 @@ class Encoder:
     def _keep(
         self, resource: PassResource | ReaderResource, value: bytes
     ) -> tuple[PassResource | ReaderResource, bytes]:
-        if len(self.objects) >= _OBJECTS_MAX:
-            self.objects.popitem(last=False)
-        known = self.objects[id(resource)] = (resource, value)
-        return known
+        return self._encoded.keep(resource, value)
 
     def _remembered_reader(self, r: ReaderResource) -> bytes:
         key = _json(r)

@@ -5,6 +5,7 @@ differ from what the encoder writes, in name, type or order, is refused at start
 
 from __future__ import annotations
 
+import gc
 import io
 import re
 from collections.abc import Callable
@@ -366,3 +367,56 @@ def test_a_schema_whose_pass_record_differs_is_refused(
     changed with it, and says so instead of writing bytes its readers would misread."""
     with pytest.raises(ValueError, match="the pass record's fields"):
         Encoder(changed_schema(change), SOURCE)
+
+
+def test_encoders_of_one_schema_share_the_bytes_of_a_pass_or_reader(
+    scan_schema: VersionedSchema,
+) -> None:
+    """The client's memo gives every source the same object for the same JSON: what one
+    source's encoder wrote for it, another's reuses, as itself."""
+    item = full_cases()[0].item
+    assert item.pass_ is not None
+    assert item.reader is not None
+    first, second = Encoder(scan_schema, SOURCE), Encoder(scan_schema, "another source")
+    written = first.pass_bytes(item.pass_), first.reader_bytes(item.reader)
+    assert second.pass_bytes(item.pass_) is written[0]
+    assert second.reader_bytes(item.reader) is written[1]
+    # An equal pass that is another object (decoded apart) is written anew, to the same bytes.
+    twin = msgspec.json.decode(msgspec.json.encode(item.pass_), type=type(item.pass_))
+    again = second.pass_bytes(twin)
+    assert again == written[0]
+    assert again is not written[0]
+
+
+def test_another_schema_version_keeps_its_own_bytes(
+    scan_schema: VersionedSchema, changed_schema: Callable[[SchemaChange], VersionedSchema]
+) -> None:
+    """A reader record with one more field: the same reader object, other bytes."""
+
+    def reader_with_a_field_more(fields: list[dict[str, Any]]) -> None:
+        (reader,) = [f for f in fields if f["name"] == "reader"]
+        reader["type"][1]["fields"].append(
+            {"name": "extra", "type": ["null", "string"], "default": None}
+        )
+
+    item = full_cases()[0].item
+    assert item.reader is not None
+    written = Encoder(scan_schema, SOURCE).reader_bytes(item.reader)
+    other = Encoder(changed_schema(reader_with_a_field_more), SOURCE).reader_bytes(item.reader)
+    assert other == written + b"\0"  # the null branch of the field added last
+
+
+def test_each_live_encoder_adds_its_share_to_the_bound_and_gives_it_back(
+    scan_schema: VersionedSchema,
+) -> None:
+    from bridge.avro import encoder as encoder_module
+
+    gc.collect()  # other tests' encoders
+    shared = encoder_module._encoded_for(scan_schema)
+    share = encoder_module._OBJECTS_MAX
+    before = shared._bound
+    encoders = [Encoder(scan_schema, SOURCE) for _ in range(3)]
+    assert shared._bound == before + 3 * share
+    del encoders
+    gc.collect()
+    assert shared._bound == before

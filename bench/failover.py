@@ -25,7 +25,7 @@ from bench._procs import Child, Simulator, scrape_metrics
 from bench._runs import PUBLISHED, Context, bridge_child, bridge_executable, fresh_names
 from bench.scenarios import Arrivals, Sizes, say
 
-__all__ = ["failover", "many_sources"]
+__all__ = ["failover", "many_sources", "ten_against_one"]
 
 RATE = 50
 SESSION_TIMEOUT_MS = 10_000
@@ -97,6 +97,7 @@ def failover(ctx: Context, sizes: Sizes) -> dict[str, Any]:
 def many_sources(ctx: Context, sizes: Sizes) -> dict[str, Any]:
     n = sizes.many_sources_scans
     readers = 10
+    reps = sizes.cpu_repetitions
     sim_args = [
         "--backlog",
         str(n),
@@ -108,55 +109,79 @@ def many_sources(ctx: Context, sizes: Sizes) -> dict[str, Any]:
         "11",
         "--no-rate-limit",
     ]
-    say(f"many_sources: {n} scans, one source against ten (one reader each) in one process")
+    programs = ["bridge"] if ctx.baseline is None else ["bridge", "baseline"]
+    say(
+        f"many_sources: {n} scans, one source against ten (one reader each) in one process,"
+        f" {reps} times each, interleaved"
+    )
+    cpu: dict[str, dict[str, list[float]]] = {p: {"one": [], "ten": []} for p in programs}
     with Simulator(sim_args, log_dir=ctx.log_dir, name="sim-many") as sim:
-        results = _one_and_ten(ctx, sim, n, readers, "bridge")
-        if ctx.baseline is not None:
-            results["baseline"] = _one_and_ten(ctx, sim, n, readers, "baseline")
+        # Every other repetition in the other order, so that a noisy spell on this shared
+        # machine falls on each program, and on one source and ten, alike.
+        for rep in range(reps):
+            flip = rep % 2 == 1
+            for program in reversed(programs) if flip else programs:
+                for label in ("ten", "one") if flip else ("one", "ten"):
+                    run = _one_run(ctx, sim, n, readers, program, label, rep)
+                    cpu[program][label].append(run)
+    results = ten_against_one(cpu["bridge"], n, readers)
+    if ctx.baseline is not None:
+        results["baseline"] = ten_against_one(cpu["baseline"], n, readers)
     return results
 
 
-def _one_and_ten(
-    ctx: Context, sim: Simulator, n: int, readers: int, program: str
-) -> dict[str, Any]:
-    """``program`` (``bridge``, or the ``baseline`` checkout's) running one source, then
-    ten, each to the end of the backlog."""
+def _one_run(
+    ctx: Context, sim: Simulator, n: int, readers: int, program: str, label: str, rep: int
+) -> float:
+    """CPU seconds ``program`` (``bridge``, or the ``baseline`` checkout's) takes to publish
+    the whole backlog with one source (``label`` ``one``) or ten, one reader each."""
     executable = bridge_executable(ctx.baseline) if program == "baseline" else None
-    results: dict[str, Any] = {}
     # The simulator names its readers gate-001, gate-002, ...
     reader_ids = [f"gate-{i:03d}" for i in range(1, readers + 1)]
-    since = "2000-01-01T00:00:00Z"
     tag = f"{os.getpid()}-{time.time_ns()}"
+    names = fresh_names(f"many-{label}")
+    args = ["--since", "2000-01-01T00:00:00Z"]
     with tempfile.TemporaryDirectory() as tmp:
-        ten = Path(tmp) / "ten.yaml"
-        ten.write_text(
-            yaml.safe_dump(
-                {
-                    "sources": [
-                        {"id": f"many-{i}-{tag}", "filters": {"reader_id": r}}
-                        for i, r in enumerate(reader_ids)
-                    ]
-                }
+        if label == "ten":
+            ten = Path(tmp) / "ten.yaml"
+            ten.write_text(
+                yaml.safe_dump(
+                    {
+                        "sources": [
+                            {"id": f"many-{i}-{tag}", "filters": {"reader_id": r}}
+                            for i, r in enumerate(reader_ids)
+                        ]
+                    }
+                )
             )
-        )
-        for label, args in (("one", []), ("ten", ["--config", str(ten)])):
-            names = fresh_names(f"many-{label}")
-            if args:
-                del names["BRIDGE_SOURCE_ID"]
-            env = {**names, "BRIDGE_GROUP_ID": "", "PASSENTRY_REQUEST_BUDGET": "100"}
-            argv = ["--since", since, *args]
-            child, port = bridge_child(ctx, sim, f"{program}-many-{label}", env, argv, executable)
-            with child:
-                cpu = _cpu_to(ctx, child, port, n)
-            results[label] = {
-                "sources": 1 if label == "one" else readers,
-                "scans": n,
-                "cpu_s": round(cpu, 2),
-                "scans_per_cpu_second": round(n / cpu),
-            }
+            del names["BRIDGE_SOURCE_ID"]
+            args += ["--config", str(ten)]
+        env = {**names, "BRIDGE_GROUP_ID": "", "PASSENTRY_REQUEST_BUDGET": "100"}
+        name = f"{program}-many-{label}-{rep}"
+        child, port = bridge_child(ctx, sim, name, env, args, executable)
+        with child:
+            return _cpu_to(ctx, child, port, n)
+
+
+def ten_against_one(cpu: dict[str, list[float]], n: int, readers: int) -> dict[str, Any]:
+    """Each of one source and ten at its median CPU over the repetitions, and the ratio of
+    the medians; each run's CPU and each repetition's own ratio beside them."""
+    results: dict[str, Any] = {}
+    for label, runs in cpu.items():
+        median = statistics.median(runs)
+        results[label] = {
+            "sources": 1 if label == "one" else readers,
+            "scans": n,
+            "cpu_s": round(median, 2),
+            "cpu_s_runs": [round(c, 2) for c in runs],
+            "scans_per_cpu_second": round(n / median),
+        }
     results["ratio_ten_vs_one"] = round(
         results["ten"]["scans_per_cpu_second"] / results["one"]["scans_per_cpu_second"], 3
     )
+    results["ratio_ten_vs_one_runs"] = [
+        round(one / ten, 3) for one, ten in zip(cpu["one"], cpu["ten"], strict=True)
+    ]
     return results
 
 

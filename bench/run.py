@@ -89,6 +89,17 @@ def check_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+def _many_runs(m: dict[str, Any]) -> str:
+    """Each run's CPU behind the medians (results from before there were several: none)."""
+    if "cpu_s_runs" not in m["one"]:
+        return ""
+    return (
+        f" (medians of {len(m['one']['cpu_s_runs'])} interleaved runs; CPU s one source"
+        f" {m['one']['cpu_s_runs']}, ten {m['ten']['cpu_s_runs']}; each repetition's ratio"
+        f" {m['ratio_ten_vs_one_runs']})"
+    )
+
+
 def markdown(results: dict[str, Any]) -> str:
     lines = [
         f"Mode: {results['mode']} ({results['duration_s']:.0f} s), bridge log level"
@@ -231,14 +242,14 @@ def markdown(results: dict[str, Any]) -> str:
                 f"| {m[k]['sources']} | {m[k]['cpu_s']} | {m[k]['scans_per_cpu_second']:,} |"
                 for k in ("one", "ten")
             ),
-            f"\nratio_ten_vs_one {m['ratio_ten_vs_one']}",
+            f"\nratio_ten_vs_one {m['ratio_ten_vs_one']}{_many_runs(m)}",
         ]
         if "baseline" in m:
             b = m["baseline"]
             lines.append(
                 f"\nbaseline: one source {b['one']['scans_per_cpu_second']:,} scans / CPU s,"
                 f" ten {b['ten']['scans_per_cpu_second']:,}; ratio_ten_vs_one"
-                f" {b['ratio_ten_vs_one']}"
+                f" {b['ratio_ten_vs_one']}{_many_runs(b)}"
             )
     if "memory" in results:
         m = results["memory"]

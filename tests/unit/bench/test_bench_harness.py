@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from bench.ab import positive_int
+from bench.failover import ten_against_one
 from bench.profile import summarise
 from bench.run import check_targets, markdown
 from bench.scenarios import quantile
@@ -117,3 +118,15 @@ def test_ab_takes_a_positive_count_of_passes() -> None:
     for text in ("0", "-5"):
         with pytest.raises(argparse.ArgumentTypeError, match="must be 1 or more"):
             positive_int(text)
+
+
+def test_many_sources_compares_the_medians_and_shows_every_run() -> None:
+    figures = ten_against_one({"one": [1.0, 1.6, 1.2], "ten": [2.0, 1.5, 1.4]}, 30_000, 10)
+    assert figures["one"]["cpu_s"] == 1.2
+    assert figures["ten"]["cpu_s"] == 1.5
+    assert figures["ratio_ten_vs_one"] == round(20_000 / 25_000, 3)
+    assert figures["ratio_ten_vs_one_runs"] == [0.5, 1.067, 0.857]
+    head = {"mode": "quick", "duration_s": 60.0, "bridge_log_level": "WARNING", "targets": []}
+    text = markdown({**head, "many_sources": {**figures, "baseline": figures}})
+    assert text.count("medians of 3 interleaved runs") == 2
+    assert "ten [2.0, 1.5, 1.4]" in text

@@ -337,6 +337,8 @@ class CheckpointStore:
                 plan = plan_reads(ends, partitions, timeout_s)
             finally:
                 ends.close()
+            if not plan.starts:
+                return  # nothing there yet (a first start): no reader to make
             consumer = self._consumer()
             try:
                 yield from read_committed(consumer, plan, stall_s=timeout_s, on_error=failed)

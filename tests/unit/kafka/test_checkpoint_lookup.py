@@ -43,6 +43,11 @@ class FakeConsumer:
             raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "Failed to get offsets"))
         return [TopicPartition(tp.topic, tp.partition, 40 + tp.partition) for tp in wanted]
 
+    def get_watermark_offsets(
+        self, tp: TopicPartition, timeout: float, cached: bool
+    ) -> tuple[int, int]:
+        return (0, 0)  # an empty partition
+
     def close(self) -> None:
         self.closed = True
 
@@ -80,3 +85,20 @@ def test_a_lookup_that_keeps_failing_fails_the_restore_at_its_deadline() -> None
         store._partitions_at(["scans"], 1_000, timeout_s=0.5)
     assert len(store.consumers) == 1
     assert store.consumers[0].asked == [pytest.approx(0.5, abs=0.05)]
+
+
+def test_reading_an_empty_state_topic_makes_no_reader() -> None:
+    """A first start: the ends are asked (read_uncommitted), and with nothing before them no
+    read_committed consumer is made for the read."""
+    store = Store(dead_tries=0)
+    isolations: list[str] = []
+    new_consumer = store._new_consumer
+
+    def recording(isolation: str) -> Any:
+        isolations.append(isolation)
+        return new_consumer(isolation)
+
+    store._new_consumer = recording  # type: ignore[method-assign]
+    assert store.read_state().checkpoint is None
+    assert isolations == ["read_uncommitted"]
+    assert all(c.closed for c in store.consumers)

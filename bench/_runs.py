@@ -25,6 +25,7 @@ from passentry_simulator.app import MAX_PER_PAGE
 
 __all__ = [
     "Context",
+    "ProbePace",
     "RunResult",
     "bridge_executable",
     "fixed_cpu",
@@ -148,7 +149,7 @@ def run_bridge(
     with child:
         first = _wait_first_request(sim, child, base_requests, 120)
         deadline = time.monotonic() + timeout
-        min_pages, fetched = -(-expected // MAX_PER_PAGE), False
+        pace = ProbePace(sim, base_requests, expected)
         while True:
             if not child.alive():
                 raise RuntimeError(f"{name} exited early: see {child.log_path}")
@@ -164,13 +165,7 @@ def run_bridge(
                 break
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{name}: {published}/{expected} after {timeout:.0f}s")
-            # A scrape costs the bridge about 1.3 ms of CPU (it renders every series), which
-            # the comparators never pay: one every 0.1 s throughout was ~3 % of a cpu run.
-            # Asking the simulator costs the bridge nothing: until it has served the pages
-            # the backlog needs, look twice a second; from then on, every 0.1 s, so that the
-            # moment the last scan is published is as precise as before.
-            fetched = fetched or sim.requests()[0] - base_requests >= min_pages
-            time.sleep(0.1 if fetched else 0.5)
+            pace.wait()
         requests, limited = sim.requests()
     return RunResult(
         name,
@@ -184,6 +179,25 @@ def run_bridge(
             "duplicates": int(metrics.get("passentry_bridge_scans_duplicate_total", 0)),
         },
     )
+
+
+class ProbePace:
+    """How long to wait before asking a bridge's ``/metrics`` again. A scrape costs the
+    bridge CPU (it renders every series: 1.3-2 ms for one source, 7-12 for ten), which
+    the comparators never pay: one every 0.1 s throughout was ~3 % of a cpu run. Asking the
+    simulator costs the bridge nothing: until it has served the pages the backlog needs
+    (counted from ``base_requests``), look twice a second; from then on, every 0.1 s, so
+    that the moment the last scan is published is as precise as before."""
+
+    def __init__(self, sim: Simulator, base_requests: int, expected: int) -> None:
+        self._sim = sim
+        self._base = base_requests
+        self._pages = -(-expected // MAX_PER_PAGE)
+        self._fetched = False
+
+    def wait(self) -> None:
+        self._fetched = self._fetched or self._sim.requests()[0] - self._base >= self._pages
+        time.sleep(0.1 if self._fetched else 0.5)
 
 
 def run_comparator(

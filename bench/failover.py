@@ -22,7 +22,14 @@ from typing import Any
 import yaml
 
 from bench._procs import Child, Simulator, scrape_metrics
-from bench._runs import PUBLISHED, Context, bridge_child, bridge_executable, fresh_names
+from bench._runs import (
+    PUBLISHED,
+    Context,
+    ProbePace,
+    bridge_child,
+    bridge_executable,
+    fresh_names,
+)
 from bench.scenarios import Arrivals, Sizes, say
 
 __all__ = ["failover", "many_sources", "ten_against_one"]
@@ -158,9 +165,10 @@ def _one_run(
             args += ["--config", str(ten)]
         env = {**names, "BRIDGE_GROUP_ID": "", "PASSENTRY_REQUEST_BUDGET": "100"}
         name = f"{program}-many-{label}-{rep}"
+        pace = ProbePace(sim, sim.requests()[0], n)
         child, port = bridge_child(ctx, sim, name, env, args, executable)
         with child:
-            return _cpu_to(ctx, child, port, n)
+            return _cpu_to(ctx, child, port, n, pace)
 
 
 def ten_against_one(cpu: dict[str, list[float]], n: int, readers: int) -> dict[str, Any]:
@@ -185,7 +193,7 @@ def ten_against_one(cpu: dict[str, list[float]], n: int, readers: int) -> dict[s
     return results
 
 
-def _cpu_to(ctx: Context, child: Child, port: int, expected: int) -> float:
+def _cpu_to(ctx: Context, child: Child, port: int, expected: int, pace: ProbePace) -> float:
     deadline = time.monotonic() + 900
     while time.monotonic() < deadline:
         if not child.alive():
@@ -198,7 +206,7 @@ def _cpu_to(ctx: Context, child: Child, port: int, expected: int) -> float:
             published = 0
         if published >= expected:
             return child.cpu()
-        time.sleep(0.1)
+        pace.wait()
     raise TimeoutError(f"{child.name} did not publish {expected} scans")
 
 

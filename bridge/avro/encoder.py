@@ -20,7 +20,6 @@ from typing import Any
 import msgspec
 from fastavro import parse_schema, schemaless_writer
 
-from bridge.avro._scanbody import write as write_scan
 from bridge.avro._scanbody import write_pass
 from bridge.avro.schemas import VersionedSchema
 from bridge.avro.wire import (
@@ -34,8 +33,6 @@ from bridge.avro.wire import (
 )
 from bridge.enrich import Enriched
 from bridge.passentry.models import Barcode, PassResource, ReaderResource
-from bridge.passentry.pages import ValidScan
-from bridge.uuid7 import int_millis
 
 __all__ = ["HEAD_FIELDS", "Encoder", "to_millis", "type_shape"]
 
@@ -244,37 +241,6 @@ class Encoder:
         if known is None:
             known = self._keep(r, self._remembered_reader(r))
         return known[1]
-
-    def scan_body(
-        self, prefix: bytes, scan: ValidScan, reader_id: str, pass_id: str | None,
-        pass_bytes: bytes, reader_bytes: bytes,
-    ) -> bytes:  # fmt: skip
-        """``prefix`` (the framing) and one scan's Avro body, as :meth:`encode` writes it, in
-        one allocation (``bridge/avro/_scanbody.c``). Raises what :meth:`encode` would
-        return."""
-        resource = scan.resource
-        attrs = resource.attributes
-        scanned_at = attrs.scanned_at
-        if scanned_at is not None and scanned_at.tzinfo is not UTC:
-            scanned: datetime | int | None = to_millis(scanned_at)
-        else:  # None, or UTC as PassEntry writes times: the native writer's own
-            scanned = scanned_at
-        return write_scan(
-            prefix,
-            resource.id,
-            int_millis(scan.id_int),
-            scanned,
-            attrs.scan_type,
-            attrs.scan_value,
-            attrs.validation_type,
-            attrs.status,
-            attrs.status_detail,
-            reader_id,
-            pass_id,
-            self.source,
-            pass_bytes,
-            reader_bytes,
-        )
 
     def _keep(
         self, resource: PassResource | ReaderResource, value: bytes

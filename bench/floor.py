@@ -5,7 +5,7 @@ No decode, no enrich, no encode. It counts the scans of a page with a byte searc
 that many copies of a fixed value (the size of a real record) under a rotating key, and
 flushes once per page. What the bridge spends above this is its own work.
 
-``--budget N`` spaces the page requests as the bridge's request budget does (its own
+``--budget N`` paces the page requests as the bridge's request budget does (its own
 :class:`~bridge.passentry.ratelimit.RequestBudget`, N a second). The cpu scenario runs the
 floor both ways: unpaced is the target's floor; paced shows what the pacing alone costs,
 since a request that starts after an idle spell takes more CPU than one straight after

@@ -8,8 +8,8 @@
 
 The ``cpu`` scenario's backlog (``--scans``, 30,000 over a week, no latency, no rate limit;
 ``--passes``, how many distinct passes its scans are of), read by each variant in turn,
-interleaved repetition by repetition so that a noisy neighbour on a shared machine hits all
-of them alike: ``base`` is the bridge package of
+interleaved repetition by repetition, each repetition starting with the next variant, so that
+a noisy neighbour on a shared machine hits all of them alike: ``base`` is the bridge package of
 ``--base`` (``git archive`` into .local/bench/, put first on the child's PYTHONPATH),
 ``head`` the worktree's, and each ``--variant NAME:VAR=VALUE,...`` the worktree's with
 those environment variables. ``--traced`` starts Jaeger (scripts/build-jaeger's binary, its
@@ -140,6 +140,14 @@ def main() -> int:
         return compare(args, [*variants, *traced_variants(otlp_url)])
 
 
+def turn_order(variants: list[Variant], rep: int) -> list[Variant]:
+    """The order of repetition ``rep``: each starts with the next variant. With a fixed
+    order, an A/A run (``--base HEAD``, nothing changed) put ``head`` at 1.068 and 1.111 of
+    ``base``; rotated, at 1.018 (bench/README.md, "Requests in bursts")."""
+    turn = rep % len(variants)
+    return [*variants[turn:], *variants[:turn]]
+
+
 def compare(args: argparse.Namespace, variants: list[Variant]) -> int:
     n = args.scans
     extra = ("--passes", str(args.passes)) if args.passes is not None else ()
@@ -151,7 +159,7 @@ def compare(args: argparse.Namespace, variants: list[Variant]) -> int:
         try:
             with Simulator(backlog, log_dir=log_dir, name="sim-ab") as sim:
                 for rep in range(args.repetitions):
-                    for v in variants:
+                    for v in turn_order(variants, rep):
                         env = {"PASSENTRY_REQUEST_BUDGET": "100", **v.env}
                         r = run_bridge(ctx, sim, name=v.name, expected=n, since=since, env=env)
                         per_cpu[v.name].append(r.scans_per_cpu_s)

@@ -30,7 +30,7 @@ __all__ = ["RequestBudget"]
 # since its clock and ours may disagree.
 _MAX_SERVER_PAUSE_S = 5.0
 
-# The share of a second's budget that may start back to back. Bigger bursts would save a
+# The share of a second's budget that may start back to back. Bigger bursts might save a
 # little more CPU, but the server counts arrivals and latency jitter moves a whole burst.
 _BURST_SHARE = 0.1
 

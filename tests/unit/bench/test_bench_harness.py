@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.ab import positive_int
+from bench.ab import Variant, positive_int, turn_order
 from bench.failover import ten_against_one
 from bench.profile import summarise
 from bench.run import check_targets, markdown
@@ -130,3 +130,14 @@ def test_many_sources_compares_the_medians_and_shows_every_run() -> None:
     text = markdown({**head, "many_sources": {**figures, "baseline": figures}})
     assert text.count("medians of 3 interleaved runs") == 2
     assert "ten [2.0, 1.5, 1.4]" in text
+
+
+def test_ab_repetitions_take_turns_at_running_first() -> None:
+    variants = [Variant(name, {}) for name in ("base", "head", "c1")]
+    orders = [[v.name for v in turn_order(variants, rep)] for rep in range(4)]
+    assert orders == [
+        ["base", "head", "c1"],
+        ["head", "c1", "base"],
+        ["c1", "base", "head"],
+        ["base", "head", "c1"],
+    ]

@@ -13,10 +13,10 @@ import json
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
@@ -32,6 +32,7 @@ __all__ = [
     "fresh_names",
     "run_bridge",
     "run_comparator",
+    "turn_order",
 ]
 
 PUBLISHED = "passentry_bridge_scans_published_total"
@@ -198,6 +199,18 @@ class ProbePace:
     def wait(self) -> None:
         self._fetched = self._fetched or self._sim.requests()[0] - self._base >= self._pages
         time.sleep(0.1 if self._fetched else 0.5)
+
+
+T = TypeVar("T")
+
+
+def turn_order(items: Sequence[T], rep: int) -> list[T]:
+    """The order of repetition ``rep``: each repetition starts with the next item, so that
+    no program (or size) always runs first, after the simulator starts or after another's
+    run. With a fixed order, ``bench.ab``'s A/A runs put ``head`` at 1.068 and 1.111 of
+    ``base``; in turns, at 1.018 (bench/README.md, "Requests in bursts")."""
+    turn = rep % len(items)
+    return [*items[turn:], *items[:turn]]
 
 
 def run_comparator(

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from bench._procs import REPO, Kafka, Simulator
-from bench._runs import Context, run_bridge
+from bench._runs import Context, run_bridge, turn_order
 from bench.run import compile_sources
 from bench.scenarios import WEEK_S, _backlog, _gap, say
 
@@ -138,14 +138,6 @@ def main() -> int:
         return compare(args, variants)
     with jaeger() as otlp_url:
         return compare(args, [*variants, *traced_variants(otlp_url)])
-
-
-def turn_order(variants: list[Variant], rep: int) -> list[Variant]:
-    """The order of repetition ``rep``: each starts with the next variant. With a fixed
-    order, an A/A run (``--base HEAD``, nothing changed) put ``head`` at 1.068 and 1.111 of
-    ``base``; rotated, at 1.018 (bench/README.md, "Requests in bursts")."""
-    turn = rep % len(variants)
-    return [*variants[turn:], *variants[:turn]]
 
 
 def compare(args: argparse.Namespace, variants: list[Variant]) -> int:

@@ -29,6 +29,7 @@ from bench._runs import (
     bridge_child,
     bridge_executable,
     fresh_names,
+    turn_order,
 )
 from bench.scenarios import Arrivals, Sizes, say
 
@@ -123,12 +124,11 @@ def many_sources(ctx: Context, sizes: Sizes) -> dict[str, Any]:
     )
     cpu: dict[str, dict[str, list[float]]] = {p: {"one": [], "ten": []} for p in programs}
     with Simulator(sim_args, log_dir=ctx.log_dir, name="sim-many") as sim:
-        # Every other repetition in the other order, so that a noisy spell on this shared
-        # machine falls on each program, and on one source and ten, alike.
+        # In turns, so that a noisy spell on this shared machine falls on each program, and
+        # on one source and ten, alike.
         for rep in range(reps):
-            flip = rep % 2 == 1
-            for program in reversed(programs) if flip else programs:
-                for label in ("ten", "one") if flip else ("one", "ten"):
+            for program in turn_order(programs, rep):
+                for label in turn_order(("one", "ten"), rep):
                     run = _one_run(ctx, sim, n, readers, program, label, rep)
                     cpu[program][label].append(run)
     results = ten_against_one(cpu["bridge"], n, readers)

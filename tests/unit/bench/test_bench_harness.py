@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.ab import Variant, positive_int, turn_order
+from bench._runs import turn_order
+from bench.ab import Variant, positive_int
 from bench.failover import ten_against_one
 from bench.profile import summarise
 from bench.run import check_targets, markdown

@@ -81,7 +81,10 @@ def find_owners(
     """Ask Kafka which member owns each source."""
     if not group_id:
         return Owners(False, {}, group_id, why="no consumer group (BRIDGE_GROUP_ID is empty)")
-    admin = AdminClient(client_conf)
+    # Asked for by name, a topic that is missing would be made by a broker that creates what
+    # clients ask about, with its default partition count instead of
+    # BRIDGE_COORDINATION_PARTITIONS: librdkafka lets an admin client ask for that.
+    admin = AdminClient({**client_conf, "allow.auto.create.topics": False})
     try:
         topic = admin.list_topics(coordination_topic, timeout=timeout_s).topics[coordination_topic]
         if topic.error is not None or not topic.partitions:

@@ -131,6 +131,26 @@ def test_a_plaintext_broker_advertises_its_host(tmp_path: Path) -> None:
     assert f"log.dirs={tmp_path}/data\n" in text
 
 
+def test_properties_set_over_the_generated_ones(tmp_path: Path) -> None:
+    env = {
+        "KAFKA_LOCAL_DIR": str(tmp_path),
+        "KAFKA_LOCAL_PROPERTIES": "auto.create.topics.enable=true, num.partitions=7",
+    }
+    Broker(env)._write_plain()
+    text = (tmp_path / "server.properties").read_text()
+    assert "auto.create.topics.enable=true\n" in text
+    assert "auto.create.topics.enable=false" not in text
+    assert "num.partitions=7\n" in text
+    assert "num.partitions=3" not in text
+
+
+@pytest.mark.parametrize("bad", ["auto.create.topics.enable", "=true", "num.partitions="])
+def test_a_property_that_is_not_key_value_is_refused(bad: str, tmp_path: Path) -> None:
+    env = {"KAFKA_LOCAL_DIR": str(tmp_path), "KAFKA_LOCAL_PROPERTIES": f"a=b {bad}"}
+    with pytest.raises(svc.Failure, match=f"KAFKA_LOCAL_PROPERTIES: '{bad}' is not key=value"):
+        Broker(env)
+
+
 def test_a_secure_instance_keeps_its_secrets_to_itself(tmp_path: Path) -> None:
     """Certificates from openssl, passwords made up, files only the owner reads; the summary
     `start` prints holds no password."""

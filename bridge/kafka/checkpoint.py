@@ -290,13 +290,13 @@ class CheckpointStore:
     def _lookup(self, topics: list[str], since_ms: int, timeout_s: float) -> list[TopicPartition]:
         consumer = self._consumer()
         try:
-            metadata = consumer.list_topics(timeout=timeout_s)
-            wanted = [
-                TopicPartition(t, p, since_ms)
-                for t in topics
-                if t in metadata.topics
-                for p in metadata.topics[t].partitions
-            ]
+            # Each topic by name: a listing of every topic in the cluster costs CPU that
+            # grows with the cluster, at every start and takeover of a source.
+            wanted = []
+            for topic in topics:
+                meta = consumer.list_topics(topic, timeout=timeout_s).topics.get(topic)
+                if meta is not None:  # one that does not exist has no partitions
+                    wanted += [TopicPartition(topic, p, since_ms) for p in meta.partitions]
             if not wanted:
                 return []
             found = consumer.offsets_for_times(wanted, timeout=timeout_s)

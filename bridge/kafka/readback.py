@@ -55,6 +55,9 @@ def reader(conf: dict[str, object], group_prefix: str, isolation: str) -> Consum
             # would add half a second per round trip to a restore.
             "fetch.wait.max.ms": 10,
             "fetch.error.backoff.ms": 50,
+            # It asks about topics by name. On a broker that creates the topics clients ask
+            # about, a reader must not make one, whatever KAFKA_PROPERTIES says.
+            "allow.auto.create.topics": False,
         }
     )
 

@@ -34,8 +34,8 @@ class FakeConsumer:
     asked: list[float] = field(default_factory=list)
     closed: bool = False
 
-    def list_topics(self, timeout: float) -> _Metadata:
-        return _Metadata({"scans": _Topic({0: None, 1: None})})
+    def list_topics(self, topic: str, timeout: float) -> _Metadata:
+        return _Metadata({topic: _Topic({0: None, 1: None})} if topic == "scans" else {})
 
     def offsets_for_times(self, wanted: list[TopicPartition], timeout: float) -> Any:
         self.asked.append(timeout)

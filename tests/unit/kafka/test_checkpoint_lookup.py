@@ -14,16 +14,7 @@ from confluent_kafka import KafkaError, KafkaException, TopicPartition
 from bridge.errors import KafkaRetriableError
 from bridge.kafka import checkpoint
 from bridge.kafka.checkpoint import CheckpointStore
-
-
-@dataclass
-class _Topic:
-    partitions: dict[int, object]
-
-
-@dataclass
-class _Metadata:
-    topics: dict[str, _Topic]
+from tests.unit.kafka.fake_metadata import ClusterMeta, TopicMeta
 
 
 @dataclass
@@ -34,8 +25,8 @@ class FakeConsumer:
     asked: list[float] = field(default_factory=list)
     closed: bool = False
 
-    def list_topics(self, topic: str, timeout: float) -> _Metadata:
-        return _Metadata({topic: _Topic({0: None, 1: None})} if topic == "scans" else {})
+    def list_topics(self, topic: str, timeout: float) -> ClusterMeta:
+        return ClusterMeta({topic: TopicMeta({0: None, 1: None})} if topic == "scans" else {})
 
     def offsets_for_times(self, wanted: list[TopicPartition], timeout: float) -> Any:
         self.asked.append(timeout)

@@ -14,17 +14,7 @@ from confluent_kafka import KafkaError
 from bridge.errors import TopicMissingError
 from bridge.kafka import topics as topics_module
 from bridge.kafka.topics import TopicManager
-
-
-@dataclass
-class _Topic:
-    partitions: dict[int, object]
-    error: KafkaError | None = None
-
-
-@dataclass
-class _Metadata:
-    topics: dict[str, _Topic]
+from tests.unit.kafka.fake_metadata import ClusterMeta, TopicMeta
 
 
 @dataclass
@@ -32,17 +22,18 @@ class FakeAdmin:
     """Topics that exist, and what the broker answers about the others."""
 
     conf: dict[str, Any]
-    existing: dict[str, _Topic]
+    existing: dict[str, TopicMeta]
     asked: list[str] = field(default_factory=list)
 
-    def list_topics(self, topic: str | None = None, timeout: float = -1) -> _Metadata:
+    def list_topics(self, topic: str | None = None, timeout: float = -1) -> ClusterMeta:
         assert topic is not None, "listed every topic of the cluster"
         self.asked.append(topic)
-        found = self.existing.get(topic, _Topic({}, KafkaError(KafkaError.UNKNOWN_TOPIC_OR_PART)))
-        return _Metadata({topic: found})
+        unknown = TopicMeta({}, KafkaError(KafkaError.UNKNOWN_TOPIC_OR_PART))
+        found = self.existing.get(topic, unknown)
+        return ClusterMeta({topic: found})
 
 
-def _manager(monkeypatch: pytest.MonkeyPatch, existing: dict[str, _Topic]) -> TopicManager:
+def _manager(monkeypatch: pytest.MonkeyPatch, existing: dict[str, TopicMeta]) -> TopicManager:
     monkeypatch.setattr(topics_module, "AdminClient", lambda conf: FakeAdmin(conf, existing))
     return TopicManager({"bootstrap.servers": "x:1"}, create=False, partitions=3,
                         replication_factor=1)  # fmt: skip
@@ -51,7 +42,7 @@ def _manager(monkeypatch: pytest.MonkeyPatch, existing: dict[str, _Topic]) -> To
 def test_each_topic_is_asked_about_by_name_with_auto_creation_off(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    manager = _manager(monkeypatch, {"scans": _Topic({0: None}), "dlq": _Topic({0: None})})
+    manager = _manager(monkeypatch, {"scans": TopicMeta({0: None}), "dlq": TopicMeta({0: None})})
     manager.ensure(["scans", "dlq"])
     admin = manager._admin
     assert isinstance(admin, FakeAdmin)
@@ -62,10 +53,10 @@ def test_each_topic_is_asked_about_by_name_with_auto_creation_off(
 
 
 def test_missing_and_hidden_topics_are_the_ones_named(monkeypatch: pytest.MonkeyPatch) -> None:
-    hidden = _Topic({}, KafkaError(KafkaError.TOPIC_AUTHORIZATION_FAILED))
-    leaderless = _Topic({0: None}, KafkaError(KafkaError.LEADER_NOT_AVAILABLE))
+    hidden = TopicMeta({}, KafkaError(KafkaError.TOPIC_AUTHORIZATION_FAILED))
+    leaderless = TopicMeta({0: None}, KafkaError(KafkaError.LEADER_NOT_AVAILABLE))
     manager = _manager(
-        monkeypatch, {"scans": _Topic({0: None}), "state": leaderless, "dlq": hidden}
+        monkeypatch, {"scans": TopicMeta({0: None}), "state": leaderless, "dlq": hidden}
     )
     monkeypatch.setattr(manager, "_raise_if_hidden", lambda topics: None)
     with pytest.raises(TopicMissingError) as raised:

@@ -15,6 +15,7 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
 
+from bridge.kafka.permissions import admin_conf
 from bridge.kafka.routing import stable_partition
 
 __all__ = ["Owner", "Owners", "describe_group", "find_owners"]
@@ -81,10 +82,9 @@ def find_owners(
     """Ask Kafka which member owns each source."""
     if not group_id:
         return Owners(False, {}, group_id, why="no consumer group (BRIDGE_GROUP_ID is empty)")
-    # Asked for by name, a topic that is missing would be made by a broker that creates what
-    # clients ask about, with its default partition count instead of
-    # BRIDGE_COORDINATION_PARTITIONS: librdkafka lets an admin client ask for that.
-    admin = AdminClient({**client_conf, "allow.auto.create.topics": False})
+    # admin_conf: asked about by name, a missing coordination topic must not be made with
+    # the broker's partition count instead of BRIDGE_COORDINATION_PARTITIONS.
+    admin = AdminClient(admin_conf(client_conf))
     try:
         topic = admin.list_topics(coordination_topic, timeout=timeout_s).topics[coordination_topic]
         if topic.error is not None or not topic.partitions:

@@ -62,8 +62,15 @@ _CLIENT_ONLY = {
 
 
 def admin_conf(conf: Mapping[str, Any]) -> dict[str, Any]:
-    """The connection settings of ``conf`` (any client's), for an admin client."""
-    return {k: v for k, v in conf.items() if k not in _CLIENT_ONLY}
+    """The connection settings of ``conf`` (any client's), for an admin client.
+
+    librdkafka's admin client is a producer underneath, and so by default asks a broker
+    that creates the topics clients ask about (``auto.create.topics.enable``, Kafka's
+    default) to make each topic it asks about by name: with the broker's partitions and
+    settings, not the bridge's. An admin client only asks, so it never does that."""
+    return {k: v for k, v in conf.items() if k not in _CLIENT_ONLY} | {
+        "allow.auto.create.topics": False
+    }
 
 
 def _spelt(op: Any) -> str:

@@ -18,7 +18,7 @@ from confluent_kafka.cimpl import NewTopic
 
 from bridge.errors import ConfigError, KafkaRetriableError, TopicMissingError
 from bridge.kafka.acl import denied, topics_grant
-from bridge.kafka.permissions import topic_operations
+from bridge.kafka.permissions import admin_conf, topic_operations
 
 __all__ = ["TopicManager"]
 
@@ -42,10 +42,9 @@ class TopicManager:
     ) -> None:
         self._conf = dict(client_conf)
         try:
-            # It asks about topics by name, and librdkafka lets an admin client ask a broker
-            # that creates what clients ask about to make them: with the broker's defaults,
-            # not this manager's partitions, replicas and compaction.
-            self._admin = AdminClient({**self._conf, "allow.auto.create.topics": False})
+            # admin_conf: asked about by name, a missing topic must not be made with the
+            # broker's defaults instead of this manager's partitions, replicas and compaction.
+            self._admin = AdminClient(admin_conf(self._conf))
         except KafkaException as exc:
             raise ConfigError(f"Kafka client settings (KAFKA_*): {exc.args[0].str()}") from exc
         self._create = create
@@ -129,12 +128,12 @@ class TopicManager:
     def _not_seen(self, topics: list[str]) -> list[str]:
         """The topics the principal cannot see: missing, or hidden from it.
 
-        Each is asked about by name (which the admin client's settings keep from making
-        it). Listing every topic of the cluster instead cost about 2 ms of CPU a call on a
-        broker of 220 topics, and more on a bigger cluster, twice for each source that
-        starts or is taken over. Asked in one-second attempts, serving the client's
-        callbacks between them, so that a refused login is reported to error_cb (and known)
-        while the call is still trying, not only once it has timed out."""
+        Each is asked about by name (which ``admin_conf`` keeps from making it). Listing
+        every topic of the cluster instead cost about 2 ms of CPU a call on a broker of 220
+        topics, and more on a bigger cluster, twice for each source that starts or is taken
+        over. Asked in one-second attempts, serving the client's callbacks between them, so
+        that a refused login is reported to error_cb (and known) while the call is still
+        trying, not only once it has timed out."""
         deadline = time.monotonic() + self._timeout
         not_seen = []
         for topic in topics:

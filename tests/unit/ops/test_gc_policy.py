@@ -27,9 +27,16 @@ def test_start_up_is_frozen_and_the_thresholds_stay_the_defaults() -> None:
 
 def test_paused_stops_collection_inside_and_restores_what_was_set() -> None:
     assert gc.isenabled()
-    with paused():
-        assert not gc.isenabled()
-    assert gc.isenabled()
+    try:
+        with paused():
+            assert not gc.isenabled()
+            loaded = [[n] for n in range(1000)]
+        assert gc.isenabled()
+        # What loaded inside is out of every later collection, the young one included.
+        assert gc.get_freeze_count() >= len(loaded)
+        assert gc.get_count()[0] < len(loaded)
+    finally:
+        gc.unfreeze()
 
     # A failed import still turns collection back on.
     with pytest.raises(ImportError), paused():

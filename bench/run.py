@@ -149,8 +149,9 @@ def markdown(results: dict[str, Any]) -> str:
             )
         lines.append(
             f"\nratio_vs_naive {c['ratio_vs_naive']}, ratio_vs_floor {c['ratio_vs_floor']}"
-            f" (against the floor paced as the bridge is, not a target:"
-            f" {c['ratio_vs_paced_floor']})"
+            f" (not targets: against the floor paced as the bridge is"
+            f" {c['ratio_vs_paced_floor']}, against the contract's floor"
+            f" {c.get('ratio_vs_contract_floor', '-')})"
         )
         many = c.get("many_passes")  # results written before it was measured have none
         if many is not None:

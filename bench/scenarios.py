@@ -144,6 +144,12 @@ def _executable(ctx: Context, name: str) -> Path | None:
 
 # The bridges' request budget in the cpu scenario: the configuration's maximum.
 _CPU_BUDGET = 100
+# The floor's variants in the cpu scenario, by name: paced as the bridges are, and with the
+# contract's work besides (transactions of the bridge's default cycle, 10,000 scans).
+_FLOOR_VARIANTS = {
+    "floor_paced": ("--budget", str(_CPU_BUDGET)),
+    "floor_contract": ("--budget", str(_CPU_BUDGET), "--contract", "10000"),
+}
 
 
 def cpu(ctx: Context, sizes: Sizes) -> dict[str, Any]:
@@ -155,8 +161,11 @@ def cpu(ctx: Context, sizes: Sizes) -> dict[str, Any]:
     if ctx.baseline is not None:
         bridges["baseline"] = bridge_executable(ctx.baseline)
     # The floor paced as the bridges are (their budget): not a target, a measure of what
-    # the pacing alone costs. Its start-up is the floor's.
-    programs = [*bridges, "naive", "floor", "floor_paced"]
+    # the pacing alone costs. The contract's floor adds what else a bridge must do whatever
+    # its code (transactions of a cycle's scans, a scan record's headers): not a target
+    # either, it splits the bridge's CPU into the contract's and its own. Both take the
+    # floor's start-up.
+    programs = [*bridges, "naive", "floor", "floor_paced", "floor_contract"]
     say(f"cpu: {n} scans x {reps} repetitions of {', '.join(programs)}, no latency, no limit")
     runs: list[RunResult] = []
     with Simulator(args, log_dir=ctx.log_dir, name="sim-cpu") as sim:
@@ -174,10 +183,10 @@ def cpu(ctx: Context, sizes: Sizes) -> dict[str, Any]:
                         env=env,
                         executable=bridges[program],
                     )
-                elif program == "floor_paced":
+                elif program in _FLOOR_VARIANTS:
                     r = run_comparator(
                         ctx, sim, program="floor", name=program, expected=n, since=since,
-                        extra=("--budget", str(_CPU_BUDGET)),
+                        extra=_FLOOR_VARIANTS[program],
                     )  # fmt: skip
                 else:
                     r = run_comparator(ctx, sim, program=program, expected=n, since=since)
@@ -187,9 +196,9 @@ def cpu(ctx: Context, sizes: Sizes) -> dict[str, Any]:
         fixed = {
             p: round(fixed_cpu(ctx, sim, p, future, bridges.get(p)), 3)
             for p in programs
-            if p != "floor_paced"
+            if p not in _FLOOR_VARIANTS
         }
-        fixed["floor_paced"] = fixed["floor"]
+        fixed |= dict.fromkeys(_FLOOR_VARIANTS, fixed["floor"])
     # The same backlog with as many passes as scans (an event's gates, where each holder
     # scans about once): most scans bring a pass the bridge has not seen, which no cache
     # saves. A diagnostic beside the targets.
@@ -220,6 +229,7 @@ def cpu(ctx: Context, sizes: Sizes) -> dict[str, Any]:
         "ratio_vs_naive": round(per_cpu["bridge"] / per_cpu["naive"], 2),
         "ratio_vs_floor": round(per_cpu["bridge"] / per_cpu["floor"], 2),
         "ratio_vs_paced_floor": round(per_cpu["bridge"] / per_cpu["floor_paced"], 2),
+        "ratio_vs_contract_floor": round(per_cpu["bridge"] / per_cpu["floor_contract"], 2),
         "fixed_cpu_s": fixed,
         "scans_per_cpu_second_net_of_startup": net,
     }

@@ -43,7 +43,7 @@ def test_summarise_counts_own_and_inclusive_samples(tmp_path: Path) -> None:
 
 def test_the_cpu_table_puts_a_baseline_beside_the_bridge() -> None:
     per_cpu = {"bridge": 12_000, "baseline": 8_000, "naive": 5_000, "floor": 30_000}
-    per_cpu["floor_paced"] = 20_000
+    per_cpu |= {"floor_paced": 20_000, "floor_contract": 18_000}
     results = {
         "mode": "quick",
         "duration_s": 60.0,
@@ -58,6 +58,7 @@ def test_the_cpu_table_puts_a_baseline_beside_the_bridge() -> None:
             "ratio_vs_naive": 2.4,
             "ratio_vs_floor": 0.4,
             "ratio_vs_paced_floor": 0.6,
+            "ratio_vs_contract_floor": 0.67,
             "many_passes": {
                 "passes": 30_000,
                 "scans_per_cpu_second": {"bridge": 9_000, "baseline": 4_000},
@@ -79,7 +80,8 @@ def test_the_cpu_table_puts_a_baseline_beside_the_bridge() -> None:
     assert "growth 6.5 MiB" in text
     assert "| baseline | 8,000 | 0.5 | 8,000 |" in text
     assert "| floor_paced | 20,000 | 0.5 | 20,000 |" in text
-    assert "paced as the bridge is, not a target: 0.6" in text
+    assert "| floor_contract | 18,000 | 0.5 | 18,000 |" in text
+    assert "paced as the bridge is 0.6, against the contract's floor 0.67" in text
     assert "With 30,000 passes in the backlog (not a target): bridge 9,000" in text
     assert "baseline 4,000 scans / CPU s (0.5 of its rate on the default backlog)" in text
     assert "baseline (/work/base): ratio_vs_naive 1.6, ratio_vs_floor 0.27" in text

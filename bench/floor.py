@@ -83,10 +83,10 @@ def main() -> None:
                     producer.produce(args.topic, value, key, headers=headers[i % len(headers)])
                 producer.poll(0)
                 published += 1
-            in_transaction += 1
+                in_transaction += 1
             if args.contract is None:
                 producer.flush()
-            elif in_transaction * args.per_page >= args.contract:
+            elif in_transaction >= args.contract:
                 _commit(producer, args.topic)
                 producer.begin_transaction()
                 in_transaction = 0

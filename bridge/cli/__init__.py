@@ -2,7 +2,8 @@
 
 Each command's module is imported only when that command runs: aiohttp (the simulator) or
 the registry client alone cost a third of a second, and a bridge that restarts after a crash
-should be back at work at once.
+should be back at work at once. ``--help`` lists the commands from summaries kept here, so
+it loads none of them.
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ import importlib
 import importlib.util
 import signal
 import sys
+import textwrap
 from types import FrameType
-from typing import ClassVar
+from typing import ClassVar, NamedTuple
 
 import click
 
@@ -24,26 +26,86 @@ from bridge.ops import gc_policy
 __all__ = ["cli", "main"]
 
 
+class _Lazy(NamedTuple):
+    module: str
+    attribute: str
+    # The command's summary in the group's --help, which lists every command without
+    # loading one (loading them all took 0.6 CPU s). tests/unit/cli/test_commands.py keeps
+    # each equal to what click makes of the command's own docstring.
+    summary: str
+
+
 class _Commands(click.Group):
-    _lazy: ClassVar[dict[str, tuple[str, str]]] = {
-        "run": ("bridge.cli.run", "run"),
-        "backfill": ("bridge.cli.backfill", "backfill"),
-        "audit": ("bridge.cli.audit", "audit"),
-        "dlq": ("bridge.cli.dlq", "dlq"),
-        "check": ("bridge.cli.check", "check"),
-        "config": ("bridge.cli.config", "config"),
-        "tail": ("bridge.cli.tail", "tail"),
-        "state": ("bridge.cli.state", "state"),
-        "status": ("bridge.cli.status", "status"),
-        "schema": ("bridge.cli.schema", "schema"),
+    _lazy: ClassVar[dict[str, _Lazy]] = {
+        "run": _Lazy(
+            "bridge.cli.run", "run",
+            "Poll PassEntry and publish new scans to Kafka, continuously.",
+        ),
+        "backfill": _Lazy(
+            "bridge.cli.backfill", "backfill",
+            "Publish the scans created in [--since, --until) that Kafka does not hold yet.",
+        ),
+        "audit": _Lazy(
+            "bridge.cli.audit", "audit",
+            "Check that every scan PassEntry lists in [--since, --until) is in Kafka, once.",
+        ),
+        "dlq": _Lazy(
+            "bridge.cli.dlq", "dlq",
+            "Dead letters: list them by reason, show one, replay what now passes.",
+        ),
+        "check": _Lazy(
+            "bridge.cli.check", "check",
+            "Validate the config, reach the PassEntry API, log in to Kafka and check each"
+            " permission the bridge needs there; print a verdict for each.",
+        ),
+        "config": _Lazy(
+            "bridge.cli.config", "config",
+            "Show the effective configuration, or check a YAML file.",
+        ),
+        "tail": _Lazy(
+            "bridge.cli.tail", "tail",
+            "Consume a topic (read_committed), decode Avro, print a line per record.",
+        ),
+        "state": _Lazy(
+            "bridge.cli.state", "state",
+            "Inspect or move this source's checkpoint (the cursor in Kafka).",
+        ),
+        "status": _Lazy(
+            "bridge.cli.status", "status",
+            "Each source: owner, state (running, failing with its last error, stopped,"
+            " starting, standby, unowned), checkpoint age, watermark, scans PassEntry holds"
+            " beyond it, webhook inbox lag and the last audit.",
+        ),
+        "schema": _Lazy(
+            "bridge.cli.schema", "schema",
+            "Inspect, check and register the published Avro schema.",
+        ),
         # The PassEntry stand-in, its own distribution (simulator/): not in the image.
-        "simulate": ("passentry_simulator.command", "simulate"),
-        "webhooks": ("bridge.cli.webhooks", "webhooks"),
-    }
+        "simulate": _Lazy(
+            "passentry_simulator.command", "simulate",
+            "Serve a fake PassEntry scans API, with live traffic, passScanned webhooks and"
+            " injectable faults.",
+        ),
+        "webhooks": _Lazy(
+            "bridge.cli.webhooks", "webhooks",
+            "PassEntry webhook subscriptions: the push path of the bridge.",
+        ),
+    }  # fmt: skip
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         # Only what this install can run: the image has no simulator.
-        return sorted(n for n, (module, _) in self._lazy.items() if _installed(module))
+        return sorted(n for n, lazy in self._lazy.items() if _installed(lazy.module))
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """As click lists the commands, shortened to the same width, from the summaries."""
+        names = self.list_commands(ctx)
+        if not names:
+            return
+        limit = formatter.width - 6 - max(map(len, names))
+        with formatter.section("Commands"):
+            formatter.write_dl(
+                [(name, _shorten(self._lazy[name].summary, limit)) for name in names]
+            )
 
     def resolve_command(
         self, ctx: click.Context, args: list[str]
@@ -57,7 +119,7 @@ class _Commands(click.Group):
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name not in self._lazy:
             return None
-        module, name = self._lazy[cmd_name]
+        module, name, _ = self._lazy[cmd_name]
         try:
             with gc_policy.paused():
                 loaded = importlib.import_module(module)
@@ -92,6 +154,15 @@ def cli(ctx: click.Context, debug: bool) -> None:
     if ctx.invoked_subcommand not in ("run", "simulate"):
         # Services log as services; a command run by a person sums up in one line.
         quiet_libraries(debug=debug)
+
+
+def _shorten(text: str, limit: int) -> str:
+    """``text`` cut at a word to ``limit`` characters with "...", as click cuts a summary."""
+    if len(text) <= limit:
+        return text
+    if limit < len("..."):
+        return "..."
+    return textwrap.shorten(text, limit, placeholder="...", break_on_hyphens=False)
 
 
 def _installed(module: str) -> bool:

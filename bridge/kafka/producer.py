@@ -38,6 +38,7 @@ from bridge.errors import (
     KafkaRetriableError,
     TransactionAbortedError,
 )
+from bridge.kafka import _produce
 from bridge.kafka.acl import (
     denied,
     topics_grant,
@@ -181,7 +182,7 @@ class Publisher:
         self._errors: list[KafkaError] = []
         # Fault tests only (BRIDGE_DEBUG_TXN_HOLD_S): keep each transaction open a while.
         self._hold_s = hold_s
-        self._producer = self._new_producer(self._conf)
+        self._use(self._new_producer(self._conf))
         self._initialised = False
         # The topics of the transaction in hand, to name the one an ACL refused.
         self._txn_topics: set[str] = set()
@@ -221,7 +222,7 @@ class Publisher:
         over with a fresh producer, which fences afresh.
         """
         if self._initialised:
-            self._producer = self._new_producer(self._conf)
+            self._use(self._new_producer(self._conf))
         self._call(lambda: self._producer.init_transactions(self._timeout), "init_transactions")
         self._initialised = True
 
@@ -230,8 +231,16 @@ class Publisher:
         the restore that follows calls :meth:`init`, which settles it."""
         with contextlib.suppress(KafkaException):
             self._producer.flush(0)
-        self._producer = self._new_producer(self._conf)
+        self._use(self._new_producer(self._conf))
         self._initialised = False
+
+    def _use(self, producer: Producer) -> None:
+        self._producer = producer
+        # Records go to librdkafka straight from bridge/kafka/_produce.c where it can take
+        # this producer (a real one, made with our error_cb); else through produce(). Those
+        # records carry no delivery callback: a failed one fails the commit, which
+        # _abort_or_raise counts and handles, rather than _on_delivery one by one.
+        self._native = _produce.bind(producer, self._conf.get("error_cb"))
 
     def send(
         self,
@@ -283,6 +292,9 @@ class Publisher:
         return len(self._producer)
 
     def _produce_all(self, batch: list[OutRecord]) -> None:
+        if self._native:
+            self._produce_native(batch)
+            return
         produce, poll = self._producer.produce, self._producer.poll
         for start in range(0, len(batch), 100):
             for record in batch[start : start + 100]:
@@ -292,6 +304,23 @@ class Publisher:
                     self._produce_when_room(record)
             # Serve error reports now and then, not after every record.
             poll(0)
+
+    def _produce_native(self, batch: list[OutRecord]) -> None:
+        """As ``_produce_all``. A record the native call does not take (the queue is full,
+        or anything else about it is odd) goes through ``produce``, which raises as ever."""
+        producer = self._producer
+        done = 0
+        while done < len(batch):
+            done = _produce.produce(producer, batch, done)
+            if done < len(batch):
+                record = batch[done]
+                try:
+                    producer.produce(record.topic, record.value, record.key, headers=record.headers)
+                except BufferError:
+                    self._produce_when_room(record)
+                done += 1
+            # Serve error reports, as ``_produce_all`` does now and then.
+            producer.poll(0)
 
     def _produce_reporting(self, batch: list[OutRecord], delivered: Delivered) -> None:
         """As ``_produce_all``, each record with its own delivery callback (tracing)."""

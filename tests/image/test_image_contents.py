@@ -12,6 +12,9 @@ from tests.image.engine import PROBE_WRITES, ROOT, SCRIPT, BuiltImage, Engine
 
 PROBE_CONTENTS = """
 import importlib.metadata as md, importlib.util, json, os, shutil, sys
+from confluent_kafka import Producer
+from bridge.kafka import _produce
+def error_cb(err): pass
 print(json.dumps({
     "uid": os.getuid(),
     "gid": os.getgid(),
@@ -22,7 +25,9 @@ print(json.dumps({
     "tools": {t: shutil.which(t) for t in ("pip", "pip3", "gcc", "cc", "c++", "make", "git")},
     "paths": {p: os.path.exists(p) for p in ("/src", "/wheels", "/opt/build")},
     "native": {m: importlib.util.find_spec(m).origin.rsplit(".", 1)[-1]
-               for m in ("bridge.avro._scanbody", "bridge.kafka._scanrecord")},
+               for m in ("bridge.avro._scanbody", "bridge.kafka._scanrecord",
+                         "bridge.kafka._produce")},
+    "produce_binds": _produce.bind(Producer({"error_cb": error_cb, "log_level": 0}), error_cb),
     "dists": sorted(f"{d.metadata['Name']}=={d.version}" for d in md.distributions()),
 }))
 """
@@ -86,7 +91,13 @@ def test_no_pip_compilers_or_sources_and_exactly_the_locked_dependencies(
             assert path is None, f"{tool} at {path}"
     assert seen["paths"] == {"/src": False, "/wheels": False, "/opt/build": False}
     # The native modules were compiled in the builder and came over in the venv.
-    assert seen["native"] == {"bridge.avro._scanbody": "so", "bridge.kafka._scanrecord": "so"}
+    assert seen["native"] == {
+        "bridge.avro._scanbody": "so",
+        "bridge.kafka._scanrecord": "so",
+        "bridge.kafka._produce": "so",
+    }
+    # The image's librdkafka (confluent-kafka's own copy) is found and its producer taken.
+    assert seen["produce_binds"] is True
     installed = {_normalize(d.split("==")[0]) + "==" + d.split("==")[1] for d in seen["dists"]}
     expected = _locked_pins() | {f"passentry-bridge=={bridge_image.version}"}
     assert installed == expected, {

@@ -1,0 +1,6 @@
+from typing import Any
+
+from bridge.kafka.records import OutRecord
+
+def bind(producer: Any, error_cb: Any, /) -> bool: ...
+def produce(producer: Any, records: list[OutRecord], start: int, /) -> int: ...

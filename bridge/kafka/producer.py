@@ -66,6 +66,8 @@ _FENCED = {KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PR
 
 # Told where each record landed once the broker has it: (index in records, partition, offset).
 Delivered = Callable[[int, int, int], None]
+# A record's own delivery callback, as librdkafka calls it.
+_Report = Callable[[KafkaError | None, Message], None]
 
 
 class Sink(Protocol):
@@ -295,15 +297,11 @@ class Publisher:
         if self._native:
             self._produce_native(batch)
             return
-        produce, poll = self._producer.produce, self._producer.poll
         for start in range(0, len(batch), 100):
             for record in batch[start : start + 100]:
-                try:
-                    produce(record.topic, record.value, record.key, headers=record.headers)
-                except BufferError:
-                    self._produce_when_room(record)
+                self._produce_one(record)
             # Serve error reports now and then, not after every record.
-            poll(0)
+            self._producer.poll(0)
 
     def _produce_native(self, batch: list[OutRecord]) -> None:
         """As ``_produce_all``. A record the native call does not take (the queue is full,
@@ -313,50 +311,39 @@ class Publisher:
         while done < len(batch):
             done = _produce.produce(producer, batch, done)
             if done < len(batch):
-                record = batch[done]
-                try:
-                    producer.produce(record.topic, record.value, record.key, headers=record.headers)
-                except BufferError:
-                    self._produce_when_room(record)
+                self._produce_one(batch[done])
                 done += 1
             # Serve error reports, as ``_produce_all`` does now and then.
             producer.poll(0)
 
     def _produce_reporting(self, batch: list[OutRecord], delivered: Delivered) -> None:
         """As ``_produce_all``, each record with its own delivery callback (tracing)."""
-        produce, poll = self._producer.produce, self._producer.poll
         for n, record in enumerate(batch):
-            report = self._report(delivered, n)
-            try:
-                produce(record.topic, record.value, record.key, headers=record.headers,
-                        on_delivery=report)  # fmt: skip
-            except BufferError:
-                self._produce_when_room(record, report)
+            self._produce_one(record, self._report(delivered, n))
             if n % 100 == 99:
-                poll(0)
+                self._producer.poll(0)
 
-    def _produce_when_room(
-        self, record: OutRecord, report: Callable[[KafkaError | None, Message], None] | None = None
-    ) -> None:
-        """``produce`` found the local queue full: serve delivery reports to make room, and
-        try again, a bounded number of times."""
-        produce, poll = self._producer.produce, self._producer.poll
-        for attempt in range(_BUFFER_FULL_RETRIES - 1):
-            poll(0.1 if attempt else 0)
+    def _produce_one(self, record: OutRecord, report: _Report | None = None) -> None:
+        """``produce`` one record, with its own delivery callback if ``report`` is given.
+        A full local queue: serve delivery reports to make room, and try again, a bounded
+        number of times."""
+        for attempt in range(_BUFFER_FULL_RETRIES):
+            if attempt:
+                self._producer.poll(0.1 if attempt > 1 else 0)
             try:
                 if report is None:
-                    produce(record.topic, record.value, record.key, headers=record.headers)
+                    self._producer.produce(
+                        record.topic, record.value, record.key, headers=record.headers
+                    )
                 else:
-                    produce(record.topic, record.value, record.key, headers=record.headers,
-                            on_delivery=report)  # fmt: skip
+                    self._producer.produce(record.topic, record.value, record.key,
+                                           headers=record.headers, on_delivery=report)  # fmt: skip
                 return
             except BufferError:
                 continue
         raise KafkaRetriableError("producer queue stayed full; is the broker reachable?")
 
-    def _report(
-        self, delivered: Delivered, index: int
-    ) -> Callable[[KafkaError | None, Message], None]:
+    def _report(self, delivered: Delivered, index: int) -> _Report:
         """A record's own delivery callback, which librdkafka calls instead of the default:
         it notes an error as the default does, then says where the record landed."""
 

@@ -21,7 +21,7 @@ from tests.support import FakeClock
 from tests.unit.kafka.fake_producer import FakeProducer
 
 # No bootstrap servers: produced records stay queued, and nothing else is.
-_LOCAL = {"error_cb": None, "log_level": 0}
+_LOCAL = {"log_level": 0}
 
 
 def _error_cb(err: Any) -> None:

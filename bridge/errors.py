@@ -110,6 +110,11 @@ class KafkaRetriableError(RetriableError):
     cycle_outcome = "kafka_error"
 
 
+class InboxNotReadyError(KafkaRetriableError):
+    """The webhook inbox's partition count is not known yet (at start, before the topic
+    exists or while Kafka does not answer): the receiver answers 503, and PassEntry retries."""
+
+
 class TransactionAbortedError(KafkaRetriableError):
     """The transaction was aborted; nothing of it is visible. Rewind and try again."""
 

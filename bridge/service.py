@@ -37,6 +37,7 @@ from bridge.tracing.env import tracing_from_env
 from bridge.tracing.hooks import Tracing
 
 if TYPE_CHECKING:
+    from bridge.webhook.inbox import InboxWriter
     from bridge.webhook.receiver import WebhookReceiver
 
 __all__ = ["RunOptions", "Service"]
@@ -85,7 +86,12 @@ class Service:
             self.http = StatusServer(br.http_host, br.http_port, self.metrics, self.health)
         self.webhooks: WebhookReceiver | None = None
         if options.serve_http and any(s.passentry.webhooks_enabled for s in config.sources):
-            self.webhooks = _receiver(config, self.kafka, self.metrics, self.tracing)
+            from bridge.webhook.inbox import InboxWriter
+
+            inbox = InboxWriter(self.kafka.conf(), br.webhook_topic)
+            # Until the inbox can take events the receiver answers 503: not ready.
+            self.health.needs("webhooks", inbox.readiness)
+            self.webhooks = _receiver(config, inbox, self.metrics, self.tracing)
 
     def install_signal_handlers(self) -> None:
         def handle(signum: int, frame: FrameType | None) -> None:
@@ -217,11 +223,10 @@ class Service:
 
 
 def _receiver(
-    config: Config, kafka: KafkaAccess, metrics: Metrics, tracing: Tracing
+    config: Config, inbox: InboxWriter, metrics: Metrics, tracing: Tracing
 ) -> WebhookReceiver:
     """The webhook receiver for every source that takes webhooks. Raises ConfigError for a
     bad or shared secret, or a connection cap the file limit cannot hold."""
-    from bridge.webhook.inbox import InboxWriter
     from bridge.webhook.keys import signing_keys
     from bridge.webhook.receiver import (
         MAX_BODY_BYTES,
@@ -259,7 +264,7 @@ def _receiver(
             br.webhook_replay_cache_size,
         ),
         sources,
-        InboxWriter(kafka.conf(), br.webhook_topic),
+        inbox,
         metrics,
         tracing=tracing,
     )

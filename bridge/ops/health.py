@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 __all__ = ["Health", "MemberHealth", "Probe", "ProcessHealth", "SourceReport"]
@@ -187,6 +188,13 @@ class ProcessHealth:
         self._lock = threading.Lock()
         self._member = member
         self._sources: dict[str, Health] = {}
+        self._parts: list[tuple[str, Callable[[], Probe]]] = []
+
+    def needs(self, name: str, readiness: Callable[[], Probe]) -> None:
+        """Ready only while ``readiness`` says so too: a part of the process that is not
+        a source (the webhook receiver's inbox)."""
+        with self._lock:
+            self._parts.append((name, readiness))
 
     def add(self, source_id: str, health: Health) -> None:
         with self._lock:
@@ -217,13 +225,14 @@ class ProcessHealth:
     def readiness(self) -> Probe:
         with self._lock:
             sources = dict(self._sources)
+            parts = [(name, readiness()) for name, readiness in self._parts]
         if self._member is None:
             if not sources:
                 return Probe(False, ("no source running",))
-            return _combine([(sid, h.readiness()) for sid, h in sources.items()])
+            return _combine([(sid, h.readiness()) for sid, h in sources.items()] + parts)
         probes = [("group", self._member.readiness())]
         probes += [(sid, h.member_probe()) for sid, h in sources.items()]
-        return _combine(probes)
+        return _combine(probes + parts)
 
 
 def _combine(probes: list[tuple[str, Probe]]) -> Probe:

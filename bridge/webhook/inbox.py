@@ -34,10 +34,11 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from bridge.errors import ConfigError, KafkaRetriableError
+from bridge.errors import ConfigError, InboxNotReadyError, KafkaRetriableError
 from bridge.kafka.acl import INBOX_GROUPS, reading_error
 from bridge.kafka.checkpoint import InboxPosition
 from bridge.kafka.routing import stable_partition
+from bridge.ops.health import Probe
 from bridge.tracecontext import TraceHeaders
 
 __all__ = ["InboxBatch", "InboxEvent", "InboxReader", "InboxWriter"]
@@ -45,10 +46,15 @@ __all__ = ["InboxBatch", "InboxEvent", "InboxReader", "InboxWriter"]
 log = logging.getLogger(__name__)
 
 RECEIVED_AT = "received-at-ms"
+# Until it knows the inbox's partition count, the writer's thread asks this often; after
+# this long without an answer it says so once, as a warning.
+_LEARN_EVERY_S = 0.5
+_LEARN_WARN_AFTER_S = 30.0
 
 
 class InboxWriter:
-    """Writes accepted events; ``write`` calls ``done`` from the producer's poll thread."""
+    """Writes accepted events; ``write`` calls ``done`` from the producer's poll thread,
+    which also learns the inbox's partition count."""
 
     def __init__(self, client_conf: dict[str, Any], topic: str) -> None:
         self.topic = topic
@@ -64,6 +70,7 @@ class InboxWriter:
             }
         )
         self._partitions: int | None = None
+        self._unready = "not asked yet"
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._serve, name="inbox-writer", daemon=True)
 
@@ -75,19 +82,20 @@ class InboxWriter:
         left: int = self._producer.flush(timeout_s)
         return left
 
-    def partitions(self) -> int:
-        """The inbox's partition count, learnt once from the cluster."""
+    def readiness(self) -> Probe:
+        """Ready once events can be written: the partition count is known."""
         if self._partitions is None:
-            try:
-                metadata = self._producer.list_topics(self.topic, timeout=5)
-            except KafkaException as exc:
-                raise KafkaRetriableError(
-                    f"cannot describe {self.topic}: {exc.args[0].str()}"
-                ) from exc
-            found = metadata.topics.get(self.topic)
-            if found is None or found.error is not None or not found.partitions:
-                raise KafkaRetriableError(f"topic {self.topic} is not available")
-            self._partitions = len(found.partitions)
+            return Probe(False, (f"inbox {self.topic} not ready: {self._unready}",))
+        return Probe(True, ())
+
+    def partitions(self) -> int:
+        """The inbox's partition count. Raises InboxNotReadyError until this writer's thread
+        has learnt it: the caller is the receiver's event loop, which a metadata request
+        would stall for every connection (for seconds, while Kafka does not answer)."""
+        if self._partitions is None:
+            raise InboxNotReadyError(
+                f"the webhook inbox {self.topic} is not ready: {self._unready}"
+            )
         return self._partitions
 
     def write(
@@ -123,8 +131,41 @@ class InboxWriter:
             raise KafkaRetriableError(f"cannot queue a webhook event: {exc}") from exc
 
     def _serve(self) -> None:
+        started = time.monotonic()
+        asked = started - _LEARN_EVERY_S
+        warned = False
         while not self._stop.is_set():
+            if self._partitions is None and time.monotonic() - asked >= _LEARN_EVERY_S:
+                asked = time.monotonic()
+                self._learn()
+                if self._partitions is not None and warned:
+                    log.info("webhook inbox ready", extra={"topic": self.topic})
+                elif (
+                    self._partitions is None
+                    and not warned
+                    and (asked - started >= _LEARN_WARN_AFTER_S)
+                ):
+                    warned = True
+                    log.warning(
+                        "webhook inbox not ready: webhooks are answered 503 until it is",
+                        extra={"topic": self.topic, "error": self._unready},
+                    )
             self._producer.poll(0.05)
+
+    def _learn(self) -> None:
+        """The partition count, once the topic exists; else why not, for the 503s' log."""
+        try:
+            metadata = self._producer.list_topics(self.topic, timeout=5)
+        except KafkaException as exc:
+            self._unready = f"cannot describe it: {exc.args[0].str()}"
+            return
+        found = metadata.topics.get(self.topic)
+        if found is not None and found.error is None and found.partitions:
+            self._partitions = len(found.partitions)
+        elif found is not None and found.error is not None:
+            self._unready = found.error.str()
+        else:
+            self._unready = "the topic does not exist yet"
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,7 +42,12 @@ from typing import Protocol
 
 from confluent_kafka import KafkaError
 
-from bridge.errors import InvalidWebhookError, KafkaRetriableError, ListenError
+from bridge.errors import (
+    InboxNotReadyError,
+    InvalidWebhookError,
+    KafkaRetriableError,
+    ListenError,
+)
 from bridge.ops.metrics import Metrics
 from bridge.tracecontext import TraceHeaders
 from bridge.tracing.hooks import NO_TRACING, Tracing, WebhookSpan
@@ -286,6 +291,10 @@ class WebhookReceiver:
 
         try:
             self._inbox.write(source_id, body, report, trace)
+        except InboxNotReadyError as exc:
+            # At start, before the inbox exists: the inbox's writer warns if that lasts.
+            log.debug("webhook event not written", extra={"error": str(exc)})
+            return False
         except KafkaRetriableError as exc:
             log.warning("webhook event not written", extra={"error": str(exc)})
             return False

@@ -199,6 +199,39 @@ def test_kafka_out_of_reach_is_503_so_passentry_retries() -> None:
         receiver.stop()
 
 
+def test_the_inbox_writer_learns_a_topic_made_after_it_started(kafka_bootstrap: str) -> None:
+    """At start the receiver may take webhooks before the inbox exists: the writer answers
+    "not ready" (a 503) at once, and learns the partition count on its own thread when the
+    topic appears."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    from bridge.errors import InboxNotReadyError
+    from bridge.webhook.inbox import InboxWriter
+
+    topic = f"wh-inbox-late-{uuid.uuid4().hex[:6]}"
+    writer = InboxWriter({"bootstrap.servers": kafka_bootstrap}, topic)
+    writer.start()
+    try:
+        with pytest.raises(InboxNotReadyError, match=topic):
+            writer.partitions()
+        admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+        for future in admin.create_topics([NewTopic(topic, 4, 1)]).values():
+            future.result(30)
+
+        def learnt() -> bool:
+            try:
+                return writer.partitions() == 4
+            except InboxNotReadyError:
+                return False
+
+        wait_for(learnt, 30, f"the writer to learn {topic}'s partitions")
+        delivered: list[object] = []
+        writer.write("gates", b"{}", delivered.append)
+        wait_for(lambda: delivered == [None], 30, "the event's delivery")
+    finally:
+        writer.close(5)
+
+
 def test_a_flood_of_forged_requests_does_not_stop_the_stream(kafka_bootstrap: str) -> None:
     port, source = free_port(), f"wh-flood-{uuid.uuid4().hex[:6]}"
     with webhook_simulator(port, source, seed=5, backlog=40) as sim:

@@ -71,6 +71,8 @@ class InboxWriter:
         )
         self._partitions: int | None = None
         self._unready = "not asked yet"
+        # Set by a write that found the count unknown: the writer's thread asks at once.
+        self._ask_now = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._serve, name="inbox-writer", daemon=True)
 
@@ -90,9 +92,11 @@ class InboxWriter:
 
     def partitions(self) -> int:
         """The inbox's partition count. Raises InboxNotReadyError until this writer's thread
-        has learnt it: the caller is the receiver's event loop, which a metadata request
-        would stall for every connection (for seconds, while Kafka does not answer)."""
+        has learnt it, and has it ask at once: the caller is the receiver's event loop, which
+        a metadata request would stall for every connection (for seconds, while Kafka does
+        not answer). PassEntry's retry finds the answer."""
         if self._partitions is None:
+            self._ask_now.set()
             raise InboxNotReadyError(
                 f"the webhook inbox {self.topic} is not ready: {self._unready}"
             )
@@ -135,7 +139,10 @@ class InboxWriter:
         asked = started - _LEARN_EVERY_S
         warned = False
         while not self._stop.is_set():
-            if self._partitions is None and time.monotonic() - asked >= _LEARN_EVERY_S:
+            if self._partitions is None and (
+                self._ask_now.is_set() or time.monotonic() - asked >= _LEARN_EVERY_S
+            ):
+                self._ask_now.clear()
                 asked = time.monotonic()
                 self._learn()
                 if self._partitions is not None and warned:

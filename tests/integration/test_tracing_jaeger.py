@@ -99,6 +99,8 @@ def test_one_scan_is_followed_from_the_webhook_and_a_page_in_jaeger(
         )  # fmt: skip
         bridge = BridgeProcess(env, tmp_path, "bridge").start(since="2000-01-01T00:00:00Z")
         bridge.wait_up()
+        # Ready: the webhook receiver's inbox is known, so the webhook below is taken.
+        bridge.wait_metric("passentry_bridge_ready", 1, 60)
         backlog = {s.id for s in sim.store.all_scans()}
         polled = drain(
             kafka_bootstrap, topics.scans, timeout_s=90,

@@ -102,3 +102,17 @@ def _ready(writer: InboxWriter) -> bool:
     except InboxNotReadyError:
         return False
     return True
+
+
+def test_a_write_that_finds_it_unknown_has_the_writer_ask_at_once(
+    writer: InboxWriter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(inbox, "_LEARN_EVERY_S", 3600.0)
+    producer: ScriptedProducer = writer._producer  # type: ignore[assignment]
+    writer.start()
+    _until(lambda: len(producer.asked_on) == 1)  # the first ask, at start
+    producer.exists.set()
+    time.sleep(0.2)
+    assert not _ready(writer), "asked again before the hour or a write said so"
+    _until(lambda: _ready(writer))  # the write in the line above did
+    assert len(producer.asked_on) == 2

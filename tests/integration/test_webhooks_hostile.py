@@ -67,6 +67,8 @@ def test_valid_webhooks_get_through_a_hostile_mix_exactly_once(
         bridge = BridgeProcess(env, tmp_path, "bridge").start()
         try:
             bridge.wait_up()
+            # Ready: the receiver's inbox is known, so the captured event below is taken.
+            bridge.wait_metric("passentry_bridge_ready", 1, 60)
             assert bridge.proc is not None
             pid = bridge.proc.pid
             backlog = {s.id for s in sim.store.all_scans()}

@@ -130,6 +130,8 @@ def test_readme_acls_are_enough_for_the_bridge(
             with RunningBridge(config, RunOptions(since_ms=0)) as bridge:
                 backlog = {s.id for s in sim.store.all_scans()}
                 wait_for(lambda: backlog <= _published(secure_kafka, topics), 120, "the backlog")
+                # Ready: the receiver's inbox is known, so the webhook below is taken.
+                wait_for(lambda: bridge.service.health.readiness().ok, 60, "readiness")
                 (scan,) = sim.store.generate(1)
                 body = render_event(str(uuid.uuid4()), scan.created_ms or 0, scan)
                 answer = httpx.post(

@@ -67,6 +67,10 @@ class InboxWriter:
                 # PassEntry waits for our answer: a write that cannot finish soon is a 503
                 # (PassEntry retries), not a request held open for minutes.
                 "message.timeout.ms": 10_000,
+                # It asks about the inbox from the start, maybe before the bridge has made
+                # it: a broker that creates the topics clients ask about would make it with
+                # its own partitions and settings.
+                "allow.auto.create.topics": False,
             }
         )
         self._partitions: int | None = None

@@ -7,6 +7,7 @@ BRIDGE_COORDINATION_PARTITIONS, a state topic that is not compacted."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -21,7 +22,8 @@ from passentry_simulator.app import SimulatorConfig
 from passentry_simulator.server import SimulatorServer
 from passentry_simulator.store import WorldConfig
 from scripts.lib.kafka_local import Broker
-from tests.integration.eos_harness import Topics, bridge_env
+from tests.integration.eos_harness import BridgeProcess, Topics, bridge_env
+from tests.support import free_port
 
 BRIDGE = str(Path(sys.executable).with_name("passentry-bridge"))
 # The broker's default for a topic it makes, and what the bridge is told: apart, so that a
@@ -120,3 +122,28 @@ def test_the_topics_the_bridge_makes_have_its_settings(bootstrap: str) -> None:
     }
     (state,) = admin.describe_configs([ConfigResource(ResourceType.TOPIC, topics.state)]).values()
     assert state.result()["cleanup.policy"].value == "compact"
+
+
+def test_the_webhook_inbox_is_the_bridges_though_its_writer_asks_first(
+    bootstrap: str, tmp_path: Path
+) -> None:
+    """The receiver's writer asks about the inbox from the start, before the member makes
+    it: the inbox must still have the bridge's partition count, not the broker's."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    topics = Topics.fresh()
+    inbox = f"{topics.source}-inbox"
+    with SimulatorServer(SimulatorConfig(world=WorldConfig(seed=7, backlog=10))) as sim:
+        env = _env(
+            bootstrap, sim.url, topics,
+            PASSENTRY_WEBHOOK_SECRET="auto-create-" + "s" * 32,
+            BRIDGE_WEBHOOK_PORT=str(free_port()), BRIDGE_WEBHOOK_TOPIC=inbox,
+            BRIDGE_HTTP_HOST="127.0.0.1",
+        )  # fmt: skip
+        bridge = BridgeProcess(env, tmp_path, "bridge").start()
+        try:
+            bridge.wait_up()
+            bridge.wait_metric("passentry_bridge_ready", 1, 120)
+        finally:
+            bridge.send(signal.SIGTERM)
+            bridge.wait(60)
+    assert _topics(admin).get(inbox) == COORDINATION_PARTITIONS

@@ -91,7 +91,7 @@ class InboxWriter:
     def readiness(self) -> Probe:
         """Ready once events can be written: the partition count is known."""
         if self._partitions is None:
-            return Probe(False, (f"inbox {self.topic} not ready: {self._unready}",))
+            return Probe(False, (self._not_ready(),))
         return Probe(True, ())
 
     def partitions(self) -> int:
@@ -101,10 +101,11 @@ class InboxWriter:
         not answer). PassEntry's retry finds the answer."""
         if self._partitions is None:
             self._ask_now.set()
-            raise InboxNotReadyError(
-                f"the webhook inbox {self.topic} is not ready: {self._unready}"
-            )
+            raise InboxNotReadyError(self._not_ready())
         return self._partitions
+
+    def _not_ready(self) -> str:
+        return f"the webhook inbox {self.topic} is not ready: {self._unready}"
 
     def write(
         self,

@@ -6,7 +6,7 @@ import pytest
 
 from bridge.ops.health import Health, MemberHealth, Probe, ProcessHealth
 
-_WHY = "inbox passentry.bridge.webhooks not ready: the topic does not exist yet"
+_WHY = "the webhook inbox passentry.bridge.webhooks is not ready: the topic does not exist yet"
 
 
 class _Part:

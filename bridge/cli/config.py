@@ -8,16 +8,16 @@ from pathlib import Path
 from typing import Any
 
 import click
+import msgspec
 import yaml
-from pydantic import BaseModel
 
 from bridge.cli._common import config_option, load, pick_source
 from bridge.config import Config, SourceConfig, load_file
+from bridge.config.convert import MASK, Secret
 from bridge.errors import ConfigError
 
 __all__ = ["config", "effective"]
 
-MASK = "**********"
 # librdkafka properties whose values are credentials (KAFKA_PROPERTIES is free-form).
 _SECRET_PROPERTY = re.compile(r"password|secret|token|credentials|\.key$", re.IGNORECASE)
 
@@ -87,7 +87,8 @@ def _source(loaded: Config, source: SourceConfig, *, full: bool) -> dict[str, An
     mine = _dump(source.passentry)
     if not full:
         # Compared unmasked: two different tokens both print as the mask.
-        own, shared = source.passentry.model_dump(), loaded.passentry.model_dump()
+        own = msgspec.structs.asdict(source.passentry)
+        shared = msgspec.structs.asdict(loaded.passentry)
         mine = {k: v for k, v in mine.items() if shared.get(k) != own.get(k)}
     return {
         "id": source.id,
@@ -97,10 +98,18 @@ def _source(loaded: Config, source: SourceConfig, *, full: bool) -> dict[str, An
     }
 
 
-def _dump(model: BaseModel) -> dict[str, Any]:
-    # JSON mode masks SecretStr ("**********") and turns paths and URLs into text.
-    dumped: dict[str, Any] = model.model_dump(mode="json")
+def _dump(settings: msgspec.Struct) -> dict[str, Any]:
+    dumped: dict[str, Any] = msgspec.to_builtins(settings, enc_hook=_text)
     return dumped
+
+
+def _text(value: object) -> str:
+    """A secret as the mask, a path as itself."""
+    if isinstance(value, Secret):
+        return MASK
+    if isinstance(value, Path):
+        return str(value)
+    raise NotImplementedError(f"cannot show {type(value).__name__}")
 
 
 def _yaml(data: dict[str, Any]) -> str:

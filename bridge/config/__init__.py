@@ -5,12 +5,14 @@ spec: ``PASSENTRY_*`` (the source), ``KAFKA_*`` (the sink), ``BRIDGE_*`` (the br
 itself) and ``SCHEMA_REGISTRY_*``. Nested fields use ``__``
 (``PASSENTRY_FILTERS__STATUS=failed``). An environment variable wins over the YAML file, so
 a secret injected as env overrides a ConfigMap. A bad value stops start-up with the
-setting's name in the message; the API token is a ``SecretStr`` and never appears in a
+setting's name in the message; the API token is a ``Secret`` and never appears in a
 message or log line.
 
-``models`` holds what the settings are; ``loading`` how they are read and merged.
+``models`` holds what the settings are; ``convert`` how given values become them (and what
+is wrong with them); ``loading`` how they are read and merged.
 """
 
+from bridge.config.convert import Secret
 from bridge.config.loading import load_config, load_file, load_registry_settings
 from bridge.config.models import (
     SOURCE_ID_PATTERN,
@@ -37,6 +39,7 @@ __all__ = [
     "PassEntrySettings",
     "RegistrySettings",
     "ScanFilters",
+    "Secret",
     "SourceConfig",
     "SourceId",
     "TopicName",

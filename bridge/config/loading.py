@@ -11,12 +11,19 @@ from __future__ import annotations
 import logging
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from pydantic import BaseModel, ValidationError
-from pydantic_settings import BaseSettings, SettingsError
+import msgspec
 
+from bridge.config.convert import (
+    Problem,
+    SettingsError,
+    SettingsGroup,
+    from_values,
+    settings_fields,
+)
 from bridge.config.models import (
     SOURCE_ID_PATTERN,
     TOPIC_PATTERN,
@@ -26,7 +33,6 @@ from bridge.config.models import (
     PassEntrySettings,
     RegistrySettings,
     SourceConfig,
-    from_values,
 )
 from bridge.errors import ConfigError
 
@@ -34,20 +40,13 @@ __all__ = ["load_config", "load_file", "load_registry_settings"]
 
 log = logging.getLogger(__name__)
 
-_PREFIXES = {
-    "passentry": "PASSENTRY_",
-    "kafka": "KAFKA_",
-    "bridge": "BRIDGE_",
-    "schema_registry": "SCHEMA_REGISTRY_",
-}
-
-
-_GROUPS: dict[str, type[BaseSettings]] = {
+_GROUPS: dict[str, type[SettingsGroup]] = {
     "passentry": PassEntrySettings,
     "kafka": KafkaSettings,
     "bridge": BridgeSettings,
     "schema_registry": RegistrySettings,
 }
+_PREFIXES = {name: cls.prefix for name, cls in _GROUPS.items()}
 
 
 def load_config(path: Path | None = None, **overrides: dict[str, Any]) -> Config:
@@ -71,12 +70,20 @@ def _load(
     path: Path | None, overrides: dict[str, dict[str, Any]], *, with_env: bool = True
 ) -> Config:
     sections = _read_yaml(path) if path is not None else {}
-    groups = {
-        name: _load_group(name, sections.get(name, {}), overrides.get(name), with_env=with_env)
+    values = {
+        name: _values(name, sections.get(name, {}), overrides.get(name), with_env=with_env)
         for name in _GROUPS
     }
-    sources = _sources(sections.get(_SOURCES), groups["passentry"], groups["bridge"], path)
-    return Config(**groups, sources=sources)
+    passentry = _group(PassEntrySettings, "passentry", values, sections, with_env=with_env)
+    bridge = _group(BridgeSettings, "bridge", values, sections, with_env=with_env)
+    named = "source_id" in values["bridge"]
+    return Config(
+        passentry=passentry,
+        kafka=_group(KafkaSettings, "kafka", values, sections, with_env=with_env),
+        bridge=bridge,
+        schema_registry=_group(RegistrySettings, "schema_registry", values, sections),
+        sources=_sources(sections.get(_SOURCES), passentry, bridge, path, named=named),
+    )
 
 
 _SOURCES = "sources"
@@ -85,14 +92,14 @@ _TOPIC = re.compile(TOPIC_PATTERN)
 
 
 def _sources(
-    listed: Any, base: PassEntrySettings, bridge: BridgeSettings, path: Path | None
+    listed: Any, base: PassEntrySettings, bridge: BridgeSettings, path: Path | None, *, named: bool
 ) -> tuple[SourceConfig, ...]:
     """The ``sources:`` list, each entry over the PassEntry settings of the environment and
     the file's ``passentry:`` section; without one, the single source the environment
-    names."""
+    names. ``named``: the user set the bridge's source id."""
     if listed is None:
         return (SourceConfig(bridge.source_id, base, bridge.scans_topic, bridge.topic_template),)
-    if "source_id" in bridge.model_fields_set:
+    if named:
         raise ConfigError(
             f"--config: {path} lists sources, and BRIDGE_SOURCE_ID names one too; use one"
         )
@@ -118,7 +125,7 @@ def _source(n: int, entry: Any, base: PassEntrySettings, bridge: BridgeSettings)
     if not isinstance(topic, str) or not _TOPIC.match(topic):
         raise ConfigError(f"--config: {where}.topic is not a valid topic name")
     template = fields.pop("topic_template", bridge.topic_template)
-    shared = base.model_dump()
+    shared = msgspec.structs.asdict(base)
     if {"api_token", "api_token_file"} & set(fields):
         # A source's own token replaces the shared one: not both at once.
         shared.pop("api_token", None)
@@ -127,8 +134,8 @@ def _source(n: int, entry: Any, base: PassEntrySettings, bridge: BridgeSettings)
         if template is not None:
             template = from_values(BridgeSettings, {"topic_template": template}).topic_template
         passentry = from_values(PassEntrySettings, {**shared, **fields})
-    except ValidationError as exc:
-        known = [*PassEntrySettings.model_fields, *_SOURCE_KEYS]
+    except SettingsError as exc:
+        known = [*settings_fields(PassEntrySettings), *_SOURCE_KEYS]
         raise ConfigError(_describe_yaml(exc, where, known)) from None
     return SourceConfig(source_id, passentry, topic, template, where, frozenset(fields))
 
@@ -141,40 +148,118 @@ def load_registry_settings(path: Path | None = None) -> RegistrySettings:
     """Only ``SCHEMA_REGISTRY_*`` (over the file's ``schema_registry`` section), for the
     schema commands, which need nothing else."""
     sections = _read_yaml(path) if path is not None else {}
-    settings: RegistrySettings = _load_group(
-        "schema_registry", sections.get("schema_registry", {}), None
-    )
-    return settings
+    values = {"schema_registry": _values("schema_registry", sections.get("schema_registry", {}))}
+    return _group(RegistrySettings, "schema_registry", values, sections)
 
 
-def _load_group(
-    name: str, section: dict[str, Any], override: dict[str, Any] | None, *, with_env: bool = True
-) -> Any:
-    cls = _GROUPS[name]
+def _values(
+    name: str,
+    section: dict[str, Any],
+    override: dict[str, Any] | None = None,
+    *,
+    with_env: bool = True,
+) -> dict[str, Any]:
+    """What the user gave group ``name``: the file's section, under its environment
+    variables, under the overrides."""
+    values = dict(section)
+    if with_env:
+        values = _merged(values, _environment(name))
+    return {**values, **(override or {})}
+
+
+_G = TypeVar("_G", bound=SettingsGroup)
+
+
+def _group(
+    cls: type[_G],
+    name: str,
+    values: dict[str, dict[str, Any]],
+    sections: dict[str, Any],
+    *,
+    with_env: bool = True,
+) -> _G:
     try:
-        group = cls(**section) if with_env else from_values(cls, section)
-        if override:
-            group = from_values(cls, {**group.model_dump(), **override})
-    except ValidationError as exc:
-        raise ConfigError(_describe_group(exc, name, section, with_env=with_env)) from None
+        return from_values(cls, values[name])
     except SettingsError as exc:
-        # A variable pydantic-settings parses as JSON (a mapping: KAFKA_PROPERTIES) is not.
-        found = re.search(r'field "([^"]+)"', str(exc))
-        variable = _PREFIXES[name] + (found.group(1).upper() if found else "")
         raise ConfigError(
-            f"invalid setting {variable}: not valid JSON; give a JSON object, e.g."
-            ' {"client.rack": "eu-1a"}'
+            _describe_group(exc, name, sections.get(name, {}), with_env=with_env)
         ) from None
-    return group
+
+
+def _environment(group: str) -> dict[str, Any]:
+    """The group's variables, by field, any case (``PASSENTRY_LOOKBACK_S``). A mapping's
+    is JSON (``KAFKA_PROPERTIES``), and nested fields may be set one by one
+    (``PASSENTRY_FILTERS__STATUS``), over the JSON."""
+    cls = _GROUPS[group]
+    prefix = cls.prefix
+    fields = settings_fields(cls)
+    found: dict[str, Any] = {}
+    nested: dict[str, Any] = {}
+    for variable, text in os.environ.items():
+        upper = variable.upper()
+        if not upper.startswith(prefix):
+            continue
+        path = upper[len(prefix) :].lower().split("__")
+        if path[0] not in fields:
+            continue  # _check_env_names has refused or logged it
+        if len(path) > 1:
+            _set(nested, path, text)
+        elif _is_mapping(fields[path[0]]):
+            found[path[0]] = _json(text, variable, path[0])
+        else:
+            found[path[0]] = text
+    return _merged(found, nested)
+
+
+def _is_mapping(kind: Any) -> bool:
+    import typing
+
+    options = typing.get_args(kind) if typing.get_origin(kind) is not None else (kind,)
+    for option in (typing.get_origin(kind), *options):
+        if option is dict or (isinstance(option, type) and issubclass(option, msgspec.Struct)):
+            return True
+    return False
+
+
+# What a mapping given whole looks like, for the message when it is not JSON.
+_JSON_EXAMPLES = {"properties": '{"client.rack": "eu-1a"}', "filters": '{"status": "failed"}'}
+
+
+def _json(text: str, variable: str, field: str) -> Any:
+    try:
+        return msgspec.json.decode(text)
+    except msgspec.DecodeError:
+        example = _JSON_EXAMPLES.get(field, "{}")
+        raise ConfigError(
+            f"invalid setting {variable}: not valid JSON; give a JSON object, e.g. {example}"
+        ) from None
+
+
+def _set(tree: dict[str, Any], path: list[str], value: str) -> None:
+    for part in path[:-1]:
+        tree = tree.setdefault(part, {})
+    tree[path[-1]] = value
+
+
+def _merged(under: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    """``over`` on ``under``, mappings in both merged key by key."""
+    out = dict(under)
+    for key, value in over.items():
+        below = out.get(key)
+        if isinstance(below, Mapping) and isinstance(value, Mapping):
+            out[key] = _merged(below, value)
+        else:
+            out[key] = value
+    return out
 
 
 def _check_env_names() -> None:
-    """A misspelt ``BRIDGE_*`` or ``PASSENTRY_*`` variable would be silently ignored by
-    pydantic-settings; refuse it instead. ``KAFKA_*`` is shared with other tools (the JVM
+    """A misspelt ``BRIDGE_*`` or ``PASSENTRY_*`` variable would be silently ignored;
+    refuse it instead. ``KAFKA_*`` is shared with other tools (the JVM
     scripts read KAFKA_HEAP_OPTS, for one), so an unknown name there is only logged."""
     for group, cls in _GROUPS.items():
         prefix = _PREFIXES[group]
-        known = [prefix + field.upper() for field in cls.model_fields]
+        known = [prefix + field.upper() for field in settings_fields(cls)]
         for name in os.environ:
             if not name.startswith(prefix):
                 continue
@@ -226,17 +311,17 @@ def _read_yaml(path: Path) -> dict[str, Any]:
 
 
 def _describe_group(
-    exc: ValidationError, group: str, section: dict[str, Any], *, with_env: bool = True
+    exc: SettingsError, group: str, section: dict[str, Any], *, with_env: bool = True
 ) -> str:
     """Each problem named as the user set it: the environment variable
     (``PASSENTRY_LOOKBACK_S``) when one is set or nothing else is, else the key in the YAML
     file (``passentry.lookback_s``). A key that is not a setting gets the nearest one."""
     prefix = _PREFIXES[group]
     problems = []
-    for err in exc.errors(include_input=False, include_url=False):
-        loc = [str(part) for part in err["loc"]]
+    for problem in exc.problems:
+        loc = list(problem.loc)
         if not loc:
-            problems.append(f"{prefix.rstrip('_')}: {err['msg']}")
+            problems.append(f"{prefix.rstrip('_')}: {problem.message}")
             continue
         variable = prefix + "__".join(loc).upper()
         top = prefix + loc[0].upper()
@@ -247,27 +332,27 @@ def _describe_group(
         else:
             name = f"{group}." + ".".join(loc)
             known = [f"{group}." + ".".join(p) for p in _field_paths(_GROUPS[group], loc)]
-        problems.append(_problem(name, err, known))
+        problems.append(_problem(name, problem, known))
     return "invalid setting " + "; ".join(problems)
 
 
-def _describe_yaml(exc: ValidationError, where: str, known_top: list[str]) -> str:
+def _describe_yaml(exc: SettingsError, where: str, known_top: list[str]) -> str:
     """``sources[eu].lookback_s: ...``: a problem of an entry of the ``sources:`` list."""
     problems = []
-    for err in exc.errors(include_input=False, include_url=False):
-        loc = [str(part) for part in err["loc"]]
+    for problem in exc.problems:
+        loc = list(problem.loc)
         name = f"{where}." + ".".join(loc) if loc else where
         if len(loc) == 1:
             known = [f"{where}.{k}" for k in known_top]
         else:
             known = [f"{where}." + ".".join(p) for p in _field_paths(PassEntrySettings, loc)]
-        problems.append(_problem(name, err, known))
+        problems.append(_problem(name, problem, known))
     return "invalid setting " + "; ".join(problems)
 
 
-def _problem(name: str, err: Any, known: list[str]) -> str:
-    if err["type"] != "extra_forbidden":
-        return f"{name}: {err['msg']}"
+def _problem(name: str, problem: Problem, known: list[str]) -> str:
+    if not problem.unknown:
+        return f"{name}: {problem.message}"
     import difflib  # only to word the error
 
     hint = difflib.get_close_matches(name, known, n=1)
@@ -284,13 +369,12 @@ def _in_section(section: dict[str, Any], loc: list[str]) -> bool:
     return True
 
 
-def _field_paths(cls: type[BaseModel], loc: list[str]) -> list[list[str]]:
-    """The settings beside the one at ``loc`` (its siblings in the model), as paths."""
-    model: type[BaseModel] = cls
+def _field_paths(cls: type[msgspec.Struct], loc: list[str]) -> list[list[str]]:
+    """The settings beside the one at ``loc`` (its siblings in the struct), as paths."""
+    struct = cls
     for part in loc[:-1]:
-        field = model.model_fields.get(part)
-        inner = field.annotation if field is not None else None
-        if not (isinstance(inner, type) and issubclass(inner, BaseModel)):
+        inner = settings_fields(struct).get(part)
+        if not (isinstance(inner, type) and issubclass(inner, msgspec.Struct)):
             return []
-        model = inner
-    return [[*loc[:-1], name] for name in model.model_fields]
+        struct = inner
+    return [[*loc[:-1], name] for name in settings_fields(struct)]

@@ -1,6 +1,7 @@
 """The settings' models: each group (``PASSENTRY_*``, ``KAFKA_*``, ``BRIDGE_*``,
 ``SCHEMA_REGISTRY_*``) with its fields, limits and defaults, a source, and the whole config.
-How they are read and merged is ``bridge.config.loading``'s.
+How values become a group is ``bridge.config.convert``'s; how they are read and merged,
+``bridge.config.loading``'s.
 """
 
 from __future__ import annotations
@@ -8,26 +9,14 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar, cast
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
+from urllib.parse import urlsplit
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    HttpUrl,
-    SecretStr,
-    StringConstraints,
-    field_validator,
-    model_validator,
-)
-from pydantic_settings import (
-    BaseSettings,
-    PydanticBaseSettingsSource,
-    SettingsConfigDict,
-)
+import msgspec
+from msgspec import Meta, Struct, field
 
+from bridge.config.convert import FieldError, Secret, SettingsGroup
 from bridge.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -46,24 +35,19 @@ __all__ = [
     "SourceConfig",
     "SourceId",
     "TopicName",
-    "from_values",
 ]
 
-
-_G = TypeVar("_G", bound=BaseSettings)
 
 # Kafka's rule for a topic name, and the bridge's for a source id (it is part of topic names
 # and transactional ids).
 TOPIC_PATTERN = r"^[A-Za-z0-9._-]{1,249}$"
 SOURCE_ID_PATTERN = r"^[A-Za-z0-9._-]{1,100}$"
-TopicName = Annotated[str, StringConstraints(pattern=TOPIC_PATTERN)]
-SourceId = Annotated[str, StringConstraints(pattern=SOURCE_ID_PATTERN)]
+TopicName = Annotated[str, Meta(pattern=TOPIC_PATTERN)]
+SourceId = Annotated[str, Meta(pattern=SOURCE_ID_PATTERN)]
 
 
-class ScanFilters(BaseModel):
+class ScanFilters(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """The documented filters of ``GET /api/v1/scans``; unset ones are not sent."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     entity: str | None = None
     reader_id: str | None = None
@@ -108,112 +92,68 @@ def _tls(
     return conf
 
 
-class _Group(BaseSettings):
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # The YAML file arrives as init kwargs; the environment must win over it.
-        return env_settings, init_settings
+class PassEntrySettings(SettingsGroup, frozen=True):
+    prefix: ClassVar[str] = "PASSENTRY_"
 
-
-def from_values(cls: type[_G], values: dict[str, Any]) -> _G:
-    """``values`` validated as ``cls`` without reading the environment: settings already
-    merged with it (a source's own over the shared ones, CLI overrides), or a YAML file
-    checked alone (``config lint``)."""
-    validated = _values_only(cls)(**values)
-    # The class itself, not the values-only one: built from what was just validated.
-    return cast(_G, cls.model_construct(validated.model_fields_set, **dict(validated)))
-
-
-@cache
-def _values_only(cls: type[_G]) -> type[_G]:
-    """``cls`` with the values it is given as its only settings source."""
-
-    class ValuesOnly(cls):  # type: ignore[valid-type,misc]
-        @classmethod
-        def settings_customise_sources(
-            cls,
-            settings_cls: type[BaseSettings],
-            init_settings: PydanticBaseSettingsSource,
-            env_settings: PydanticBaseSettingsSource,
-            dotenv_settings: PydanticBaseSettingsSource,
-            file_secret_settings: PydanticBaseSettingsSource,
-        ) -> tuple[PydanticBaseSettingsSource, ...]:
-            return (init_settings,)
-
-    ValuesOnly.__name__ = cls.__name__
-    return ValuesOnly
-
-
-class PassEntrySettings(_Group):
-    model_config = SettingsConfigDict(
-        env_prefix="PASSENTRY_", env_nested_delimiter="__", extra="forbid", frozen=True
-    )
-
-    api_url: HttpUrl = HttpUrl("https://api.passentry.com")
-    api_token: SecretStr | None = None
+    api_url: str = "https://api.passentry.com"
+    api_token: Secret | None = None
     api_token_file: Path | None = None
-    filters: ScanFilters = ScanFilters()
-    per_page: int = Field(100, ge=1, le=1000)
-    request_budget: float = Field(9.0, gt=0, le=100, description="requests per second")
-    timeout_s: float = Field(10.0, gt=0, le=300)
+    filters: ScanFilters = field(default_factory=ScanFilters)
+    per_page: Annotated[int, Meta(ge=1, le=1000)] = 100
+    request_budget: Annotated[float, Meta(gt=0, le=100)] = 9.0
+    timeout_s: Annotated[float, Meta(gt=0, le=300)] = 10.0
     # How long one call keeps retrying before the cycle gives up and polls again later.
-    retry_deadline_s: float = Field(60.0, gt=0)
-    lookback_s: float = Field(300.0, ge=0, le=86_400)
+    retry_deadline_s: Annotated[float, Meta(gt=0)] = 60.0
+    lookback_s: Annotated[float, Meta(ge=0, le=86_400)] = 300.0
     # Each poll re-reads this much before where the last one ended: scans minted on a
     # PassEntry node with a slow clock, or visible a moment late, are caught at once.
     # Later ones wait for the sweep. Capped at the lookback.
-    poll_overlap_s: float = Field(10.0, ge=0, le=3600)
+    poll_overlap_s: Annotated[float, Meta(ge=0, le=3600)] = 10.0
     # How often the sweep compares PassEntry's counts over the lookback with ours.
-    sweep_interval_s: float = Field(30.0, gt=0, le=3600)
+    sweep_interval_s: Annotated[float, Meta(gt=0, le=3600)] = 30.0
     # How far behind the cursor the periodic late sweep looks (default: one lookback).
     # Scans that turn up later than lookback + sweep cannot be told apart from old ones.
-    late_sweep_s: float | None = Field(None, ge=0, le=86_400)
-    poll_interval_min_s: float = Field(1.0, gt=0)
-    poll_interval_max_s: float = Field(30.0, gt=0)
-    pass_cache_size: int = Field(10_000, ge=0)
-    backfill_concurrency: int = Field(4, ge=1, le=32)
+    late_sweep_s: Annotated[float, Meta(ge=0, le=86_400)] | None = None
+    poll_interval_min_s: Annotated[float, Meta(gt=0)] = 1.0
+    poll_interval_max_s: Annotated[float, Meta(gt=0)] = 30.0
+    pass_cache_size: Annotated[int, Meta(ge=0)] = 10_000
+    backfill_concurrency: Annotated[int, Meta(ge=1, le=32)] = 4
     # One cycle holds at most this many scans in memory; a bigger backlog takes more cycles.
-    max_cycle_scans: int = Field(10_000, ge=100, le=1_000_000)
+    max_cycle_scans: Annotated[int, Meta(ge=100, le=1_000_000)] = 10_000
     # passScanned webhooks: on when a secret (or a file holding it) is set. The previous
     # secret is accepted too while a rotation is under way.
-    webhook_secret: SecretStr | None = None
+    webhook_secret: Secret | None = None
     webhook_secret_file: Path | None = None
-    webhook_previous_secret: SecretStr | None = None
+    webhook_previous_secret: Secret | None = None
     webhook_previous_secret_file: Path | None = None
     # An event whose timeStamp is older than this is refused (replay protection); polling
     # covers the scan.
-    webhook_max_age_s: float = Field(300.0, gt=0, le=86_400)
+    webhook_max_age_s: Annotated[float, Meta(gt=0, le=86_400)] = 300.0
     # ...and so is one stamped further than this ahead of the bridge's clock, which could
     # otherwise be replayed for as long as it is early.
-    webhook_max_future_s: float = Field(60.0, ge=0, le=3600)
+    webhook_max_future_s: Annotated[float, Meta(ge=0, le=3600)] = 60.0
     # While webhooks flow, polling is the backstop: it runs this often, checks new time by
     # counts, and stays this far behind now so that webhooks in flight can land first.
-    poll_interval_backstop_s: float = Field(5.0, gt=0, le=3600)
-    webhook_settle_s: float = Field(2.0, ge=0, le=60)
+    poll_interval_backstop_s: Annotated[float, Meta(gt=0, le=3600)] = 5.0
+    webhook_settle_s: Annotated[float, Meta(ge=0, le=60)] = 2.0
 
-    @field_validator("webhook_secret", "webhook_previous_secret")
-    @classmethod
-    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None and value.get_secret_value():
-            _check_webhook_secret(value.get_secret_value(), None)
-        return value
-
-    @model_validator(mode="after")
-    def _check(self) -> PassEntrySettings:
+    def __post_init__(self) -> None:
+        scheme, host = _url_parts(self.api_url)
+        if scheme not in ("http", "https") or not host:
+            raise FieldError("api_url", "expected an http:// or https:// URL with a host")
+        for name in ("webhook_secret", "webhook_previous_secret"):
+            value = getattr(self, name)
+            if value is not None and value.get_secret_value():
+                try:
+                    _check_webhook_secret(value.get_secret_value(), None)
+                except ValueError as exc:
+                    raise FieldError(name, str(exc)) from None
         if self.poll_interval_max_s < self.poll_interval_min_s:
             raise ValueError("poll_interval_max_s must be >= poll_interval_min_s")
         for name in ("api_token", "webhook_secret", "webhook_previous_secret"):
             if getattr(self, name) is not None and getattr(self, name + "_file") is not None:
                 upper = "PASSENTRY_" + name.upper()
                 raise ValueError(f"set only one of {upper} and {upper}_FILE")
-        return self
 
     def token(self) -> str:
         """The token, read from the file if one is configured. Raises ConfigError."""
@@ -261,8 +201,16 @@ def _check_webhook_secret(secret: str, file: Path | None) -> None:
         )
 
 
+def _url_parts(url: str) -> tuple[str, str]:
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "", ""
+    return parts.scheme, parts.hostname or ""
+
+
 def _secret(
-    value: SecretStr | None, file: Path | None, name: str, *, empty_ok: bool = False
+    value: Secret | None, file: Path | None, name: str, *, empty_ok: bool = False
 ) -> str | None:
     """A secret given directly or as a file (a mounted Kubernetes Secret); None if neither,
     or if the file is empty and ``empty_ok``. An unreadable or (otherwise) empty file is a
@@ -286,46 +234,39 @@ SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
 
 
-class KafkaSettings(_Group):
-    model_config = SettingsConfigDict(
-        env_prefix="KAFKA_", env_nested_delimiter="__", extra="forbid", frozen=True
-    )
+class KafkaSettings(SettingsGroup, frozen=True):
+    prefix: ClassVar[str] = "KAFKA_"
 
     bootstrap_servers: str = "localhost:9092"
     security_protocol: SecurityProtocol = "PLAINTEXT"
     sasl_mechanism: SaslMechanism | None = None
     sasl_username: str | None = None
-    sasl_password: SecretStr | None = None
+    sasl_password: Secret | None = None
     # The password as a mounted file (the chart's way), read when a client is made.
     sasl_password_file: Path | None = None
     ssl_ca_location: Path | None = None
     ssl_certificate_location: Path | None = None
     ssl_key_location: Path | None = None
-    ssl_key_password: SecretStr | None = None
+    ssl_key_password: Secret | None = None
     ssl_key_password_file: Path | None = None
     compression_type: Literal["none", "gzip", "snappy", "lz4", "zstd"] = "lz4"
-    linger_ms: int = Field(20, ge=0, le=60_000)
+    linger_ms: Annotated[int, Meta(ge=0, le=60_000)] = 20
     # A transaction left open by a writer that died, or is stuck, holds back every
     # read_committed reader of its partitions (consumers, other sources' restores) until
     # its next owner fences it or this timeout ends it: sized against the failover targets
     # (README, "Guarantees"), and above a broker's own failover (about 10 s).
-    message_timeout_ms: int = Field(25_000, ge=1_000)
-    transaction_timeout_ms: int = Field(30_000, ge=1_000)
+    message_timeout_ms: Annotated[int, Meta(ge=1_000)] = 25_000
+    transaction_timeout_ms: Annotated[int, Meta(ge=1_000)] = 30_000
     # Any other librdkafka property, e.g. KAFKA_PROPERTIES='{"client.rack": "eu-1a"}'.
-    properties: dict[str, str] = Field(default_factory=dict)
+    properties: dict[str, str] = field(default_factory=dict)
 
-    @field_validator("bootstrap_servers")
-    @classmethod
-    def _servers(cls, value: str) -> str:
-        hosts = [h.strip() for h in value.split(",") if h.strip()]
+    def __post_init__(self) -> None:
+        hosts = [h.strip() for h in self.bootstrap_servers.split(",") if h.strip()]
         if not hosts or any(
             not re.fullmatch(r"[^\s:]+:\d{1,5}|\[[0-9a-fA-F:]+\]:\d{1,5}", h) for h in hosts
         ):
-            raise ValueError("expected host:port[,host:port...]")
-        return ",".join(hosts)
-
-    @model_validator(mode="after")
-    def _check(self) -> KafkaSettings:
+            raise FieldError("bootstrap_servers", "expected host:port[,host:port...]")
+        msgspec.structs.force_setattr(self, "bootstrap_servers", ",".join(hosts))
         for name in ("sasl_password", "ssl_key_password"):
             if getattr(self, name) is not None and getattr(self, name + "_file") is not None:
                 upper = "KAFKA_" + name.upper()
@@ -345,7 +286,6 @@ class KafkaSettings(_Group):
                 "message_timeout_ms must be lower than transaction_timeout_ms, or a stuck"
                 " delivery outlives its transaction"
             )
-        return self
 
     def librdkafka(self) -> dict[str, Any]:
         """The client properties shared by the producer, consumers and admin client."""
@@ -397,10 +337,8 @@ class KafkaSettings(_Group):
         return _secret(self.ssl_key_password, self.ssl_key_password_file, "KAFKA_SSL_KEY_PASSWORD")
 
 
-class BridgeSettings(_Group):
-    model_config = SettingsConfigDict(
-        env_prefix="BRIDGE_", env_nested_delimiter="__", extra="forbid", frozen=True
-    )
+class BridgeSettings(SettingsGroup, frozen=True):
+    prefix: ClassVar[str] = "BRIDGE_"
 
     source_id: SourceId = "default"
     scans_topic: TopicName = "passentry.scans"
@@ -409,85 +347,84 @@ class BridgeSettings(_Group):
     # Optional routing, e.g. "passentry.scans.{status}" or "passentry.{scan_type}.scans".
     topic_template: str | None = None
     create_topics: bool = True
-    topic_partitions: int = Field(6, ge=1, le=10_000)
-    topic_replication_factor: int = Field(-1, ge=-1, le=32)
+    topic_partitions: Annotated[int, Meta(ge=1, le=10_000)] = 6
+    topic_replication_factor: Annotated[int, Meta(ge=-1, le=32)] = -1
     http_host: str = "0.0.0.0"
-    http_port: int = Field(9108, ge=0, le=65535)
+    http_port: Annotated[int, Meta(ge=0, le=65535)] = 9108
     # The webhook receiver listens apart from /metrics, so only it is exposed to PassEntry.
-    webhook_port: int = Field(8080, ge=0, le=65535)
+    webhook_port: Annotated[int, Meta(ge=0, le=65535)] = 8080
     # Accepted webhooks are made durable here (keyed by source id) before the 200.
     webhook_topic: TopicName = "passentry.bridge.webhooks"
     # How long the owner of a source gathers inbox events before one transaction.
-    webhook_batch_ms: int = Field(20, ge=0, le=5000)
+    webhook_batch_ms: Annotated[int, Meta(ge=0, le=5000)] = 20
     # Verified webhook requests waiting on Kafka at once; more are answered 503 (PassEntry
     # retries them). Unverified and slow requests never count here.
-    webhook_max_inflight: int = Field(256, ge=1, le=100_000)
+    webhook_max_inflight: Annotated[int, Meta(ge=1, le=100_000)] = 256
     # Open connections to the receiver; more are answered 503 and closed. Each may buffer
     # one body (256 KiB at most), so this also bounds the memory bodies can take, and it
     # must leave file descriptors under the process's limit for everything else.
-    webhook_max_connections: int = Field(512, ge=1, le=100_000)
+    webhook_max_connections: Annotated[int, Meta(ge=1, le=100_000)] = 512
     # A request's headers must arrive within this of its first byte (of the connection,
     # for the first request), and its body within this of its headers; 408 or a close
     # otherwise, so a slow client cannot hold a connection for long.
-    webhook_header_timeout_s: float = Field(10.0, gt=0, le=300)
-    webhook_body_timeout_s: float = Field(10.0, gt=0, le=300)
+    webhook_header_timeout_s: Annotated[float, Meta(gt=0, le=300)] = 10.0
+    webhook_body_timeout_s: Annotated[float, Meta(gt=0, le=300)] = 10.0
     # How long a connection may sit idle between a verified request's answer and the next
     # request (0: close after every answer). Refused requests always close theirs.
-    webhook_keepalive_s: float = Field(75.0, ge=0, le=3600)
+    webhook_keepalive_s: Annotated[float, Meta(ge=0, le=3600)] = 75.0
     # Event ids remembered for the replay window, so a redelivered event is answered 200
     # without a second inbox record; the oldest are forgotten beyond this many.
-    webhook_replay_cache_size: int = Field(50_000, ge=0, le=10_000_000)
+    webhook_replay_cache_size: Annotated[int, Meta(ge=0, le=10_000_000)] = 50_000
     # Replicas share the sources through this Kafka consumer group: the member assigned a
     # source's partition of the coordination topic runs it. Empty: no group; every source
     # of the config runs in this process (one replica only).
-    group_id: str = Field("passentry-bridge", pattern=r"^([A-Za-z0-9._-]{1,249})?$")
+    group_id: Annotated[str, Meta(pattern=r"^([A-Za-z0-9._-]{1,249})?$")] = "passentry-bridge"
     coordination_topic: TopicName = "passentry.bridge.coordination"
     # Sources hash onto this many partitions; more partitions, fewer sources that share one.
-    coordination_partitions: int = Field(32, ge=1, le=10_000)
+    coordination_partitions: Annotated[int, Meta(ge=1, le=10_000)] = 32
     # A member silent this long is dropped and its sources move: the failover time after a
     # crash is this plus a restore.
-    group_session_timeout_ms: int = Field(10_000, ge=1_000, le=300_000)
+    group_session_timeout_ms: Annotated[int, Meta(ge=1_000, le=300_000)] = 10_000
     # The consumer group protocol: classic (the session above, cooperative-sticky), or
     # consumer (KIP-848: the session, the heartbeat and the assignor are the brokers').
     group_protocol: Literal["classic", "consumer"] = "classic"
-    shutdown_grace_s: float = Field(25.0, gt=0, le=3600)
+    shutdown_grace_s: Annotated[float, Meta(gt=0, le=3600)] = 25.0
     # /readyz turns false when no poll succeeded for this long.
-    ready_max_poll_age_s: float = Field(120.0, gt=0)
+    ready_max_poll_age_s: Annotated[float, Meta(gt=0)] = 120.0
     # Fault tests only: hold every transaction open this long before committing, so a test
     # can freeze or kill the bridge while one is open. Never set it in production.
-    debug_txn_hold_s: float = Field(0.0, ge=0, le=60)
+    debug_txn_hold_s: Annotated[float, Meta(ge=0, le=60)] = 0.0
     log_format: Literal["auto", "json", "text"] = "auto"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
-    @field_validator("topic_template")
-    @classmethod
-    def _template(cls, value: str | None) -> str | None:
+    def __post_init__(self) -> None:
+        value = self.topic_template
         if value is None:
-            return None
+            return
         fields = set(re.findall(r"{([^{}]*)}", value))
         unknown = fields - {"status", "scan_type"}
         if unknown:
-            raise ValueError(
-                f"unknown placeholder(s) {sorted(unknown)}; use {{status}} or {{scan_type}}"
+            raise FieldError(
+                "topic_template",
+                f"unknown placeholder(s) {sorted(unknown)}; use {{status}} or {{scan_type}}",
             )
         if not re.fullmatch(r"[A-Za-z0-9._{}-]+", value):
-            raise ValueError("topic names may only use letters, digits, '.', '_' and '-'")
-        return value
+            raise FieldError(
+                "topic_template", "topic names may only use letters, digits, '.', '_' and '-'"
+            )
 
 
-class RegistrySettings(_Group):
+class RegistrySettings(SettingsGroup, frozen=True):
     """``SCHEMA_REGISTRY_*``. Unset ``url`` means no registry: single-object encoding."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="SCHEMA_REGISTRY_", env_nested_delimiter="__", extra="forbid", frozen=True
-    )
+    prefix: ClassVar[str] = "SCHEMA_REGISTRY_"
 
     url: str | None = None
     subject_name_strategy: Literal["topic", "record", "topic_record"] = "topic"
     mode: Literal["auto_register", "pinned", "latest"] = "auto_register"
-    version: int | None = Field(None, ge=1)
-    basic_auth_user_info: SecretStr | None = None
-    bearer_token: SecretStr | None = None
+    version: Annotated[int, Meta(ge=1)] | None = None
+    basic_auth_user_info: Secret | None = None
+    bearer_token: Secret | None = None
     # Either credential as a mounted file (the chart's way), read when the client is made.
     basic_auth_user_info_file: Path | None = None
     bearer_token_file: Path | None = None
@@ -498,28 +435,26 @@ class RegistrySettings(_Group):
     ssl_ca_location: Path | None = None
     ssl_certificate_location: Path | None = None
     ssl_key_location: Path | None = None
-    ssl_key_password: SecretStr | None = None
-    timeout_s: float = Field(10.0, gt=0, le=300)
+    ssl_key_password: Secret | None = None
+    timeout_s: Annotated[float, Meta(gt=0, le=300)] = 10.0
     # The client's own retries inside one call; the service loop retries whole cycles with
     # backoff on top, so a few quick ones are enough here.
-    max_retries: int = Field(2, ge=0, le=10)
+    max_retries: Annotated[int, Meta(ge=0, le=10)] = 2
     # How long a subject's schema id is trusted before it is looked up again. A registry
     # that lost its storage hands out ids afresh, and the old one may then name another
     # schema; re-checking bounds how long the bridge could tag records with it.
-    cache_ttl_s: float = Field(300.0, ge=1, le=86_400)
+    cache_ttl_s: Annotated[float, Meta(ge=1, le=86_400)] = 300.0
 
-    @field_validator("url")
-    @classmethod
-    def _url(cls, value: str | None) -> str | None:
-        if value is None or not value.strip():
-            return None
-        for url in value.split(","):
-            if not url.strip().startswith(("http://", "https://", "mock://")):
-                raise ValueError(f"{url.strip()!r} must start with http://, https:// or mock://")
-        return value.strip()
-
-    @model_validator(mode="after")
-    def _check(self) -> RegistrySettings:
+    def __post_init__(self) -> None:
+        if self.url is not None:
+            # Set but empty (SCHEMA_REGISTRY_URL=) means no registry, not a bad URL.
+            url = self.url.strip() or None
+            for each in url.split(",") if url is not None else ():
+                if not each.strip().startswith(("http://", "https://", "mock://")):
+                    raise FieldError(
+                        "url", f"{each.strip()!r} must start with http://, https:// or mock://"
+                    )
+            msgspec.structs.force_setattr(self, "url", url)
         if self.mode == "pinned" and self.version is None:
             raise ValueError("SCHEMA_REGISTRY_VERSION is required when SCHEMA_REGISTRY_MODE=pinned")
         if self.mode != "pinned" and self.version is not None:
@@ -551,7 +486,6 @@ class RegistrySettings(_Group):
             raise ValueError(
                 "SCHEMA_REGISTRY_SSL_KEY_LOCATION needs SCHEMA_REGISTRY_SSL_CERTIFICATE_LOCATION"
             )
-        return self
 
     @property
     def enabled(self) -> bool:

@@ -1,6 +1,6 @@
 """Cyclic garbage collection for a process that streams records.
 
-What start-up allocated (the modules, pydantic's schemas: most of the heap, and never
+What start-up allocated (the modules and their classes: most of the heap, and never
 garbage) is frozen, so that no collection walks it again. The collector's thresholds stay
 the defaults: the hot path's objects are mostly untracked (``gc=False`` structs), and what
 is left costs the young collections 0.4 us a scan (bench/stages.py, 50,000 scans), under
@@ -27,7 +27,7 @@ __all__ = ["paused", "tune_for_streaming"]
 def paused() -> Iterator[None]:
     """No cyclic collection inside, and what was made inside frozen after: for loading a
     command's modules. Each collection during an import walks a heap that only grows
-    (modules, classes, pydantic's schemas), and none of it is garbage; the collections cost
+    (modules, classes, compiled patterns), and none of it is garbage; the collections cost
     about 8 % of the ``run`` command's import. Left unfrozen, all of it would be the young
     generation of the first collection after, which walked it in 23 ms to find nothing."""
     was_enabled = gc.isenabled()

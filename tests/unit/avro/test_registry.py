@@ -11,14 +11,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, ClassVar
 
+import msgspec
 import pytest
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
-from pydantic import ValidationError
 
 from bridge.avro.framing import Framer
 from bridge.avro.registry import CONTENT_TYPE, RegistryFramer, canonical, make_client
 from bridge.avro.schemas import VersionedSchema
-from bridge.config import RegistrySettings
+from bridge.config import RegistrySettings, Secret, load_registry_settings
+from bridge.config.convert import SettingsError, from_values
 from bridge.errors import (
     ConfigError,
     FatalError,
@@ -51,7 +52,7 @@ def test_settings_come_from_schema_registry_env(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("SCHEMA_REGISTRY_MODE", "pinned")
     monkeypatch.setenv("SCHEMA_REGISTRY_VERSION", "3")
     monkeypatch.setenv("SCHEMA_REGISTRY_SUBJECT_NAME_STRATEGY", "topic_record")
-    s = RegistrySettings()
+    s = load_registry_settings()
     assert (s.enabled, s.mode, s.version, s.subject_name_strategy) == (
         True, "pinned", 3, "topic_record",
     )  # fmt: skip
@@ -81,18 +82,18 @@ def test_no_url_means_no_registry() -> None:
     ],
 )
 def test_bad_settings_are_refused_by_name(kw: dict[str, Any], message: str) -> None:
-    with pytest.raises(ValidationError, match=message):
-        RegistrySettings(**{"url": "http://sr:8081", **kw})
+    with pytest.raises(SettingsError, match=message):
+        from_values(RegistrySettings, {"url": "http://sr:8081", **kw})
 
 
 def test_auth_and_tls_settings_map_to_the_client_properties() -> None:
     basic = RegistrySettings(
         url="https://sr:8081",
-        basic_auth_user_info="user:pa:ss",
+        basic_auth_user_info=Secret("user:pa:ss"),
         ssl_ca_location=Path("/ca.pem"),
         ssl_certificate_location=Path("/c.pem"),
         ssl_key_location=Path("/k.pem"),
-        ssl_key_password="kp",
+        ssl_key_password=Secret("kp"),
         timeout_s=7,
     ).client_config()
     assert basic["basic.auth.user.info"] == "user:pa:ss"
@@ -101,7 +102,7 @@ def test_auth_and_tls_settings_map_to_the_client_properties() -> None:
     assert basic["timeout"] == 7
     bearer = RegistrySettings(
         url="https://sr:8081",
-        bearer_token="tok",
+        bearer_token=Secret("tok"),
         bearer_logical_cluster="lsrc-1",
         bearer_identity_pool_id="pool-9",
     ).client_config()
@@ -113,7 +114,7 @@ def test_auth_and_tls_settings_map_to_the_client_properties() -> None:
 
 
 def test_secrets_never_show_in_the_settings_repr() -> None:
-    s = RegistrySettings(url="http://sr", basic_auth_user_info="user:hunter2")
+    s = RegistrySettings(url="http://sr", basic_auth_user_info=Secret("user:hunter2"))
     assert "hunter2" not in repr(s)
 
 
@@ -249,7 +250,7 @@ def test_an_unreachable_registry_is_retriable(scan_schema: VersionedSchema) -> N
         framer.framing("t")
     assert isinstance(caught.value, RetriableError)
     with pytest.raises(RetriableError):
-        RegistryFramer(s.model_copy(update={"mode": "latest"}), scan_schema).check_startup(["t"])
+        RegistryFramer(msgspec.structs.replace(s, mode="latest"), scan_schema).check_startup(["t"])
 
 
 class _Registry(BaseHTTPRequestHandler):
@@ -323,7 +324,7 @@ def test_basic_auth_is_sent(
 ) -> None:
     url, handler = http_registry
     handler.status, handler.body = 200, {"id": 5}
-    s = RegistrySettings(url=url, basic_auth_user_info="bridge:s3cret")
+    s = RegistrySettings(url=url, basic_auth_user_info=Secret("bridge:s3cret"))
     RegistryFramer(s, scan_schema).framing("t")
     # base64("bridge:s3cret")
     assert handler.seen[-1]["Authorization"] == "Basic YnJpZGdlOnMzY3JldA=="
@@ -335,7 +336,10 @@ def test_bearer_auth_is_sent_with_the_logical_cluster(
     url, handler = http_registry
     handler.status, handler.body = 200, {"id": 5}
     s = RegistrySettings(
-        url=url, bearer_token="tok-1", bearer_logical_cluster="lsrc-7", bearer_identity_pool_id="p"
+        url=url,
+        bearer_token=Secret("tok-1"),
+        bearer_logical_cluster="lsrc-7",
+        bearer_identity_pool_id="p",
     )
     RegistryFramer(s, scan_schema).framing("t")
     headers = handler.seen[-1]

@@ -10,7 +10,7 @@ from bridge.errors import ConfigError
 
 def test_defaults_are_the_documented_names() -> None:
     c = load_config()
-    assert str(c.passentry.api_url) == "https://api.passentry.com/"
+    assert c.passentry.api_url == "https://api.passentry.com"
     assert c.bridge.scans_topic == "passentry.scans"
     assert c.bridge.dlq_topic == "passentry.scans.dlq"
     assert c.passentry.request_budget == 9.0
@@ -180,3 +180,70 @@ def test_an_unreadable_password_file_names_its_setting(
     monkeypatch.setenv("SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO_FILE", str(user_info))
     with pytest.raises(ConfigError, match="must hold user:password"):
         load_config().schema_registry.client_config()
+
+
+def test_environment_values_are_converted_as_their_settings_say(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    for k, v in {
+        "PASSENTRY_FILTERS": '{"status": "failed", "entity": "e-1"}',
+        "PASSENTRY_FILTERS__ENTITY": "e-2",  # a nested variable over the JSON
+        "passentry_lookback_s": "120",  # any case, as pydantic-settings read it
+        "PASSENTRY_PER_PAGE": "50",
+        "BRIDGE_CREATE_TOPICS": "off",
+        "KAFKA_SSL_CA_LOCATION": str(tmp_path / "ca.pem"),
+        "KAFKA_PROPERTIES": '{"client.rack": "r1"}',
+    }.items():
+        monkeypatch.setenv(k, v)
+    c = load_config()
+    assert c.passentry.filters.as_query() == {"status": "failed", "entity": "e-2"}
+    assert (c.passentry.lookback_s, c.passentry.per_page) == (120.0, 50)
+    assert c.bridge.create_topics is False
+    assert c.kafka.ssl_ca_location == tmp_path / "ca.pem"
+    assert c.kafka.properties == {"client.rack": "r1"}
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        (
+            {"PASSENTRY_PER_PAGE": "0", "PASSENTRY_LOOKBACK_S": "soon"},
+            "PASSENTRY_PER_PAGE: expected an integer >= 1; PASSENTRY_LOOKBACK_S: expected a number",
+        ),
+        (
+            {"PASSENTRY_FILTERS__STATUS": "maybe"},
+            "PASSENTRY_FILTERS__STATUS: invalid enum value 'maybe'; expected one of successful,"
+            " failed",
+        ),
+        ({"PASSENTRY_LATE_SWEEP_S": ""}, "PASSENTRY_LATE_SWEEP_S: expected a number"),
+        ({"BRIDGE_CREATE_TOPICS": "perhaps"}, "BRIDGE_CREATE_TOPICS: expected true or false"),
+        (
+            {"PASSENTRY_FILTERS": '{"stauts": "failed"}'},
+            "PASSENTRY_FILTERS__STAUTS: not a setting; did you mean PASSENTRY_FILTERS__STATUS?",
+        ),
+        (
+            {"PASSENTRY_FILTERS": "{"},
+            'PASSENTRY_FILTERS: not valid JSON; give a JSON object, e.g. {"status": "failed"}',
+        ),
+        (
+            {"PASSENTRY_POLL_INTERVAL_MIN_S": "5", "PASSENTRY_POLL_INTERVAL_MAX_S": "2"},
+            "PASSENTRY: poll_interval_max_s must be >= poll_interval_min_s",
+        ),
+    ],
+)
+def test_each_problem_is_worded_for_the_user(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], message: str
+) -> None:
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    with pytest.raises(ConfigError) as refused:
+        load_config()
+    assert str(refused.value) == "invalid setting " + message
+
+
+def test_a_secret_never_prints(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KAFKA_SASL_PASSWORD", "hunter2-hunter2")
+    password = load_config().kafka.sasl_password
+    assert password is not None
+    assert password.get_secret_value() == "hunter2-hunter2"
+    assert "hunter2" not in f"{password} {password!r} {load_config().kafka!r}"

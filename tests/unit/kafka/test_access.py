@@ -13,7 +13,7 @@ import threading
 import pytest
 from confluent_kafka import KafkaError
 
-from bridge.config import KafkaSettings
+from bridge.config import KafkaSettings, Secret
 from bridge.errors import (
     KafkaAuthenticationError,
     KafkaAuthorizationError,
@@ -48,7 +48,7 @@ def settings(**extra: object) -> KafkaSettings:
         security_protocol="SASL_SSL",
         sasl_mechanism="SCRAM-SHA-512",
         sasl_username="bridge",
-        sasl_password=PASSWORD,
+        sasl_password=Secret(PASSWORD),
         **extra,  # type: ignore[arg-type]
     )
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -81,7 +82,9 @@ def _load(
         passentry=passentry,
         kafka=_group(KafkaSettings, "kafka", values, sections, with_env=with_env),
         bridge=bridge,
-        schema_registry=_group(RegistrySettings, "schema_registry", values, sections),
+        schema_registry=_group(
+            RegistrySettings, "schema_registry", values, sections, with_env=with_env
+        ),
         sources=_sources(sections.get(_SOURCES), passentry, bridge, path, named=named),
     )
 
@@ -212,8 +215,6 @@ def _environment(group: str) -> dict[str, Any]:
 
 
 def _is_mapping(kind: Any) -> bool:
-    import typing
-
     options = typing.get_args(kind) if typing.get_origin(kind) is not None else (kind,)
     for option in (typing.get_origin(kind), *options):
         if option is dict or (isinstance(option, type) and issubclass(option, msgspec.Struct)):
@@ -237,7 +238,12 @@ def _json(text: str, variable: str, field: str) -> Any:
 
 def _set(tree: dict[str, Any], path: list[str], value: str) -> None:
     for part in path[:-1]:
-        tree = tree.setdefault(part, {})
+        below = tree.get(part)
+        if not isinstance(below, dict):
+            # A deeper variable over a plain one (A__B__C beside A__B): conversion then
+            # says what A__B should have been.
+            below = tree[part] = {}
+        tree = below
     tree[path[-1]] = value
 
 

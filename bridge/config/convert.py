@@ -16,7 +16,6 @@ from __future__ import annotations
 import re
 import typing
 from collections.abc import Mapping
-from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from types import MappingProxyType
@@ -83,8 +82,7 @@ class SettingsGroup(Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tru
     prefix: ClassVar[str]
 
 
-@dataclass(frozen=True, slots=True)
-class Problem:
+class Problem(Struct, frozen=True):
     """One thing wrong with a group's values: where (field names, outermost first; empty
     for the group as a whole), and what. ``unknown``: the name is not a setting at all."""
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -36,10 +37,7 @@ def test_defaults_are_the_documented_names() -> None:
 def test_bad_values_are_refused_with_the_setting_name(
     monkeypatch: pytest.MonkeyPatch, env: dict[str, str], name: str
 ) -> None:
-    for k, v in env.items():
-        monkeypatch.setenv(k, v)
-    with pytest.raises(ConfigError, match=name):
-        load_config()
+    assert re.search(name, str(_refusal(monkeypatch, env)))
 
 
 def test_token_from_env_or_file_never_in_messages(
@@ -159,10 +157,7 @@ def test_kafka_and_registry_passwords_from_mounted_files(
 def test_a_password_given_twice_or_incomplete_is_refused(
     monkeypatch: pytest.MonkeyPatch, env: dict[str, str], match: str
 ) -> None:
-    for k, v in env.items():
-        monkeypatch.setenv(k, v)
-    with pytest.raises(ConfigError, match=match):
-        load_config()
+    assert re.search(match, str(_refusal(monkeypatch, env)))
 
 
 def test_an_unreadable_password_file_names_its_setting(
@@ -234,11 +229,7 @@ def test_environment_values_are_converted_as_their_settings_say(
 def test_each_problem_is_worded_for_the_user(
     monkeypatch: pytest.MonkeyPatch, env: dict[str, str], message: str
 ) -> None:
-    for k, v in env.items():
-        monkeypatch.setenv(k, v)
-    with pytest.raises(ConfigError) as refused:
-        load_config()
-    assert str(refused.value) == "invalid setting " + message
+    assert str(_refusal(monkeypatch, env)) == "invalid setting " + message
 
 
 def test_a_secret_never_prints(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -247,3 +238,12 @@ def test_a_secret_never_prints(monkeypatch: pytest.MonkeyPatch) -> None:
     assert password is not None
     assert password.get_secret_value() == "hunter2-hunter2"
     assert "hunter2" not in f"{password} {password!r} {load_config().kafka!r}"
+
+
+def _refusal(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> ConfigError:
+    """The error load_config() raises with ``env`` set."""
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    with pytest.raises(ConfigError) as refused:
+        load_config()
+    return refused.value

@@ -216,7 +216,15 @@ def test_the_other_replica_takes_over_within_the_failover_targets(
             print(f"failover after {how}: records again after {gap:.2f}s "
                   f"(longest silence {silence:.2f}s), from {who}")  # fmt: skip
             record_property(f"failover_gap_s[{how}]", round(gap, 2))
-            assert gap <= target, f"{how}: another replica published again after {gap:.2f}s"
+            record_property(f"failover_silence_s[{how}]", round(silence, 2))
+            # The target is the stream's: the longest time a consumer saw no record, as the
+            # failover benchmark and the check below measure it. The time from `since`
+            # also holds kubectl's own start and the kubelet's delivery of SIGTERM, while
+            # the old owner still publishes: 5.00 s with a 3.24 s silence in one CI run.
+            assert silence <= target, (
+                f"{how}: no record for {silence:.2f}s (another replica published again"
+                f" {gap:.2f}s after the command)"
+            )
         # the replacement (or the restarted container) joins the group afterwards, and the
         # assignor may move the source once more: that handover must stay within the target
         # too. Each round's window runs to the next round (the last one to now).

@@ -41,13 +41,14 @@ __all__ = ["load_config", "load_file", "load_registry_settings"]
 
 log = logging.getLogger(__name__)
 
+_G = TypeVar("_G", bound=SettingsGroup)
+
 _GROUPS: dict[str, type[SettingsGroup]] = {
     "passentry": PassEntrySettings,
     "kafka": KafkaSettings,
     "bridge": BridgeSettings,
     "schema_registry": RegistrySettings,
 }
-_PREFIXES = {name: cls.prefix for name, cls in _GROUPS.items()}
 
 
 def load_config(path: Path | None = None, **overrides: dict[str, Any]) -> Config:
@@ -75,16 +76,17 @@ def _load(
         name: _values(name, sections.get(name, {}), overrides.get(name), with_env=with_env)
         for name in _GROUPS
     }
-    passentry = _group(PassEntrySettings, "passentry", values, sections, with_env=with_env)
-    bridge = _group(BridgeSettings, "bridge", values, sections, with_env=with_env)
+
+    def group(cls: type[_G], name: str) -> _G:
+        return _group(cls, name, values[name], sections.get(name, {}), with_env=with_env)
+
+    passentry, bridge = group(PassEntrySettings, "passentry"), group(BridgeSettings, "bridge")
     named = "source_id" in values["bridge"]
     return Config(
         passentry=passentry,
-        kafka=_group(KafkaSettings, "kafka", values, sections, with_env=with_env),
+        kafka=group(KafkaSettings, "kafka"),
         bridge=bridge,
-        schema_registry=_group(
-            RegistrySettings, "schema_registry", values, sections, with_env=with_env
-        ),
+        schema_registry=group(RegistrySettings, "schema_registry"),
         sources=_sources(sections.get(_SOURCES), passentry, bridge, path, named=named),
     )
 
@@ -151,8 +153,8 @@ def load_registry_settings(path: Path | None = None) -> RegistrySettings:
     """Only ``SCHEMA_REGISTRY_*`` (over the file's ``schema_registry`` section), for the
     schema commands, which need nothing else."""
     sections = _read_yaml(path) if path is not None else {}
-    values = {"schema_registry": _values("schema_registry", sections.get("schema_registry", {}))}
-    return _group(RegistrySettings, "schema_registry", values, sections)
+    section = sections.get("schema_registry", {})
+    return _group(RegistrySettings, "schema_registry", _values("schema_registry", section), section)
 
 
 def _values(
@@ -170,23 +172,20 @@ def _values(
     return {**values, **(override or {})}
 
 
-_G = TypeVar("_G", bound=SettingsGroup)
-
-
 def _group(
     cls: type[_G],
     name: str,
-    values: dict[str, dict[str, Any]],
-    sections: dict[str, Any],
+    values: dict[str, Any],
+    section: dict[str, Any],
     *,
     with_env: bool = True,
 ) -> _G:
+    """Group ``name`` made of ``values``; a problem named as the user wrote the setting
+    (``section``: what the file gave it)."""
     try:
-        return from_values(cls, values[name])
+        return from_values(cls, values)
     except SettingsError as exc:
-        raise ConfigError(
-            _describe_group(exc, name, sections.get(name, {}), with_env=with_env)
-        ) from None
+        raise ConfigError(_describe_group(exc, name, section, with_env=with_env)) from None
 
 
 def _environment(group: str) -> dict[str, Any]:
@@ -263,8 +262,8 @@ def _check_env_names() -> None:
     """A misspelt ``BRIDGE_*`` or ``PASSENTRY_*`` variable would be silently ignored;
     refuse it instead. ``KAFKA_*`` is shared with other tools (the JVM
     scripts read KAFKA_HEAP_OPTS, for one), so an unknown name there is only logged."""
-    for group, cls in _GROUPS.items():
-        prefix = _PREFIXES[group]
+    for cls in _GROUPS.values():
+        prefix = cls.prefix
         known = [prefix + field.upper() for field in settings_fields(cls)]
         for name in os.environ:
             if not name.startswith(prefix):
@@ -296,12 +295,12 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError(f"--config: {path} is not valid YAML{where}: {problem}") from exc
     if not isinstance(loaded, dict):
-        raise ConfigError(f"--config: {path} must be a mapping with sections {sorted(_PREFIXES)}")
-    unknown = set(loaded) - set(_PREFIXES) - {_SOURCES}
+        raise ConfigError(f"--config: {path} must be a mapping with sections {sorted(_GROUPS)}")
+    unknown = set(loaded) - set(_GROUPS) - {_SOURCES}
     if unknown:
         raise ConfigError(
             f"--config: unknown section(s) {sorted(unknown)} in {path}; "
-            f"expected {sorted([*_PREFIXES, _SOURCES])}"
+            f"expected {sorted([*_GROUPS, _SOURCES])}"
         )
     out: dict[str, Any] = {}
     for name, section in loaded.items():
@@ -322,7 +321,7 @@ def _describe_group(
     """Each problem named as the user set it: the environment variable
     (``PASSENTRY_LOOKBACK_S``) when one is set or nothing else is, else the key in the YAML
     file (``passentry.lookback_s``). A key that is not a setting gets the nearest one."""
-    prefix = _PREFIXES[group]
+    prefix = _GROUPS[group].prefix
     problems = []
     for problem in exc.problems:
         loc = list(problem.loc)

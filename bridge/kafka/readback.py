@@ -15,17 +15,36 @@ dead one's at once).
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import NoReturn
 
-from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 __all__ = ["ReadPlan", "plan_reads", "read_committed", "reader"]
 
 Where = tuple[str, int]
+
+# A watermark request goes to the leader the client knew when it was made, and waits there
+# until its timeout. A leader killed just before (its successor elected once the controller
+# has fenced it, seconds later) held a restore for the whole of it. Each ask is short, and
+# between asks the metadata is asked afresh so that the next one finds the new leader.
+_ASK_S = 5.0
+_LEADERSHIP = frozenset(
+    {
+        KafkaError._TIMED_OUT,
+        KafkaError._TRANSPORT,
+        KafkaError._ALL_BROKERS_DOWN,
+        KafkaError._DESTROY_BROKER,  # the dead leader dropped from the metadata under the ask
+        KafkaError.LEADER_NOT_AVAILABLE,
+        KafkaError.NOT_LEADER_FOR_PARTITION,
+        KafkaError.FENCED_LEADER_EPOCH,
+        KafkaError.UNKNOWN_LEADER_EPOCH,
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,14 +90,31 @@ def plan_reads(
     starts: list[TopicPartition] = []
     ends: dict[Where, int] = {}
     for tp in partitions:
-        low, high = uncommitted.get_watermark_offsets(
-            TopicPartition(tp.topic, tp.partition), timeout=timeout_s, cached=False
-        )
+        low, high = _watermarks(uncommitted, TopicPartition(tp.topic, tp.partition), timeout_s)
         first = low if tp.offset < 0 else max(tp.offset, low)
         if first < high:
             starts.append(TopicPartition(tp.topic, tp.partition, first))
             ends[(tp.topic, tp.partition)] = high
     return ReadPlan(starts, ends)
+
+
+def _watermarks(consumer: Consumer, tp: TopicPartition, timeout_s: float) -> tuple[int, int]:
+    """The partition's low and high watermarks from its leader, asked again (after fresh
+    metadata) while leadership is moving, for up to ``timeout_s``; then the last error."""
+    deadline = time.monotonic() + timeout_s
+
+    def left() -> float:
+        return max(min(_ASK_S, deadline - time.monotonic()), 0.1)
+
+    while True:
+        try:
+            return consumer.get_watermark_offsets(tp, timeout=left(), cached=False)
+        except KafkaException as exc:
+            if exc.args[0].code() not in _LEADERSHIP or time.monotonic() + 0.2 >= deadline:
+                raise
+        with contextlib.suppress(KafkaException):  # the next ask says what is wrong
+            consumer.list_topics(tp.topic, timeout=left())
+        time.sleep(0.2)
 
 
 def read_committed(

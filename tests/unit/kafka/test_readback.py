@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from typing import Any, NoReturn
 
 import pytest
-from confluent_kafka import KafkaError, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from bridge.kafka.readback import ReadPlan, plan_reads, read_committed
 
@@ -34,10 +34,19 @@ class Msg:
 class FakeConsumer:
     """Answers ``consume`` with the batches given, then with nothing."""
 
-    def __init__(self, *batches: list[Msg], watermarks: dict[Any, tuple[int, int]] | None = None):
+    def __init__(
+        self,
+        *batches: list[Msg],
+        watermarks: dict[Any, tuple[int, int]] | None = None,
+        failures: list[int] | None = None,
+    ):
         self._batches: Iterator[list[Msg]] = iter(batches)
         self.watermarks = watermarks or {}
         self.assigned: list[TopicPartition] = []
+        # Error codes the next watermark requests fail with, one each, before any answers.
+        self.failures = list(failures or [])
+        self.asked: list[float] = []
+        self.refreshed: list[str] = []
 
     def assign(self, partitions: list[TopicPartition]) -> None:
         self.assigned = partitions
@@ -48,7 +57,13 @@ class FakeConsumer:
     def get_watermark_offsets(
         self, tp: TopicPartition, timeout: float, cached: bool
     ) -> tuple[int, int]:
+        self.asked.append(timeout)
+        if self.failures:
+            raise KafkaException(KafkaError(self.failures.pop(0)))
         return self.watermarks[(tp.topic, tp.partition)]
+
+    def list_topics(self, topic: str, timeout: float) -> None:
+        self.refreshed.append(topic)
 
 
 class Failed(Exception):
@@ -75,6 +90,35 @@ def test_the_plan_starts_at_the_low_watermark_and_skips_what_is_empty() -> None:
     assert [(tp.topic, tp.offset) for tp in read.starts] == [("a", 5), ("c", 4)]
     assert read.ends == {("a", 0): 9, ("c", 0): 7}
     assert read.offsets() == 4 + 3
+
+
+def test_a_watermark_ask_that_finds_no_leader_is_asked_again_after_fresh_metadata() -> None:
+    """A leader killed just before: its requests time out until a new one is elected. Each
+    ask is short, so the plan does not wait out the whole timeout on the dead one."""
+    consumer = FakeConsumer(
+        watermarks={("s", 0): (0, 3)},
+        failures=[KafkaError._TIMED_OUT, KafkaError.NOT_LEADER_FOR_PARTITION],
+    )
+    read = plan_reads(consumer, [TopicPartition("s", 0, -1)], 120.0)  # type: ignore[arg-type]
+    assert read.ends == {("s", 0): 3}
+    assert len(consumer.asked) == 3 and max(consumer.asked) <= 5.0
+    assert consumer.refreshed == ["s", "s"]
+
+
+def test_a_watermark_ask_gives_up_at_the_timeout_with_the_last_error() -> None:
+    consumer = FakeConsumer(failures=[KafkaError._TIMED_OUT] * 100)
+    with pytest.raises(KafkaException) as raised:
+        plan_reads(consumer, [TopicPartition("s", 0, -1)], 0.5)  # type: ignore[arg-type]
+    assert raised.value.args[0].code() == KafkaError._TIMED_OUT
+    assert 1 < len(consumer.asked) < 100
+
+
+def test_a_watermark_ask_refused_is_not_asked_again() -> None:
+    consumer = FakeConsumer(failures=[KafkaError.TOPIC_AUTHORIZATION_FAILED])
+    with pytest.raises(KafkaException) as raised:
+        plan_reads(consumer, [TopicPartition("s", 0, -1)], 120.0)  # type: ignore[arg-type]
+    assert raised.value.args[0].code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+    assert len(consumer.asked) == 1 and consumer.refreshed == []
 
 
 def test_an_end_of_partition_short_of_the_end_is_not_the_end() -> None:

@@ -260,15 +260,17 @@ def _merged(under: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]
 
 def _check_env_names() -> None:
     """A misspelt ``BRIDGE_*`` or ``PASSENTRY_*`` variable would be silently ignored;
-    refuse it instead. ``KAFKA_*`` is shared with other tools (the JVM
-    scripts read KAFKA_HEAP_OPTS, for one), so an unknown name there is only logged."""
+    refuse it instead, in any case, as the settings are read in any case. ``KAFKA_*`` is
+    shared with other tools (the JVM scripts read KAFKA_HEAP_OPTS, for one), so an unknown
+    name there is only logged."""
     for cls in _GROUPS.values():
         prefix = cls.prefix
         known = [prefix + field.upper() for field in settings_fields(cls)]
         for name in os.environ:
-            if not name.startswith(prefix):
+            upper = name.upper()
+            if not upper.startswith(prefix):
                 continue
-            top = name.split("__", 1)[0]
+            top = upper.split("__", 1)[0]
             if top in known:
                 continue
             import difflib  # only to word the error

@@ -40,6 +40,20 @@ def test_bad_values_are_refused_with_the_setting_name(
     assert re.search(name, str(_refusal(monkeypatch, env)))
 
 
+def test_an_unknown_variable_is_refused_in_any_case_and_a_known_one_read(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    refused = _refusal(monkeypatch, {"bridge_htp_port": "9000"})
+    assert str(refused) == (
+        "invalid setting bridge_htp_port: not a setting; did you mean BRIDGE_HTTP_PORT?"
+    )
+    monkeypatch.delenv("bridge_htp_port")
+    monkeypatch.setenv("bridge_http_port", "9000")
+    monkeypatch.setenv("Kafka_Heap_Opts", "-Xmx1g")  # another tool's: logged, not refused
+    assert load_config().bridge.http_port == 9000
+    assert "ignoring unknown environment variable Kafka_Heap_Opts" in caplog.text
+
+
 def test_token_from_env_or_file_never_in_messages(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

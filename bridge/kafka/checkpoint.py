@@ -37,9 +37,9 @@ from bridge.backoff import Backoff
 from bridge.dedup import BOUNDARY_MARGIN_MS, DedupWindow, RejectMemory
 from bridge.errors import ConfigError, InvalidUUIDv7Error, KafkaRetriableError
 from bridge.kafka.acl import RESTORE_GROUP_PREFIX, AclGrant, is_authorization, reading_error
-from bridge.kafka.readback import plan_reads, read_committed, reader
+from bridge.kafka.readback import HeaderPeek, plan_reads, read_committed, reader
 from bridge.kafka.records import OutRecord
-from bridge.uuid7 import int_millis, parse_uuid7
+from bridge.uuid7 import int_millis, parse_uuid7_int
 
 __all__ = [
     "Checkpoint",
@@ -222,18 +222,18 @@ class CheckpointStore:
         partitions = self._partitions_at(stats.topics, since, timeout_s)
         ids: list[int] = []
         source = self.source_id.encode()
+        peek = HeaderPeek()
         for msg in self._read_to_end(partitions, timeout_s):
             stats.records += 1
-            headers = dict(msg.headers() or [])
-            if headers.get("source-id") != source:
+            if peek.get(msg, "source-id") != source:
                 continue
-            scan_id = headers.get("scan-id")
+            scan_id = peek.get(msg, "scan-id")
             if msg.topic() == dlq_topic:
                 rejects.remember(hashlib.blake2b(msg.value() or b"", digest_size=16).digest())
-            if not isinstance(scan_id, bytes):
+            if scan_id is None:
                 continue
             try:
-                id_int = parse_uuid7(scan_id.decode()).int
+                id_int = parse_uuid7_int(scan_id.decode())
             except (InvalidUUIDv7Error, UnicodeDecodeError):
                 continue  # an invalid id, dead-lettered: remembered above by content
             # Older scans published lately (a backfill) are read too, but not kept.

@@ -24,7 +24,9 @@ from typing import NoReturn
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
-__all__ = ["ReadPlan", "plan_reads", "read_committed", "reader"]
+from bridge.kafka import _headers
+
+__all__ = ["HeaderPeek", "ReadPlan", "plan_reads", "read_committed", "reader"]
 
 Where = tuple[str, int]
 
@@ -165,3 +167,28 @@ def read_committed(
                 pending.pop(where, None)
         if on_batch is not None and batch:
             on_batch(len(batch))
+
+
+class HeaderPeek:
+    """Single headers of the records of one read. A restore reads every record of the
+    lookback, the other sources' too, to keep the few it wrote: turning each record's
+    eleven headers into Python was about 40 % of its CPU. The native path
+    (``bridge/kafka/_headers.c``) reads one header from librdkafka's copy, once it has
+    verified confluent-kafka's layout on the read's first record with headers; until then,
+    or if the layout is not the one it knows, ``headers()``."""
+
+    __slots__ = ("_native",)
+
+    def __init__(self) -> None:
+        self._native: bool | None = None
+
+    def get(self, msg: Message, name: str) -> bytes | None:
+        """The value of ``msg``'s last header ``name``, or None."""
+        if self._native is None:
+            self._native = _headers.checked(msg)
+        if self._native:
+            return _headers.header(msg, name)
+        for key, value in reversed(msg.headers() or []):
+            if key == name:
+                return value if isinstance(value, bytes) else None
+        return None

@@ -101,7 +101,8 @@ def test_a_watermark_ask_that_finds_no_leader_is_asked_again_after_fresh_metadat
     )
     read = plan_reads(consumer, [TopicPartition("s", 0, -1)], 120.0)  # type: ignore[arg-type]
     assert read.ends == {("s", 0): 3}
-    assert len(consumer.asked) == 3 and max(consumer.asked) <= 5.0
+    assert len(consumer.asked) == 3
+    assert max(consumer.asked) <= 5.0
     assert consumer.refreshed == ["s", "s"]
 
 
@@ -118,7 +119,8 @@ def test_a_watermark_ask_refused_is_not_asked_again() -> None:
     with pytest.raises(KafkaException) as raised:
         plan_reads(consumer, [TopicPartition("s", 0, -1)], 120.0)  # type: ignore[arg-type]
     assert raised.value.args[0].code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
-    assert len(consumer.asked) == 1 and consumer.refreshed == []
+    assert len(consumer.asked) == 1
+    assert consumer.refreshed == []
 
 
 def test_an_end_of_partition_short_of_the_end_is_not_the_end() -> None:

@@ -199,6 +199,10 @@ class Pipeline:
     def restore(self) -> Restored:
         """Fence, then read what was committed, then rebuild the dedup window from it."""
         self._publisher.init()
+        with self._checkpoints.sharing_lookups():
+            return self._restore()
+
+    def _restore(self) -> Restored:
         state = self._checkpoints.read_state()
         checkpoint = state.checkpoint
         self.inbox = checkpoint.inbox if checkpoint is not None else None

@@ -121,3 +121,34 @@ def test_a_transaction_that_stays_open_ends_the_restore_with_a_retriable_error(
         other.abort_transaction(30)
         publisher.close(5)
     assert store.read() is not None
+
+
+def test_the_window_is_found_behind_another_writers_open_transaction(
+    kafka_bootstrap: str, topics: tuple[str, str]
+) -> None:
+    """The offsets where the window starts are looked up by time. Asked read_committed, the
+    broker answers nothing for a partition whose first record from then on is at or past its
+    last stable offset: here the other writer's open record comes first, so the rebuild
+    skipped the partition and the window lacked every id this source had committed there."""
+    state, scans = topics
+    source = "readback-c"
+    store = CheckpointStore({"bootstrap.servers": kafka_bootstrap}, state, source)
+    publisher = _publisher(kafka_bootstrap, source)
+    other = _open_transaction(kafka_bootstrap, state, scans)
+    minter = UUIDv7Minter()
+    ours = [minter.mint() for _ in range(3)]
+    records = [_scan(scans, source, s) for s in ours]
+    publisher.send(records, store.record(make_checkpoint(source, ours[-1].int, [scans])), 30)
+
+    timer = threading.Timer(2.0, other.abort_transaction, args=(30,))
+    timer.start()
+    try:
+        window = DedupWindow(lookback_ms=300_000)
+        window.reset(ours[-1].int)
+        with store.sharing_lookups():
+            stats = store.rebuild(window, RejectMemory(60), [scans], f"{scans}-dlq")
+        assert all(s.int in window for s in ours)
+        assert stats.ids == 3
+    finally:
+        timer.join()
+        publisher.close(5)

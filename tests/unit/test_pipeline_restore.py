@@ -5,6 +5,8 @@ an empty window would publish the whole lookback again."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -28,6 +30,10 @@ class Store:
         self.ready = False
         self.rebuilds = 0
         self.inbox: InboxPosition | None = None
+
+    @contextmanager
+    def sharing_lookups(self) -> Iterator[None]:
+        yield
 
     def read_state(self, *args: Any, **kwargs: Any) -> SourceState:
         checkpoint = make_checkpoint("src", self.watermark, ["scans"], inbox=self.inbox)

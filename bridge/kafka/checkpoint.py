@@ -251,7 +251,7 @@ class CheckpointStore:
     @contextmanager
     def sharing_lookups(self) -> Iterator[None]:
         """Within, the lookups (a topic's partitions, offsets by time, a partition's end) share
-        one client rather than each making its own: a client costs about 4 ms of CPU to make
+        one client rather than each making its own: a client costs 3-5 ms of CPU to make
         and close, and a restore, at every start and takeover of every source, made three."""
         self._sharing = True
         try:

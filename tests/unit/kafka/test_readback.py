@@ -97,13 +97,18 @@ def test_a_watermark_ask_that_finds_no_leader_is_asked_again_after_fresh_metadat
     ask is short, so the plan does not wait out the whole timeout on the dead one."""
     consumer = FakeConsumer(
         watermarks={("s", 0): (0, 3)},
-        failures=[KafkaError._TIMED_OUT, KafkaError.NOT_LEADER_FOR_PARTITION],
+        failures=[
+            KafkaError._TIMED_OUT,
+            KafkaError.NOT_LEADER_FOR_PARTITION,
+            # The next leader, elected, before its high watermark has caught up.
+            KafkaError.OFFSET_NOT_AVAILABLE,
+        ],
     )
     read = plan_reads(consumer, [TopicPartition("s", 0, -1)], 120.0)  # type: ignore[arg-type]
     assert read.ends == {("s", 0): 3}
-    assert len(consumer.asked) == 3
+    assert len(consumer.asked) == 4
     assert max(consumer.asked) <= 5.0
-    assert consumer.refreshed == ["s", "s"]
+    assert consumer.refreshed == ["s", "s", "s"]
 
 
 def test_a_watermark_ask_gives_up_at_the_timeout_with_the_last_error() -> None:

@@ -17,9 +17,7 @@
  * Message.headers(). librdkafka's functions are those confluent-kafka's extension module
  * calls, looked up through it: never another copy.
  */
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
-#include <dlfcn.h>
+#include "_cimpl.h"
 
 /* librdkafka's public ABI (rdkafka.h), declared here so that building needs no headers. */
 typedef struct rd_kafka_headers_s rd_kafka_headers_t;
@@ -43,8 +41,9 @@ typedef struct {
 static PyTypeObject *message_type; /* confluent_kafka.Message; NULL: header() takes nothing */
 static int verified; /* checked() has seen the layout on a real message */
 
-static int load(const char *cimpl_path) {
-    void *lib = dlopen(cimpl_path, RTLD_NOW | RTLD_NOLOAD);
+/* librdkafka's functions as confluent-kafka's extension module resolves them; 0 where that
+ * fails. */
+static int load(void *lib) {
     if (lib == NULL)
         return 0;
     *(void **)&header_cnt = dlsym(lib, "rd_kafka_header_cnt");
@@ -187,22 +186,12 @@ static struct PyModuleDef module = {
 };
 
 PyMODINIT_FUNC PyInit__headers(void) {
-    PyObject *cimpl = PyImport_ImportModule("confluent_kafka.cimpl");
-    if (cimpl == NULL)
+    void *lib;
+    PyTypeObject *type = cimpl_type("Message", &lib);
+    if (type == NULL)
         return NULL;
-    PyObject *type = PyObject_GetAttrString(cimpl, "Message");
-    PyObject *file = PyObject_GetAttrString(cimpl, "__file__");
-    Py_DECREF(cimpl);
-    const char *path = file != NULL && PyUnicode_Check(file) ? PyUnicode_AsUTF8(file) : NULL;
-    if (type == NULL || path == NULL || !PyType_Check(type)) {
-        Py_XDECREF(type);
-        Py_XDECREF(file);
-        PyErr_SetString(PyExc_ImportError, "confluent_kafka.cimpl has no Message type or file");
-        return NULL;
-    }
     /* Without librdkafka's functions, checked() says False to everything. */
-    message_type = load(path) ? (PyTypeObject *)type : NULL;
-    Py_DECREF(file);
+    message_type = load(lib) ? type : NULL;
     if (message_type == NULL)
         Py_DECREF(type);
     return PyModule_Create(&module);

@@ -23,9 +23,8 @@
  * librdkafka is never polled from this code, so confluent-kafka's callbacks keep running
  * only inside its own calls.
  */
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
-#include <dlfcn.h>
+#include "_cimpl.h"
+
 #include <string.h>
 
 /* librdkafka's public ABI (rdkafka.h), declared here so that building needs no headers. */
@@ -54,8 +53,7 @@ static PyObject *s_topic, *s_key, *s_value, *s_headers;
 
 /* librdkafka's functions as confluent-kafka's extension module resolves them (dlsym on its
  * handle searches it and the libraries it was linked with); 0 where that fails. */
-static int load(const char *cimpl_path) {
-    void *lib = dlopen(cimpl_path, RTLD_NOW | RTLD_NOLOAD);
+static int load(void *lib) {
     if (lib == NULL)
         return 0;
     *(void **)&producev = dlsym(lib, "rd_kafka_producev");
@@ -210,22 +208,12 @@ PyMODINIT_FUNC PyInit__produce(void) {
         (s_value = PyUnicode_InternFromString("value")) == NULL ||
         (s_headers = PyUnicode_InternFromString("headers")) == NULL)
         return NULL;
-    PyObject *cimpl = PyImport_ImportModule("confluent_kafka.cimpl");
-    if (cimpl == NULL)
+    void *lib;
+    PyTypeObject *type = cimpl_type("Producer", &lib);
+    if (type == NULL)
         return NULL;
-    PyObject *type = PyObject_GetAttrString(cimpl, "Producer");
-    PyObject *file = PyObject_GetAttrString(cimpl, "__file__");
-    Py_DECREF(cimpl);
-    const char *path = file != NULL && PyUnicode_Check(file) ? PyUnicode_AsUTF8(file) : NULL;
-    if (type == NULL || path == NULL || !PyType_Check(type)) {
-        Py_XDECREF(type);
-        Py_XDECREF(file);
-        PyErr_SetString(PyExc_ImportError, "confluent_kafka.cimpl has no Producer type or file");
-        return NULL;
-    }
     /* Without librdkafka's functions, bind() accepts nothing. */
-    producer_type = load(path) ? (PyTypeObject *)type : NULL;
-    Py_DECREF(file);
+    producer_type = load(lib) ? type : NULL;
     if (producer_type == NULL)
         Py_DECREF(type);
     return PyModule_Create(&module);

@@ -198,11 +198,8 @@ def _environment(group: str) -> dict[str, Any]:
     found: dict[str, Any] = {}
     nested: dict[str, Any] = {}
     for variable, text in os.environ.items():
-        upper = variable.upper()
-        if not upper.startswith(prefix):
-            continue
-        path = upper[len(prefix) :].lower().split("__")
-        if path[0] not in fields:
+        path = _below(prefix, variable)
+        if path is None or path[0] not in fields:
             continue  # _check_env_names has refused or logged it
         if len(path) > 1:
             _set(nested, path, text)
@@ -211,6 +208,16 @@ def _environment(group: str) -> dict[str, Any]:
         else:
             found[path[0]] = text
     return _merged(found, nested)
+
+
+def _below(prefix: str, variable: str) -> list[str] | None:
+    """``variable``'s path under ``prefix`` (``PASSENTRY_FILTERS__STATUS``: filters, status),
+    in any case; None when it is not under it. Reading and checking the names both ask this,
+    so that a variable the settings read is one the check knows."""
+    upper = variable.upper()
+    if not upper.startswith(prefix):
+        return None
+    return upper[len(prefix) :].lower().split("__")
 
 
 def _is_mapping(kind: Any) -> bool:
@@ -265,17 +272,15 @@ def _check_env_names() -> None:
     name there is only logged."""
     for cls in _GROUPS.values():
         prefix = cls.prefix
-        known = [prefix + field.upper() for field in settings_fields(cls)]
+        fields = settings_fields(cls)
         for name in os.environ:
-            upper = name.upper()
-            if not upper.startswith(prefix):
-                continue
-            top = upper.split("__", 1)[0]
-            if top in known:
+            path = _below(prefix, name)
+            if path is None or path[0] in fields:
                 continue
             import difflib  # only to word the error
 
-            hint = difflib.get_close_matches(top, known, n=1)
+            known = [prefix + field.upper() for field in fields]
+            hint = difflib.get_close_matches(prefix + path[0].upper(), known, n=1)
             message = f"{name}: not a setting" + (f"; did you mean {hint[0]}?" if hint else "")
             if prefix == "KAFKA_":
                 log.warning("ignoring unknown environment variable %s", name)

@@ -54,6 +54,17 @@ def _scan(topic: str, source: str, scan: uuid.UUID) -> OutRecord:
     return OutRecord(topic, b"reader", b"value", headers, scan.int >> 80)
 
 
+def _commit_scans(
+    publisher: Publisher, store: CheckpointStore, scans: str, minter: UUIDv7Minter
+) -> list[uuid.UUID]:
+    """Three new scans of the store's source, committed with their checkpoint."""
+    source = store.source_id
+    new = [minter.mint() for _ in range(3)]
+    records = [_scan(scans, source, s) for s in new]
+    publisher.send(records, store.record(make_checkpoint(source, new[-1].int, [scans])), 30)
+    return new
+
+
 def _open_transaction(bootstrap: str, state: str, scans: str) -> Producer:
     """Another source's writer, its transaction begun before ours and left open."""
     other = Producer({"bootstrap.servers": bootstrap, "transactional.id": f"other-{state}"})
@@ -73,15 +84,11 @@ def test_restore_waits_for_another_writers_open_transaction(
     store = CheckpointStore({"bootstrap.servers": kafka_bootstrap}, state, source)
     publisher = _publisher(kafka_bootstrap, source)
     minter = UUIDv7Minter()
-    first = [minter.mint() for _ in range(3)]
-    records = [_scan(scans, source, s) for s in first]
-    publisher.send(records, store.record(make_checkpoint(source, first[-1].int, [scans])), 30)
+    first = _commit_scans(publisher, store, scans, minter)
 
     other = _open_transaction(kafka_bootstrap, state, scans)
     # Committed after the other transaction began: behind its open records on both topics.
-    second = [minter.mint() for _ in range(3)]
-    records = [_scan(scans, source, s) for s in second]
-    publisher.send(records, store.record(make_checkpoint(source, second[-1].int, [scans])), 30)
+    second = _commit_scans(publisher, store, scans, minter)
 
     timer = threading.Timer(2.0, other.commit_transaction, args=(30,))
     timer.start()
@@ -135,10 +142,7 @@ def test_the_window_is_found_behind_another_writers_open_transaction(
     store = CheckpointStore({"bootstrap.servers": kafka_bootstrap}, state, source)
     publisher = _publisher(kafka_bootstrap, source)
     other = _open_transaction(kafka_bootstrap, state, scans)
-    minter = UUIDv7Minter()
-    ours = [minter.mint() for _ in range(3)]
-    records = [_scan(scans, source, s) for s in ours]
-    publisher.send(records, store.record(make_checkpoint(source, ours[-1].int, [scans])), 30)
+    ours = _commit_scans(publisher, store, scans, UUIDv7Minter())
 
     timer = threading.Timer(2.0, other.abort_transaction, args=(30,))
     timer.start()

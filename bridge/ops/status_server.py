@@ -7,9 +7,10 @@ import threading
 from dataclasses import asdict
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from bridge.errors import ListenError
+from bridge.ops.exposition import TextExposition
 from bridge.ops.health import Probe, ProcessHealth
 from bridge.ops.metrics import Metrics
 
@@ -18,14 +19,14 @@ __all__ = ["StatusServer"]
 
 class StatusServer:
     def __init__(self, host: str, port: int, metrics: Metrics, health: ProcessHealth) -> None:
-        registry = metrics.registry
+        exposition = TextExposition(metrics.registry)
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 path = self.path.split("?", 1)[0]
                 if path == "/metrics":
                     metrics.ready.set(1 if health.readiness().ok else 0)
-                    self._send(200, generate_latest(registry), CONTENT_TYPE_LATEST)
+                    self._send(200, exposition.render(), CONTENT_TYPE_LATEST)
                 elif path == "/healthz":
                     self._verdict(health.liveness())
                 elif path == "/readyz":

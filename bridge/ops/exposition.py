@@ -11,7 +11,8 @@ the values and joins.
 This reads the library's Counter, Gauge and Histogram objects below their public surface
 (their children, values and bucket counts), so it only takes those classes, with their own
 sampling, and names that need no escaping; any other collector (``Info``, the lag
-collector) is written by ``generate_latest`` itself, in its place.
+collector), and a gauge whose value a function gives (``set_function``, as the webhook
+receiver's open connections), is written by ``generate_latest`` itself, in its place.
 ``tests/unit/ops/test_exposition.py`` holds the output to ``generate_latest``'s, byte for byte,
 on every metric the bridge has.
 """
@@ -85,13 +86,17 @@ class _Family:
             self._with_sum = metric._upper_bounds[0] >= 0
         self._series: dict[tuple[str, ...], _Series] = {}
 
-    def write(self, out: list[str]) -> None:
+    def write(self, out: list[str]) -> bool:
+        """Append the family's lines; False, with nothing appended, where a child samples
+        its own way (``Gauge.set_function`` replaces a child's sampling on the child)."""
         metric = self._metric
         if self._labelnames:
             with metric._lock:
                 children = list(metric._metrics.items())
         else:
             children = [((), metric)]
+        if any("_child_samples" in vars(child) for _, child in children):
+            return False
         known, series = self._series, {}
         out.append(self._header)
         created: list[str] = []
@@ -109,6 +114,7 @@ class _Family:
         if created:
             out.append(self._created_header)
             out += created
+        return True
 
     def _histogram(self, text: _Series, child: Any, out: list[str]) -> None:
         lines = text.lines
@@ -162,9 +168,7 @@ class TextExposition:
         out: list[str] = []
         for collector in collectors:
             family = self._family(collector)
-            if family is not None:
-                family.write(out)
-            else:
+            if family is None or not family.write(out):
                 out.append(generate_latest(_One(collector)).decode())
         return "".join(out).encode()
 

@@ -51,7 +51,7 @@ def _exercise(metrics: Metrics, rng: random.Random, sources: list[str]) -> None:
         metrics.source_active.labels(source_id).set(1)
         metrics.published_up_to(source_id, 1_765_000_000.0 + rng.random())
     metrics.webhook_requests.labels("", rng.choice(("accepted", *ODD))).inc()
-    metrics.webhook_connections.set(rng.choice(VALUES))
+    metrics.webhook_connections.set_function(lambda: len(sources))  # as the receiver does
     metrics.rebalances.labels("assigned").inc()
     metrics.ready.set(1)
 
@@ -79,6 +79,23 @@ def test_without_created_series_too(monkeypatch: pytest.MonkeyPatch) -> None:
     text = TextExposition(metrics.registry).render()
     assert b"_created" not in text
     assert _without_lag(text) == _without_lag(generate_latest(metrics.registry))
+
+
+def test_a_gauge_whose_value_a_function_gives() -> None:
+    """``set_function`` replaces the sampling of the child it is called on, after the
+    exposition first wrote the gauge, too."""
+    registry = CollectorRegistry()
+    plain = Gauge("connections", "Open.", registry=registry)
+    labelled = Gauge("lag", "Lag.", ["source_id"], registry=registry)
+    labelled.labels("a").set(1)
+    exposition = TextExposition(registry)
+    assert exposition.render() == generate_latest(registry)
+    plain.set_function(lambda: 300)
+    labelled.labels("b").set_function(lambda: 2.5)
+    text = exposition.render()
+    assert text == generate_latest(registry)
+    assert b"connections 300.0" in text
+    assert b'lag{source_id="b"} 2.5' in text
 
 
 def test_odd_numbers_and_bounds() -> None:
@@ -128,7 +145,8 @@ def test_what_it_does_not_write_itself_the_library_writes_in_its_place() -> None
 def test_the_library_writes_none_of_the_bridges_own_families(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The fast path is the one taken: only the Info and the lag collector are handed back."""
+    """The fast path is the one taken: only the Info, the lag collector and the gauge a
+    function gives are handed back."""
     handed: list[bytes] = []
 
     def library(registry: Collector) -> bytes:
@@ -142,7 +160,11 @@ def test_the_library_writes_none_of_the_bridges_own_families(
     TextExposition(metrics.registry).render()
     names = sorted(line.split()[2] for text in handed for line in text.decode().splitlines()
                    if line.startswith("# TYPE"))  # fmt: skip
-    assert names == ["passentry_bridge_build_info", "passentry_bridge_lag_seconds"]
+    assert names == [
+        "passentry_bridge_build_info",
+        "passentry_bridge_lag_seconds",
+        "passentry_bridge_webhook_connections",
+    ]
 
 
 def test_scrapes_while_series_are_added_from_other_threads() -> None:

@@ -218,6 +218,11 @@ class Pipeline:
             # again. The cursor stays at the start, so nothing polled from there is late.
             self._start_ms = self._settings.start_ms
             self.window.read_until_ms = self._start_ms
+            if not state.ever_committed:
+                # Nothing of this source's is there to find. On topics that other sources
+                # share, reading them back would cost every record those published since
+                # ``since``: all of a backlog, for a fleet started together from far back.
+                return Restored(True, self._start_ms, None, None)
             since = self._start_ms - self.window.lookback_ms - self.window.sweep_ms
             rebuilt = self._checkpoints.rebuild(self.window, self.rejects, topics, dlq,
                                                 since_ms=since)  # fmt: skip

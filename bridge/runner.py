@@ -280,7 +280,8 @@ class SourceRunner:
             log.info(
                 "no checkpoint: starting fresh",
                 extra={"since_ms": restored.start_ms,
-                       "published_already": rebuilt.ids if rebuilt else 0},
+                       "published_already": rebuilt.ids if rebuilt else 0,
+                       "records_read": rebuilt.records if rebuilt else 0},
             )  # fmt: skip
         elif restored.watermark is None:
             log.info("checkpoint was reset", extra={"since_ms": restored.start_ms})

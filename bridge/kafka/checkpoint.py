@@ -113,10 +113,20 @@ def repair_key(source_id: str) -> str:
 @dataclass(frozen=True, slots=True)
 class SourceState:
     """What the state topic holds for a source: its checkpoint (None before its first
-    commit), and the topics its repairs and backfills wrote to."""
+    commit), the topics its repairs and backfills wrote to, and whether one of them
+    committed at all (its progress record is there)."""
 
     checkpoint: Checkpoint | None
     repaired_topics: list[str]
+    repaired: bool
+
+    @property
+    def ever_committed(self) -> bool:
+        """Whether a transaction of this source ever committed. Each writer of its records
+        (the live pipeline; a repair, backfill or DLQ replay) commits its checkpoint or
+        progress record in the same transaction, so when neither is here, no topic holds
+        a record of this source."""
+        return self.checkpoint is not None or self.repaired
 
 
 _encode = msgspec.json.Encoder()
@@ -185,7 +195,7 @@ class CheckpointStore:
         bridge ran on yet): a state topic that does not exist holds nothing. A restore
         makes sure the topic exists first and reads strictly."""
         if topic_may_be_missing and not self._topic_exists(timeout_s):
-            return SourceState(None, [])
+            return SourceState(None, [], repaired=False)
         latest = repair = None
         repair_as = repair_key(self.source_id).encode()
         for msg in self._read_to_end([TopicPartition(self.topic, 0, OFFSET_BEGINNING)], timeout_s):
@@ -207,7 +217,7 @@ class CheckpointStore:
                 topics = list(_decode_repair.decode(repair).topics)
             except (msgspec.DecodeError, msgspec.ValidationError):
                 log.warning("unreadable repair progress record", extra={"key": repair_as})
-        return SourceState(checkpoint, topics)
+        return SourceState(checkpoint, topics, repaired=repair is not None)
 
     def rebuild(
         self, window: DedupWindow, rejects: RejectMemory, topics: list[str], dlq_topic: str,

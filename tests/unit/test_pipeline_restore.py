@@ -30,19 +30,28 @@ class Store:
         self.ready = False
         self.rebuilds = 0
         self.inbox: InboxPosition | None = None
+        # What the state topic holds besides: no checkpoint (a first start), and a repair's
+        # or backfill's progress record with the topics it wrote to.
+        self.first_start = False
+        self.repaired: list[str] | None = None
+        self.read_back: list[str] = []
 
     @contextmanager
     def sharing_lookups(self) -> Iterator[None]:
         yield
 
     def read_state(self, *args: Any, **kwargs: Any) -> SourceState:
-        checkpoint = make_checkpoint("src", self.watermark, ["scans"], inbox=self.inbox)
-        return SourceState(checkpoint, [])
+        checkpoint = None
+        if not self.first_start:
+            checkpoint = make_checkpoint("src", self.watermark, ["scans"], inbox=self.inbox)
+        repaired = self.repaired is not None
+        return SourceState(checkpoint, self.repaired or [], repaired=repaired)
 
     def rebuild(
         self, window: DedupWindow, rejects: RejectMemory, topics: list[str], dlq: str, **_: Any
     ) -> WindowRebuild:
         self.rebuilds += 1
+        self.read_back = sorted(set(topics))
         if self.ready:
             window.add_all([self.watermark])
         return WindowRebuild(records=1 if self.ready else 0, topics=sorted(set(topics)))
@@ -91,3 +100,33 @@ def test_the_inbox_position_comes_from_the_checkpoint(restoring: tuple[Any, Stor
     store.inbox = InboxPosition(2, 418)
     pipeline.restore()
     assert pipeline.inbox == InboxPosition(2, 418)
+
+
+def test_a_source_that_never_committed_reads_nothing_back(restoring: tuple[Any, Store]) -> None:
+    """No checkpoint and no repair's progress: no topic can hold a record of this source, so
+    the output topics (which other sources may share, with all they published) are not
+    read."""
+    pipeline, store = restoring
+    store.first_start = True
+    restored = pipeline.restore()
+    assert restored.fresh
+    assert restored.rebuild is None
+    assert store.rebuilds == 0
+    assert len(pipeline.window) == 0
+
+
+@pytest.mark.parametrize("topics", [[], ["scans.routed"]])
+def test_a_first_start_after_a_backfill_reads_back_what_it_wrote(
+    restoring: tuple[Any, Store], topics: list[str]
+) -> None:
+    """A backfill or repair committed for this source before its first live start: what it
+    published is read back (from the topics its progress names, and the fixed ones), even
+    from a progress record that names none."""
+    pipeline, store = restoring
+    store.first_start, store.ready, store.repaired = True, True, topics
+    restored = pipeline.restore()
+    assert restored.fresh
+    assert restored.rebuild is not None
+    assert store.rebuilds == 1
+    assert set(topics) <= set(store.read_back)
+    assert store.watermark in pipeline.window

@@ -55,6 +55,11 @@ log = logging.getLogger(__name__)
 # Scans per Kafka transaction: big enough to amortise the commit, small enough that a
 # failed one costs little to redo.
 _CHUNK = 1000
+# Readers a webhook batch may ask PassEntry for (a request each), and the time it may spend
+# asking: the rest of a batch of many unseen readers (the first after a start) waits for
+# the poll, and a slow API holds a batch up for about a second at most.
+_READER_LOOKUPS = 4
+_READER_LOOKUPS_S = 1.0
 
 
 @dataclass(slots=True)
@@ -109,6 +114,26 @@ class Restored:
     start_ms: int | None
     watermark: str | None
     rebuild: WindowRebuild | None
+
+
+@dataclass(slots=True)
+class _ReaderLookups:
+    """The readers one webhook batch asked PassEntry for: each once, a few at most, and
+    none more once the asking took ``_READER_LOOKUPS_S``."""
+
+    readers: set[str] = field(default_factory=set)
+    spent_s: float = 0.0
+
+    def may_ask(self, reader_id: str) -> bool:
+        return (
+            reader_id not in self.readers
+            and len(self.readers) < _READER_LOOKUPS
+            and self.spent_s < _READER_LOOKUPS_S
+        )
+
+    def asked(self, reader_id: str, seconds: float) -> None:
+        self.readers.add(reader_id)
+        self.spent_s += seconds
 
 
 @dataclass(slots=True)
@@ -394,8 +419,9 @@ class Pipeline:
         left to polling, which publishes or dead-letters it as usual."""
         stats = PushStats(events=len(batch.events))
         fresh: dict[int, Listed] = {}
+        lookups = _ReaderLookups()
         for event in batch.events:
-            for item in self._pushed_scans(event, stats):
+            for item in self._pushed_scans(event, stats, lookups):
                 if item.scan.id_int in fresh:
                     stats.duplicates += 1  # PassEntry delivered the event twice
                 else:
@@ -410,7 +436,11 @@ class Pipeline:
         events.labels("deferred").inc(stats.deferred)
         return stats
 
-    def _pushed_scans(self, event: InboxEvent, stats: PushStats) -> list[Listed]:
+    def _pushed_scans(
+        self, event: InboxEvent, stats: PushStats, lookups: _ReaderLookups
+    ) -> list[Listed]:
+        """The event's scans to publish; a reader no poll showed lately is read with its
+        scan where ``lookups`` allows."""
         try:
             decoded = decode_event(event.body)
         except InvalidWebhookError:
@@ -435,6 +465,10 @@ class Pipeline:
                 continue
             reader_id = scan.resource.reader_id or ""
             reader = self._enricher.recent_reader(reader_id)
+            if reader is None and lookups.may_ask(reader_id):
+                started = time.monotonic()
+                reader = self._enricher.look_up_reader(scan)
+                lookups.asked(reader_id, time.monotonic() - started)
             if reader is None:
                 self._defer(stats, "unknown_reader")
                 continue

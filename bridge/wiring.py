@@ -153,7 +153,10 @@ class Wiring:
 
     def enricher(self, client: PassEntryClient) -> Enricher:
         return Enricher(
-            client.get_pass, self.metrics, PassCache(self.spec.passentry.pass_cache_size)
+            client.get_pass,
+            self.metrics,
+            PassCache(self.spec.passentry.pass_cache_size),
+            look_up_scan=client.look_up_scan,
         )
 
     def encoder(self) -> Encoder:

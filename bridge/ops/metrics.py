@@ -266,7 +266,8 @@ class Metrics:
         self.enrichment_misses = Counter(
             f"{p}_enrichment_misses_total",
             "Scans whose pass or reader was not in the page's included array, by kind"
-            " (pass_fetched, pass_not_found, reader).",
+            " (pass_fetched, pass_not_found, reader; reader_fetched: a webhook's, read with"
+            " its scan).",
             ["source_id", "kind"],
             registry=r,
         )

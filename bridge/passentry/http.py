@@ -53,16 +53,17 @@ class ApiHttp:
         *,
         content: bytes | None = None,
         headers: Mapping[str, str] | None = None,
+        timeout: httpx.Timeout | None = None,
     ) -> httpx.Response:
         """One request, its whole body read; httpx's TransportError and TimeoutException
-        as the transport raises them."""
+        as the transport raises them. ``timeout``: this request's, instead of the client's."""
         request = httpx.Request(
             method,
             # One parse of the finished URL: httpx.Request(params=...) parses it twice more.
             self._base + path + ("?" + urlencode(params) if params else ""),
             headers=self._headers if headers is None else {**self._headers, **headers},
             content=content,
-            extensions=self._extensions,
+            extensions=self._extensions if timeout is None else {"timeout": timeout.as_dict()},
         )
         response = self._transport.handle_request(request)
         try:

@@ -55,16 +55,30 @@ class RequestBudget:
 
     def acquire(self) -> float:
         """Block until the next request may start; return the seconds waited."""
+        return self._wait(self._reserve(math.inf) or 0.0)
+
+    def acquire_within(self, limit_s: float) -> float | None:
+        """:meth:`acquire` if the next start comes within ``limit_s``; else None at once, no
+        start taken: for a request worth making only soon (a webhook batch waits for it)."""
+        wait = self._reserve(limit_s)
+        return None if wait is None else self._wait(wait)
+
+    def _reserve(self, limit_s: float) -> float | None:
+        """Take the next start if it is at most ``limit_s`` away: how far away it is."""
         with self._lock:
             now = self._clock()
             start = max(now, self._blocked_until)
             if len(self._starts) == self._burst:
                 start = max(start, self._starts[0] + self._burst * self._interval)
+            if start - now > limit_s:
+                return None
             self._starts.append(start)
-        wait = start - now
+        return start - now
+
+    def _wait(self, wait: float) -> float:
         if wait > 0:
             self._sleep(wait)
-        return max(wait, 0.0)
+        return wait
 
     def throttled(self) -> None:
         """A 429 came back: slow down."""

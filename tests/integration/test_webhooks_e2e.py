@@ -19,7 +19,14 @@ from passentry_simulator.faults import Faults
 from passentry_simulator.server import SimulatorServer
 from passentry_simulator.store import WorldConfig
 from passentry_simulator.webhooks import WebhookConfig, sign
-from tests.integration.harness import RunningBridge, bridge_config, drain, wait_for
+from tests.integration.harness import (
+    RunningBridge,
+    assert_matches_source,
+    bridge_config,
+    drain,
+    wait_for,
+    wait_for_cycles,
+)
 from tests.support import free_port, sample
 
 SECRET = "whsec-integration-0123456789abcdef0123"
@@ -142,6 +149,35 @@ def test_every_scan_exactly_once_by_either_path(kafka_bootstrap: str, mode: str)
         dupes = sample(metrics, "passentry_bridge_webhook_events_total", outcome="duplicate")
         assert replayed > 0
         assert replayed + dupes >= fired.get("webhook_duplicate", 0) > 0
+
+
+def test_a_reader_no_poll_showed_is_read_with_one_of_its_scans(kafka_bootstrap: str) -> None:
+    """No backlog and no poll during the test: no page ever showed the live scans' readers,
+    and a webhook names a reader only by name and type. Each reader is read in full with
+    one of its scans (``GET /api/v1/scans/{id}``), and every scan is published by webhook,
+    as a poll would have given it."""
+    port, source = free_port(), f"wh-unseen-{uuid.uuid4().hex[:6]}"
+    with webhook_simulator(port, source, seed=13, backlog=0) as sim:
+        pace = {"poll_interval_min_s": 60, "poll_interval_max_s": 60}
+        config = config_for(sim, kafka_bootstrap, source, port, webhooks=True, **pace)
+        with RunningBridge(config, RunOptions(since_ms=0)) as bridge:
+            # The start's poll has read the empty backlog; the next is a minute away.
+            wait_for_cycles(bridge.service.metrics, 1)
+            # Slowly while the readers are new (a batch asks for four at most), then fast.
+            live = generate(sim, 12, rate=4) | generate(sim, 48, rate=30)
+            exactly_once(kafka_bootstrap, config.bridge.scans_topic, live)
+            metrics = bridge.service.metrics
+            requests = dict(sim.sim.stats.requests)
+        assert bridge.exit_code == 0
+    readers = {s.spec.reader.id for s in sim.store.all_scans()}
+    assert sample(metrics, "passentry_bridge_webhook_events_total", outcome="published") == 60
+    assert not sample(metrics, "passentry_bridge_webhook_deferred_total", reason="unknown_reader")
+    fetched = "passentry_bridge_enrichment_misses_total"
+    assert sample(metrics, fetched, kind="reader_fetched") == len(readers)
+    assert requests.get("GET /api/v1/scans/{id}") == len(readers)
+    by_id = {s.id: s for s in sim.store.all_scans()}
+    for record in drain(kafka_bootstrap, config.bridge.scans_topic):
+        assert_matches_source(record, by_id[record.headers["scan-id"].decode()])
 
 
 def test_an_accepted_event_is_in_the_inbox_before_the_200(kafka_bootstrap: str) -> None:

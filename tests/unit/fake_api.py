@@ -68,6 +68,10 @@ class FakeApi:
         self.include_readers = False
         # Passes PassEntry answers 404 for.
         self.missing_passes: set[str] = set()
+        # Scans ``GET /api/v1/scans/{id}`` answers 404 for (not visible there yet), and how
+        # many times in a row it answers 503 first.
+        self.hidden_scans: set[str] = set()
+        self.scan_outages = 0
 
     def add(self, at_ms: int, reader: str = "gate-1", pass_id: str | None = "p-1") -> str:
         value = UUIDv7Minter().mint(at_ms=at_ms) if at_ms else self.minter.mint()
@@ -91,6 +95,8 @@ class FakeApi:
             return httpx.Response(
                 200, json={"data": {"id": pid, "type": "pass", "attributes": {"status": "fetched"}}}
             )
+        if request.url.path.startswith("/api/v1/scans/"):
+            return self._one_scan(request.url.path.rsplit("/", 1)[1])
         q = request.url.params
         after = _ms(q.get("createdAfter"))
         before = _ms(q.get("createdBefore"))
@@ -126,6 +132,19 @@ class FakeApi:
             }
             body["links"] = {"next": None if page >= total_pages else f"https://x/?page={page + 1}"}
         return httpx.Response(200, content=json.dumps(body).encode())
+
+    def _one_scan(self, scan_id: str) -> httpx.Response:
+        """``GET /api/v1/scans/{id}``: the scan, its pass, and its reader in full."""
+        if self.scan_outages > 0:
+            self.scan_outages -= 1
+            return httpx.Response(503, json={"errors": ["Service Unavailable"]})
+        doc = next((d for _, d in self.scans if d["id"] == scan_id), None)
+        if doc is None or scan_id in self.hidden_scans:
+            return httpx.Response(404, json={"errors": ["Not Found"]})
+        rel = doc["relationships"]
+        included = [pass_doc(rel["pass"]["data"]["id"])] if rel["pass"]["data"] else []
+        included.append(reader_doc(rel["reader"]["data"]["id"]))
+        return httpx.Response(200, json={"data": doc, "included": included})
 
 
 def _ms(text: str | None) -> int | None:

@@ -106,7 +106,7 @@ def build(
     )
     return Pipeline(
         reader=reader,
-        enricher=Enricher(client.get_pass, metrics),
+        enricher=Enricher(client.get_pass, metrics, look_up_scan=client.look_up_scan),
         encoder=Encoder(schema, "src") if encoder is None else encoder,
         records=RecordBuilder("src", "dlq", Router("scans", template), SingleObjectFramer(schema)),
         publisher=sink,

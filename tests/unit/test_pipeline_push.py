@@ -150,7 +150,61 @@ def test_a_scan_polled_first_is_a_duplicate_when_its_webhook_comes() -> None:
     assert sink.scan_ids() == [first]
 
 
-def test_a_reader_never_seen_in_full_is_left_to_polling() -> None:
+def test_a_reader_never_seen_in_full_is_read_with_its_scan() -> None:
+    """A webhook names its reader only by name and type. Where no poll showed the reader
+    lately, ``GET /api/v1/scans/{id}`` gives it in full: one request, the record a poll
+    gives, and the reader remembered for the next scans."""
+    now = now_ms()
+    api = FakeApi()
+    api.include_readers = True
+    first = api.add(now - 1_000, reader="new-gate")
+    polled = ListSink()
+    build(api, polled, Metrics()).cycle(threading.Event())
+    by_poll = {dict(r.headers)["scan-id"]: r for r in polled.records}[first]
+
+    sink, metrics = ListSink(), Metrics()
+    p = build(api, sink, metrics)
+    p.cycle(threading.Event(), until_ms=now - 2_000)  # reads nothing: the reader is unseen
+    api.requests.clear()
+    stats = p.publish_pushed(batch(webhook(doc_of(api, first))))
+    assert (stats.published, stats.deferred) == (1, 0)
+    assert [r.url.path for r in api.requests] == [f"/api/v1/scans/{first}"]
+    (by_push,) = sink.records
+    assert (by_push.value, by_push.key, by_push.headers) == (
+        by_poll.value, by_poll.key, by_poll.headers
+    )  # fmt: skip
+    assert sample(metrics, "passentry_bridge_enrichment_misses_total", kind="reader_fetched") == 1
+    # The next scans of that reader, two in one batch, need no request.
+    api.requests.clear()
+    more = [api.add(now - 500, reader="new-gate"), api.add(now - 400, reader="new-gate")]
+    stats = p.publish_pushed(batch(*(webhook(doc_of(api, m)) for m in more)))
+    assert (stats.published, stats.deferred) == (2, 0)
+    assert api.requests == []
+
+
+def test_a_reader_the_api_cannot_give_yet_is_left_to_polling() -> None:
+    """The scan not visible through ``GET /api/v1/scans/{id}`` yet: the scan waits for the
+    poll, as do its reader's other scans in the same batch (asked once)."""
+    now = now_ms()
+    api = FakeApi()
+    api.include_readers = True
+    sink, metrics = ListSink(), Metrics()
+    p = build(api, sink, metrics)
+    p.cycle(threading.Event())
+    scans = [api.add(now - 500, reader="new-gate"), api.add(now - 400, reader="new-gate")]
+    api.hidden_scans.update(scans)
+    api.requests.clear()
+    stats = p.publish_pushed(batch(*(webhook(doc_of(api, s)) for s in scans)))
+    assert (stats.published, stats.deferred) == (0, 2)
+    assert len(api.requests) == 1
+    assert sample(metrics, "passentry_bridge_webhook_deferred_total", reason="unknown_reader") == 2
+    assert sink.scan_ids() == []
+    # The poll publishes them, with the full reader.
+    p.cycle(threading.Event())
+    assert sink.scan_ids() == scans
+
+
+def test_an_api_that_cannot_answer_leaves_the_scan_to_polling() -> None:
     now = now_ms()
     api = FakeApi()
     api.include_readers = True
@@ -158,13 +212,39 @@ def test_a_reader_never_seen_in_full_is_left_to_polling() -> None:
     p = build(api, sink, metrics)
     p.cycle(threading.Event())
     scan_id = api.add(now - 500, reader="new-gate")
+    api.scan_outages = 1_000
+    api.requests.clear()
     stats = p.publish_pushed(batch(webhook(doc_of(api, scan_id))))
     assert (stats.published, stats.deferred) == (0, 1)
-    assert sample(metrics, "passentry_bridge_webhook_deferred_total", reason="unknown_reader") == 1
+    assert len(api.requests) == 1  # one try, no retries
     assert sink.scan_ids() == []
-    # The poll publishes it, with the full reader.
+    # For a while after a failure, no batch asks again.
+    other = api.add(now - 400, reader="other-gate")
+    api.scan_outages = 0
+    stats = p.publish_pushed(batch(webhook(doc_of(api, other))))
+    assert (stats.published, stats.deferred) == (0, 1)
+    assert len(api.requests) == 1
     p.cycle(threading.Event())
-    assert sink.scan_ids() == [scan_id]
+    assert sink.scan_ids() == [scan_id, other]
+
+
+def test_a_batch_reads_at_most_a_few_readers() -> None:
+    """A batch of many readers none of them seen (the first webhooks after a start): a few
+    are read, the rest wait for the poll, so that the batch is not held up for long."""
+    now = now_ms()
+    api = FakeApi()
+    api.include_readers = True
+    sink, metrics = ListSink(), Metrics()
+    p = build(api, sink, metrics)
+    p.cycle(threading.Event())
+    scans = [api.add(now - 500 + i, reader=f"gate-{i}") for i in range(12)]
+    api.requests.clear()
+    stats = p.publish_pushed(batch(*(webhook(doc_of(api, s)) for s in scans)))
+    asked = len(api.requests)
+    assert 0 < asked < len(scans)
+    assert (stats.published, stats.deferred) == (asked, len(scans) - asked)
+    p.cycle(threading.Event())
+    assert sorted(sink.scan_ids()) == sorted(scans)
 
 
 def test_a_pushed_scan_older_than_the_window_is_left_to_the_sweep() -> None:

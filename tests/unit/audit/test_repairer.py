@@ -74,6 +74,9 @@ class NoClient:
     def get_pass(self, pass_id: str) -> None:
         return None
 
+    def look_up_scan(self, scan_id: str) -> None:
+        return None
+
 
 @pytest.fixture
 def wiring(monkeypatch: pytest.MonkeyPatch) -> FakeWiring:

@@ -92,3 +92,40 @@ def test_a_429_widens_the_window() -> None:
     for _ in range(10):
         callers.ask(0.0)
     assert callers.ask(0.0) == pytest.approx(0.11)
+
+
+def test_a_start_taken_only_if_it_comes_soon() -> None:
+    callers = _Callers(9)
+    budget = callers.budget
+    assert budget.acquire_within(0.0) == 0.0  # nothing started yet
+    assert budget.acquire_within(0.05) is None  # the next start is 1/9 s away: not taken
+    assert budget.acquire_within(0.2) == pytest.approx(1 / 9)  # taken, and waited for
+    # A caller that waits keeps its place: what is asked for after it comes after it.
+    assert callers.ask(0.15) == pytest.approx(2 / 9)
+    callers.now = 0.15
+    assert budget.acquire_within(0.15) is None
+    assert budget.acquire_within(0.2) == pytest.approx(3 / 9 - 0.15)
+    # The server asked for a pause: nothing starts before it ends.
+    callers.now = 1.0
+    budget.pause(0.5)
+    assert budget.acquire_within(0.25) is None
+    assert budget.acquire_within(0.6) == pytest.approx(0.5)
+
+
+def test_starts_taken_if_soon_and_waited_for_never_crowd_a_window() -> None:
+    """Starts taken only if soon, beside callers that wait, at random moments: at most
+    ``burst`` in any ``burst/budget`` seconds, as with waiting callers alone."""
+    rng = random.Random(7)
+    callers = _Callers(100)
+    budget = callers.budget
+    at = 0.0
+    for _ in range(2_000):
+        at += rng.expovariate(300)
+        if rng.random() < 0.5:
+            callers.ask(at)
+        else:
+            callers.now = at
+            wait = budget.acquire_within(rng.choice([0.0, 0.01, 0.05]))
+            if wait is not None:
+                callers.starts.append(at + wait)
+    assert _most_in_any_window(callers.starts, budget.burst / 100) <= budget.burst

@@ -415,8 +415,9 @@ class Pipeline:
     def publish_pushed(self, batch: InboxBatch) -> PushStats:
         """Publish the new scans of inbox events, in id order, in one transaction with the
         inbox position. A scan already published (by either path) is skipped; one whose
-        reader the bridge has not seen in full lately, or that is older than the window, is
-        left to polling, which publishes or dead-letters it as usual."""
+        reader the bridge has not seen in full lately and cannot read with the scan now, or
+        that is older than the window, is left to polling, which publishes or dead-letters
+        it as usual."""
         stats = PushStats(events=len(batch.events))
         fresh: dict[int, Listed] = {}
         lookups = _ReaderLookups()

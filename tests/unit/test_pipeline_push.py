@@ -182,15 +182,21 @@ def test_a_reader_never_seen_in_full_is_read_with_its_scan() -> None:
     assert api.requests == []
 
 
-def test_a_reader_the_api_cannot_give_yet_is_left_to_polling() -> None:
-    """The scan not visible through ``GET /api/v1/scans/{id}`` yet: the scan waits for the
-    poll, as do its reader's other scans in the same batch (asked once)."""
-    now = now_ms()
+def _polled_nothing() -> tuple[FakeApi, ListSink, Metrics, Any]:
+    """A source whose poll found nothing yet: no reader known."""
     api = FakeApi()
     api.include_readers = True
     sink, metrics = ListSink(), Metrics()
     p = build(api, sink, metrics)
     p.cycle(threading.Event())
+    return api, sink, metrics, p
+
+
+def test_a_reader_the_api_cannot_give_yet_is_left_to_polling() -> None:
+    """The scan not visible through ``GET /api/v1/scans/{id}`` yet: the scan waits for the
+    poll, as do its reader's other scans in the same batch (asked once)."""
+    now = now_ms()
+    api, sink, metrics, p = _polled_nothing()
     scans = [api.add(now - 500, reader="new-gate"), api.add(now - 400, reader="new-gate")]
     api.hidden_scans.update(scans)
     api.requests.clear()
@@ -206,11 +212,7 @@ def test_a_reader_the_api_cannot_give_yet_is_left_to_polling() -> None:
 
 def test_an_api_that_cannot_answer_leaves_the_scan_to_polling() -> None:
     now = now_ms()
-    api = FakeApi()
-    api.include_readers = True
-    sink, metrics = ListSink(), Metrics()
-    p = build(api, sink, metrics)
-    p.cycle(threading.Event())
+    api, sink, metrics, p = _polled_nothing()
     scan_id = api.add(now - 500, reader="new-gate")
     api.scan_outages = 1_000
     api.requests.clear()
@@ -224,6 +226,7 @@ def test_an_api_that_cannot_answer_leaves_the_scan_to_polling() -> None:
     stats = p.publish_pushed(batch(webhook(doc_of(api, other))))
     assert (stats.published, stats.deferred) == (0, 1)
     assert len(api.requests) == 1
+    assert sample(metrics, "passentry_bridge_webhook_deferred_total", reason="unknown_reader") == 2
     p.cycle(threading.Event())
     assert sink.scan_ids() == [scan_id, other]
 
@@ -232,17 +235,16 @@ def test_a_batch_reads_at_most_a_few_readers() -> None:
     """A batch of many readers none of them seen (the first webhooks after a start): a few
     are read, the rest wait for the poll, so that the batch is not held up for long."""
     now = now_ms()
-    api = FakeApi()
-    api.include_readers = True
-    sink, metrics = ListSink(), Metrics()
-    p = build(api, sink, metrics)
-    p.cycle(threading.Event())
+    api, sink, metrics, p = _polled_nothing()
     scans = [api.add(now - 500 + i, reader=f"gate-{i}") for i in range(12)]
     api.requests.clear()
     stats = p.publish_pushed(batch(*(webhook(doc_of(api, s)) for s in scans)))
     asked = len(api.requests)
     assert 0 < asked < len(scans)
     assert (stats.published, stats.deferred) == (asked, len(scans) - asked)
+    assert (
+        sample(metrics, "passentry_bridge_enrichment_misses_total", kind="reader_fetched") == asked
+    )
     p.cycle(threading.Event())
     assert sorted(sink.scan_ids()) == sorted(scans)
 

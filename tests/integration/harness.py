@@ -16,7 +16,8 @@ from typing import Any
 import avro.io
 import avro.schema
 import fastavro
-from confluent_kafka import Consumer, KafkaError, TopicPartition
+from confluent_kafka import Consumer, IsolationLevel, KafkaError, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient, OffsetSpec
 
 from bridge.avro.schemas import latest
 from bridge.config import Config, load_config
@@ -165,10 +166,30 @@ def drain(
                 )
             )
         if until is not None and not until(records):
-            raise AssertionError(f"gave up after {timeout_s}s with {len(records)} records")
+            raise AssertionError(
+                f"gave up after {timeout_s}s with {len(records)} records;"
+                f" {_how_far(bootstrap, topic, parts)}"
+            )
         return records
     finally:
         consumer.close()
+
+
+def _how_far(bootstrap: str, topic: str, parts: list[int]) -> str:
+    """Each partition's last stable offset against its end: a partition whose records stop
+    short of its end has a transaction open there, which read_committed cannot pass."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    tps = [TopicPartition(topic, p) for p in parts]
+
+    def ends(level: IsolationLevel) -> dict[int, int]:
+        asked = admin.list_offsets({tp: OffsetSpec.latest() for tp in tps}, isolation_level=level)
+        return {tp.partition: f.result().offset for tp, f in asked.items()}
+
+    try:
+        stable, end = ends(IsolationLevel.READ_COMMITTED), ends(IsolationLevel.READ_UNCOMMITTED)
+    except KafkaException as exc:
+        return f"the partitions' ends unknown: {exc}"
+    return ", ".join(f"partition {p} stable to {stable[p]} of {end[p]}" for p in parts)
 
 
 def _partitions(consumer: Consumer, topic: str, deadline: float) -> list[int]:

@@ -79,6 +79,18 @@ class Deployment:
         running = [n for n, (p, _) in self.replicas.items() if p.running()]
         return self.all_owned_once() and all(self.owned(n) for n in running)
 
+    def warnings(self) -> str:
+        """Each replica's warnings and errors, for a failure's message."""
+        out = []
+        for name, (process, _) in self.replicas.items():
+            lines = [
+                line for line in process.log_text().splitlines()
+                if '"level": "warning"' in line or '"level": "error"' in line
+            ]  # fmt: skip
+            out.append(f"--- {name}: {len(lines)} warnings and errors, the last 40:")
+            out.extend(line[:400] for line in lines[-40:])
+        return "\n".join(out)
+
     def stop_all(self) -> None:
         for process, _ in self.replicas.values():
             if process.running():
@@ -153,7 +165,24 @@ def verify_every_source_exactly_once(
     def key(r: Record) -> tuple[str, str]:
         return r.headers["source-id"].decode(), r.headers["scan-id"].decode()
 
-    drain(bootstrap, topics.scans, timeout_s=120, until=lambda rs: {key(r) for r in rs} >= expected)
+    seen: set[tuple[str, str]] = set()
+    counted = [0]
+
+    def all_there(rs: list[Record]) -> bool:
+        seen.update(key(r) for r in rs[counted[0] :])
+        counted[0] = len(rs)
+        return seen >= expected
+
+    try:
+        drain(bootstrap, topics.scans, timeout_s=120, until=all_there)
+    except AssertionError as exc:
+        missing = Counter(source for source, _ in expected - seen)
+        letters = drain(bootstrap, topics.dlq, idle_s=1, timeout_s=20)
+        explained = (
+            f"{exc}\nmissing by source: {dict(missing)}; {len(letters)} dead letters"
+            f"\n{dep.warnings()}"
+        )
+        raise AssertionError(explained) from None
     records = drain(bootstrap, topics.scans, idle_s=3)
     keys = [key(r) for r in records]
     twice = [k for k, n in Counter(keys).items() if n > 1]

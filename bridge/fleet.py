@@ -42,6 +42,7 @@ from bridge.errors import BridgeError, KafkaFatalError, ShutdownRequested
 from bridge.kafka.access import KafkaAccess
 from bridge.kafka.producer import fence, transactional_id
 from bridge.ops.health import Health, ProcessHealth
+from bridge.ops.logs import working_for
 from bridge.ops.metrics import Metrics
 from bridge.runner import EXIT_FATAL, EXIT_OK, Pace, RunOptions, SourceRunner
 from bridge.source import Source
@@ -215,6 +216,10 @@ class Fleet:
         return max(finished, default=EXIT_OK)
 
     def _run(self, spec: SourceConfig, run: _Run) -> None:
+        with working_for(spec.id):
+            self._run_source(spec, run)
+
+    def _run_source(self, spec: SourceConfig, run: _Run) -> None:
         code = EXIT_OK
         after_fatal, after_fenced = Backoff(*_RESTART_AFTER_S), Backoff(*_RESTART_FENCED_AFTER_S)
         try:

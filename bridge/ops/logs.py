@@ -1,5 +1,8 @@
 """Logging: JSON lines when stderr is not a terminal (collectors parse them), text on one;
-and a filter that holds back a line repeated within a minute, counting what it held."""
+a filter that holds back a line repeated within a minute, counting what it held; and the
+source a thread works for, which every line logged on that thread carries as
+``source_id``: many sources share a process, and a line that does not say which one it is
+about is of little use to an operator."""
 
 from __future__ import annotations
 
@@ -8,10 +11,11 @@ import logging
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
-__all__ = ["RepeatFilter", "Repeats", "setup_logging"]
+__all__ = ["RepeatFilter", "Repeats", "carry_source", "setup_logging", "working_for"]
 
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
 
@@ -67,6 +71,38 @@ class RepeatFilter(logging.Filter):
         return True
 
 
+_thread = threading.local()
+
+
+@contextmanager
+def working_for(source_id: str) -> Iterator[None]:
+    """Lines logged on this thread meanwhile carry ``source_id``."""
+    before = getattr(_thread, "source_id", None)
+    _thread.source_id = source_id
+    try:
+        yield
+    finally:
+        _thread.source_id = before
+
+
+def carry_source() -> Callable[[], None]:
+    """An initializer for a pool's threads: they work for this thread's source too."""
+    source_id = getattr(_thread, "source_id", None)
+
+    def init() -> None:
+        _thread.source_id = source_id
+
+    return init
+
+
+class _SourceTag(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        source_id = getattr(_thread, "source_id", None)
+        if source_id is not None and "source_id" not in record.__dict__:
+            record.source_id = source_id
+        return True
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         out: dict[str, Any] = {
@@ -100,6 +136,7 @@ def setup_logging(fmt: str = "auto", level: str = "INFO") -> None:
     use_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if use_json else TextFormatter())
+    handler.addFilter(_SourceTag())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

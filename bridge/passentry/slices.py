@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol, TypeVar
 
+from bridge.ops.logs import carry_source
 from bridge.passentry.client import FetchedPage, PassEntryClient
 from bridge.passentry.pages import DecodedPage, Listed, ListedReject
 
@@ -167,9 +168,13 @@ class SliceReader:
         # End of the last slice committed (its createdBefore); None before the first.
         self.polled_until: int | None = None
         self._next_sweep = clock() + plan.sweep_interval_s
-        self._pool = ThreadPoolExecutor(plan.concurrency, thread_name_prefix="fetch")
+        self._pool = ThreadPoolExecutor(
+            plan.concurrency, thread_name_prefix="fetch", initializer=carry_source()
+        )
         # One slice read ahead at a time, on its own thread: its page fetches use _pool.
-        self._ahead_pool = ThreadPoolExecutor(1, thread_name_prefix="ahead")
+        self._ahead_pool = ThreadPoolExecutor(
+            1, thread_name_prefix="ahead", initializer=carry_source()
+        )
         self._ahead: _Ahead | None = None
         # Every request the caller's thread makes runs on a fetch thread and is waited for
         # through this; the read-ahead thread waits plainly.

@@ -10,7 +10,9 @@
     │   ├── RegistryUnavailableError  the schema registry did not answer usefully
     │   └── KafkaRetriableError       a Kafka call that may succeed if repeated
     │       ├── TransactionAbortedError    aborted; nothing visible: rewind, try again
-    │       └── CommitOutcomeUnknownError  recreate the producer, re-read the checkpoint
+    │       └── ProducerSpentError         recreate the producer, re-read the checkpoint
+    │           ├── CommitOutcomeUnknownError  a commit that did not answer in time
+    │           └── DeliveryFailedError        records timed out or fell out of sequence
     ├── FatalError                    stop and exit non-zero so the orchestrator restarts us
     │   ├── ApiAuthError              401/403: the token is wrong or lacks rights
     │   ├── ApiRequestError           any other 4xx: we sent something PassEntry refuses
@@ -43,6 +45,7 @@ __all__ = [
     "BridgeError",
     "CommitOutcomeUnknownError",
     "ConfigError",
+    "DeliveryFailedError",
     "FatalError",
     "InvalidUUIDv7Error",
     "InvalidWebhookError",
@@ -54,6 +57,7 @@ __all__ = [
     "KafkaTlsError",
     "ListenError",
     "MalformedPageError",
+    "ProducerSpentError",
     "RegistryAuthError",
     "RegistryRequestError",
     "RegistryUnavailableError",
@@ -119,8 +123,18 @@ class TransactionAbortedError(KafkaRetriableError):
     """The transaction was aborted; nothing of it is visible. Rewind and try again."""
 
 
-class CommitOutcomeUnknownError(KafkaRetriableError):
+class ProducerSpentError(KafkaRetriableError):
+    """The producer in hand cannot be trusted with another transaction: recreate it (its
+    ``init_transactions`` settles what is open) and re-read the checkpoint."""
+
+
+class CommitOutcomeUnknownError(ProducerSpentError):
     """A commit did not answer in time: recreate the producer and re-read the checkpoint."""
+
+
+class DeliveryFailedError(ProducerSpentError):
+    """Records of the transaction timed out or fell out of sequence (a broker went away,
+    or came back): nothing of it is visible, and a new producer aborts it."""
 
 
 class FatalError(BridgeError):

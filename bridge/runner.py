@@ -26,9 +26,9 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from bridge.errors import (
-    CommitOutcomeUnknownError,
     FatalError,
     KafkaRetriableError,
+    ProducerSpentError,
     RegistryUnavailableError,
     RetriableError,
     ShutdownRequested,
@@ -188,9 +188,10 @@ class SourceRunner:
                 refused = self._kafka.failure() if self._kafka is not None else None
                 if refused is not None:
                     return self._fatal(refused)
-                if isinstance(exc, CommitOutcomeUnknownError):
-                    # Whether the commit landed is unknown: a new producer settles it, and
-                    # the checkpoint read back says where we are.
+                if isinstance(exc, ProducerSpentError):
+                    # Whether the commit landed is unknown, or the producer's sequence state
+                    # is: a new producer settles the transaction, and the checkpoint read
+                    # back says where we are.
                     self._recreate_producer()
                     restored = False
                 failing_since = failing_since or attempt

@@ -147,8 +147,8 @@ class Source:
             self._pump.serve_for(seconds, stop)
 
     def recreate_producer(self) -> None:
-        """After a commit whose outcome is unknown: a new producer with the same
-        transactional id, which the next restore initialises (that settles it)."""
+        """After a ProducerSpentError: a new producer with the same transactional id,
+        which the next restore initialises (that settles what the old one left open)."""
         self.publisher.recreate()
 
     def close(self, grace_s: float) -> int:

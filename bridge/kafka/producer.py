@@ -11,6 +11,10 @@ librdkafka's error classes decide the reaction:
 - fatal, or fenced by a newer instance with the same ``transactional.id``: stop for good;
 - a commit that keeps failing past its deadline has an unknown outcome: the caller
   recreates the producer (``init_transactions`` settles it) and reads the checkpoint back;
+- a commit failed by records that timed out or fell out of sequence (a broker restarted
+  under the transaction) goes the same way, without an abort: the abort would wait out the
+  records still in flight (up to ``message.timeout.ms``), and the next transaction on that
+  producer failed out of sequence again, another delivery timeout later;
 - refused by an ACL (the transactional id, Write on a topic, Read on the inbox group): a
   fatal :class:`KafkaAuthorizationError` that names the grant. A refused commit is aborted
   first, and an abort that then fails (librdkafka may make it fatal) does not hide why.
@@ -33,6 +37,7 @@ from bridge.config import KafkaSettings
 from bridge.errors import (
     CommitOutcomeUnknownError,
     ConfigError,
+    DeliveryFailedError,
     KafkaAuthorizationError,
     KafkaFatalError,
     KafkaRetriableError,
@@ -62,6 +67,16 @@ T = TypeVar("T")
 
 _BUFFER_FULL_RETRIES = 100
 _FENCED = {KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH}
+# Delivery failures that leave the producer's idempotence state (its sequence numbers per
+# partition) in doubt.
+_OUT_OF_STEP = {
+    KafkaError._MSG_TIMED_OUT,
+    KafkaError._TIMED_OUT,
+    KafkaError._TIMED_OUT_QUEUE,
+    KafkaError.OUT_OF_ORDER_SEQUENCE_NUMBER,
+    KafkaError.UNKNOWN_PRODUCER_ID,
+    KafkaError.INVALID_PRODUCER_ID_MAPPING,
+}
 
 
 # Told where each record landed once the broker has it: (index in records, partition, offset).
@@ -229,8 +244,8 @@ class Publisher:
         self._initialised = True
 
     def recreate(self) -> None:
-        """A fresh producer with the same transactional.id, after an unknown commit outcome;
-        the restore that follows calls :meth:`init`, which settles it."""
+        """A fresh producer with the same transactional.id, after a ProducerSpentError; the
+        restore that follows calls :meth:`init`, which settles what the old one left open."""
         with contextlib.suppress(KafkaException):
             self._producer.flush(0)
         self._use(self._new_producer(self._conf))
@@ -256,8 +271,9 @@ class Publisher:
         ``delivered`` (tracing) is told where each record landed.
 
         Returns acknowledged counts per topic (the checkpoint excluded). Raises
-        TransactionAbortedError (nothing visible; rewind), CommitOutcomeUnknownError
-        (recreate and re-read), or KafkaFatalError (fenced or fatal; stop).
+        TransactionAbortedError (nothing visible; rewind), ProducerSpentError (an unknown
+        outcome, or records that failed delivery: recreate and re-read), or KafkaFatalError
+        (fenced or fatal; stop).
         """
         self._errors.clear()
         counts = Counter(map(_topic, records))
@@ -383,10 +399,27 @@ class Publisher:
                 self._metrics.transactions.labels("aborted").inc()
             raise refused from exc
         self._raise_if_fatal(err, where)
+        if where == "commit_transaction" and err.txn_requires_abort() and self._out_of_step(err):
+            self._metrics.producer_errors.labels("abortable").inc()
+            # Counted now: it ends aborted, by the new producer's init.
+            self._metrics.transactions.labels("aborted").inc()
+            raise DeliveryFailedError(f"{where}: {err}; left to a new producer to abort") from exc
         if err.txn_requires_abort() or err.retriable() or self._errors:
             self._metrics.producer_errors.labels("abortable").inc()
             self._abort_after(f"{where}: {err}", exc)
         raise CommitOutcomeUnknownError(f"{where}: {err}") from exc
+
+    def _out_of_step(self, err: KafkaError) -> bool:
+        """Whether the commit failed on records that timed out or fell out of sequence.
+
+        Records produced natively carry no delivery callback, so their failures are not
+        known one by one: a commit failed by undelivered records (``_INCONSISTENT``) whose
+        errors are unknown is taken as one; a new producer costs only a restore."""
+        if err.code() in _OUT_OF_STEP:
+            return True
+        if self._errors:
+            return any(e.code() in _OUT_OF_STEP for e in self._errors)
+        return err.code() == KafkaError._INCONSISTENT
 
     def _abort_after(self, what: str, cause: BaseException) -> NoReturn:
         try:

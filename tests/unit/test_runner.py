@@ -15,8 +15,10 @@ from bridge.errors import (
     ApiAuthError,
     ApiUnavailableError,
     CommitOutcomeUnknownError,
+    DeliveryFailedError,
     KafkaFatalError,
     KafkaRetriableError,
+    ProducerSpentError,
     RegistryUnavailableError,
     ShutdownRequested,
     TopicMissingError,
@@ -119,7 +121,7 @@ class ScriptedSource:
         if not self.cycles:
             raise AssertionError("the runner went on past the end of the script")
         step = self.cycles.pop(0)
-        if isinstance(step, CommitOutcomeUnknownError):
+        if isinstance(step, ProducerSpentError):
             self.unsettled = True
         if isinstance(step, BaseException):
             raise step
@@ -132,7 +134,7 @@ class ScriptedSource:
         failure = self.waits.pop(0) if self.waits else None
         if failure is not None:
             self.journal.append("wait")
-            if isinstance(failure, CommitOutcomeUnknownError):
+            if isinstance(failure, ProducerSpentError):
                 self.unsettled = True
             raise failure
         stop.wait(seconds)
@@ -275,13 +277,18 @@ def test_a_fatal_error_while_preparing_exits_1() -> None:
     assert run.source.journal == ["prepare"]
 
 
-def test_a_commit_with_an_unknown_outcome_recreates_the_producer_and_restores_first() -> None:
-    source = ScriptedSource(
-        found(),
+@pytest.mark.parametrize(
+    "spent",
+    [
         CommitOutcomeUnknownError("commit_transaction did not complete in 125s"),
-        found(5),
-        then_stop(found(1)),
-    )
+        DeliveryFailedError("commit_transaction: OUT_OF_ORDER_SEQUENCE_NUMBER"),
+    ],
+    ids=["unknown-outcome", "delivery-failed"],
+)
+def test_a_spent_producer_is_recreated_and_the_checkpoint_restored_first(
+    spent: ProducerSpentError,
+) -> None:
+    source = ScriptedSource(found(), spent, found(5), then_stop(found(1)))
     run = Run(source)
     assert run() == EXIT_OK
     assert source.journal == [
@@ -289,7 +296,7 @@ def test_a_commit_with_an_unknown_outcome_recreates_the_producer_and_restores_fi
         "cycle",
         "cycle",
         "recreate",
-        "prepare",  # the checkpoint read back says where the unknown commit left us
+        "prepare",  # the checkpoint read back says where the failed commit left us
         "cycle",
         "cycle",
     ]

@@ -11,6 +11,7 @@ from confluent_kafka import KafkaError
 
 from bridge.errors import (
     CommitOutcomeUnknownError,
+    DeliveryFailedError,
     KafkaFatalError,
     KafkaRetriableError,
     TransactionAbortedError,
@@ -25,6 +26,8 @@ COMMIT_TIMEOUT_S = 20.0
 CALL_TIMEOUT_S = 30.0
 
 TIMED_OUT = KafkaError._TIMED_OUT
+# An abortable error that is not about deliveries (a coordinator's answer to EndTxn, say).
+ABORTABLE = KafkaError.UNKNOWN
 
 
 class Bench:
@@ -183,9 +186,7 @@ def test_a_commit_failing_past_its_deadline_has_an_unknown_outcome(bench: Bench)
 def test_an_abortable_error_aborts_and_nothing_becomes_visible(
     bench: Bench, where: str, after: int, aborted: list[bytes]
 ) -> None:
-    bench.producer.fail(
-        where, error(KafkaError._INCONSISTENT, txn_requires_abort=True), after=after
-    )
+    bench.producer.fail(where, error(ABORTABLE, txn_requires_abort=True), after=after)
     with pytest.raises(TransactionAbortedError, match="transaction aborted"):
         bench.send([scan(1), scan(2)])
     assert bench.producer.visible == []
@@ -199,14 +200,66 @@ def test_an_abortable_error_aborts_and_nothing_becomes_visible(
 
 
 def test_a_failed_delivery_makes_the_commit_abort(bench: Bench) -> None:
-    bench.producer.delivery_errors["dlq"] = KafkaError(
-        KafkaError._MSG_TIMED_OUT, "delivery timed out", retriable=True
-    )
+    bench.producer.delivery_errors["dlq"] = KafkaError(KafkaError.MSG_SIZE_TOO_LARGE, "big")
     with pytest.raises(TransactionAbortedError):
         bench.send([scan(1), dead_letter(2)])
     assert bench.producer.visible == []
     assert bench.transactions("aborted") == 1
-    assert bench.producer_errors("retriable") == 1  # the delivery report, by its class
+    assert bench.producer_errors("abortable") == 2  # the delivery report, and the commit
+
+
+@pytest.mark.parametrize(
+    "code",
+    [KafkaError._MSG_TIMED_OUT, KafkaError.OUT_OF_ORDER_SEQUENCE_NUMBER],
+    ids=["_MSG_TIMED_OUT", "OUT_OF_ORDER_SEQUENCE_NUMBER"],
+)
+def test_records_that_timed_out_or_fell_out_of_sequence_leave_the_abort_to_a_new_producer(
+    bench: Bench, code: int
+) -> None:
+    # A broker restarted under the transaction: its abort would wait out the records still
+    # in flight, and the next transaction on this producer failed out of sequence again.
+    bench.producer.delivery_errors["scans"] = KafkaError(code, "a broker went away")
+    with pytest.raises(DeliveryFailedError, match="left to a new producer to abort"):
+        bench.send([scan(1), scan(2)])
+    spent = bench.producer
+    assert "abort_transaction" not in spent.calls
+    assert spent.visible == []
+    assert bench.transactions("aborted") == 1  # by the next producer's init
+    # The caller recreates the producer; its init settles the transaction left open.
+    bench.publisher.recreate()
+    bench.publisher.init()
+    assert bench.producer is not spent
+    assert bench.send([scan(1), scan(2)]) == {"scans": 2}
+    assert values(bench.producer.visible) == [b"avro-1", b"avro-2", checkpoint().value]
+
+
+@pytest.mark.parametrize(
+    "code",
+    [KafkaError.OUT_OF_ORDER_SEQUENCE_NUMBER, KafkaError._INCONSISTENT],
+    ids=["OUT_OF_ORDER_SEQUENCE_NUMBER", "_INCONSISTENT"],
+)
+def test_a_commit_failed_by_records_whose_errors_are_unknown_is_left_to_a_new_producer(
+    bench: Bench, code: int
+) -> None:
+    # Records produced natively report no failure one by one: librdkafka's commit says only
+    # that some failed delivery (_INCONSISTENT).
+    bench.producer.fail("commit_transaction", error(code, txn_requires_abort=True))
+    with pytest.raises(DeliveryFailedError):
+        bench.send([scan(1)])
+    assert "abort_transaction" not in bench.producer.calls
+    assert bench.producer_errors("abortable") == 1
+
+
+def test_records_refused_for_another_reason_are_aborted_on_the_same_producer(
+    bench: Bench,
+) -> None:
+    bench.producer.delivery_errors["scans"] = KafkaError(KafkaError.MSG_SIZE_TOO_LARGE, "big")
+    bench.producer.fail(
+        "commit_transaction", error(KafkaError._INCONSISTENT, txn_requires_abort=True)
+    )
+    with pytest.raises(TransactionAbortedError):
+        bench.send([scan(1)])
+    assert values(bench.producer.aborted) == [b"avro-1", checkpoint().value]
 
 
 def test_a_latched_delivery_error_turns_an_unclassified_commit_error_into_an_abort(
@@ -283,9 +336,7 @@ def test_init_retries_a_retriable_error_then_gives_up_after_the_call_timeout() -
 
 
 def test_aborting_that_fails_leaves_the_outcome_unknown(bench: Bench) -> None:
-    bench.producer.fail(
-        "commit_transaction", error(KafkaError._INCONSISTENT, txn_requires_abort=True)
-    )
+    bench.producer.fail("commit_transaction", error(ABORTABLE, txn_requires_abort=True))
     bench.producer.fail("abort_transaction", error(TIMED_OUT, retriable=True), takes=WHOLE_TIMEOUT)
     with pytest.raises(CommitOutcomeUnknownError, match="abort failed after commit_transaction"):
         bench.send([scan(1)])
@@ -295,9 +346,7 @@ def test_aborting_that_fails_leaves_the_outcome_unknown(bench: Bench) -> None:
 
 
 def test_aborting_that_finds_the_producer_fenced_is_fatal(bench: Bench) -> None:
-    bench.producer.fail(
-        "commit_transaction", error(KafkaError._INCONSISTENT, txn_requires_abort=True)
-    )
+    bench.producer.fail("commit_transaction", error(ABORTABLE, txn_requires_abort=True))
     bench.producer.fail("abort_transaction", error(KafkaError._FENCED, fatal=True))
     with pytest.raises(KafkaFatalError, match="abort_transaction: fenced"):
         bench.send([scan(1)])

@@ -16,7 +16,14 @@ from typing import Any
 import avro.io
 import avro.schema
 import fastavro
-from confluent_kafka import Consumer, IsolationLevel, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import (
+    Consumer,
+    IsolationLevel,
+    KafkaError,
+    KafkaException,
+    Message,
+    TopicPartition,
+)
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
 from bridge.avro.schemas import latest
@@ -154,17 +161,7 @@ def drain(
                 raise RuntimeError(str(err))
             at_end.discard(msg.partition())
             quiet_since = time.monotonic()
-            records.append(
-                Record(
-                    msg.topic(),
-                    msg.partition(),
-                    msg.offset(),
-                    msg.key(),
-                    msg.value() or b"",
-                    dict(msg.headers() or []),  # type: ignore[arg-type]
-                    msg.timestamp()[1],
-                )
-            )
+            records.append(_record(msg))
         if until is not None and not until(records):
             raise AssertionError(
                 f"gave up after {timeout_s}s with {len(records)} records;"
@@ -173,6 +170,62 @@ def drain(
         return records
     finally:
         consumer.close()
+
+
+def read_to_now(bootstrap: str, topic: str, timeout_s: float = 30.0) -> list[Record]:
+    """Read a topic with read_committed to where each partition's committed records end at
+    the call (some committed meanwhile may come too): for a topic written all along, whose
+    drain would wait for a quiet spell that never comes."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"verify-{uuid.uuid4()}",
+            "isolation.level": "read_committed",
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+        }
+    )
+    try:
+        deadline = time.monotonic() + timeout_s
+        parts = [TopicPartition(topic, p) for p in _partitions(consumer, topic, deadline)]
+        asked = admin.list_offsets(
+            {tp: OffsetSpec.latest() for tp in parts}, isolation_level=IsolationLevel.READ_COMMITTED
+        )
+        ends = {tp.partition: f.result().offset for tp, f in asked.items()}
+        consumer.assign([TopicPartition(topic, p, 0) for p in ends])
+        left = {p for p, end in ends.items() if end > 0}
+        records: list[Record] = []
+        while left:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{topic}: not read to its end in {timeout_s}s")
+            msg = consumer.poll(0.2)
+            if msg is None:
+                continue
+            err = msg.error()
+            if err is not None:
+                if err.code() != KafkaError._PARTITION_EOF:
+                    raise RuntimeError(str(err))
+            else:
+                records.append(_record(msg))
+            p = msg.partition()
+            if p in left and consumer.position([TopicPartition(topic, p)])[0].offset >= ends[p]:
+                left.discard(p)
+        return records
+    finally:
+        consumer.close()
+
+
+def _record(msg: Message) -> Record:
+    return Record(
+        msg.topic(),
+        msg.partition(),
+        msg.offset(),
+        msg.key(),
+        msg.value() or b"",
+        dict(msg.headers() or []),  # type: ignore[arg-type]
+        msg.timestamp()[1],
+    )
 
 
 def _how_far(bootstrap: str, topic: str, parts: list[int]) -> str:

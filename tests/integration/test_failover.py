@@ -4,6 +4,7 @@ and every scan of every source is on the topic exactly once, in id order per par
 
 from __future__ import annotations
 
+import json
 import random
 import re
 import signal
@@ -27,8 +28,9 @@ from tests.integration.eos_harness import (
     Traffic,
     bridge_env,
     free_port,
+    pause_for_fault,
 )
-from tests.integration.harness import Record, drain, wait_for
+from tests.integration.harness import Record, drain, read_to_now, wait_for
 
 SOURCES = 6
 _ACTIVE = re.compile(r'^passentry_bridge_source_active\{source_id="([^"]+)"\} 1\.0$', re.M)
@@ -142,7 +144,12 @@ def timed_takeover(
 
 def committed_sources(bootstrap: str, topics: Topics) -> set[str]:
     """Sources with a checkpoint on the state topic: each has committed a transaction."""
-    return {(r.key or b"").decode() for r in drain(bootstrap, topics.state, idle_s=0.5)}
+    return set(checkpoints_by_source(bootstrap, topics))
+
+
+def checkpoints_by_source(bootstrap: str, topics: Topics) -> Counter[str]:
+    """Checkpoints committed so far by each source: one a transaction."""
+    return Counter((r.key or b"").decode() for r in read_to_now(bootstrap, topics.state))
 
 
 def simulator(seed: int) -> SimulatorServer:
@@ -302,6 +309,53 @@ def test_scale_one_three_one_with_a_broker_restart(
                 verify_every_source_exactly_once(bootstrap, topics, sim, dep)
             finally:
                 dep.stop_all()
+    finally:
+        broker.stop()
+
+
+def test_a_broker_restart_costs_a_source_at_most_one_failed_commit(tmp_path: Path) -> None:
+    """Records in flight when the broker dies time out and fail the commit in hand; the
+    source goes on with a new producer. On the same producer, the next transaction failed
+    again, out of sequence, one more delivery timeout later."""
+    topics = Topics.fresh()
+    broker = LocalBroker(tmp_path / "kafka")
+    bootstrap = broker.start()
+    try:
+        with simulator(939) as sim:
+            dep = deployment(
+                sim, bootstrap, tmp_path, topics,
+                KAFKA_MESSAGE_TIMEOUT_MS="8000", KAFKA_TRANSACTION_TIMEOUT_MS="10000",
+            )  # fmt: skip
+            dep.env["BRIDGE_GROUP_ID"] = ""  # one process runs every source
+            bridge = dep.start("bridge")
+            try:
+                with Traffic(sim, rate=30):
+                    wait_for(
+                        lambda: committed_sources(bootstrap, topics) >= set(dep.sources), 90,
+                        "every source to commit",
+                    )  # fmt: skip
+                    broker.signal(signal.SIGKILL)
+                    pause_for_fault(1.0)
+                    broker.restart()
+                    before = checkpoints_by_source(bootstrap, topics)
+                    wait_for(
+                        lambda: all(
+                            n >= before[s] + 2
+                            for s, n in checkpoints_by_source(bootstrap, topics).items()
+                        ),
+                        120,
+                        "every source to commit twice after the restart",
+                    )  # fmt: skip
+                verify_every_source_exactly_once(bootstrap, topics, sim, dep)
+            finally:
+                dep.stop_all()
+            failed = Counter(
+                line["source_id"] for line in map(json.loads, bridge.log_text().splitlines())
+                if line["msg"].startswith("poll cycle failed")
+                and line["error"].startswith("commit_transaction")
+            )  # fmt: skip
+            assert failed, "no commit failed: the restart hit no transaction"
+            assert max(failed.values()) == 1, f"failed commits by source: {dict(failed)}"
     finally:
         broker.stop()
 

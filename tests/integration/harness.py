@@ -189,10 +189,7 @@ def read_to_now(bootstrap: str, topic: str, timeout_s: float = 30.0) -> list[Rec
     try:
         deadline = time.monotonic() + timeout_s
         parts = [TopicPartition(topic, p) for p in _partitions(consumer, topic, deadline)]
-        asked = admin.list_offsets(
-            {tp: OffsetSpec.latest() for tp in parts}, isolation_level=IsolationLevel.READ_COMMITTED
-        )
-        ends = {tp.partition: f.result().offset for tp, f in asked.items()}
+        ends = _stable_ends(admin, parts, deadline)
         consumer.assign([TopicPartition(topic, p, 0) for p in ends])
         left = {p for p, end in ends.items() if end > 0}
         records: list[Record] = []
@@ -203,17 +200,35 @@ def read_to_now(bootstrap: str, topic: str, timeout_s: float = 30.0) -> list[Rec
             if msg is None:
                 continue
             err = msg.error()
-            if err is not None:
-                if err.code() != KafkaError._PARTITION_EOF:
-                    raise RuntimeError(str(err))
-            else:
+            if err is None:
                 records.append(_record(msg))
+            elif err.code() != KafkaError._PARTITION_EOF:
+                if err.fatal():
+                    raise RuntimeError(str(err))
+                continue  # librdkafka recovers from the others itself (a broker just back)
             p = msg.partition()
             if p in left and consumer.position([TopicPartition(topic, p)])[0].offset >= ends[p]:
                 left.discard(p)
         return records
     finally:
         consumer.close()
+
+
+def _stable_ends(
+    admin: AdminClient, parts: list[TopicPartition], deadline: float
+) -> dict[int, int]:
+    """Each partition's last stable offset; asked again while a broker just back answers
+    with a transient error (a leader epoch it does not know yet, say)."""
+    while True:
+        asked = admin.list_offsets(
+            {tp: OffsetSpec.latest() for tp in parts}, isolation_level=IsolationLevel.READ_COMMITTED
+        )
+        try:
+            return {tp.partition: f.result().offset for tp, f in asked.items()}
+        except KafkaException:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
 
 
 def _record(msg: Message) -> Record:

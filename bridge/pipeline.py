@@ -415,9 +415,9 @@ class Pipeline:
     def publish_pushed(self, batch: InboxBatch) -> PushStats:
         """Publish the new scans of inbox events, in id order, in one transaction with the
         inbox position. A scan already published (by either path) is skipped; one whose
-        reader the bridge has not seen in full lately and cannot read with the scan now, or
-        that is older than the window, is left to polling, which publishes or dead-letters
-        it as usual."""
+        reader the bridge has not seen in full lately and cannot read with the scan now (nor
+        before polling has caught up to it), or that is older than the window, is left to
+        polling, which publishes or dead-letters it as usual."""
         stats = PushStats(events=len(batch.events))
         fresh: dict[int, Listed] = {}
         lookups = _ReaderLookups()
@@ -466,7 +466,7 @@ class Pipeline:
                 continue
             reader_id = scan.resource.reader_id or ""
             reader = self._enricher.recent_reader(reader_id)
-            if reader is None and lookups.may_ask(reader_id):
+            if reader is None and self._polled_near(scan.id_int) and lookups.may_ask(reader_id):
                 started = time.monotonic()
                 reader = self._enricher.look_up_reader(scan)
                 lookups.asked(reader_id, time.monotonic() - started)
@@ -476,6 +476,14 @@ class Pipeline:
             page.readers[reader_id] = reader
             found.append(Listed(scan, page, f"webhook:{decoded.event_id}"))
         return found
+
+    def _polled_near(self, scan_id: int) -> bool:
+        """Whether polling has read to within a lookback of the scan. Before that (a start,
+        or a poll catching up from far behind) older scans of its partition may still be
+        unpublished: a scan published now by webhook would come before them, so one whose
+        reader is unseen waits for the poll, which reaches the scans in order."""
+        polled = self._reader.polled_until
+        return polled is not None and int_millis(scan_id) - polled <= self.window.lookback_ms
 
     def _defer(self, stats: PushStats, reason: str) -> None:
         stats.deferred += 1

@@ -182,6 +182,30 @@ def test_a_reader_never_seen_in_full_is_read_with_its_scan() -> None:
     assert api.requests == []
 
 
+@pytest.mark.parametrize("polled_until_s", [None, 120], ids=["not-yet", "far-behind"])
+def test_before_polling_caught_up_an_unseen_readers_scan_waits_for_the_poll(
+    polled_until_s: int | None,
+) -> None:
+    """At a start (the backlog's poll in flight), or with polling far behind, older scans of
+    the partition may still be unpublished: the webhook's scan would come before them. It
+    is left to the poll, without a request, and counted as deferred."""
+    now = now_ms()
+    api = FakeApi()
+    api.include_readers = True
+    sink, metrics = ListSink(), Metrics()
+    p = build(api, sink, metrics)
+    if polled_until_s is not None:  # read up to two lookbacks (of 60 s) ago
+        p.cycle(threading.Event(), until_ms=now - polled_until_s * 1000)
+    scan_id = api.add(now - 500, reader="new-gate")
+    api.requests.clear()
+    stats = p.publish_pushed(batch(webhook(doc_of(api, scan_id))))
+    assert (stats.published, stats.deferred) == (0, 1)
+    assert api.requests == []
+    assert sink.scan_ids() == []
+    deferred = "passentry_bridge_webhook_deferred_total"
+    assert sample(metrics, deferred, reason="unknown_reader") == 1
+
+
 def _polled_nothing() -> tuple[FakeApi, ListSink, Metrics, Any]:
     """A source whose poll found nothing yet: no reader known."""
     api = FakeApi()

@@ -24,12 +24,12 @@ from typing import IO
 
 import httpx
 from confluent_kafka import IsolationLevel, TopicPartition
-from confluent_kafka.admin import AdminClient, OffsetSpec
+from confluent_kafka.admin import AdminClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from passentry_simulator.server import SimulatorServer
 from scripts.lib.kafka_local import Broker
-from tests.integration.harness import Record, drain, wait_for
+from tests.integration.harness import Record, drain, partition_ends, wait_for
 from tests.support import free_port
 
 BRIDGE = str(Path(sys.executable).with_name("passentry-bridge"))
@@ -281,15 +281,8 @@ def open_transaction(bootstrap: str, topic: str) -> bool:
     admin = AdminClient({"bootstrap.servers": bootstrap})
     md = admin.list_topics(topic, timeout=10)
     parts = [TopicPartition(topic, p) for p in md.topics[topic].partitions]
-
-    def ends(level: IsolationLevel) -> dict[int, int]:
-        result = admin.list_offsets(
-            {tp: OffsetSpec.latest() for tp in parts}, isolation_level=level
-        )
-        return {tp.partition: f.result().offset for tp, f in result.items()}
-
-    committed = ends(IsolationLevel.READ_COMMITTED)
-    uncommitted = ends(IsolationLevel.READ_UNCOMMITTED)
+    committed = partition_ends(admin, parts, IsolationLevel.READ_COMMITTED)
+    uncommitted = partition_ends(admin, parts, IsolationLevel.READ_UNCOMMITTED)
     return any(committed[p] < uncommitted[p] for p in committed)
 
 

@@ -124,16 +124,7 @@ def drain(
 ) -> list[Record]:
     """Read a topic from the start with read_committed until ``until(records)`` holds
     (or, without it, until the topic is quiet for ``idle_s`` at its end)."""
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"verify-{uuid.uuid4()}",
-            "isolation.level": "read_committed",
-            "enable.auto.commit": False,
-            "auto.offset.reset": "earliest",
-            "enable.partition.eof": True,
-        }
-    )
+    consumer = _committed_reader(bootstrap)
     records: list[Record] = []
     try:
         deadline = time.monotonic() + timeout_s
@@ -177,15 +168,7 @@ def read_to_now(bootstrap: str, topic: str, timeout_s: float = 30.0) -> list[Rec
     the call (some committed meanwhile may come too): for a topic written all along, whose
     drain would wait for a quiet spell that never comes."""
     admin = AdminClient({"bootstrap.servers": bootstrap})
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"verify-{uuid.uuid4()}",
-            "isolation.level": "read_committed",
-            "enable.auto.commit": False,
-            "enable.partition.eof": True,
-        }
-    )
+    consumer = _committed_reader(bootstrap)
     try:
         deadline = time.monotonic() + timeout_s
         parts = [TopicPartition(topic, p) for p in _partitions(consumer, topic, deadline)]
@@ -220,15 +203,36 @@ def _stable_ends(
     """Each partition's last stable offset; asked again while a broker just back answers
     with a transient error (a leader epoch it does not know yet, say)."""
     while True:
-        asked = admin.list_offsets(
-            {tp: OffsetSpec.latest() for tp in parts}, isolation_level=IsolationLevel.READ_COMMITTED
-        )
         try:
-            return {tp.partition: f.result().offset for tp, f in asked.items()}
+            return partition_ends(admin, parts, IsolationLevel.READ_COMMITTED)
         except KafkaException:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.5)
+
+
+def partition_ends(
+    admin: AdminClient, parts: list[TopicPartition], level: IsolationLevel
+) -> dict[int, int]:
+    """Where each partition ends for a reader at ``level``: its last stable offset
+    (read_committed) or its high watermark (read_uncommitted)."""
+    asked = admin.list_offsets({tp: OffsetSpec.latest() for tp in parts}, isolation_level=level)
+    return {tp.partition: f.result().offset for tp, f in asked.items()}
+
+
+def _committed_reader(bootstrap: str) -> Consumer:
+    """A consumer of its own group that reads committed records and reports each
+    partition's end."""
+    return Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"verify-{uuid.uuid4()}",
+            "isolation.level": "read_committed",
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "enable.partition.eof": True,
+        }
+    )
 
 
 def _record(msg: Message) -> Record:
@@ -248,13 +252,9 @@ def _how_far(bootstrap: str, topic: str, parts: list[int]) -> str:
     short of its end has a transaction open there, which read_committed cannot pass."""
     admin = AdminClient({"bootstrap.servers": bootstrap})
     tps = [TopicPartition(topic, p) for p in parts]
-
-    def ends(level: IsolationLevel) -> dict[int, int]:
-        asked = admin.list_offsets({tp: OffsetSpec.latest() for tp in tps}, isolation_level=level)
-        return {tp.partition: f.result().offset for tp, f in asked.items()}
-
     try:
-        stable, end = ends(IsolationLevel.READ_COMMITTED), ends(IsolationLevel.READ_UNCOMMITTED)
+        stable = partition_ends(admin, tps, IsolationLevel.READ_COMMITTED)
+        end = partition_ends(admin, tps, IsolationLevel.READ_UNCOMMITTED)
     except KafkaException as exc:
         return f"the partitions' ends unknown: {exc}"
     return ", ".join(f"partition {p} stable to {stable[p]} of {end[p]}" for p in parts)
